@@ -1,0 +1,98 @@
+"""The long-running daemon: polls with jitter, reconciles, and can be triggered at once.
+
+APScheduler owns the timing: one interval job with jitter (``max_instances=1``, coalesced),
+so passes never overlap and a burst of triggers collapses into one pass. ``trigger()`` is what
+webhooks and API writes call: it moves the next run to now instead of waiting for the poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from reconciler.engine import Engine, PassResult
+
+log = logging.getLogger("odooops.daemon")
+
+JOB_ID = "reconcile"
+
+
+class Daemon:
+    def __init__(
+        self,
+        engine: Engine,
+        interval: int | None = None,
+        jitter: int | None = None,
+        on_pass: Callable[[PassResult], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self._interval_override = interval
+        self._jitter_override = jitter
+        self._on_pass = on_pass
+        self._stopped = threading.Event()
+        self._scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
+        self._schedule: tuple[int, int] | None = None
+
+    def _timing(self) -> tuple[int, int]:
+        platform = self.engine.last_good.platform if self.engine.last_good else None
+        interval = self._interval_override or (platform.interval if platform else 60)
+        jitter = (
+            self._jitter_override
+            if self._jitter_override is not None
+            else (platform.jitter if platform else 15)
+        )
+        return interval, jitter
+
+    def _run_pass(self) -> None:
+        try:
+            result = self.engine.reconcile()
+        except Exception:  # the loop must survive anything; the next pass retries
+            log.exception("reconcile pass crashed")
+            return
+        if self._on_pass is not None:
+            self._on_pass(result)
+        timing = self._timing()
+        if timing != self._schedule:  # odooops.yaml changed the poll interval
+            self._schedule = timing
+            self._scheduler.reschedule_job(
+                JOB_ID, trigger=IntervalTrigger(seconds=timing[0], jitter=timing[1])
+            )
+
+    def trigger(self) -> None:
+        """Run a pass as soon as the current one (if any) is done."""
+        job = self._scheduler.get_job(JOB_ID)
+        if job is not None:
+            job.modify(
+                next_run_time=datetime.now(job.next_run_time.tzinfo if job.next_run_time else None)
+            )
+
+    def run(self) -> None:
+        """Block until SIGINT/SIGTERM; the first pass starts immediately."""
+        interval, jitter = self._timing()
+        self._schedule = (interval, jitter)
+        self._scheduler.add_job(
+            self._run_pass,
+            IntervalTrigger(seconds=interval, jitter=jitter),
+            id=JOB_ID,
+            next_run_time=datetime.now().astimezone(),
+        )
+        self._scheduler.start()
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: stopping after the current step", signum)
+            self._stopped.set()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        self._stopped.wait()
+        self._scheduler.shutdown(wait=True)
+
+    def stop(self) -> None:
+        self._stopped.set()

@@ -1,0 +1,150 @@
+"""From a validated state commit and the app repositories to the desired world.
+
+Deterministic given its inputs: the app repositories are read from local mirrors (fetched
+before), base image IDs and ports are handed in. An environment that cannot be resolved
+(branch gone, invalid ``.odooops.yaml``, app repository unreachable, over quota) is *held*:
+reported, and its live objects left exactly as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reconciler import policies
+from reconciler.errors import InvalidState, OdooOpsError
+from reconciler.model import (
+    Desired,
+    DesiredEnvironment,
+    EnvironmentSpec,
+    EnvKey,
+    Project,
+    StateConfig,
+)
+
+APP_CONFIG = ".odooops.yaml"
+APP_ROOT = "/opt/odooops/app"
+BUILD_RECIPE = 1
+
+
+class AppRepo(Protocol):
+    """What resolution needs of an app repository (``GitSource`` satisfies it)."""
+
+    def branches(self) -> dict[str, str]: ...
+
+    def resolve(self, rev: str) -> str: ...
+
+    def read_file(self, commit: str, path: str) -> bytes | None: ...
+
+    def tree_id(self, commit: str, path: str = "") -> str: ...
+
+
+AppConfigLoader = Callable[[bytes, str], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The impure facts resolution needs, gathered by the engine before calling ``resolve``."""
+
+    apps: Mapping[str, AppRepo | OdooOpsError]  # project -> repo, or why it is unavailable
+    owners: Mapping[str, Mapping[str, str]]  # project -> branch -> head author e-mail
+    base_images: Mapping[str, str]  # image reference -> local image ID
+    port_for: Callable[[EnvKey], int]
+    load_app_config: AppConfigLoader
+
+
+def image_tag(project: Project, base_id: str, tree_id: str) -> str:
+    """Content address of an environment image: base image, app tree and build recipe."""
+    digest = hashlib.sha256(f"{base_id}|{tree_id}|{BUILD_RECIPE}".encode()).hexdigest()[:16]
+    return f"odooops/{project.name}:{digest}"
+
+
+def container_addons_paths(project: Project) -> tuple[str, ...]:
+    return tuple(posixpath.normpath(posixpath.join(APP_ROOT, p)) for p in project.addons_paths)
+
+
+def resolve(config: StateConfig, inputs: Inputs) -> Desired:
+    specs = list(config.environments)
+    for name in sorted(config.projects):
+        repo = inputs.apps.get(name)
+        if repo is not None and not isinstance(repo, OdooOpsError):
+            specs.extend(
+                policies.auto_environments(
+                    name,
+                    config.policies,
+                    repo.branches(),
+                    config.environments,
+                    inputs.owners.get(name, {}),
+                )
+            )
+    held: dict[EnvKey, str] = policies.over_quota(
+        specs, config.platform.quotas.dev_environments_per_user
+    )
+    envs: dict[EnvKey, DesiredEnvironment] = {}
+    for spec in specs:
+        if spec.key in held:
+            continue
+        try:
+            envs[spec.key] = _resolve_one(config, spec, inputs)
+        except OdooOpsError as exc:
+            held[spec.key] = exc.message
+    return Desired(config.commit, envs, held)
+
+
+def _resolve_one(config: StateConfig, spec: EnvironmentSpec, inputs: Inputs) -> DesiredEnvironment:
+    project = config.projects[spec.key.project]
+    repo = inputs.apps[project.name]
+    if isinstance(repo, OdooOpsError):
+        raise repo
+    if spec.revision == "track":
+        head = repo.branches().get(spec.branch)
+        if head is None:
+            raise OdooOpsError(
+                f"branch {spec.branch} does not exist in {project.name}'s repository",
+                code="branch_missing",
+                remediation=f"push the branch, or edit environments/{spec.key}.yaml",
+            )
+        revision = head
+    else:
+        revision = repo.resolve(spec.revision)
+    raw_app = repo.read_file(revision, APP_CONFIG)
+    app: Mapping[str, Any] = {}
+    if raw_app is not None:
+        try:
+            app = inputs.load_app_config(raw_app, f"{project.name}@{revision[:12]}:{APP_CONFIG}")
+        except InvalidState as exc:
+            raise OdooOpsError(
+                exc.message + "".join(f"; {p}" for p in exc.problems),
+                code="invalid_app_config",
+                remediation=exc.remediation,
+            ) from exc
+    settings = policies.resolve_settings(
+        spec.tier, config.platform.tier_overrides, app.get("tiers", {}), spec.overrides
+    )
+    modules = tuple(dict.fromkeys(("base", *project.modules, *app.get("modules", ()))))
+    base_id = inputs.base_images.get(project.image)
+    if base_id is None:
+        raise OdooOpsError(
+            f"base image {project.image} is not available",
+            code="image_missing",
+            remediation=f"docker pull {project.image}",
+        )
+    server = None
+    if not spec.tier.dedicated_database:
+        server = config.platform.database_servers[project.database_server]
+    return DesiredEnvironment(
+        spec=spec,
+        project=project,
+        revision=revision,
+        image=image_tag(project, base_id, repo.tree_id(revision)),
+        settings=settings,
+        modules=modules,
+        addons_paths=container_addons_paths(project),
+        port=inputs.port_for(spec.key),
+        server=server,
+        dev_db_image=config.platform.dev_db_image,
+        state_commit=config.commit,
+    )

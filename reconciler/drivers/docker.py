@@ -1,0 +1,489 @@
+"""Docker driver: networks, volumes, images and containers of environments on one host.
+
+Every object we create carries ``odooops.*`` labels, including the daemon's instance name, so
+observation is one filtered listing per object type and several daemons (or test runs) on one
+engine never see, let alone prune, each other's objects. Secrets reach containers as files
+copied into the created container before it starts (``put_archive``), so they appear in no
+``docker inspect`` output, no environment variable and no host file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import tarfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from reconciler.errors import DriverError, sanitize
+from reconciler.model import LABEL_PREFIX, DesiredEnvironment, EnvKey
+from reconciler.observed import ObservedContainer, Role
+
+SECRET_DIR = "/run/odooops"
+PASSWORD_FILE = f"{SECRET_DIR}/db_password"
+APP_ROOT = "/opt/odooops/app"
+FILESTORE = "/var/lib/odoo"
+HEALTH_CMD = (
+    "import sys, urllib.request; "
+    "sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8069/web/health', timeout=4)"
+    ".status == 200 else 1)"
+)
+_SECONDS = 1_000_000_000
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+def _label(name: str) -> str:
+    return LABEL_PREFIX + name
+
+
+@dataclass(frozen=True)
+class DockerListing:
+    """One pass's raw view of the engine, grouped by environment."""
+
+    networks: frozenset[EnvKey] = frozenset()
+    volumes: Mapping[EnvKey, frozenset[str]] = field(default_factory=dict)
+    containers: Mapping[EnvKey, Mapping[Role, ObservedContainer]] = field(default_factory=dict)
+    stale: Mapping[EnvKey, tuple[str, ...]] = field(default_factory=dict)
+    protected: frozenset[EnvKey] = frozenset()
+    images: frozenset[str] = frozenset()
+
+
+class DockerDriver:
+    """The only code that talks to the Docker engine."""
+
+    def __init__(
+        self, instance: str, base_url: str | None = None, health_interval: int = 5
+    ) -> None:
+        self.instance = instance
+        self.health_interval = health_interval
+        try:
+            self.client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+            self.client.ping()
+            self._ncpu = int(self.client.info().get("NCPU", 1))
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DriverError(
+                f"the Docker engine is unreachable: {exc}",
+                code="docker_unreachable",
+                remediation="start it (sudo scripts/setup.sh services) and check: docker info",
+            ) from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ----------------------------------------------------------------------------- labels
+    def labels(self, key: EnvKey, **extra: str) -> dict[str, str]:
+        base = {_label("instance"): self.instance, _label("managed-by"): "odooops"}
+        base.update(key.labels())
+        base.update({_label(k.replace("_", "-")): v for k, v in extra.items()})
+        return base
+
+    def _filters(self) -> dict[str, list[str]]:
+        return {"label": [f"{_label('instance')}={self.instance}"]}
+
+    # ---------------------------------------------------------------------------- observe
+    def observe(self) -> DockerListing:
+        """Three listings (networks, volumes, containers) and one of images; no inspect calls."""
+        with self._errors("list Docker objects"):
+            nets = self.client.api.networks(filters=self._filters())
+            vols = self.client.api.volumes(filters=self._filters()).get("Volumes") or []
+            conts = self.client.api.containers(all=True, filters=self._filters())
+            imgs = self.client.api.images(filters={"label": [f"{_label('built-by')}=odooops"]})
+        networks = {k for n in nets if (k := _key(n.get("Labels")))}
+        protected = {k for n in nets if (k := _key(n.get("Labels"))) and _protected(n)}
+        volumes: dict[EnvKey, set[str]] = {}
+        for v in vols:
+            if key := _key(v.get("Labels")):
+                volumes.setdefault(key, set()).add(v["Name"])
+                if _protected(v):
+                    protected.add(key)
+        containers: dict[EnvKey, dict[Role, ObservedContainer]] = {}
+        stale: dict[EnvKey, list[str]] = {}
+        for c in conts:
+            labels = c.get("Labels") or {}
+            key = _key(labels)
+            if key is None:
+                continue
+            name = c["Names"][0].lstrip("/")
+            role = labels.get(_label("role"), "")
+            if _protected(c):
+                protected.add(key)
+            expected = {Role.ODOO: key.odoo_container, Role.DB: key.db_container}
+            if role not in (Role.ODOO, Role.DB) or name != expected[Role(role)]:
+                stale.setdefault(key, []).append(name)
+                continue
+            health = _HEALTH.search(c.get("Status", ""))
+            port = labels.get(_label("port"))
+            containers.setdefault(key, {})[Role(role)] = ObservedContainer(
+                name=name,
+                role=Role(role),
+                state=c.get("State", "unknown"),
+                health=None if health is None else health.group(1).replace("health: ", ""),
+                spec_hash=labels.get(_label("spec-hash")),
+                revision=labels.get(_label("revision")),
+                image=c.get("Image"),
+                port=int(port) if port else None,
+                protected=_protected(c),
+            )
+        images = frozenset(t for i in imgs for t in (i.get("RepoTags") or []))
+        return DockerListing(
+            networks=frozenset(networks),
+            volumes={k: frozenset(v) for k, v in volumes.items()},
+            containers=containers,
+            stale={k: tuple(sorted(v)) for k, v in stale.items()},
+            protected=frozenset(protected),
+            images=images,
+        )
+
+    # --------------------------------------------------------------------- networks/volumes
+    def create_network(self, key: EnvKey, protected: bool) -> None:
+        with self._errors(f"create network {key.network}"):
+            existing = self.client.networks.list(names=[key.network])
+            if not any(n.name == key.network for n in existing):
+                self.client.networks.create(
+                    key.network,
+                    driver="bridge",
+                    labels=self.labels(key, protected=str(protected).lower()),
+                )
+
+    def remove_network(self, name: str) -> None:
+        with self._errors(f"remove network {name}"):
+            for net in self.client.networks.list(names=[name]):
+                if net.name == name:
+                    net.remove()
+
+    def create_volume(self, key: EnvKey, name: str, protected: bool) -> None:
+        with self._errors(f"create volume {name}"):
+            self.client.volumes.create(
+                name=name, labels=self.labels(key, protected=str(protected).lower())
+            )
+
+    def remove_volume(self, name: str) -> None:
+        with self._errors(f"remove volume {name}"), contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(name).remove(force=True)
+
+    # ------------------------------------------------------------------------------ images
+    def has_image(self, ref: str) -> bool:
+        try:
+            self.client.images.get(ref)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.APIError as exc:
+            raise DriverError(f"cannot inspect image {ref}: {exc.explanation}") from exc
+
+    def image_id(self, ref: str, *, pull: bool = True) -> str:
+        """The local image ID of a base image, pulling it once when absent."""
+        try:
+            return str(self.client.images.get(ref).id)
+        except docker.errors.ImageNotFound:
+            if not pull:
+                raise DriverError(
+                    f"image {ref} is not available locally",
+                    code="image_missing",
+                    remediation=f"docker pull {ref}",
+                ) from None
+        try:
+            return str(self.client.images.pull(ref).id)
+        except docker.errors.DockerException as exc:
+            raise DriverError(
+                f"base image {ref} is not available locally and cannot be pulled",
+                code="image_missing",
+                remediation=f"docker pull {ref}  (or set odoo.image in the project file)",
+            ) from exc
+
+    def build_image(self, tag: str, base: str, app_tar: bytes, labels: Mapping[str, str]) -> str:
+        """Layer the app tree on the base image; the tag is content addressed by the caller."""
+        dockerfile = (f"FROM {base}\nCOPY app/ {APP_ROOT}/\n").encode()
+        context = _tar_with(app_tar, {"Dockerfile": dockerfile})
+        all_labels = {_label("built-by"): "odooops", **labels}
+        with self._errors(f"build image {tag}"):
+            try:
+                _image, logs = self.client.images.build(
+                    fileobj=io.BytesIO(context),
+                    custom_context=True,
+                    tag=tag,
+                    rm=True,
+                    forcerm=True,
+                    pull=False,
+                    labels=all_labels,
+                )
+            except docker.errors.BuildError as exc:
+                tail = "".join(
+                    str(x.get("stream", x.get("error", "")))
+                    for x in exc.build_log
+                    if isinstance(x, dict)
+                )
+                raise DriverError(
+                    f"image build failed: {exc.msg}\n{tail[-2000:]}",
+                    code="build_failed",
+                    retryable=False,
+                    remediation="fix the app repository and push a new commit",
+                ) from exc
+        return "".join(str(x.get("stream", "")) for x in logs if isinstance(x, dict))
+
+    # -------------------------------------------------------------------------- containers
+    @staticmethod
+    def common_args(want: DesiredEnvironment) -> list[str]:
+        """Options every Odoo process of the environment shares (server and one-off runs)."""
+        return [f"--addons-path={','.join(want.addons_paths)}", f"--data-dir={FILESTORE}"]
+
+    def odoo_command(self, want: DesiredEnvironment) -> list[str]:
+        s = want.settings
+        per_worker = s.memory // max(s.workers + 1, 2)
+        return [
+            *self.common_args(want),
+            f"--database={want.key.database}",
+            f"--db-filter=^{want.key.database}$",
+            "--no-database-list",
+            "--proxy-mode",
+            f"--workers={s.workers}",
+            f"--max-cron-threads={s.max_cron_threads}",
+            f"--limit-memory-soft={int(per_worker * 0.8)}",
+            f"--limit-memory-hard={per_worker}",
+        ]
+
+    def _db_endpoint(self, want: DesiredEnvironment) -> tuple[dict[str, str], dict[str, str]]:
+        """Environment and extra hosts so that the container reaches its database as ``db``."""
+        if want.server is None:
+            return {"HOST": "db", "PORT": "5432"}, {}
+        target = want.server.container_host
+        env = {"HOST": "db", "PORT": str(want.server.port)}
+        if target == "host-gateway" or re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]+", target):
+            return env, {"db": target}
+        return {**env, "HOST": target}, {}
+
+    def _odoo_kwargs(
+        self, want: DesiredEnvironment, name: str, command: Sequence[str], role: str
+    ) -> dict[str, Any]:
+        env, hosts = self._db_endpoint(want)
+        env.update({"USER": want.key.role, "PASSWORD_FILE": PASSWORD_FILE})
+        return {
+            "image": want.image,
+            "command": list(command),
+            "name": name,
+            "environment": env,
+            "extra_hosts": hosts,
+            "labels": self.labels(
+                want.key,
+                role=role,
+                spec_hash=want.odoo_spec_hash(),
+                revision=want.revision,
+                port=str(want.port),
+                protected=str(want.spec.protected).lower(),
+                tier=want.spec.tier.value,
+                state_commit=want.state_commit,
+            ),
+            "network": want.key.network,
+            "volumes": {want.key.filestore_volume: {"bind": FILESTORE, "mode": "rw"}},
+            "nano_cpus": int(min(want.settings.cpu, self._ncpu) * _SECONDS),
+            "mem_limit": want.settings.memory,
+        }
+
+    def create_odoo(self, want: DesiredEnvironment, password: str, name: str | None = None) -> None:
+        kwargs = self._odoo_kwargs(
+            want, name or want.key.odoo_container, self.odoo_command(want), Role.ODOO
+        )
+        kwargs.update(
+            ports={"8069/tcp": ("127.0.0.1", want.port)},
+            restart_policy={"Name": "unless-stopped"},
+            healthcheck={
+                "test": ["CMD", "python3", "-c", HEALTH_CMD],
+                "interval": self.health_interval * _SECONDS,
+                "timeout": 5 * _SECONDS,
+                "retries": 3,
+                "start_period": 120 * _SECONDS,
+            },
+        )
+        with self._errors(f"create container {kwargs['name']}"):
+            container = self.client.containers.create(**kwargs)
+            container.put_archive("/run", _secret_tar({"db_password": password}))
+
+    def run_once(
+        self, want: DesiredEnvironment, password: str, args: Sequence[str], timeout: float
+    ) -> tuple[int, str]:
+        """Run ``odoo <args>`` in a one-off container; return exit code and the log tail."""
+        name = want.key.init_container
+        self.remove_container(name)
+        kwargs = self._odoo_kwargs(want, name, [*self.common_args(want), *args], Role.INIT)
+        with self._errors(f"run {name}"):
+            container = self.client.containers.create(**kwargs)
+            try:
+                container.put_archive("/run", _secret_tar({"db_password": password}))
+                container.start()
+                try:
+                    code = int(container.wait(timeout=timeout)["StatusCode"])
+                except requests.exceptions.RequestException:
+                    container.kill()
+                    code = 124
+                logs = bytes(container.logs(tail=60)).decode(errors="replace")
+            finally:
+                container.remove(force=True, v=True)
+        return code, sanitize(logs.replace(password, "***"))
+
+    def create_db_container(self, want: DesiredEnvironment, password: str) -> None:
+        key = want.key
+        endpoint = docker.types.EndpointConfig(self.client.api.api_version, aliases=["db"])
+        with self._errors(f"create container {key.db_container}"):
+            container = self.client.containers.create(
+                image=want.dev_db_image,
+                name=key.db_container,
+                environment={
+                    "POSTGRES_USER": key.role,
+                    "POSTGRES_DB": key.database,
+                    "POSTGRES_PASSWORD_FILE": PASSWORD_FILE,
+                },
+                labels=self.labels(
+                    key,
+                    role=Role.DB,
+                    spec_hash=want.db_spec_hash(),
+                    protected=str(want.spec.protected).lower(),
+                ),
+                network=key.network,
+                networking_config={key.network: endpoint},
+                volumes={key.pgdata_volume: {"bind": "/var/lib/postgresql/data", "mode": "rw"}},
+                restart_policy={"Name": "unless-stopped"},  # type: ignore[arg-type]
+                healthcheck={
+                    # TCP, not the socket: the image's initdb phase runs a socket-only server.
+                    "test": [
+                        "CMD",
+                        "pg_isready",
+                        "-h",
+                        "127.0.0.1",
+                        "-U",
+                        key.role,
+                        "-d",
+                        key.database,
+                    ],
+                    "interval": 1 * _SECONDS,
+                    "timeout": 3 * _SECONDS,
+                    "retries": 60,
+                },
+                mem_limit=512 * 1024**2,
+            )
+            container.put_archive("/run", _secret_tar({"db_password": password}))
+            container.start()
+
+    def exec_psql(self, container_name: str, user: str, database: str, sql: str) -> str:
+        with self._errors(f"query {container_name}"):
+            container = self.client.containers.get(container_name)
+            code, out = container.exec_run(
+                ["psql", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database, "-tAc", sql],
+                user="postgres",
+            )
+        text = out.decode(errors="replace") if isinstance(out, bytes) else ""
+        if code != 0:
+            raise DriverError(f"psql in {container_name} failed: {text.strip()[-500:]}")
+        return text.strip()
+
+    def start(self, name: str) -> None:
+        with self._errors(f"start {name}"):
+            self.client.containers.get(name).start()
+
+    def stop(self, name: str, timeout: int = 20) -> None:
+        with self._errors(f"stop {name}"):
+            self.client.containers.get(name).stop(timeout=timeout)
+
+    def rename(self, name: str, new_name: str) -> None:
+        with self._errors(f"rename {name}"):
+            self.client.containers.get(name).rename(new_name)
+
+    def remove_container(self, name: str) -> None:
+        with self._errors(f"remove {name}"), contextlib.suppress(docker.errors.NotFound):
+            self.client.containers.get(name).remove(force=True, v=True)
+
+    def wait_healthy(self, name: str, timeout: float) -> tuple[bool, str]:
+        """Wait for Docker's health status; ``(ok, detail)``. A dead container fails at once."""
+        deadline = time.monotonic() + timeout
+        detail = "no health report yet"
+        while time.monotonic() < deadline:
+            with self._errors(f"inspect {name}"):
+                state = self.client.api.inspect_container(name)["State"]
+            status = (state.get("Health") or {}).get("Status")
+            if status == "healthy":
+                return True, "healthy"
+            if state.get("Status") in ("exited", "dead"):
+                return False, f"container exited with code {state.get('ExitCode')}"
+            if status == "unhealthy":
+                return False, "health check on /web/health failed"
+            detail = f"health: {status or state.get('Status')}"
+            time.sleep(1)
+        return False, f"not healthy after {int(timeout)} s ({detail})"
+
+    def logs(self, name: str, tail: int = 40) -> str:
+        try:
+            return bytes(self.client.containers.get(name).logs(tail=tail)).decode(errors="replace")
+        except docker.errors.DockerException:
+            return ""
+
+    # ------------------------------------------------------------------------------ errors
+    class _ErrorScope:
+        def __init__(self, what: str) -> None:
+            self.what = what
+
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+            if exc is None or isinstance(exc, DriverError):
+                return False
+            if isinstance(exc, docker.errors.APIError):
+                raise DriverError(f"{self.what}: {exc.explanation or exc}") from exc
+            if isinstance(
+                exc, (docker.errors.DockerException, requests.exceptions.RequestException)
+            ):
+                raise DriverError(
+                    f"{self.what}: the Docker engine is unreachable ({exc})",
+                    code="docker_unreachable",
+                    remediation="docker info",
+                ) from exc
+            return False
+
+    def _errors(self, what: str) -> DockerDriver._ErrorScope:
+        return DockerDriver._ErrorScope(what)
+
+
+def _key(labels: Mapping[str, str] | None) -> EnvKey | None:
+    if not labels:
+        return None
+    project, env = labels.get(_label("project")), labels.get(_label("env"))
+    return EnvKey(project, env) if project and env else None
+
+
+def _protected(obj: Mapping[str, Any]) -> bool:
+    return bool((obj.get("Labels") or {}).get(_label("protected")) == "true")
+
+
+def _secret_tar(files: Mapping[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("odooops")
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+        for name, content in files.items():
+            data = content.encode()
+            info = tarfile.TarInfo(f"odooops/{name}")
+            info.size, info.mode = len(data), 0o444
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _tar_with(app_tar: bytes, extra: Mapping[str, bytes]) -> bytes:
+    """Append files to an existing tar (the app tree placed under ``app/`` by the caller)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as out:
+        for name, data in extra.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            out.addfile(info, io.BytesIO(data))
+        with tarfile.open(fileobj=io.BytesIO(app_tar), mode="r") as src:
+            for member in src.getmembers():
+                out.addfile(member, src.extractfile(member) if member.isfile() else None)
+    return buf.getvalue()

@@ -1,0 +1,170 @@
+"""Status of every environment, as users read it: sync, health, conditions, revisions.
+
+Status is written after every apply step (in a ``finally``, so a failure is recorded too) and
+persisted to the data directory, so a restarted daemon and ``odooops status`` show the last
+known truth at once. Words follow Argo CD's (Synced/OutOfSync, Healthy/Progressing/Degraded/
+Suspended/Missing) because that is what users already read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class Sync(StrEnum):
+    SYNCED = "Synced"
+    OUT_OF_SYNC = "OutOfSync"
+    UNKNOWN = "Unknown"
+
+
+class Health(StrEnum):
+    HEALTHY = "Healthy"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    SUSPENDED = "Suspended"
+    MISSING = "Missing"
+    UNKNOWN = "Unknown"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str  # Ready, Reconciling, Stalled, Held, ...
+    status: bool
+    reason: str
+    message: str = ""
+    since: str = field(default_factory=now)
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    project: str
+    env: str
+    branch: str = ""
+    tier: str = ""
+    revision: str = ""
+    state_commit: str = ""
+    spec_hash: str = ""
+    url: str = ""
+    sync: Sync = Sync.UNKNOWN
+    health: Health = Health.UNKNOWN
+    conditions: tuple[Condition, ...] = ()
+    last_applied: str = ""
+    updated: str = field(default_factory=now)
+
+    def with_condition(self, cond: Condition) -> EnvironmentStatus:
+        """Replace the condition of the same type, keeping ``since`` if nothing changed."""
+        kept = [c for c in self.conditions if c.type != cond.type]
+        old = next((c for c in self.conditions if c.type == cond.type), None)
+        if old is not None and (old.status, old.reason) == (cond.status, cond.reason):
+            cond = replace(cond, since=old.since)
+        return replace(self, conditions=(*kept, cond), updated=now())
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["sync"], doc["health"] = self.sync.value, self.health.value
+        return doc
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> EnvironmentStatus:
+        data = dict(raw)
+        data["sync"] = Sync(data.get("sync", "Unknown"))
+        data["health"] = Health(data.get("health", "Unknown"))
+        data["conditions"] = tuple(Condition(**c) for c in data.get("conditions", []))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    state_commit: str = ""
+    state_error: dict[str, Any] | None = None
+    last_poll: str = ""
+    last_pass_seconds: float = 0.0
+    passes: int = 0
+
+
+class StatusStore:
+    """Status of environments and of the daemon, persisted atomically as JSON."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._envs: dict[str, EnvironmentStatus] = {}
+        self._ports: dict[str, int] = {}
+        self.daemon = DaemonStatus()
+        if path.exists():
+            raw = json.loads(path.read_text())
+            self._envs = {k: EnvironmentStatus.from_dict(v) for k, v in raw["environments"].items()}
+            self._ports = {k: int(v) for k, v in raw.get("ports", {}).items()}
+            self.daemon = DaemonStatus(**raw.get("daemon", {}))
+
+    def get(self, key: str) -> EnvironmentStatus | None:
+        with self._lock:
+            return self._envs.get(key)
+
+    def all(self) -> dict[str, EnvironmentStatus]:
+        with self._lock:
+            return dict(sorted(self._envs.items()))
+
+    def put(self, key: str, status: EnvironmentStatus) -> None:
+        with self._lock:
+            self._envs[key] = status
+            self._save()
+
+    def remove(self, key: str) -> None:
+        with self._lock:
+            self._envs.pop(key, None)
+            self._ports.pop(key, None)
+            self._save()
+
+    def set_daemon(self, status: DaemonStatus) -> None:
+        with self._lock:
+            self.daemon = status
+            self._save()
+
+    def ports(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._ports)
+
+    def port_for(self, key: str, start: int, end: int, busy: set[int]) -> int:
+        """A stable HTTP port for an environment: reused across replacements and restarts."""
+        with self._lock:
+            if key in self._ports:
+                return self._ports[key]
+            taken = set(self._ports.values()) | busy
+            for port in range(start, end + 1):
+                if port not in taken:
+                    self._ports[key] = port
+                    self._save()
+                    return port
+        raise RuntimeError(f"no free port left in {start}-{end} (runtime.port_range)")
+
+    def adopt_port(self, key: str, port: int) -> None:
+        """Remember the port a live container already uses (a store lost or moved)."""
+        with self._lock:
+            if self._ports.get(key) != port:
+                self._ports[key] = port
+                self._save()
+
+    def _save(self) -> None:
+        doc = {
+            "environments": {k: v.to_dict() for k, v in self._envs.items()},
+            "ports": self._ports,
+            "daemon": asdict(self.daemon),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)

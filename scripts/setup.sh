@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything OdooOps and its tests need on a Debian 12 machine:
+#   services  Docker engine, PostgreSQL (reachable from containers with per-role passwords)
+#   python    the virtualenv in .venv with the locked dependencies
+#   images    the local test fixture images (Odoo stand-in, PostgreSQL)
+#   all       everything above (default)
+# Re-running is cheap: each step checks before it acts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  if [ ! -f /var/lib/apt/odooops-updated ] || [ -n "$(find /var/lib/apt/odooops-updated -mmin +720)" ]; then
+    as_root apt-get update -qq && as_root touch /var/lib/apt/odooops-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+docker_up() {
+  apt_install docker.io
+  if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd"
+    as_root sh -c 'nohup dockerd >/var/log/odooops-dockerd.log 2>&1 &'
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { log "dockerd did not start: see /var/log/odooops-dockerd.log"; exit 1; }
+  fi
+}
+
+postgres_up() {
+  if ! command -v pg_lsclusters >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    apt_install postgresql
+  fi
+  local ver conf hba
+  ver=$(ls /etc/postgresql | sort -V | tail -n1)
+  conf=/etc/postgresql/$ver/main/postgresql.conf
+  hba=/etc/postgresql/$ver/main/pg_hba.conf
+  # Containers reach the host's server through the bridge gateway (host-gateway). Listening on
+  # all addresses keeps the server startable before dockerd has created docker0; pg_hba.conf
+  # admits only loopback and Docker's private ranges, and those with per-role passwords.
+  local want="listen_addresses = '*'"
+  local changed=0
+  if ! grep -qxF "$want" "$conf"; then
+    as_root sed -i '/^listen_addresses/d' "$conf"
+    echo "$want" | as_root tee -a "$conf" >/dev/null
+    changed=1
+  fi
+  # Docker's default address pools: 172.17-31.0.0/16, then 192.168.0.0/16 in /20 pieces.
+  if ! grep -q 'odooops: containers v2' "$hba"; then
+    as_root sed -i '/odooops: containers/,+1d' "$hba"
+    printf '# odooops: containers v2 (Docker bridges, per-role passwords)\nhost all all 172.16.0.0/12 scram-sha-256\nhost all all 192.168.0.0/16 scram-sha-256\n' | as_root tee -a "$hba" >/dev/null
+    changed=1
+  fi
+  if ! grep -q '^host *all *all *127.0.0.1/32 *trust' "$hba"; then
+    # The daemon and the tests connect locally as the admin user (trust on loopback only).
+    as_root sed -i '0,/^host/s//host    all             all             127.0.0.1\/32            trust\nhost/' "$hba"
+    changed=1
+  fi
+  if pg_lsclusters -h | awk '{print $4}' | grep -q online; then
+    [ $changed = 1 ] && as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main restart
+  else
+    log "starting PostgreSQL $ver"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+  fi
+  for _ in $(seq 30); do pg_isready -h 127.0.0.1 -q && break; sleep 1; done
+  pg_isready -h 127.0.0.1 -q || { log "PostgreSQL is not ready"; exit 1; }
+}
+
+python_env() {
+  local stamp=.venv/.odooops-lock
+  local want; want=$(cat requirements.lock requirements-dev.lock pyproject.toml | sha256sum | cut -c1-16)
+  if [ ! -x .venv/bin/python ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
+    log "installing Python dependencies into .venv"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r requirements.lock -r requirements-dev.lock 2>&1 | grep -v 'is ignored' || true
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v 'is ignored' || true
+    .venv/bin/python -c 'import reconciler, pygit2, docker, psycopg' 
+    echo "$want" > $stamp
+  fi
+}
+
+images() {
+  apt_install mmdebstrap
+  bash scripts/build-images.sh >&2
+}
+
+step=${1:-all}
+case "$step" in
+  services) docker_up; postgres_up ;;
+  python) python_env ;;
+  images) docker_up; images ;;
+  all) docker_up; postgres_up; python_env; images ;;
+  *) echo "usage: $0 [services|python|images|all]" >&2; exit 2 ;;
+esac

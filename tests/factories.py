@@ -1,0 +1,99 @@
+"""Small builders of model values for tests (pure, no services)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from reconciler.model import (
+    DatabaseServer,
+    DesiredEnvironment,
+    EnvironmentSpec,
+    EnvKey,
+    Project,
+    Tier,
+)
+from reconciler.observed import ObservedContainer, ObservedDatabase, ObservedEnvironment, Role
+from reconciler.policies import resolve_settings
+
+SERVER = DatabaseServer("shared", "127.0.0.1", 5432, "host-gateway", "postgres")
+PROJECT = Project("acme", "file:///dev/null", "19.0", "odoo:19.0", (".",), ("acme_base",), "shared")
+
+
+def spec(env: str = "prod", tier: Tier = Tier.PRODUCTION, **kw: Any) -> EnvironmentSpec:
+    base = EnvironmentSpec(
+        key=EnvKey("acme", env),
+        branch="main",
+        tier=tier,
+        revision="track",
+        protected=tier is Tier.PRODUCTION,
+        suspended=False,
+        owner=None,
+        overrides={},
+    )
+    return replace(base, **kw)
+
+
+def desired(
+    env: str = "prod",
+    tier: Tier = Tier.PRODUCTION,
+    revision: str = "a" * 40,
+    workers: int | None = None,
+    **spec_kw: Any,
+) -> DesiredEnvironment:
+    overrides = {} if workers is None else {"workers": workers}
+    s = spec(env, tier, overrides=overrides, **spec_kw)
+    return DesiredEnvironment(
+        spec=s,
+        project=PROJECT,
+        revision=revision,
+        image=f"odooops/acme:{revision[:16]}",
+        settings=resolve_settings(tier, {}, {}, overrides),
+        modules=("base", "acme_base"),
+        addons_paths=("/opt/odooops/app",),
+        port=18000,
+        server=None if tier.dedicated_database else SERVER,
+        dev_db_image="postgres:15",
+        state_commit="c" * 40,
+    )
+
+
+def live(
+    want: DesiredEnvironment,
+    *,
+    state: str = "running",
+    health: str | None = "healthy",
+    spec_hash: str | None = None,
+    revision: str | None = None,
+    initialised: bool = True,
+) -> ObservedEnvironment:
+    """The observation of an environment that fully matches ``want`` (then tweak it)."""
+    key = want.key
+    containers = {
+        Role.ODOO: ObservedContainer(
+            key.odoo_container,
+            Role.ODOO,
+            state,
+            health,
+            spec_hash or want.odoo_spec_hash(),
+            revision or want.revision,
+            port=want.port,
+            protected=want.spec.protected,
+        )
+    }
+    volumes = {key.filestore_volume}
+    if want.server is None:
+        containers[Role.DB] = ObservedContainer(
+            key.db_container, Role.DB, "running", "healthy", want.db_spec_hash(), None
+        )
+        volumes.add(key.pgdata_volume)
+    return ObservedEnvironment(
+        key=key,
+        network=True,
+        volumes=frozenset(volumes),
+        containers=containers,
+        database=ObservedDatabase(
+            key.database, "shared" if want.server else "dedicated", initialised, want.spec.protected
+        ),
+        protected=want.spec.protected,
+    )

@@ -1,0 +1,59 @@
+"""Fixtures for integration tests: the real Docker engine, PostgreSQL and git remotes.
+
+A missing service fails the test loudly with the command that starts it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import psycopg
+import pytest
+
+from tests.integration.world import World, fixture_images
+
+_PORTS = itertools.count(20000 + (os.getpid() % 200) * 40, 20)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # any failure here means the engine is not there
+        pytest.fail(f"Docker engine unreachable ({exc}); start it: bash scripts/setup.sh services")
+    return client
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> None:
+    try:
+        psycopg.connect(
+            host="127.0.0.1", user="postgres", dbname="postgres", connect_timeout=5
+        ).close()
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL on 127.0.0.1:5432 unreachable ({exc}); "
+            "start it: bash scripts/setup.sh services"
+        )
+
+
+@pytest.fixture(scope="session")
+def images(docker_engine: docker.DockerClient) -> dict[str, str]:
+    found = fixture_images()
+    for ref in found.values():
+        docker_engine.images.get(ref)
+    return found
+
+
+@pytest.fixture
+def world(tmp_path: Path, images: dict[str, str], postgres_server: None) -> Iterator[World]:
+    w = World(tmp_path, images, next(_PORTS))
+    try:
+        yield w
+    finally:
+        w.cleanup()

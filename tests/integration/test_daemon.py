@@ -1,0 +1,185 @@
+"""The daemon and CLI as a user runs them: polling, restart mid-apply, plan and status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.world import World
+
+pytestmark = pytest.mark.integration
+
+
+def odooops(world: World, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli", *args],
+        env=world.cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def daemon_args(world: World) -> list[str]:
+    return [
+        "daemon",
+        "--state-repo",
+        f"file://{world.state_remote}",
+        "--data-dir",
+        str(world.data_dir),
+        "--instance",
+        world.instance,
+        "--interval",
+        "5",
+        "--jitter",
+        "0",
+        "--health-timeout",
+        "90",
+    ]
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status_of(world: World, env: str) -> dict:
+    path = world.data_dir / "status.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())["environments"].get(f"{world.project}/{env}", {})
+    except ValueError:
+        return {}
+
+
+def test_daemon_picks_up_a_commit_within_one_poll_interval(world: World) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", *daemon_args(world)],
+        env=world.cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(2)
+        world.declare("staging", branch="release/v1")
+        wait_for(
+            lambda: status_of(world, "staging").get("health") == "Healthy",
+            120,
+            "staging to become healthy",
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "OdooOps environments" in output
+
+
+def test_daemon_killed_mid_initialisation_converges_after_restart(world: World) -> None:
+    """Level-triggered: a restarted daemon removes leftovers and finishes the job."""
+    world.declare("staging", branch="release/v1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", *daemon_args(world)],
+        env=world.cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    init = f"odooops-{world.project}-staging-init"
+    try:
+        wait_for(lambda: init in world.containers(), 120, "the initialisation container")
+    finally:
+        proc.kill()
+        proc.wait()
+    result = world.new_engine().reconcile()
+    assert result.errors == {}, result.errors
+    assert init not in world.containers()
+    status = world.new_engine().status.get(f"{world.project}/staging")
+    assert status is not None and status.health == "Healthy"
+
+
+def test_plan_exit_codes_follow_terraform(world: World) -> None:
+    world.declare("staging", branch="release/v1")
+    args = [
+        "plan",
+        "--state-repo",
+        f"file://{world.state_remote}",
+        "--data-dir",
+        str(world.data_dir),
+        "--instance",
+        world.instance,
+    ]
+    first = odooops(world, *args)
+    assert first.returncode == 1, first.stderr
+    assert "create-odoo" in first.stdout and "to add" in first.stdout
+    assert world.containers() == {}
+    as_json = json.loads(odooops(world, *args, "-o", "json").stdout)
+    assert as_json["changes"] is True
+    world.reconcile()
+    second = odooops(world, *args)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "No changes" in second.stdout
+
+
+def test_plan_without_master_key_is_a_usage_error(world: World, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ODOOOPS_MASTER_KEY"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler.cli",
+            "plan",
+            "--state-repo",
+            f"file://{world.state_remote}",
+            "--data-dir",
+            str(tmp_path / "empty"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "odooops init-key" in done.stderr
+
+
+def test_status_shows_the_table(world: World) -> None:
+    world.declare("staging", branch="release/v1")
+    world.reconcile()
+    done = odooops(world, "status", "--data-dir", str(world.data_dir))
+    assert done.returncode == 0
+    for word in (
+        "ENVIRONMENT",
+        f"{world.project}/staging",
+        "release/v1",
+        "staging",
+        "Synced",
+        "Healthy",
+        "http://127.0.0.1:",
+    ):
+        assert word in done.stdout
+    doc = json.loads(
+        odooops(world, "status", "--data-dir", str(world.data_dir), "-o", "json").stdout
+    )
+    assert doc["environments"][f"{world.project}/staging"]["sync"] == "Synced"
+
+
+def test_validate_exit_codes(tmp_path: Path, world: World) -> None:
+    good = odooops(world, "validate", str(world.state.dir))
+    assert good.returncode == 0, good.stderr
+    (world.state.dir / "policies.yaml").write_text("branches:\n  - match: main\n    tier: gold\n")
+    bad = odooops(world, "validate", str(world.state.dir))
+    assert bad.returncode == 1
+    assert "policies.yaml:3" in bad.stderr
+    assert "odooops validate" in bad.stderr

@@ -1,0 +1,210 @@
+"""From a commit in the state repository to running Odoo environments, and back.
+
+Real git remotes, the real Docker engine and PostgreSQL, the Odoo stand-in image.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import urllib.request
+
+import pytest
+import yaml
+
+from reconciler.errors import DriverError
+from reconciler.planner import Kind
+from reconciler.status import Health, Sync
+from tests.integration.world import World
+
+pytestmark = pytest.mark.integration
+
+
+def health(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/web/health", timeout=5) as resp:
+        return int(resp.status)
+
+
+def converge(world: World, env: str) -> dict:
+    result = world.reconcile()
+    assert result.errors == {}, result.errors
+    status = world.engine().status.get(f"{world.project}/{env}")
+    assert status is not None
+    assert (status.sync, status.health) == (Sync.SYNCED, Health.HEALTHY), status
+    assert health(status.url) == 200
+    return status.to_dict()
+
+
+def test_declared_staging_environment_is_created_and_answers_health(world: World) -> None:
+    """A committed environment file becomes network, database, filestore and a healthy Odoo."""
+    world.declare("staging", branch="release/v1")
+    status = converge(world, "staging")
+    assert status["tier"] == "staging"
+    db = f"{world.project}__staging"
+    assert world.databases()[db]["odooops.initialised"] == "true"
+    installed = {
+        r[0] for r in world.query(db, "SELECT name FROM ir_module_module WHERE state = 'installed'")
+    }
+    assert {"base", "acme_base", "acme_sale"} <= installed
+    assert not world.engine().plan()[3].has_changes
+
+
+def test_database_password_reaches_the_container_only_as_a_file(world: World) -> None:
+    world.declare("staging", branch="release/v1")
+    converge(world, "staging")
+    password = world.engine().secrets.get(f"db/{world.project}/staging")
+    assert password
+    container = world.containers()[f"odooops-{world.project}-staging-odoo"]
+    assert password not in json.dumps(container.attrs)
+    env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+    assert env["PASSWORD_FILE"] == "/run/odooops/db_password"
+    assert password not in (world.data_dir / "status.json").read_text()
+
+
+def test_editing_workers_replaces_the_container_on_the_same_port(world: World) -> None:
+    world.declare("staging", branch="release/v1")
+    before = converge(world, "staging")
+    old_id = world.containers()[f"odooops-{world.project}-staging-odoo"].id
+    world.declare("staging", branch="release/v1", overrides={"workers": 3})
+    after = converge(world, "staging")
+    container = world.containers()[f"odooops-{world.project}-staging-odoo"]
+    assert container.id != old_id
+    assert "--workers=3" in container.attrs["Args"]
+    assert after["url"] == before["url"]
+    assert after["spec_hash"] != before["spec_hash"]
+
+
+def test_new_app_commit_is_deployed_with_a_module_update(world: World) -> None:
+    world.declare("staging", branch="release/v1")
+    converge(world, "staging")
+    sha = world.app.write({"acme_base/README.md": "v2\n"}, "acme v2", branch="release/v1")
+    result = world.reconcile()
+    kinds = [a.kind for a in result.plan.actions]
+    assert kinds[:3] == [Kind.BUILD_IMAGE, Kind.UPDATE_MODULES, Kind.REPLACE_ODOO]
+    status = world.engine().status.get(f"{world.project}/staging")
+    assert status is not None and status.revision == sha
+    assert status.health == Health.HEALTHY
+
+
+@pytest.mark.parametrize("drift", ["removed", "stopped"])
+def test_drift_made_by_hand_is_healed(world: World, drift: str) -> None:
+    """A container removed or stopped by hand comes back on the next pass."""
+    world.declare("staging", branch="release/v1")
+    converge(world, "staging")
+    container = world.containers()[f"odooops-{world.project}-staging-odoo"]
+    if drift == "removed":
+        container.remove(force=True)
+    else:
+        container.stop()
+    converge(world, "staging")
+
+
+def test_feature_branch_gets_an_ephemeral_environment_and_loses_it_when_deleted(
+    world: World,
+) -> None:
+    """A pushed branch matching an auto_create rule is an environment; deleting it prunes all."""
+    world.app.write({"crm.txt": "reports\n"}, "crm", branch="feature/crm-reports")
+    status = converge(world, "feature-crm-reports")
+    assert status["tier"] == "ephemeral"
+    names = set(world.containers())
+    assert f"odooops-{world.project}-feature-crm-reports-db" in names
+    world.app.delete_branch("feature/crm-reports")
+    result = world.reconcile()
+    assert result.errors == {}
+    assert world.containers() == {}
+    client = world.docker
+    label = {"label": f"odooops.instance={world.instance}"}
+    assert client.volumes.list(filters=label) == []
+    assert client.networks.list(filters=label) == []
+
+
+def test_removing_production_keeps_its_database_and_filestore(world: World) -> None:
+    """Prune never drops protected data: containers and network go, database and volume stay."""
+    world.declare("production", branch="main")
+    converge(world, "production")
+    world.remove("production")
+    result = world.reconcile()
+    assert result.errors == {}
+    assert [a.kind for a in result.plan.actions] == [Kind.REMOVE_ODOO, Kind.REMOVE_NETWORK]
+    assert f"{world.project}__production" in world.databases()
+    client = world.docker
+    assert client.volumes.get(f"odooops-{world.project}-production-filestore")
+    plan = world.engine().plan()[3]
+    assert not plan.has_changes
+    assert any("protected" in note for note in plan.retained)
+
+
+def test_invalid_state_commit_is_rejected_and_the_last_valid_one_stays(world: World) -> None:
+    world.declare("staging", branch="release/v1")
+    converge(world, "staging")
+    old_id = world.containers()[f"odooops-{world.project}-staging-odoo"].id
+    bad = world.state.write(
+        {
+            world.env_path("staging"): "branch: release/v1\noverrides:\n  workers: four\n"
+            "colour: blue\n"
+        },
+        "broken",
+    )
+    result = world.reconcile()
+    assert not result.plan.has_changes
+    error = world.engine().status.daemon.state_error
+    assert error is not None and error["commit"] == bad
+    problems = {(p["code"], p["file"], p["line"]) for p in error["problems"]}
+    assert ("unknown_key", world.env_path("staging"), 4) in problems
+    assert any(p["line"] == 3 for p in error["problems"])
+    assert world.containers()[f"odooops-{world.project}-staging-odoo"].id == old_id
+    assert world.engine().status.daemon.state_commit != bad
+
+
+def test_failing_module_update_keeps_the_previous_revision_serving(world: World) -> None:
+    world.declare("staging", branch="release/v1")
+    status = converge(world, "staging")
+    world.app.write(
+        {"acme_base/__manifest__.py": "{'name': 'broken',"}, "break it", branch="release/v1"
+    )
+    result = world.reconcile()
+    key = next(iter(result.errors))
+    assert result.errors[key].code == "deploy_failed"
+    assert health(status["url"]) == 200
+    now = world.engine().status.get(f"{world.project}/staging")
+    assert now is not None and now.health == Health.HEALTHY
+    assert any(c.type == "Ready" and not c.status for c in now.conditions)
+
+
+def test_missing_app_repository_holds_the_environment_and_creates_nothing(world: World) -> None:
+    project = yaml.safe_dump(
+        {
+            "repository": {"url": f"file://{world.root}/nope.git"},
+            "odoo": {"image": world.images["ODOOOPS_FIXTURE_ODOO_IMAGE"]},
+        }
+    )
+    world.state.write({f"projects/{world.project}.yaml": project}, "point at nothing")
+    world.declare("staging", branch="release/v1")
+    result = world.reconcile()
+    assert not result.plan.has_changes
+    assert result.plan.held
+    reason = next(iter(result.plan.held.values()))
+    assert "nope.git" in reason
+    assert world.containers() == {}
+
+
+# docker-py's UnixHTTPConnection leaks its socket when connect() fails; that is not ours.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_unreachable_docker_engine_is_a_structured_error(world: World) -> None:
+    with pytest.raises(DriverError) as info:
+        world.new_engine(docker_url="unix:///nonexistent/docker.sock")
+    assert info.value.code == "docker_unreachable"
+    assert "docker info" in info.value.remediation
+    gc.collect()  # let the leaked socket be reported here, where it is expected
+
+
+def test_unreachable_database_server_changes_nothing(world: World) -> None:
+    platform = yaml.safe_load((world.state.dir / "odooops.yaml").read_text())
+    platform["database_servers"]["shared"]["port"] = 1
+    world.state.write({"odooops.yaml": yaml.safe_dump(platform)}, "wrong port")
+    world.declare("staging", branch="release/v1")
+    result = world.reconcile()
+    assert result.state_error is not None
+    assert result.state_error.code == "database_unreachable"
+    assert "pg_isready" in result.state_error.remediation
+    assert world.containers() == {}

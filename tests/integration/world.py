@@ -1,0 +1,248 @@
+"""A throw-away OdooOps world for integration tests: real git remotes, Docker and PostgreSQL.
+
+Each ``World`` gets its own daemon instance label, project name and port range, so tests never
+see each other's objects (nor those of a ``make run`` daemon on the same engine), and its
+teardown removes everything labelled with its instance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import docker
+import psycopg
+import yaml
+
+from reconciler.engine import Engine, EngineConfig, PassResult
+from reconciler.secrets import SecretStore
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GIT_ENV = {
+    **os.environ,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    done = subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=Ann Integrator",
+            "-c",
+            "user.email=ann@acme.example",
+            "-c",
+            "init.defaultBranch=main",
+            *args,
+        ],
+        cwd=cwd,
+        env=GIT_ENV,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def fixture_images() -> dict[str, str]:
+    env_file = REPO_ROOT / "build" / "images.env"
+    if not env_file.exists():
+        subprocess.run(["bash", str(REPO_ROOT / "scripts" / "build-images.sh")], check=True)
+    pairs = (line.split("=", 1) for line in env_file.read_text().split() if "=" in line)
+    return {k: v for k, v in pairs}
+
+
+class Checkout:
+    """A user's clone of a bare remote, committing and pushing with the git CLI."""
+
+    def __init__(self, remote: Path, workdir: Path) -> None:
+        self.remote, self.dir = remote, workdir
+        git("clone", "-q", str(remote), str(workdir))
+
+    def write(self, files: Mapping[str, str | None], message: str, branch: str = "main") -> str:
+        git(
+            "checkout",
+            "-q",
+            "-B",
+            branch,
+            f"origin/{branch}" if self._has_remote(branch) else "HEAD",
+            cwd=self.dir,
+        )
+        for path, content in files.items():
+            target = self.dir / path
+            if content is None:
+                target.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
+        git("add", "-A", cwd=self.dir)
+        git("commit", "-q", "--allow-empty", "-m", message, cwd=self.dir)
+        git("push", "-q", "origin", f"HEAD:refs/heads/{branch}", cwd=self.dir)
+        return git("rev-parse", "HEAD", cwd=self.dir)
+
+    def delete_branch(self, branch: str) -> None:
+        git("push", "-q", "origin", f":refs/heads/{branch}", cwd=self.dir)
+
+    def _has_remote(self, branch: str) -> bool:
+        git("fetch", "-q", "origin", cwd=self.dir)
+        out = git("branch", "-r", "--list", f"origin/{branch}", cwd=self.dir)
+        return bool(out.strip())
+
+
+class World:
+    def __init__(self, root: Path, images: Mapping[str, str], port_base: int) -> None:
+        self.root = root
+        self.instance = "t" + secrets.token_hex(4)
+        self.project = "p" + secrets.token_hex(3)
+        self.images = images
+        self.port_base = port_base
+        self.data_dir = root / "data"
+        (root / "remotes").mkdir(parents=True)
+        self.app_remote = root / "remotes" / "app.git"
+        self.state_remote = root / "remotes" / "state.git"
+        git("init", "-q", "--bare", str(self.app_remote))
+        git("init", "-q", "--bare", str(self.state_remote))
+        self.app = self._seed(self.app_remote, root / "app", REPO_ROOT / "examples" / "acme-addons")
+        git("push", "-q", "origin", "main:refs/heads/release/v1", cwd=self.app.dir)
+        self.state = self._seed(
+            self.state_remote,
+            root / "state",
+            REPO_ROOT / "state-repo-template",
+            self._state_files(),
+        )
+        self.key = secrets.token_bytes(32)
+        self._engine: Engine | None = None
+        self._engines: list[Engine] = []
+        self.docker = docker.from_env()
+
+    def _seed(
+        self, remote: Path, workdir: Path, template: Path, extra: Mapping[str, str] | None = None
+    ) -> Checkout:
+        seed = workdir.with_name(workdir.name + "-seed")
+        shutil.copytree(template, seed)
+        for path, content in (extra or {}).items():
+            (seed / path).parent.mkdir(parents=True, exist_ok=True)
+            (seed / path).write_text(content)
+        git("init", "-q", cwd=seed)
+        git("add", "-A", cwd=seed)
+        git("commit", "-q", "-m", "seed", cwd=seed)
+        git("push", "-q", str(remote), "main", cwd=seed)
+        shutil.rmtree(seed)
+        return Checkout(remote, workdir)
+
+    def _state_files(self) -> dict[str, str]:
+        platform = yaml.safe_load((REPO_ROOT / "state-repo-template" / "odooops.yaml").read_text())
+        platform["runtime"]["port_range"] = {"start": self.port_base, "end": self.port_base + 19}
+        platform["dev_database"]["image"] = self.images["ODOOOPS_FIXTURE_POSTGRES_IMAGE"]
+        project = {
+            "repository": {"url": f"file://{self.app_remote}"},
+            "odoo": {"version": "19.0", "image": self.images["ODOOOPS_FIXTURE_ODOO_IMAGE"]},
+            "addons_paths": ["."],
+            "modules": ["acme_base"],
+            "database_server": "shared",
+        }
+        return {
+            "odooops.yaml": yaml.safe_dump(platform),
+            f"projects/{self.project}.yaml": yaml.safe_dump(project),
+        }
+
+    # ----------------------------------------------------------------------- as a user
+    def env_path(self, env: str) -> str:
+        return f"environments/{self.project}/{env}.yaml"
+
+    def declare(self, env: str, message: str | None = None, **fields: Any) -> str:
+        """Commit ``environments/<project>/<env>.yaml`` with these fields to the state repo."""
+        return self.state.write(
+            {self.env_path(env): yaml.safe_dump(fields)}, message or f"declare {env}"
+        )
+
+    def remove(self, env: str) -> str:
+        return self.state.write({self.env_path(env): None}, f"remove {env}")
+
+    # -------------------------------------------------------------------------- daemon
+    def engine(self, **config: Any) -> Engine:
+        if self._engine is None:
+            self._engine = self.new_engine(**config)
+        return self._engine
+
+    def new_engine(self, **config: Any) -> Engine:
+        store = SecretStore(self.data_dir / "secrets.enc", self.key)
+        cfg = EngineConfig(
+            state_url=f"file://{self.state_remote}",
+            data_dir=self.data_dir,
+            instance=self.instance,
+            health_timeout=90,
+            health_interval=1,
+            **config,
+        )
+        engine = Engine(cfg, store)
+        self._engines.append(engine)
+        return engine
+
+    def reconcile(self) -> PassResult:
+        return self.engine().reconcile()
+
+    def cli_env(self) -> dict[str, str]:
+        import base64
+
+        return {**os.environ, "ODOOOPS_MASTER_KEY": base64.b64encode(self.key).decode()}
+
+    # ------------------------------------------------------------------------ teardown
+    def cleanup(self) -> None:
+        for engine in self._engines:
+            engine.close()
+        client = self.docker
+        label = {"label": f"odooops.instance={self.instance}"}
+        for c in client.containers.list(all=True, filters=label):
+            c.remove(force=True, v=True)
+        for v in client.volumes.list(filters=label):
+            v.remove(force=True)
+        for n in client.networks.list(filters=label):
+            n.remove()
+        with psycopg.connect(
+            host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            rows = conn.execute(
+                "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') "
+                "LIKE %s",
+                [f'%"odooops.instance": "{self.instance}"%'],
+            ).fetchall()
+            for (name,) in rows:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            roles = conn.execute(
+                "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE %s",
+                [f'%"odooops.instance": "{self.instance}"%'],
+            ).fetchall()
+            for (name,) in roles:
+                conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+        client.close()
+
+    # ------------------------------------------------------------------------- looking
+    def containers(self) -> dict[str, Any]:
+        client = self.docker
+        label = {"label": f"odooops.instance={self.instance}"}
+        return {c.name: c for c in client.containers.list(all=True, filters=label)}
+
+    def databases(self) -> dict[str, dict[str, str]]:
+        with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
+            rows = conn.execute(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"
+            ).fetchall()
+        out = {}
+        for name, comment in rows:
+            if comment and f'"odooops.instance": "{self.instance}"' in comment:
+                out[name] = json.loads(comment)
+        return out
+
+    def query(self, database: str, sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(host="127.0.0.1", user="postgres", dbname=database) as conn:
+            return conn.execute(sql).fetchall()

@@ -1,0 +1,158 @@
+"""The planner's decision table: what to do, in which order, and why (no services)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from reconciler.model import Desired, EnvKey, Tier
+from reconciler.observed import Observed, ObservedEnvironment, Role
+from reconciler.planner import Kind, plan
+from tests.factories import desired, live
+
+
+def kinds(
+    want_envs: list, have_envs: list, images: set[str] | None = None, held: dict | None = None
+) -> list[tuple[str, Kind]]:
+    d = Desired("c" * 40, {w.key: w for w in want_envs}, held or {})
+    imgs = images if images is not None else {w.image for w in want_envs}
+    o = Observed({h.key: h for h in have_envs}, frozenset(imgs))
+    return [(a.key.env, a.kind) for a in plan(d, o).actions]
+
+
+def test_fresh_production_environment_is_created_in_dependency_order() -> None:
+    """Network and volume, then database, image, initialisation, then the server."""
+    want = desired()
+    assert kinds([want], [], images=set()) == [
+        ("prod", Kind.CREATE_NETWORK),
+        ("prod", Kind.CREATE_VOLUME),
+        ("prod", Kind.CREATE_DATABASE),
+        ("prod", Kind.BUILD_IMAGE),
+        ("prod", Kind.INIT_DATABASE),
+        ("prod", Kind.CREATE_ODOO),
+    ]
+
+
+def test_fresh_dev_environment_gets_a_dedicated_database_container_first() -> None:
+    want = desired("dev", Tier.DEV)
+    assert kinds([want], []) == [
+        ("dev", Kind.CREATE_NETWORK),
+        ("dev", Kind.CREATE_VOLUME),
+        ("dev", Kind.CREATE_VOLUME),
+        ("dev", Kind.CREATE_DB_CONTAINER),
+        ("dev", Kind.CREATE_DATABASE),
+        ("dev", Kind.INIT_DATABASE),
+        ("dev", Kind.CREATE_ODOO),
+    ]
+
+
+def test_matching_live_state_plans_nothing() -> None:
+    want = desired()
+    result = plan(
+        Desired("c", {want.key: want}), Observed({want.key: live(want)}, frozenset({want.image}))
+    )
+    assert not result.has_changes
+    assert "No changes" in result.render()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"state": "exited"}, [Kind.START_ODOO]),
+        ({"spec_hash": "0" * 16}, [Kind.REPLACE_ODOO]),
+        ({"spec_hash": "0" * 16, "revision": "b" * 40}, [Kind.UPDATE_MODULES, Kind.REPLACE_ODOO]),
+        ({"initialised": False}, [Kind.RECREATE_DATABASE, Kind.INIT_DATABASE]),
+    ],
+    ids=["stopped-by-hand", "settings-changed", "new-revision", "interrupted-init"],
+)
+def test_drift_is_healed(change: dict, expected: list[Kind]) -> None:
+    """Each kind of drift maps to the smallest set of actions that heals it."""
+    want = desired()
+    assert [k for _, k in kinds([want], [live(want, **change)])] == expected
+
+
+def test_removed_container_is_recreated() -> None:
+    want = desired()
+    have = live(want)
+    have = replace(have, containers={})
+    assert [k for _, k in kinds([want], [have])] == [Kind.CREATE_ODOO]
+
+
+def test_changing_workers_changes_the_spec_hash_and_replaces() -> None:
+    old, new = desired(workers=2), desired(workers=3)
+    assert old.odoo_spec_hash() != new.odoo_spec_hash()
+    assert [k for _, k in kinds([new], [live(old)])] == [Kind.REPLACE_ODOO]
+
+
+def test_suspended_environment_is_stopped_not_removed() -> None:
+    want = desired(suspended=True)
+    assert [k for _, k in kinds([want], [live(want)])] == [Kind.STOP_ODOO]
+    stopped = live(want, state="exited")
+    assert kinds([want], [stopped]) == []
+
+
+def test_undeclared_environment_is_pruned_with_its_data() -> None:
+    gone = desired("feat", Tier.EPHEMERAL)
+    assert [k for _, k in kinds([], [live(gone)])] == [
+        Kind.REMOVE_ODOO,
+        Kind.REMOVE_DB_CONTAINER,
+        Kind.REMOVE_VOLUME,
+        Kind.REMOVE_VOLUME,
+        Kind.REMOVE_NETWORK,
+    ]
+
+
+def test_undeclared_staging_drops_its_shared_database() -> None:
+    gone = desired("staging", Tier.STAGING)
+    assert Kind.DROP_DATABASE in [k for _, k in kinds([], [live(gone)])]
+
+
+def test_protected_environment_keeps_database_and_filestore_when_pruned() -> None:
+    """Production data is never dropped by a prune: only containers and network go."""
+    gone = desired()
+    d = Desired("c", {})
+    result = plan(d, Observed({gone.key: live(gone)}))
+    assert [a.kind for a in result.actions] == [Kind.REMOVE_ODOO, Kind.REMOVE_NETWORK]
+    assert not any(a.destructive for a in result.actions)
+    assert any("acme__prod" in note for note in result.retained)
+
+
+def test_held_environment_is_left_alone() -> None:
+    """An environment that cannot be resolved now (repo down) must not be pruned."""
+    have = live(desired("staging", Tier.STAGING))
+    assert kinds([], [have], held={have.key: "app repository unreachable"}) == []
+
+
+def test_stale_containers_are_removed_first() -> None:
+    want = desired()
+    have = replace(live(want), stale=(want.key.init_container,))
+    assert kinds([want], [have])[0] == ("prod", Kind.REMOVE_STALE)
+
+
+def test_environments_are_planned_in_stable_order() -> None:
+    a, b = desired("alpha"), desired("beta")
+    envs = [e for e, _ in kinds([b, a], [])]
+    assert envs == sorted(envs)
+
+
+def test_render_counts_like_terraform() -> None:
+    want = desired()
+    text = plan(Desired("c", {want.key: want}), Observed({}, frozenset())).render()
+    assert "# acme/prod" in text
+    assert "Plan: 6 to add, 0 to change, 0 to remove." in text
+
+
+def test_plan_is_deterministic() -> None:
+    wants = [desired(f"e{i}") for i in range(5)]
+    d = Desired("c", {w.key: w for w in wants})
+    o = Observed({EnvKey("acme", "old"): ObservedEnvironment(EnvKey("acme", "old"), network=True)})
+    assert plan(d, o) == plan(d, o)
+
+
+def test_dedicated_database_of_a_stopped_container_is_started() -> None:
+    want = desired("dev", Tier.DEV)
+    have = live(want)
+    db = replace(have.containers[Role.DB], state="exited")
+    have = replace(have, containers={**have.containers, Role.DB: db})
+    assert [k for _, k in kinds([want], [have])] == [Kind.START_DB_CONTAINER]

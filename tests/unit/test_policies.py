@@ -1,0 +1,120 @@
+"""Tier defaults, override precedence, branch rules, auto environments and quotas."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from reconciler.model import BranchRule, EnvKey, Policies, Tier
+from reconciler.policies import (
+    auto_environments,
+    env_name_for_branch,
+    over_quota,
+    resolve_settings,
+    rule_for,
+)
+from tests.factories import spec
+
+GiB = 1024**3
+
+RULES = Policies(
+    (
+        BranchRule("main", Tier.PRODUCTION),
+        BranchRule("release/*", Tier.STAGING),
+        BranchRule("develop", Tier.DEV),
+        BranchRule("feature/*", Tier.EPHEMERAL, auto_create=True),
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("tier", "workers", "cpu", "memory", "backup", "ttl"),
+    [
+        (Tier.PRODUCTION, 8, 4.0, 8 * GiB, "6h", None),
+        (Tier.STAGING, 4, 2.0, 4 * GiB, "24h", None),
+        (Tier.DEV, 2, 1.0, 2 * GiB, "never", timedelta(days=14)),
+        (Tier.EPHEMERAL, 1, 0.5, 1 * GiB, "never", timedelta(days=7)),
+    ],
+)
+def test_tier_defaults(
+    tier: Tier, workers: int, cpu: float, memory: int, backup: str, ttl: timedelta | None
+) -> None:
+    s = resolve_settings(tier, {}, {}, {})
+    assert (s.workers, s.cpu, s.memory, s.backup_schedule, s.ttl) == (
+        workers,
+        cpu,
+        memory,
+        backup,
+        ttl,
+    )
+
+
+def test_precedence_is_tier_then_platform_then_app_then_environment() -> None:
+    platform = {"production": {"workers": 6, "resource_limits": {"memory": "6Gi"}}}
+    app = {"production": {"workers": 5, "resource_limits": {"cpu": "3000m"}}}
+    env = {"workers": 3}
+    s = resolve_settings(Tier.PRODUCTION, platform, app, env)
+    assert (s.workers, s.cpu, s.memory) == (3, 3.0, 6 * GiB)
+
+
+def test_app_layer_overrides_platform_layer() -> None:
+    s = resolve_settings(Tier.STAGING, {"staging": {"workers": 2}}, {"staging": {"workers": 7}}, {})
+    assert s.workers == 7
+
+
+def test_nested_resource_limits_merge_key_by_key() -> None:
+    s = resolve_settings(Tier.PRODUCTION, {}, {}, {"resource_limits": {"memory": "2Gi"}})
+    assert (s.cpu, s.memory) == (4.0, 2 * GiB)
+
+
+@pytest.mark.parametrize(
+    ("branch", "tier"),
+    [
+        ("main", Tier.PRODUCTION),
+        ("release/v2.1", Tier.STAGING),
+        ("develop", Tier.DEV),
+        ("feature/crm", Tier.EPHEMERAL),
+        ("feature/a/b", None),
+        ("hotfix/x", None),
+    ],
+)
+def test_first_matching_rule_wins(branch: str, tier: Tier | None) -> None:
+    rule = rule_for(RULES, branch)
+    assert (rule.tier if rule else None) == tier
+
+
+@pytest.mark.parametrize(
+    ("branch", "name"),
+    [
+        ("feature/crm-reports", "feature-crm-reports"),
+        ("feature/CRM_Reports", "feature-crm-reports"),
+        ("1.2/fix", "b-1-2-fix"),
+        ("feature/" + "x" * 60, "feature-" + "x" * 22),
+    ],
+)
+def test_branch_names_become_dns_safe_environment_names(branch: str, name: str) -> None:
+    assert env_name_for_branch(branch) == name
+
+
+def test_auto_environments_come_from_auto_create_rules_only() -> None:
+    branches = {"main": "1", "feature/crm": "2", "release/v1": "3", "feature/pos": "4"}
+    envs = auto_environments("acme", RULES, branches, [], {"feature/crm": "ann@x"})
+    assert [(e.key.env, e.tier, e.owner) for e in envs] == [
+        ("feature-crm", Tier.EPHEMERAL, "ann@x"),
+        ("feature-pos", Tier.EPHEMERAL, None),
+    ]
+
+
+def test_a_file_wins_over_an_auto_environment_for_its_branch() -> None:
+    declared = [spec("crm", Tier.DEV, branch="feature/crm")]
+    envs = auto_environments("acme", RULES, {"feature/crm": "2"}, declared, {})
+    assert envs == []
+
+
+def test_dev_quota_holds_the_excess_per_owner() -> None:
+    specs = [spec(f"f{i}", Tier.EPHEMERAL, owner="ann@x", origin="branch") for i in range(4)]
+    specs.append(spec("prod", Tier.PRODUCTION, owner="ann@x"))
+    held = over_quota(specs, per_user=2)
+    assert sorted(held) == [EnvKey("acme", "f2"), EnvKey("acme", "f3")]
+    assert "ann@x" in held[EnvKey("acme", "f2")]
