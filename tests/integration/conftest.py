@@ -20,13 +20,15 @@ _PORTS = itertools.count(20000 + (os.getpid() % 200) * 40, 20)
 
 
 @pytest.fixture(scope="session")
-def docker_engine() -> docker.DockerClient:
+def docker_engine() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
     try:
-        client = docker.from_env()
         client.ping()
     except Exception as exc:  # any failure here means the engine is not there
+        client.close()
         pytest.fail(f"Docker engine unreachable ({exc}); start it: bash scripts/setup.sh services")
-    return client
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Build the test fixture images offline and write build/images.env.
+#
+#   odooops-fixture/base:<hash>          mmdebstrap bookworm + tests/images/base-packages.txt
+#   odooops-fixture/odoo-standin:<hash>  tests/images/odoo-standin (contract of odoo:19.0)
+#   odooops-fixture/postgres:<hash>      tests/images/postgres (contract of postgres:15)
+#
+# No registry is reachable, so the base is bootstrapped from Debian packages and
+# imported; the two fixtures are `docker build`s FROM it. Each tag is a hash of
+# its inputs, so a rerun with unchanged inputs builds nothing. Consumers use the
+# hashed tags written to build/images.env (`:latest` is only a convenience).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+IMAGES="$ROOT/tests/images"
+OUT_DIR="$ROOT/build"
+SUITE=bookworm
+# The machine's own apt sources (files mmdebstrap accepts as MIRROR arguments), so the
+# base comes from wherever this machine's apt is configured to fetch packages.
+SOURCES=()
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+  [ -s "$f" ] && SOURCES+=("$f")
+done
+[ ${#SOURCES[@]} -gt 0 ] || { echo "build-images: no apt sources on this machine" >&2; exit 1; }
+# The recipe is hashed with the package list: changing a line here rebuilds the base.
+# Fixed ids are written before any package script runs, because adduser would
+# otherwise hand gid 101 to ssl-cert: postgres is 999:999 as in postgres:15,
+# odoo is 101:101 as in odoo:19.0. Debian's default cluster is dropped: the
+# postgres fixture runs initdb on its own PGDATA.
+# shellcheck disable=SC2016 # "$1" is the chroot, expanded by mmdebstrap's hooks
+RECIPE=(
+  --variant=apt
+  '--aptopt=APT::Install-Recommends "false"'
+  '--dpkgopt=path-exclude=/usr/share/man/*'
+  '--dpkgopt=path-exclude=/usr/share/doc/*'
+  '--dpkgopt=path-exclude=/usr/share/locale/*'
+  '--dpkgopt=path-include=/usr/share/locale/locale.alias'
+  '--essential-hook=printf "%s\n" "postgres:x:999:999:PostgreSQL administrator:/var/lib/postgresql:/bin/bash" "odoo:x:101:101:Odoo:/var/lib/odoo:/usr/sbin/nologin" >> "$1/etc/passwd"'
+  '--essential-hook=printf "%s\n" "postgres:x:999:" "odoo:x:101:" >> "$1/etc/group"'
+  '--customize-hook=rm -rf "$1/etc/postgresql/15" "$1/var/lib/postgresql/15"'
+  '--customize-hook=mkdir -p "$1/var/lib/odoo" && chown 101:101 "$1/var/lib/odoo"'
+)
+
+log() { printf 'build-images: %s\n' "$*" >&2; }
+
+short_hash() { sha256sum | cut -c1-12; }
+
+# Hash of a tree: sorted relative paths with their contents; caches are not inputs.
+tree_hash() {
+  (cd "$1" && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 \
+    | LC_ALL=C sort -z | xargs -0 sha256sum)
+}
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+ensure_mmdebstrap() {
+  command -v mmdebstrap >/dev/null 2>&1 && return
+  log "installing mmdebstrap"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q mmdebstrap >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q mmdebstrap >/dev/null; }
+}
+
+build_base() {
+  local tag=$1 packages
+  packages="$(grep -v '^\s*#' "$IMAGES/base-packages.txt" | tr -s ' \n' ',' | sed 's/^,//; s/,$//')"
+  ensure_mmdebstrap
+  log "bootstrapping $tag ($packages)"
+  # stdin is closed on purpose: mmdebstrap reads sources from a non-tty stdin.
+  mmdebstrap --quiet "${RECIPE[@]}" --include="$packages" "$SUITE" - "${SOURCES[@]}" </dev/null \
+    | docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["bash"]' \
+        - "$tag" >&2
+}
+
+build_fixture() {
+  local tag=$1 dir=$2 base=$3
+  log "building $tag"
+  # The legacy builder: this engine has no BuildKit/buildx. Build output goes to stderr.
+  DOCKER_BUILDKIT=0 docker build --build-arg "BASE_IMAGE=$base" -t "$tag" "$dir" >&2
+}
+
+main() {
+  mkdir -p "$OUT_DIR"
+  # Concurrent runs (parallel test sessions) wait for each other instead of racing.
+  exec 9>"$OUT_DIR/.build-images.lock"
+  flock 9
+
+  local base_hash base odoo_hash odoo pg_hash pg
+  base_hash="$( { cat "$IMAGES/base-packages.txt"; printf '%s\n' "$SUITE" "${RECIPE[@]}"; } | short_hash)"
+  base="odooops-fixture/base:$base_hash"
+  have_image "$base" || build_base "$base"
+
+  odoo_hash="$( { echo "$base"; tree_hash "$IMAGES/odoo-standin"; } | short_hash)"
+  odoo="odooops-fixture/odoo-standin:$odoo_hash"
+  have_image "$odoo" || build_fixture "$odoo" "$IMAGES/odoo-standin" "$base"
+
+  pg_hash="$( { echo "$base"; tree_hash "$IMAGES/postgres"; } | short_hash)"
+  pg="odooops-fixture/postgres:$pg_hash"
+  have_image "$pg" || build_fixture "$pg" "$IMAGES/postgres" "$base"
+
+  docker tag "$base" odooops-fixture/base:latest
+  docker tag "$odoo" odooops-fixture/odoo-standin:latest
+  docker tag "$pg" odooops-fixture/postgres:latest
+
+  printf '%s\n' "ODOOOPS_FIXTURE_ODOO_IMAGE=$odoo" "ODOOOPS_FIXTURE_POSTGRES_IMAGE=$pg" \
+    > "$OUT_DIR/images.env.tmp"
+  mv "$OUT_DIR/images.env.tmp" "$OUT_DIR/images.env"
+  cat "$OUT_DIR/images.env"
+}
+
+main "$@"

@@ -1,0 +1,17 @@
+"""A stand-in for the Odoo 19 server of the official `odoo:19.0` image.
+
+It honours docs/ODOO-CONTRACT.md so the product can be tested offline, and
+nothing more: every behaviour here reproduces one the real server has, and the
+module docstrings say which. Modules:
+
+- config: the command line, $ODOO_RC and the PG* variables
+- modules: addons paths and manifests
+- loading: database creation, module installation (-i) and update (-u)
+- server: the HTTP service (/web/health)
+- neutralize, shell: the `odoo neutralize` and `odoo shell` commands
+- cli: command dispatch, `odoo --version`
+"""
+
+SERIES = "19.0"
+VERSION = "19.0"
+DESCRIPTION = "Odoo Server"

@@ -1,0 +1,63 @@
+"""Connections to PostgreSQL with the configured db_* values, and database creation.
+
+As in odoo/sql_db.py, an unset db_host/db_port/db_user/db_password is left to libpq,
+which then reads the PG* variables or uses its defaults (the local socket).
+As in odoo/service/db.py, a database named by -d is created when missing
+(ENCODING unicode, LC_COLLATE C with template0) and gets pg_trgm when allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql
+
+_logger = logging.getLogger("odoo.service.db")
+
+
+def connect(config: Any, dbname: str) -> Any:
+    """A new connection to `dbname` (psycopg2 opens a transaction on first use)."""
+    return psycopg2.connect(
+        dbname=dbname,
+        host=config["db_host"] or None,
+        port=config["db_port"] or None,
+        user=config["db_user"] or None,
+        password=config["db_password"] or None,
+        sslmode=config["db_sslmode"],
+        application_name=f"odoo-{os.getpid()}",
+    )
+
+
+def create_if_missing(config: Any, dbname: str) -> bool:
+    """Create an empty database unless it exists; True when it was created."""
+    conn = connect(config, "postgres")
+    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+    try:
+        with conn.cursor() as cr:
+            cr.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
+            if cr.fetchone():
+                return False
+            template = config["db_template"]
+            collate = "LC_COLLATE 'C'" if template == "template0" else ""
+            create = f"CREATE DATABASE {{}} ENCODING 'unicode' {collate} TEMPLATE {{}}"
+            cr.execute(sql.SQL(create).format(sql.Identifier(dbname), sql.Identifier(template)))
+    finally:
+        conn.close()
+    _logger.info("Create database `%s`.", dbname)
+    try:
+        conn = connect(config, dbname)
+        with conn, conn.cursor() as cr:
+            cr.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        conn.close()
+    except psycopg2.Error as exc:
+        _logger.warning("Unable to create PostgreSQL extensions : %s", exc)
+    return True
+
+
+def is_initialized(cr: Any) -> bool:
+    """Odoo's test: the module registry table exists."""
+    cr.execute("SELECT 1 FROM pg_class WHERE relkind = 'r' AND relname = 'ir_module_module'")
+    return cr.fetchone() is not None

@@ -1,0 +1,663 @@
+"""The fixture images honour the contracts of odoo:19.0 and postgres:15 (docs/ODOO-CONTRACT.md).
+
+They run on the real Docker engine: a fixture PostgreSQL on a user-defined bridge network
+under the alias `db`, and one-shot or serving Odoo stand-in containers beside it, the way
+the product runs them. Every container and network is named `odooops-test-*` and removed
+by the fixture that made it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import psycopg
+import pytest
+from docker.models.networks import Network
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DB_PASSWORD = "fixture-" + secrets.token_hex(8)
+PROBE_MANIFEST = {
+    "name": "OdooOps probe",
+    "version": "1.0",
+    "depends": ["contacts"],
+    "license": "LGPL-3",
+}
+PROBE_INSTALL_SQL = """
+CREATE TABLE odooops_probe_note (id serial PRIMARY KEY, body text NOT NULL);
+INSERT INTO odooops_probe_note (body) VALUES ('installed');
+"""
+HEALTH_PROBE = """
+import sys, urllib.error, urllib.request
+try:
+    answer = urllib.request.urlopen("http://127.0.0.1:8069" + sys.argv[1], timeout=5)
+except urllib.error.HTTPError as exc:
+    answer = exc
+print(answer.status, answer.read().decode())
+"""
+
+
+def _name(kind: str) -> str:
+    return f"odooops-test-{kind}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished one-shot container."""
+
+    exit_code: int
+    logs: str
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """A running postgres fixture, on its own network and published on a loopback port."""
+
+    container: Any
+    network: Any
+
+    @property
+    def port(self) -> int:
+        """The host port, read again because Docker picks a new one on restart."""
+        self.container.reload()
+        return int(self.container.ports["5432/tcp"][0]["HostPort"])
+
+    def connect(self, dbname: str, password: str = DB_PASSWORD) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user="odoo",
+            password=password,
+            dbname=dbname,
+            connect_timeout=5,
+            autocommit=True,
+        )
+
+    def query(self, dbname: str, sql: str) -> list[tuple[Any, ...]]:
+        with self.connect(dbname) as conn:
+            return conn.execute(sql).fetchall()
+
+    def execute(self, dbname: str, sql: str) -> None:
+        with self.connect(dbname) as conn:
+            conn.execute(sql)
+
+
+@pytest.fixture(scope="session")
+def engine(docker_engine: docker.DockerClient) -> docker.DockerClient:
+    """The shared session client (conftest fails loudly when the engine is missing)."""
+    return docker_engine
+
+
+@pytest.fixture(scope="session")
+def image_refs(engine: docker.DockerClient) -> dict[str, str]:
+    """Run the idempotent build (a second when warm) and read build/images.env."""
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "build-images.sh")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    lines = (REPO_ROOT / "build" / "images.env").read_text().split()
+    refs = dict(line.split("=", 1) for line in lines)
+    return {
+        "odoo": refs["ODOOOPS_FIXTURE_ODOO_IMAGE"],
+        "postgres": refs["ODOOOPS_FIXTURE_POSTGRES_IMAGE"],
+    }
+
+
+def _start_postgres(
+    engine: docker.DockerClient,
+    image: str,
+    password_dir: Path,
+    cleanup: list[Any],
+    **environment: str,
+) -> Postgres:
+    network = engine.networks.create(_name("net"), driver="bridge")
+    cleanup.append(network)
+    (password_dir / "pg_password").write_text(DB_PASSWORD + "\n")
+    container = engine.containers.run(
+        image,
+        name=_name("pg"),
+        detach=True,
+        network=network.name,
+        networking_config={network.name: engine.api.create_endpoint_config(aliases=["db"])},
+        environment={
+            "POSTGRES_USER": "odoo",
+            "POSTGRES_PASSWORD_FILE": "/run/secrets/pg_password",
+            **environment,
+        },
+        volumes={str(password_dir): {"bind": "/run/secrets", "mode": "ro"}},
+        ports={"5432/tcp": ("127.0.0.1", None)},
+    )
+    cleanup.append(container)
+    postgres = Postgres(container, network)
+    _wait_for_postgres(postgres, environment.get("POSTGRES_DB", "odoo"))
+    return postgres
+
+
+def _wait_for_postgres(postgres: Postgres, dbname: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            postgres.connect(dbname).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def _remove(objects: list[Any]) -> None:
+    """Containers first, then the networks they were attached to."""
+    for obj in sorted(objects, key=lambda obj: isinstance(obj, Network)):
+        with contextlib.suppress(docker.errors.NotFound):
+            if isinstance(obj, Network):
+                obj.remove()
+            else:
+                obj.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def pg(
+    engine: docker.DockerClient,
+    image_refs: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Postgres]:
+    """The shared database server: user odoo, password from a file, database `odooops`."""
+    cleanup: list[Any] = []
+    try:
+        yield _start_postgres(
+            engine,
+            image_refs["postgres"],
+            tmp_path_factory.mktemp("pgpw"),
+            cleanup,
+            POSTGRES_DB="odooops",
+        )
+    finally:
+        _remove(cleanup)
+
+
+@pytest.fixture
+def containers(engine: docker.DockerClient) -> Iterator[list[Any]]:
+    """Containers and networks made by one test, removed at its end."""
+    made: list[Any] = []
+    yield made
+    _remove(made)
+
+
+def _run_odoo(
+    engine: docker.DockerClient,
+    image: str,
+    pg: Postgres,
+    made: list[Any],
+    command: tuple[str, ...],
+    environment: dict[str, str] | None = None,
+    volumes: dict[str, dict[str, str]] | None = None,
+) -> Run:
+    """Run the stand-in to completion beside `db`, with the entrypoint's defaults."""
+    container = engine.containers.run(
+        image,
+        list(command),
+        name=_name("odoo"),
+        detach=True,
+        network=pg.network.name,
+        environment={"PASSWORD": DB_PASSWORD, **(environment or {})},
+        volumes=volumes or {},
+    )
+    made.append(container)
+    exit_code = container.wait(timeout=90)["StatusCode"]
+    return Run(exit_code, container.logs().decode())
+
+
+@pytest.fixture
+def run_odoo(
+    engine: docker.DockerClient, image_refs: dict[str, str], pg: Postgres, containers: list[Any]
+) -> Callable[..., Run]:
+    """`run_odoo(*command, environment=..., volumes=...)`: _run_odoo for one test."""
+
+    def run(*command: str, **options: Any) -> Run:
+        return _run_odoo(engine, image_refs["odoo"], pg, containers, command, **options)
+
+    return run
+
+
+def _write_module(addons: Path, name: str, manifest: str, install_sql: str | None = None) -> None:
+    module = addons / name
+    (module / "data").mkdir(parents=True, exist_ok=True)
+    (module / "__init__.py").write_text("")
+    (module / "__manifest__.py").write_text(manifest)
+    if install_sql:
+        (module / "data" / "install.sql").write_text(install_sql)
+
+
+@pytest.fixture
+def addons(tmp_path: Path) -> Path:
+    """A custom addons directory holding `odooops_probe` (depends on contacts)."""
+    path = tmp_path / "addons"
+    _write_module(path, "odooops_probe", repr(PROBE_MANIFEST), PROBE_INSTALL_SQL)
+    return path
+
+
+def _mounts(addons: Path, data_dir: Path | None = None) -> dict[str, dict[str, str]]:
+    mounts = {str(addons): {"bind": "/mnt/extra-addons", "mode": "ro"}}
+    if data_dir is not None:
+        data_dir.mkdir(mode=0o777, exist_ok=True)
+        data_dir.chmod(0o777)  # the container writes as odoo (uid 101)
+        mounts[str(data_dir)] = {"bind": "/var/lib/odoo", "mode": "rw"}
+    return mounts
+
+
+@pytest.fixture(scope="module")
+def initialised(
+    engine: docker.DockerClient,
+    image_refs: dict[str, str],
+    pg: Postgres,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, Path]]:
+    """`-d initdb -i odooops_probe --without-demo=all --stop-after-init`, run once."""
+    root = tmp_path_factory.mktemp("init")
+    _write_module(root / "addons", "odooops_probe", repr(PROBE_MANIFEST), PROBE_INSTALL_SQL)
+    made: list[Any] = []
+    try:
+        command = ("-d", "initdb", "-i", "odooops_probe", "--without-demo=all", "--stop-after-init")
+        mounts = _mounts(root / "addons", root / "data")
+        result = _run_odoo(engine, image_refs["odoo"], pg, made, command, volumes=mounts)
+        assert result.exit_code == 0, result.logs
+        yield "initdb", root / "data"
+    finally:
+        _remove(made)
+
+
+def _health(container: Any, path: str) -> tuple[int, dict[str, Any]]:
+    """GET a path the way the product's health check does: python3 inside the container."""
+    deadline = time.monotonic() + 20
+    while True:
+        code, output = container.exec_run(["python3", "-c", HEALTH_PROBE, path])
+        if code == 0:
+            status, body = output.decode().split(" ", 1)
+            return int(status), json.loads(body)
+        if time.monotonic() > deadline:
+            raise AssertionError(output.decode())
+        time.sleep(0.3)
+
+
+def _serve(engine: docker.DockerClient, image: str, network: Any, containers: list[Any]) -> Any:
+    container = engine.containers.run(
+        image,
+        ["odoo", "-d", "servedb"],
+        name=_name("odoo"),
+        detach=True,
+        network=network.name,
+        environment={"PASSWORD": DB_PASSWORD},
+    )
+    containers.append(container)
+    return container
+
+
+# --- image layout -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attribute", "expected"),
+    [
+        ("User", "odoo"),
+        ("Entrypoint", ["/entrypoint.sh"]),
+        ("Cmd", ["odoo"]),
+        ("ExposedPorts", {"8069/tcp": {}, "8071/tcp": {}, "8072/tcp": {}}),
+        ("Volumes", {"/var/lib/odoo": {}, "/mnt/extra-addons": {}}),
+        ("Healthcheck", None),
+    ],
+)
+def test_odoo_image_config_matches_the_official_image(
+    engine: docker.DockerClient, image_refs: dict[str, str], attribute: str, expected: Any
+) -> None:
+    """The stand-in image declares what odoo:19.0 declares, and no health check."""
+    config = engine.images.get(image_refs["odoo"]).attrs["Config"]
+    assert config.get(attribute) == expected
+
+
+def test_odoo_image_layout(engine: docker.DockerClient, image_refs: dict[str, str]) -> None:
+    """odoo is 101:101, ODOO_RC's default file points at the two volumes, tools are on PATH."""
+    script = (
+        "id -u; id -g; echo $ODOO_RC; grep -E '^[a-z_]+ *=' $ODOO_RC; "
+        "stat -c %U /var/lib/odoo /mnt/extra-addons; "
+        "command -v odoo wait-for-psql.py python3 psql"
+    )
+    out = (
+        engine.containers.run(
+            image_refs["odoo"], ["bash", "-c", script], remove=True, name=_name("odoo")
+        )
+        .decode()
+        .splitlines()
+    )
+    assert out == [
+        "101",
+        "101",
+        "/etc/odoo/odoo.conf",
+        "addons_path = /mnt/extra-addons",
+        "data_dir = /var/lib/odoo",
+        "odoo",
+        "odoo",
+        "/usr/bin/odoo",
+        "/usr/local/bin/wait-for-psql.py",
+        "/usr/bin/python3",
+        "/usr/bin/psql",
+    ]
+
+
+def test_version(engine: docker.DockerClient, image_refs: dict[str, str]) -> None:
+    """`odoo --version` prints the server series."""
+    out = engine.containers.run(
+        image_refs["odoo"], ["bash", "-c", "odoo --version"], remove=True, name=_name("odoo")
+    )
+    assert out.decode().strip() == "Odoo Server 19.0"
+
+
+# --- postgres fixture -------------------------------------------------------------------------
+
+
+def test_postgres_creates_user_and_database_from_environment(pg: Postgres) -> None:
+    """POSTGRES_USER, POSTGRES_PASSWORD_FILE and POSTGRES_DB make a superuser and its database."""
+    rows = pg.query(
+        "odooops",
+        "SELECT current_user, current_database(), "
+        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
+    )
+    assert rows == [("odoo", "odooops", True)]
+
+
+def test_postgres_rejects_a_wrong_password_over_tcp(pg: Postgres) -> None:
+    """Remote connections use scram-sha-256 password authentication."""
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        pg.connect("odooops", password="wrong").close()
+
+
+def test_postgres_restart_keeps_the_data_directory(
+    engine: docker.DockerClient, image_refs: dict[str, str], tmp_path: Path, containers: list[Any]
+) -> None:
+    """A restart with an existing PGDATA does not run initdb again."""
+    own = _start_postgres(engine, image_refs["postgres"], tmp_path, containers)
+    own.execute("odoo", "CREATE TABLE survivor (id int)")
+    own.container.restart(timeout=10)
+    _wait_for_postgres(own, "odoo")
+    assert "Skipping initialization" in own.container.logs().decode()
+    assert own.query("odoo", "SELECT to_regclass('survivor')::text") == [("survivor",)]
+
+
+# --- entrypoint -------------------------------------------------------------------------------
+
+
+def test_password_file_wins_over_password(run_odoo: Callable[..., Run], tmp_path: Path) -> None:
+    """With PASSWORD_FILE set, the (wrong) PASSWORD is not used."""
+    (tmp_path / "pw").write_text(DB_PASSWORD)
+    result = run_odoo(
+        "-d",
+        "pwfile",
+        "--stop-after-init",
+        environment={"PASSWORD": "wrong", "PASSWORD_FILE": "/run/secrets/pw"},
+        volumes={str(tmp_path / "pw"): {"bind": "/run/secrets/pw", "mode": "ro"}},
+    )
+    assert result.exit_code == 0, result.logs
+
+
+def test_wrong_password_file_makes_wait_for_psql_exit_1(
+    run_odoo: Callable[..., Run], tmp_path: Path
+) -> None:
+    """wait-for-psql gives up after its 30 s and the container exits 1 without starting odoo."""
+    (tmp_path / "pw").write_text("wrong")
+    result = run_odoo(
+        "-d",
+        "never",
+        "--stop-after-init",
+        environment={"PASSWORD_FILE": "/run/secrets/pw"},
+        volumes={str(tmp_path / "pw"): {"bind": "/run/secrets/pw", "mode": "ro"}},
+    )
+    assert result.exit_code == 1
+    assert "Database connection failure" in result.logs
+    assert "Odoo version" not in result.logs
+
+
+def test_unknown_option_is_a_usage_error(run_odoo: Callable[..., Run]) -> None:
+    """An option odoo does not know exits 2 with optparse's usage message."""
+    result = run_odoo("--no-such-option")
+    assert result.exit_code == 2
+    assert "odoo: error: no such option: --no-such-option" in result.logs
+
+
+# --- initialisation and update ----------------------------------------------------------------
+
+
+def test_init_installs_base_and_the_dependencies_of_the_custom_module(
+    pg: Postgres, initialised: tuple[str, Path]
+) -> None:
+    """-i installs base, web (auto_install) and the module's depends, recursively."""
+    rows = pg.query(
+        initialised[0], "SELECT name FROM ir_module_module WHERE state = 'installed' ORDER BY name"
+    )
+    assert [name for (name,) in rows] == ["base", "contacts", "mail", "odooops_probe", "web"]
+
+
+def test_init_runs_the_custom_module_install_sql(
+    pg: Postgres, initialised: tuple[str, Path]
+) -> None:
+    """A custom module's data/install.sql runs, and its version gets the series prefix."""
+    assert pg.query(initialised[0], "SELECT body FROM odooops_probe_note") == [("installed",)]
+    assert pg.query(
+        initialised[0], "SELECT latest_version FROM ir_module_module WHERE name = 'odooops_probe'"
+    ) == [("19.0.1.0",)]
+
+
+def test_init_writes_a_content_addressed_filestore(
+    pg: Postgres, initialised: tuple[str, Path]
+) -> None:
+    """Attachments live at <data_dir>/filestore/<db>/<sha1[:2]>/<sha1>."""
+    dbname, data_dir = initialised
+    [(store_fname, checksum)] = pg.query(
+        dbname, "SELECT store_fname, checksum FROM ir_attachment WHERE store_fname IS NOT NULL"
+    )
+    path = data_dir / "filestore" / dbname / store_fname
+    assert store_fname == f"{checksum[:2]}/{checksum}"
+    assert hashlib.sha1(path.read_bytes()).hexdigest() == checksum
+
+
+def test_init_sets_database_identity(pg: Postgres, initialised: tuple[str, Path]) -> None:
+    """base stores database.uuid, database.secret and database.create_date."""
+    rows = pg.query(
+        initialised[0],
+        "SELECT key FROM ir_config_parameter WHERE key LIKE 'database.%' ORDER BY key",
+    )
+    assert [key for (key,) in rows] == ["database.create_date", "database.secret", "database.uuid"]
+
+
+def test_demo_data_needs_with_demo(
+    run_odoo: Callable[..., Run], pg: Postgres, initialised: tuple[str, Path]
+) -> None:
+    """Odoo 19 creates databases without demo data unless --with-demo is given."""
+    assert run_odoo("-d", "withdemo", "--with-demo", "--stop-after-init").exit_code == 0
+    assert pg.query(
+        "withdemo", "SELECT count(*) FROM res_partner WHERE name = 'Azure Interior'"
+    ) == [(1,)]
+    assert pg.query(
+        initialised[0], "SELECT count(*) FROM res_partner WHERE name = 'Azure Interior'"
+    ) == [(0,)]
+
+
+def test_unknown_module_is_a_warning(run_odoo: Callable[..., Run], pg: Postgres) -> None:
+    """-i with a name not on the addons path logs a WARNING and still exits 0."""
+    result = run_odoo("-d", "unknownmod", "-i", "no_such_module", "--stop-after-init")
+    assert result.exit_code == 0, result.logs
+    assert (
+        "WARNING unknownmod odoo.modules.loading: invalid module names, ignored: "
+        "no_such_module" in result.logs
+    )
+
+
+def test_unparsable_manifest_fails_init(run_odoo: Callable[..., Run], addons: Path) -> None:
+    """A manifest that is not a Python literal crashes the load: traceback, non-zero exit."""
+    _write_module(addons, "broken", "{'name': 'Broken',")
+    result = run_odoo(
+        "-d", "broken", "-i", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code != 0
+    assert "SyntaxError" in result.logs
+
+
+def test_update_refreshes_latest_version(
+    run_odoo: Callable[..., Run], pg: Postgres, addons: Path
+) -> None:
+    """-u reads the module's manifest again and records its new version."""
+    assert (
+        run_odoo(
+            "-d", "upd", "-i", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+        ).exit_code
+        == 0
+    )
+    _write_module(addons, "odooops_probe", repr({**PROBE_MANIFEST, "version": "1.1"}))
+    result = run_odoo(
+        "-d", "upd", "-u", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 0, result.logs
+    assert pg.query(
+        "upd", "SELECT latest_version FROM ir_module_module WHERE name = 'odooops_probe'"
+    ) == [("19.0.1.1",)]
+
+
+# --- neutralisation and shell -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def neutralized(
+    engine: docker.DockerClient, image_refs: dict[str, str], pg: Postgres
+) -> Iterator[str]:
+    """A database with mail, an active mail server and a webhook, then `odoo neutralize`."""
+    made: list[Any] = []
+
+    def run(*command: str) -> None:
+        result = _run_odoo(engine, image_refs["odoo"], pg, made, command)
+        assert result.exit_code == 0, result.logs
+
+    try:
+        run("-d", "neutral", "-i", "contacts", "--stop-after-init")
+        with pg.connect("neutral") as conn:
+            conn.execute("INSERT INTO ir_mail_server (name, smtp_host) VALUES ('prod', 'smtp.x')")
+            conn.execute(
+                "INSERT INTO ir_act_server (name, state, webhook_url) "
+                "VALUES ('{\"en_US\": \"hook\"}', 'webhook', 'https://example.com/h')"
+            )
+        run("odoo", "neutralize", "-d", "neutral")
+        yield "neutral"
+    finally:
+        _remove(made)
+
+
+def test_neutralize_sets_the_flag(pg: Postgres, neutralized: str) -> None:
+    """database.is_neutralized becomes true."""
+    assert pg.query(
+        neutralized, "SELECT value FROM ir_config_parameter WHERE key = 'database.is_neutralized'"
+    ) == [("true",)]
+
+
+def test_neutralize_stops_every_cron_but_autovacuum(pg: Postgres, neutralized: str) -> None:
+    """Only 'Base: Auto-vacuum internal data' stays active."""
+    rows = pg.query(neutralized, "SELECT cron_name FROM ir_cron WHERE active")
+    assert rows == [("Base: Auto-vacuum internal data",)]
+    assert pg.query(neutralized, "SELECT count(*) > 1 FROM ir_cron") == [(True,)]
+
+
+def test_neutralize_replaces_mail_servers_with_a_dummy(pg: Postgres, neutralized: str) -> None:
+    """Existing servers are deactivated; the only active one points to host 'invalid'."""
+    rows = pg.query(neutralized, "SELECT name, smtp_host, active FROM ir_mail_server ORDER BY id")
+    assert rows == [("prod", "smtp.x", False), ("neutralization - disable emails", "invalid", True)]
+
+
+def test_neutralize_disables_webhooks_and_shows_the_banner(pg: Postgres, neutralized: str) -> None:
+    """Webhook actions lose their URL; web's banner view is activated."""
+    assert pg.query(
+        neutralized, "SELECT webhook_url FROM ir_act_server WHERE state = 'webhook'"
+    ) == [("neutralization - disable webhook",)]
+    assert pg.query(
+        neutralized, "SELECT active FROM ir_ui_view WHERE key = 'web.neutralize_banner'"
+    ) == [(True,)]
+
+
+def test_neutralize_refuses_an_uninitialised_database(
+    run_odoo: Callable[..., Run], pg: Postgres
+) -> None:
+    """On a database without Odoo's tables neutralize exits 1."""
+    pg.execute("odooops", "CREATE DATABASE empty_db")
+    result = run_odoo("odoo", "neutralize", "-d", "empty_db")
+    assert result.exit_code == 1
+    assert "THE DATABASE IS NOT NEUTRALIZED" in result.logs
+
+
+def test_shell_runs_stdin_with_pg_variables(
+    run_odoo: Callable[..., Run], initialised: tuple[str, Path]
+) -> None:
+    """`odoo shell` execs stdin with env.cr; PG* variables reach the database natively."""
+    script = (
+        "echo \"env.cr.execute('SELECT login FROM res_users WHERE id = 2'); "
+        "print('login=' + env.cr.fetchone()[0])\" | odoo shell -d " + initialised[0]
+    )
+    result = run_odoo(
+        "bash",
+        "-c",
+        script,
+        environment={"PGHOST": "db", "PGUSER": "odoo", "PGPASSWORD": DB_PASSWORD},
+    )
+    assert result.exit_code == 0, result.logs
+    assert "login=admin" in result.logs
+
+
+# --- HTTP service -----------------------------------------------------------------------------
+
+
+def test_health_passes_with_the_database_up(
+    engine: docker.DockerClient, image_refs: dict[str, str], pg: Postgres, containers: list[Any]
+) -> None:
+    """/web/health answers 200 pass, and db_server_status true when PostgreSQL answers."""
+    odoo = _serve(engine, image_refs["odoo"], pg.network, containers)
+    assert _health(odoo, "/web/health") == (200, {"status": "pass"})
+    assert _health(odoo, "/web/health?db_server_status=1") == (
+        200,
+        {"status": "pass", "db_server_status": True},
+    )
+
+
+def test_health_fails_db_server_status_when_the_database_is_down(
+    engine: docker.DockerClient, image_refs: dict[str, str], tmp_path: Path, containers: list[Any]
+) -> None:
+    """With PostgreSQL stopped, db_server_status=1 answers 500 fail; plain health still passes."""
+    own = _start_postgres(engine, image_refs["postgres"], tmp_path, containers)
+    odoo = _serve(engine, image_refs["odoo"], own.network, containers)
+    _health(odoo, "/web/health")
+    own.container.stop(timeout=10)
+    assert _health(odoo, "/web/health?db_server_status=1") == (
+        500,
+        {"status": "fail", "db_server_status": False},
+    )
+    assert _health(odoo, "/web/health") == (200, {"status": "pass"})
+
+
+def test_server_stops_promptly_on_sigterm(
+    engine: docker.DockerClient, image_refs: dict[str, str], pg: Postgres, containers: list[Any]
+) -> None:
+    """`docker stop` ends the server with exit code 0 well within the grace period."""
+    odoo = _serve(engine, image_refs["odoo"], pg.network, containers)
+    _health(odoo, "/web/health")
+    started = time.monotonic()
+    odoo.stop(timeout=10)
+    assert time.monotonic() - started < 5
+    assert odoo.wait(timeout=10)["StatusCode"] == 0
+    assert '"GET /web/health HTTP/1.1" 200' in odoo.logs().decode()
