@@ -12,6 +12,7 @@ import hashlib
 import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from reconciler import policies
@@ -50,10 +51,19 @@ class Inputs:
     """The impure facts resolution needs, gathered by the engine before calling ``resolve``."""
 
     apps: Mapping[str, AppRepo | OdooOpsError]  # project -> repo, or why it is unavailable
-    owners: Mapping[str, Mapping[str, str]]  # project -> branch -> head author e-mail
+    heads: Mapping[str, Mapping[str, BranchHead]]  # project -> branch -> its head commit
     base_images: Mapping[str, str]  # image reference -> local image ID
     port_for: Callable[[EnvKey], int]
     load_app_config: AppConfigLoader
+    now: datetime
+
+
+@dataclass(frozen=True)
+class BranchHead:
+    """Who last committed to a branch, and when: the owner (quotas) and the age (TTL)."""
+
+    author_email: str
+    committed_at: datetime
 
 
 def image_tag(project: Project, base_id: str, tree_id: str) -> str:
@@ -77,21 +87,43 @@ def resolve(config: StateConfig, inputs: Inputs) -> Desired:
                     config.policies,
                     repo.branches(),
                     config.environments,
-                    inputs.owners.get(name, {}),
+                    {b: h.author_email for b, h in inputs.heads.get(name, {}).items()},
                 )
             )
     held: dict[EnvKey, str] = policies.over_quota(
         specs, config.platform.quotas.dev_environments_per_user
     )
     envs: dict[EnvKey, DesiredEnvironment] = {}
+    expired: dict[EnvKey, str] = {}
     for spec in specs:
         if spec.key in held:
             continue
         try:
-            envs[spec.key] = _resolve_one(config, spec, inputs)
+            want = _resolve_one(config, spec, inputs)
         except OdooOpsError as exc:
             held[spec.key] = exc.message
-    return Desired(config.commit, envs, held)
+            continue
+        why = _expiry(want, inputs)
+        if why:
+            expired[spec.key] = why
+        else:
+            envs[spec.key] = want
+    return Desired(config.commit, envs, held, expired)
+
+
+def _expiry(want: DesiredEnvironment, inputs: Inputs) -> str:
+    """A branch-made environment lives ``ttl`` past its branch's last commit, then is pruned.
+
+    Measured from the commit, not from creation, so an active branch keeps its environment and
+    an abandoned one is cleaned up, and the verdict is the same after a daemon restart.
+    """
+    ttl = want.settings.ttl
+    if ttl is None or want.spec.origin != "branch":
+        return ""
+    head = inputs.heads.get(want.key.project, {}).get(want.spec.branch)
+    if head is None or inputs.now - head.committed_at <= ttl:
+        return ""
+    return f"branch {want.spec.branch} has had no commit for more than {ttl.days} days (ttl)"
 
 
 def _resolve_one(config: StateConfig, spec: EnvironmentSpec, inputs: Inputs) -> DesiredEnvironment:

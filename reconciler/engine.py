@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler import validation
 from reconciler.config import load_state
-from reconciler.desired import APP_CONFIG, Inputs, resolve
+from reconciler.desired import APP_CONFIG, BranchHead, Inputs, resolve
 from reconciler.drivers.docker import DockerDriver, DockerListing
 from reconciler.drivers.postgres import DatabaseRecord, PostgresDriver
 from reconciler.errors import DriverError, ErrorInfo, InvalidState, OdooOpsError, SourceError
@@ -101,6 +102,7 @@ class Engine:
         self._apps: dict[str, GitSource] = {}
         self._pg: dict[str, PostgresDriver] = {}
         self._backoff: dict[EnvKey, _Backoff] = {}
+        self._head_cache: dict[str, BranchHead] = {}
         self._clock = clock
         self._pass_lock = threading.Lock()
         self.last_good: StateConfig | None = None
@@ -181,14 +183,14 @@ class Engine:
 
     def desired(self, config: StateConfig, fetch: bool = True) -> Desired:
         apps: dict[str, GitSource | OdooOpsError] = {}
-        owners: dict[str, dict[str, str]] = {}
+        heads: dict[str, dict[str, BranchHead]] = {}
         for project in config.projects.values():
             try:
                 repo = self.app_repo(project)
                 if fetch:
                     repo.fetch()
                 apps[project.name] = repo
-                owners[project.name] = self._owners(repo)
+                heads[project.name] = self._heads(repo)
             except OdooOpsError as exc:
                 apps[project.name] = exc
         base_images: dict[str, str] = {}
@@ -208,15 +210,24 @@ class Engine:
             config,
             Inputs(
                 apps=apps,
-                owners=owners,
+                heads=heads,
                 base_images=base_images,
                 port_for=port_for,
                 load_app_config=_load_app_config,
+                now=datetime.now(UTC),
             ),
         )
 
-    def _owners(self, repo: GitSource) -> dict[str, str]:
-        return {b: repo.commit_info(sha).author_email for b, sha in repo.branches().items()}
+    def _heads(self, repo: GitSource) -> dict[str, BranchHead]:
+        """Author and time of each branch head; commits are immutable, so cached by id."""
+        out: dict[str, BranchHead] = {}
+        for branch, sha in repo.branches().items():
+            head = self._head_cache.get(sha)
+            if head is None:
+                info = repo.commit_info(sha)
+                head = self._head_cache[sha] = BranchHead(info.author_email, info.committed_at)
+            out[branch] = head
+        return out
 
     def _busy_ports(self, config: StateConfig) -> set[int]:
         """Ports in the range that something else already listens on (never hand those out)."""
@@ -590,8 +601,8 @@ class Engine:
         if self._is_initialised(want):  # re-checked live: never initialise twice
             return
         args = ["-d", want.key.database, "-i", ",".join(want.modules), "--stop-after-init"]
-        if not want.settings.demo:
-            args.append("--without-demo=all")
+        # Odoo 19 loads demo data only when asked; older habits pass --without-demo too.
+        args.append("--with-demo" if want.settings.demo else "--without-demo=all")
         self._run_odoo(want, args, "database initialisation")
         if want.server is not None:
             self.pg(want.server.name, self.last_good_or_raise()).mark_initialised(

@@ -274,8 +274,10 @@ class Desired:
 
     ``held`` are environments declared but not resolvable right now (app repo unreachable, invalid
     ``.odooops.yaml``, quota): the planner must leave their live objects alone rather than prune.
+    ``expired`` are branch environments past their TTL: absent from ``environments``, so pruned.
     """
 
     state_commit: str
     environments: Mapping[EnvKey, DesiredEnvironment]
     held: Mapping[EnvKey, str] = field(default_factory=dict)
+    expired: Mapping[EnvKey, str] = field(default_factory=dict)

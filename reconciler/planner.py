@@ -121,7 +121,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         elif key in desired.held:
             continue
         elif have is not None:
-            removal, kept = _prune(have)
+            removal, kept = _prune(have, desired.expired.get(key, "no longer declared"))
             actions.extend(removal)
             retained.extend(kept)
     return Plan(tuple(actions), tuple(retained), dict(desired.held))
@@ -197,11 +197,10 @@ def _what_changed(want: DesiredEnvironment, old_revision: str | None) -> str:
     return "settings changed"
 
 
-def _prune(have: ObservedEnvironment) -> tuple[list[Action], list[str]]:
+def _prune(have: ObservedEnvironment, why: str) -> tuple[list[Action], list[str]]:
     """Remove what is ours and no longer declared; a protected environment keeps its data."""
     key = have.key
     protected = have.protected or (have.database is not None and have.database.protected)
-    why = "no longer declared"
     out: list[Action] = []
     kept: list[str] = []
     out.extend(Action(key, Kind.REMOVE_STALE, name, why) for name in have.stale)

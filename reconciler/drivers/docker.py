@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import tarfile
 import time
@@ -64,15 +65,23 @@ class DockerDriver:
     ) -> None:
         self.instance = instance
         self.health_interval = health_interval
+        url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        if url.startswith("unix://") and not os.path.exists(url.removeprefix("unix://")):
+            raise DriverError(
+                f"the Docker engine is unreachable: no socket at {url}",
+                code="docker_unreachable",
+                remediation="start it (bash scripts/setup.sh services) and check: docker info",
+            )
+        self.client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
         try:
-            self.client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
             self.client.ping()
             self._ncpu = int(self.client.info().get("NCPU", 1))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            self.client.close()
             raise DriverError(
                 f"the Docker engine is unreachable: {exc}",
                 code="docker_unreachable",
-                remediation="start it (sudo scripts/setup.sh services) and check: docker info",
+                remediation="start it (bash scripts/setup.sh services) and check: docker info",
             ) from exc
 
     def close(self) -> None:
