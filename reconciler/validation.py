@@ -56,7 +56,9 @@ __all__ = [
     "validate_state",
 ]
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+# ``reconciler/schemas`` links to the repository's top-level ``schemas/`` (one copy, in the
+# place users look); building a wheel follows the link, so installed packages carry the files.
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 SCHEMA_BASE_URI = "https://odooops.dev/schemas/"
 SCHEMA_NAMES = ("odooops", "policies", "project", "environment", "app")
 TIERS = ("production", "staging", "dev", "ephemeral")
