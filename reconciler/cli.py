@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except OdooOpsError as exc:
@@ -256,8 +257,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     print_status_table(store, envs if args.env else None)
     if args.env:
         for cond in envs[args.env].conditions:
-            mark = "[green]✓[/]" if cond.status else "[red]✗[/]"
-            out.print(f"  {mark} {cond.type}: {cond.reason} {cond.message}", highlight=False)
+            colour = "green" if cond.status == (cond.type == "Ready") else "yellow"
+            out.print(
+                f"  [{colour}]{cond.type}={cond.status}[/] {cond.reason} "
+                f"(since {cond.since}) {cond.message}",
+                highlight=False,
+            )
     return EXIT_OK
 
 

@@ -103,6 +103,8 @@ class Engine:
         self._pg: dict[str, PostgresDriver] = {}
         self._backoff: dict[EnvKey, _Backoff] = {}
         self._head_cache: dict[str, BranchHead] = {}
+        self._build_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
         self._clock = clock
         self._pass_lock = threading.Lock()
         self.last_good: StateConfig | None = None
@@ -493,13 +495,7 @@ class Engine:
             self._drop_uninitialised(want)
             self._create_database(want)
         elif kind is Kind.BUILD_IMAGE:
-            repo = self._apps[want.project.name]
-            d.build_image(
-                want.image,
-                want.project.image,
-                repo.archive(want.revision, root="app"),
-                {"odooops.project": want.project.name, "odooops.revision": want.revision},
-            )
+            self._build(want)
         elif kind is Kind.INIT_DATABASE:
             self._init_database(want)
         elif kind is Kind.UPDATE_MODULES:
@@ -523,6 +519,21 @@ class Engine:
             d.stop(key.odoo_container)
         else:  # pragma: no cover - the planner has no other kinds
             raise AssertionError(kind)
+
+    def _build(self, want: DesiredEnvironment) -> None:
+        """Build once per tag: environments on the same tree share the image (and the lock)."""
+        with self._locks_guard:
+            lock = self._build_locks.setdefault(want.image, threading.Lock())
+        with lock:
+            if self.docker.has_image(want.image):
+                return
+            repo = self._apps[want.project.name]
+            self.docker.build_image(
+                want.image,
+                want.project.image,
+                repo.archive(want.revision, root="app"),
+                {"odooops.project": want.project.name, "odooops.revision": want.revision},
+            )
 
     def _wait(self, name: str, timeout: float) -> None:
         ok, detail = self.docker.wait_healthy(name, timeout)

@@ -118,6 +118,19 @@ def test_feature_branch_gets_an_ephemeral_environment_and_loses_it_when_deleted(
     assert client.networks.list(filters=label) == []
 
 
+def test_removing_a_staging_file_removes_the_environment_and_its_data(world: World) -> None:
+    world.declare("staging", branch="release/v1")
+    converge(world, "staging")
+    world.remove("staging")
+    result = world.reconcile()
+    assert result.errors == {}
+    assert world.containers() == {}
+    assert world.databases() == {}
+    label = {"label": f"odooops.instance={world.instance}"}
+    assert world.docker.volumes.list(filters=label) == []
+    assert world.engine().status.get(f"{world.project}/staging") is None
+
+
 def test_removing_production_keeps_its_database_and_filestore(world: World) -> None:
     """Prune never drops protected data: containers and network go, database and volume stay."""
     world.declare("production", branch="main")

@@ -167,3 +167,11 @@ def test_dev_quota_holds_environments_beyond_the_owner_limit() -> None:
     d = resolve(state({}, quotas={"dev_environments_per_user": 2}), inputs(repo))
     assert len(d.environments) == 2
     assert len(d.held) == 1
+
+
+def test_database_copy_source_is_held_until_copies_exist() -> None:
+    """A declared copy must not silently become a fresh database."""
+    envs = {"prod": {"branch": "main"}, "stg": {"branch": "release/v1", "db": {"source": "prod"}}}
+    d = resolve(state(envs), inputs(REPO))
+    assert "db.source" in d.held[EnvKey("acme", "stg")]
+    assert EnvKey("acme", "prod") in d.environments
