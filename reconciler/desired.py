@@ -78,14 +78,18 @@ def container_addons_paths(project: Project) -> tuple[str, ...]:
 
 def resolve(config: StateConfig, inputs: Inputs) -> Desired:
     specs = list(config.environments)
+    # One listing of branches per project and pass: listing peels every ref, so doing it per
+    # environment would make a project with many branch environments quadratic.
+    branches: dict[str, dict[str, str]] = {}
     for name in sorted(config.projects):
         repo = inputs.apps.get(name)
         if repo is not None and not isinstance(repo, OdooOpsError):
+            branches[name] = repo.branches()
             specs.extend(
                 policies.auto_environments(
                     name,
                     config.policies,
-                    repo.branches(),
+                    branches[name],
                     config.environments,
                     {b: h.author_email for b, h in inputs.heads.get(name, {}).items()},
                 )
@@ -99,7 +103,7 @@ def resolve(config: StateConfig, inputs: Inputs) -> Desired:
         if spec.key in held:
             continue
         try:
-            want = _resolve_one(config, spec, inputs)
+            want = _resolve_one(config, spec, inputs, branches.get(spec.key.project, {}))
         except OdooOpsError as exc:
             held[spec.key] = exc.message
             continue
@@ -126,7 +130,9 @@ def _expiry(want: DesiredEnvironment, inputs: Inputs) -> str:
     return f"branch {want.spec.branch} has had no commit for more than {ttl.days} days (ttl)"
 
 
-def _resolve_one(config: StateConfig, spec: EnvironmentSpec, inputs: Inputs) -> DesiredEnvironment:
+def _resolve_one(
+    config: StateConfig, spec: EnvironmentSpec, inputs: Inputs, branches: Mapping[str, str]
+) -> DesiredEnvironment:
     project = config.projects[spec.key.project]
     if spec.db_source != "fresh":
         raise OdooOpsError(
@@ -139,7 +145,7 @@ def _resolve_one(config: StateConfig, spec: EnvironmentSpec, inputs: Inputs) -> 
     if isinstance(repo, OdooOpsError):
         raise repo
     if spec.revision == "track":
-        head = repo.branches().get(spec.branch)
+        head = branches.get(spec.branch)
         if head is None:
             raise OdooOpsError(
                 f"branch {spec.branch} does not exist in {project.name}'s repository",

@@ -10,6 +10,7 @@ is tried once, not in a tight loop, and a new commit is tried at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import socket
@@ -20,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from reconciler import validation
@@ -668,6 +670,7 @@ class Engine:
         self, desired: Desired, observed: Observed, final: Plan, errors: Mapping[EnvKey, ErrorInfo]
     ) -> None:
         pending = final.by_env()
+        updates: dict[str, EnvironmentStatus] = {}
         for key, want in desired.environments.items():
             have = observed.environments.get(key, ObservedEnvironment(key))
             status = self.status.get(str(key)) or EnvironmentStatus(key.project, key.env)
@@ -691,13 +694,14 @@ class Engine:
                 waiting = ", ".join(a.kind.value for a in pending[key])
                 status = status.with_condition(Condition("Ready", False, "Pending", waiting))
             status = status.with_condition(Condition("Held", False, "Resolved"))
-            self.status.put(str(key), status)
+            updates[str(key)] = status
         for key, why in desired.held.items():
             status = self.status.get(str(key)) or EnvironmentStatus(key.project, key.env)
             status = replace(status, sync=Sync.UNKNOWN).with_condition(
                 Condition("Held", True, "CannotResolve", why)
             )
-            self.status.put(str(key), status)
+            updates[str(key)] = status
+        self.status.put_many(updates)
 
 
 def health_of(want: DesiredEnvironment, have: ObservedEnvironment) -> Health:
@@ -720,10 +724,13 @@ def health_of(want: DesiredEnvironment, have: ObservedEnvironment) -> Health:
     }.get(odoo.health or "", Health.UNKNOWN)
 
 
+@functools.lru_cache(maxsize=4096)
 def _load_app_config(content: bytes, label: str) -> Mapping[str, Any]:
+    """Validated ``.odooops.yaml``; cached because a commit's file never changes and a pass
+    would otherwise re-validate it for every environment on that commit."""
     doc = validation.validate_app_config(content, label)
     data = doc.data or {}
-    return data if isinstance(data, dict) else {}
+    return MappingProxyType(data) if isinstance(data, dict) else MappingProxyType({})
 
 
 __all__ = ["APP_CONFIG", "Engine", "EngineConfig", "PassResult", "health_of"]

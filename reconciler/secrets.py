@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import secrets
+import string
 import threading
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from reconciler.errors import SecretsError
 
 MASTER_KEY_ENV = "ODOOOPS_MASTER_KEY"
 _AAD = b"odooops-secrets-v1"
+_ALPHABET = string.ascii_letters + string.digits
 
 
 def load_master_key(key_file: Path | None) -> bytes:
@@ -98,11 +100,16 @@ class SecretStore:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
 
-    def get_or_create(self, name: str, nbytes: int = 24) -> str:
+    def get_or_create(self, name: str, length: int = 32) -> str:
+        """A generated secret of letters and digits only (about 190 bits at 32 characters).
+
+        Not ``token_urlsafe``: a value starting with ``-`` is taken for an option when the
+        official Odoo entrypoint passes it on as ``--db_password VALUE``.
+        """
         with self._lock:
             value = self._data.get(name)
             if value is None:
-                value = secrets.token_urlsafe(nbytes)
+                value = "".join(secrets.choice(_ALPHABET) for _ in range(length))
                 self._data[name] = value
                 self._write()
             return value

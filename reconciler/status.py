@@ -123,6 +123,12 @@ class StatusStore:
             self._envs[key] = status
             self._save()
 
+    def put_many(self, statuses: Mapping[str, EnvironmentStatus]) -> None:
+        """One write for a whole pass (a write per environment would make a pass quadratic)."""
+        with self._lock:
+            self._envs.update(statuses)
+            self._save()
+
     def remove(self, key: str) -> None:
         with self._lock:
             self._envs.pop(key, None)

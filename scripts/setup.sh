@@ -27,7 +27,12 @@ docker_up() {
   apt_install docker.io
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd"
-    as_root sh -c 'nohup dockerd >/var/log/odooops-dockerd.log 2>&1 &'
+    # Each environment has its own bridge network; Docker's default pools hold about 30.
+    # Small /27 subnets inside 172.16.0.0/12 (which pg_hba.conf admits) allow thousands,
+    # unless the machine's daemon.json already says how to allocate them.
+    local pools="--default-address-pool base=172.20.0.0/14,size=27"
+    grep -qs default-address-pools /etc/docker/daemon.json && pools=""
+    as_root sh -c "nohup dockerd $pools >/var/log/odooops-dockerd.log 2>&1 &"
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || { log "dockerd did not start: see /var/log/odooops-dockerd.log"; exit 1; }
   fi

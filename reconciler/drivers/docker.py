@@ -155,12 +155,23 @@ class DockerDriver:
     def create_network(self, key: EnvKey, protected: bool) -> None:
         with self._errors(f"create network {key.network}"):
             existing = self.client.networks.list(names=[key.network])
-            if not any(n.name == key.network for n in existing):
+            if any(n.name == key.network for n in existing):
+                return
+            try:
                 self.client.networks.create(
                     key.network,
                     driver="bridge",
                     labels=self.labels(key, protected=str(protected).lower()),
                 )
+            except docker.errors.APIError as exc:
+                if "non-overlapping" not in str(exc):
+                    raise
+                raise DriverError(
+                    "Docker has no address pool left for another environment network",
+                    code="network_pool_exhausted",
+                    remediation='add "default-address-pools": [{"base": "172.20.0.0/14", '
+                    '"size": 27}] to /etc/docker/daemon.json and restart dockerd',
+                ) from exc
 
     def remove_network(self, name: str) -> None:
         with self._errors(f"remove network {name}"):
