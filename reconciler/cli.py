@@ -165,6 +165,7 @@ def _engine(args: argparse.Namespace) -> Any:
         instance=args.instance,
         state_branch=args.state_branch,
         health_timeout=getattr(args, "health_timeout", 300.0),
+        read_only=args.func is cmd_plan,
     )
     return Engine(config, secrets)
 

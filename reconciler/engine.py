@@ -29,7 +29,14 @@ from reconciler.config import load_state
 from reconciler.desired import APP_CONFIG, BranchHead, Inputs, resolve
 from reconciler.drivers.docker import DockerDriver, DockerListing
 from reconciler.drivers.postgres import DatabaseRecord, PostgresDriver
-from reconciler.errors import DriverError, ErrorInfo, InvalidState, OdooOpsError, SourceError
+from reconciler.errors import (
+    DriverError,
+    ErrorInfo,
+    InvalidState,
+    OdooOpsError,
+    SourceError,
+    sanitize,
+)
 from reconciler.gitsource import Credentials, GitSource
 from reconciler.model import Desired, DesiredEnvironment, EnvKey, Project, StateConfig
 from reconciler.observed import Observed, ObservedDatabase, ObservedEnvironment, Role
@@ -67,6 +74,7 @@ class EngineConfig:
     docker_url: str | None = None
     health_timeout: float = HEALTH_TIMEOUT
     health_interval: int = 5
+    read_only: bool = False  # plan only: no status or port allocation is written
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ class Engine:
     ) -> None:
         self.config = config
         self.secrets = secrets
-        self.status = StatusStore(config.data_dir / "status.json")
+        self.status = StatusStore(config.data_dir / "status.json", config.read_only)
         self.docker = DockerDriver(config.instance, config.docker_url, config.health_interval)
         self.state_repo = GitSource(
             config.state_url, config.data_dir / "git", hint="--state-repo of odooops daemon"
@@ -163,7 +171,7 @@ class Engine:
 
     def app_repo(self, project: Project) -> GitSource:
         repo = self._apps.get(project.name)
-        if repo is None or repo.url != project.repo_url:
+        if repo is None or repo.url != sanitize(project.repo_url):
             creds = Credentials(
                 token=project.token.resolve() if project.token else None,
                 ssh_key_path=project.ssh_key.file if project.ssh_key else None,

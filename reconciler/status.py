@@ -98,8 +98,11 @@ class DaemonStatus:
 class StatusStore:
     """Status of environments and of the daemon, persisted atomically as JSON."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """``read_only`` keeps everything in memory: ``odooops plan`` may share a running
+        daemon's data directory and must never overwrite its status."""
         self.path = path
+        self.read_only = read_only
         self._lock = threading.Lock()
         self._envs: dict[str, EnvironmentStatus] = {}
         self._ports: dict[str, int] = {}
@@ -165,6 +168,8 @@ class StatusStore:
                 self._save()
 
     def _save(self) -> None:
+        if self.read_only:
+            return
         doc = {
             "environments": {k: v.to_dict() for k, v in self._envs.items()},
             "ports": self._ports,

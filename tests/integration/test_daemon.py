@@ -124,6 +124,7 @@ def test_plan_exit_codes_follow_terraform(world: World) -> None:
     assert first.returncode == 1, first.stderr
     assert "create-odoo" in first.stdout and "to add" in first.stdout
     assert world.containers() == {}
+    assert not (world.data_dir / "status.json").exists()  # plan writes no status
     as_json = json.loads(odooops(world, *args, "-o", "json").stdout)
     assert as_json["changes"] is True
     world.reconcile()
