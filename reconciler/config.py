@@ -83,7 +83,8 @@ def _policies(raw: Mapping[str, Any]) -> Policies:
         for r in raw.get("branches", [])
     )
     protected = frozenset(Tier(t) for t in raw.get("protected_tiers", ["production"]))
-    return Policies(rules, protected)
+    allow_empty = bool(raw.get("prune", {}).get("allow_empty", False))
+    return Policies(rules, protected, allow_empty)
 
 
 def _project(name: str, raw: Mapping[str, Any]) -> Project:

@@ -112,7 +112,7 @@ def resolve(config: StateConfig, inputs: Inputs) -> Desired:
             expired[spec.key] = why
         else:
             envs[spec.key] = want
-    return Desired(config.commit, envs, held, expired)
+    return Desired(config.commit, envs, held, expired, config.policies.allow_empty)
 
 
 def _expiry(want: DesiredEnvironment, inputs: Inputs) -> str:

@@ -296,6 +296,7 @@ class Engine:
             database=database,
             protected=key in listing.protected,
             stale=listing.stale.get(key, ()),
+            origin="branch" if key in listing.branch_made else "file",
         )
 
     def _observe_dedicated(
@@ -486,7 +487,7 @@ class Engine:
         key, kind, d = want.key, action.kind, self.docker
         protected = want.spec.protected
         if kind is Kind.CREATE_NETWORK:
-            d.create_network(key, protected)
+            d.create_network(key, protected, want.spec.origin)
         elif kind is Kind.CREATE_VOLUME:
             d.create_volume(key, action.target, protected)
         elif kind is Kind.CREATE_DB_CONTAINER:

@@ -178,6 +178,7 @@ class BranchRule:
 class Policies:
     rules: tuple[BranchRule, ...] = ()
     protected_tiers: frozenset[Tier] = frozenset({Tier.PRODUCTION})
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -281,3 +282,4 @@ class Desired:
     environments: Mapping[EnvKey, DesiredEnvironment]
     held: Mapping[EnvKey, str] = field(default_factory=dict)
     expired: Mapping[EnvKey, str] = field(default_factory=dict)
+    allow_empty: bool = False

@@ -54,6 +54,7 @@ class ObservedEnvironment:
     database: ObservedDatabase | None = None
     protected: bool = False
     stale: tuple[str, ...] = ()  # one-off or previous containers left by an interrupted apply
+    origin: str = "file"  # "branch" when a branch rule made it (a network label says so)
 
     def container(self, role: Role) -> ObservedContainer | None:
         return self.containers.get(role)

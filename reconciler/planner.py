@@ -113,18 +113,43 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     """Compare every declared and every observed environment; return the ordered actions."""
     actions: list[Action] = []
     retained: list[str] = []
+    guarded = _empty_state_guard(desired, observed)
+    if guarded:
+        retained.append(
+            f"{len(guarded)} environments: the state declares no environment file any more, "
+            "which looks like a mistake (set prune.allow_empty: true in policies.yaml to allow "
+            "removing them)"
+        )
     for key in sorted(set(desired.environments) | set(observed.environments)):
         want = desired.environments.get(key)
         have = observed.environments.get(key)
         if want is not None:
             actions.extend(_converge(want, have or ObservedEnvironment(key), observed.images))
-        elif key in desired.held:
+        elif key in desired.held or key in guarded:
             continue
         elif have is not None:
             removal, kept = _prune(have, desired.expired.get(key, "no longer declared"))
             actions.extend(removal)
             retained.extend(kept)
     return Plan(tuple(actions), tuple(retained), dict(desired.held))
+
+
+def _empty_state_guard(desired: Desired, observed: Observed) -> frozenset[EnvKey]:
+    """File-declared environments that a state without any environment file would remove.
+
+    Argo CD refuses to empty an application unless told to (``allowEmpty``); a commit that
+    drops every environment file is far more often a mistake than a decision. Environments
+    made by branch rules are not guarded: deleting the branch is the decision.
+    """
+    if desired.allow_empty or desired.held:
+        return frozenset()
+    if any(w.spec.origin == "file" for w in desired.environments.values()):
+        return frozenset()
+    return frozenset(
+        key
+        for key, have in observed.environments.items()
+        if have.origin == "file" and key not in desired.environments
+    )
 
 
 def _converge(

@@ -54,6 +54,7 @@ class DockerListing:
     containers: Mapping[EnvKey, Mapping[Role, ObservedContainer]] = field(default_factory=dict)
     stale: Mapping[EnvKey, tuple[str, ...]] = field(default_factory=dict)
     protected: frozenset[EnvKey] = frozenset()
+    branch_made: frozenset[EnvKey] = frozenset()  # environments a branch rule created
     images: frozenset[str] = frozenset()
 
 
@@ -107,6 +108,12 @@ class DockerDriver:
             imgs = self.client.api.images(filters={"label": [f"{_label('built-by')}=odooops"]})
         networks = {k for n in nets if (k := _key(n.get("Labels")))}
         protected = {k for n in nets if (k := _key(n.get("Labels"))) and _protected(n)}
+        branch_made = {
+            k
+            for n in nets
+            if (k := _key(n.get("Labels")))
+            and (n.get("Labels") or {}).get(_label("origin")) == "branch"
+        }
         volumes: dict[EnvKey, set[str]] = {}
         for v in vols:
             if key := _key(v.get("Labels")):
@@ -148,11 +155,12 @@ class DockerDriver:
             containers=containers,
             stale={k: tuple(sorted(v)) for k, v in stale.items()},
             protected=frozenset(protected),
+            branch_made=frozenset(branch_made),
             images=images,
         )
 
     # --------------------------------------------------------------------- networks/volumes
-    def create_network(self, key: EnvKey, protected: bool) -> None:
+    def create_network(self, key: EnvKey, protected: bool, origin: str = "file") -> None:
         with self._errors(f"create network {key.network}"):
             existing = self.client.networks.list(names=[key.network])
             if any(n.name == key.network for n in existing):
@@ -161,7 +169,7 @@ class DockerDriver:
                 self.client.networks.create(
                     key.network,
                     driver="bridge",
-                    labels=self.labels(key, protected=str(protected).lower()),
+                    labels=self.labels(key, protected=str(protected).lower(), origin=origin),
                 )
             except docker.errors.APIError as exc:
                 if "non-overlapping" not in str(exc):

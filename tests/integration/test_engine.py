@@ -119,9 +119,15 @@ def test_feature_branch_gets_an_ephemeral_environment_and_loses_it_when_deleted(
 
 
 def test_removing_a_staging_file_removes_the_environment_and_its_data(world: World) -> None:
+    """The last file is only removed once prune.allow_empty says an empty state is meant."""
     world.declare("staging", branch="release/v1")
     converge(world, "staging")
     world.remove("staging")
+    guarded = world.reconcile()
+    assert not guarded.plan.has_changes
+    assert "prune.allow_empty" in guarded.plan.retained[0]
+    assert f"odooops-{world.project}-staging-odoo" in world.containers()
+    world.allow_empty()
     result = world.reconcile()
     assert result.errors == {}
     assert world.containers() == {}
@@ -135,6 +141,7 @@ def test_removing_production_keeps_its_database_and_filestore(world: World) -> N
     """Prune never drops protected data: containers and network go, database and volume stay."""
     world.declare("production", branch="main")
     converge(world, "production")
+    world.allow_empty()
     world.remove("production")
     result = world.reconcile()
     assert result.errors == {}

@@ -169,6 +169,12 @@ class World:
             {self.env_path(env): yaml.safe_dump(fields)}, message or f"declare {env}"
         )
 
+    def allow_empty(self) -> str:
+        """Let the state remove its last environment file (prune.allow_empty in policies)."""
+        policies = yaml.safe_load((self.state.dir / "policies.yaml").read_text())
+        policies["prune"] = {"allow_empty": True}
+        return self.state.write({"policies.yaml": yaml.safe_dump(policies)}, "allow empty")
+
     def remove(self, env: str) -> str:
         return self.state.write({self.env_path(env): None}, f"remove {env}")
 

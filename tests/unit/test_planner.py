@@ -13,9 +13,13 @@ from tests.factories import desired, live
 
 
 def kinds(
-    want_envs: list, have_envs: list, images: set[str] | None = None, held: dict | None = None
+    want_envs: list,
+    have_envs: list,
+    images: set[str] | None = None,
+    held: dict | None = None,
+    allow_empty: bool = False,
 ) -> list[tuple[str, Kind]]:
-    d = Desired("c" * 40, {w.key: w for w in want_envs}, held or {})
+    d = Desired("c" * 40, {w.key: w for w in want_envs}, held or {}, allow_empty=allow_empty)
     imgs = images if images is not None else {w.image for w in want_envs}
     o = Observed({h.key: h for h in have_envs}, frozenset(imgs))
     return [(a.key.env, a.kind) for a in plan(d, o).actions]
@@ -94,7 +98,7 @@ def test_suspended_environment_is_stopped_not_removed() -> None:
 
 def test_undeclared_environment_is_pruned_with_its_data() -> None:
     gone = desired("feat", Tier.EPHEMERAL)
-    assert [k for _, k in kinds([], [live(gone)])] == [
+    assert [k for _, k in kinds([], [live(gone)], allow_empty=True)] == [
         Kind.REMOVE_ODOO,
         Kind.REMOVE_DB_CONTAINER,
         Kind.REMOVE_VOLUME,
@@ -105,13 +109,13 @@ def test_undeclared_environment_is_pruned_with_its_data() -> None:
 
 def test_undeclared_staging_drops_its_shared_database() -> None:
     gone = desired("staging", Tier.STAGING)
-    assert Kind.DROP_DATABASE in [k for _, k in kinds([], [live(gone)])]
+    assert Kind.DROP_DATABASE in [k for _, k in kinds([], [live(gone)], allow_empty=True)]
 
 
 def test_protected_environment_keeps_database_and_filestore_when_pruned() -> None:
     """Production data is never dropped by a prune: only containers and network go."""
     gone = desired()
-    d = Desired("c", {})
+    d = Desired("c", {}, allow_empty=True)
     result = plan(d, Observed({gone.key: live(gone)}))
     assert [a.kind for a in result.actions] == [Kind.REMOVE_ODOO, Kind.REMOVE_NETWORK]
     assert not any(a.destructive for a in result.actions)
@@ -156,3 +160,24 @@ def test_dedicated_database_of_a_stopped_container_is_started() -> None:
     db = replace(have.containers[Role.DB], state="exited")
     have = replace(have, containers={**have.containers, Role.DB: db})
     assert [k for _, k in kinds([want], [have])] == [Kind.START_DB_CONTAINER]
+
+
+def test_a_state_without_environment_files_does_not_empty_the_platform() -> None:
+    """Like Argo CD's allowEmpty: dropping every environment file is taken for a mistake."""
+    gone = desired("staging", Tier.STAGING)
+    result = plan(Desired("c", {}), Observed({gone.key: live(gone)}))
+    assert not result.has_changes
+    assert "prune.allow_empty" in result.retained[0]
+    allowed = plan(Desired("c", {}, allow_empty=True), Observed({gone.key: live(gone)}))
+    assert Kind.DROP_DATABASE in [a.kind for a in allowed.actions]
+
+
+def test_branch_environments_are_pruned_even_when_nothing_else_is_declared() -> None:
+    """Deleting the branch is the decision; the empty-state guard is for files."""
+    gone = replace(live(desired("feat", Tier.EPHEMERAL)), origin="branch")
+    assert Kind.REMOVE_NETWORK in [k for _, k in kinds([], [gone])]
+
+
+def test_one_remaining_file_lets_other_removals_through() -> None:
+    keep, gone = desired("prod"), desired("staging", Tier.STAGING)
+    assert Kind.DROP_DATABASE in [k for _, k in kinds([keep], [live(keep), live(gone)])]
