@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from reconciler.errors import OdooOpsError, SecretsError
 from reconciler.status import EnvironmentStatus, StatusStore
 
 DEFAULT_DATA_DIR = Path(os.environ.get("ODOOOPS_DATA_DIR", "/var/lib/odooops"))
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "odooops"
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 
 # Piped output (scripts, CI logs) gets wide tables instead of 80 truncated columns.
@@ -112,7 +114,67 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("init-key", help="write a new master key file (mode 0600)")
     k.add_argument("path", type=Path)
     k.set_defaults(func=cmd_init_key)
+
+    _write_commands(sub)
     return p
+
+
+def _write_commands(sub: Any) -> None:
+    """Commands that change the platform: each is one commit to the state repository."""
+
+    def writer_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--state-repo",
+            required=True,
+            help="state repository URL or path: the commit is authored and pushed "
+            "there directly (no API)",
+        )
+        sp.add_argument("--state-branch", default="main")
+        sp.add_argument(
+            "--author",
+            default=os.environ.get("ODOOOPS_AUTHOR"),
+            help='"Name <email>" (default: $ODOOOPS_AUTHOR, then git config)',
+        )
+        sp.add_argument(
+            "--pr", action="store_true", help="go to a change-request branch even if not protected"
+        )
+        sp.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+        sp.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+
+    env = sub.add_parser("env", help="declare, change and list environments")
+    env_sub = env.add_subparsers(required=True, metavar="ACTION")
+    c = env_sub.add_parser("create", help="declare a new environment")
+    c.add_argument("name", help="PROJECT/ENV, or ENV (or a branch name) with a single project")
+    c.add_argument("--branch", required=True)
+    c.add_argument("--tier", choices=["production", "staging", "dev", "ephemeral"])
+    c.add_argument("--revision", help="pin a commit instead of tracking the branch head")
+    c.add_argument("--owner")
+    c.add_argument("--workers", type=int)
+    writer_args(c)
+    c.set_defaults(func=cmd_write, verb="create")
+    for verb, text in (("suspend", "stop Odoo, keep the data"), ("resume", "start it again")):
+        sp = env_sub.add_parser(verb, help=text)
+        sp.add_argument("name")
+        writer_args(sp)
+        sp.set_defaults(func=cmd_write, verb=verb)
+    ls = env_sub.add_parser("list", help="environments declared in the state repository")
+    ls.add_argument("--state-repo", required=True)
+    ls.add_argument("--state-branch", default="main")
+    ls.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    ls.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    ls.set_defaults(func=cmd_env_list)
+
+    dep = sub.add_parser("deploy", help="point an environment at a branch or a commit")
+    dep.add_argument("name")
+    dep.add_argument("--branch")
+    dep.add_argument("--revision", help='a commit, or "track" to follow the branch head')
+    writer_args(dep)
+    dep.set_defaults(func=cmd_write, verb="deploy")
+
+    de = sub.add_parser("destroy", help="remove an environment (protected data is kept)")
+    de.add_argument("name")
+    writer_args(de)
+    de.set_defaults(func=cmd_write, verb="destroy")
 
 
 # --------------------------------------------------------------------------- commands
@@ -264,6 +326,116 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"(since {cond.since}) {cond.message}",
                 highlight=False,
             )
+    return EXIT_OK
+
+
+def _author(raw: str | None) -> Any:
+    from reconciler.gitsource import Author
+
+    if not raw:
+        import pygit2
+
+        try:
+            config = pygit2.Config.get_global_config()
+            raw = f"{config['user.name']} <{config['user.email']}>"
+        except (KeyError, OSError, pygit2.GitError):
+            raw = None
+    match = re.fullmatch(r"\s*(.+?)\s*<([^<>\s]+@[^<>\s]+)>\s*", raw or "")
+    if match is None:
+        raise OdooOpsError(
+            "who is making this change? the commit needs an author",
+            code="usage",
+            remediation='pass --author "Ann Integrator <ann@example.com>" (or set '
+            "$ODOOOPS_AUTHOR, or git config --global user.name/user.email)",
+        )
+    return Author(match.group(1), match.group(2))
+
+
+def _state_repo(args: argparse.Namespace) -> Any:
+    from reconciler.gitsource import GitSource
+    from reconciler.statewriter import StateWriter
+
+    repo = GitSource(args.state_repo, args.cache_dir, hint="--state-repo")
+    return StateWriter(repo, args.state_branch)
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    from reconciler import changes
+
+    author = _author(args.author)
+    writer = _state_repo(args)
+    state = writer.current()
+    key = changes.resolve_name(args.name, sorted(state.projects))
+    fields: dict[str, Any] = {}
+    if args.verb == "create":
+        fields = {
+            "branch": args.branch,
+            "tier": args.tier,
+            "revision": args.revision,
+            "owner": args.owner,
+        }
+        if args.workers is not None:
+            fields["overrides"] = {"workers": args.workers}
+    elif args.verb == "deploy":
+        if not args.branch and not args.revision:
+            raise OdooOpsError(
+                "deploy needs --branch or --revision",
+                code="usage",
+                remediation=f"odooops deploy {args.name} --branch release/v2",
+            )
+        fields = {k: v for k, v in (("branch", args.branch), ("revision", args.revision)) if v}
+        fields.setdefault("revision", "track")
+    result = writer.submit(changes.Operation(args.verb, key, fields), author, pr=args.pr)
+    doc = {
+        "environment": str(key),
+        "commit": result.commit,
+        "branch": result.branch,
+        "change_request": result.change_request,
+        "request_id": result.request_id,
+    }
+    if args.output != "table":
+        _emit(doc, args.output)
+    elif result.change_request:
+        out.print(
+            f"{key} is protected: committed {result.commit[:12]} to the change-request "
+            f"branch [bold]{result.branch}[/] (request {result.request_id}). It applies "
+            f"once merged into {args.state_branch}:\n  git merge origin/{result.branch}"
+        )
+    else:
+        out.print(
+            f"committed {result.commit[:12]} to {result.branch} "
+            f"(request {result.request_id}); the daemon applies it on its next pass"
+        )
+    return EXIT_OK
+
+
+def cmd_env_list(args: argparse.Namespace) -> int:
+    state = _state_repo(args).current()
+    rows = [
+        {
+            "environment": str(s.key),
+            "branch": s.branch,
+            "tier": s.tier.value,
+            "revision": s.revision,
+            "protected": s.protected,
+            "suspended": s.suspended,
+        }
+        for s in state.environments
+    ]
+    if args.output != "table":
+        _emit(rows, args.output)
+        return EXIT_OK
+    table = Table(title=f"Declared at {state.commit[:12]}", title_justify="left")
+    for col in ("ENVIRONMENT", "BRANCH", "TIER", "REVISION", "PROTECTED", "SUSPENDED"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            *(
+                str(r[k])
+                for k in ("environment", "branch", "tier", "revision", "protected", "suspended")
+            )
+        )
+    out.print(table)
     return EXIT_OK
 
 

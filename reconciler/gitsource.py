@@ -364,15 +364,56 @@ class GitSource:
         ``create_branch_from`` (a branch or commit) starts ``branch`` when it does not exist yet.
         Returns the commit hex the branch points at afterwards.
         """
+        edits = self._edits(changes)
+        return self._commit_loop(
+            branch, lambda: (edits, message), author, max_attempts, create_branch_from
+        )
+
+    def commit_with(
+        self,
+        branch: str,
+        build: Callable[[dict[str, bytes]], tuple[Mapping[str, bytes | None], str]],
+        author: Author,
+        *,
+        max_attempts: int = 5,
+        create_branch_from: str | None = None,
+    ) -> str:
+        """Like ``commit_files``, but the changes are recomputed from the files at each attempt.
+
+        ``build(files)`` gets every file of the branch head (or of ``create_branch_from``) and
+        returns ``(changes, message)``; it may raise to refuse (e.g. the merged state would be
+        invalid). After a concurrent update it runs again on the new head, so a read-modify-write
+        of one file (a patch to an environment) keeps the other writer's edit instead of
+        overwriting it, and validation always judges the state that is actually committed.
+        """
+
+        def make() -> tuple[_Edits, str]:
+            base = self.branches().get(branch)
+            if base is None and create_branch_from is not None:
+                base = self.resolve(create_branch_from)
+            changes, message = build(self.read_tree(base) if base is not None else {})
+            return self._edits(changes), message
+
+        return self._commit_loop(branch, make, author, max_attempts, create_branch_from)
+
+    def _commit_loop(
+        self,
+        branch: str,
+        make: Callable[[], tuple[_Edits, str]],
+        author: Author,
+        max_attempts: int,
+        create_branch_from: str | None,
+    ) -> str:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         refname = f"refs/heads/{branch}"
         if not pygit2.reference_is_valid_name(refname):
             raise self._invalid(f"{branch!r} is not a valid branch name")
-        edits = self._edits(changes)
+        message = ""
         with self._lock:
             for _ in range(max_attempts):
                 self.fetch()
+                edits, message = make()
                 try:
                     landed = self._attempt(refname, edits, message, author, create_branch_from)
                 except SourceError:

@@ -1,0 +1,142 @@
+"""Writes to the state repository: a user's intent turned into file changes, then validated.
+
+Every write (CLI ``--state-repo`` mode today, the REST API next) is an ``Operation`` applied
+to the files of the branch head. ``apply`` is pure and re-run on the new head when a
+concurrent writer got there first (``GitSource.commit_with``), so two patches to one file both
+survive; ``validated`` judges the whole resulting state with the daemon's own validator, so a
+write that would make the state invalid is refused and nothing is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from reconciler.config import load_state
+from reconciler.errors import InvalidState, OdooOpsError
+from reconciler.model import EnvKey, StateConfig
+from reconciler.policies import env_name_for_branch
+
+VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy")
+_MESSAGE = {
+    "create": "feat(env): create {key}",
+    "update": "chore(env): update {key}",
+    "destroy": "feat(env): destroy {key}",
+    "suspend": "chore(env): suspend {key}",
+    "resume": "chore(env): resume {key}",
+    "deploy": "feat(deploy): deploy {what} to {key}",
+}
+
+
+class UnknownEnvironment(OdooOpsError):
+    code = "unknown_environment"
+
+
+class EnvironmentExists(OdooOpsError):
+    code = "environment_exists"
+
+
+@dataclass(frozen=True)
+class Operation:
+    verb: str
+    key: EnvKey
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verb not in VERBS:
+            raise ValueError(f"unknown operation {self.verb!r}; one of {', '.join(VERBS)}")
+
+
+def env_path(key: EnvKey) -> str:
+    return f"environments/{key.project}/{key.env}.yaml"
+
+
+def resolve_name(name: str, projects: list[str]) -> EnvKey:
+    """``acme/qa`` or, with a single project, ``qa`` or a branch-like ``feature/crm-reports``."""
+    head, sep, tail = name.partition("/")
+    if sep and head in projects:
+        return EnvKey(head, tail)
+    if len(projects) == 1:
+        return EnvKey(projects[0], env_name_for_branch(name) if sep else name)
+    raise UnknownEnvironment(
+        f"{name!r} names no environment: give it as PROJECT/ENV (projects: "
+        f"{', '.join(sorted(projects)) or 'none'})",
+        remediation="odooops env list --state-repo URL",
+    )
+
+
+def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
+    """The file changes for ``op`` against the current files (pure)."""
+    path = env_path(op.key)
+    current = files.get(path)
+    if op.verb == "create":
+        if current is not None:
+            raise EnvironmentExists(
+                f"environment {op.key} already exists",
+                remediation=f"odooops env update {op.key} ... (or choose another name)",
+            )
+        return {path: _dump({k: v for k, v in op.fields.items() if v is not None})}
+    if current is None:
+        raise UnknownEnvironment(
+            f"environment {op.key} is not declared in the state repository",
+            remediation="odooops env list --state-repo URL",
+        )
+    if op.verb == "destroy":
+        return {path: None}
+    doc = yaml.safe_load(current) or {}
+    if op.verb in ("suspend", "resume"):
+        doc["suspended"] = op.verb == "suspend"
+    else:  # update, deploy: a merge patch; None removes a key
+        doc = _merge_patch(doc, op.fields)
+    return {path: _dump(doc)}
+
+
+def message(op: Operation, request_id: str, via: str) -> str:
+    """A conventional-commit message carrying the request id, so git log is the audit trail."""
+    what = op.fields.get("revision") or op.fields.get("branch") or "the branch head"
+    title = _MESSAGE[op.verb].format(key=op.key, what=what)
+    return f"{title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n"
+
+
+def validated(
+    files: Mapping[str, bytes], changes: Mapping[str, bytes | None], label: str
+) -> StateConfig:
+    """The state after ``changes``, validated as a whole; ``InvalidState`` if it would break."""
+    after = {p: c for p, c in files.items() if p not in changes}
+    after.update({p: c for p, c in changes.items() if c is not None})
+    try:
+        return load_state(after, "pending", label)
+    except InvalidState as exc:
+        raise InvalidState(
+            f"refused: the change would make the state invalid: {exc.message}",
+            remediation="fix the request; nothing was committed",
+            problems=exc.problems,
+        ) from exc
+
+
+def is_protected(before: StateConfig, after: StateConfig, key: EnvKey) -> bool:
+    """Protected before or after the change: unprotecting production is itself protected."""
+    for config in (before, after):
+        for spec in config.environments:
+            if spec.key == key and spec.protected:
+                return True
+    return False
+
+
+def _merge_patch(doc: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(doc)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge_patch(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _dump(doc: Mapping[str, Any]) -> bytes:
+    return yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False).encode()

@@ -1,0 +1,74 @@
+"""Authoring commits to the state repository on behalf of a person.
+
+The author of every commit is the caller (a token's subject, or the CLI user), never a bot, so
+``git log`` of the state repository tells who changed what. A write that touches a protected
+environment (production by default) does not land on the main branch: it goes to a
+change-request branch that a second person merges.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from reconciler import changes
+from reconciler.config import load_state
+from reconciler.errors import OdooOpsError
+from reconciler.gitsource import Author, GitSource
+from reconciler.model import EnvKey, StateConfig
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    commit: str
+    branch: str
+    change_request: bool
+    request_id: str
+    environment: EnvKey
+
+
+class StateWriter:
+    def __init__(self, repo: GitSource, branch: str = "main") -> None:
+        self.repo = repo
+        self.branch = branch
+
+    def current(self) -> StateConfig:
+        """The state at the head of the main branch (fetched now)."""
+        self.repo.fetch()
+        head = self.repo.resolve(self.branch)
+        return load_state(self.repo.read_tree(head), head, self.repo.display_url)
+
+    def submit(
+        self,
+        op: changes.Operation,
+        author: Author,
+        *,
+        request_id: str | None = None,
+        via: str = "cli",
+        pr: bool = False,
+    ) -> WriteResult:
+        """Validate and commit ``op``; to a change-request branch when protected or asked."""
+        request_id = request_id or uuid.uuid4().hex[:12]
+        before = self.current()
+        files = self.repo.read_tree(before.commit)
+        after = changes.validated(files, changes.apply(op, files), self.repo.display_url)
+        protected = pr or changes.is_protected(before, after, op.key)
+        target = f"odooops/change-{request_id}" if protected else self.branch
+
+        def build(head_files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
+            edit = changes.apply(op, head_files)
+            after = changes.validated(head_files, edit, self.repo.display_url)
+            if not protected and changes.is_protected(
+                load_state(head_files, "head", self.repo.display_url), after, op.key
+            ):
+                raise OdooOpsError(
+                    f"{op.key} became protected while this write was in flight",
+                    code="conflict",
+                    remediation="run the command again",
+                )
+            return edit, changes.message(op, request_id, via)
+
+        commit = self.repo.commit_with(
+            target, build, author, create_branch_from=self.branch if protected else None
+        )
+        return WriteResult(commit, target, protected, request_id, op.key)

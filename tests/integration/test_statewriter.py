@@ -1,0 +1,141 @@
+"""Writes become commits in a real state repository (bare remote on disk; no Docker needed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler import changes
+from reconciler.errors import InvalidState
+from reconciler.gitsource import Author, GitSource
+from reconciler.model import EnvKey
+from reconciler.statewriter import StateWriter
+from tests.integration.world import REPO_ROOT, git
+
+pytestmark = pytest.mark.integration
+ANN = Author("Ann Integrator", "ann@acme.example")
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    seed = tmp_path / "seed"
+    shutil.copytree(REPO_ROOT / "state-repo-template", seed)
+    (seed / "projects" / "acme.yaml").write_text("repository: {url: 'file:///x'}\n")
+    (seed / "environments" / "acme").mkdir()
+    (seed / "environments" / "acme" / "production.yaml").write_text("branch: main\n")
+    (seed / "environments" / "acme" / "qa.yaml").write_text("branch: release/v1\n")
+    bare = tmp_path / "state.git"
+    git("init", "-q", "--bare", str(bare))
+    git("init", "-q", cwd=seed)
+    git("add", "-A", cwd=seed)
+    git("commit", "-q", "-m", "seed", cwd=seed)
+    git("push", "-q", str(bare), "main", cwd=seed)
+    return bare
+
+
+def writer(remote: Path, cache: Path) -> StateWriter:
+    return StateWriter(GitSource(f"file://{remote}", cache))
+
+
+def log(remote: Path, ref: str = "main") -> list[str]:
+    return git("--git-dir", str(remote), "log", "--format=%an <%ae>|%s", ref).splitlines()
+
+
+def test_a_write_is_a_commit_by_the_caller(remote: Path, tmp_path: Path) -> None:
+    op = changes.Operation("create", EnvKey("acme", "demo"), {"branch": "release/v2"})
+    result = writer(remote, tmp_path / "c").submit(op, ANN, request_id="req-1")
+    assert not result.change_request and result.branch == "main"
+    assert log(remote)[0] == "Ann Integrator <ann@acme.example>|feat(env): create acme/demo"
+    body = git("--git-dir", str(remote), "log", "-1", "--format=%b", "main")
+    assert "Request-Id: req-1" in body
+
+
+def test_a_write_to_production_goes_to_a_change_request_branch(
+    remote: Path, tmp_path: Path
+) -> None:
+    before = log(remote)
+    op = changes.Operation("suspend", EnvKey("acme", "production"))
+    result = writer(remote, tmp_path / "c").submit(op, ANN)
+    assert result.change_request
+    assert log(remote) == before  # main untouched
+    assert log(remote, result.branch)[0].endswith("chore(env): suspend acme/production")
+
+
+def test_an_invalid_write_commits_nothing(remote: Path, tmp_path: Path) -> None:
+    before = log(remote)
+    op = changes.Operation("update", EnvKey("acme", "qa"), {"colour": "blue"})
+    with pytest.raises(InvalidState):
+        writer(remote, tmp_path / "c").submit(op, ANN)
+    assert log(remote) == before
+
+
+def test_concurrent_patches_to_one_file_both_survive(remote: Path, tmp_path: Path) -> None:
+    """Each attempt re-reads the head, so neither writer overwrites the other's edit."""
+    key = EnvKey("acme", "qa")
+    ops = [
+        changes.Operation("update", key, {"overrides": {"workers": 3}}),
+        changes.Operation("update", key, {"owner": "bob@acme.example"}),
+    ]
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            writer(remote, tmp_path / f"c{i}").submit(ops[i], ANN)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    doc = yaml.safe_load(git("--git-dir", str(remote), "show", "main:environments/acme/qa.yaml"))
+    assert doc["overrides"] == {"workers": 3}
+    assert doc["owner"] == "bob@acme.example"
+
+
+def test_cli_env_create_and_list(remote: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "ODOOOPS_AUTHOR": "Ann Integrator <ann@acme.example>",
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
+
+    def odooops(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    url = f"file://{remote}"
+    created = odooops(
+        "env",
+        "create",
+        "feature/crm-reports",
+        "--branch=feature/crm-reports",
+        "--tier",
+        "dev",
+        "--state-repo",
+        url,
+    )
+    assert created.returncode == 0, created.stderr
+    assert "committed" in created.stdout
+    listed = odooops("env", "list", "--state-repo", url, "-o", "json")
+    names = [row["environment"] for row in yaml.safe_load(listed.stdout)]
+    assert "acme/feature-crm-reports" in names
+    again = odooops("env", "create", "feature/crm-reports", "--branch=x", "--state-repo", url)
+    assert again.returncode == 2
+    assert "environment_exists" in again.stderr
+    gone = odooops("destroy", "acme/nope", "--state-repo", url)
+    assert gone.returncode == 2 and "odooops env list" in gone.stderr
