@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -174,7 +175,7 @@ class Engine:
         if repo is None or repo.url != sanitize(project.repo_url):
             creds = Credentials(
                 token=project.token.resolve() if project.token else None,
-                ssh_key_path=project.ssh_key.file if project.ssh_key else None,
+                ssh_key_path=self._ssh_key_path(project),
             )
             repo = GitSource(
                 project.repo_url,
@@ -184,6 +185,21 @@ class Engine:
             )
             self._apps[project.name] = repo
         return repo
+
+    def _ssh_key_path(self, project: Project) -> str | None:
+        """libgit2 reads keys from files: a key given in an environment variable is written to
+        a private file in the data directory (0600), never next to the git mirrors' config."""
+        ref = project.ssh_key
+        if ref is None:
+            return None
+        if ref.file is not None:
+            return ref.file
+        path = self.config.data_dir / "keys" / project.name
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(ref.resolve().strip() + "\n")
+        return str(path)
 
     def pg(self, name: str, config: StateConfig) -> PostgresDriver:
         server = config.platform.database_servers[name]
