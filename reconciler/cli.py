@@ -483,6 +483,12 @@ def print_status_table(
         )
     out.print(table)
     daemon = store.daemon
+    if daemon.last_poll:
+        out.print(
+            f"state commit {daemon.state_commit[:12] or '-'}; last poll {daemon.last_poll}; "
+            f"pass took {daemon.last_pass_seconds:.1f} s; {daemon.passes} passes",
+            highlight=False,
+        )
     if daemon.state_error:
         out.print(
             f"[red]state commit {str(daemon.state_error.get('commit', ''))[:12]} rejected:"

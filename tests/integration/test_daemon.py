@@ -168,6 +168,7 @@ def test_status_shows_the_table(world: World) -> None:
         "Synced",
         "Healthy",
         "http://127.0.0.1:",
+        "last poll",
     ):
         assert word in done.stdout
     doc = json.loads(
