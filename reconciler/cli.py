@@ -103,6 +103,20 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--jitter", type=int, default=None, help="override reconcile.jitter")
     d.add_argument("--once", action="store_true", help="one pass, then exit (1 on errors)")
     d.add_argument("--health-timeout", type=float, default=300.0)
+    d.add_argument(
+        "--listen", default="127.0.0.1:8089", help="HOST:PORT of the REST API ('off' to disable)"
+    )
+    d.add_argument(
+        "--api-key-file",
+        type=Path,
+        default=None,
+        help="HS256 signing key of API tokens (default DATA_DIR/api.key, made once)",
+    )
+    d.add_argument(
+        "--production-allowlist",
+        default="",
+        help="comma-separated CIDRs allowed to write to protected environments",
+    )
     d.set_defaults(func=cmd_daemon)
 
     s = sub.add_parser("status", help="status of every environment")
@@ -116,6 +130,25 @@ def _parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_init_key)
 
     _write_commands(sub)
+
+    tok = sub.add_parser("token", help="API tokens")
+    tok_sub = tok.add_subparsers(required=True, metavar="ACTION")
+    tc = tok_sub.add_parser("create", help="mint a token (needs the daemon's API signing key)")
+    tc.add_argument("--subject", required=True, help="who: becomes the author of their commits")
+    tc.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help="env:read, env:write, deploy, db:backup, db:restore, shell, admin",
+    )
+    tc.add_argument("--env", action="append", help="limit to PROJECT/ENV globs (repeatable)")
+    tc.add_argument("--ttl", default="12h", help="lifetime (default 12h)")
+    tc.add_argument("--name")
+    tc.add_argument("--email")
+    tc.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    tc.add_argument("--api-key-file", type=Path, default=None)
+    tc.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    tc.set_defaults(func=cmd_token_create)
     return p
 
 
@@ -282,11 +315,73 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             last_shown[:] = rows
             print_status_table(engine.status)
 
+    daemon = Daemon(engine, args.interval, args.jitter, on_pass)
+    api_note = "API off"
+    if args.listen != "off":
+        from reconciler.api import create_app
+        from reconciler.controlplane import DaemonControlPlane
+        from reconciler.gitsource import GitSource
+        from reconciler.statewriter import StateWriter
+
+        host, _, port = args.listen.rpartition(":")
+        key_file = _api_key_file(args, create=True)
+        writer = StateWriter(
+            GitSource(args.state_repo, args.data_dir / "git-writes", hint="--state-repo"),
+            args.state_branch,
+        )
+        plane = DaemonControlPlane(engine, writer, daemon.trigger)
+        allowlist = tuple(x.strip() for x in args.production_allowlist.split(",") if x.strip())
+        app = create_app(plane, _authority(key_file), production_allowlist=allowlist)
+        daemon.serve(app, host or "127.0.0.1", int(port))
+        api_note = (
+            f"API on http://{host or '127.0.0.1'}:{port}/v1 (tokens: odooops token "
+            f"create --api-key-file {key_file} ...)"
+        )
     out.print(
         f"odooops daemon: state repository {args.state_repo} (branch {args.state_branch}),"
-        f" data in {args.data_dir}. Ctrl-C to stop."
+        f" data in {args.data_dir}; {api_note}. Ctrl-C to stop.",
+        highlight=False,
     )
-    Daemon(engine, args.interval, args.jitter, on_pass).run()
+    daemon.run()
+    return EXIT_OK
+
+
+def _api_key_file(args: argparse.Namespace, create: bool = False) -> Path:
+    from reconciler.secrets import write_new_key
+
+    path: Path = args.api_key_file or (args.data_dir / "api.key")
+    if not path.exists():
+        if not create:
+            raise SecretsError(
+                f"no API signing key at {path}",
+                remediation="start the daemon once (it creates one), or pass --api-key-file",
+            )
+        write_new_key(path)
+    return path
+
+
+def _authority(key_file: Path) -> Any:
+    from reconciler.auth import AuthConfig, TokenAuthority
+
+    return TokenAuthority(AuthConfig(secret=key_file.read_bytes().strip()))
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from reconciler.durations import parse_duration
+
+    authority = _authority(_api_key_file(args))
+    token = authority.mint(
+        args.subject,
+        args.scope,
+        environments=args.env or (),
+        ttl=parse_duration(args.ttl),
+        name=args.name,
+        email=args.email,
+    )
+    if args.output == "json":
+        print(json.dumps({"token": token, "subject": args.subject, "scopes": args.scope}))
+    else:
+        print(token)
     return EXIT_OK
 
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from types import FrameType
 
+import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from starlette.types import ASGIApp
 
 from reconciler.engine import Engine, PassResult
+from reconciler.errors import OdooOpsError
 
 log = logging.getLogger("odooops.daemon")
 
@@ -39,6 +43,8 @@ class Daemon:
         self._stopped = threading.Event()
         self._scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self._schedule: tuple[int, int] | None = None
+        self._server: uvicorn.Server | None = None
+        self._server_thread: threading.Thread | None = None
 
     def _timing(self) -> tuple[int, int]:
         platform = self.engine.last_good.platform if self.engine.last_good else None
@@ -73,6 +79,26 @@ class Daemon:
                 next_run_time=datetime.now(job.next_run_time.tzinfo if job.next_run_time else None)
             )
 
+    def serve(self, app: ASGIApp, host: str, port: int) -> None:
+        """Serve the API from a thread of its own; it stops with the daemon."""
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._server_thread = threading.Thread(target=self._server.run, name="api", daemon=True)
+        self._server_thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started and self._server_thread.is_alive():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if not self._server.started:
+            raise OdooOpsError(
+                f"the API cannot listen on {host}:{port} (in use, or not an address here)",
+                code="listen_failed",
+                remediation="pass --listen HOST:PORT with a free port, or --listen off",
+            )
+
     def run(self) -> None:
         """Block until SIGINT/SIGTERM; the first pass starts immediately."""
         interval, jitter = self._timing()
@@ -92,7 +118,11 @@ class Daemon:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         self._stopped.wait()
+        if self._server is not None:
+            self._server.should_exit = True
         self._scheduler.shutdown(wait=True)
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=10)
 
     def stop(self) -> None:
         self._stopped.set()

@@ -64,5 +64,6 @@ fi
 [ -f "$WORK/data/master.key" ] || .venv/bin/odooops init-key "$WORK/data/master.key"
 log "state repository: git clone $WORK/state.git  (commit and push to change the platform)"
 log "status in another terminal: .venv/bin/odooops status --data-dir $WORK/data"
+log "API on http://127.0.0.1:8089/v1; a token: .venv/bin/odooops token create --data-dir $WORK/data --subject \$USER --scope env:write"
 exec .venv/bin/odooops daemon --state-repo "file://$WORK/state.git" --data-dir "$WORK/data" \
   --instance example --master-key-file "$WORK/data/master.key" "$@"

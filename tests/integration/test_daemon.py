@@ -27,7 +27,7 @@ def odooops(world: World, *args: str, timeout: float = 120) -> subprocess.Comple
     )
 
 
-def daemon_args(world: World) -> list[str]:
+def daemon_args(world: World, interval: int = 5, listen: str = "off") -> list[str]:
     return [
         "daemon",
         "--state-repo",
@@ -37,11 +37,13 @@ def daemon_args(world: World) -> list[str]:
         "--instance",
         world.instance,
         "--interval",
-        "5",
+        str(interval),
         "--jitter",
         "0",
         "--health-timeout",
         "90",
+        "--listen",
+        listen,
     ]
 
 
@@ -185,3 +187,88 @@ def test_validate_exit_codes(tmp_path: Path, world: World) -> None:
     assert bad.returncode == 1
     assert "policies.yaml:3" in bad.stderr
     assert "odooops validate" in bad.stderr
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_api_write_becomes_a_commit_and_a_running_environment(world: World) -> None:
+    """Get a token, POST an environment: a commit by the token's subject, then it converges."""
+    import httpx
+
+    port = free_port()
+    args = [a for a in daemon_args(world) if a not in ("--interval", "5")]
+    args[args.index("--jitter") : args.index("--jitter")] = ["--interval", "300"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", *args, "--listen", f"127.0.0.1:{port}"],
+        env=world.cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: (world.data_dir / "api.key").exists(), 30, "the API key")
+        token = odooops(
+            world,
+            "token",
+            "create",
+            "--data-dir",
+            str(world.data_dir),
+            "--subject",
+            "ann",
+            "--scope",
+            "env:write",
+            "--name",
+            "Ann Integrator",
+            "--email",
+            "ann@acme.example",
+        ).stdout.strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        base = f"http://127.0.0.1:{port}/v1"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/ready", headers=headers, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 60, "the API to be ready")
+        resp = httpx.post(
+            f"{base}/environments",
+            headers=headers,
+            timeout=30,
+            json={"name": f"{world.project}/qa", "branch": "release/v1"},
+        )
+        assert resp.status_code == 202, resp.text
+        # The interval is 300 s: only the write's trigger can make this converge in time.
+        wait_for(
+            lambda: status_of(world, "qa").get("health") == "Healthy",
+            120,
+            "qa to converge after the API write",
+        )
+        author = subprocess.run(
+            ["git", "--git-dir", str(world.state_remote), "log", "-1", "--format=%an <%ae>"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert author == "Ann Integrator <ann@acme.example>"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+
+
+def test_api_port_in_use_is_a_structured_error(world: World) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = odooops(world, *daemon_args(world, listen=f"127.0.0.1:{port}"), timeout=60)
+    assert done.returncode == 2
+    assert "listen_failed" in done.stderr and "--listen off" in done.stderr

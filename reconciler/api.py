@@ -1,0 +1,453 @@
+"""The REST API (Starlette), versioned under ``/v1``: reads from the daemon's view, writes as
+commits.
+
+Every route but ``/v1/health`` needs a bearer token with the route's scope (and, for one
+environment, a token whose environment globs cover it). Writes never touch Docker or
+PostgreSQL: they become a commit to the state repository (``ControlPlane.write``), answered
+``202`` with the commit and a status link, and they trigger a reconcile pass. Every error has
+one shape, ``{error, message, remediation, docs}``, with a stable code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reconciler import changes
+from reconciler.auth import Principal, TokenAuthority, authorize, check_production_write
+from reconciler.errors import OdooOpsError, sanitize
+from reconciler.gitsource import Author
+from reconciler.model import EnvKey, StateConfig
+from reconciler.planner import Plan
+from reconciler.statewriter import WriteResult
+from reconciler.status import DaemonStatus, EnvironmentStatus
+
+HTTP_STATUS = {
+    "invalid_request": 400,
+    "unauthenticated": 401,
+    "token_expired": 401,
+    "forbidden": 403,
+    "unknown_environment": 404,
+    "not_found": 404,
+    "environment_exists": 409,
+    "push_conflict": 409,
+    "conflict": 409,
+    "invalid_state": 422,
+    "rate_limited": 429,
+    "no_state": 503,
+    "docker_unreachable": 503,
+    "database_unreachable": 503,
+    "fetch_failed": 503,
+}
+
+
+class ControlPlane(Protocol):
+    """What the API needs of the daemon (``reconciler.controlplane.DaemonControlPlane``)."""
+
+    def statuses(self) -> Mapping[str, EnvironmentStatus]: ...
+
+    def daemon_status(self) -> DaemonStatus: ...
+
+    def state(self) -> StateConfig | None: ...
+
+    def plan(self) -> Plan: ...
+
+    def write(
+        self, op: changes.Operation, author: Author, request_id: str, pr: bool
+    ) -> WriteResult: ...
+
+    def trigger(self) -> None: ...
+
+
+class InvalidRequest(OdooOpsError):
+    code = "invalid_request"
+
+
+class RateLimited(OdooOpsError):
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many requests; retry in {retry_after} s",
+            remediation=f"wait {retry_after} s, then run the command again",
+        )
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    """A token bucket per subject: ``rate`` requests a second, bursts up to ``burst``."""
+
+    def __init__(
+        self, rate: float = 10.0, burst: int = 40, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate, self.burst, self._clock = rate, burst, clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, subject: str) -> None:
+        now = self._clock()
+        bucket = self._buckets.setdefault(subject, _Bucket(self.burst, now))
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+        bucket.at = now
+        if bucket.tokens < 1:
+            raise RateLimited(max(1, int((1 - bucket.tokens) / self.rate) + 1))
+        bucket.tokens -= 1
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+CREATE_FIELDS = {"project", "name", "branch", "tier", "revision", "owner", "overrides", "pr"}
+PATCH_FIELDS = {"branch", "tier", "revision", "owner", "overrides", "protected", "pr"}
+
+
+def create_app(
+    plane: ControlPlane,
+    authority: TokenAuthority,
+    *,
+    production_allowlist: tuple[str, ...] = (),
+    limiter: RateLimiter | None = None,
+) -> Starlette:
+    limiter = limiter or RateLimiter()
+
+    def guarded(scope: str, per_env: bool = False) -> Callable[[Handler], Handler]:
+        def wrap(handler: Handler) -> Handler:
+            async def endpoint(request: Request) -> Response:
+                principal = authority.authenticate_header(request.headers.get("authorization"))
+                limiter.take(principal.subject)
+                env = _env_name(request) if per_env else None
+                authorize(principal, scope, env)
+                request.state.principal = principal
+                return await handler(request)
+
+            endpoint.__name__ = handler.__name__
+            endpoint.__doc__ = handler.__doc__
+            return endpoint
+
+        return wrap
+
+    async def health(request: Request) -> Response:
+        """Liveness, public: the process answers."""
+        return JSONResponse({"status": "pass"})
+
+    @guarded("env:read")
+    async def ready(request: Request) -> Response:
+        """Readiness: a valid state commit is loaded and the last pass ran."""
+        daemon = plane.daemon_status()
+        ok = plane.state() is not None
+        return JSONResponse(
+            {
+                "ready": ok,
+                "state_commit": daemon.state_commit,
+                "last_poll": daemon.last_poll,
+                "state_error": daemon.state_error,
+            },
+            status_code=200 if ok else 503,
+        )
+
+    @guarded("env:read")
+    async def list_environments(request: Request) -> Response:
+        """Every environment the daemon knows, with its status."""
+        principal: Principal = request.state.principal
+        items = [s.to_dict() for k, s in plane.statuses().items() if principal.may_touch(k)]
+        return JSONResponse({"items": items})
+
+    @guarded("env:read", per_env=True)
+    async def show_environment(request: Request) -> Response:
+        """One environment: its declaration and its status."""
+        key = _key(request)
+        status = plane.statuses().get(str(key))
+        spec = _declared(plane, key)
+        if status is None and spec is None:
+            raise _unknown(key)
+        return JSONResponse(
+            {
+                "environment": str(key),
+                "declared": spec,
+                "status": status.to_dict() if status else None,
+            }
+        )
+
+    @guarded("env:read", per_env=True)
+    async def environment_status(request: Request) -> Response:
+        """Sync, health and conditions of one environment."""
+        key = _key(request)
+        status = plane.statuses().get(str(key))
+        if status is None:
+            raise _unknown(key)
+        return JSONResponse(status.to_dict())
+
+    @guarded("env:write")
+    async def create_environment(request: Request) -> Response:
+        """Declare an environment: a commit adding its file."""
+        body = await _body(request, CREATE_FIELDS, required={"name", "branch"})
+        state = _state(plane)
+        name = str(body["name"])
+        if "project" in body:
+            name = f"{body['project']}/{name}"
+        key = changes.resolve_name(name, sorted(state.projects))
+        authorize(request.state.principal, "env:write", str(key))
+        fields: dict[str, Any] = {
+            k: body[k] for k in ("branch", "tier", "revision", "owner", "overrides") if k in body
+        }
+        return await _write(request, changes.Operation("create", key, fields), body)
+
+    @guarded("env:write", per_env=True)
+    async def update_environment(request: Request) -> Response:
+        """Change an environment's declaration (a JSON merge patch of its file)."""
+        body = await _body(request, PATCH_FIELDS)
+        fields = {k: v for k, v in body.items() if k != "pr"}
+        return await _write(request, changes.Operation("update", _key(request), fields), body)
+
+    @guarded("env:write", per_env=True)
+    async def destroy_environment(request: Request) -> Response:
+        """Remove an environment's file; the daemon prunes it (protected data is kept)."""
+        return await _write(request, changes.Operation("destroy", _key(request)), {})
+
+    def lifecycle(verb: str) -> Handler:
+        @guarded("env:write", per_env=True)
+        async def handler(request: Request) -> Response:
+            body = await _body(request, {"pr"})
+            return await _write(request, changes.Operation(verb, _key(request)), body)
+
+        handler.__name__ = f"{verb}_environment"
+        handler.__doc__ = f"{verb.capitalize()} an environment (a commit)."
+        return handler
+
+    @guarded("deploy", per_env=True)
+    async def deploy_environment(request: Request) -> Response:
+        """Point an environment at a branch (tracking its head) or a pinned commit."""
+        body = await _body(request, {"branch", "revision", "pr"})
+        if "branch" not in body and "revision" not in body:
+            raise InvalidRequest(
+                "deploy needs a branch or a revision",
+                remediation="odooops deploy ENV --branch release/v2",
+            )
+        fields: dict[str, Any] = {k: body[k] for k in ("branch", "revision") if k in body}
+        fields.setdefault("revision", "track")
+        return await _write(request, changes.Operation("deploy", _key(request), fields), body)
+
+    @guarded("env:read")
+    async def get_plan(request: Request) -> Response:
+        """What the next pass would do (exact, side-effect free)."""
+        result = await run_in_threadpool(plane.plan)
+        return JSONResponse(
+            {
+                "changes": result.has_changes,
+                "actions": [
+                    {
+                        "environment": str(a.key),
+                        "action": a.kind.value,
+                        "target": a.target,
+                        "reason": a.reason,
+                    }
+                    for a in result.actions
+                ],
+                "retained": list(result.retained),
+                "held": {str(k): v for k, v in result.held.items()},
+            }
+        )
+
+    @guarded("deploy")
+    async def reconcile(request: Request) -> Response:
+        """Run a pass now instead of waiting for the poll."""
+        plane.trigger()
+        return JSONResponse({"triggered": True}, status_code=202)
+
+    @guarded("env:read")
+    async def get_policies(request: Request) -> Response:
+        """Branch rules and protection in force (from the last valid state commit)."""
+        policies = _state(plane).policies
+        return JSONResponse(
+            {
+                "branches": [
+                    {"match": r.match, "tier": r.tier.value, "auto_create": r.auto_create}
+                    for r in policies.rules
+                ],
+                "protected_tiers": sorted(t.value for t in policies.protected_tiers),
+                "prune": {"allow_empty": policies.allow_empty},
+            }
+        )
+
+    @guarded("env:read")
+    async def list_projects(request: Request) -> Response:
+        """Projects and their application repositories (credentials never shown)."""
+        return JSONResponse({"items": [_project(p) for p in _state(plane).projects.values()]})
+
+    async def _write(request: Request, op: changes.Operation, body: Mapping[str, Any]) -> Response:
+        principal: Principal = request.state.principal
+        state = _state(plane)
+        if any(s.key == op.key and s.protected for s in state.environments):
+            client = request.client.host if request.client else ""
+            check_production_write(principal, client, production_allowlist)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        author = Author(principal.name, principal.email)
+        result = await run_in_threadpool(
+            plane.write, op, author, request_id, bool(body.get("pr", False))
+        )
+        if not result.change_request:
+            plane.trigger()
+        return JSONResponse(
+            {
+                "commit": result.commit,
+                "branch": result.branch,
+                "change_request": result.change_request,
+                "request_id": result.request_id,
+                "environment": str(op.key),
+                "status": f"/v1/environments/{op.key.project}/{op.key.env}/status",
+            },
+            status_code=202,
+        )
+
+    env = "/v1/environments/{project}/{env}"
+    routes = [
+        Route("/v1/health", health, methods=["GET"]),
+        Route("/v1/ready", ready, methods=["GET"]),
+        Route("/v1/environments", list_environments, methods=["GET"]),
+        Route("/v1/environments", create_environment, methods=["POST"]),
+        Route(env, show_environment, methods=["GET"]),
+        Route(env, update_environment, methods=["PATCH"]),
+        Route(env, destroy_environment, methods=["DELETE"]),
+        Route(f"{env}/status", environment_status, methods=["GET"]),
+        Route(f"{env}/suspend", lifecycle("suspend"), methods=["POST"]),
+        Route(f"{env}/resume", lifecycle("resume"), methods=["POST"]),
+        Route(f"{env}/deploy", deploy_environment, methods=["POST"]),
+        Route("/v1/plan", get_plan, methods=["GET"]),
+        Route("/v1/reconcile", reconcile, methods=["POST"]),
+        Route("/v1/policies", get_policies, methods=["GET"]),
+        Route("/v1/projects", list_projects, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            OdooOpsError: _error_response,  # type: ignore[dict-item]
+            404: _not_found,
+            405: _not_allowed,
+        },
+    )
+
+
+async def _error_response(request: Request, exc: OdooOpsError) -> Response:
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.code in ("unauthenticated", "token_expired"):
+        headers["WWW-Authenticate"] = 'Bearer realm="odooops"'
+    return JSONResponse(exc.to_dict(), status_code=HTTP_STATUS.get(exc.code, 500), headers=headers)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return await _error_response(
+        request,
+        OdooOpsError(
+            f"no route {request.url.path}",
+            code="not_found",
+            remediation="see the routes in /v1/openapi.json",
+        ),
+    )
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    error = OdooOpsError(
+        f"{request.method} is not allowed on {request.url.path}",
+        code="method_not_allowed",
+        remediation="see /v1/openapi.json",
+    )
+    return JSONResponse(error.to_dict(), status_code=405)
+
+
+def _env_name(request: Request) -> str:
+    return f"{request.path_params['project']}/{request.path_params['env']}"
+
+
+def _key(request: Request) -> EnvKey:
+    return EnvKey(str(request.path_params["project"]), str(request.path_params["env"]))
+
+
+def _unknown(key: EnvKey) -> OdooOpsError:
+    return changes.UnknownEnvironment(
+        f"environment {key} is not known", remediation="odooops env list"
+    )
+
+
+def _state(plane: ControlPlane) -> StateConfig:
+    state = plane.state()
+    if state is None:
+        raise OdooOpsError(
+            "no valid state commit is loaded yet",
+            code="no_state",
+            remediation="odooops status (the daemon reports why)",
+        )
+    return state
+
+
+def _declared(plane: ControlPlane, key: EnvKey) -> dict[str, Any] | None:
+    state = plane.state()
+    for spec in state.environments if state else ():
+        if spec.key == key:
+            return {
+                "branch": spec.branch,
+                "tier": spec.tier.value,
+                "revision": spec.revision,
+                "protected": spec.protected,
+                "suspended": spec.suspended,
+                "owner": spec.owner,
+                "overrides": dict(spec.overrides),
+            }
+    return None
+
+
+def _project(project: Any) -> dict[str, Any]:
+    return {
+        "name": project.name,
+        "repository": sanitize(project.repo_url),
+        "image": project.image,
+        "modules": list(project.modules),
+        "addons_paths": list(project.addons_paths),
+        "database_server": project.database_server,
+    }
+
+
+async def _body(
+    request: Request, allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        body: Any = {}
+    else:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise InvalidRequest(
+                "the request body is not JSON", remediation="send a JSON object"
+            ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            "the request body must be a JSON object", remediation="send a JSON object"
+        )
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown fields: {', '.join(unknown)}",
+            remediation=f"allowed fields: {', '.join(sorted(allowed))}",
+        )
+    missing = sorted(set(required) - set(body))
+    if missing:
+        raise InvalidRequest(
+            f"missing fields: {', '.join(missing)}",
+            remediation=f"add {', '.join(missing)} to the request body",
+        )
+    return body

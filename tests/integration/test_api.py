@@ -1,0 +1,327 @@
+"""The REST API against a real state repository (bare remote on disk): auth, writes as commits.
+
+Reads come from an in-memory control plane implementing the same Protocol as the daemon's;
+writes go through the real StateWriter, so every accepted write is a real commit.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from reconciler import changes
+from reconciler.api import RateLimiter, create_app
+from reconciler.auth import AuthConfig, TokenAuthority
+from reconciler.gitsource import Author, GitSource
+from reconciler.model import StateConfig
+from reconciler.planner import Plan
+from reconciler.statewriter import StateWriter, WriteResult
+from reconciler.status import DaemonStatus, EnvironmentStatus, Health, Sync
+from tests.integration.world import REPO_ROOT, git
+
+pytestmark = pytest.mark.integration
+SECRET = b"k" * 32
+WRITES = [
+    ("POST", "/v1/environments", {"name": "acme/new", "branch": "release/v2"}, "env:write"),
+    ("PATCH", "/v1/environments/acme/qa", {"owner": "bob@acme.example"}, "env:write"),
+    ("DELETE", "/v1/environments/acme/qa", None, "env:write"),
+    ("POST", "/v1/environments/acme/qa/suspend", None, "env:write"),
+    ("POST", "/v1/environments/acme/qa/resume", None, "env:write"),
+    ("POST", "/v1/environments/acme/qa/deploy", {"branch": "release/v2"}, "deploy"),
+    ("POST", "/v1/reconcile", None, "deploy"),
+]
+READS = [
+    "/v1/ready",
+    "/v1/environments",
+    "/v1/environments/acme/qa",
+    "/v1/environments/acme/qa/status",
+    "/v1/policies",
+    "/v1/projects",
+    "/v1/plan",
+]
+
+
+class Plane:
+    """The daemon's view, in memory; writes go to a real StateWriter."""
+
+    def __init__(self, writer: StateWriter) -> None:
+        self.writer = writer
+        self.triggers = 0
+        self._state = writer.current()
+
+    def statuses(self) -> Mapping[str, EnvironmentStatus]:
+        return {
+            "acme/qa": EnvironmentStatus(
+                "acme",
+                "qa",
+                branch="release/v1",
+                tier="staging",
+                sync=Sync.SYNCED,
+                health=Health.HEALTHY,
+            )
+        }
+
+    def daemon_status(self) -> DaemonStatus:
+        return DaemonStatus(state_commit=self._state.commit, last_poll="now")
+
+    def state(self) -> StateConfig | None:
+        return self._state
+
+    def plan(self) -> Plan:
+        return Plan()
+
+    def write(
+        self, op: changes.Operation, author: Author, request_id: str, pr: bool
+    ) -> WriteResult:
+        result = self.writer.submit(op, author, request_id=request_id, via="api", pr=pr)
+        self._state = self.writer.current()
+        return result
+
+    def trigger(self) -> None:
+        self.triggers += 1
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    seed = tmp_path / "seed"
+    shutil.copytree(REPO_ROOT / "state-repo-template", seed)
+    (seed / "projects" / "acme.yaml").write_text("repository: {url: 'file:///x'}\n")
+    (seed / "environments" / "acme").mkdir()
+    (seed / "environments" / "acme" / "production.yaml").write_text("branch: main\n")
+    (seed / "environments" / "acme" / "qa.yaml").write_text("branch: release/v1\n")
+    bare = tmp_path / "state.git"
+    git("init", "-q", "--bare", str(bare))
+    git("init", "-q", cwd=seed)
+    git("add", "-A", cwd=seed)
+    git("commit", "-q", "-m", "seed", cwd=seed)
+    git("push", "-q", str(bare), "main", cwd=seed)
+    return bare
+
+
+@pytest.fixture
+def authority() -> TokenAuthority:
+    return TokenAuthority(AuthConfig(secret=SECRET))
+
+
+@pytest.fixture
+def plane(remote: Path, tmp_path: Path) -> Plane:
+    return Plane(StateWriter(GitSource(f"file://{remote}", tmp_path / "cache")))
+
+
+@pytest.fixture
+def client(plane: Plane, authority: TokenAuthority) -> TestClient:
+    return TestClient(create_app(plane, authority))
+
+
+def bearer(authority: TokenAuthority, *scopes: str, **kw: object) -> dict[str, str]:
+    token = authority.mint("ann", scopes, name="Ann Integrator", email="ann@acme.example", **kw)  # type: ignore[arg-type]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def head(remote: Path) -> str:
+    return git("--git-dir", str(remote), "rev-parse", "main")
+
+
+def call(client: TestClient, method: str, path: str, body: object, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    return client.request(method, path, json=body, headers=headers)
+
+
+def test_health_is_the_only_public_route(client: TestClient) -> None:
+    assert client.get("/v1/health").json() == {"status": "pass"}
+    for method, path, body, _ in WRITES:
+        resp = call(client, method, path, body, {})
+        assert resp.status_code == 401, path
+        assert resp.json()["error"] == "unauthenticated"
+        assert "odooops" in resp.json()["remediation"]
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    for path in READS:
+        assert client.get(path).status_code == 401, path
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope"), WRITES)
+@pytest.mark.parametrize("problem", ["missing", "expired", "tampered", "under-scoped"])
+def test_writes_refuse_bad_tokens_and_commit_nothing(
+    client: TestClient,
+    authority: TokenAuthority,
+    remote: Path,
+    method: str,
+    path: str,
+    body: object,
+    scope: str,
+    problem: str,
+) -> None:
+    """A test per scope per write endpoint: missing, expired, tampered, under-scoped."""
+    before = head(remote)
+    if problem == "missing":
+        headers: dict[str, str] = {}
+    elif problem == "expired":
+        past = TokenAuthority(
+            AuthConfig(secret=SECRET), clock=lambda: datetime.now(UTC) - timedelta(days=2)
+        )
+        headers = bearer(past, scope)
+    elif problem == "tampered":
+        token = bearer(authority, scope)["Authorization"]
+        headers = {"Authorization": token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")}
+    else:
+        headers = bearer(authority, "env:read")
+    resp = call(client, method, path, body, headers)
+    expected = {"missing": 401, "expired": 401, "tampered": 401, "under-scoped": 403}[problem]
+    assert resp.status_code == expected, resp.text
+    assert set(resp.json()) >= {"error", "message", "remediation", "docs"}
+    assert head(remote) == before
+
+
+def test_create_is_a_commit_by_the_token_subject(
+    client: TestClient, authority: TokenAuthority, plane: Plane, remote: Path
+) -> None:
+    resp = client.post(
+        "/v1/environments",
+        json={"name": "acme/new", "branch": "release/v2"},
+        headers={**bearer(authority, "env:write"), "X-Request-Id": "r-42"},
+    )
+    assert resp.status_code == 202, resp.text
+    doc = resp.json()
+    assert doc["commit"] == head(remote)
+    assert doc["status"] == "/v1/environments/acme/new/status"
+    assert git(
+        "--git-dir", str(remote), "log", "-1", "--format=%an <%ae>|%s%n%b", "main"
+    ).startswith("Ann Integrator <ann@acme.example>|feat(env): create acme/new")
+    assert "Request-Id: r-42" in git("--git-dir", str(remote), "log", "-1", "--format=%b")
+    assert plane.triggers == 1
+
+
+def test_a_write_that_breaks_the_state_is_422_and_commits_nothing(
+    client: TestClient, authority: TokenAuthority, remote: Path
+) -> None:
+    before = head(remote)
+    resp = client.patch(
+        "/v1/environments/acme/qa",
+        json={"overrides": {"workers": "four"}},
+        headers=bearer(authority, "env:write"),
+    )
+    assert resp.status_code == 422
+    assert resp.json()["problems"][0]["file"] == "environments/acme/qa.yaml"
+    assert head(remote) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("PATCH", "/v1/environments/acme/nope", {"owner": "x@y.z"}, 404, "unknown_environment"),
+        ("POST", "/v1/environments", {"name": "acme/qa", "branch": "x"}, 409, "environment_exists"),
+        (
+            "POST",
+            "/v1/environments",
+            {"name": "n", "branch": "x", "colour": "blue"},
+            400,
+            "invalid_request",
+        ),
+        ("POST", "/v1/environments/acme/qa/deploy", {}, 400, "invalid_request"),
+        ("GET", "/v1/nothing-here", None, 404, "not_found"),
+    ],
+)
+def test_bad_requests_get_the_structured_error(
+    client: TestClient,
+    authority: TokenAuthority,
+    method: str,
+    path: str,
+    body: object,
+    status: int,
+    code: str,
+) -> None:
+    resp = call(client, method, path, body, bearer(authority, "admin"))
+    assert (resp.status_code, resp.json()["error"]) == (status, code)
+    assert resp.json()["remediation"]
+
+
+def test_token_limited_to_one_environment_cannot_touch_another(
+    client: TestClient, authority: TokenAuthority
+) -> None:
+    headers = bearer(authority, "env:write", environments=["acme/qa"])
+    assert client.post("/v1/environments/acme/qa/suspend", headers=headers).status_code == 202
+    refused = client.post("/v1/environments/acme/production/suspend", headers=headers)
+    assert refused.status_code == 403
+    assert "acme/production" in refused.json()["message"]
+
+
+def test_protected_environment_write_becomes_a_change_request(
+    client: TestClient, authority: TokenAuthority, remote: Path, plane: Plane
+) -> None:
+    before = head(remote)
+    resp = client.post(
+        "/v1/environments/acme/production/suspend", headers=bearer(authority, "env:write")
+    )
+    assert resp.status_code == 202
+    assert resp.json()["change_request"] is True
+    assert resp.json()["branch"].startswith("odooops/change-")
+    assert head(remote) == before
+    assert plane.triggers == 0  # nothing to apply until it is merged
+
+
+def test_production_writes_are_refused_outside_the_allowlist(
+    plane: Plane, authority: TokenAuthority
+) -> None:
+    client = TestClient(create_app(plane, authority, production_allowlist=("10.9.0.0/16",)))
+    resp = client.post(
+        "/v1/environments/acme/production/suspend", headers=bearer(authority, "admin")
+    )
+    assert resp.status_code == 403
+    ok = client.post("/v1/environments/acme/qa/suspend", headers=bearer(authority, "admin"))
+    assert ok.status_code == 202
+
+
+def test_a_flood_of_requests_gets_429_with_retry_after(
+    plane: Plane, authority: TokenAuthority
+) -> None:
+    client = TestClient(create_app(plane, authority, limiter=RateLimiter(rate=0.1, burst=3)))
+    headers = bearer(authority, "env:read")
+    codes = [client.get("/v1/environments", headers=headers).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    resp = client.get("/v1/environments", headers=headers)
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert resp.json()["error"] == "rate_limited"
+
+
+def test_reads_answer_from_the_daemon_view(client: TestClient, authority: TokenAuthority) -> None:
+    headers = bearer(authority, "env:read")
+    items = client.get("/v1/environments", headers=headers).json()["items"]
+    assert [(i["project"], i["env"], i["health"]) for i in items] == [("acme", "qa", "Healthy")]
+    shown = client.get("/v1/environments/acme/qa", headers=headers).json()
+    assert shown["declared"]["branch"] == "release/v1"
+    policies = client.get("/v1/policies", headers=headers).json()
+    assert policies["protected_tiers"] == ["production"]
+    assert client.get("/v1/plan", headers=headers).json()["changes"] is False
+    assert client.get("/v1/ready", headers=headers).json()["ready"] is True
+
+
+def test_concurrent_writes_from_several_clients_all_land(
+    plane: Plane, authority: TokenAuthority, remote: Path
+) -> None:
+    app = create_app(plane, authority)
+    results: list[int] = []
+
+    def create(i: int) -> None:
+        with TestClient(app) as c:
+            r = c.post(
+                "/v1/environments",
+                json={"name": f"acme/e{i}", "branch": f"release/{i}"},
+                headers=bearer(authority, "env:write"),
+            )
+            results.append(r.status_code)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [202] * 6
+    files = git(
+        "--git-dir", str(remote), "ls-tree", "--name-only", "main", "environments/acme/"
+    ).splitlines()
+    assert {f"environments/acme/e{i}.yaml" for i in range(6)} <= set(files)
