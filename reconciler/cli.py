@@ -131,6 +131,13 @@ def _parser() -> argparse.ArgumentParser:
 
     _write_commands(sub)
 
+    lg = sub.add_parser("login", help="store the API URL and a token for the CLI (mode 0600)")
+    lg.add_argument("--api", default="http://127.0.0.1:8089")
+    lg.add_argument("--token", required=True)
+    lg.set_defaults(func=cmd_login)
+    rc = sub.add_parser("reconcile", help="ask the daemon for a pass now (through the API)")
+    rc.set_defaults(func=cmd_reconcile)
+
     tok = sub.add_parser("token", help="API tokens")
     tok_sub = tok.add_subparsers(required=True, metavar="ACTION")
     tc = tok_sub.add_parser("create", help="mint a token (needs the daemon's API signing key)")
@@ -158,10 +165,15 @@ def _write_commands(sub: Any) -> None:
     def writer_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "--state-repo",
-            required=True,
-            help="state repository URL or path: the commit is authored and pushed "
-            "there directly (no API)",
+            help="state repository URL or path: author and push the commit directly, without "
+            "the API (default: through the API of odooops login)",
         )
+        sp.add_argument(
+            "--wait",
+            action="store_true",
+            help="through the API: wait until the environment converges or fails",
+        )
+        sp.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits")
         sp.add_argument("--state-branch", default="main")
         sp.add_argument(
             "--author",
@@ -191,7 +203,7 @@ def _write_commands(sub: Any) -> None:
         writer_args(sp)
         sp.set_defaults(func=cmd_write, verb=verb)
     ls = env_sub.add_parser("list", help="environments declared in the state repository")
-    ls.add_argument("--state-repo", required=True)
+    ls.add_argument("--state-repo", help="read the state repository directly (default: the API)")
     ls.add_argument("--state-branch", default="main")
     ls.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     ls.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
@@ -454,24 +466,22 @@ def _state_repo(args: argparse.Namespace) -> Any:
     return StateWriter(repo, args.state_branch)
 
 
-def cmd_write(args: argparse.Namespace) -> int:
-    from reconciler import changes
-
-    author = _author(args.author)
-    writer = _state_repo(args)
-    state = writer.current()
-    key = changes.resolve_name(args.name, sorted(state.projects))
-    fields: dict[str, Any] = {}
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.verb == "create":
-        fields = {
-            "branch": args.branch,
-            "tier": args.tier,
-            "revision": args.revision,
-            "owner": args.owner,
+        fields: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("branch", args.branch),
+                ("tier", args.tier),
+                ("revision", args.revision),
+                ("owner", args.owner),
+            )
+            if v
         }
         if args.workers is not None:
             fields["overrides"] = {"workers": args.workers}
-    elif args.verb == "deploy":
+        return fields
+    if args.verb == "deploy":
         if not args.branch and not args.revision:
             raise OdooOpsError(
                 "deploy needs --branch or --revision",
@@ -480,57 +490,175 @@ def cmd_write(args: argparse.Namespace) -> int:
             )
         fields = {k: v for k, v in (("branch", args.branch), ("revision", args.revision)) if v}
         fields.setdefault("revision", "track")
-    result = writer.submit(changes.Operation(args.verb, key, fields), author, pr=args.pr)
-    doc = {
-        "environment": str(key),
-        "commit": result.commit,
-        "branch": result.branch,
-        "change_request": result.change_request,
-        "request_id": result.request_id,
-    }
+        return fields
+    return {}
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    """One write: a commit made here (``--state-repo``) or by the daemon's API."""
+    from reconciler import changes
+
+    fields = _fields(args)
+    if args.state_repo:
+        if args.wait:
+            raise OdooOpsError(
+                "--wait follows the daemon's status: it needs the API",
+                code="usage",
+                remediation="odooops login, then drop --state-repo",
+            )
+        writer = _state_repo(args)
+        key = changes.resolve_name(args.name, sorted(writer.current().projects))
+        result = writer.submit(
+            changes.Operation(args.verb, key, fields), _author(args.author), pr=args.pr
+        )
+        doc = {
+            "environment": str(key),
+            "commit": result.commit,
+            "branch": result.branch,
+            "change_request": result.change_request,
+            "request_id": result.request_id,
+        }
+    else:
+        client = _client()
+        projects = [p["name"] for p in client.get("/projects")["items"]]
+        key = changes.resolve_name(args.name, projects)
+        path = f"/environments/{key.project}/{key.env}"
+        body: dict[str, Any] = {**fields, "pr": True} if args.pr else dict(fields)
+        if args.verb == "create":
+            doc = client.request("POST", "/environments", {"name": str(key), **body})
+        elif args.verb == "destroy":
+            doc = client.request("DELETE", path)
+        else:
+            doc = client.request("POST", f"{path}/{args.verb}", body)
     if args.output != "table":
         _emit(doc, args.output)
-    elif result.change_request:
+    elif doc["change_request"]:
         out.print(
-            f"{key} is protected: committed {result.commit[:12]} to the change-request "
-            f"branch [bold]{result.branch}[/] (request {result.request_id}). It applies "
-            f"once merged into {args.state_branch}:\n  git merge origin/{result.branch}"
+            f"{key} is protected: committed {doc['commit'][:12]} to the change-request "
+            f"branch [bold]{doc['branch']}[/] (request {doc['request_id']}). It applies "
+            f"once merged into main:\n  git merge origin/{doc['branch']}"
         )
     else:
         out.print(
-            f"committed {result.commit[:12]} to {result.branch} "
-            f"(request {result.request_id}); the daemon applies it on its next pass"
+            f"committed {doc['commit'][:12]} to {doc['branch']} (request "
+            f"{doc['request_id']}); the daemon applies it on its next pass"
         )
+    if args.wait and not doc["change_request"]:
+        return _wait(client, key, doc["commit"], args.verb, args.timeout)
     return EXIT_OK
 
 
+def _client() -> Any:
+    from reconciler.client import ApiClient, load_login
+
+    return ApiClient(load_login())
+
+
+def _wait(client: Any, key: Any, commit: str, verb: str, timeout: float) -> int:
+    """Follow the environment's status until it converges on ``commit`` or fails."""
+    import time
+
+    path = f"/environments/{key.project}/{key.env}/status"
+    deadline = time.monotonic() + timeout
+    with out.status(f"waiting for {key} to converge on {commit[:12]}") as spinner:
+        while time.monotonic() < deadline:
+            try:
+                status = client.get(path)
+            except OdooOpsError as exc:
+                if exc.code == "unknown_environment" and verb == "destroy":
+                    out.print(f"[green]{key} is gone[/]")
+                    return EXIT_OK
+                if exc.code != "unknown_environment":
+                    raise
+                status = None
+            if status is not None:
+                ready = next((c for c in status["conditions"] if c["type"] == "Ready"), None)
+                spinner.update(
+                    f"{key}: {status['sync']}, {status['health']}"
+                    + (f" ({ready['reason']})" if ready else "")
+                )
+                if status["state_commit"] == commit and ready is not None:
+                    if ready["status"] and status["sync"] == "Synced":
+                        out.print(
+                            f"[green]{key} is {status['health']}[/] at "
+                            f"{status['revision'][:12]}: {status['url']}"
+                        )
+                        return EXIT_OK
+                    if not ready["status"] and ready["reason"] != "Pending":
+                        err.print(
+                            f"[red]{key} failed[/]: {ready['reason']}: {ready['message']}",
+                            highlight=False,
+                        )
+                        return EXIT_CHANGES
+            time.sleep(2)
+    err.print(f"{key} did not converge within {int(timeout)} s; odooops status {key}")
+    return EXIT_CHANGES
+
+
 def cmd_env_list(args: argparse.Namespace) -> int:
-    state = _state_repo(args).current()
-    rows = [
-        {
-            "environment": str(s.key),
-            "branch": s.branch,
-            "tier": s.tier.value,
-            "revision": s.revision,
-            "protected": s.protected,
-            "suspended": s.suspended,
-        }
-        for s in state.environments
-    ]
+    if args.state_repo:
+        state = _state_repo(args).current()
+        title = f"Declared at {state.commit[:12]}"
+        rows = [
+            {
+                "environment": str(s.key),
+                "branch": s.branch,
+                "tier": s.tier.value,
+                "revision": s.revision,
+                "sync": "",
+                "health": "",
+                "url": "",
+            }
+            for s in state.environments
+        ]
+    else:
+        title = "Environments"
+        rows = [
+            {
+                "environment": f"{i['project']}/{i['env']}",
+                "branch": i["branch"],
+                "tier": i["tier"],
+                "revision": i["revision"][:12],
+                "sync": i["sync"],
+                "health": i["health"],
+                "url": i["url"],
+            }
+            for i in _client().get("/environments")["items"]
+        ]
     if args.output != "table":
         _emit(rows, args.output)
         return EXIT_OK
-    table = Table(title=f"Declared at {state.commit[:12]}", title_justify="left")
-    for col in ("ENVIRONMENT", "BRANCH", "TIER", "REVISION", "PROTECTED", "SUSPENDED"):
+    table = Table(title=title, title_justify="left")
+    for col in ("ENVIRONMENT", "BRANCH", "TIER", "REVISION", "SYNC", "HEALTH", "URL"):
         table.add_column(col)
     for r in rows:
         table.add_row(
             *(
-                str(r[k])
-                for k in ("environment", "branch", "tier", "revision", "protected", "suspended")
+                str(r[c])
+                for c in ("environment", "branch", "tier", "revision", "sync", "health", "url")
             )
         )
     out.print(table)
+    return EXIT_OK
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from reconciler.client import ApiClient, Login, save_login
+
+    login = Login(args.api.rstrip("/"), args.token)
+    client = ApiClient(login)
+    try:
+        client.get("/ready")
+    finally:
+        client.close()
+    save_login(login)
+    out.print(f"logged in to {login.api}; the token is stored with mode 0600")
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    _client().request("POST", "/reconcile")
+    out.print("reconcile pass triggered")
     return EXIT_OK
 
 

@@ -197,23 +197,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_api_write_becomes_a_commit_and_a_running_environment(world: World) -> None:
-    """Get a token, POST an environment: a commit by the token's subject, then it converges."""
-    import httpx
-
+def test_api_write_becomes_a_commit_and_a_running_environment(world: World, tmp_path: Path) -> None:
+    """Token, login, `env create --wait`: a commit by the token's subject, then it converges."""
     port = free_port()
-    args = [a for a in daemon_args(world) if a not in ("--interval", "5")]
-    args[args.index("--jitter") : args.index("--jitter")] = ["--interval", "300"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli", *args, "--listen", f"127.0.0.1:{port}"],
+        [
+            sys.executable,
+            "-m",
+            "reconciler.cli",
+            *daemon_args(world, interval=300, listen=f"127.0.0.1:{port}"),
+        ],
         env=world.cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    env = {**world.cli_env(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
     try:
         wait_for(lambda: (world.data_dir / "api.key").exists(), 30, "the API key")
-        token = odooops(
-            world,
+        token = cli(
             "token",
             "create",
             "--data-dir",
@@ -222,34 +233,36 @@ def test_api_write_becomes_a_commit_and_a_running_environment(world: World) -> N
             "ann",
             "--scope",
             "env:write",
+            "--scope",
+            "deploy",
             "--name",
             "Ann Integrator",
             "--email",
             "ann@acme.example",
         ).stdout.strip()
-        headers = {"Authorization": f"Bearer {token}"}
-        base = f"http://127.0.0.1:{port}/v1"
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/ready", headers=headers, timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, 60, "the API to be ready")
-        resp = httpx.post(
-            f"{base}/environments",
-            headers=headers,
-            timeout=30,
-            json={"name": f"{world.project}/qa", "branch": "release/v1"},
-        )
-        assert resp.status_code == 202, resp.text
-        # The interval is 300 s: only the write's trigger can make this converge in time.
         wait_for(
-            lambda: status_of(world, "qa").get("health") == "Healthy",
-            120,
-            "qa to converge after the API write",
+            lambda: (
+                cli("login", "--api", f"http://127.0.0.1:{port}", "--token", token).returncode == 0
+            ),
+            60,
+            "the API to accept the login",
         )
+        assert (
+            tmp_path / "config" / "odooops" / "credentials.json"
+        ).stat().st_mode & 0o777 == 0o600
+        # The poll interval is 300 s: only the write's trigger can make this converge in time.
+        created = cli(
+            "env",
+            "create",
+            f"{world.project}/qa",
+            "--branch",
+            "release/v1",
+            "--wait",
+            "--timeout",
+            "150",
+        )
+        assert created.returncode == 0, created.stdout + created.stderr
+        assert "is Healthy" in created.stdout
         author = subprocess.run(
             ["git", "--git-dir", str(world.state_remote), "log", "-1", "--format=%an <%ae>"],
             capture_output=True,
@@ -257,6 +270,11 @@ def test_api_write_becomes_a_commit_and_a_running_environment(world: World) -> N
             check=True,
         ).stdout.strip()
         assert author == "Ann Integrator <ann@acme.example>"
+        listed = cli("env", "list", "-o", "json")
+        assert [r["health"] for r in json.loads(listed.stdout)] == ["Healthy"]
+        assert cli("reconcile").returncode == 0
+        refused = cli("env", "create", f"{world.project}/qa", "--branch", "x")
+        assert refused.returncode == 2 and "environment_exists" in refused.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
