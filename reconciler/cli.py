@@ -135,6 +135,13 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--api", default="http://127.0.0.1:8089")
     lg.add_argument("--token", required=True)
     lg.set_defaults(func=cmd_login)
+    au = sub.add_parser("audit", help="who changed what: the state repository's history")
+    au.add_argument("--state-repo", required=True)
+    au.add_argument("--state-branch", default="main")
+    au.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    au.add_argument("-n", "--limit", type=int, default=30)
+    au.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    au.set_defaults(func=cmd_audit)
     rc = sub.add_parser("reconcile", help="ask the daemon for a pass now (through the API)")
     rc.set_defaults(func=cmd_reconcile)
 
@@ -653,6 +660,37 @@ def cmd_login(args: argparse.Namespace) -> int:
         client.close()
     save_login(login)
     out.print(f"logged in to {login.api}; the token is stored with mode 0600")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Every state is a commit, so the audit trail is the first-parent history of main."""
+    from reconciler.gitsource import GitSource
+
+    repo = GitSource(args.state_repo, args.cache_dir, hint="--state-repo")
+    repo.fetch()
+    rows = [
+        {
+            "commit": c.sha,
+            "date": c.committed_at.isoformat(timespec="seconds"),
+            "author": f"{c.author_name} <{c.author_email}>",
+            "change": c.summary,
+            "request_id": c.trailers.get("Request-Id", ""),
+            "via": c.trailers.get("OdooOps-Via", "git"),
+        }
+        for c in repo.history(args.state_branch, args.limit)
+    ]
+    if args.output != "table":
+        _emit(rows, args.output)
+        return EXIT_OK
+    table = Table(title=f"History of {args.state_branch}", title_justify="left")
+    for col in ("DATE", "AUTHOR", "CHANGE", "VIA", "REQUEST", "COMMIT"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["date"], r["author"], r["change"], r["via"], r["request_id"], r["commit"][:12]
+        )
+    out.print(table)
     return EXIT_OK
 
 

@@ -77,6 +77,24 @@ class CommitInfo:
     author_email: str
     committed_at: datetime
     summary: str
+    trailers: Mapping[str, str] = field(default_factory=dict)  # "Request-Id: ..." lines
+
+
+def _info(c: pygit2.Commit) -> CommitInfo:
+    message = c.message.strip()
+    trailers: dict[str, str] = {}
+    for line in message.splitlines()[1:]:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            trailers[key.strip()] = value.strip()
+    return CommitInfo(
+        sha=str(c.id),
+        author_name=c.author.name,
+        author_email=c.author.email,
+        committed_at=datetime.fromtimestamp(c.commit_time, tz=UTC),
+        summary=message.split("\n", 1)[0],
+        trailers=trailers,
+    )
 
 
 class _Callbacks(pygit2.RemoteCallbacks):
@@ -294,14 +312,21 @@ class GitSource:
 
     def commit_info(self, commit: str) -> CommitInfo:
         """Author, committer time (UTC) and first message line of a commit."""
-        c = self._commit(self._open(), commit)
-        return CommitInfo(
-            sha=str(c.id),
-            author_name=c.author.name,
-            author_email=c.author.email,
-            committed_at=datetime.fromtimestamp(c.commit_time, tz=UTC),
-            summary=c.message.strip().split("\n", 1)[0],
-        )
+        return _info(self._commit(self._open(), commit))
+
+    def history(self, rev: str, limit: int = 50) -> list[CommitInfo]:
+        """The last ``limit`` commits reachable from ``rev``, newest first (first parents).
+
+        First parents only: for the state repository that is the sequence of states that
+        were in force, which is what an audit trail must show.
+        """
+        repo = self._open()
+        out: list[CommitInfo] = []
+        commit: pygit2.Commit | None = self._commit(repo, rev)
+        while commit is not None and len(out) < limit:
+            out.append(_info(commit))
+            commit = commit.parents[0] if commit.parents else None
+        return out
 
     def archive(self, commit: str, prefix: str = "", *, root: str = "") -> bytes:
         """An uncompressed tar of the tree under ``prefix``, its entries placed under ``root``.

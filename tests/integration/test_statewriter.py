@@ -139,3 +139,9 @@ def test_cli_env_create_and_list(remote: Path, tmp_path: Path) -> None:
     assert "environment_exists" in again.stderr
     gone = odooops("destroy", "acme/nope", "--state-repo", url)
     assert gone.returncode == 2 and "odooops env list" in gone.stderr
+    audit = odooops("audit", "--state-repo", url, "-o", "json")
+    assert audit.returncode == 0, audit.stderr
+    latest = yaml.safe_load(audit.stdout)[0]
+    assert latest["author"] == "Ann Integrator <ann@acme.example>"
+    assert latest["change"] == "feat(env): create acme/feature-crm-reports"
+    assert latest["via"] == "cli" and latest["request_id"]
