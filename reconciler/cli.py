@@ -135,6 +135,25 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--api", default="http://127.0.0.1:8089")
     lg.add_argument("--token", required=True)
     lg.set_defaults(func=cmd_login)
+    rq = sub.add_parser("requests", help="change requests for protected environments")
+    rq_sub = rq.add_subparsers(required=True, metavar="ACTION")
+    for action, text in (
+        ("list", "open, merged and closed change requests"),
+        ("show", "one change request"),
+        ("approve", "approve (someone other than the author)"),
+        ("merge", "apply an approved change request to main"),
+        ("close", "close without applying"),
+    ):
+        sp = rq_sub.add_parser(action, help=text)
+        if action != "list":
+            sp.add_argument("id")
+        sp.add_argument("--state-repo", required=True)
+        sp.add_argument("--state-branch", default="main")
+        sp.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+        sp.add_argument("--author", default=os.environ.get("ODOOOPS_AUTHOR"))
+        sp.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+        sp.set_defaults(func=cmd_requests, action=action)
+
     au = sub.add_parser("audit", help="who changed what: the state repository's history")
     au.add_argument("--state-repo", required=True)
     au.add_argument("--state-branch", default="main")
@@ -660,6 +679,43 @@ def cmd_login(args: argparse.Namespace) -> int:
         client.close()
     save_login(login)
     out.print(f"logged in to {login.api}; the token is stored with mode 0600")
+    return EXIT_OK
+
+
+def cmd_requests(args: argparse.Namespace) -> int:
+    from reconciler.changerequests import ChangeRequests
+    from reconciler.gitsource import GitSource
+
+    crs = ChangeRequests(
+        GitSource(args.state_repo, args.cache_dir, hint="--state-repo"), args.state_branch
+    )
+    if args.action == "list":
+        items = crs.list()
+        if args.output != "table":
+            _emit([c.to_dict() for c in items], args.output)
+            return EXIT_OK
+        table = Table(title="Change requests", title_justify="left")
+        for col in ("ID", "STATE", "TITLE", "AUTHOR", "APPROVALS", "FILES"):
+            table.add_column(col)
+        for c in items:
+            table.add_row(
+                c.id, c.state, c.title, c.author, str(len(c.approvals)), ", ".join(c.files)
+            )
+        out.print(table)
+        return EXIT_OK
+    if args.action == "show":
+        _emit(crs.get(args.id).to_dict(), "yaml" if args.output == "table" else args.output)
+        return EXIT_OK
+    who = _author(args.author)
+    if args.action == "merge":
+        commit = crs.merge(args.id, who)
+        out.print(
+            f"merged change request {args.id} into {args.state_branch} as {commit[:12]}; "
+            "the daemon applies it on its next pass"
+        )
+        return EXIT_OK
+    cr = crs.approve(args.id, who) if args.action == "approve" else crs.close(args.id, who)
+    out.print(f"change request {cr.id} is {cr.state}, {len(cr.approvals)} approval(s)")
     return EXIT_OK
 
 

@@ -314,7 +314,24 @@ class GitSource:
         """Author, committer time (UTC) and first message line of a commit."""
         return _info(self._commit(self._open(), commit))
 
-    def history(self, rev: str, limit: int = 50) -> list[CommitInfo]:
+    def merge_base(self, a: str, b: str) -> str | None:
+        repo = self._open()
+        base = repo.merge_base(self._commit(repo, a).id, self._commit(repo, b).id)
+        return None if base is None else str(base)
+
+    def changed_files(self, base: str, head: str) -> dict[str, bytes | None]:
+        """What ``head`` changed since ``base``: new content per path, None where deleted."""
+        repo = self._open()
+        diff = self._commit(repo, base).tree.diff_to_tree(self._commit(repo, head).tree)
+        out: dict[str, bytes | None] = {}
+        for delta in diff.deltas:
+            if delta.status_char() in ("D", "R"):
+                out[delta.old_file.path] = None
+            if delta.status_char() != "D":
+                out[delta.new_file.path] = cast(pygit2.Blob, repo[delta.new_file.id]).data
+        return out
+
+    def history(self, rev: str, limit: int = 50, until: str | None = None) -> list[CommitInfo]:
         """The last ``limit`` commits reachable from ``rev``, newest first (first parents).
 
         First parents only: for the state repository that is the sequence of states that
@@ -323,7 +340,7 @@ class GitSource:
         repo = self._open()
         out: list[CommitInfo] = []
         commit: pygit2.Commit | None = self._commit(repo, rev)
-        while commit is not None and len(out) < limit:
+        while commit is not None and len(out) < limit and str(commit.id) != until:
             out.append(_info(commit))
             commit = commit.parents[0] if commit.parents else None
         return out
@@ -402,6 +419,7 @@ class GitSource:
         *,
         max_attempts: int = 5,
         create_branch_from: str | None = None,
+        allow_empty: bool = False,
     ) -> str:
         """Like ``commit_files``, but the changes are recomputed from the files at each attempt.
 
@@ -419,7 +437,9 @@ class GitSource:
             changes, message = build(self.read_tree(base) if base is not None else {})
             return self._edits(changes), message
 
-        return self._commit_loop(branch, make, author, max_attempts, create_branch_from)
+        return self._commit_loop(
+            branch, make, author, max_attempts, create_branch_from, allow_empty
+        )
 
     def _commit_loop(
         self,
@@ -428,6 +448,7 @@ class GitSource:
         author: Author,
         max_attempts: int,
         create_branch_from: str | None,
+        allow_empty: bool = False,
     ) -> str:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -440,7 +461,9 @@ class GitSource:
                 self.fetch()
                 edits, message = make()
                 try:
-                    landed = self._attempt(refname, edits, message, author, create_branch_from)
+                    landed = self._attempt(
+                        refname, edits, message, author, create_branch_from, allow_empty
+                    )
                 except SourceError:
                     raise
                 except _GIT_ERRORS as exc:
@@ -468,6 +491,7 @@ class GitSource:
         message: str,
         author: Author,
         create_branch_from: str | None,
+        allow_empty: bool = False,
     ) -> str | None:
         """One fetch-apply-push round; the new head, or None when the remote moved meanwhile."""
         repo = self._open()
@@ -486,7 +510,7 @@ class GitSource:
                 remediation=f"git ls-remote --heads {self.display_url}",
             )
         tree = _apply(repo, base.tree, edits, self._invalid) or repo.TreeBuilder().write()
-        if tree == base.tree.id:
+        if tree == base.tree.id and not allow_empty:
             if expected is not None:
                 return str(base.id)
             new = base.id

@@ -145,3 +145,56 @@ def test_cli_env_create_and_list(remote: Path, tmp_path: Path) -> None:
     assert latest["author"] == "Ann Integrator <ann@acme.example>"
     assert latest["change"] == "feat(env): create acme/feature-crm-reports"
     assert latest["via"] == "cli" and latest["request_id"]
+    protected = odooops("deploy", "acme/production", "--branch", "main", "--state-repo", url)
+    assert protected.returncode == 0 and "change-request" in protected.stdout
+    [request] = yaml.safe_load(
+        odooops("requests", "list", "--state-repo", url, "-o", "json").stdout
+    )
+    assert request["state"] == "open"
+    own = odooops("requests", "approve", request["id"], "--state-repo", url)
+    assert own.returncode == 2 and "cannot approve" in own.stderr
+
+
+BOB = Author("Bob Reviewer", "bob@acme.example")
+
+
+def test_change_request_needs_another_person_then_merges(remote: Path, tmp_path: Path) -> None:
+    """Four eyes on production: the author cannot approve; an approved request merges."""
+    from reconciler.changerequests import ChangeRequestRefused, ChangeRequests
+
+    op = changes.Operation("update", EnvKey("acme", "production"), {"overrides": {"workers": 6}})
+    result = writer(remote, tmp_path / "w").submit(op, ANN, request_id="cr1")
+    crs = ChangeRequests(GitSource(f"file://{remote}", tmp_path / "r"))
+    [cr] = crs.list()
+    assert (cr.id, cr.state, cr.author) == ("cr1", "open", "Ann Integrator <ann@acme.example>")
+    assert cr.files == ("environments/acme/production.yaml",)
+    with pytest.raises(ChangeRequestRefused):
+        crs.merge("cr1", BOB)  # not approved yet
+    with pytest.raises(ChangeRequestRefused):
+        crs.approve("cr1", ANN)  # the author
+    assert crs.approve("cr1", BOB).approvals == ("Bob Reviewer <bob@acme.example>",)
+    landed = crs.merge("cr1", BOB)
+    assert git("--git-dir", str(remote), "rev-parse", "main") == landed
+    doc = yaml.safe_load(
+        git("--git-dir", str(remote), "show", "main:environments/acme/production.yaml")
+    )
+    assert doc["overrides"] == {"workers": 6}
+    message = git("--git-dir", str(remote), "log", "-1", "--format=%an|%B", "main")
+    assert message.startswith("Ann Integrator|chore(env): update acme/production")
+    assert "Approved-By: Bob Reviewer <bob@acme.example>" in message
+    assert crs.get("cr1").state == "merged"
+    assert result.branch == "odooops/change-cr1"
+
+
+def test_a_closed_change_request_cannot_merge(remote: Path, tmp_path: Path) -> None:
+    from reconciler.changerequests import ChangeRequestRefused, ChangeRequests
+
+    op = changes.Operation("suspend", EnvKey("acme", "production"))
+    writer(remote, tmp_path / "w").submit(op, ANN, request_id="cr2")
+    crs = ChangeRequests(GitSource(f"file://{remote}", tmp_path / "r"))
+    crs.approve("cr2", BOB)
+    assert crs.close("cr2", BOB).state == "closed"
+    before = git("--git-dir", str(remote), "rev-parse", "main")
+    with pytest.raises(ChangeRequestRefused):
+        crs.merge("cr2", BOB)
+    assert git("--git-dir", str(remote), "rev-parse", "main") == before
