@@ -39,6 +39,7 @@ from reconciler.errors import (
     sanitize,
 )
 from reconciler.gitsource import Credentials, GitSource
+from reconciler.metrics import Metrics
 from reconciler.model import Desired, DesiredEnvironment, EnvKey, Project, StateConfig
 from reconciler.observed import Observed, ObservedDatabase, ObservedEnvironment, Role
 from reconciler.planner import Action, Kind, Plan, plan
@@ -106,6 +107,7 @@ class Engine:
         self.config = config
         self.secrets = secrets
         self.status = StatusStore(config.data_dir / "status.json", config.read_only)
+        self.metrics = Metrics(self.status.all)
         self.docker = DockerDriver(config.instance, config.docker_url, config.health_interval)
         self.state_repo = GitSource(
             config.state_url, config.data_dir / "git", hint="--state-repo of odooops daemon"
@@ -368,13 +370,18 @@ class Engine:
                 info = ErrorInfo.of(exc)
                 log.error("reconcile pass failed before planning: %s", exc.render())
                 self.status.set_daemon(replace(self.status.daemon, last_poll=now()))
+                self.metrics.passes.labels("failed").inc()
+                self.metrics.pass_seconds.observe(time.monotonic() - started)
                 return PassResult("", Plan(), state_error=info)
             errors = self.apply(config, desired, the_plan)
             after = self.observe(config) if the_plan.has_changes else observed
             final = plan(desired, after)
             self._write_status(desired, after, final, errors)
             seconds = time.monotonic() - started
+            self.metrics.pass_seconds.observe(seconds)
+            self.metrics.passes.labels("errors" if errors else "ok").inc()
             daemon = self.status.daemon
+            self.metrics.state_rejected.set(1 if daemon.state_error else 0)
             self.status.set_daemon(
                 DaemonStatus(
                     state_commit=config.commit,
@@ -402,10 +409,13 @@ class Engine:
                 for key, actions in work.items()
                 if self._due(key, desired.environments.get(key))
             }
+            self.metrics.queue_depth.set(len(futures))
             for key, future in futures.items():
                 error = future.result()
+                self.metrics.queue_depth.dec()
                 if error is not None:
                     errors[key] = error
+        self.metrics.queue_depth.set(0)
         return errors
 
     def _fingerprint(self, want: DesiredEnvironment | None) -> str:
