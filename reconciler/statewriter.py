@@ -57,6 +57,8 @@ class StateWriter:
 
         def build(head_files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
             edit = changes.apply(op, head_files)
+            if head_files == files:  # nobody wrote meanwhile: already validated above
+                return edit, changes.message(op, request_id, via)
             after = changes.validated(head_files, edit, self.repo.display_url)
             if not protected and changes.is_protected(
                 load_state(head_files, "head", self.repo.display_url), after, op.key

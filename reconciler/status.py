@@ -72,9 +72,31 @@ class EnvironmentStatus:
         return replace(self, conditions=(*kept, cond), updated=now())
 
     def to_dict(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["sync"], doc["health"] = self.sync.value, self.health.value
-        return doc
+        """Field by field: ``dataclasses.asdict`` deep-copies and was most of a listing's cost."""
+        return {
+            "project": self.project,
+            "env": self.env,
+            "branch": self.branch,
+            "tier": self.tier,
+            "revision": self.revision,
+            "state_commit": self.state_commit,
+            "spec_hash": self.spec_hash,
+            "url": self.url,
+            "sync": self.sync.value,
+            "health": self.health.value,
+            "conditions": [
+                {
+                    "type": c.type,
+                    "status": c.status,
+                    "reason": c.reason,
+                    "message": c.message,
+                    "since": c.since,
+                }
+                for c in self.conditions
+            ],
+            "last_applied": self.last_applied,
+            "updated": self.updated,
+        }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> EnvironmentStatus:
