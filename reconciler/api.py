@@ -1,20 +1,24 @@
 """The REST API (Starlette), versioned under ``/v1``: reads from the daemon's view, writes as
 commits.
 
-Every route but ``/v1/health`` needs a bearer token with the route's scope (and, for one
-environment, a token whose environment globs cover it). Writes never touch Docker or
-PostgreSQL: they become a commit to the state repository (``ControlPlane.write``), answered
-``202`` with the commit and a status link, and they trigger a reconcile pass. Every error has
-one shape, ``{error, message, remediation, docs}``, with a stable code.
+Every route but ``/v1/health`` and ``/v1/openapi.json`` needs a bearer token with the route's
+scope (and, for one environment, a token whose environment globs cover it). Writes never touch
+Docker or PostgreSQL: they become a commit to the state repository (``ControlPlane.write``),
+answered ``202`` with the commit and a status link, and they trigger a reconcile pass. Every
+error has one shape, ``{error, message, remediation, docs}``, with a stable code. The OpenAPI
+document is kept by hand next to this module (``openapi.json``) and served as is; a test holds
+it to the routes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -112,6 +116,25 @@ class RateLimiter:
 Handler = Callable[[Request], Awaitable[Response]]
 CREATE_FIELDS = {"project", "name", "branch", "tier", "revision", "owner", "overrides", "pr"}
 PATCH_FIELDS = {"branch", "tier", "revision", "owner", "overrides", "protected", "pr"}
+# A field of the wrong type is refused here: ``bool("false")`` would silently ask for a change
+# request, and ``str([])`` would become a project name.
+FIELD_TYPES: Mapping[str, type] = {
+    "project": str,
+    "name": str,
+    "branch": str,
+    "tier": str,
+    "revision": str,
+    "owner": str,
+    "overrides": dict,
+    "protected": bool,
+    "pr": bool,
+}
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+# The name rule of schemas/common.schema.json; the validator ignores a file named ``.yaml``,
+# so an empty name would be committed rather than refused.
+_NAME = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?")
+# It becomes part of a branch name (``odooops/change-ID``) and a commit trailer.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def create_app(
@@ -122,6 +145,7 @@ def create_app(
     limiter: RateLimiter | None = None,
 ) -> Starlette:
     limiter = limiter or RateLimiter()
+    openapi = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
 
     def guarded(scope: str, per_env: bool = False) -> Callable[[Handler], Handler]:
         def wrap(handler: Handler) -> Handler:
@@ -142,6 +166,10 @@ def create_app(
     async def health(request: Request) -> Response:
         """Liveness, public: the process answers."""
         return JSONResponse({"status": "pass"})
+
+    async def get_openapi(request: Request) -> Response:
+        """This API's OpenAPI 3.1 document, public: clients and fuzzers discover the routes here."""
+        return JSONResponse(openapi)
 
     @guarded("env:read")
     async def ready(request: Request) -> Response:
@@ -195,10 +223,17 @@ def create_app(
         """Declare an environment: a commit adding its file."""
         body = await _body(request, CREATE_FIELDS, required={"name", "branch"})
         state = _state(plane)
-        name = str(body["name"])
-        if "project" in body:
-            name = f"{body['project']}/{name}"
+        project = body.get("project")
+        name = f"{project}/{body['name']}" if project is not None else body["name"]
         key = changes.resolve_name(name, sorted(state.projects))
+        if project is not None and key.project != project:
+            raise _unknown_project(project)
+        if not (_NAME.fullmatch(key.project) and _NAME.fullmatch(key.env)):
+            raise InvalidRequest(
+                f"{key} is not a valid environment name",
+                remediation="name it PROJECT/ENV with lowercase letters, digits and hyphens, "
+                "starting with a letter (at most 32 characters each), e.g. acme/qa",
+            )
         authorize(request.state.principal, "env:write", str(key))
         fields: dict[str, Any] = {
             k: body[k] for k in ("branch", "tier", "revision", "owner", "overrides") if k in body
@@ -208,7 +243,7 @@ def create_app(
     @guarded("env:write", per_env=True)
     async def update_environment(request: Request) -> Response:
         """Change an environment's declaration (a JSON merge patch of its file)."""
-        body = await _body(request, PATCH_FIELDS)
+        body = await _body(request, PATCH_FIELDS, nullable=PATCH_FIELDS - {"pr"})
         fields = {k: v for k, v in body.items() if k != "pr"}
         return await _write(request, changes.Operation("update", _key(request), fields), body)
 
@@ -294,6 +329,11 @@ def create_app(
             client = request.client.host if request.client else ""
             check_production_write(principal, client, production_allowlist)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        if not _REQUEST_ID.fullmatch(request_id):
+            raise InvalidRequest(
+                "X-Request-Id must be 1 to 64 letters, digits, '-' or '_'",
+                remediation="send a UUID or leave the header out (one is generated)",
+            )
         author = Author(principal.name, principal.email)
         result = await run_in_threadpool(
             plane.write, op, author, request_id, bool(body.get("pr", False))
@@ -315,6 +355,7 @@ def create_app(
     env = "/v1/environments/{project}/{env}"
     routes = [
         Route("/v1/health", health, methods=["GET"]),
+        Route("/v1/openapi.json", get_openapi, methods=["GET"]),
         Route("/v1/ready", ready, methods=["GET"]),
         Route("/v1/environments", list_environments, methods=["GET"]),
         Route("/v1/environments", create_environment, methods=["POST"]),
@@ -383,6 +424,13 @@ def _unknown(key: EnvKey) -> OdooOpsError:
     )
 
 
+def _unknown_project(project: str) -> OdooOpsError:
+    return changes.UnknownEnvironment(
+        f"project {project!r} is not declared in the state repository",
+        remediation="odooops env list (or GET /v1/projects)",
+    )
+
+
 def _state(plane: ControlPlane) -> StateConfig:
     state = plane.state()
     if state is None:
@@ -422,15 +470,19 @@ def _project(project: Any) -> dict[str, Any]:
 
 
 async def _body(
-    request: Request, allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+    request: Request,
+    allowed: set[str],
+    required: frozenset[str] | set[str] = frozenset(),
+    nullable: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, Any]:
+    """The JSON object of the request, its fields known, present and of the right type."""
     raw = await request.body()
     if not raw:
         body: Any = {}
     else:
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
             raise InvalidRequest(
                 "the request body is not JSON", remediation="send a JSON object"
             ) from None
@@ -450,4 +502,12 @@ async def _body(
             f"missing fields: {', '.join(missing)}",
             remediation=f"add {', '.join(missing)} to the request body",
         )
+    for field, value in sorted(body.items()):
+        expected = FIELD_TYPES[field]
+        if not isinstance(value, expected) and not (value is None and field in nullable):
+            kind = {str: "a string", dict: "an object", bool: "true or false"}[expected]
+            raise InvalidRequest(
+                f"{field} must be {kind}{' or null' if field in nullable else ''}",
+                remediation=f"send {field} as {kind}; see /v1/openapi.json",
+            )
     return body

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from reconciler import changes
+from reconciler.gitsource import Author
 from reconciler.model import (
     DatabaseServer,
     DesiredEnvironment,
     EnvironmentSpec,
     EnvKey,
     Project,
+    StateConfig,
     Tier,
 )
 from reconciler.observed import ObservedContainer, ObservedDatabase, ObservedEnvironment, Role
+from reconciler.planner import Plan
 from reconciler.policies import resolve_settings
+from reconciler.statewriter import WriteResult
+from reconciler.status import DaemonStatus, EnvironmentStatus
 
 SERVER = DatabaseServer("shared", "127.0.0.1", 5432, "host-gateway", "postgres")
 PROJECT = Project("acme", "file:///dev/null", "19.0", "odoo:19.0", (".",), ("acme_base",), "shared")
@@ -97,3 +104,27 @@ def live(
         ),
         protected=want.spec.protected,
     )
+
+
+class UncalledPlane:
+    """An API control plane for tests that never get past authentication: any call fails them."""
+
+    def statuses(self) -> Mapping[str, EnvironmentStatus]:
+        raise AssertionError("the control plane was called")
+
+    def daemon_status(self) -> DaemonStatus:
+        raise AssertionError("the control plane was called")
+
+    def state(self) -> StateConfig | None:
+        raise AssertionError("the control plane was called")
+
+    def plan(self) -> Plan:
+        raise AssertionError("the control plane was called")
+
+    def write(
+        self, op: changes.Operation, author: Author, request_id: str, pr: bool
+    ) -> WriteResult:
+        raise AssertionError("the control plane was called")
+
+    def trigger(self) -> None:
+        raise AssertionError("the control plane was called")

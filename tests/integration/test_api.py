@@ -224,6 +224,19 @@ def test_a_write_that_breaks_the_state_is_422_and_commits_nothing(
         ),
         ("POST", "/v1/environments/acme/qa/deploy", {}, 400, "invalid_request"),
         ("GET", "/v1/nothing-here", None, 404, "not_found"),
+        # Each of these once answered a 500 or made a wrong commit:
+        ("POST", "/v1/environments", {"name": "acme/../x", "branch": "x"}, 400, "invalid_request"),
+        ("POST", "/v1/environments", {"name": "", "branch": "x"}, 400, "invalid_request"),
+        (
+            "POST",
+            "/v1/environments",
+            {"project": "nope", "name": "x", "branch": "x"},
+            404,
+            "unknown_environment",
+        ),
+        ("POST", "/v1/environments", {"name": ["acme/x"], "branch": "x"}, 400, "invalid_request"),
+        ("PATCH", "/v1/environments/acme/qa", {"overrides": "big"}, 400, "invalid_request"),
+        ("POST", "/v1/environments/acme/qa/suspend", {"pr": "false"}, 400, "invalid_request"),
     ],
 )
 def test_bad_requests_get_the_structured_error(
@@ -238,6 +251,31 @@ def test_bad_requests_get_the_structured_error(
     resp = call(client, method, path, body, bearer(authority, "admin"))
     assert (resp.status_code, resp.json()["error"]) == (status, code)
     assert resp.json()["remediation"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"[" * 100_000, {}),  # deeper than the parser's recursion limit
+        (None, {"X-Request-Id": "a b..c"}),  # not a valid change-request branch name
+    ],
+)
+def test_malformed_requests_are_400_and_commit_nothing(
+    client: TestClient,
+    authority: TokenAuthority,
+    remote: Path,
+    body: bytes | None,
+    headers: dict[str, str],
+) -> None:
+    before = head(remote)
+    resp = client.post(
+        "/v1/environments/acme/production/suspend",
+        content=body,
+        headers={**bearer(authority, "admin"), **headers},
+    )
+    assert (resp.status_code, resp.json()["error"]) == (400, "invalid_request")
+    assert head(remote) == before
+    assert "odooops/change-" not in git("--git-dir", str(remote), "branch", "--list")
 
 
 def test_token_limited_to_one_environment_cannot_touch_another(
