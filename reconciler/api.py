@@ -23,18 +23,23 @@ from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import changes
 from reconciler.auth import Principal, TokenAuthority, authorize, check_production_write
+from reconciler.changerequests import ChangeRequests
 from reconciler.errors import OdooOpsError, sanitize
-from reconciler.gitsource import Author
+from reconciler.gitsource import Author, CommitInfo
+from reconciler.metrics import CONTENT_TYPE, Metrics
 from reconciler.model import EnvKey, StateConfig
 from reconciler.planner import Plan
 from reconciler.statewriter import WriteResult
 from reconciler.status import DaemonStatus, EnvironmentStatus
+from webhooks.receiver import webhook_route
 
 HTTP_STATUS = {
     "invalid_request": 400,
@@ -52,6 +57,11 @@ HTTP_STATUS = {
     "docker_unreachable": 503,
     "database_unreachable": 503,
     "fetch_failed": 503,
+    "push_failed": 503,
+    "push_rejected": 409,
+    "invalid_path": 400,
+    "invalid_webhook": 401,
+    "unknown_change_request": 404,
 }
 
 
@@ -71,6 +81,10 @@ class ControlPlane(Protocol):
     ) -> WriteResult: ...
 
     def trigger(self) -> None: ...
+
+    def audit(self, limit: int) -> list[CommitInfo]: ...
+
+    def change_requests(self) -> ChangeRequests: ...
 
 
 class InvalidRequest(OdooOpsError):
@@ -143,8 +157,18 @@ def create_app(
     *,
     production_allowlist: tuple[str, ...] = (),
     limiter: RateLimiter | None = None,
+    metrics: Metrics | None = None,
+    webhook_secret: Callable[[], str | None] = lambda: None,
 ) -> Starlette:
+    """The app. Webhooks (``/v1/webhooks/{forge}``) authenticate by signature, not by token;
+    without a ``webhook_secret`` they answer 404."""
     limiter = limiter or RateLimiter()
+
+    def count_webhook(forge: str, event: str, result: str) -> None:
+        if metrics is not None:
+            metrics.webhooks.labels(forge, event, result).inc()
+
+    webhooks = webhook_route(webhook_secret, lambda event: plane.trigger(), count_webhook)
     openapi = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
 
     def guarded(scope: str, per_env: bool = False) -> Callable[[Handler], Handler]:
@@ -352,6 +376,61 @@ def create_app(
             status_code=202,
         )
 
+    @guarded("env:read")
+    async def get_metrics(request: Request) -> Response:
+        """Prometheus text format; scrape with a bearer token (env:read)."""
+        if metrics is None:
+            raise OdooOpsError(
+                "metrics are not collected by this process",
+                code="not_found",
+                remediation="scrape the daemon's API",
+            )
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @guarded("env:read")
+    async def get_audit(request: Request) -> Response:
+        """Who changed what: the state repository's history (every state is a commit)."""
+        raw = request.query_params.get("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= 500:
+            raise InvalidRequest(
+                "limit must be a whole number from 1 to 500", remediation="GET /v1/audit?limit=50"
+            )
+        items = await run_in_threadpool(plane.audit, int(raw))
+        return JSONResponse({"items": [_commit(c) for c in items]})
+
+    @guarded("env:read")
+    async def list_requests(request: Request) -> Response:
+        """Change requests of protected writes, open, merged and closed."""
+        items = await run_in_threadpool(plane.change_requests().list)
+        return JSONResponse({"items": [c.to_dict() for c in items]})
+
+    @guarded("env:read")
+    async def show_request(request: Request) -> Response:
+        """One change request."""
+        cr = await run_in_threadpool(plane.change_requests().get, _request_id(request))
+        return JSONResponse(cr.to_dict())
+
+    def review(action: str) -> Handler:
+        @guarded("admin")
+        async def handler(request: Request) -> Response:
+            principal: Principal = request.state.principal
+            who = Author(principal.name, principal.email)
+            crs = plane.change_requests()
+            request_id = _request_id(request)
+            if action == "merge":
+                commit = await run_in_threadpool(crs.merge, request_id, who)
+                plane.trigger()
+                return JSONResponse(
+                    {"id": request_id, "state": "merged", "commit": commit}, status_code=202
+                )
+            call = crs.approve if action == "approve" else crs.close
+            cr = await run_in_threadpool(call, request_id, who)
+            return JSONResponse(cr.to_dict())
+
+        handler.__name__ = f"{action}_request"
+        handler.__doc__ = f"{action.capitalize()} a change request (admin; a commit)."
+        return handler
+
     env = "/v1/environments/{project}/{env}"
     routes = [
         Route("/v1/health", health, methods=["GET"]),
@@ -370,9 +449,19 @@ def create_app(
         Route("/v1/reconcile", reconcile, methods=["POST"]),
         Route("/v1/policies", get_policies, methods=["GET"]),
         Route("/v1/projects", list_projects, methods=["GET"]),
+        Route("/v1/audit", get_audit, methods=["GET"]),
+        Route("/v1/requests", list_requests, methods=["GET"]),
+        Route("/v1/requests/{id}", show_request, methods=["GET"]),
+        Route("/v1/requests/{id}/approve", review("approve"), methods=["POST"]),
+        Route("/v1/requests/{id}/merge", review("merge"), methods=["POST"]),
+        Route("/v1/requests/{id}/close", review("close"), methods=["POST"]),
+        Route("/metrics", get_metrics, methods=["GET"]),
+        webhooks,
     ]
+    middleware = [Middleware(_Timing, metrics=metrics)] if metrics is not None else []
     return Starlette(
         routes=routes,
+        middleware=middleware,
         exception_handlers={
             OdooOpsError: _error_response,  # type: ignore[dict-item]
             404: _not_found,
@@ -422,6 +511,55 @@ def _unknown(key: EnvKey) -> OdooOpsError:
     return changes.UnknownEnvironment(
         f"environment {key} is not known", remediation="odooops env list"
     )
+
+
+class _Timing:
+    """API latency per operation (the endpoint's name: bounded label values) and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            endpoint = scope.get("endpoint")
+            name = getattr(endpoint, "__name__", "unmatched")
+            self.metrics.api_seconds.labels(scope["method"], name, str(status[0])).observe(
+                time.perf_counter() - started
+            )
+
+
+def _request_id(request: Request) -> str:
+    value = str(request.path_params["id"])
+    if not _REQUEST_ID.fullmatch(value):
+        raise InvalidRequest(
+            "a change request id is 1 to 64 letters, digits, '-' or '_'",
+            remediation="odooops requests list",
+        )
+    return value
+
+
+def _commit(c: CommitInfo) -> dict[str, Any]:
+    return {
+        "commit": c.sha,
+        "date": c.committed_at.isoformat(timespec="seconds"),
+        "author": f"{c.author_name} <{c.author_email}>",
+        "change": c.summary,
+        "request_id": c.trailers.get("Request-Id", ""),
+        "via": c.trailers.get("OdooOps-Via", "git"),
+    }
 
 
 def _unknown_project(project: str) -> OdooOpsError:

@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
         help="HS256 signing key of API tokens (default DATA_DIR/api.key, made once)",
     )
     d.add_argument(
+        "--webhook-secret-file",
+        type=Path,
+        default=None,
+        help="shared secret of GitHub/GitLab/Gitea webhooks (/v1/webhooks/FORGE)",
+    )
+    d.add_argument(
         "--production-allowlist",
         default="",
         help="comma-separated CIDRs allowed to write to protected environments",
@@ -369,7 +375,18 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         )
         plane = DaemonControlPlane(engine, writer, daemon.trigger)
         allowlist = tuple(x.strip() for x in args.production_allowlist.split(",") if x.strip())
-        app = create_app(plane, _authority(key_file), production_allowlist=allowlist)
+        secret_file: Path | None = args.webhook_secret_file
+
+        def webhook_secret() -> str | None:
+            return secret_file.read_text().strip() if secret_file is not None else None
+
+        app = create_app(
+            plane,
+            _authority(key_file),
+            production_allowlist=allowlist,
+            metrics=engine.metrics,
+            webhook_secret=webhook_secret,
+        )
         daemon.serve(app, host or "127.0.0.1", int(port))
         api_note = (
             f"API on http://{host or '127.0.0.1'}:{port}/v1 (tokens: odooops token "

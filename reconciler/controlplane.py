@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from reconciler import changes
+from reconciler.changerequests import ChangeRequests
 from reconciler.engine import Engine
-from reconciler.gitsource import Author
+from reconciler.gitsource import Author, CommitInfo
 from reconciler.model import StateConfig
 from reconciler.planner import Plan
 from reconciler.statewriter import StateWriter, WriteResult
@@ -38,3 +39,10 @@ class DaemonControlPlane:
 
     def trigger(self) -> None:
         self._trigger()
+
+    def audit(self, limit: int) -> list[CommitInfo]:
+        self.writer.repo.fetch()
+        return self.writer.repo.history(self.writer.branch, limit)
+
+    def change_requests(self) -> ChangeRequests:
+        return ChangeRequests(self.writer.repo, self.writer.branch)

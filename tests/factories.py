@@ -7,7 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler import changes
-from reconciler.gitsource import Author
+from reconciler.changerequests import ChangeRequests
+from reconciler.gitsource import Author, CommitInfo
 from reconciler.model import (
     DatabaseServer,
     DesiredEnvironment,
@@ -127,4 +128,10 @@ class UncalledPlane:
         raise AssertionError("the control plane was called")
 
     def trigger(self) -> None:
+        raise AssertionError("the control plane was called")
+
+    def audit(self, limit: int) -> list[CommitInfo]:
+        raise AssertionError("the control plane was called")
+
+    def change_requests(self) -> ChangeRequests:
         raise AssertionError("the control plane was called")

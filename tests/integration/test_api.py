@@ -18,7 +18,8 @@ from starlette.testclient import TestClient
 from reconciler import changes
 from reconciler.api import RateLimiter, create_app
 from reconciler.auth import AuthConfig, TokenAuthority
-from reconciler.gitsource import Author, GitSource
+from reconciler.changerequests import ChangeRequests
+from reconciler.gitsource import Author, CommitInfo, GitSource
 from reconciler.model import StateConfig
 from reconciler.planner import Plan
 from reconciler.statewriter import StateWriter, WriteResult
@@ -85,6 +86,13 @@ class Plane:
 
     def trigger(self) -> None:
         self.triggers += 1
+
+    def audit(self, limit: int) -> list[CommitInfo]:
+        self.writer.repo.fetch()
+        return self.writer.repo.history("main", limit)
+
+    def change_requests(self) -> ChangeRequests:
+        return ChangeRequests(self.writer.repo)
 
 
 @pytest.fixture
@@ -363,3 +371,91 @@ def test_concurrent_writes_from_several_clients_all_land(
         "--git-dir", str(remote), "ls-tree", "--name-only", "main", "environments/acme/"
     ).splitlines()
     assert {f"environments/acme/e{i}.yaml" for i in range(6)} <= set(files)
+
+
+def test_audit_lists_api_writes_with_author_and_request_id(
+    client: TestClient, authority: TokenAuthority
+) -> None:
+    client.post(
+        "/v1/environments/acme/qa/suspend",
+        headers={**bearer(authority, "env:write"), "X-Request-Id": "r-7"},
+    )
+    [latest, *_] = client.get("/v1/audit?limit=5", headers=bearer(authority, "env:read")).json()[
+        "items"
+    ]
+    assert (latest["author"], latest["change"], latest["request_id"], latest["via"]) == (
+        "Ann Integrator <ann@acme.example>",
+        "chore(env): suspend acme/qa",
+        "r-7",
+        "api",
+    )
+    bad = client.get("/v1/audit?limit=0", headers=bearer(authority, "env:read"))
+    assert bad.status_code == 400
+
+
+def test_change_request_review_through_the_api(
+    plane: Plane, authority: TokenAuthority, remote: Path
+) -> None:
+    """The author cannot approve; another admin approves and merges; main gets the change."""
+    client = TestClient(create_app(plane, authority))
+    made = client.post(
+        "/v1/environments/acme/production/suspend", headers=bearer(authority, "env:write")
+    ).json()
+    request_id = made["branch"].removeprefix("odooops/change-")
+    own = client.post(f"/v1/requests/{request_id}/approve", headers=bearer(authority, "admin"))
+    assert own.status_code == 403 and "cannot approve" in own.json()["message"]
+    bob = authority.mint("bob", ["admin"], name="Bob Reviewer", email="bob@acme.example")
+    as_bob = {"Authorization": f"Bearer {bob}"}
+    approved = client.post(f"/v1/requests/{request_id}/approve", headers=as_bob).json()
+    assert approved["approvals"] == ["Bob Reviewer <bob@acme.example>"]
+    merged = client.post(f"/v1/requests/{request_id}/merge", headers=as_bob)
+    assert merged.status_code == 202
+    assert merged.json()["commit"] == head(remote)
+    listed = client.get("/v1/requests", headers=as_bob).json()["items"]
+    assert [(r["id"], r["state"]) for r in listed] == [(request_id, "merged")]
+    unknown = client.get("/v1/requests/nope", headers=as_bob)
+    assert unknown.status_code == 404
+
+
+def test_metrics_need_a_token_and_count_api_requests(
+    plane: Plane, authority: TokenAuthority
+) -> None:
+    from reconciler.metrics import Metrics
+
+    metrics = Metrics(plane.statuses)
+    client = TestClient(create_app(plane, authority, metrics=metrics))
+    assert client.get("/metrics").status_code == 401
+    client.get("/v1/environments", headers=bearer(authority, "env:read"))
+    text = client.get("/metrics", headers=bearer(authority, "env:read")).text
+    assert 'odooops_environments{health="Healthy",sync="Synced"} 1.0' in text
+    assert 'route="list_environments",status="200"' in text
+
+
+def test_webhooks_are_verified_deduplicated_and_trigger_a_pass(
+    plane: Plane, authority: TokenAuthority
+) -> None:
+    import hashlib
+    import hmac
+
+    secret = "It's a Secret to Everybody"
+    client = TestClient(create_app(plane, authority, webhook_secret=lambda: secret))
+    body = b'{"ref": "refs/heads/feature/x", "after": "' + b"a" * 40 + b'"}'
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "d-1",
+        "X-Hub-Signature-256": signature,
+        "Content-Type": "application/json",
+    }
+    first = client.post("/v1/webhooks/github", content=body, headers=headers)
+    assert first.status_code == 202 and plane.triggers == 1
+    again = client.post("/v1/webhooks/github", content=body, headers=headers)
+    assert again.json() == {"accepted": False, "duplicate": True} and plane.triggers == 1
+    forged = client.post(
+        "/v1/webhooks/github", content=body + b" ", headers={**headers, "X-GitHub-Delivery": "d-2"}
+    )
+    assert forged.status_code == 401 and forged.json()["error"] == "invalid_webhook"
+    unconfigured = TestClient(create_app(plane, authority))
+    assert (
+        unconfigured.post("/v1/webhooks/github", content=body, headers=headers).status_code == 404
+    )

@@ -21,7 +21,8 @@ from reconciler.auth import SCOPES, AuthConfig, TokenAuthority
 from tests.factories import UncalledPlane
 
 DOC: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
-PUBLIC = {("/v1/health", "get"), ("/v1/openapi.json", "get")}
+# No bearer token: health and the document itself; webhooks authenticate by their signature.
+PUBLIC = {("/v1/health", "get"), ("/v1/openapi.json", "get"), ("/v1/webhooks/{forge}", "post")}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 AUTHORITY = TokenAuthority(AuthConfig(secret=b"k" * 32))
 # Scopes that imply another: a token lacking a scope must lack these too.

@@ -1,0 +1,90 @@
+"""The HTTP side of webhooks: verify, de-duplicate, answer at once, trigger a pass.
+
+Forges expect an answer within seconds and never re-send a failed delivery by themselves, so
+the receiver does no work beyond checking the signature and queuing a reconcile (the pass is
+level-triggered: it needs no more than "something changed"). A redelivery keeps its delivery
+id, which is the idempotency key; the last 10,000 ids are remembered.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reconciler.errors import OdooOpsError
+from webhooks.events import Event, parse
+from webhooks.signatures import InvalidDelivery, verify
+
+FORGES = ("github", "gitlab", "gitea")
+
+
+class DeliveryLog:
+    """Bounded memory of delivery ids seen (thread-safe)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def first_time(self, delivery: str) -> bool:
+        if not delivery:
+            return True
+        with self._lock:
+            if delivery in self._seen:
+                return False
+            self._seen[delivery] = None
+            if len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+            return True
+
+
+def webhook_route(
+    secret: Callable[[], str | None],
+    on_event: Callable[[Event], None],
+    count: Callable[[str, str, str], None] = lambda forge, event, result: None,
+    log: DeliveryLog | None = None,
+) -> Route:
+    """``POST /v1/webhooks/{forge}``: public, authenticated by the delivery's signature."""
+    deliveries = log or DeliveryLog()
+
+    async def receive(request: Request) -> Response:
+        forge = str(request.path_params["forge"])
+        if forge not in FORGES:
+            raise OdooOpsError(
+                f"unknown forge {forge!r}",
+                code="not_found",
+                remediation=f"use /v1/webhooks/{{{'|'.join(FORGES)}}}",
+            )
+        key = secret()
+        if not key:
+            raise OdooOpsError(
+                "webhooks are not configured on this daemon",
+                code="not_found",
+                remediation="start it with --webhook-secret-file FILE",
+            )
+        body = await request.body()
+        try:
+            sender = verify(request.headers, body, key)
+            event = parse(request.headers, body)
+        except InvalidDelivery:
+            count(forge, "unknown", "invalid")
+            raise
+        if sender != forge:
+            count(forge, event.kind, "invalid")
+            raise InvalidDelivery(
+                f"a {sender} delivery was sent to /v1/webhooks/{forge}",
+                remediation=f"point the webhook at /v1/webhooks/{sender}",
+            )
+        if not deliveries.first_time(event.delivery):
+            count(forge, event.kind, "duplicate")
+            return JSONResponse({"accepted": False, "duplicate": True}, status_code=200)
+        on_event(event)
+        count(forge, event.kind, "accepted")
+        return JSONResponse({"accepted": True, "event": event.kind}, status_code=202)
+
+    return Route("/v1/webhooks/{forge}", receive, methods=["POST"], name="receive_webhook")
