@@ -16,20 +16,20 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reconciler import changes
+from reconciler import changes, durations
 from reconciler.auth import Principal, TokenAuthority, authorize, check_production_write
 from reconciler.changerequests import ChangeRequests
 from reconciler.errors import OdooOpsError, sanitize
@@ -83,6 +83,8 @@ class ControlPlane(Protocol):
     def trigger(self) -> None: ...
 
     def audit(self, limit: int) -> list[CommitInfo]: ...
+
+    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]: ...
 
     def change_requests(self) -> ChangeRequests: ...
 
@@ -387,6 +389,34 @@ def create_app(
             )
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    @guarded("env:read", per_env=True)
+    async def environment_logs(request: Request) -> Response:
+        """Logs of every container of the environment, streamed; ``follow`` keeps it open."""
+        key = _key(request)
+        if str(key) not in plane.statuses() and _declared(plane, key) is None:
+            raise _unknown(key)
+        query = request.query_params
+        follow = query.get("follow", "false").lower() in ("1", "true", "yes")
+        tail_raw = query.get("tail", "200")
+        if not tail_raw.isdigit() or not 1 <= int(tail_raw) <= 10_000:
+            raise InvalidRequest(
+                "tail must be a whole number from 1 to 10000",
+                remediation="odooops logs ENV --tail 200",
+            )
+        since: int | None = None
+        if "since" in query:
+            try:
+                since = int(time.time() - durations.parse_duration(query["since"]).total_seconds())
+            except ValueError as exc:
+                raise InvalidRequest(
+                    f"since: {exc}", remediation="odooops logs ENV --since 10m"
+                ) from None
+        lines = plane.logs(key, follow, since, int(tail_raw))
+        return StreamingResponse(
+            iterate_in_threadpool(line + "\n" for line in lines),
+            media_type="text/plain; charset=utf-8",
+        )
+
     @guarded("env:read")
     async def get_audit(request: Request) -> Response:
         """Who changed what: the state repository's history (every state is a commit)."""
@@ -445,6 +475,7 @@ def create_app(
         Route(f"{env}/suspend", lifecycle("suspend"), methods=["POST"]),
         Route(f"{env}/resume", lifecycle("resume"), methods=["POST"]),
         Route(f"{env}/deploy", deploy_environment, methods=["POST"]),
+        Route(f"{env}/logs", environment_logs, methods=["GET"]),
         Route("/v1/plan", get_plan, methods=["GET"]),
         Route("/v1/reconcile", reconcile, methods=["POST"]),
         Route("/v1/policies", get_policies, methods=["GET"]),

@@ -167,6 +167,12 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("-n", "--limit", type=int, default=30)
     au.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     au.set_defaults(func=cmd_audit)
+    lo = sub.add_parser("logs", help="logs of every container of an environment (API)")
+    lo.add_argument("name")
+    lo.add_argument("-f", "--follow", action="store_true")
+    lo.add_argument("--since", help="only newer than this, e.g. 10m, 2h")
+    lo.add_argument("--tail", type=int, default=200)
+    lo.set_defaults(func=cmd_logs)
     rc = sub.add_parser("reconcile", help="ask the daemon for a pass now (through the API)")
     rc.set_defaults(func=cmd_reconcile)
 
@@ -764,6 +770,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
             r["date"], r["author"], r["change"], r["via"], r["request_id"], r["commit"][:12]
         )
     out.print(table)
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from reconciler import changes
+
+    client = _client()
+    key = changes.resolve_name(args.name, [p["name"] for p in client.get("/projects")["items"]])
+    params = {"follow": str(args.follow).lower(), "tail": str(args.tail)}
+    if args.since:
+        params["since"] = args.since
+    for line in client.lines(f"/environments/{key.project}/{key.env}/logs", params):
+        print(line, flush=True)
     return EXIT_OK
 
 

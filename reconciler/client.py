@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,20 @@ class ApiClient:
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
+
+    def lines(self, path: str, params: dict[str, str]) -> Iterator[str]:
+        """A streamed text answer, line by line (``logs --follow`` never ends by itself)."""
+        try:
+            with self._http.stream("GET", f"/v1{path}", params=params, timeout=None) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error_of(resp)
+                yield from resp.iter_lines()
+        except httpx.HTTPError as exc:
+            raise ApiUnreachable(
+                f"lost the OdooOps API at {self.login.api}: {type(exc).__name__}",
+                remediation=f"curl {self.login.api}/v1/health",
+            ) from None
 
 
 def _error_of(resp: httpx.Response) -> OdooOpsError:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from reconciler import changes
 from reconciler.changerequests import ChangeRequests
 from reconciler.engine import Engine
 from reconciler.gitsource import Author, CommitInfo
-from reconciler.model import StateConfig
+from reconciler.model import EnvKey, StateConfig
 from reconciler.planner import Plan
 from reconciler.statewriter import StateWriter, WriteResult
 from reconciler.status import DaemonStatus, EnvironmentStatus
@@ -43,6 +43,9 @@ class DaemonControlPlane:
     def audit(self, limit: int) -> list[CommitInfo]:
         self.writer.repo.fetch()
         return self.writer.repo.history(self.writer.branch, limit)
+
+    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
+        return self.engine.docker.environment_logs(key, follow=follow, since=since, tail=tail)
 
     def change_requests(self) -> ChangeRequests:
         return ChangeRequests(self.writer.repo, self.writer.branch)

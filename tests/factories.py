@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -134,4 +134,7 @@ class UncalledPlane:
         raise AssertionError("the control plane was called")
 
     def change_requests(self) -> ChangeRequests:
+        raise AssertionError("the control plane was called")
+
+    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
         raise AssertionError("the control plane was called")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import queue
 import re
 import tarfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -450,6 +452,71 @@ class DockerDriver:
             return bytes(self.client.containers.get(name).logs(tail=tail)).decode(errors="replace")
         except docker.errors.DockerException:
             return ""
+
+    def environment_logs(
+        self, key: EnvKey, *, follow: bool, since: int | None, tail: int
+    ) -> Iterator[str]:
+        """Log lines of every container of an environment, as ``role | timestamp line``.
+
+        Without ``follow`` the lines of all containers are merged by timestamp. With it, one
+        thread per container feeds a queue; closing the iterator (the client went away)
+        closes the Docker streams, which ends those threads.
+        """
+        with self._errors(f"list containers of {key}"):
+            found = self.client.containers.list(
+                all=True,
+                filters={
+                    "label": [
+                        f"{_label('instance')}={self.instance}",
+                        f"{_label('project')}={key.project}",
+                        f"{_label('env')}={key.env}",
+                    ]
+                },
+            )
+        containers = sorted(found, key=lambda c: str(c.name))
+        kwargs: dict[str, Any] = {"timestamps": True, "tail": tail}
+        if since is not None:
+            kwargs["since"] = since
+        if not follow:
+            lines: list[tuple[str, str]] = []
+            for c in containers:
+                role = c.labels.get(_label("role"), "?")
+                raw = bytes(c.logs(**kwargs)).decode(errors="replace")
+                lines.extend((line[:30], f"{role} | {line}") for line in raw.splitlines())
+            yield from (text for _, text in sorted(lines, key=lambda pair: pair[0]))
+            return
+        out: queue.Queue[str | None] = queue.Queue(maxsize=1000)
+        streams = []
+
+        def pump(container: Any, stream: Any) -> None:
+            role = container.labels.get(_label("role"), "?")
+            buffer = b""
+            try:
+                for chunk in stream:
+                    buffer += chunk
+                    *done, buffer = buffer.split(b"\n")
+                    for line in done:
+                        out.put(f"{role} | {line.decode(errors='replace')}")
+            except Exception:  # the stream was closed under us: that is how we stop
+                pass
+            out.put(None)
+
+        for c in containers:
+            stream = c.logs(stream=True, follow=True, **kwargs)
+            streams.append(stream)
+            threading.Thread(target=pump, args=(c, stream), daemon=True).start()
+        remaining = len(streams)
+        try:
+            while remaining:
+                item = out.get()
+                if item is None:
+                    remaining -= 1
+                else:
+                    yield item
+        finally:
+            for stream in streams:
+                with contextlib.suppress(Exception):
+                    stream.close()
 
     # ------------------------------------------------------------------------------ errors
     class _ErrorScope:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from reconciler.api import RateLimiter, create_app
 from reconciler.auth import AuthConfig, TokenAuthority
 from reconciler.changerequests import ChangeRequests
 from reconciler.gitsource import Author, CommitInfo, GitSource
-from reconciler.model import StateConfig
+from reconciler.model import EnvKey, StateConfig
 from reconciler.planner import Plan
 from reconciler.statewriter import StateWriter, WriteResult
 from reconciler.status import DaemonStatus, EnvironmentStatus, Health, Sync
@@ -93,6 +93,9 @@ class Plane:
 
     def change_requests(self) -> ChangeRequests:
         return ChangeRequests(self.writer.repo)
+
+    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
+        yield from [f"odoo | 2026-11-25T12:00:0{i}Z line {i}" for i in range(3)][-tail:]
 
 
 @pytest.fixture
@@ -459,3 +462,19 @@ def test_webhooks_are_verified_deduplicated_and_trigger_a_pass(
     assert (
         unconfigured.post("/v1/webhooks/github", content=body, headers=headers).status_code == 404
     )
+
+
+def test_logs_stream_as_text_and_check_their_parameters(
+    client: TestClient, authority: TokenAuthority
+) -> None:
+    headers = bearer(authority, "env:read")
+    resp = client.get("/v1/environments/acme/qa/logs?tail=2&since=10m", headers=headers)
+    assert resp.status_code == 200
+    assert resp.text.splitlines() == [
+        "odoo | 2026-11-25T12:00:01Z line 1",
+        "odoo | 2026-11-25T12:00:02Z line 2",
+    ]
+    assert (
+        client.get("/v1/environments/acme/qa/logs?since=soon", headers=headers).status_code == 400
+    )
+    assert client.get("/v1/environments/acme/nope/logs", headers=headers).status_code == 404

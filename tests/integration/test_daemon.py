@@ -273,6 +273,9 @@ def test_api_write_becomes_a_commit_and_a_running_environment(world: World, tmp_
         listed = cli("env", "list", "-o", "json")
         assert [r["health"] for r in json.loads(listed.stdout)] == ["Healthy"]
         assert cli("reconcile").returncode == 0
+        logs = cli("logs", f"{world.project}/qa", "--tail", "5")
+        assert logs.returncode == 0, logs.stderr
+        assert any(line.startswith("odoo | ") for line in logs.stdout.splitlines())
         refused = cli("env", "create", f"{world.project}/qa", "--branch", "x")
         assert refused.returncode == 2 and "environment_exists" in refused.stderr
     finally:

@@ -228,3 +228,17 @@ def test_unreachable_database_server_changes_nothing(world: World) -> None:
     assert result.state_error.code == "database_unreachable"
     assert "pg_isready" in result.state_error.remediation
     assert world.containers() == {}
+
+
+def test_environment_logs_merge_all_containers_and_follow_stops_on_close(world: World) -> None:
+    from reconciler.model import EnvKey
+
+    world.app.write({"crm.txt": "x\n"}, "crm", branch="feature/logs")
+    converge(world, "feature-logs")
+    key = EnvKey(world.project, "feature-logs")
+    lines = list(world.engine().docker.environment_logs(key, follow=False, since=None, tail=20))
+    roles = {line.split(" | ", 1)[0] for line in lines}
+    assert {"odoo", "db"} <= roles
+    stream = world.engine().docker.environment_logs(key, follow=True, since=None, tail=1)
+    assert " | " in next(stream)
+    stream.close()  # must return promptly: the Docker streams are closed
