@@ -62,6 +62,7 @@ HTTP_STATUS = {
     "invalid_path": 400,
     "invalid_webhook": 401,
     "unknown_change_request": 404,
+    "invalid_token_request": 400,
 }
 
 
@@ -77,7 +78,11 @@ class ControlPlane(Protocol):
     def plan(self) -> Plan: ...
 
     def write(
-        self, op: changes.Operation, author: Author, request_id: str, pr: bool
+        self,
+        op: changes.Operation | changes.FileOperation,
+        author: Author,
+        request_id: str,
+        pr: bool,
     ) -> WriteResult: ...
 
     def trigger(self) -> None: ...
@@ -144,6 +149,11 @@ FIELD_TYPES: Mapping[str, type] = {
     "overrides": dict,
     "protected": bool,
     "pr": bool,
+    "subject": str,
+    "scopes": list,
+    "environments": list,
+    "ttl": str,
+    "email": str,
 }
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 # The name rule of schemas/common.schema.json; the validator ignores a file named ``.yaml``,
@@ -348,10 +358,76 @@ def create_app(
         """Projects and their application repositories (credentials never shown)."""
         return JSONResponse({"items": [_project(p) for p in _state(plane).projects.values()]})
 
-    async def _write(request: Request, op: changes.Operation, body: Mapping[str, Any]) -> Response:
+    @guarded("admin")
+    async def update_policies(request: Request) -> Response:
+        """Replace policies.yaml (validated whole; a change request if it touches production)."""
+        op = changes.FileOperation(
+            "policies.yaml", await _document(request), "chore(policies): update policies"
+        )
+        return await _write(request, op, {"pr": request.query_params.get("pr") == "true"})
+
+    @guarded("env:read")
+    async def show_project(request: Request) -> Response:
+        """One project and its application repository (credentials never shown)."""
+        name = str(request.path_params["name"])
+        project = _state(plane).projects.get(name)
+        if project is None:
+            raise _unknown_project(name)
+        return JSONResponse(_project(project))
+
+    @guarded("admin")
+    async def update_project(request: Request) -> Response:
+        """Create or replace projects/<name>.yaml (validated whole; secrets only by reference)."""
+        name = str(request.path_params["name"])
+        if not _NAME.fullmatch(name):
+            raise InvalidRequest(
+                f"{name!r} is not a valid project name",
+                remediation="lowercase letters, digits and hyphens, e.g. acme",
+            )
+        doc = await _document(request)
+        op = changes.FileOperation(f"projects/{name}.yaml", doc, f"chore(project): update {name}")
+        return await _write(request, op, {"pr": request.query_params.get("pr") == "true"})
+
+    @guarded("admin")
+    async def create_token(request: Request) -> Response:
+        """Mint a token for someone (admin): the same as odooops token create."""
+        body = await _body(
+            request,
+            {"subject", "scopes", "environments", "ttl", "name", "email"},
+            required={"subject", "scopes"},
+        )
+        scopes, envs = body["scopes"], body.get("environments", [])
+        if not (isinstance(scopes, list) and all(isinstance(x, str) for x in scopes)) or not (
+            isinstance(envs, list) and all(isinstance(x, str) for x in envs)
+        ):
+            raise InvalidRequest(
+                "scopes and environments are lists of strings",
+                remediation='{"subject": "ann", "scopes": ["env:read"]}',
+            )
+        try:
+            ttl = durations.parse_duration(body.get("ttl", "12h"))
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"ttl: {exc}", remediation='"ttl": "12h"') from None
+        token = authority.mint(
+            body["subject"],
+            scopes,
+            environments=envs,
+            ttl=ttl,
+            name=body.get("name"),
+            email=body.get("email"),
+        )
+        return JSONResponse(
+            {"token": token, "subject": body["subject"], "scopes": scopes}, status_code=201
+        )
+
+    async def _write(
+        request: Request, op: changes.Operation | changes.FileOperation, body: Mapping[str, Any]
+    ) -> Response:
         principal: Principal = request.state.principal
         state = _state(plane)
-        if any(s.key == op.key and s.protected for s in state.environments):
+        if isinstance(op, changes.FileOperation) or any(
+            s.key == op.key and s.protected for s in state.environments
+        ):
             client = request.client.host if request.client else ""
             check_production_write(principal, client, production_allowlist)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
@@ -366,15 +442,19 @@ def create_app(
         )
         if not result.change_request:
             plane.trigger()
+        doc: dict[str, Any] = {
+            "commit": result.commit,
+            "branch": result.branch,
+            "change_request": result.change_request,
+            "request_id": result.request_id,
+        }
+        if isinstance(op, changes.FileOperation):
+            doc["path"] = op.path
+        else:
+            doc["environment"] = str(op.key)
+            doc["status"] = f"/v1/environments/{op.key.project}/{op.key.env}/status"
         return JSONResponse(
-            {
-                "commit": result.commit,
-                "branch": result.branch,
-                "change_request": result.change_request,
-                "request_id": result.request_id,
-                "environment": str(op.key),
-                "status": f"/v1/environments/{op.key.project}/{op.key.env}/status",
-            },
+            doc,
             status_code=202,
         )
 
@@ -480,6 +560,10 @@ def create_app(
         Route("/v1/reconcile", reconcile, methods=["POST"]),
         Route("/v1/policies", get_policies, methods=["GET"]),
         Route("/v1/projects", list_projects, methods=["GET"]),
+        Route("/v1/policies", update_policies, methods=["PUT"]),
+        Route("/v1/projects/{name}", show_project, methods=["GET"]),
+        Route("/v1/projects/{name}", update_project, methods=["PUT"]),
+        Route("/v1/tokens", create_token, methods=["POST"]),
         Route("/v1/audit", get_audit, methods=["GET"]),
         Route("/v1/requests", list_requests, methods=["GET"]),
         Route("/v1/requests/{id}", show_request, methods=["GET"]),
@@ -570,6 +654,22 @@ class _Timing:
             self.metrics.api_seconds.labels(scope["method"], name, str(status[0])).observe(
                 time.perf_counter() - started
             )
+
+
+async def _document(request: Request) -> dict[str, Any]:
+    """A whole file's content as a JSON object; the state validator judges its keys."""
+    try:
+        doc = json.loads(await request.body() or b"null")
+    except (ValueError, RecursionError):
+        raise InvalidRequest(
+            "the request body is not JSON", remediation="send a JSON object"
+        ) from None
+    if not isinstance(doc, dict):
+        raise InvalidRequest(
+            "the request body must be a JSON object",
+            remediation="send the file's content as a JSON object",
+        )
+    return doc
 
 
 def _request_id(request: Request) -> str:
@@ -674,7 +774,9 @@ async def _body(
     for field, value in sorted(body.items()):
         expected = FIELD_TYPES[field]
         if not isinstance(value, expected) and not (value is None and field in nullable):
-            kind = {str: "a string", dict: "an object", bool: "true or false"}[expected]
+            kind = {str: "a string", dict: "an object", bool: "true or false", list: "a list"}[
+                expected
+            ]
             raise InvalidRequest(
                 f"{field} must be {kind}{' or null' if field in nullable else ''}",
                 remediation=f"send {field} as {kind}; see /v1/openapi.json",

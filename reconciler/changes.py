@@ -17,7 +17,7 @@ import yaml
 
 from reconciler.config import load_state
 from reconciler.errors import InvalidState, OdooOpsError
-from reconciler.model import EnvKey, StateConfig
+from reconciler.model import EnvironmentSpec, EnvKey, Project, StateConfig
 from reconciler.policies import env_name_for_branch
 
 VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy")
@@ -48,6 +48,58 @@ class Operation:
     def __post_init__(self) -> None:
         if self.verb not in VERBS:
             raise ValueError(f"unknown operation {self.verb!r}; one of {', '.join(VERBS)}")
+
+    @property
+    def target(self) -> str:
+        return str(self.key)
+
+    def apply(self, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
+        return apply(self, files)
+
+    def message(self, request_id: str, via: str) -> str:
+        return message(self, request_id, via)
+
+
+@dataclass(frozen=True)
+class FileOperation:
+    """Replace one platform file whole: ``policies.yaml`` or ``projects/<name>.yaml``."""
+
+    path: str
+    doc: Mapping[str, Any]
+    title: str
+
+    @property
+    def target(self) -> str:
+        return self.path
+
+    def apply(self, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
+        return {self.path: _dump(self.doc)}
+
+    def message(self, request_id: str, via: str) -> str:
+        return f"{self.title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n"
+
+
+def touched_protected(before: StateConfig, after: StateConfig) -> list[EnvKey]:
+    """Protected environments (before or after) whose declaration or project changes.
+
+    One rule for every write: an environment edit, a project edit that changes what
+    production runs, or a policy edit that unprotects production all need a change request.
+    A platform edit (``odooops.yaml``) touches every protected environment.
+    """
+
+    def view(config: StateConfig) -> dict[EnvKey, tuple[EnvironmentSpec, Project | None]]:
+        return {s.key: (s, config.projects.get(s.key.project)) for s in config.environments}
+
+    b, a = view(before), view(after)
+    platform_changed = before.platform != after.platform
+    out = []
+    for key in sorted(set(a) | set(b)):
+        sides = [v for v in (b.get(key), a.get(key)) if v is not None]
+        if any(spec.protected for spec, _ in sides) and (
+            platform_changed or b.get(key) != a.get(key)
+        ):
+            out.append(key)
+    return out
 
 
 def env_path(key: EnvKey) -> str:
@@ -115,15 +167,6 @@ def validated(
             remediation="fix the request; nothing was committed",
             problems=exc.problems,
         ) from exc
-
-
-def is_protected(before: StateConfig, after: StateConfig, key: EnvKey) -> bool:
-    """Protected before or after the change: unprotecting production is itself protected."""
-    for config in (before, after):
-        for spec in config.environments:
-            if spec.key == key and spec.protected:
-                return True
-    return False
 
 
 def _merge_patch(doc: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

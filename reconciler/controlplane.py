@@ -33,7 +33,11 @@ class DaemonControlPlane:
         return self.engine.plan()[3]
 
     def write(
-        self, op: changes.Operation, author: Author, request_id: str, pr: bool
+        self,
+        op: changes.Operation | changes.FileOperation,
+        author: Author,
+        request_id: str,
+        pr: bool,
     ) -> WriteResult:
         return self.writer.submit(op, author, request_id=request_id, via="api", pr=pr)
 

@@ -15,7 +15,7 @@ from reconciler import changes
 from reconciler.config import load_state
 from reconciler.errors import OdooOpsError
 from reconciler.gitsource import Author, GitSource
-from reconciler.model import EnvKey, StateConfig
+from reconciler.model import StateConfig
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class WriteResult:
     branch: str
     change_request: bool
     request_id: str
-    environment: EnvKey
+    target: str  # the environment ("acme/qa") or the file ("policies.yaml") written
 
 
 class StateWriter:
@@ -40,37 +40,37 @@ class StateWriter:
 
     def submit(
         self,
-        op: changes.Operation,
+        op: changes.Operation | changes.FileOperation,
         author: Author,
         *,
         request_id: str | None = None,
         via: str = "cli",
         pr: bool = False,
     ) -> WriteResult:
-        """Validate and commit ``op``; to a change-request branch when protected or asked."""
+        """Validate and commit ``op``; to a change-request branch when it touches a protected
+        environment (``changes.touched_protected``) or when asked."""
         request_id = request_id or uuid.uuid4().hex[:12]
         before = self.current()
         files = self.repo.read_tree(before.commit)
-        after = changes.validated(files, changes.apply(op, files), self.repo.display_url)
-        protected = pr or changes.is_protected(before, after, op.key)
+        after = changes.validated(files, op.apply(files), self.repo.display_url)
+        protected = pr or bool(changes.touched_protected(before, after))
         target = f"odooops/change-{request_id}" if protected else self.branch
 
         def build(head_files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
-            edit = changes.apply(op, head_files)
+            edit = op.apply(head_files)
             if head_files == files:  # nobody wrote meanwhile: already validated above
-                return edit, changes.message(op, request_id, via)
+                return edit, op.message(request_id, via)
             after = changes.validated(head_files, edit, self.repo.display_url)
-            if not protected and changes.is_protected(
-                load_state(head_files, "head", self.repo.display_url), after, op.key
-            ):
+            head = load_state(head_files, "head", self.repo.display_url)
+            if not protected and changes.touched_protected(head, after):
                 raise OdooOpsError(
-                    f"{op.key} became protected while this write was in flight",
+                    f"{op.target} became protected while this write was in flight",
                     code="conflict",
                     remediation="run the command again",
                 )
-            return edit, changes.message(op, request_id, via)
+            return edit, op.message(request_id, via)
 
         commit = self.repo.commit_with(
             target, build, author, create_branch_from=self.branch if protected else None
         )
-        return WriteResult(commit, target, protected, request_id, op.key)
+        return WriteResult(commit, target, protected, request_id, op.target)

@@ -123,7 +123,11 @@ class UncalledPlane:
         raise AssertionError("the control plane was called")
 
     def write(
-        self, op: changes.Operation, author: Author, request_id: str, pr: bool
+        self,
+        op: changes.Operation | changes.FileOperation,
+        author: Author,
+        request_id: str,
+        pr: bool,
     ) -> WriteResult:
         raise AssertionError("the control plane was called")
 

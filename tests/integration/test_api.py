@@ -78,7 +78,11 @@ class Plane:
         return Plan()
 
     def write(
-        self, op: changes.Operation, author: Author, request_id: str, pr: bool
+        self,
+        op: changes.Operation | changes.FileOperation,
+        author: Author,
+        request_id: str,
+        pr: bool,
     ) -> WriteResult:
         result = self.writer.submit(op, author, request_id=request_id, via="api", pr=pr)
         self._state = self.writer.current()
@@ -478,3 +482,58 @@ def test_logs_stream_as_text_and_check_their_parameters(
         client.get("/v1/environments/acme/qa/logs?since=soon", headers=headers).status_code == 400
     )
     assert client.get("/v1/environments/acme/nope/logs", headers=headers).status_code == 404
+
+
+def test_policy_and_project_updates_are_commits_and_protect_production(
+    client: TestClient, authority: TokenAuthority, remote: Path
+) -> None:
+    admin = bearer(authority, "admin")
+    policies = client.get("/v1/policies", headers=admin).json()
+    policies["prune"] = {"allow_empty": True}
+    harmless = client.put("/v1/policies", json=policies, headers=admin)
+    assert harmless.status_code == 202 and harmless.json()["branch"] == "main"
+    policies["protected_tiers"] = []
+    unprotect = client.put("/v1/policies", json=policies, headers=admin)
+    assert unprotect.json()["change_request"] is True  # it touches production
+    project = {"repository": {"url": "file:///elsewhere"}, "modules": ["acme_base"]}
+    moved = client.put("/v1/projects/acme", json=project, headers=admin)
+    assert moved.json()["change_request"] is True  # production runs that project
+    new = client.put(
+        "/v1/projects/shop", json={"repository": {"url": "file:///shop"}}, headers=admin
+    )
+    assert new.status_code == 202 and new.json()["path"] == "projects/shop.yaml"
+    invalid = client.put("/v1/projects/shop", json={"repo": "x"}, headers=admin)
+    assert invalid.status_code == 422
+    assert (
+        client.put(
+            "/v1/policies", json=policies, headers=bearer(authority, "env:write")
+        ).status_code
+        == 403
+    )
+
+
+def test_admin_mints_tokens_through_the_api(client: TestClient, authority: TokenAuthority) -> None:
+    resp = client.post(
+        "/v1/tokens",
+        json={"subject": "cy", "scopes": ["env:read"], "ttl": "1h"},
+        headers=bearer(authority, "admin"),
+    )
+    assert resp.status_code == 201
+    minted = {"Authorization": f"Bearer {resp.json()['token']}"}
+    assert client.get("/v1/environments", headers=minted).status_code == 200
+    assert (
+        client.post(
+            "/v1/tokens",
+            json={"subject": "cy", "scopes": ["root"]},
+            headers=bearer(authority, "admin"),
+        ).status_code
+        == 400
+    )
+    assert (
+        client.post(
+            "/v1/tokens",
+            json={"subject": "cy", "scopes": ["admin"]},
+            headers=bearer(authority, "env:write"),
+        ).status_code
+        == 403
+    )

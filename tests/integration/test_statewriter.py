@@ -145,7 +145,7 @@ def test_cli_env_create_and_list(remote: Path, tmp_path: Path) -> None:
     assert latest["author"] == "Ann Integrator <ann@acme.example>"
     assert latest["change"] == "feat(env): create acme/feature-crm-reports"
     assert latest["via"] == "cli" and latest["request_id"]
-    protected = odooops("deploy", "acme/production", "--branch", "main", "--state-repo", url)
+    protected = odooops("deploy", "acme/production", "--branch", "release/v9", "--state-repo", url)
     assert protected.returncode == 0 and "change-request" in protected.stdout
     [request] = yaml.safe_load(
         odooops("requests", "list", "--state-repo", url, "-o", "json").stdout

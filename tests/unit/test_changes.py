@@ -77,8 +77,47 @@ def test_production_is_protected_and_unprotecting_it_is_too() -> None:
     before = load_state(FILES, "c")
     prod = EnvKey("acme", "prod")
     edit = changes.apply(Operation("update", prod, {"protected": False}), FILES)
-    assert changes.is_protected(before, changes.validated(FILES, edit, "s"), prod)
-    assert not changes.is_protected(before, before, QA)
+    assert changes.touched_protected(before, changes.validated(FILES, edit, "s")) == [prod]
+    qa_edit = changes.apply(Operation("suspend", QA), FILES)
+    assert changes.touched_protected(before, changes.validated(FILES, qa_edit, "s")) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "doc", "touched"),
+    [
+        ("projects/acme.yaml", {"repository": {"url": "file:///y"}}, ["acme/prod"]),
+        (
+            "policies.yaml",
+            {
+                "branches": [
+                    {"match": "main", "tier": "production"},
+                    {"match": "release/*", "tier": "staging"},
+                ],
+                "protected_tiers": [],
+            },
+            ["acme/prod"],
+        ),
+        (
+            "policies.yaml",
+            {
+                "branches": [
+                    {"match": "main", "tier": "production"},
+                    {"match": "release/*", "tier": "staging"},
+                ],
+                "prune": {"allow_empty": True},
+            },
+            [],
+        ),
+    ],
+    ids=["project-of-production", "unprotect-by-policy", "harmless-policy"],
+)
+def test_file_writes_that_change_production_are_protected(
+    path: str, doc: dict, touched: list[str]
+) -> None:
+    before = load_state(FILES, "c")
+    op = changes.FileOperation(path, doc, "chore: update")
+    after = changes.validated(FILES, op.apply(FILES), "s")
+    assert [str(k) for k in changes.touched_protected(before, after)] == touched
 
 
 @pytest.mark.parametrize(
