@@ -12,12 +12,14 @@ it to the routes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,8 +28,9 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from reconciler import changes, durations
 from reconciler.auth import Principal, TokenAuthority, authorize, check_production_write
@@ -66,6 +69,18 @@ HTTP_STATUS = {
 }
 
 
+class Terminal(Protocol):
+    """An interactive process with a TTY (``ShellSession`` of the Docker driver)."""
+
+    def read(self) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def resize(self, columns: int, rows: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class ControlPlane(Protocol):
     """What the API needs of the daemon (``reconciler.controlplane.DaemonControlPlane``)."""
 
@@ -92,6 +107,12 @@ class ControlPlane(Protocol):
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]: ...
 
     def change_requests(self) -> ChangeRequests: ...
+
+    def shell(self, key: EnvKey, kind: str) -> Terminal: ...
+
+    def record_session(self, entry: Mapping[str, str]) -> None: ...
+
+    def sessions(self, limit: int) -> list[dict[str, str]]: ...
 
 
 class InvalidRequest(OdooOpsError):
@@ -541,8 +562,73 @@ def create_app(
         handler.__doc__ = f"{action.capitalize()} a change request (admin; a commit)."
         return handler
 
+    @guarded("env:read")
+    async def list_sessions(request: Request) -> Response:
+        """Shell sessions, newest first: who, which environment, what, when."""
+        return JSONResponse({"items": await run_in_threadpool(plane.sessions, 200)})
+
+    async def shell(websocket: WebSocket) -> None:
+        """An interactive shell (bash, odoo shell or psql) through ``docker exec`` with a TTY.
+
+        Binary frames carry the terminal's bytes both ways; a text frame
+        ``{"resize": [columns, rows]}`` resizes it. Refusals close with 4401/4403/4404 after a
+        text frame holding the structured error. Every session is recorded (who, where, what,
+        start, end).
+        """
+        key = EnvKey(str(websocket.path_params["project"]), str(websocket.path_params["env"]))
+        kind = websocket.query_params.get("kind", "odoo")
+        await websocket.accept()
+        try:
+            if kind not in ("odoo", "psql", "bash"):
+                raise InvalidRequest(
+                    f"unknown shell {kind!r}", remediation="odooops shell ENV --kind odoo|psql|bash"
+                )
+            principal = authority.authenticate_header(websocket.headers.get("authorization"))
+            limiter.take(principal.subject)
+            authorize(principal, "shell", str(key))
+            session = await run_in_threadpool(plane.shell, key, kind)
+        except OdooOpsError as exc:
+            await websocket.send_text(json.dumps(exc.to_dict()))
+            status = HTTP_STATUS.get(exc.code, 500)
+            await websocket.close(code=4000 + status if status < 500 else 1011)
+            return
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        entry = {
+            "subject": principal.subject,
+            "email": principal.email,
+            "environment": str(key),
+            "kind": kind,
+            "started": started,
+        }
+        await run_in_threadpool(plane.record_session, {**entry, "event": "start"})
+
+        async def pump_out() -> None:
+            while chunk := await run_in_threadpool(session.read):
+                await websocket.send_bytes(chunk)
+            await websocket.close()
+
+        output = asyncio.create_task(pump_out())
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("bytes"):
+                    await run_in_threadpool(session.write, message["bytes"])
+                elif message.get("text"):
+                    _control(session, message["text"])
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            # Synchronous on purpose: a cancelled task must still record the end.
+            session.close()
+            output.cancel()
+            plane.record_session(
+                {**entry, "event": "end", "ended": datetime.now(UTC).isoformat(timespec="seconds")}
+            )
+
     env = "/v1/environments/{project}/{env}"
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/v1/health", health, methods=["GET"]),
         Route("/v1/openapi.json", get_openapi, methods=["GET"]),
         Route("/v1/ready", ready, methods=["GET"]),
@@ -571,6 +657,8 @@ def create_app(
         Route("/v1/requests/{id}/merge", review("merge"), methods=["POST"]),
         Route("/v1/requests/{id}/close", review("close"), methods=["POST"]),
         Route("/metrics", get_metrics, methods=["GET"]),
+        Route("/v1/sessions", list_sessions, methods=["GET"]),
+        WebSocketRoute(f"{env}/shell", shell),
         webhooks,
     ]
     middleware = [Middleware(_Timing, metrics=metrics)] if metrics is not None else []
@@ -670,6 +758,16 @@ async def _document(request: Request) -> dict[str, Any]:
             remediation="send the file's content as a JSON object",
         )
     return doc
+
+
+def _control(session: Terminal, text: str) -> None:
+    """A control frame from the terminal: only ``{"resize": [columns, rows]}`` exists."""
+    try:
+        doc = json.loads(text)
+        columns, rows = doc["resize"]
+        session.resize(int(columns), int(rows))
+    except (ValueError, KeyError, TypeError):
+        pass
 
 
 def _request_id(request: Request) -> str:

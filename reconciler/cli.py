@@ -167,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("-n", "--limit", type=int, default=30)
     au.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     au.set_defaults(func=cmd_audit)
+    sh = sub.add_parser("shell", help="odoo shell, psql or bash in an environment (API)")
+    sh.add_argument("name")
+    sh.add_argument("--kind", choices=["odoo", "psql", "bash"], default="odoo")
+    sh.set_defaults(func=cmd_shell)
     lo = sub.add_parser("logs", help="logs of every container of an environment (API)")
     lo.add_argument("name")
     lo.add_argument("-f", "--follow", action="store_true")
@@ -770,6 +774,75 @@ def cmd_audit(args: argparse.Namespace) -> int:
             r["date"], r["author"], r["change"], r["via"], r["request_id"], r["commit"][:12]
         )
     out.print(table)
+    return EXIT_OK
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    """A terminal bridged to ``docker exec`` over the API's websocket; raw mode when a TTY."""
+    import shutil
+    import termios
+    import threading
+    import tty
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from reconciler import changes
+    from reconciler.client import ApiClient, load_login
+
+    login = load_login()
+    client = ApiClient(login)
+    key = changes.resolve_name(args.name, [p["name"] for p in client.get("/projects")["items"]])
+    client.close()
+    url = (
+        login.api.replace("http", "ws", 1)
+        + f"/v1/environments/{key.project}/{key.env}/shell?kind={args.kind}"
+    )
+    failure: list[dict[str, Any]] = []
+    stdin = sys.stdin.fileno()
+    interactive = os.isatty(stdin)
+    saved = termios.tcgetattr(stdin) if interactive else None
+    with connect(
+        url, additional_headers={"Authorization": f"Bearer {login.token}"}, max_size=None
+    ) as ws:
+
+        def pump_out() -> None:
+            try:
+                for message in ws:
+                    if isinstance(message, str):
+                        failure.append(json.loads(message))
+                        continue
+                    sys.stdout.buffer.write(message)
+                    sys.stdout.buffer.flush()
+            except ConnectionClosed:
+                pass
+
+        reader = threading.Thread(target=pump_out, daemon=True)
+        reader.start()
+        try:
+            if interactive:
+                tty.setraw(stdin)
+                size = shutil.get_terminal_size()
+                ws.send(json.dumps({"resize": [size.columns, size.lines]}))
+            while reader.is_alive():
+                data = os.read(stdin, 1024)
+                if not data:
+                    ws.send(b"\x04")  # end of piped input: Ctrl-D ends the shell
+                    break
+                ws.send(data)
+        except ConnectionClosed:
+            pass
+        finally:
+            if saved is not None:
+                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        reader.join(timeout=30)
+    if failure:
+        doc = failure[0]
+        raise OdooOpsError(
+            str(doc.get("message")),
+            code=str(doc.get("error")),
+            remediation=str(doc.get("remediation", "")),
+        )
     return EXIT_OK
 
 

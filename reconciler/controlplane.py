@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Iterator, Mapping
 
 from reconciler import changes
 from reconciler.changerequests import ChangeRequests
+from reconciler.changes import UnknownEnvironment
+from reconciler.drivers.docker import PASSWORD_FILE, ShellSession
 from reconciler.engine import Engine
 from reconciler.gitsource import Author, CommitInfo
-from reconciler.model import EnvKey, StateConfig
+from reconciler.model import EnvKey, StateConfig, Tier
 from reconciler.planner import Plan
 from reconciler.statewriter import StateWriter, WriteResult
 from reconciler.status import DaemonStatus, EnvironmentStatus
@@ -19,6 +23,7 @@ class DaemonControlPlane:
         self.engine = engine
         self.writer = writer
         self._trigger = trigger
+        self._sessions_lock = threading.Lock()
 
     def statuses(self) -> Mapping[str, EnvironmentStatus]:
         return self.engine.status.all()
@@ -50,6 +55,62 @@ class DaemonControlPlane:
 
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
         return self.engine.docker.environment_logs(key, follow=follow, since=since, tail=tail)
+
+    def shell(self, key: EnvKey, kind: str) -> ShellSession:
+        """``bash`` or ``odoo shell`` in the Odoo container, ``psql`` where the database is.
+
+        Credentials are read inside the container from its password file, so they never
+        travel through the API or show in ``docker inspect`` of the exec.
+        """
+        status = self.engine.status.get(str(key))
+        if status is None or not status.tier:
+            raise UnknownEnvironment(
+                f"environment {key} is not known", remediation="odooops env list"
+            )
+        docker = self.engine.docker
+        pw = f'PGPASSWORD="$(cat {PASSWORD_FILE})"'
+        if kind == "bash":
+            return docker.open_shell(key.odoo_container, ["bash"])
+        if kind == "psql" and Tier(status.tier).dedicated_database:
+            return docker.open_shell(key.db_container, ["psql", "-U", key.role, "-d", key.database])
+        if kind == "psql":
+            return docker.open_shell(
+                key.odoo_container,
+                [
+                    "sh",
+                    "-c",
+                    (f'{pw} exec psql -h "$HOST" -p "$PORT" -U "$USER" -d {key.database}'),
+                ],
+            )
+        args = " ".join(
+            a
+            for a in docker.container_args(key.odoo_container)
+            if a.startswith(("--addons-path=", "--data-dir="))
+        )
+        return docker.open_shell(
+            key.odoo_container,
+            [
+                "sh",
+                "-c",
+                (
+                    f'{pw} PGHOST="$HOST" PGPORT="$PORT" PGUSER="$USER" '
+                    f"exec odoo shell -d {key.database} {args}"
+                ),
+            ],
+        )
+
+    def record_session(self, entry: Mapping[str, str]) -> None:
+        """Shell sessions go to an append-only JSON-lines log in the data directory."""
+        path = self.engine.config.data_dir / "sessions.jsonl"
+        with self._sessions_lock, path.open("a") as fh:
+            fh.write(json.dumps(dict(entry), sort_keys=True) + "\n")
+
+    def sessions(self, limit: int) -> list[dict[str, str]]:
+        path = self.engine.config.data_dir / "sessions.jsonl"
+        if not path.exists():
+            return []
+        lines = path.read_text().splitlines()[-limit:]
+        return [json.loads(line) for line in reversed(lines)]
 
     def change_requests(self) -> ChangeRequests:
         return ChangeRequests(self.writer.repo, self.writer.branch)

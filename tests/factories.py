@@ -142,3 +142,12 @@ class UncalledPlane:
 
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
         raise AssertionError("the control plane was called")
+
+    def shell(self, key: EnvKey, kind: str) -> Any:
+        raise AssertionError("the control plane was called")
+
+    def record_session(self, entry: Mapping[str, str]) -> None:
+        raise AssertionError("the control plane was called")
+
+    def sessions(self, limit: int) -> list[dict[str, str]]:
+        raise AssertionError("the control plane was called")

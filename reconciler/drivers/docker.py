@@ -518,6 +518,17 @@ class DockerDriver:
                 with contextlib.suppress(Exception):
                     stream.close()
 
+    def container_args(self, name: str) -> list[str]:
+        with self._errors(f"inspect {name}"):
+            return [str(a) for a in self.client.api.inspect_container(name).get("Args") or []]
+
+    def open_shell(self, container: str, command: Sequence[str]) -> ShellSession:
+        """An interactive ``docker exec`` with a TTY; the caller pumps bytes both ways."""
+        with self._errors(f"open a shell in {container}"):
+            exec_id = self.client.api.exec_create(container, list(command), stdin=True, tty=True)
+            sock = self.client.api.exec_start(exec_id["Id"], socket=True, tty=True)
+        return ShellSession(self.client, str(exec_id["Id"]), sock)
+
     # ------------------------------------------------------------------------------ errors
     class _ErrorScope:
         def __init__(self, what: str) -> None:
@@ -543,6 +554,35 @@ class DockerDriver:
 
     def _errors(self, what: str) -> DockerDriver._ErrorScope:
         return DockerDriver._ErrorScope(what)
+
+
+class ShellSession:
+    """One interactive exec: raw bytes in and out, window size, close."""
+
+    def __init__(self, client: docker.DockerClient, exec_id: str, wrapper: Any) -> None:
+        # exec_start hands back a file-like wrapper around the HTTP connection's socket;
+        # bytes go through the socket itself, and both are closed at the end.
+        self._client, self.exec_id, self._wrapper = client, exec_id, wrapper
+        self._sock = getattr(wrapper, "_sock", wrapper)
+
+    def read(self) -> bytes:
+        """Next output chunk; ``b""`` once the process has ended."""
+        try:
+            return bytes(self._sock.recv(4096))
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def resize(self, columns: int, rows: int) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            self._client.api.exec_resize(self.exec_id, height=rows, width=columns)
+
+    def close(self) -> None:
+        for part in (self._wrapper, self._sock):
+            with contextlib.suppress(OSError):
+                part.close()
 
 
 def _key(labels: Mapping[str, str] | None) -> EnvKey | None:

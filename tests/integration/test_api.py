@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -54,6 +55,7 @@ class Plane:
     def __init__(self, writer: StateWriter) -> None:
         self.writer = writer
         self.triggers = 0
+        self.recorded: list[dict[str, str]] = []
         self._state = writer.current()
 
     def statuses(self) -> Mapping[str, EnvironmentStatus]:
@@ -97,6 +99,15 @@ class Plane:
 
     def change_requests(self) -> ChangeRequests:
         return ChangeRequests(self.writer.repo)
+
+    def shell(self, key: EnvKey, kind: str) -> Any:
+        raise AssertionError("shell sessions are tested against Docker in test_engine.py")
+
+    def record_session(self, entry: Mapping[str, str]) -> None:
+        self.recorded.append(dict(entry))
+
+    def sessions(self, limit: int) -> list[dict[str, str]]:
+        return self.recorded[-limit:]
 
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
         yield from [f"odoo | 2026-11-25T12:00:0{i}Z line {i}" for i in range(3)][-tail:]

@@ -235,6 +235,8 @@ def test_api_write_becomes_a_commit_and_a_running_environment(world: World, tmp_
             "env:write",
             "--scope",
             "deploy",
+            "--scope",
+            "shell",
             "--name",
             "Ann Integrator",
             "--email",
@@ -276,6 +278,24 @@ def test_api_write_becomes_a_commit_and_a_running_environment(world: World, tmp_
         logs = cli("logs", f"{world.project}/qa", "--tail", "5")
         assert logs.returncode == 0, logs.stderr
         assert any(line.startswith("odoo | ") for line in logs.stdout.splitlines())
+        shell = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reconciler.cli",
+                "shell",
+                f"{world.project}/qa",
+                "--kind",
+                "bash",
+            ],
+            input="echo hi-$((2+3))\nexit\n",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shell.returncode == 0, shell.stderr
+        assert "hi-5" in shell.stdout
         refused = cli("env", "create", f"{world.project}/qa", "--branch", "x")
         assert refused.returncode == 2 and "environment_exists" in refused.stderr
     finally:

@@ -242,3 +242,69 @@ def test_environment_logs_merge_all_containers_and_follow_stops_on_close(world: 
     stream = world.engine().docker.environment_logs(key, follow=True, since=None, tail=1)
     assert " | " in next(stream)
     stream.close()  # must return promptly: the Docker streams are closed
+
+
+def _shell_app(world: World):  # type: ignore[no-untyped-def]
+    from reconciler.api import create_app
+    from reconciler.auth import AuthConfig, TokenAuthority
+    from reconciler.controlplane import DaemonControlPlane
+    from reconciler.gitsource import GitSource
+    from reconciler.statewriter import StateWriter
+
+    authority = TokenAuthority(AuthConfig(secret=b"s" * 32))
+    writer = StateWriter(GitSource(f"file://{world.state_remote}", world.root / "writes"))
+    plane = DaemonControlPlane(world.engine(), writer, lambda: None)
+    return create_app(plane, authority), authority, plane
+
+
+def _read_until(ws, needle: str) -> str:  # type: ignore[no-untyped-def]
+    seen = ""
+    while needle not in seen:
+        seen += ws.receive_bytes().decode(errors="replace")
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("kind", "command", "answer"),
+    [
+        ("bash", b"echo odooops-$((6*7))\n", "odooops-42"),
+        ("psql", b"SELECT 40 + 2 AS answer;\n", "42"),
+    ],
+)
+def test_shell_runs_in_the_environment_and_is_recorded(
+    world: World, kind: str, command: bytes, answer: str
+) -> None:
+    from starlette.testclient import TestClient
+
+    world.declare("staging", branch="release/v1")
+    converge(world, "staging")
+    app, authority, plane = _shell_app(world)
+    token = authority.mint("ann", ["shell"], email="ann@acme.example")
+    path = f"/v1/environments/{world.project}/staging/shell?kind={kind}"
+    with (
+        TestClient(app) as client,
+        client.websocket_connect(path, headers={"Authorization": f"Bearer {token}"}) as ws,
+    ):
+        ws.send_text('{"resize": [120, 40]}')
+        ws.send_bytes(command)
+        assert answer in _read_until(ws, answer)
+        ws.send_bytes(b"exit\n" if kind == "bash" else b"\\q\n")
+    events = [(e["event"], e["kind"], e["subject"]) for e in plane.sessions(10)]
+    assert ("start", kind, "ann") in events and ("end", kind, "ann") in events
+
+
+def test_shell_refuses_a_token_without_the_shell_scope(world: World) -> None:
+    from starlette.testclient import TestClient
+
+    world.declare("staging", branch="release/v1")
+    converge(world, "staging")
+    app, authority, _ = _shell_app(world)
+    token = authority.mint("ann", ["env:write"])
+    path = f"/v1/environments/{world.project}/staging/shell"
+    with (
+        TestClient(app) as client,
+        client.websocket_connect(path, headers={"Authorization": f"Bearer {token}"}) as ws,
+    ):
+        error = json.loads(ws.receive_text())
+        assert error["error"] == "forbidden"
+        assert ws.receive()["code"] == 4403

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 
 from reconciler.api import OPENAPI_PATH, create_app
@@ -34,6 +34,8 @@ def routes() -> dict[tuple[str, str], str]:
     """(path, method) -> handler name, for every route; HEAD is Starlette's, not ours."""
     found: dict[tuple[str, str], str] = {}
     for route in APP.routes:
+        if isinstance(route, WebSocketRoute):
+            continue  # documented under x-websockets (OpenAPI has no websockets)
         assert isinstance(route, Route)
         for method in route.methods or ():
             if method != "HEAD":
@@ -111,3 +113,10 @@ def test_the_documented_name_rule_is_the_state_schemas(name: str) -> None:
     state_rule = common["$defs"]["name"]["pattern"]
     documented = DOC["components"]["schemas"]["Name"]["pattern"]
     assert bool(re.search(documented, name)) == bool(re.search(state_rule, name))
+
+
+def test_every_websocket_route_is_documented_under_x_websockets() -> None:
+    sockets = {r.path for r in APP.routes if isinstance(r, WebSocketRoute)}
+    documented = json.loads(OPENAPI_PATH.read_text())["x-websockets"]
+    assert sockets == set(documented)
+    assert all(doc["x-required-scope"] in SCOPES for doc in documented.values())
