@@ -86,6 +86,8 @@ class ControlPlane(Protocol):
 
     def statuses(self) -> Mapping[str, EnvironmentStatus]: ...
 
+    def events(self, key: EnvKey) -> list[dict[str, Any]]: ...
+
     def daemon_status(self) -> DaemonStatus: ...
 
     def state(self) -> StateConfig | None: ...
@@ -491,6 +493,14 @@ def create_app(
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @guarded("env:read", per_env=True)
+    async def environment_events(request: Request) -> Response:
+        """What happened to the environment: condition and health changes, newest first."""
+        key = _key(request)
+        if str(key) not in plane.statuses():
+            raise _unknown(key)
+        return JSONResponse({"items": plane.events(key)})
+
+    @guarded("env:read", per_env=True)
     async def environment_logs(request: Request) -> Response:
         """Logs of every container of the environment, streamed; ``follow`` keeps it open."""
         key = _key(request)
@@ -642,6 +652,7 @@ def create_app(
         Route(f"{env}/resume", lifecycle("resume"), methods=["POST"]),
         Route(f"{env}/deploy", deploy_environment, methods=["POST"]),
         Route(f"{env}/logs", environment_logs, methods=["GET"]),
+        Route(f"{env}/events", environment_events, methods=["GET"]),
         Route("/v1/plan", get_plan, methods=["GET"]),
         Route("/v1/reconcile", reconcile, methods=["POST"]),
         Route("/v1/policies", get_policies, methods=["GET"]),

@@ -126,7 +126,13 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_daemon)
 
     s = sub.add_parser("status", help="status of every environment")
-    s.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    s.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="read a local daemon's data directory (default: the API of odooops "
+        "login, else /var/lib/odooops)",
+    )
     s.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     s.add_argument("env", nargs="?", help="project/env to show in detail")
     s.set_defaults(func=cmd_status)
@@ -179,6 +185,10 @@ def _parser() -> argparse.ArgumentParser:
     lo.set_defaults(func=cmd_logs)
     rc = sub.add_parser("reconcile", help="ask the daemon for a pass now (through the API)")
     rc.set_defaults(func=cmd_reconcile)
+
+    co = sub.add_parser("completion", help="print a shell completion script")
+    co.add_argument("shell", choices=["bash", "zsh", "tcsh"])
+    co.set_defaults(func=lambda args: _completion(p, args.shell))
 
     tok = sub.add_parser("token", help="API tokens")
     tok_sub = tok.add_subparsers(required=True, metavar="ACTION")
@@ -450,22 +460,60 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    path = args.data_dir / "status.json"
-    if not path.exists():
-        raise OdooOpsError(
-            f"no status in {args.data_dir}",
-            code="no_status",
-            remediation=f"odooops daemon --data-dir {args.data_dir} --state-repo URL",
+def _api_status() -> tuple[StatusStore, Any] | None:
+    """The daemon's status through the API in a read-only in-memory store (None: no login)."""
+    from reconciler.client import load_login
+    from reconciler.status import DaemonStatus
+
+    try:
+        load_login()
+    except OdooOpsError:
+        return None
+    client = _client()
+    store = StatusStore(Path("/nonexistent/status.json"), read_only=True)
+    items = client.get("/environments")["items"]
+    store.put_many({f"{i['project']}/{i['env']}": EnvironmentStatus.from_dict(i) for i in items})
+    ready = client.get("/ready")
+    store.set_daemon(
+        DaemonStatus(
+            state_commit=ready.get("state_commit") or "",
+            state_error=ready.get("state_error"),
+            last_poll=ready.get("last_poll") or "",
         )
-    store = StatusStore(path)
+    )
+    return store, client
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """From the API of ``odooops login`` unless ``--data-dir`` names a local daemon's data."""
+    api = _api_status() if args.data_dir is None else None
+    if api is not None:
+        store, client = api
+        hint = "odooops status"
+
+        def events(key: str) -> list[dict[str, Any]]:
+            return list(client.get(f"/environments/{key}/events")["items"])
+    else:
+        data_dir = args.data_dir or DEFAULT_DATA_DIR
+        path = data_dir / "status.json"
+        if not path.exists():
+            raise OdooOpsError(
+                f"no status in {data_dir}",
+                code="no_status",
+                remediation="odooops login --api URL --token TOKEN, or "
+                f"odooops daemon --data-dir {data_dir} --state-repo URL",
+            )
+        store = StatusStore(path)
+        hint = f"odooops status --data-dir {data_dir}"
+
+        def events(key: str) -> list[dict[str, Any]]:
+            return store.events(key)
+
     envs = store.all()
     if args.env:
         if args.env not in envs:
             raise OdooOpsError(
-                f"unknown environment {args.env}",
-                code="unknown_environment",
-                remediation=f"odooops status --data-dir {args.data_dir}",
+                f"unknown environment {args.env}", code="unknown_environment", remediation=hint
             )
         envs = {args.env: envs[args.env]}
     if args.output != "table":
@@ -484,6 +532,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             out.print(
                 f"  [{colour}]{cond.type}={cond.status}[/] {cond.reason} "
                 f"(since {cond.since}) {cond.message}",
+                highlight=False,
+            )
+        for event in events(args.env)[:10]:
+            out.print(
+                f"  {event['time']}  {event['type']}={event['status']} {event['reason']} "
+                f"{event['message'].splitlines()[0] if event['message'] else ''}",
                 highlight=False,
             )
     return EXIT_OK
@@ -843,6 +897,14 @@ def cmd_shell(args: argparse.Namespace) -> int:
             code=str(doc.get("error")),
             remediation=str(doc.get("remediation", "")),
         )
+    return EXIT_OK
+
+
+def _completion(parser: argparse.ArgumentParser, shell: str) -> int:
+    """``eval "$(odooops completion bash)"`` in ~/.bashrc completes commands and options."""
+    import shtab
+
+    print(shtab.complete(parser, shell=shell))
     return EXIT_OK
 
 

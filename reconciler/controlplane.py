@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from reconciler import changes
 from reconciler.changerequests import ChangeRequests
@@ -27,6 +28,9 @@ class DaemonControlPlane:
 
     def statuses(self) -> Mapping[str, EnvironmentStatus]:
         return self.engine.status.all()
+
+    def events(self, key: EnvKey) -> list[dict[str, Any]]:
+        return self.engine.status.events(str(key))
 
     def daemon_status(self) -> DaemonStatus:
         return self.engine.status.daemon

@@ -117,6 +117,9 @@ class DaemonStatus:
     passes: int = 0
 
 
+EVENTS_KEPT = 50
+
+
 class StatusStore:
     """Status of environments and of the daemon, persisted atomically as JSON."""
 
@@ -128,11 +131,13 @@ class StatusStore:
         self._lock = threading.Lock()
         self._envs: dict[str, EnvironmentStatus] = {}
         self._ports: dict[str, int] = {}
+        self._events: dict[str, list[dict[str, Any]]] = {}
         self.daemon = DaemonStatus()
         if path.exists():
             raw = json.loads(path.read_text())
             self._envs = {k: EnvironmentStatus.from_dict(v) for k, v in raw["environments"].items()}
             self._ports = {k: int(v) for k, v in raw.get("ports", {}).items()}
+            self._events = {k: list(v) for k, v in raw.get("events", {}).items()}
             self.daemon = DaemonStatus(**raw.get("daemon", {}))
 
     def get(self, key: str) -> EnvironmentStatus | None:
@@ -145,18 +150,56 @@ class StatusStore:
 
     def put(self, key: str, status: EnvironmentStatus) -> None:
         with self._lock:
+            self._note_events(key, status)
             self._envs[key] = status
             self._save()
 
     def put_many(self, statuses: Mapping[str, EnvironmentStatus]) -> None:
         """One write for a whole pass (a write per environment would make a pass quadratic)."""
         with self._lock:
+            for key, status in statuses.items():
+                self._note_events(key, status)
             self._envs.update(statuses)
             self._save()
+
+    def events(self, key: str) -> list[dict[str, Any]]:
+        """Condition changes of one environment, newest first (the last ``EVENTS_KEPT``)."""
+        with self._lock:
+            return list(reversed(self._events.get(key, [])))
+
+    def _note_events(self, key: str, new: EnvironmentStatus) -> None:
+        """An event per condition whose status or reason changed, and per health change."""
+        old = self._envs.get(key)
+        before = {c.type: c for c in old.conditions} if old else {}
+        events = self._events.setdefault(key, [])
+        for cond in new.conditions:
+            prev = before.get(cond.type)
+            if prev is None or (prev.status, prev.reason) != (cond.status, cond.reason):
+                events.append(
+                    {
+                        "time": now(),
+                        "type": cond.type,
+                        "status": cond.status,
+                        "reason": cond.reason,
+                        "message": cond.message[:500],
+                    }
+                )
+        if old is not None and old.health != new.health:
+            events.append(
+                {
+                    "time": now(),
+                    "type": "Health",
+                    "status": True,
+                    "reason": new.health.value,
+                    "message": f"was {old.health.value}",
+                }
+            )
+        del events[:-EVENTS_KEPT]
 
     def remove(self, key: str) -> None:
         with self._lock:
             self._envs.pop(key, None)
+            self._events.pop(key, None)
             self._ports.pop(key, None)
             self._save()
 
@@ -195,6 +238,7 @@ class StatusStore:
         doc = {
             "environments": {k: v.to_dict() for k, v in self._envs.items()},
             "ports": self._ports,
+            "events": self._events,
             "daemon": asdict(self.daemon),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)

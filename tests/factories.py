@@ -113,6 +113,9 @@ class UncalledPlane:
     def statuses(self) -> Mapping[str, EnvironmentStatus]:
         raise AssertionError("the control plane was called")
 
+    def events(self, key: EnvKey) -> list[dict[str, Any]]:
+        raise AssertionError("the control plane was called")
+
     def daemon_status(self) -> DaemonStatus:
         raise AssertionError("the control plane was called")
 

@@ -70,6 +70,17 @@ class Plane:
             )
         }
 
+    def events(self, key: EnvKey) -> list[dict[str, Any]]:
+        return [
+            {
+                "time": "2026-11-25T12:00:00+00:00",
+                "type": "Ready",
+                "status": True,
+                "reason": "Converged",
+                "message": "revision abc",
+            }
+        ]
+
     def daemon_status(self) -> DaemonStatus:
         return DaemonStatus(state_commit=self._state.commit, last_poll="now")
 
@@ -548,3 +559,10 @@ def test_admin_mints_tokens_through_the_api(client: TestClient, authority: Token
         ).status_code
         == 403
     )
+
+
+def test_events_of_an_environment(client: TestClient, authority: TokenAuthority) -> None:
+    headers = bearer(authority, "env:read")
+    items = client.get("/v1/environments/acme/qa/events", headers=headers).json()["items"]
+    assert items[0]["reason"] == "Converged"
+    assert client.get("/v1/environments/acme/nope/events", headers=headers).status_code == 404

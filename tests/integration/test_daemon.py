@@ -275,6 +275,9 @@ def test_api_write_becomes_a_commit_and_a_running_environment(world: World, tmp_
         listed = cli("env", "list", "-o", "json")
         assert [r["health"] for r in json.loads(listed.stdout)] == ["Healthy"]
         assert cli("reconcile").returncode == 0
+        status = cli("status", f"{world.project}/qa")  # through the API of the login
+        assert status.returncode == 0, status.stderr
+        assert "Healthy" in status.stdout and "Ready=True" in status.stdout
         logs = cli("logs", f"{world.project}/qa", "--tail", "5")
         assert logs.returncode == 0, logs.stderr
         assert any(line.startswith("odoo | ") for line in logs.stdout.splitlines())

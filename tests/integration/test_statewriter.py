@@ -153,6 +153,8 @@ def test_cli_env_create_and_list(remote: Path, tmp_path: Path) -> None:
     assert request["state"] == "open"
     own = odooops("requests", "approve", request["id"], "--state-repo", url)
     assert own.returncode == 2 and "cannot approve" in own.stderr
+    completion = odooops("completion", "bash")
+    assert completion.returncode == 0 and "requests" in completion.stdout
 
 
 BOB = Author("Bob Reviewer", "bob@acme.example")
