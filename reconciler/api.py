@@ -471,6 +471,8 @@ def create_app(
             "change_request": result.change_request,
             "request_id": result.request_id,
         }
+        if result.url:
+            doc["change_request_url"] = result.url
         if isinstance(op, changes.FileOperation):
             doc["path"] = op.path
         else:

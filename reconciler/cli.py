@@ -113,6 +113,18 @@ def _parser() -> argparse.ArgumentParser:
         help="HS256 signing key of API tokens (default DATA_DIR/api.key, made once)",
     )
     d.add_argument(
+        "--forge",
+        choices=["github", "gitlab", "gitea"],
+        help="open real pull/merge requests for change requests on this forge",
+    )
+    d.add_argument(
+        "--forge-api",
+        help="e.g. https://api.github.com, https://HOST/api/v4 "
+        "(GitLab), https://HOST/api/v1 (Gitea)",
+    )
+    d.add_argument("--forge-repo", help="owner/name of the state repository on the forge")
+    d.add_argument("--forge-token-file", type=Path)
+    d.add_argument(
         "--webhook-secret-file",
         type=Path,
         default=None,
@@ -392,6 +404,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         writer = StateWriter(
             GitSource(args.state_repo, args.data_dir / "git-writes", hint="--state-repo"),
             args.state_branch,
+            _forge(args),
         )
         plane = DaemonControlPlane(engine, writer, daemon.trigger)
         allowlist = tuple(x.strip() for x in args.production_allowlist.split(",") if x.strip())
@@ -419,6 +432,22 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     )
     daemon.run()
     return EXIT_OK
+
+
+def _forge(args: argparse.Namespace) -> Any:
+    from reconciler.forges import Forge
+
+    if not args.forge:
+        return None
+    if not (args.forge_api and args.forge_repo and args.forge_token_file):
+        raise OdooOpsError(
+            "--forge needs --forge-api, --forge-repo and --forge-token-file",
+            code="usage",
+            remediation="odooops daemon --help",
+        )
+    return Forge(
+        args.forge, args.forge_api, args.forge_repo, args.forge_token_file.read_text().strip()
+    )
 
 
 def _api_key_file(args: argparse.Namespace, create: bool = False) -> Path:
@@ -644,6 +673,7 @@ def cmd_write(args: argparse.Namespace) -> int:
             f"{key} is protected: committed {doc['commit'][:12]} to the change-request "
             f"branch [bold]{doc['branch']}[/] (request {doc['request_id']}). It applies "
             f"once merged into main:\n  git merge origin/{doc['branch']}"
+            + (f"\n  review: {doc['change_request_url']}" if doc.get("change_request_url") else "")
         )
     else:
         out.print(

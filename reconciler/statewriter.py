@@ -8,14 +8,18 @@ change-request branch that a second person merges.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
 from reconciler import changes
 from reconciler.config import load_state
 from reconciler.errors import OdooOpsError
+from reconciler.forges import Forge, ForgeError
 from reconciler.gitsource import Author, GitSource
 from reconciler.model import StateConfig
+
+log = logging.getLogger("odooops.statewriter")
 
 
 @dataclass(frozen=True)
@@ -25,12 +29,14 @@ class WriteResult:
     change_request: bool
     request_id: str
     target: str  # the environment ("acme/qa") or the file ("policies.yaml") written
+    url: str = ""  # the forge's pull/merge request, when one was opened
 
 
 class StateWriter:
-    def __init__(self, repo: GitSource, branch: str = "main") -> None:
+    def __init__(self, repo: GitSource, branch: str = "main", forge: Forge | None = None) -> None:
         self.repo = repo
         self.branch = branch
+        self.forge = forge
 
     def current(self) -> StateConfig:
         """The state at the head of the main branch (fetched now)."""
@@ -73,4 +79,17 @@ class StateWriter:
         commit = self.repo.commit_with(
             target, build, author, create_branch_from=self.branch if protected else None
         )
-        return WriteResult(commit, target, protected, request_id, op.target)
+        url = ""
+        if protected and self.forge is not None:
+            message = op.message(request_id, via)
+            title, _, body = message.partition("\n")
+            try:
+                url = self.forge.open_change_request(
+                    target,
+                    self.branch,
+                    title,
+                    f"{body.strip()}\n\nProposed by {author.name} <{author.email}>.",
+                )
+            except ForgeError as exc:  # the branch is pushed: review can still happen in git
+                log.warning("change request %s: %s", request_id, exc.render())
+        return WriteResult(commit, target, protected, request_id, op.target, url)
