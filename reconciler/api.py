@@ -41,7 +41,7 @@ from reconciler.metrics import CONTENT_TYPE, Metrics
 from reconciler.model import EnvKey, StateConfig
 from reconciler.planner import Plan
 from reconciler.statewriter import WriteResult
-from reconciler.status import DaemonStatus, EnvironmentStatus
+from reconciler.status import Condition, DaemonStatus, EnvironmentStatus
 from webhooks.receiver import webhook_route
 
 HTTP_STATUS = {
@@ -66,6 +66,7 @@ HTTP_STATUS = {
     "invalid_webhook": 401,
     "unknown_change_request": 404,
     "invalid_token_request": 400,
+    "wait_timeout": 504,
 }
 
 
@@ -447,6 +448,7 @@ def create_app(
         request: Request, op: changes.Operation | changes.FileOperation, body: Mapping[str, Any]
     ) -> Response:
         principal: Principal = request.state.principal
+        wait, timeout = _wait_params(request)
         state = _state(plane)
         if isinstance(op, changes.FileOperation) or any(
             s.key == op.key and s.protected for s in state.environments
@@ -478,9 +480,43 @@ def create_app(
         else:
             doc["environment"] = str(op.key)
             doc["status"] = f"/v1/environments/{op.key.project}/{op.key.env}/status"
-        return JSONResponse(
-            doc,
-            status_code=202,
+            if wait and not result.change_request:
+                return await _converged(op, result.commit, doc, timeout)
+        return JSONResponse(doc, status_code=202)
+
+    async def _converged(
+        op: changes.Operation, commit: str, doc: dict[str, Any], timeout: float
+    ) -> Response:
+        """``?wait=true``: answer once the daemon has applied ``commit`` to the environment.
+
+        200 with ``converged`` true (Ready on that commit, or gone after a destroy) or false
+        (it failed: ``environment_status`` says why); 504 when the time is up. A newer commit
+        to the same environment also ends the wait: the environment moved on.
+        """
+        deadline = time.monotonic() + timeout
+        key = str(op.key)
+        while time.monotonic() < deadline:
+            status = plane.statuses().get(key)
+            if status is None and op.verb == "destroy":
+                return JSONResponse({**doc, "converged": True, "environment_status": None})
+            ready = _ready(status) if status is not None else None
+            decided = ready is not None and (ready.status or ready.reason != "Pending")
+            if (
+                status is not None
+                and ready is not None
+                and decided
+                and op.verb != "destroy"
+                and status.state_commit == commit
+            ):
+                return JSONResponse(
+                    {**doc, "converged": ready.status, "environment_status": status.to_dict()}
+                )
+            await asyncio.sleep(0.5)
+        raise OdooOpsError(
+            f"{key} did not converge on {commit[:12]} within {int(timeout)} s; the commit "
+            "stands and the daemon keeps working on it",
+            code="wait_timeout",
+            remediation=f"odooops status {key}",
         )
 
     @guarded("env:read")
@@ -781,6 +817,21 @@ def _control(session: Terminal, text: str) -> None:
         session.resize(int(columns), int(rows))
     except (ValueError, KeyError, TypeError):
         pass
+
+
+def _ready(status: EnvironmentStatus) -> Condition | None:
+    return next((c for c in status.conditions if c.type == "Ready"), None)
+
+
+def _wait_params(request: Request) -> tuple[bool, float]:
+    wait = request.query_params.get("wait", "false").lower() in ("1", "true", "yes")
+    raw = request.query_params.get("timeout", "600")
+    if not raw.isdigit() or not 1 <= int(raw) <= 3600:
+        raise InvalidRequest(
+            "timeout must be a whole number of seconds from 1 to 3600",
+            remediation="?wait=true&timeout=600",
+        )
+    return wait, float(raw)
 
 
 def _request_id(request: Request) -> str:

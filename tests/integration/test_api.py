@@ -24,7 +24,7 @@ from reconciler.gitsource import Author, CommitInfo, GitSource
 from reconciler.model import EnvKey, StateConfig
 from reconciler.planner import Plan
 from reconciler.statewriter import StateWriter, WriteResult
-from reconciler.status import DaemonStatus, EnvironmentStatus, Health, Sync
+from reconciler.status import Condition, DaemonStatus, EnvironmentStatus, Health, Sync
 from tests.integration.world import REPO_ROOT, git
 
 pytestmark = pytest.mark.integration
@@ -55,11 +55,8 @@ class Plane:
     def __init__(self, writer: StateWriter) -> None:
         self.writer = writer
         self.triggers = 0
-        self.recorded: list[dict[str, str]] = []
-        self._state = writer.current()
-
-    def statuses(self) -> Mapping[str, EnvironmentStatus]:
-        return {
+        # An instant daemon: every direct write is applied at once (for ?wait=true).
+        self._statuses = {
             "acme/qa": EnvironmentStatus(
                 "acme",
                 "qa",
@@ -69,6 +66,11 @@ class Plane:
                 health=Health.HEALTHY,
             )
         }
+        self.recorded: list[dict[str, str]] = []
+        self._state = writer.current()
+
+    def statuses(self) -> Mapping[str, EnvironmentStatus]:
+        return self._statuses
 
     def events(self, key: EnvKey) -> list[dict[str, Any]]:
         return [
@@ -99,6 +101,18 @@ class Plane:
     ) -> WriteResult:
         result = self.writer.submit(op, author, request_id=request_id, via="api", pr=pr)
         self._state = self.writer.current()
+        if isinstance(op, changes.Operation) and not result.change_request:
+            if op.verb == "destroy":
+                self._statuses.pop(str(op.key), None)
+            else:
+                self._statuses[str(op.key)] = EnvironmentStatus(
+                    op.key.project,
+                    op.key.env,
+                    state_commit=result.commit,
+                    sync=Sync.SYNCED,
+                    health=Health.HEALTHY,
+                    conditions=(Condition("Ready", True, "Converged", result.commit[:12]),),
+                )
         return result
 
     def trigger(self) -> None:
@@ -566,3 +580,49 @@ def test_events_of_an_environment(client: TestClient, authority: TokenAuthority)
     items = client.get("/v1/environments/acme/qa/events", headers=headers).json()["items"]
     assert items[0]["reason"] == "Converged"
     assert client.get("/v1/environments/acme/nope/events", headers=headers).status_code == 404
+
+
+def test_wait_answers_once_the_environment_converged(
+    client: TestClient, authority: TokenAuthority
+) -> None:
+    headers = bearer(authority, "env:write")
+    resp = client.post(
+        "/v1/environments?wait=true&timeout=30",
+        json={"name": "acme/new", "branch": "release/v2"},
+        headers=headers,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["converged"] is True
+    assert resp.json()["environment_status"]["state_commit"] == resp.json()["commit"]
+    gone = client.delete("/v1/environments/acme/new?wait=true", headers=headers)
+    assert gone.json()["converged"] is True and gone.json()["environment_status"] is None
+    assert (
+        client.post(
+            "/v1/environments/acme/qa/suspend?wait=true&timeout=0", headers=headers
+        ).status_code
+        == 400
+    )
+
+
+def test_wait_gives_up_with_504_and_the_commit_stands(
+    plane: Plane, authority: TokenAuthority, remote: Path
+) -> None:
+    class Stalled(Plane):
+        def write(
+            self,
+            op: changes.Operation | changes.FileOperation,
+            author: Author,
+            request_id: str,
+            pr: bool,
+        ) -> WriteResult:
+            return self.writer.submit(op, author, request_id=request_id, via="api", pr=pr)
+
+    stalled = Stalled(plane.writer)
+    client = TestClient(create_app(stalled, authority))
+    resp = client.post(
+        "/v1/environments/acme/qa/suspend?wait=true&timeout=1",
+        headers=bearer(authority, "env:write"),
+    )
+    assert resp.status_code == 504
+    assert resp.json()["error"] == "wait_timeout"
+    assert "suspend acme/qa" in git("--git-dir", str(remote), "log", "-1", "--format=%s")
