@@ -575,7 +575,7 @@ def create_app(
                 "limit must be a whole number from 1 to 500", remediation="GET /v1/audit?limit=50"
             )
         items = await run_in_threadpool(plane.audit, int(raw))
-        return JSONResponse({"items": [_commit(c) for c in items]})
+        return JSONResponse({"items": [c.audit() for c in items]})
 
     @guarded("env:read")
     async def list_requests(request: Request) -> Response:
@@ -842,17 +842,6 @@ def _request_id(request: Request) -> str:
             remediation="odooops requests list",
         )
     return value
-
-
-def _commit(c: CommitInfo) -> dict[str, Any]:
-    return {
-        "commit": c.sha,
-        "date": c.committed_at.isoformat(timespec="seconds"),
-        "author": f"{c.author_name} <{c.author_email}>",
-        "change": c.summary,
-        "request_id": c.trailers.get("Request-Id", ""),
-        "via": c.trailers.get("OdooOps-Via", "git"),
-    }
 
 
 def _unknown_project(project: str) -> OdooOpsError:

@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
-    def common(sp: argparse.ArgumentParser, state: bool = True) -> None:
+    def common(
+        sp: argparse.ArgumentParser, state: bool = True, state_required: bool = True
+    ) -> None:
         sp.add_argument(
             "--data-dir",
             type=Path,
@@ -79,7 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
         if state:
-            sp.add_argument("--state-repo", required=True, help="state repository URL or path")
+            sp.add_argument(
+                "--state-repo",
+                required=state_required,
+                help="state repository URL or path"
+                + ("" if state_required else " (default: ask the API of the login)"),
+            )
             sp.add_argument("--state-branch", default="main")
             sp.add_argument(
                 "--master-key-file",
@@ -94,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_validate)
 
     pl = sub.add_parser("plan", help="show what the daemon would change (exit 0 none, 1 changes)")
-    common(pl)
+    common(pl, state_required=False)
     pl.set_defaults(func=cmd_plan)
 
     d = sub.add_parser("daemon", help="run the reconciler until interrupted")
@@ -179,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=cmd_requests, action=action)
 
     au = sub.add_parser("audit", help="who changed what: the state repository's history")
-    au.add_argument("--state-repo", required=True)
+    au.add_argument("--state-repo", help="read the state repository directly (default: API)")
     au.add_argument("--state-branch", default="main")
     au.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     au.add_argument("-n", "--limit", type=int, default=30)
@@ -342,32 +349,53 @@ def _engine(args: argparse.Namespace) -> Any:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    _config, _desired, _observed, the_plan = engine.plan()
-    state_error = engine.status.daemon.state_error
-    if args.output == "table":
-        if state_error:
+    """Planned here against the live engines (``--state-repo``), or by the daemon (API)."""
+    from reconciler.model import EnvKey
+    from reconciler.planner import Action, Kind, Plan
+
+    if args.state_repo:
+        engine = _engine(args)
+        _config, _desired, _observed, the_plan = engine.plan()
+        if engine.status.daemon.state_error and args.output == "table":
             err.print(
                 f"[yellow]warning[/]: head of the state repository is invalid; planning "
                 f"from the last valid commit {engine.last_good.commit[:12]}"
             )
+    else:
+        doc = _client().get("/plan")
+
+        def key(name: str) -> EnvKey:
+            project, _, env = name.partition("/")
+            return EnvKey(project, env)
+
+        the_plan = Plan(
+            tuple(
+                Action(key(a["environment"]), Kind(a["action"]), a["target"], a["reason"])
+                for a in doc["actions"]
+            ),
+            tuple(doc["retained"]),
+            {key(k): v for k, v in doc["held"].items()},
+        )
+    if args.output == "table":
         out.print(the_plan.render(), markup=False, highlight=False)
     else:
-        doc = {
-            "changes": the_plan.has_changes,
-            "actions": [
-                {
-                    "environment": str(a.key),
-                    "action": a.kind.value,
-                    "target": a.target,
-                    "reason": a.reason,
-                }
-                for a in the_plan.actions
-            ],
-            "retained": list(the_plan.retained),
-            "held": {str(k): v for k, v in the_plan.held.items()},
-        }
-        _emit(doc, args.output)
+        _emit(
+            {
+                "changes": the_plan.has_changes,
+                "actions": [
+                    {
+                        "environment": str(a.key),
+                        "action": a.kind.value,
+                        "target": a.target,
+                        "reason": a.reason,
+                    }
+                    for a in the_plan.actions
+                ],
+                "retained": list(the_plan.retained),
+                "held": {str(k): v for k, v in the_plan.held.items()},
+            },
+            args.output,
+        )
     return EXIT_CHANGES if the_plan.has_changes else EXIT_OK
 
 
@@ -834,19 +862,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """Every state is a commit, so the audit trail is the first-parent history of main."""
     from reconciler.gitsource import GitSource
 
+    if not args.state_repo:
+        rows = _client().get(f"/audit?limit={args.limit}")["items"]
+        return _show_audit(rows, args)
     repo = GitSource(args.state_repo, args.cache_dir, hint="--state-repo")
     repo.fetch()
-    rows = [
-        {
-            "commit": c.sha,
-            "date": c.committed_at.isoformat(timespec="seconds"),
-            "author": f"{c.author_name} <{c.author_email}>",
-            "change": c.summary,
-            "request_id": c.trailers.get("Request-Id", ""),
-            "via": c.trailers.get("OdooOps-Via", "git"),
-        }
-        for c in repo.history(args.state_branch, args.limit)
-    ]
+    rows = [c.audit() for c in repo.history(args.state_branch, args.limit)]
+    return _show_audit(rows, args)
+
+
+def _show_audit(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
     if args.output != "table":
         _emit(rows, args.output)
         return EXIT_OK

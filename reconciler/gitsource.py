@@ -79,6 +79,17 @@ class CommitInfo:
     summary: str
     trailers: Mapping[str, str] = field(default_factory=dict)  # "Request-Id: ..." lines
 
+    def audit(self) -> dict[str, str]:
+        """One line of the audit trail: who changed what, through which channel."""
+        return {
+            "commit": self.sha,
+            "date": self.committed_at.isoformat(timespec="seconds"),
+            "author": f"{self.author_name} <{self.author_email}>",
+            "change": self.summary,
+            "request_id": self.trailers.get("Request-Id", ""),
+            "via": self.trailers.get("OdooOps-Via", "git"),
+        }
+
 
 def _info(c: pygit2.Commit) -> CommitInfo:
     message = c.message.strip()

@@ -278,6 +278,10 @@ def test_api_write_becomes_a_commit_and_a_running_environment(world: World, tmp_
         status = cli("status", f"{world.project}/qa")  # through the API of the login
         assert status.returncode == 0, status.stderr
         assert "Healthy" in status.stdout and "Ready=True" in status.stdout
+        plan = cli("plan")  # planned by the daemon, through the API
+        assert plan.returncode == 0 and "No changes" in plan.stdout, plan.stdout + plan.stderr
+        audit = json.loads(cli("audit", "-o", "json").stdout)
+        assert audit[0]["via"] == "api" and audit[0]["author"].startswith("Ann Integrator")
         logs = cli("logs", f"{world.project}/qa", "--tail", "5")
         assert logs.returncode == 0, logs.stderr
         assert any(line.startswith("odoo | ") for line in logs.stdout.splitlines())
