@@ -6,7 +6,6 @@ writes go through the real StateWriter, so every accepted write is a real commit
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from reconciler.model import EnvKey, StateConfig
 from reconciler.planner import Plan
 from reconciler.statewriter import StateWriter, WriteResult
 from reconciler.status import Condition, DaemonStatus, EnvironmentStatus, Health, Sync
-from tests.integration.world import REPO_ROOT, git
+from tests.integration.world import acme_state_remote, git
 
 pytestmark = pytest.mark.integration
 SECRET = b"k" * 32
@@ -140,18 +139,7 @@ class Plane:
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
-    seed = tmp_path / "seed"
-    shutil.copytree(REPO_ROOT / "state-repo-template", seed)
-    (seed / "projects" / "acme.yaml").write_text("repository: {url: 'file:///x'}\n")
-    (seed / "environments" / "acme").mkdir()
-    (seed / "environments" / "acme" / "production.yaml").write_text("branch: main\n")
-    (seed / "environments" / "acme" / "qa.yaml").write_text("branch: release/v1\n")
-    bare = tmp_path / "state.git"
-    git("init", "-q", "--bare", str(bare))
-    git("init", "-q", cwd=seed)
-    git("add", "-A", cwd=seed)
-    git("commit", "-q", "-m", "seed", cwd=seed)
-    git("push", "-q", str(bare), "main", cwd=seed)
+    bare = acme_state_remote(tmp_path)
     return bare
 
 

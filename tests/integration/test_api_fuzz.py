@@ -9,7 +9,6 @@ database) so that CI runs the same cases every time.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from reconciler.gitsource import GitSource
 from reconciler.statewriter import StateWriter
 from tests.factories import UncalledPlane
 from tests.integration.test_api import Plane
-from tests.integration.world import REPO_ROOT, git
+from tests.integration.world import acme_state_remote
 
 pytestmark = pytest.mark.integration
 AUTHORITY = TokenAuthority(AuthConfig(secret=b"k" * 32))
@@ -54,18 +53,7 @@ schema = schemathesis.openapi.from_asgi(
 @pytest.fixture
 def app(tmp_path: Path) -> Starlette:
     """The API over a fresh state repository (project acme; environments production and qa)."""
-    seed = tmp_path / "seed"
-    shutil.copytree(REPO_ROOT / "state-repo-template", seed)
-    (seed / "projects" / "acme.yaml").write_text("repository: {url: 'file:///x'}\n")
-    (seed / "environments" / "acme").mkdir()
-    (seed / "environments" / "acme" / "production.yaml").write_text("branch: main\n")
-    (seed / "environments" / "acme" / "qa.yaml").write_text("branch: release/v1\n")
-    bare = tmp_path / "state.git"
-    git("init", "-q", "--bare", str(bare))
-    git("init", "-q", cwd=seed)
-    git("add", "-A", cwd=seed)
-    git("commit", "-q", "-m", "seed", cwd=seed)
-    git("push", "-q", str(bare), "main", cwd=seed)
+    bare = acme_state_remote(tmp_path)
     plane = Plane(StateWriter(GitSource(f"file://{bare}", tmp_path / "cache")))
     # One subject sends hundreds of requests here; the limiter is tested in test_api.py.
     return create_app(plane, AUTHORITY, limiter=RateLimiter(rate=1e6, burst=1_000_000))

@@ -7,7 +7,6 @@ sent; only loopback is used.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +21,7 @@ from reconciler.forges import Forge
 from reconciler.gitsource import Author, GitSource
 from reconciler.model import EnvKey
 from reconciler.statewriter import StateWriter
-from tests.integration.world import REPO_ROOT, git
+from tests.integration.world import acme_state_remote
 
 pytestmark = pytest.mark.integration
 
@@ -123,17 +122,7 @@ def test_a_refusal_is_a_structured_error_without_the_token(fake: FakeForge) -> N
 
 
 def test_a_protected_write_opens_a_pull_request(fake: FakeForge, tmp_path: Path) -> None:
-    seed = tmp_path / "seed"
-    shutil.copytree(REPO_ROOT / "state-repo-template", seed)
-    (seed / "projects" / "acme.yaml").write_text("repository: {url: 'file:///x'}\n")
-    (seed / "environments" / "acme").mkdir()
-    (seed / "environments" / "acme" / "production.yaml").write_text("branch: main\n")
-    bare = tmp_path / "state.git"
-    git("init", "-q", "--bare", str(bare))
-    git("init", "-q", cwd=seed)
-    git("add", "-A", cwd=seed)
-    git("commit", "-q", "-m", "seed", cwd=seed)
-    git("push", "-q", str(bare), "main", cwd=seed)
+    bare = acme_state_remote(tmp_path, {"production": "branch: main\n"})
     writer = StateWriter(
         GitSource(f"file://{bare}", tmp_path / "c"),
         "main",

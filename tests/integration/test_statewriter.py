@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from reconciler.errors import InvalidState
 from reconciler.gitsource import Author, GitSource
 from reconciler.model import EnvKey
 from reconciler.statewriter import StateWriter
-from tests.integration.world import REPO_ROOT, git
+from tests.integration.world import acme_state_remote, git
 
 pytestmark = pytest.mark.integration
 ANN = Author("Ann Integrator", "ann@acme.example")
@@ -25,18 +24,7 @@ ANN = Author("Ann Integrator", "ann@acme.example")
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
-    seed = tmp_path / "seed"
-    shutil.copytree(REPO_ROOT / "state-repo-template", seed)
-    (seed / "projects" / "acme.yaml").write_text("repository: {url: 'file:///x'}\n")
-    (seed / "environments" / "acme").mkdir()
-    (seed / "environments" / "acme" / "production.yaml").write_text("branch: main\n")
-    (seed / "environments" / "acme" / "qa.yaml").write_text("branch: release/v1\n")
-    bare = tmp_path / "state.git"
-    git("init", "-q", "--bare", str(bare))
-    git("init", "-q", cwd=seed)
-    git("add", "-A", cwd=seed)
-    git("commit", "-q", "-m", "seed", cwd=seed)
-    git("push", "-q", str(bare), "main", cwd=seed)
+    bare = acme_state_remote(tmp_path)
     return bare
 
 

@@ -65,6 +65,30 @@ def fixture_images() -> dict[str, str]:
     return {k: v for k, v in pairs}
 
 
+def acme_state_remote(root: Path, environments: Mapping[str, str] | None = None) -> Path:
+    """A bare state repository: the template, project ``acme`` and its environment files
+    (by default ``production`` on main and ``qa`` on release/v1). No Docker needed."""
+    envs = (
+        environments
+        if environments is not None
+        else {"production": "branch: main\n", "qa": "branch: release/v1\n"}
+    )
+    seed = root / "state-seed"
+    shutil.copytree(REPO_ROOT / "state-repo-template", seed)
+    (seed / "projects" / "acme.yaml").write_text("repository: {url: 'file:///x'}\n")
+    (seed / "environments" / "acme").mkdir()
+    for name, content in envs.items():
+        (seed / "environments" / "acme" / f"{name}.yaml").write_text(content)
+    bare = root / "state.git"
+    git("init", "-q", "--bare", str(bare))
+    git("init", "-q", cwd=seed)
+    git("add", "-A", cwd=seed)
+    git("commit", "-q", "-m", "seed", cwd=seed)
+    git("push", "-q", str(bare), "main", cwd=seed)
+    shutil.rmtree(seed)
+    return bare
+
+
 class Checkout:
     """A user's clone of a bare remote, committing and pushing with the git CLI."""
 
