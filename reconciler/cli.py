@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--listen", default="127.0.0.1:8089", help="HOST:PORT of the REST API ('off' to disable)"
     )
+    _jwt_args(d)
     d.add_argument(
         "--api-key-file",
         type=Path,
@@ -225,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--email")
     tc.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     tc.add_argument("--api-key-file", type=Path, default=None)
+    _jwt_args(tc)
     tc.add_argument("-o", "--output", choices=["table", "json"], default="table")
     tc.set_defaults(func=cmd_token_create)
     return p
@@ -428,7 +430,6 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         from reconciler.statewriter import StateWriter
 
         host, _, port = args.listen.rpartition(":")
-        key_file = _api_key_file(args, create=True)
         writer = StateWriter(
             GitSource(args.state_repo, args.data_dir / "git-writes", hint="--state-repo"),
             args.state_branch,
@@ -443,7 +444,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
         app = create_app(
             plane,
-            _authority(key_file),
+            _authority(args, create=True),
             production_allowlist=allowlist,
             metrics=engine.metrics,
             webhook_secret=webhook_secret,
@@ -451,7 +452,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         daemon.serve(app, host or "127.0.0.1", int(port))
         api_note = (
             f"API on http://{host or '127.0.0.1'}:{port}/v1 (tokens: odooops token "
-            f"create --api-key-file {key_file} ...)"
+            f"create --data-dir {args.data_dir} ...)"
         )
     out.print(
         f"odooops daemon: state repository {args.state_repo} (branch {args.state_branch}),"
@@ -492,16 +493,45 @@ def _api_key_file(args: argparse.Namespace, create: bool = False) -> Path:
     return path
 
 
-def _authority(key_file: Path) -> Any:
+def _authority(args: argparse.Namespace, create: bool = False) -> Any:
+    """HS256 with the daemon's key file, or RS256/ES256 when a public key is given (then
+    tokens are minted elsewhere, or here with --jwt-private-key)."""
     from reconciler.auth import AuthConfig, TokenAuthority
 
+    if args.jwt_public_key is not None:
+        return TokenAuthority(
+            AuthConfig(
+                algorithm=args.jwt_algorithm,
+                public_key=args.jwt_public_key.read_bytes(),
+                private_key=args.jwt_private_key.read_bytes() if args.jwt_private_key else None,
+            )
+        )
+    key_file = _api_key_file(args, create=create)
     return TokenAuthority(AuthConfig(secret=key_file.read_bytes().strip()))
+
+
+def _jwt_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--jwt-algorithm", choices=["RS256", "ES256"], default="RS256", help="with --jwt-public-key"
+    )
+    sp.add_argument(
+        "--jwt-public-key",
+        type=Path,
+        default=None,
+        help="PEM public key: verify RS256/ES256 tokens instead of HS256",
+    )
+    sp.add_argument(
+        "--jwt-private-key",
+        type=Path,
+        default=None,
+        help="PEM private key, to mint RS256/ES256 tokens",
+    )
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from reconciler.durations import parse_duration
 
-    authority = _authority(_api_key_file(args))
+    authority = _authority(args)
     token = authority.mint(
         args.subject,
         args.scope,

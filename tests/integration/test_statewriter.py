@@ -188,3 +188,49 @@ def test_a_closed_change_request_cannot_merge(remote: Path, tmp_path: Path) -> N
     with pytest.raises(ChangeRequestRefused):
         crs.merge("cr2", BOB)
     assert git("--git-dir", str(remote), "rev-parse", "main") == before
+
+
+def test_rs256_tokens_minted_with_a_private_key_verify_with_the_public_key(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from reconciler.auth import AuthConfig, TokenAuthority
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = tmp_path / "jwt.key", tmp_path / "jwt.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler.cli",
+            "token",
+            "create",
+            "--subject",
+            "ci-bot",
+            "--scope",
+            "deploy",
+            "--jwt-public-key",
+            str(public),
+            "--jwt-private-key",
+            str(private),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    verifier = TokenAuthority(AuthConfig(algorithm="RS256", public_key=public.read_bytes()))
+    principal = verifier.verify(done.stdout.strip())
+    assert (principal.subject, principal.has("deploy")) == ("ci-bot", True)
