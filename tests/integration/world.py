@@ -242,6 +242,8 @@ class World:
             v.remove(force=True)
         for n in client.networks.list(filters=label):
             n.remove()
+        for image in client.images.list(filters={"label": f"odooops.project={self.project}"}):
+            client.images.remove(image.id, force=True)
         with psycopg.connect(
             host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
         ) as conn:
