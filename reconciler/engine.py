@@ -27,7 +27,7 @@ from typing import Any
 
 from reconciler import validation
 from reconciler.config import load_state
-from reconciler.desired import APP_CONFIG, BranchHead, Inputs, resolve
+from reconciler.desired import BranchHead, Inputs, resolve
 from reconciler.drivers.docker import DockerDriver, DockerListing
 from reconciler.drivers.postgres import DatabaseRecord, PostgresDriver
 from reconciler.errors import (
@@ -768,4 +768,4 @@ def _load_app_config(content: bytes, label: str) -> Mapping[str, Any]:
     return MappingProxyType(data) if isinstance(data, dict) else MappingProxyType({})
 
 
-__all__ = ["APP_CONFIG", "Engine", "EngineConfig", "PassResult", "health_of"]
+__all__ = ["Engine", "EngineConfig", "PassResult", "health_of"]
