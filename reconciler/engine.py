@@ -546,12 +546,12 @@ class Engine:
             d.remove_container(key.odoo_container)
             d.create_odoo(want, self._password(key))
             d.start(key.odoo_container)
-            self._wait_odoo(key.odoo_container)
+            self._wait_odoo(key.odoo_container, self._password(key))
         elif kind is Kind.REPLACE_ODOO:
             self._replace_odoo(want)
         elif kind is Kind.START_ODOO:
             d.start(key.odoo_container)
-            self._wait_odoo(key.odoo_container)
+            self._wait_odoo(key.odoo_container, self._password(key))
         elif kind is Kind.STOP_ODOO:
             d.stop(key.odoo_container)
         else:  # pragma: no cover - the planner has no other kinds
@@ -579,10 +579,11 @@ class Engine:
                 f"{name} did not become ready: {detail}", remediation=f"docker logs {name}"
             )
 
-    def _wait_odoo(self, name: str) -> None:
+    def _wait_odoo(self, name: str, password: str) -> None:
         ok, detail = self.docker.wait_healthy(name, self.config.health_timeout)
         if not ok:
-            tail = self.docker.logs(name, 15)
+            # The log tail reaches status and errors: the password is cut out of it first.
+            tail = sanitize(self.docker.logs(name, 15).replace(password, "***"))
             raise DeployFailed(
                 f"{name} is not healthy: {detail}\n{tail}", remediation=f"docker logs {name}"
             )
@@ -683,7 +684,7 @@ class Engine:
         try:
             d.create_odoo(want, self._password(want.key))
             d.start(name)
-            self._wait_odoo(name)
+            self._wait_odoo(name, self._password(want.key))
         except OdooOpsError as exc:
             d.remove_container(name)
             d.rename(previous, name)

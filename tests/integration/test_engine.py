@@ -308,3 +308,15 @@ def test_shell_refuses_a_token_without_the_shell_scope(world: World) -> None:
         error = json.loads(ws.receive_text())
         assert error["error"] == "forbidden"
         assert ws.receive()["code"] == 4403
+
+
+def test_an_unhealthy_start_reports_the_log_tail_without_the_password(world: World) -> None:
+    """The container's log reaches status and errors; its database password never does."""
+    world.declare("staging", branch="release/v1")
+    engine = world.new_engine(health_timeout=0.2)
+    result = engine.reconcile()
+    [error] = result.errors.values()
+    assert error.code == "deploy_failed" and "not healthy" in error.message
+    password = engine.secrets.get(f"db/{world.project}/staging")
+    assert password and password not in error.message
+    assert password not in (world.data_dir / "status.json").read_text()

@@ -210,13 +210,12 @@ class World:
 
     def new_engine(self, **config: Any) -> Engine:
         store = SecretStore(self.data_dir / "secrets.enc", self.key)
+        settings: dict[str, Any] = {"health_timeout": 90, "health_interval": 1, **config}
         cfg = EngineConfig(
             state_url=f"file://{self.state_remote}",
             data_dir=self.data_dir,
             instance=self.instance,
-            health_timeout=90,
-            health_interval=1,
-            **config,
+            **settings,
         )
         engine = Engine(cfg, store)
         self._engines.append(engine)
