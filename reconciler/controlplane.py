@@ -19,27 +19,12 @@ from reconciler.statewriter import StateWriter, WriteResult
 from reconciler.status import DaemonStatus, EnvironmentStatus
 
 
-class DaemonControlPlane:
-    def __init__(self, engine: Engine, writer: StateWriter, trigger: Callable[[], None]) -> None:
-        self.engine = engine
+class GitControlPlane:
+    """What the control plane does in git: writes as commits, the audit trail, reviews."""
+
+    def __init__(self, writer: StateWriter, trigger: Callable[[], None]) -> None:
         self.writer = writer
         self._trigger = trigger
-        self._sessions_lock = threading.Lock()
-
-    def statuses(self) -> Mapping[str, EnvironmentStatus]:
-        return self.engine.status.all()
-
-    def events(self, key: EnvKey) -> list[dict[str, Any]]:
-        return self.engine.status.events(str(key))
-
-    def daemon_status(self) -> DaemonStatus:
-        return self.engine.status.daemon
-
-    def state(self) -> StateConfig | None:
-        return self.engine.last_good
-
-    def plan(self) -> Plan:
-        return self.engine.plan()[3]
 
     def write(
         self,
@@ -56,6 +41,33 @@ class DaemonControlPlane:
     def audit(self, limit: int) -> list[CommitInfo]:
         self.writer.repo.fetch()
         return self.writer.repo.history(self.writer.branch, limit)
+
+    def change_requests(self) -> ChangeRequests:
+        return ChangeRequests(self.writer.repo, self.writer.branch)
+
+
+class DaemonControlPlane(GitControlPlane):
+    """The daemon's current view (status, plan, logs, shells) on top of the git side."""
+
+    def __init__(self, engine: Engine, writer: StateWriter, trigger: Callable[[], None]) -> None:
+        super().__init__(writer, trigger)
+        self.engine = engine
+        self._sessions_lock = threading.Lock()
+
+    def statuses(self) -> Mapping[str, EnvironmentStatus]:
+        return self.engine.status.all()
+
+    def events(self, key: EnvKey) -> list[dict[str, Any]]:
+        return self.engine.status.events(str(key))
+
+    def daemon_status(self) -> DaemonStatus:
+        return self.engine.status.daemon
+
+    def state(self) -> StateConfig | None:
+        return self.engine.last_good
+
+    def plan(self) -> Plan:
+        return self.engine.plan()[3]
 
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
         return self.engine.docker.environment_logs(key, follow=follow, since=since, tail=tail)
@@ -115,6 +127,3 @@ class DaemonControlPlane:
             return []
         lines = path.read_text().splitlines()[-limit:]
         return [json.loads(line) for line in reversed(lines)]
-
-    def change_requests(self) -> ChangeRequests:
-        return ChangeRequests(self.writer.repo, self.writer.branch)

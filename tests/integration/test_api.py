@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 from reconciler import changes
 from reconciler.api import RateLimiter, create_app
 from reconciler.auth import AuthConfig, TokenAuthority
-from reconciler.changerequests import ChangeRequests
-from reconciler.gitsource import Author, CommitInfo, GitSource
+from reconciler.controlplane import GitControlPlane
+from reconciler.gitsource import Author, GitSource
 from reconciler.model import EnvKey, StateConfig
 from reconciler.planner import Plan
 from reconciler.statewriter import StateWriter, WriteResult
@@ -48,11 +48,11 @@ READS = [
 ]
 
 
-class Plane:
-    """The daemon's view, in memory; writes go to a real StateWriter."""
+class Plane(GitControlPlane):
+    """The daemon's view, in memory; the git side (writes, audit, reviews) is the real one."""
 
     def __init__(self, writer: StateWriter) -> None:
-        self.writer = writer
+        super().__init__(writer, self._count_trigger)
         self.triggers = 0
         # An instant daemon: every direct write is applied at once (for ?wait=true).
         self._statuses = {
@@ -98,7 +98,7 @@ class Plane:
         request_id: str,
         pr: bool,
     ) -> WriteResult:
-        result = self.writer.submit(op, author, request_id=request_id, via="api", pr=pr)
+        result = super().write(op, author, request_id, pr)
         self._state = self.writer.current()
         if isinstance(op, changes.Operation) and not result.change_request:
             if op.verb == "destroy":
@@ -114,15 +114,8 @@ class Plane:
                 )
         return result
 
-    def trigger(self) -> None:
+    def _count_trigger(self) -> None:
         self.triggers += 1
-
-    def audit(self, limit: int) -> list[CommitInfo]:
-        self.writer.repo.fetch()
-        return self.writer.repo.history("main", limit)
-
-    def change_requests(self) -> ChangeRequests:
-        return ChangeRequests(self.writer.repo)
 
     def shell(self, key: EnvKey, kind: str) -> Any:
         raise AssertionError("shell sessions are tested against Docker in test_engine.py")
@@ -596,6 +589,8 @@ def test_wait_gives_up_with_504_and_the_commit_stands(
     plane: Plane, authority: TokenAuthority, remote: Path
 ) -> None:
     class Stalled(Plane):
+        """Commits, but its daemon never applies anything."""
+
         def write(
             self,
             op: changes.Operation | changes.FileOperation,
@@ -603,7 +598,7 @@ def test_wait_gives_up_with_504_and_the_commit_stands(
             request_id: str,
             pr: bool,
         ) -> WriteResult:
-            return self.writer.submit(op, author, request_id=request_id, via="api", pr=pr)
+            return GitControlPlane.write(self, op, author, request_id, pr)
 
     stalled = Stalled(plane.writer)
     client = TestClient(create_app(stalled, authority))
