@@ -20,30 +20,19 @@ OUT_DIR="$ROOT/build"
 WHEELS="$OUT_DIR/wheels"
 OFFICIAL_BASE=python:3.11-slim
 SUITE=bookworm
-# The machine's own apt sources (files mmdebstrap accepts as MIRROR arguments).
-SOURCES=()
-for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-  [ -s "$f" ] && SOURCES+=("$f")
-done
-[ ${#SOURCES[@]} -gt 0 ] || { echo "build-daemon-image: no apt sources on this machine" >&2; exit 1; }
+# shellcheck source=scripts/lib/debian-base.sh
+source "$ROOT/scripts/lib/debian-base.sh"
 # What python:3.11-slim brings that the daemon uses: Python 3.11 with venv (build stage only),
 # CA certificates (libgit2 and https remotes), /etc/services and time zones (APScheduler).
 BASE_PACKAGES=(ca-certificates netbase tzdata python3 python3-venv)
 # Hashed with the package list: changing a line here makes a new base.
 # shellcheck disable=SC2016 # "$1" is the chroot, expanded by mmdebstrap's hooks
 RECIPE=(
-  --variant=apt
-  '--aptopt=APT::Install-Recommends "false"'
-  '--dpkgopt=path-exclude=/usr/share/man/*'
-  '--dpkgopt=path-exclude=/usr/share/doc/*'
-  '--dpkgopt=path-exclude=/usr/share/locale/*'
-  '--dpkgopt=path-include=/usr/share/locale/locale.alias'
+  "${BASE_RECIPE[@]}"
   '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin'
 )
 
 log() { printf 'build-daemon-image: %s\n' "$*" >&2; }
-short_hash() { sha256sum | cut -c1-12; }
-have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
 host_python() {
   if [[ -x "$ROOT/.venv/bin/python" ]]; then echo "$ROOT/.venv/bin/python"; else echo python3; fi

@@ -15,13 +15,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IMAGES="$ROOT/tests/images"
 OUT_DIR="$ROOT/build"
 SUITE=bookworm
-# The machine's own apt sources (files mmdebstrap accepts as MIRROR arguments), so the
-# base comes from wherever this machine's apt is configured to fetch packages.
-SOURCES=()
-for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-  [ -s "$f" ] && SOURCES+=("$f")
-done
-[ ${#SOURCES[@]} -gt 0 ] || { echo "build-images: no apt sources on this machine" >&2; exit 1; }
+# shellcheck source=scripts/lib/debian-base.sh
+source "$ROOT/scripts/lib/debian-base.sh"
 # The recipe is hashed with the package list: changing a line here rebuilds the base.
 # Fixed ids are written before any package script runs, because adduser would
 # otherwise hand gid 101 to ssl-cert: postgres is 999:999 as in postgres:15,
@@ -29,12 +24,7 @@ done
 # postgres fixture runs initdb on its own PGDATA.
 # shellcheck disable=SC2016 # "$1" is the chroot, expanded by mmdebstrap's hooks
 RECIPE=(
-  --variant=apt
-  '--aptopt=APT::Install-Recommends "false"'
-  '--dpkgopt=path-exclude=/usr/share/man/*'
-  '--dpkgopt=path-exclude=/usr/share/doc/*'
-  '--dpkgopt=path-exclude=/usr/share/locale/*'
-  '--dpkgopt=path-include=/usr/share/locale/locale.alias'
+  "${BASE_RECIPE[@]}"
   '--essential-hook=printf "%s\n" "postgres:x:999:999:PostgreSQL administrator:/var/lib/postgresql:/bin/bash" "odoo:x:101:101:Odoo:/var/lib/odoo:/usr/sbin/nologin" >> "$1/etc/passwd"'
   '--essential-hook=printf "%s\n" "postgres:x:999:" "odoo:x:101:" >> "$1/etc/group"'
   '--customize-hook=rm -rf "$1/etc/postgresql/15" "$1/var/lib/postgresql/15"'
@@ -43,15 +33,12 @@ RECIPE=(
 
 log() { printf 'build-images: %s\n' "$*" >&2; }
 
-short_hash() { sha256sum | cut -c1-12; }
-
 # Hash of a tree: sorted relative paths with their contents; caches are not inputs.
 tree_hash() {
   (cd "$1" && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 \
     | LC_ALL=C sort -z | xargs -0 sha256sum)
 }
 
-have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
 ensure_mmdebstrap() {
   command -v mmdebstrap >/dev/null 2>&1 && return
