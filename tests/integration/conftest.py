@@ -14,6 +14,7 @@ import docker
 import psycopg
 import pytest
 
+from tests.integration.s3server import S3Server
 from tests.integration.world import World, fixture_images
 
 _PORTS = itertools.count(20000 + (os.getpid() % 200) * 40, 20)
@@ -59,3 +60,14 @@ def world(tmp_path: Path, images: dict[str, str], postgres_server: None) -> Iter
         yield w
     finally:
         w.cleanup()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A SeaweedFS S3 server on loopback for the whole session (fails loudly, never skips)."""
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
