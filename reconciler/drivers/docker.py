@@ -17,7 +17,7 @@ import re
 import tarfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ import docker.types
 import requests.exceptions
 
 from reconciler.errors import DriverError, sanitize
-from reconciler.model import LABEL_PREFIX, DesiredEnvironment, EnvKey
+from reconciler.model import LABEL_PREFIX, MAIL_CATCHER_HOST, DesiredEnvironment, EnvKey, Tier
 from reconciler.observed import ObservedContainer, Role
 
 SECRET_DIR = "/run/odooops"
@@ -295,6 +295,9 @@ class DockerDriver:
     ) -> dict[str, Any]:
         env, hosts = self._db_endpoint(want)
         env.update({"USER": want.key.role, "PASSWORD_FILE": PASSWORD_FILE})
+        if want.spec.tier is not Tier.PRODUCTION:
+            # Outgoing mail of non-production goes to the platform's catcher on the host.
+            hosts = {**hosts, MAIL_CATCHER_HOST: "host-gateway"}
         return {
             "image": want.image,
             "command": list(command),
@@ -529,6 +532,180 @@ class DockerDriver:
             sock = self.client.api.exec_start(exec_id["Id"], socket=True, tty=True)
         return ShellSession(self.client, str(exec_id["Id"]), sock)
 
+    # ------------------------------------------------------------------ database and filestore
+    def container_address(self, name: str, network: str) -> str:
+        """The container's address on its environment network (reachable from the host:
+        environment networks are plain bridges)."""
+        with self._errors(f"inspect {name}"):
+            info = self.client.api.inspect_container(name)
+        address = (
+            ((info.get("NetworkSettings") or {}).get("Networks") or {})
+            .get(network, {})
+            .get("IPAddress")
+        )
+        if not address:
+            raise DriverError(
+                f"{name} has no address on network {network}",
+                remediation=f"docker inspect {name}; odooops reconcile",
+            )
+        return str(address)
+
+    def _volumes_root(self) -> str:
+        with self._errors("docker info"):
+            root = str(self.client.info().get("DockerRootDir") or "/var/lib/docker")
+        return f"{root}/volumes"
+
+    def _helper(
+        self,
+        image: str,
+        script: str,
+        env: Mapping[str, str],
+        volume: str,
+        *,
+        with_all_volumes: bool = False,
+        timeout: float = 3600,
+    ) -> str:
+        """Run a shell script as root in a throw-away container of the environment's image.
+
+        ``volume`` is mounted at the filestore path, so an empty new volume is first filled
+        with the image's ``/var/lib/odoo`` (owner included) exactly as Odoo's own container
+        would see it; ``chown --reference`` in scripts then gives new files that owner.
+        """
+        binds: dict[str, dict[str, str]] = {volume: {"bind": FILESTORE, "mode": "rw"}}
+        if with_all_volumes:
+            # One mount holding both volumes: hard links cannot cross mount points.
+            binds[self._volumes_root()] = {"bind": "/volumes", "mode": "rw"}
+        name = f"odooops-{self.instance}-helper-{os.urandom(4).hex()}"
+        with self._errors(f"run helper for {volume}"):
+            container = self.client.containers.create(
+                image=image,
+                name=name,
+                entrypoint=["/bin/sh", "-c", script],
+                command=[],
+                user="0:0",
+                environment=dict(env),
+                volumes=binds,
+                network_mode="none",
+                labels={_label("instance"): self.instance, _label("role"): "helper"},
+            )
+            try:
+                container.start()
+                code = int(container.wait(timeout=timeout)["StatusCode"])
+                out = bytes(container.logs()).decode(errors="replace")
+            finally:
+                container.remove(force=True)
+        if code != 0:
+            raise DriverError(
+                f"filestore operation on {volume} failed (exit {code}): {out.strip()[-500:]}",
+                remediation=f"docker volume inspect {volume}",
+            )
+        return out
+
+    def filestore_link_copy(
+        self, image: str, src_volume: str, src_db: str, dst_volume: str, dst_db: str
+    ) -> int:
+        """Copy a filestore by hard links: files are content addressed and never modified in
+        place, so two environments may share them. Returns the number of files."""
+        script = (
+            "set -e; src=/volumes/$SRC_VOLUME/_data/filestore/$SRC_DB; "
+            "dst=/volumes/$DST_VOLUME/_data/filestore/$DST_DB; "
+            f"mkdir -p {FILESTORE}/filestore; chown --reference={FILESTORE} {FILESTORE}/filestore; "
+            'rm -rf "$dst.copying"; '
+            'if [ -d "$src" ]; then cp -al "$src" "$dst.copying"; else mkdir "$dst.copying"; fi; '
+            'chown --reference=/var/lib/odoo "$dst.copying"; '
+            'rm -rf "$dst"; mv "$dst.copying" "$dst"; find "$dst" -type f | wc -l'
+        )
+        out = self._helper(
+            image,
+            script,
+            {
+                "SRC_VOLUME": src_volume,
+                "SRC_DB": src_db,
+                "DST_VOLUME": dst_volume,
+                "DST_DB": dst_db,
+            },
+            dst_volume,
+            with_all_volumes=True,
+        )
+        return int(out.strip().splitlines()[-1] or 0)
+
+    def filestore_export(self, image: str, volume: str, db: str) -> Iterator[bytes]:
+        """A tar stream of ``filestore/<db>`` (members ``<db>/...``); empty when there is none."""
+        name = f"odooops-{self.instance}-helper-{os.urandom(4).hex()}"
+        with self._errors(f"read filestore of {volume}"):
+            container = self.client.containers.create(
+                image=image,
+                name=name,
+                entrypoint=["/bin/true"],
+                command=[],
+                volumes={volume: {"bind": FILESTORE, "mode": "ro"}},
+                network_mode="none",
+                labels={_label("instance"): self.instance, _label("role"): "helper"},
+            )
+        try:
+            try:
+                stream, _stat = container.get_archive(f"{FILESTORE}/filestore/{db}")
+            except docker.errors.NotFound:
+                yield from _empty_tar()
+                return
+            yield from stream
+        finally:
+            with contextlib.suppress(docker.errors.DockerException):
+                container.remove(force=True)
+
+    def filestore_stage(
+        self, image: str, volume: str, staged: str, tar_stream: Iterable[bytes]
+    ) -> None:
+        """Unpack a tar whose members are ``<staged>/...`` beside the live filestores.
+
+        Staging never touches a live filestore: ``filestore_commit`` swaps it in later, so an
+        interrupted transfer leaves the environment's files as they were.
+        """
+        self._helper(
+            image,
+            f"set -e; mkdir -p {FILESTORE}/filestore; "
+            f"chown --reference={FILESTORE} {FILESTORE}/filestore; "
+            f'rm -rf "{FILESTORE}/filestore/$STAGED"',
+            {"STAGED": staged},
+            volume,
+        )
+        name = f"odooops-{self.instance}-helper-{os.urandom(4).hex()}"
+        with self._errors(f"write filestore of {volume}"):
+            container = self.client.containers.create(
+                image=image,
+                name=name,
+                entrypoint=["/bin/true"],
+                command=[],
+                volumes={volume: {"bind": FILESTORE, "mode": "rw"}},
+                network_mode="none",
+                labels={_label("instance"): self.instance, _label("role"): "helper"},
+            )
+            try:
+                if not container.put_archive(f"{FILESTORE}/filestore", _Chunked(tar_stream)):
+                    raise DriverError(f"Docker refused the filestore archive for {volume}")
+            finally:
+                container.remove(force=True)
+        self._helper(
+            image,
+            f'set -e; cd {FILESTORE}/filestore; mkdir -p "$STAGED"; '
+            f'chown -R --reference={FILESTORE} "$STAGED"',
+            {"STAGED": staged},
+            volume,
+        )
+
+    def filestore_commit(self, image: str, volume: str, staged: str, db: str) -> None:
+        """Swap a staged filestore in for the live one of ``db``."""
+        self._helper(
+            image,
+            f"set -e; cd {FILESTORE}/filestore 2>/dev/null || exit 0; "
+            'if [ -d "$STAGED" ]; then rm -rf "$DB"; mv "$STAGED" "$DB"; fi',
+            {"STAGED": staged, "DB": db},
+            volume,
+        )
+
+    def filestore_remove(self, image: str, volume: str, db: str) -> None:
+        self._helper(image, f'rm -rf "{FILESTORE}/filestore/$DB"', {"DB": db}, volume)
+
     # ------------------------------------------------------------------------------ errors
     class _ErrorScope:
         def __init__(self, what: str) -> None:
@@ -608,6 +785,24 @@ def _secret_tar(files: Mapping[str, str]) -> bytes:
             info.size, info.mode = len(data), 0o444
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+class _Chunked:
+    """An iterable body for ``put_archive``: requests sends it chunked, nothing buffered,
+    and an exception in the producer (a failed authentication tag) aborts the upload."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+
+def _empty_tar() -> Iterator[bytes]:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w"):
+        pass
+    yield buf.getvalue()
 
 
 def _tar_with(app_tar: bytes, extra: Mapping[str, bytes]) -> bytes:

@@ -1,0 +1,1 @@
+"""Data of Odoo databases: endpoints, copies, neutralisation, masking, Odoo dump files."""
