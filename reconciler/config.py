@@ -11,14 +11,18 @@ from typing import Any
 
 from reconciler import validation
 from reconciler.model import (
+    BackupSettings,
     BranchRule,
+    CopySettings,
     DatabaseServer,
     EnvironmentSpec,
     EnvKey,
+    MailCatcherSettings,
     Platform,
     Policies,
     Project,
     Quotas,
+    S3Settings,
     SecretRef,
     StateConfig,
     Tier,
@@ -36,7 +40,8 @@ def load_state(files: Mapping[str, bytes], commit: str, repo_label: str = ".") -
         _environment(EnvKey(project, env), doc.data or {}, policies)
         for (project, env), doc in sorted(state.environments.items())
     )
-    return StateConfig(commit, platform, policies, projects, envs)
+    masking = state.masking.data if state.masking is not None else None
+    return StateConfig(commit, platform, policies, projects, envs, masking or None)
 
 
 def _platform(raw: Mapping[str, Any]) -> Platform:
@@ -56,6 +61,8 @@ def _platform(raw: Mapping[str, Any]) -> Platform:
     quotas = raw.get("quotas", {})
     reconcile = raw.get("reconcile", {})
     defaults = Platform()
+    backups, s3 = raw.get("backups", {}), raw.get("backups", {}).get("s3", {})
+    mail, copy = raw.get("mail_catcher", {}), raw.get("database_copy", {})
     return Platform(
         publish_host=runtime.get("publish_host", defaults.publish_host),
         port_start=int(ports.get("start", defaults.port_start)),
@@ -74,6 +81,29 @@ def _platform(raw: Mapping[str, Any]) -> Platform:
         ),
         interval=int(reconcile.get("interval", defaults.interval)),
         jitter=int(reconcile.get("jitter", defaults.jitter)),
+        backups=BackupSettings(
+            storage=backups.get("storage"),
+            s3=S3Settings(
+                endpoint=s3.get("endpoint"),
+                region=s3.get("region"),
+                access_key=SecretRef.parse(s3.get("access_key")),
+                secret_key=SecretRef.parse(s3.get("secret_key")),
+            ),
+            encryption_key=SecretRef.parse(backups.get("encryption_key")),
+            compression_level=int(backups.get("compression_level", 3)),
+            restore_test=str(backups.get("restore_test", BackupSettings.restore_test)),
+        ),
+        mail_catcher=MailCatcherSettings(
+            listen=mail.get("listen", MailCatcherSettings.listen),
+            port=int(mail.get("port", MailCatcherSettings.port)),
+            keep=int(mail.get("keep", MailCatcherSettings.keep)),
+        ),
+        copy=CopySettings(
+            max_quiesce_seconds=float(
+                copy.get("max_quiesce_seconds", CopySettings.max_quiesce_seconds)
+            ),
+            jobs=int(copy.get("jobs", CopySettings.jobs)),
+        ),
     )
 
 

@@ -134,13 +134,6 @@ def _resolve_one(
     config: StateConfig, spec: EnvironmentSpec, inputs: Inputs, branches: Mapping[str, str]
 ) -> DesiredEnvironment:
     project = config.projects[spec.key.project]
-    if spec.db_source != "fresh":
-        raise OdooOpsError(
-            f"db.source {spec.db_source}: copying another environment's database is not "
-            "available yet (it comes with the database lifecycle)",
-            code="not_supported",
-            remediation=f"set db.source: fresh in environments/{spec.key}.yaml",
-        )
     repo = inputs.apps[project.name]
     if isinstance(repo, OdooOpsError):
         raise repo

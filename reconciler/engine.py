@@ -27,6 +27,7 @@ from typing import Any
 
 from reconciler import validation
 from reconciler.config import load_state
+from reconciler.database.endpoint import Endpoint
 from reconciler.desired import BranchHead, Inputs, resolve
 from reconciler.drivers.docker import DockerDriver, DockerListing
 from reconciler.drivers.postgres import DatabaseRecord, PostgresDriver
@@ -39,9 +40,11 @@ from reconciler.errors import (
     sanitize,
 )
 from reconciler.gitsource import Credentials, GitSource
+from reconciler.lifecycle import Site
 from reconciler.metrics import Metrics
-from reconciler.model import Desired, DesiredEnvironment, EnvKey, Project, StateConfig
+from reconciler.model import Desired, DesiredEnvironment, EnvKey, Project, StateConfig, Tier
 from reconciler.observed import Observed, ObservedDatabase, ObservedEnvironment, Role
+from reconciler.operations import DataOps
 from reconciler.planner import Action, Kind, Plan, plan
 from reconciler.secrets import SecretStore
 from reconciler.status import (
@@ -121,10 +124,18 @@ class Engine:
         self._clock = clock
         self._pass_lock = threading.Lock()
         self.last_good: StateConfig | None = None
+        self.current: Desired | None = None  # what the last pass resolved (for data operations)
+        self.on_change: Callable[[], None] = lambda: None  # the daemon's trigger
+        self.data = DataOps(self)
 
     def close(self) -> None:
-        """Release the Docker client's connections (the engine holds no other resource)."""
+        """Stop the data workers and the mail catcher, release the Docker client."""
+        self.data.close()
         self.docker.close()
+
+    def trigger_soon(self) -> None:
+        """Ask for a pass now (after a data operation stopped an environment's Odoo)."""
+        self.on_change()
 
     # ------------------------------------------------------------------------- inputs
     def load_state(self, fetch: bool = True) -> StateConfig:
@@ -366,6 +377,7 @@ class Engine:
             started = time.monotonic()
             try:
                 config, desired, observed, the_plan = self.plan()
+                self.current = desired
             except OdooOpsError as exc:
                 info = ErrorInfo.of(exc)
                 log.error("reconcile pass failed before planning: %s", exc.render())
@@ -401,20 +413,23 @@ class Engine:
         if not work:
             return errors
         bound = max(1, config.platform.quotas.max_concurrent_deployments)
-        with ThreadPoolExecutor(
-            max_workers=min(bound, len(work)), thread_name_prefix="apply"
-        ) as pool:
-            futures = {
-                key: pool.submit(self._apply_env, config, desired.environments.get(key), actions)
-                for key, actions in work.items()
-                if self._due(key, desired.environments.get(key))
-            }
-            self.metrics.queue_depth.set(len(futures))
-            for key, future in futures.items():
-                error = future.result()
-                self.metrics.queue_depth.dec()
-                if error is not None:
-                    errors[key] = error
+        for wave in _waves(work, desired):
+            with ThreadPoolExecutor(
+                max_workers=min(bound, len(wave)), thread_name_prefix="apply"
+            ) as pool:
+                futures = {
+                    key: pool.submit(
+                        self._apply_env, config, desired.environments.get(key), actions
+                    )
+                    for key, actions in wave.items()
+                    if self._due(key, desired.environments.get(key))
+                }
+                self.metrics.queue_depth.set(len(futures))
+                for key, future in futures.items():
+                    error = future.result()
+                    self.metrics.queue_depth.dec()
+                    if error is not None:
+                        errors[key] = error
         self.metrics.queue_depth.set(0)
         return errors
 
@@ -434,11 +449,12 @@ class Engine:
         key = actions[0].key
         current = ""
         try:
-            for action in actions:
-                current = f"{action.kind.value} {action.target}"
-                log.info("%s: %s (%s)", key, current, action.reason)
-                self._mark(key, want, Condition("Reconciling", True, "Applying", current))
-                self._step(config, want, action)
+            with self.data.lifecycle.exclusive(key):  # never during a backup or a restore
+                for action in actions:
+                    current = f"{action.kind.value} {action.target}"
+                    log.info("%s: %s (%s)", key, current, action.reason)
+                    self._mark(key, want, Condition("Reconciling", True, "Applying", current))
+                    self._step(config, want, action)
         except OdooOpsError as exc:
             info = ErrorInfo.of(exc)
             log.error("%s: %s failed: %s", key, current, exc.render())
@@ -460,6 +476,7 @@ class Engine:
         if want is None:
             self.status.remove(str(key))
             self.secrets.delete(f"db/{key}")
+            self.data.mail.purge(key)
         else:
             self._mark(key, want, Condition("Reconciling", False, "Succeeded", ""))
         return None
@@ -494,6 +511,7 @@ class Engine:
         elif kind is Kind.DROP_DATABASE:
             record = self._find_server_of(config, key)
             if record is not None:
+                self._final_backup(config, key, record)
                 record.drop(key)
         else:
             assert want is not None, f"{kind} needs a desired environment"
@@ -506,8 +524,42 @@ class Engine:
                 return driver
         return None
 
+    def _final_backup(self, config: StateConfig, key: EnvKey, driver: PostgresDriver) -> None:
+        """A database is never dropped without a last backup when backups are configured."""
+        if config.platform.backups.encryption_key is None:
+            log.warning("%s: dropping the database without a final backup (no backup key)", key)
+            return
+        project = config.projects.get(key.project)
+        if project is None:
+            log.warning("%s: no final backup: its project is no longer declared", key)
+            return
+        site = Site(
+            key=key,
+            endpoint=Endpoint(
+                driver.server.host,
+                driver.server.port,
+                driver.server.admin_user,
+                key.database,
+                driver.server.admin_password.resolve() if driver.server.admin_password else None,
+                driver.server.name,
+            ),
+            owner=key.role,
+            volume=key.filestore_volume,
+            image=project.image,
+            tier=Tier.STAGING,
+            protected=False,
+            instance=self.config.instance,
+        )
+        record = self.data.lifecycle.backup(
+            site, self.data.storage(), self.data.backup_key(), reason="final, before removal"
+        )
+        log.info("%s: final backup %s taken before the database is dropped", key, record.id)
+
     def _password(self, key: EnvKey) -> str:
         return self.secrets.get_or_create(f"db/{key}")
+
+    def password(self, key: EnvKey) -> str:
+        return self._password(key)
 
     def _converge_step(self, want: DesiredEnvironment, action: Action) -> None:
         key, kind, d = want.key, action.kind, self.docker
@@ -536,6 +588,9 @@ class Engine:
         elif kind is Kind.INIT_DATABASE:
             self._init_database(want)
         elif kind is Kind.UPDATE_MODULES:
+            if want.spec.protected or want.spec.tier is Tier.PRODUCTION:
+                # Migrations cannot be undone: the way back is this backup.
+                self.data.backup_before(want, f"before update to {want.revision[:12]}")
             mods = ",".join(m for m in want.modules if m != "base") or "base"
             self._run_odoo(
                 want,
@@ -543,6 +598,7 @@ class Engine:
                 "module update",
             )
         elif kind is Kind.CREATE_ODOO:
+            self.data.ensure_neutralized(want)
             d.remove_container(key.odoo_container)
             d.create_odoo(want, self._password(key))
             d.start(key.odoo_container)
@@ -550,6 +606,7 @@ class Engine:
         elif kind is Kind.REPLACE_ODOO:
             self._replace_odoo(want)
         elif kind is Kind.START_ODOO:
+            self.data.ensure_neutralized(want)
             d.start(key.odoo_container)
             self._wait_odoo(key.odoo_container, self._password(key))
         elif kind is Kind.STOP_ODOO:
@@ -638,6 +695,13 @@ class Engine:
                 f'CREATE DATABASE "{key.database}" OWNER "{key.role}"',
             )
 
+    def is_initialised(self, want: DesiredEnvironment) -> bool:
+        """Asked live (not from the last pass): data operations must not act on a guess."""
+        try:
+            return self._is_initialised(want)
+        except OdooOpsError:
+            return False
+
     def _is_initialised(self, want: DesiredEnvironment) -> bool:
         key = want.key
         if want.server is not None:
@@ -649,10 +713,20 @@ class Engine:
     def _init_database(self, want: DesiredEnvironment) -> None:
         if self._is_initialised(want):  # re-checked live: never initialise twice
             return
-        args = ["-d", want.key.database, "-i", ",".join(want.modules), "--stop-after-init"]
-        # Odoo 19 loads demo data only when asked; older habits pass --without-demo too.
-        args.append("--with-demo" if want.settings.demo else "--without-demo=all")
-        self._run_odoo(want, args, "database initialisation")
+        if want.spec.db_source != "fresh":
+            # A sanitised copy of the source, then the target's own code updates it.
+            self.data.copy_for_init(want)
+            mods = ",".join(m for m in want.modules if m != "base") or "base"
+            self._run_odoo(
+                want,
+                ["-d", want.key.database, "-i", mods, "-u", mods, "--stop-after-init"],
+                "module update of the copy",
+            )
+        else:
+            args = ["-d", want.key.database, "-i", ",".join(want.modules), "--stop-after-init"]
+            # Odoo 19 loads demo data only when asked; older habits pass --without-demo too.
+            args.append("--with-demo" if want.settings.demo else "--without-demo=all")
+            self._run_odoo(want, args, "database initialisation")
         if want.server is not None:
             self.pg(want.server.name, self.last_good_or_raise()).mark_initialised(
                 want.key, want.spec.protected
@@ -677,6 +751,7 @@ class Engine:
         previous revision back in service instead of leaving the environment down.
         """
         d, name = self.docker, want.key.odoo_container
+        self.data.ensure_neutralized(want)
         previous = f"{name}-previous"
         d.remove_container(previous)
         d.rename(name, previous)
@@ -738,6 +813,27 @@ class Engine:
             )
             updates[str(key)] = status
         self.status.put_many(updates)
+
+
+def _waves(
+    work: Mapping[EnvKey, tuple[Action, ...]], desired: Desired
+) -> list[dict[EnvKey, tuple[Action, ...]]]:
+    """Environments that copy another one being applied in the same pass go second.
+
+    A staging declared as a copy of production, both new, would otherwise fail its copy (the
+    source is not initialised yet) and wait for a later pass.
+    """
+    first: dict[EnvKey, tuple[Action, ...]] = {}
+    second: dict[EnvKey, tuple[Action, ...]] = {}
+    for key, actions in work.items():
+        want = desired.environments.get(key)
+        source = (
+            EnvKey(key.project, want.spec.db_source)
+            if want is not None and want.spec.db_source != "fresh"
+            else None
+        )
+        (second if source is not None and source in work else first)[key] = actions
+    return [w for w in (first, second) if w]
 
 
 def health_of(want: DesiredEnvironment, have: ObservedEnvironment) -> Health:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
@@ -34,6 +35,19 @@ class _EnvironmentCollector(Collector):
         for (sync, health), n in sorted(counts.items()):
             family.add_metric([sync, health], n)
         yield family
+        age = GaugeMetricFamily(
+            "odooops_backup_last_good_age_seconds",
+            "Seconds since the newest good backup of each backed-up environment (the RPO).",
+            labels=["project", "env"],
+        )
+        now = datetime.now(UTC)
+        for status in self._statuses().values():
+            if status.last_backup:
+                taken = datetime.fromisoformat(status.last_backup)
+                if taken.tzinfo is None:
+                    taken = taken.replace(tzinfo=UTC)
+                age.add_metric([status.project, status.env], (now - taken).total_seconds())
+        yield age
 
 
 class Metrics:
@@ -67,6 +81,18 @@ class Metrics:
             "API latency by route and status.",
             ["method", "route", "status"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.backups = PromCounter(
+            "odooops_backups",
+            "Backups by result (good or failed).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.restore_tests = PromCounter(
+            "odooops_restore_tests",
+            "Scheduled restore tests by result.",
+            ["result"],
             registry=self.registry,
         )
         self.webhooks = PromCounter(

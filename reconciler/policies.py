@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from reconciler import durations, globs
+from reconciler.backup.retention import Retention
 from reconciler.model import BranchRule, EnvironmentSpec, EnvKey, Policies, Settings, Tier
 
 GiB = 1024**3
@@ -23,6 +24,7 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
         "max_cron_threads": 2,
         "resource_limits": {"cpu": 4, "memory": "8Gi"},
         "backup_schedule": "6h",
+        "backup_retention": {"days": 90},
         "ttl": None,
         "demo": False,
     },
@@ -31,6 +33,7 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
         "max_cron_threads": 1,
         "resource_limits": {"cpu": 2, "memory": "4Gi"},
         "backup_schedule": "24h",
+        "backup_retention": {"days": 30},
         "ttl": None,
         "demo": False,
     },
@@ -39,6 +42,7 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
         "max_cron_threads": 1,
         "resource_limits": {"cpu": 1, "memory": "2Gi"},
         "backup_schedule": "never",
+        "backup_retention": {"days": 7},
         "ttl": "14d",
         "demo": True,
     },
@@ -47,17 +51,27 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
         "max_cron_threads": 1,
         "resource_limits": {"cpu": 0.5, "memory": "1Gi"},
         "backup_schedule": "never",
+        "backup_retention": {"days": 7},
         "ttl": "7d",
         "demo": True,
     },
 }
 
 
+_REPLACED_WHOLE = frozenset({"backup_retention"})
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge settings layers; nested mappings (``resource_limits``) merge key by key."""
+    """Merge settings layers; nested mappings (``resource_limits``) merge key by key.
+
+    A retention is replaced whole: a layer saying ``{daily: 7, weekly: 4, monthly: 3}`` means
+    grandfather-father-son alone, not on top of the tier's ``{days: 90}``.
+    """
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if key in _REPLACED_WHOLE:
+            out[key] = value
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = merge(out[key], value)
         else:
             out[key] = value
@@ -85,6 +99,16 @@ def resolve_settings(
         backup_schedule=str(raw["backup_schedule"]),
         ttl=ttl,
         demo=bool(raw["demo"]),
+        backup_retention=_retention(raw["backup_retention"]),
+    )
+
+
+def _retention(raw: Mapping[str, Any]) -> Retention:
+    return Retention(
+        days=None if raw.get("days") is None else int(raw["days"]),
+        daily=int(raw.get("daily", 0)),
+        weekly=int(raw.get("weekly", 0)),
+        monthly=int(raw.get("monthly", 0)),
     )
 
 

@@ -62,6 +62,9 @@ class EnvironmentStatus:
     conditions: tuple[Condition, ...] = ()
     last_applied: str = ""
     updated: str = field(default_factory=now)
+    last_backup: str = ""  # finish time of the newest good backup (ISO 8601), for the RPO metric
+    last_backup_id: str = ""
+    last_restore_test: str = ""  # finish time of the newest successful restore test
 
     def with_condition(self, cond: Condition) -> EnvironmentStatus:
         """Replace the condition of the same type, keeping ``since`` if nothing changed."""
@@ -96,6 +99,9 @@ class EnvironmentStatus:
             ],
             "last_applied": self.last_applied,
             "updated": self.updated,
+            "last_backup": self.last_backup,
+            "last_backup_id": self.last_backup_id,
+            "last_restore_test": self.last_restore_test,
         }
 
     @classmethod
@@ -195,6 +201,29 @@ class StatusStore:
                 }
             )
         del events[:-EVENTS_KEPT]
+
+    def note(self, key: str, kind: str, ok: bool, reason: str, message: str = "") -> None:
+        """An event that is no condition change: a backup, a copy, a restore."""
+        with self._lock:
+            events = self._events.setdefault(key, [])
+            events.append(
+                {
+                    "time": now(),
+                    "type": kind,
+                    "status": ok,
+                    "reason": reason,
+                    "message": message[:500],
+                }
+            )
+            del events[:-EVENTS_KEPT]
+            self._save()
+
+    def update(self, key: str, project: str, env: str, **fields: str) -> None:
+        """Set plain fields of one environment's status (created when absent), atomically."""
+        with self._lock:
+            old = self._envs.get(key) or EnvironmentStatus(project, env)
+            self._envs[key] = replace(old, **fields)  # type: ignore[arg-type]
+            self._save()
 
     def remove(self, key: str) -> None:
         with self._lock:

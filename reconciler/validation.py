@@ -60,11 +60,12 @@ __all__ = [
 # place users look); building a wheel follows the link, so installed packages carry the files.
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 SCHEMA_BASE_URI = "https://odooops.dev/schemas/"
-SCHEMA_NAMES = ("odooops", "policies", "project", "environment", "app")
+SCHEMA_NAMES = ("odooops", "policies", "project", "environment", "app", "masking")
 TIERS = ("production", "staging", "dev", "ephemeral")
 
 PLATFORM_FILE = "odooops.yaml"
 POLICIES_FILE = "policies.yaml"
+MASKING_FILE = "masking.yaml"
 PROJECTS_DIR = "projects"
 ENVIRONMENTS_DIR = "environments"
 
@@ -138,6 +139,8 @@ class ValidatedState:
     """By project name (the file stem)."""
     environments: Mapping[tuple[str, str], Document]
     """By (project name, environment name)."""
+    masking: Document | None = None
+    """``masking.yaml`` when the repository has one (otherwise the built-in rules apply)."""
 
 
 @dataclass(frozen=True)
@@ -956,8 +959,20 @@ def _branch_rules(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> l
     return problems
 
 
+def _restore_test(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+    path: JsonPath = ("backups", "restore_test")
+    value = _get(doc.data, path)
+    if value is None or path in flagged:
+        return []
+    try:
+        parse_schedule(value)
+    except ValueError as exc:
+        return [_parse_problem(doc, path, str(exc), recheck, '"never", "7d" or a 5-field cron')]
+    return []
+
+
 _DOCUMENT_CHECKS: Mapping[str, Sequence[_Check]] = {
-    "odooops": (_tier_settings, _port_range),
+    "odooops": (_tier_settings, _port_range, _restore_test),
     "policies": (_branch_rules,),
     "environment": (_override_settings,),
     "app": (_tier_settings,),
@@ -1105,6 +1120,54 @@ class _StateCheck:
                 f"`{server}` under database_servers in {PLATFORM_FILE}",
             )
 
+    def copy_target(self, doc: Document, policies: Document | None, source: object) -> None:
+        """A copy never lands on a protected environment, and never un-neutralised.
+
+        A production database is only ever replaced by an explicit, confirmed restore; a
+        non-production copy of real data always gets its mail, crons and payments disabled.
+        """
+        tier = _get(doc.data, ("tier",))
+        if not isinstance(tier, str):
+            tier = self.tier_by_rule(policies, _get(doc.data, ("branch",)))
+        protected_tiers = _get(policies.data, ("protected_tiers",)) if policies else None
+        if not isinstance(protected_tiers, list):
+            protected_tiers = ["production"]
+        protected = _get(doc.data, ("protected",))
+        if not isinstance(protected, bool):
+            protected = tier in protected_tiers
+        if isinstance(source, str) and source != "fresh" and protected:
+            location = doc.location(("db", "source"))
+            self.add(
+                "copy_onto_protected",
+                f"db.source `{source}` would overwrite a protected environment's database "
+                "with a copy",
+                location,
+                f"remove db.source at {_at(location)} (replace a protected database only with "
+                "a confirmed restore: odooops db restore SOURCE --backup=ID --to=ENV --confirm)",
+            )
+        if _get(doc.data, ("db", "neutralize")) is False and tier != "production":
+            location = doc.location(("db", "neutralize"))
+            self.add(
+                "neutralize_required",
+                f"db.neutralize: false is not allowed for a {tier} environment: a copy of real "
+                "data outside production would send mail and run payments",
+                location,
+                f"remove db.neutralize at {_at(location)}",
+            )
+
+    @staticmethod
+    def tier_by_rule(policies: Document | None, branch: object) -> str:
+        rules = _get(policies.data, ("branches",)) if policies else None
+        if isinstance(rules, list) and isinstance(branch, str):
+            for rule in rules:
+                if (
+                    isinstance(rule, Mapping)
+                    and isinstance(rule.get("match"), str)
+                    and matches(rule["match"], branch)
+                ):
+                    return str(rule.get("tier", "dev"))
+        return "dev"
+
     def environment_references(self, policies: Document | None) -> None:
         rules = _get(policies.data, ("branches",)) if policies else None
         globs: list[str] | None = None
@@ -1115,6 +1178,7 @@ class _StateCheck:
         for (project, env), doc in sorted(self.environments.items()):
             siblings = sorted(e for p, e in self.environments if p == project)
             source = _get(doc.data, ("db", "source"))
+            self.copy_target(doc, policies, source)
             if isinstance(source, str) and source != "fresh":
                 location = doc.location(("db", "source"))
                 if source == env:
@@ -1177,6 +1241,7 @@ def validate_state(files: Mapping[str, bytes], repo_label: str = ".") -> Validat
         policies = check.parse(POLICIES_FILE, "policies")
     else:
         check.required_file(POLICIES_FILE, "the branch rules")
+    masking = check.parse(MASKING_FILE, "masking") if MASKING_FILE in files else None
     check.classify()
     for project, path in sorted(check.project_paths.items()):
         if (doc := check.parse(path, "project")) is not None:
@@ -1197,7 +1262,9 @@ def validate_state(files: Mapping[str, bytes], repo_label: str = ".") -> Validat
             remediation=f"fix the files listed, then run: odooops validate {repo_label}",
             problems=tuple(problems),
         )
-    return ValidatedState(platform, policies, dict(check.projects), dict(check.environments))
+    return ValidatedState(
+        platform, policies, dict(check.projects), dict(check.environments), masking
+    )
 
 
 def validate_app_config(content: bytes, path: str = ".odooops.yaml") -> Document:

@@ -7,10 +7,12 @@ teardown removes everything labelled with its instance.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -171,6 +173,17 @@ class World:
         platform = yaml.safe_load((REPO_ROOT / "state-repo-template" / "odooops.yaml").read_text())
         platform["runtime"]["port_range"] = {"start": self.port_base, "end": self.port_base + 19}
         platform["dev_database"]["image"] = self.images["ODOOOPS_FIXTURE_POSTGRES_IMAGE"]
+        self.backup_key_file = self.root / "backup.key"
+        self.backup_key_file.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
+        self.backup_dir = self.root / "backups"
+        self.backup_dir.mkdir(mode=0o700)
+        with socket.socket() as probe:  # the catcher of a daemon under test: a free port
+            probe.bind(("127.0.0.1", 0))
+            platform["mail_catcher"] = {"listen": "0.0.0.0", "port": probe.getsockname()[1]}
+        platform["backups"] = {
+            "storage": self.backup_dir.as_uri(),
+            "encryption_key": {"file": str(self.backup_key_file)},
+        }
         project = {
             "repository": {"url": f"file://{self.app_remote}"},
             "odoo": {"version": "19.0", "image": self.images["ODOOOPS_FIXTURE_ODOO_IMAGE"]},
@@ -225,8 +238,6 @@ class World:
         return self.engine().reconcile()
 
     def cli_env(self) -> dict[str, str]:
-        import base64
-
         return {**os.environ, "ODOOOPS_MASTER_KEY": base64.b64encode(self.key).decode()}
 
     # ------------------------------------------------------------------------ teardown
@@ -252,6 +263,12 @@ class World:
                 [f'%"odooops.instance": "{self.instance}"%'],
             ).fetchall()
             for (name,) in rows:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            scratch = conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'odooops\\_tmp\\_%' "
+                "OR datname LIKE 'odooops\\_rtest\\_%'"
+            ).fetchall()
+            for (name,) in scratch:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             roles = conn.execute(
                 "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE %s",

@@ -169,9 +169,10 @@ def test_dev_quota_holds_environments_beyond_the_owner_limit() -> None:
     assert len(d.held) == 1
 
 
-def test_database_copy_source_is_held_until_copies_exist() -> None:
-    """A declared copy must not silently become a fresh database."""
+def test_database_copy_resolves_with_its_source() -> None:
+    """A declared copy is a normal environment whose spec names the source to copy from."""
     envs = {"prod": {"branch": "main"}, "stg": {"branch": "release/v1", "db": {"source": "prod"}}}
     d = resolve(state(envs), inputs(REPO))
-    assert "db.source" in d.held[EnvKey("acme", "stg")]
-    assert EnvKey("acme", "prod") in d.environments
+    want = d.environments[EnvKey("acme", "stg")]
+    assert (want.spec.db_source, want.spec.neutralize, want.spec.mask) == ("prod", True, True)
+    assert EnvKey("acme", "stg") not in d.held

@@ -119,7 +119,8 @@ db: {source: prod, neutralize: true, mask: true}
 """,
     "environments/beta/b.yaml": "branch: main\n",
     "README.md": "# our platform\n",
-    "masking.yaml": "anything: [goes, here]\n",
+    "masking.yaml": "version: 1\nkeep_defaults: true\n",
+    "notes.yaml": "anything: [goes, here]\n",
     ".gitignore": "*.swp\n",
     "projects/README.md": "one file per project\n",
     "environments/.gitkeep": "",
@@ -277,6 +278,7 @@ def test_there_is_one_schema_per_file_kind_plus_the_shared_definitions() -> None
         "app.schema.json",
         "common.schema.json",
         "environment.schema.json",
+        "masking.schema.json",
         "odooops.schema.json",
         "policies.schema.json",
         "project.schema.json",
@@ -570,7 +572,7 @@ def test_wrong_type_message_says_what_is_expected_and_what_was_written() -> None
             2,
             12,
             "overrides must be a mapping of settings (workers, max_cron_threads, resource_limits, "
-            "backup_schedule, ttl, demo), got 2",
+            "backup_schedule, backup_retention, ttl, demo), got 2",
         ),
         (
             "policies.yaml",
