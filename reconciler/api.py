@@ -35,8 +35,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from reconciler import changes, durations
 from reconciler.auth import Principal, TokenAuthority, authorize, check_production_write
 from reconciler.changerequests import ChangeRequests
+from reconciler.dataapi import DataPlane, data_routes
 from reconciler.errors import OdooOpsError, sanitize
 from reconciler.gitsource import Author, CommitInfo
+from reconciler.jobs import JobStore
 from reconciler.metrics import CONTENT_TYPE, Metrics
 from reconciler.model import EnvKey, StateConfig
 from reconciler.planner import Plan
@@ -67,6 +69,24 @@ HTTP_STATUS = {
     "unknown_change_request": 404,
     "invalid_token_request": 400,
     "wait_timeout": 504,
+    "environment_not_found": 404,
+    "environment_held": 409,
+    "backup_not_found": 404,
+    "backup_not_good": 409,
+    "mail_not_found": 404,
+    "confirm_required": 409,
+    "copy_onto_protected": 409,
+    "operation_busy": 409,
+    "copy_source_not_ready": 409,
+    "backup_key_missing": 503,
+    "backup_key_invalid": 503,
+    "backup_key_mismatch": 409,
+    "backup_storage_unreachable": 503,
+    "backup_corrupt": 422,
+    "odoo_dump_invalid": 422,
+    "filestore_invalid": 422,
+    "not_an_odoo_database": 422,
+    "pg_client_missing": 503,
 }
 
 
@@ -116,6 +136,10 @@ class ControlPlane(Protocol):
     def record_session(self, entry: Mapping[str, str]) -> None: ...
 
     def sessions(self, limit: int) -> list[dict[str, str]]: ...
+
+    def data(self) -> DataPlane: ...
+
+    def jobs(self) -> JobStore: ...
 
 
 class InvalidRequest(OdooOpsError):
@@ -708,6 +732,7 @@ def create_app(
         Route("/metrics", get_metrics, methods=["GET"]),
         Route("/v1/sessions", list_sessions, methods=["GET"]),
         WebSocketRoute(f"{env}/shell", shell),
+        *data_routes(env, guarded, plane.data, plane.jobs, plane.state, production_allowlist),
         webhooks,
     ]
     middleware = [Middleware(_Timing, metrics=metrics)] if metrics is not None else []

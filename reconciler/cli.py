@@ -22,6 +22,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from reconciler.dbcli import add_commands as add_data_commands
 from reconciler.errors import OdooOpsError, SecretsError
 from reconciler.status import EnvironmentStatus, StatusStore
 
@@ -203,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--since", help="only newer than this, e.g. 10m, 2h")
     lo.add_argument("--tail", type=int, default=200)
     lo.set_defaults(func=cmd_logs)
+    add_data_commands(sub)
     rc = sub.add_parser("reconcile", help="ask the daemon for a pass now (through the API)")
     rc.set_defaults(func=cmd_reconcile)
 
@@ -459,7 +461,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         f" data in {args.data_dir}; {api_note}. Ctrl-C to stop.",
         highlight=False,
     )
-    daemon.run()
+    try:
+        daemon.run()
+    finally:
+        engine.close()
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -84,6 +84,49 @@ class ApiClient:
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
+
+    def download(self, path: str, dest: BinaryIO) -> int:
+        """Stream a binary answer into ``dest``; returns the bytes written."""
+        written = 0
+        try:
+            with self._http.stream("GET", f"/v1{path}", timeout=None) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error_of(resp)
+                for chunk in resp.iter_bytes(1 << 20):
+                    dest.write(chunk)
+                    written += len(chunk)
+        except httpx.HTTPError as exc:
+            raise ApiUnreachable(
+                f"lost the OdooOps API at {self.login.api} mid-download: {type(exc).__name__}",
+                remediation=f"curl {self.login.api}/v1/health, then retry",
+            ) from None
+        return written
+
+    def upload(self, path: str, source: Path, params: dict[str, str]) -> Any:
+        """Send a file as the request body, streamed (dumps can be many GB)."""
+
+        def chunks() -> Iterator[bytes]:
+            with source.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    yield chunk
+
+        try:
+            resp = self._http.post(
+                f"/v1{path}",
+                params=params,
+                content=chunks(),
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=None,
+            )
+        except httpx.HTTPError as exc:
+            raise ApiUnreachable(
+                f"cannot reach the OdooOps API at {self.login.api}: {type(exc).__name__}",
+                remediation=f"curl {self.login.api}/v1/health",
+            ) from None
+        if resp.status_code >= 400:
+            raise _error_of(resp)
+        return resp.json()
 
     def lines(self, path: str, params: dict[str, str]) -> Iterator[str]:
         """A streamed text answer, line by line (``logs --follow`` never ends by itself)."""

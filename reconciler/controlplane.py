@@ -13,7 +13,9 @@ from reconciler.changes import UnknownEnvironment
 from reconciler.drivers.docker import PASSWORD_FILE, ShellSession
 from reconciler.engine import Engine
 from reconciler.gitsource import Author, CommitInfo
+from reconciler.jobs import JobStore
 from reconciler.model import EnvKey, StateConfig, Tier
+from reconciler.operations import DataOps
 from reconciler.planner import Plan
 from reconciler.statewriter import StateWriter, WriteResult
 from reconciler.status import DaemonStatus, EnvironmentStatus
@@ -53,6 +55,16 @@ class DaemonControlPlane(GitControlPlane):
         super().__init__(writer, trigger)
         self.engine = engine
         self._sessions_lock = threading.Lock()
+        self._jobs = JobStore()
+
+    def data(self) -> DataOps:
+        return self.engine.data
+
+    def jobs(self) -> JobStore:
+        return self._jobs
+
+    def close(self) -> None:
+        self._jobs.close()
 
     def statuses(self) -> Mapping[str, EnvironmentStatus]:
         return self.engine.status.all()

@@ -26,6 +26,8 @@ from reconciler.errors import OdooOpsError
 log = logging.getLogger("odooops.daemon")
 
 JOB_ID = "reconcile"
+DATA_JOB_ID = "data-schedules"
+DATA_CHECK_SECONDS = 60
 
 
 class Daemon:
@@ -45,6 +47,10 @@ class Daemon:
         self._schedule: tuple[int, int] | None = None
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
+        self._catcher_settings: object = None
+        engine.on_change = self.trigger
+        # aiosmtpd warns about its own deprecated attribute on every login.
+        logging.getLogger("mail.log").setLevel(logging.ERROR)
 
     def _timing(self) -> tuple[int, int]:
         platform = self.engine.last_good.platform if self.engine.last_good else None
@@ -64,12 +70,37 @@ class Daemon:
             return
         if self._on_pass is not None:
             self._on_pass(result)
+        self._mail_catcher()
         timing = self._timing()
         if timing != self._schedule:  # odooops.yaml changed the poll interval
             self._schedule = timing
             self._scheduler.reschedule_job(
                 JOB_ID, trigger=IntervalTrigger(seconds=timing[0], jitter=timing[1])
             )
+
+    def _mail_catcher(self) -> None:
+        """(Re)start the mail catcher when the platform's settings for it appear or change."""
+        config = self.engine.last_good
+        if config is None or config.platform.mail_catcher == self._catcher_settings:
+            return
+        self.engine.data.stop_mail_catcher()
+        try:
+            self.engine.data.start_mail_catcher()
+        except OdooOpsError as exc:
+            log.error("mail catcher not started: %s", exc.render())
+            return
+        self._catcher_settings = config.platform.mail_catcher
+        settings = config.platform.mail_catcher
+        log.info("mail catcher listening on %s:%s", settings.listen, settings.port)
+
+    def _run_schedules(self) -> None:
+        try:
+            started = self.engine.data.run_schedules()
+        except Exception:  # the scheduler must survive anything; the next check retries
+            log.exception("data schedules crashed")
+            return
+        for what in started:
+            log.info("scheduled: %s", what)
 
     def trigger(self) -> None:
         """Run a pass as soon as the current one (if any) is done."""
@@ -108,6 +139,9 @@ class Daemon:
             IntervalTrigger(seconds=interval, jitter=jitter),
             id=JOB_ID,
             next_run_time=datetime.now().astimezone(),
+        )
+        self._scheduler.add_job(
+            self._run_schedules, IntervalTrigger(seconds=DATA_CHECK_SECONDS), id=DATA_JOB_ID
         )
         self._scheduler.start()
 

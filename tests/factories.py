@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
 from reconciler import changes
 from reconciler.changerequests import ChangeRequests
+from reconciler.errors import OdooOpsError
 from reconciler.gitsource import Author, CommitInfo
 from reconciler.model import (
     DatabaseServer,
@@ -154,3 +155,96 @@ class UncalledPlane:
 
     def sessions(self, limit: int) -> list[dict[str, str]]:
         raise AssertionError("the control plane was called")
+
+    def data(self) -> Any:
+        raise AssertionError("the control plane was called")
+
+    def jobs(self) -> Any:
+        raise AssertionError("the control plane was called")
+
+
+class MemoryData:
+    """The data plane in memory (backups are records, mail a list), for API tests.
+
+    It keeps the real rules the API relies on: unknown environments and backups are 404s, a
+    protected target needs ``confirm``, a copy never lands on a protected environment.
+    """
+
+    def __init__(self, state: Callable[[], StateConfig | None]) -> None:
+        self._state = state
+        self.records: dict[EnvKey, list[dict[str, Any]]] = {}
+        self.mail: dict[EnvKey, list[dict[str, Any]]] = {}
+
+    def _spec(self, key: EnvKey) -> Any:
+        state = self._state()
+        for s in state.environments if state else ():
+            if s.key == key:
+                return s
+        raise changes.UnknownEnvironment(
+            f"environment {key} is not known", remediation="odooops env list"
+        )
+
+    def backups(self, key: EnvKey) -> list[dict[str, Any]]:
+        self._spec(key)
+        return list(reversed(self.records.get(key, [])))
+
+    def backup(self, key: EnvKey, reason: str, progress: Any = None) -> dict[str, Any]:
+        self._spec(key)
+        items = self.records.setdefault(key, [])
+        record = {"id": f"2026-11-25-12-{len(items):02d}", "status": "good", "reason": reason}
+        items.append(record)
+        return record
+
+    def restore(
+        self,
+        target_key: EnvKey,
+        backup_id: str,
+        source_key: EnvKey | None = None,
+        *,
+        confirm: bool = False,
+        progress: Any = None,
+    ) -> dict[str, Any]:
+        source_key = source_key or target_key
+        if self._spec(target_key).protected and not confirm:
+            raise OdooOpsError("protected", code="confirm_required", remediation="--confirm")
+        found = [r for r in self.backups(source_key) if backup_id in (r["id"], "latest")]
+        if not found:
+            raise OdooOpsError(
+                "no such backup", code="backup_not_found", remediation="odooops db backups"
+            )
+        return {"backup": found[0]["id"], "from": str(source_key)}
+
+    def clone(self, source_key: EnvKey, target_key: EnvKey, progress: Any = None) -> dict[str, Any]:
+        self._spec(source_key)
+        if self._spec(target_key).protected:
+            raise OdooOpsError("protected", code="copy_onto_protected", remediation="restore")
+        return {"from": str(source_key), "to": str(target_key), "strategy": "template"}
+
+    def export(self, key: EnvKey, out: Any) -> dict[str, Any]:
+        import io
+        import zipfile
+
+        self._spec(key)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("dump.sql", "-- empty\n")
+            zf.writestr("manifest.json", "{}")
+        out.write(buf.getvalue())
+        return {"files": 0}
+
+    def import_dump(
+        self, key: EnvKey, path: Any, *, confirm: bool = False, progress: Any = None
+    ) -> dict[str, Any]:
+        if self._spec(key).protected and not confirm:
+            raise OdooOpsError("protected", code="confirm_required", remediation="--confirm")
+        return {"format": "zip", "bytes": path.stat().st_size}
+
+    def mail_list(self, key: EnvKey, limit: int, query: str | None) -> list[dict[str, Any]]:
+        self._spec(key)
+        return self.mail.get(key, [])[:limit]
+
+    def mail_get(self, key: EnvKey, mail_id: str) -> dict[str, Any]:
+        for item in self.mail.get(key, []):
+            if item["id"] == mail_id:
+                return item
+        raise OdooOpsError("no such mail", code="mail_not_found", remediation="odooops mail list")

@@ -20,10 +20,12 @@ from reconciler.api import RateLimiter, create_app
 from reconciler.auth import AuthConfig, TokenAuthority
 from reconciler.controlplane import GitControlPlane
 from reconciler.gitsource import Author, GitSource
+from reconciler.jobs import JobStore
 from reconciler.model import EnvKey, StateConfig
 from reconciler.planner import Plan
 from reconciler.statewriter import StateWriter, WriteResult
 from reconciler.status import Condition, DaemonStatus, EnvironmentStatus, Health, Sync
+from tests.factories import MemoryData
 from tests.integration.world import acme_state_remote, git
 
 pytestmark = pytest.mark.integration
@@ -67,6 +69,14 @@ class Plane(GitControlPlane):
         }
         self.recorded: list[dict[str, str]] = []
         self._state = writer.current()
+        self._data = MemoryData(self.state)
+        self._jobs = JobStore()
+
+    def data(self) -> MemoryData:
+        return self._data
+
+    def jobs(self) -> JobStore:
+        return self._jobs
 
     def statuses(self) -> Mapping[str, EnvironmentStatus]:
         return self._statuses

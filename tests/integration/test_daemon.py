@@ -320,3 +320,101 @@ def test_api_port_in_use_is_a_structured_error(world: World) -> None:
         done = odooops(world, *daemon_args(world, listen=f"127.0.0.1:{port}"), timeout=60)
     assert done.returncode == 2
     assert "listen_failed" in done.stderr and "--listen off" in done.stderr
+
+
+def test_data_commands_through_the_api(world: World, tmp_path: Path) -> None:
+    """db backup / backups / clone / restore / export / import, mail list and jobs, as a user."""
+    port = free_port()
+    world.declare("prod", branch="main", tier="production")
+    world.declare("staging", branch="release/v1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler.cli",
+            *daemon_args(world, interval=300, listen=f"127.0.0.1:{port}"),
+        ],
+        env=world.cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {**world.cli_env(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    prod, staging = f"{world.project}/prod", f"{world.project}/staging"
+    try:
+        wait_for(lambda: (world.data_dir / "api.key").exists(), 30, "the API key")
+        token = cli(
+            "token",
+            "create",
+            "--data-dir",
+            str(world.data_dir),
+            "--subject",
+            "ops",
+            "--scope",
+            "db:backup",
+            "--scope",
+            "db:restore",
+            "--scope",
+            "env:read",
+        ).stdout.strip()
+        wait_for(
+            lambda: (
+                cli("login", "--api", f"http://127.0.0.1:{port}", "--token", token).returncode == 0
+            ),
+            60,
+            "the API to accept the login",
+        )
+        wait_for(
+            lambda: (
+                status_of(world, "prod").get("health") == "Healthy"
+                and status_of(world, "staging").get("health") == "Healthy"
+            ),
+            240,
+            "prod and staging to converge",
+        )
+        backup = cli("db", "backup", prod, "--reason", "before the migration")
+        assert backup.returncode == 0, backup.stdout + backup.stderr
+        assert "succeeded" in backup.stdout
+        listed = json.loads(cli("db", "backups", prod, "-o", "json").stdout)
+        assert listed[0]["status"] == "good"
+        assert listed[0]["reason"].startswith("before the migration (by ops)")
+        refused = cli("db", "clone", staging, "--to", "prod")
+        assert refused.returncode == 1 and "copy_onto_protected" in refused.stderr
+        cloned = cli("db", "clone", prod, "--to", "staging")
+        assert cloned.returncode == 0, cloned.stdout + cloned.stderr
+        unconfirmed = cli("db", "restore", prod, f"--backup={listed[0]['id']}")
+        assert unconfirmed.returncode == 1 and "--confirm" in unconfirmed.stderr
+        restored = cli("db", "restore", prod, "--backup=latest", "--to=staging")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        missing = cli("db", "restore", prod, "--backup=2001-01-01-00-00", "--to=staging")
+        assert missing.returncode == 1 and "backup_not_found" in missing.stderr
+        dump = tmp_path / "prod.zip"
+        exported = cli("db", "export", prod, "-f", str(dump))
+        assert exported.returncode == 0, exported.stderr
+        imported = cli("db", "import", staging, str(dump))
+        assert imported.returncode == 0, imported.stdout + imported.stderr
+        bad = tmp_path / "not-a-dump.zip"
+        bad.write_text("hello")
+        rejected = cli("db", "import", staging, str(bad))
+        assert rejected.returncode == 1 and "odoo_dump_invalid" in rejected.stderr
+        mail = cli("mail", "list", staging, "-o", "json")
+        assert mail.returncode == 0 and json.loads(mail.stdout) == []
+        jobs = json.loads(cli("jobs", "-o", "json").stdout)
+        assert {j["kind"] for j in jobs} >= {"backup", "clone", "restore", "import"}
+        wait_for(
+            lambda: status_of(world, "staging").get("health") == "Healthy",
+            120,
+            "staging to be started again after the import",
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)

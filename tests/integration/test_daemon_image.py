@@ -140,6 +140,16 @@ def test_help_runs_as_the_non_root_user(engine: docker.DockerClient, daemon_imag
     assert who.stdout.split() == [f"{UID}", f"{UID}", "odooops", f"{UID}:{UID}:750"]
 
 
+def test_postgresql_client_tools_are_in_the_image(
+    engine: docker.DockerClient, daemon_image: Image
+) -> None:
+    """Copies, backups and restores run pg_dump, pg_restore and psql from the daemon."""
+    for tool in ("pg_dump", "pg_restore", "psql"):
+        ran = run(engine, daemon_image, ["--version"], entrypoint=[tool])
+        assert ran.exit_code == 0, ran.stderr
+        assert "PostgreSQL" in ran.stdout
+
+
 def test_data_dir_volume_is_writable_by_the_user(
     engine: docker.DockerClient, daemon_image: Image
 ) -> None:
