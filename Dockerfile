@@ -83,6 +83,15 @@ ENV PATH=/opt/odooops/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     ODOOOPS_DATA_DIR=/var/lib/odooops
+# The PostgreSQL client tools copy, back up and restore databases; a base that lacks them
+# (the official python image) gets Debian's package.
+RUN set -eu; \
+    if ! command -v pg_dump >/dev/null 2>&1; then \
+      apt-get update -q; \
+      apt-get install -y -q --no-install-recommends postgresql-client; \
+      rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    pg_dump --version
 # Written directly: useradd is not in every base (a bare Debian has no passwd package).
 RUN set -eu; \
     echo 'odooops:x:10001:10001:OdooOps daemon:/var/lib/odooops:/usr/sbin/nologin' >> /etc/passwd; \

@@ -24,7 +24,8 @@ SUITE=bookworm
 source "$ROOT/scripts/lib/debian-base.sh"
 # What python:3.11-slim brings that the daemon uses: Python 3.11 with venv (build stage only),
 # CA certificates (libgit2 and https remotes), /etc/services and time zones (APScheduler).
-BASE_PACKAGES=(ca-certificates netbase tzdata python3 python3-venv)
+# postgresql-client: pg_dump, pg_restore and psql for copies, backups and restores.
+BASE_PACKAGES=(ca-certificates netbase tzdata python3 python3-venv postgresql-client)
 # Hashed with the package list: changing a line here makes a new base.
 # shellcheck disable=SC2016 # "$1" is the chroot, expanded by mmdebstrap's hooks
 RECIPE=(

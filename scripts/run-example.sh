@@ -52,6 +52,7 @@ if [ ! -d "$WORK/state.git" ]; then
   cp -r examples/state/. "$tmp/"
   sed -i "s|@APP_REPO_URL@|file://$WORK/app.git|; s|@ODOO_IMAGE@|$ODOO_IMAGE|" "$tmp/projects/acme.yaml"
   sed -i "s|image: postgres:15|image: $DEV_DB_IMAGE|" "$tmp/odooops.yaml"
+  sed -i "s|file:///var/lib/odooops/backups|file://$WORK/backups|; s|/etc/odooops/backup.key|$WORK/data/backup.key|" "$tmp/odooops.yaml"
   .venv/bin/odooops validate "$tmp"
   git_as_user -C "$tmp" init -q
   git_as_user -C "$tmp" add -A
@@ -62,8 +63,11 @@ if [ ! -d "$WORK/state.git" ]; then
 fi
 
 [ -f "$WORK/data/master.key" ] || .venv/bin/odooops init-key "$WORK/data/master.key"
+[ -f "$WORK/data/backup.key" ] || .venv/bin/odooops init-key "$WORK/data/backup.key"
+mkdir -p -m 0700 "$WORK/backups"
 log "state repository: git clone $WORK/state.git  (commit and push to change the platform)"
 log "status in another terminal: .venv/bin/odooops status --data-dir $WORK/data"
+log "data: odooops db backups acme/production, odooops mail list acme/staging (after odooops login)"
 log "API on http://127.0.0.1:8089/v1; a token: .venv/bin/odooops token create --data-dir $WORK/data --subject \$USER --scope env:write"
 exec .venv/bin/odooops daemon --state-repo "file://$WORK/state.git" --data-dir "$WORK/data" \
   --instance example --master-key-file "$WORK/data/master.key" "$@"
