@@ -87,6 +87,11 @@ HTTP_STATUS = {
     "filestore_invalid": 422,
     "not_an_odoo_database": 422,
     "pg_client_missing": 503,
+    "export_failed": 503,
+    "copy_failed": 503,
+    "restore_failed": 422,
+    "mask_failed": 422,
+    "neutralize_failed": 503,
 }
 
 

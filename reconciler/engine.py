@@ -40,7 +40,7 @@ from reconciler.errors import (
     sanitize,
 )
 from reconciler.gitsource import Credentials, GitSource
-from reconciler.lifecycle import Site
+from reconciler.lifecycle import OperationBusy, Site
 from reconciler.metrics import Metrics
 from reconciler.model import Desired, DesiredEnvironment, EnvKey, Project, StateConfig, Tier
 from reconciler.observed import Observed, ObservedDatabase, ObservedEnvironment, Role
@@ -449,23 +449,21 @@ class Engine:
         key = actions[0].key
         current = ""
         try:
-            with self.data.lifecycle.exclusive(key):  # never during a backup or a restore
+            # Never during a backup, restore or copy of the same environment: this pass leaves
+            # it alone (no back-off) and the operation's end triggers the next pass.
+            with self.data.lifecycle.exclusive(key, wait=0):
                 for action in actions:
                     current = f"{action.kind.value} {action.target}"
                     log.info("%s: %s (%s)", key, current, action.reason)
                     self._mark(key, want, Condition("Reconciling", True, "Applying", current))
                     self._step(config, want, action)
+        except OperationBusy as exc:
+            if current:  # raised by a step, not by the lock of this environment
+                return self._failed(key, want, current, exc)
+            self._mark(key, want, Condition("Reconciling", False, "DataOperation", exc.message))
+            return None
         except OdooOpsError as exc:
-            info = ErrorInfo.of(exc)
-            log.error("%s: %s failed: %s", key, current, exc.render())
-            self._fail(key, want)
-            self._mark(
-                key,
-                want,
-                Condition("Reconciling", False, "Failed", f"{current}: {info.message}"),
-                Condition("Ready", False, info.code, info.message),
-            )
-            return info
+            return self._failed(key, want, current, exc)
         except Exception as exc:  # a bug must not kill the loop; it becomes a condition
             info = ErrorInfo.of(exc)
             log.exception("%s: %s crashed", key, current)
@@ -480,6 +478,20 @@ class Engine:
         else:
             self._mark(key, want, Condition("Reconciling", False, "Succeeded", ""))
         return None
+
+    def _failed(
+        self, key: EnvKey, want: DesiredEnvironment | None, current: str, exc: OdooOpsError
+    ) -> ErrorInfo:
+        info = ErrorInfo.of(exc)
+        log.error("%s: %s failed: %s", key, current, exc.render())
+        self._fail(key, want)
+        self._mark(
+            key,
+            want,
+            Condition("Reconciling", False, "Failed", f"{current}: {info.message}"),
+            Condition("Ready", False, info.code, info.message),
+        )
+        return info
 
     def _fail(self, key: EnvKey, want: DesiredEnvironment | None) -> None:
         fp = self._fingerprint(want)
@@ -546,7 +558,7 @@ class Engine:
             owner=key.role,
             volume=key.filestore_volume,
             image=project.image,
-            tier=Tier.STAGING,
+            tier=_last_tier(self.status.get(str(key))),
             protected=False,
             instance=self.config.instance,
         )
@@ -813,6 +825,14 @@ class Engine:
             )
             updates[str(key)] = status
         self.status.put_many(updates)
+
+
+def _last_tier(status: EnvironmentStatus | None) -> Tier:
+    """The tier an environment had when it was last seen (it is no longer declared)."""
+    try:
+        return Tier(status.tier) if status is not None and status.tier else Tier.STAGING
+    except ValueError:
+        return Tier.STAGING
 
 
 def _waves(

@@ -105,6 +105,11 @@ class BackupRecord:
         return datetime.fromisoformat(str(self.doc["started_at"]))
 
 
+class OperationBusy(OdooOpsError):
+    code = "operation_busy"
+    retryable = True
+
+
 class Lifecycle:
     """Data operations over the Docker driver, the databases and the backup storage."""
 
@@ -115,16 +120,16 @@ class Lifecycle:
         self._guard = threading.Lock()
 
     @contextlib.contextmanager
-    def exclusive(self, key: EnvKey) -> Iterator[None]:
-        """One data operation per environment at a time (a backup during a restore is wrong)."""
+    def exclusive(self, key: EnvKey, wait: float = 3600) -> Iterator[None]:
+        """One data operation per environment at a time (a backup during a restore is wrong);
+        the reconcile pass takes the same lock, so it never starts Odoo mid-restore."""
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        if not lock.acquire(timeout=3600):
-            raise OdooOpsError(
-                f"another data operation on {key} has been running for an hour",
-                code="operation_busy",
-                retryable=True,
-                remediation=f"odooops status {key}",
+        acquired = lock.acquire(timeout=wait) if wait > 0 else lock.acquire(blocking=False)
+        if not acquired:
+            raise OperationBusy(
+                f"another operation on {key} is running (a backup, restore, copy or deployment)",
+                remediation=f"odooops jobs; odooops status {key}",
             )
         try:
             yield
@@ -555,24 +560,32 @@ class Lifecycle:
         )
         assert proc.stdout is not None and proc.stderr is not None
         err = _Drain(proc.stderr)
+
+        def dump_sql() -> Iterator[bytes]:
+            """The dump, failing at its end when pg_dump failed: the zip then never gets its
+            central directory, so a broken export can never pass for a complete one."""
+            yield from _chunks(proc.stdout)
+            if proc.wait() != 0:
+                err.join()
+                raise BackupError(
+                    f"pg_dump of {site.endpoint} failed: {err.text.strip()[-500:]}",
+                    code="export_failed",
+                    remediation=f"pg_isready -h {site.endpoint.host} -p {site.endpoint.port}",
+                )
+
         try:
-            stats = odoozip.write_odoo_zip(
+            return odoozip.write_odoo_zip(
                 out,
                 manifest=manifest,
-                dump_sql=_chunks(proc.stdout),
+                dump_sql=dump_sql(),
                 filestore_tar=self.docker.filestore_export(site.image, site.volume, site.database),
             )
         finally:
             proc.stdout.close()
-            code = proc.wait()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
             err.join()
-        if code != 0:
-            raise BackupError(
-                f"pg_dump of {site.endpoint} failed: {err.text.strip()[-500:]}",
-                code="export_failed",
-                remediation=f"pg_isready -h {site.endpoint.host} -p {site.endpoint.port}",
-            )
-        return stats
 
     def import_dump(
         self,

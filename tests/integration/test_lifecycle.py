@@ -318,3 +318,21 @@ def test_odoo_dump_zip_exports_and_imports_into_another_environment(
     assert count >= PEOPLE
     assert param(world, "staging", "database.is_neutralized") == "true"
     assert not (prod["emails"] & values(world, "staging"))
+
+
+def test_a_pass_leaves_an_environment_alone_during_its_data_operation(world: World) -> None:
+    """No deployment mid-restore: the pass skips the environment, without back-off."""
+    world.declare("staging", branch="release/v1")
+    converge(world, "staging")
+    key = EnvKey(world.project, "staging")
+    world.declare("staging", branch="release/v1", overrides={"workers": 3})
+    with world.engine().data.lifecycle.exclusive(key):
+        result = world.reconcile()
+        assert key not in result.errors
+        status = world.engine().status.get(str(key))
+        assert status is not None
+        busy = next(c for c in status.conditions if c.type == "Reconciling")
+        assert busy.reason == "DataOperation"
+    converge(world, "staging")
+    container = world.containers()[f"odooops-{world.project}-staging-odoo"]
+    assert "--workers=3" in container.attrs["Args"]

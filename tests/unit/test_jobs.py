@@ -1,0 +1,47 @@
+"""Background data jobs: progress, result, structured failure."""
+
+from __future__ import annotations
+
+import threading
+
+from reconciler.errors import OdooOpsError
+from reconciler.jobs import JobStore, Progress, wait
+
+
+def test_a_job_reports_progress_then_its_result() -> None:
+    store = JobStore(workers=1)
+    gate = threading.Event()
+
+    def work(progress: Progress) -> dict[str, object]:
+        progress("copying tables", 5, 10)
+        gate.wait(5)
+        return {"strategy": "stream"}
+
+    job = store.submit("clone", "acme/staging", "ann", work)
+    running = wait(lambda: store.get(job.id), 0.2, poll=0.01)
+    assert running is not None and running.state == "running"
+    gate.set()
+    done = wait(lambda: store.get(job.id), 5, poll=0.01)
+    assert done is not None and done.state == "succeeded"
+    assert done.result == {"strategy": "stream"} and done.to_dict()["links"]["self"].endswith(
+        job.id
+    )
+    store.close()
+
+
+def test_a_failing_job_keeps_the_structured_error() -> None:
+    store = JobStore(workers=1)
+
+    def work(progress: Progress) -> dict[str, object]:
+        raise OdooOpsError("no backup x", code="backup_not_found", remediation="odooops db backups")
+
+    job = store.submit("restore", "acme/staging", "ann", work)
+    done = wait(lambda: store.get(job.id), 5, poll=0.01)
+    assert done is not None and done.state == "failed"
+    assert done.error == {
+        "error": "backup_not_found",
+        "message": "no backup x",
+        "remediation": "odooops db backups",
+    }
+    assert [j.id for j in store.list()] == [job.id]
+    store.close()
