@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call is noise
     try:
         return int(args.func(args))
     except OdooOpsError as exc:

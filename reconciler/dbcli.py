@@ -149,7 +149,9 @@ def _follow(client: Any, job: dict[str, Any], args: argparse.Namespace) -> int:
         result = job["result"] or {}
         out.print(f"[green]{job['kind']} of {job['environment']} succeeded[/]")
         for field, value in result.items():
-            if field not in ("modules",):
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
+            if not isinstance(value, dict):
                 out.print(f"  {field}: {value}", highlight=False)
     if job["state"] == "failed":
         error = job["error"] or {}
@@ -191,7 +193,7 @@ def cmd_backups(args: argparse.Namespace) -> int:
         return EXIT_OK
     table = Table(title=f"Backups of {key}")
     for column in ("id", "status", "reason", "revision", "size", "key"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("id", "status", "size"))
     for b in items:
         size = (b.get("sizes") or {}).get("stored_bytes")
         table.add_row(
@@ -199,11 +201,18 @@ def cmd_backups(args: argparse.Namespace) -> int:
             "[green]good[/]" if b["status"] == "good" else f"[red]{b['status']}[/]",
             str(b.get("reason", "")),
             str(b.get("revision", ""))[:12],
-            f"{size / 1024**2:.1f} MiB" if isinstance(size, int) else "-",
+            _size(size) if isinstance(size, int) else "-",
             str(b.get("key_id", "")),
         )
     out.print(table)
     return EXIT_OK
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -229,7 +238,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    out.print(f"[green]{dest}[/] ({size / 1024**2:.1f} MiB)")
+    out.print(f"[green]{dest}[/] ({_size(size)})")
     return EXIT_OK
 
 

@@ -146,9 +146,13 @@ class Lifecycle:
         max_quiesce_seconds: float,
         jobs: int,
         initialised: bool = True,
+        template_rate: float = dbcopy.TEMPLATE_BYTES_PER_SECOND,
         progress: ProgressFn = _no_progress,
     ) -> dict[str, Any]:
         """Replace ``target``'s database and filestore by a copy of ``source``'s.
+
+        ``template_rate`` is the template copy's throughput measured on this server (bytes per
+        second): it decides whether the source's pause stays under ``max_quiesce_seconds``.
 
         ``initialised=False`` labels the copy as not yet initialised: the engine still has to
         update its modules to the target's revision, and labels it once that succeeded.
@@ -158,7 +162,11 @@ class Lifecycle:
         dbcopy.drop_database(scratch)
         size = dbcopy.database_size(source.endpoint)
         choice = dbcopy.choose_strategy(
-            source.endpoint, scratch, size, max_quiesce_seconds=max_quiesce_seconds
+            source.endpoint,
+            scratch,
+            size,
+            max_quiesce_seconds=max_quiesce_seconds,
+            bytes_per_second=template_rate,
         )
         log.info(
             "%s: copying %s by %s (%s)", target.key, source.key, choice.strategy, choice.reason

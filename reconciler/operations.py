@@ -23,6 +23,7 @@ from reconciler.backup.crypto import BackupKey
 from reconciler.backup.errors import BackupError
 from reconciler.backup.storage import BackupStorage, open_storage
 from reconciler.database import masking, neutralize
+from reconciler.database.copy import TEMPLATE_BYTES_PER_SECOND
 from reconciler.database.endpoint import Endpoint
 from reconciler.errors import ErrorInfo, OdooOpsError
 from reconciler.lifecycle import BackupRecord, Lifecycle, ProgressFn, Sanitising, Site
@@ -58,6 +59,7 @@ class DataOps:
         self._catcher: MailCatcher | None = None
         self._scheduled = ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup")
         self._running: set[tuple[str, EnvKey]] = set()
+        self._template_rate = TEMPLATE_BYTES_PER_SECOND
         self._running_lock = threading.Lock()
 
     def close(self) -> None:
@@ -175,7 +177,8 @@ class DataOps:
                 retryable=True,
                 remediation=f"odooops status {source_key}  (the copy is retried by itself)",
             )
-        return self._clone(source, want, _quiet, initialised=False)
+        # Inside a pass: no trigger (the pass itself goes on to start Odoo).
+        return self._clone(source, want, _quiet, initialised=False, trigger=False)
 
     def ensure_neutralized(self, want: DesiredEnvironment) -> None:
         """Checked before any non-production Odoo starts: never run un-neutralised data."""
@@ -222,6 +225,7 @@ class DataOps:
         target: DesiredEnvironment,
         progress: ProgressFn,
         initialised: bool = True,
+        trigger: bool = True,
     ) -> dict[str, Any]:
         copy = self.config().platform.copy
         result = self.lifecycle.clone(
@@ -231,12 +235,21 @@ class DataOps:
             max_quiesce_seconds=copy.max_quiesce_seconds,
             jobs=copy.jobs,
             initialised=initialised,
+            template_rate=self._template_rate,
             progress=progress,
         )
+        if result["strategy"] == "template" and result["seconds"] >= 0.5:
+            # Measured, not assumed: the next choice uses this server's real throughput
+            # (smoothed, and never above the optimistic default, so the pause errs long).
+            measured = result["bytes"] / result["seconds"]
+            self._template_rate = min(
+                TEMPLATE_BYTES_PER_SECOND, 0.5 * self._template_rate + 0.5 * measured
+            )
         self.engine.status.note(
             str(target.key), "Copied", True, result["strategy"], f"from {source.key}"
         )
-        self.engine.trigger_soon()
+        if trigger:
+            self.engine.trigger_soon()
         return {"from": str(source.key), "to": str(target.key), **result}
 
     def backup(self, key: EnvKey, reason: str, progress: ProgressFn = _quiet) -> dict[str, Any]:
