@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+import psycopg
 from psycopg import sql
 
 from reconciler.backup.crypto import BackupKey, open_sealed, seal
@@ -228,14 +229,27 @@ class Lifecycle:
     def _swap_in(self, target: Site, scratch: str, initialised: bool = True) -> None:
         """Stop Odoo, put the scratch database and the staged filestore in place, label it.
 
-        Odoo is started again by the next reconcile pass, which checks neutralisation first.
+        The live database is renamed aside first and dropped only once the scratch one holds
+        its name, so no step of the swap can leave the environment without a database. Odoo
+        is started again by the next reconcile pass, which checks neutralisation first.
         """
         with contextlib.suppress(OdooOpsError):
             self.docker.stop(target.key.odoo_container)
         live, tmp = sql.Identifier(target.database), sql.Identifier(scratch)
+        old = sql.Identifier(_scratch_name(target.database, "old"))
         with target.endpoint.with_db("postgres").connect() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(live))
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(tmp, live))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(old))
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [target.database]
+            ).fetchone()
+            if exists:
+                _rename(conn, target.database, live, old)
+            try:
+                _rename(conn, scratch, tmp, live)
+            except BaseException:
+                if exists:
+                    _rename(conn, _scratch_name(target.database, "old"), old, live)
+                raise
             conn.execute(
                 sql.SQL("ALTER DATABASE {} OWNER TO {}").format(live, sql.Identifier(target.owner))
             )
@@ -245,6 +259,7 @@ class Lifecycle:
                     live, sql.Literal(_labels(target, initialised))
                 )
             )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(old))
         self.docker.filestore_commit(target.image, target.volume, _staged(target), target.database)
 
     # ---------------------------------------------------------------------- backups
@@ -661,6 +676,23 @@ def _prefix(key: EnvKey) -> str:
 
 def _scratch_name(database: str, kind: str = "tmp") -> str:
     return f"odooops_{kind}_{hashlib.sha256(database.encode()).hexdigest()[:16]}"
+
+
+def _rename(conn: Any, name: str, src: sql.Identifier, dst: sql.Identifier) -> None:
+    """Rename a database, ending the sessions on it first (a stopped Odoo may leave some)."""
+    for attempt in range(10):
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        try:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(src, dst))
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == 9:
+                raise
+            time.sleep(0.2)
 
 
 def _staged(site: Site) -> str:

@@ -266,7 +266,7 @@ class World:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             scratch = conn.execute(
                 "SELECT datname FROM pg_database WHERE datname LIKE 'odooops\\_tmp\\_%' "
-                "OR datname LIKE 'odooops\\_rtest\\_%'"
+                "OR datname LIKE 'odooops\\_rtest\\_%' OR datname LIKE 'odooops\\_old\\_%'"
             ).fetchall()
             for (name,) in scratch:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
