@@ -224,6 +224,7 @@ def create_app(
     limiter: RateLimiter | None = None,
     metrics: Metrics | None = None,
     webhook_secret: Callable[[], str | None] = lambda: None,
+    upload_dir: Path | None = None,
 ) -> Starlette:
     """The app. Webhooks (``/v1/webhooks/{forge}``) authenticate by signature, not by token;
     without a ``webhook_secret`` they answer 404."""
@@ -737,7 +738,9 @@ def create_app(
         Route("/metrics", get_metrics, methods=["GET"]),
         Route("/v1/sessions", list_sessions, methods=["GET"]),
         WebSocketRoute(f"{env}/shell", shell),
-        *data_routes(env, guarded, plane.data, plane.jobs, plane.state, production_allowlist),
+        *data_routes(
+            env, guarded, plane.data, plane.jobs, plane.state, production_allowlist, upload_dir
+        ),
         webhooks,
     ]
     middleware = [Middleware(_Timing, metrics=metrics)] if metrics is not None else []

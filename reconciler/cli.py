@@ -451,6 +451,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             production_allowlist=allowlist,
             metrics=engine.metrics,
             webhook_secret=webhook_secret,
+            upload_dir=args.data_dir / "uploads",
         )
         daemon.serve(app, host or "127.0.0.1", int(port))
         api_note = (

@@ -232,6 +232,8 @@ def data_routes(
         key = key_of(request)
         confirm = request.query_params.get("confirm", "false").lower() in ("1", "true", "yes")
         principal = guard_target(request, key)
+        if upload_dir is not None:  # beside the data, not in a small /tmp
+            upload_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="odooops-import-", suffix=".upload", dir=upload_dir)
         path = Path(name)
         size = 0

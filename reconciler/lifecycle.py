@@ -419,14 +419,7 @@ class Lifecycle:
         self, storage: BackupStorage, key: BackupKey, record: BackupRecord, env: EnvKey
     ) -> Iterator[Iterator[tuple[str, Any]]]:
         """The parts of a backup; the checksum is compared once the stream is consumed."""
-        want_key = str(record.doc.get("key_id", ""))
-        if want_key and want_key != key.key_id:
-            raise BackupKeyMismatch(
-                f"backup {record.id} of {env} was encrypted with key {want_key}; the configured "
-                f"key is {key.key_id}",
-                remediation="set backups.encryption_key in odooops.yaml to the key with id "
-                f"{want_key} (odooops validate shows the configured key's id)",
-            )
+        check_key(record, key, env)
         download = storage.download(f"{_prefix(env)}{record.id}.backup")
         try:
             reader = open_sealed(download.read, key)
@@ -670,6 +663,18 @@ class Lifecycle:
 
 
 # --------------------------------------------------------------------------- helpers
+def check_key(record: BackupRecord, key: BackupKey, env: EnvKey) -> None:
+    """Refuse, before anything is read or replaced, a backup sealed with another key."""
+    want_key = str(record.doc.get("key_id", ""))
+    if want_key and want_key != key.key_id:
+        raise BackupKeyMismatch(
+            f"backup {record.id} of {env} was encrypted with key {want_key}; the configured "
+            f"key is {key.key_id}",
+            remediation="set backups.encryption_key in odooops.yaml to the key file with id "
+            f"{want_key} (odooops db backups {env} shows each backup's key id)",
+        )
+
+
 def _prefix(key: EnvKey) -> str:
     return f"{key.project}/{key.env}/"
 

@@ -26,7 +26,14 @@ from reconciler.database import masking, neutralize
 from reconciler.database.copy import TEMPLATE_BYTES_PER_SECOND
 from reconciler.database.endpoint import Endpoint
 from reconciler.errors import ErrorInfo, OdooOpsError
-from reconciler.lifecycle import BackupRecord, Lifecycle, ProgressFn, Sanitising, Site
+from reconciler.lifecycle import (
+    BackupRecord,
+    Lifecycle,
+    ProgressFn,
+    Sanitising,
+    Site,
+    check_key,
+)
 from reconciler.mailcatcher import MailCatcher, MailStore, credentials_for
 from reconciler.model import (
     MAIL_CATCHER_HOST,
@@ -303,6 +310,7 @@ class DataOps:
         )
         storage, key = self.storage(), self.backup_key()
         record = self.lifecycle.find_backup(storage, source_key, backup_id)
+        check_key(record, key, source_key)
         with self.lifecycle.exclusive(target_key):
             self._safety_backup(target, f"before restore of {source_key} {record.id}")
             result = self.lifecycle.restore(
