@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from reconciler.model import Desired, DesiredEnvironment, EnvKey
+from reconciler.model import Desired, DesiredEnvironment, EnvKey, Tier
 from reconciler.observed import Observed, ObservedEnvironment, Role
 
 
@@ -179,7 +179,7 @@ def _converge(
         yield act(Kind.BUILD_IMAGE, want.image, f"no image for revision {want.revision[:12]}")
     initialised = db is not None and db.initialised
     if not initialised:
-        yield act(Kind.INIT_DATABASE, key.database, f"odoo -i {','.join(want.modules)}")
+        yield act(Kind.INIT_DATABASE, key.database, _init_reason(want))
 
     odoo = have.container(Role.ODOO)
     if want.spec.suspended:
@@ -214,6 +214,17 @@ def _dedicated_db(
         yield act(Kind.REPLACE_DB_CONTAINER, key.db_container, "database image changed")
     elif not dbc.running:
         yield act(Kind.START_DB_CONTAINER, key.db_container, f"container is {dbc.state}")
+
+
+def _init_reason(want: DesiredEnvironment) -> str:
+    spec = want.spec
+    if spec.db_source == "fresh":
+        return f"odoo -i {','.join(want.modules)}"
+    steps = [] if spec.tier is Tier.PRODUCTION else ["neutralised"]
+    if spec.mask and spec.tier is not Tier.PRODUCTION:
+        steps.append("masked")
+    done = f" ({', '.join(steps)})" if steps else ""
+    return f"copy of {spec.db_source}{done}, then odoo -u"
 
 
 def _what_changed(want: DesiredEnvironment, old_revision: str | None) -> str:

@@ -181,3 +181,19 @@ def test_branch_environments_are_pruned_even_when_nothing_else_is_declared() -> 
 def test_one_remaining_file_lets_other_removals_through() -> None:
     keep, gone = desired("prod"), desired("staging", Tier.STAGING)
     assert Kind.DROP_DATABASE in [k for _, k in kinds([keep], [live(keep), live(gone)])]
+
+
+@pytest.mark.parametrize(
+    ("tier", "mask", "reason"),
+    [
+        (Tier.STAGING, True, "copy of prod (neutralised, masked), then odoo -u"),
+        (Tier.DEV, False, "copy of prod (neutralised), then odoo -u"),
+        (Tier.STAGING, False, "copy of prod (neutralised), then odoo -u"),
+    ],
+)
+def test_a_declared_copy_says_what_it_will_do(tier: Tier, mask: bool, reason: str) -> None:
+    """`odooops plan` shows a copy as one, with what is done to it before it starts."""
+    want = desired("stg", tier, db_source="prod", mask=mask, protected=False)
+    result = plan(Desired("c", {want.key: want}), Observed({}, frozenset({want.image})))
+    init = next(a for a in result.actions if a.kind is Kind.INIT_DATABASE)
+    assert init.reason == reason
