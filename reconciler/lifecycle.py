@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -498,21 +499,27 @@ class Lifecycle:
         dbcopy.check_tools()
         scratch = target.endpoint.with_db(_scratch_name(target.database))
         dbcopy.drop_database(scratch)
-        total = int(record.doc.get("sizes", {}).get("stored_bytes", 0))
+        sizes = {k: int(v) for k, v in dict(record.doc.get("sizes") or {}).items()}
         try:
             dbcopy.create_empty(scratch, target.owner)
             with self._open(storage, key, record, source) as parts:
                 for name, part in parts:
                     if name == "database.dump":
-                        progress("restoring the database", 0, total)
-                        _pg_restore(part, scratch, target.owner)
+                        phase = "restoring the database"
+                        reader = _Counting(
+                            part, partial(progress, phase), sizes.get("database_bytes", 0)
+                        )
+                        _pg_restore(reader, scratch, target.owner)
                     elif name == "filestore.tar":
-                        progress("restoring the filestore", 0, total)
+                        phase = "restoring the filestore"
+                        reader = _Counting(
+                            part, partial(progress, phase), sizes.get("filestore_bytes", 0)
+                        )
                         self.docker.filestore_stage(
                             target.image,
                             target.volume,
                             _staged(target),
-                            rename_top(_chunks(part), _staged(target)),
+                            rename_top(_chunks(reader), _staged(target)),
                         )
                     else:
                         while part.read(CHUNK):
@@ -834,12 +841,20 @@ def _check_dump(part: Any) -> int:
 
 
 class _Counting:
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.count = inner, 0
+    """A reader that counts what passes, and reports it as progress when asked to."""
+
+    def __init__(
+        self, inner: Any, report: Callable[[int, int], None] | None = None, total: int = 0
+    ) -> None:
+        self.inner, self.count, self.report, self.total = inner, 0, report, total
+        self._reported = 0
 
     def read(self, n: int = -1) -> bytes:
         data = bytes(self.inner.read(n))
         self.count += len(data)
+        if self.report is not None and (not data or self.count - self._reported >= 8 * CHUNK):
+            self._reported = self.count
+            self.report(self.count, max(self.total, self.count))
         return data
 
 
