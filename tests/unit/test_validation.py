@@ -1096,6 +1096,25 @@ def test_db_source_cannot_name_its_own_environment() -> None:
     assert "names this environment itself" in problem.message
 
 
+def test_a_protected_environment_cannot_be_declared_as_a_copy() -> None:
+    """Production's data is only ever replaced by a confirmed restore, never by a copy."""
+    text = "branch: main\ntier: production\ndb:\n  source: staging\n"
+    problem = only(problems_of({"environments/acme/prod.yaml": text}), "copy_onto_protected")
+    assert where(problem) == ("environments/acme/prod.yaml", 4, 11)
+    assert "--confirm" in problem.remediation
+
+
+def test_an_environment_marked_protected_cannot_be_a_copy_either() -> None:
+    text = "branch: develop\nprotected: true\ndb: {source: prod}\n"
+    only(problems_of({"environments/acme/dev.yaml": text}), "copy_onto_protected")
+
+
+def test_non_production_copies_are_always_neutralised() -> None:
+    text = "branch: develop\ndb: {source: prod, neutralize: false}\n"
+    problem = only(problems_of({"environments/acme/dev.yaml": text}), "neutralize_required")
+    assert "remove db.neutralize" in problem.remediation
+
+
 def test_two_environments_of_a_project_cannot_deploy_the_same_branch() -> None:
     problem = only(
         problems_of({"environments/acme/staging.yaml": "tier: staging\nbranch: main\n"}),
