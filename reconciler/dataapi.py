@@ -34,6 +34,7 @@ _BACKUP_ID = re.compile(
 )
 _JOB_ID = re.compile(r"[0-9a-f]{1,16}-[0-9]{1,9}")
 MAX_IMPORT_BYTES = 64 * 1024**3
+STALLED_SECONDS = 300
 
 
 class DataPlane(Protocol):
@@ -362,7 +363,14 @@ class _Pipe:
 
     def write(self, data: bytes) -> int:
         if data:
-            self._queue.put(bytes(data))
+            try:  # a client that went away stops reading: end the export, and pg_dump with it
+                self._queue.put(bytes(data), timeout=STALLED_SECONDS)
+            except queue.Full:
+                raise OdooOpsError(
+                    f"the export's client read nothing for {STALLED_SECONDS} s",
+                    code="export_failed",
+                    remediation="odooops db export ENV -f FILE.zip",
+                ) from None
         return len(data)
 
     def flush(self) -> None:
