@@ -8,6 +8,7 @@ the data plane's own (``reconciler.operations``); this module parses, authorises
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -377,10 +378,12 @@ class _Pipe:
         return None
 
     def close(self) -> None:
-        self._queue.put(self._END)
+        with contextlib.suppress(queue.Full):  # nobody reads any more: nothing to tell
+            self._queue.put(self._END, timeout=STALLED_SECONDS)
 
     def fail(self, exc: BaseException) -> None:
-        self._queue.put(exc)
+        with contextlib.suppress(queue.Full):
+            self._queue.put(exc, timeout=STALLED_SECONDS)
 
     def first(self) -> bytes | None:
         item = self._queue.get()
