@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -25,7 +25,7 @@ from reconciler.backup.storage import BackupStorage, open_storage
 from reconciler.database import masking, neutralize
 from reconciler.database.copy import TEMPLATE_BYTES_PER_SECOND
 from reconciler.database.endpoint import Endpoint
-from reconciler.errors import ErrorInfo, OdooOpsError
+from reconciler.errors import OdooOpsError
 from reconciler.lifecycle import (
     BackupRecord,
     Lifecycle,
@@ -477,7 +477,3 @@ def _parse_time(text: str) -> datetime | None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
-
-def error_of(exc: BaseException) -> Mapping[str, Any]:
-    info = ErrorInfo.of(exc)
-    return {"error": info.code, "message": info.message, "remediation": info.remediation}
