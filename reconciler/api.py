@@ -38,6 +38,7 @@ from reconciler.changerequests import ChangeRequests
 from reconciler.dataapi import DataPlane, data_routes
 from reconciler.errors import OdooOpsError, sanitize
 from reconciler.gitsource import Author, CommitInfo
+from reconciler.httpbody import InvalidRequest, json_object
 from reconciler.jobs import JobStore
 from reconciler.metrics import CONTENT_TYPE, Metrics
 from reconciler.model import EnvKey, StateConfig
@@ -145,10 +146,6 @@ class ControlPlane(Protocol):
     def data(self) -> DataPlane: ...
 
     def jobs(self) -> JobStore: ...
-
-
-class InvalidRequest(OdooOpsError):
-    code = "invalid_request"
 
 
 class RateLimited(OdooOpsError):
@@ -929,40 +926,4 @@ async def _body(
     nullable: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, Any]:
     """The JSON object of the request, its fields known, present and of the right type."""
-    raw = await request.body()
-    if not raw:
-        body: Any = {}
-    else:
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
-            raise InvalidRequest(
-                "the request body is not JSON", remediation="send a JSON object"
-            ) from None
-    if not isinstance(body, dict):
-        raise InvalidRequest(
-            "the request body must be a JSON object", remediation="send a JSON object"
-        )
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest(
-            f"unknown fields: {', '.join(unknown)}",
-            remediation=f"allowed fields: {', '.join(sorted(allowed))}",
-        )
-    missing = sorted(set(required) - set(body))
-    if missing:
-        raise InvalidRequest(
-            f"missing fields: {', '.join(missing)}",
-            remediation=f"add {', '.join(missing)} to the request body",
-        )
-    for field, value in sorted(body.items()):
-        expected = FIELD_TYPES[field]
-        if not isinstance(value, expected) and not (value is None and field in nullable):
-            kind = {str: "a string", dict: "an object", bool: "true or false", list: "a list"}[
-                expected
-            ]
-            raise InvalidRequest(
-                f"{field} must be {kind}{' or null' if field in nullable else ''}",
-                remediation=f"send {field} as {kind}; see /v1/openapi.json",
-            )
-    return body
+    return await json_object(request, {f: FIELD_TYPES[f] for f in allowed}, required, nullable)

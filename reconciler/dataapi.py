@@ -9,7 +9,6 @@ the data plane's own (``reconciler.operations``); this module parses, authorises
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import re
@@ -26,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from reconciler.auth import Principal, authorize, check_production_write
 from reconciler.errors import OdooOpsError
+from reconciler.httpbody import InvalidRequest, json_object
 from reconciler.jobs import Job, JobStore, Progress, wait
 from reconciler.model import EnvKey, StateConfig
 
@@ -68,10 +68,6 @@ class DataPlane(Protocol):
     def mail_list(self, key: EnvKey, limit: int, query: str | None) -> list[dict[str, Any]]: ...
 
     def mail_get(self, key: EnvKey, mail_id: str) -> dict[str, Any]: ...
-
-
-class InvalidRequest(OdooOpsError):
-    code = "invalid_request"
 
 
 Guard = Callable[..., Callable[[Callable[[Request], Any]], Callable[[Request], Any]]]
@@ -143,9 +139,9 @@ def data_routes(
     @guarded("db:backup", per_env=True)
     async def create_backup(request: Request) -> Response:
         """Back up now: a job that dumps, encrypts, uploads and verifies."""
-        body = await _body(request, {"reason"})
+        body = await json_object(request, {"reason": str})
         reason = body.get("reason", "manual")
-        if not isinstance(reason, str) or not 1 <= len(reason) <= 200:
+        if not 1 <= len(reason) <= 200:
             raise InvalidRequest(
                 "reason must be a string of 1 to 200 characters",
                 remediation='send {"reason": "before the migration"}',
@@ -163,9 +159,11 @@ def data_routes(
     @guarded("db:restore", per_env=True)
     async def restore_backup(request: Request) -> Response:
         """Restore a backup (of this or another environment) into this environment."""
-        body = await _body(request, {"backup", "from", "confirm"}, required={"backup"})
+        body = await json_object(
+            request, {"backup": str, "from": str, "confirm": bool}, required={"backup"}
+        )
         backup_id = body["backup"]
-        if not isinstance(backup_id, str) or not _BACKUP_ID.fullmatch(backup_id):
+        if not _BACKUP_ID.fullmatch(backup_id):
             raise InvalidRequest(
                 "backup must be a backup id such as 2026-02-12-03-00, or latest",
                 remediation="odooops db backups ENV  (lists the ids)",
@@ -173,8 +171,6 @@ def data_routes(
         target = key_of(request)
         source = sibling(request, body["from"], "from") if "from" in body else target
         confirm = body.get("confirm", False)
-        if not isinstance(confirm, bool):
-            raise InvalidRequest("confirm must be true or false", remediation='"confirm": true')
         principal = guard_target(request, target)
         authorize(principal, "env:read", str(source))
         ops = data()
@@ -191,7 +187,7 @@ def data_routes(
     @guarded("db:restore", per_env=True)
     async def clone_database(request: Request) -> Response:
         """Copy this environment's database and filestore onto another (never a protected one)."""
-        body = await _body(request, {"to"}, required={"to"})
+        body = await json_object(request, {"to": str}, required={"to"})
         source = key_of(request)
         target = sibling(request, body["to"], "to")
         principal = guard_target(request, target)
@@ -319,35 +315,6 @@ def data_routes(
         Route("/v1/jobs", list_jobs, methods=["GET"]),
         Route("/v1/jobs/{id}", show_job, methods=["GET"]),
     ]
-
-
-async def _body(
-    request: Request, allowed: set[str], required: set[str] | frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw) if raw else {}
-    except (ValueError, RecursionError):
-        raise InvalidRequest(
-            "the request body is not JSON", remediation="send a JSON object"
-        ) from None
-    if not isinstance(body, dict):
-        raise InvalidRequest(
-            "the request body must be a JSON object", remediation="send a JSON object"
-        )
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest(
-            f"unknown fields: {', '.join(unknown)}",
-            remediation=f"allowed fields: {', '.join(sorted(allowed))}",
-        )
-    missing = sorted(set(required) - set(body))
-    if missing:
-        raise InvalidRequest(
-            f"missing fields: {', '.join(missing)}",
-            remediation=f"add {', '.join(missing)} to the request body",
-        )
-    return body
 
 
 class _Pipe:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import psycopg
 from psycopg import sql
@@ -38,7 +38,7 @@ from reconciler.backup.retention import BackupEntry, Retention, expired
 from reconciler.backup.storage import BackupStorage
 from reconciler.database import copy as dbcopy
 from reconciler.database import masking, neutralize, odoozip
-from reconciler.database.endpoint import Endpoint, client_tool
+from reconciler.database.endpoint import Endpoint, client_tool, drain
 from reconciler.database.filestore import rename_top
 from reconciler.drivers.docker import DockerDriver
 from reconciler.errors import OdooOpsError
@@ -582,7 +582,7 @@ class Lifecycle:
             stderr=subprocess.PIPE,
         )
         assert proc.stdout is not None and proc.stderr is not None
-        err = _Drain(proc.stderr)
+        err = drain(proc.stderr)
 
         def dump_sql() -> Iterator[bytes]:
             """The dump, failing at its end when pg_dump failed: the zip then never gets its
@@ -755,17 +755,6 @@ def _empty_tar_chunks() -> Iterable[bytes]:
     return [buf.getvalue()]
 
 
-class _Drain(threading.Thread):
-    def __init__(self, stream: IO[bytes]) -> None:
-        super().__init__(daemon=True)
-        self.stream, self.text = stream, ""
-        self.start()
-
-    def run(self) -> None:
-        self.text = self.stream.read().decode(errors="replace")
-        self.stream.close()
-
-
 def _feed(cmd: list[str], env: Mapping[str, str], source: Any, what: str) -> str:
     """Stream ``source`` into a client tool's stdin; its failure is a structured error."""
     proc = subprocess.Popen(
@@ -776,7 +765,7 @@ def _feed(cmd: list[str], env: Mapping[str, str], source: Any, what: str) -> str
         stderr=subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    out, err = _Drain(proc.stdout), _Drain(proc.stderr)
+    out, err = drain(proc.stdout), drain(proc.stderr)
     try:
         while chunk := source.read(CHUNK):
             try:

@@ -32,12 +32,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from reconciler.database.endpoint import Endpoint, client_tool
+from reconciler.database.endpoint import Endpoint, client_tool, drain
 from reconciler.errors import OdooOpsError
 
 # Measured FILE_COPY throughput (1 GB in 0.9 s); conservative so the pause estimate errs long.
@@ -398,8 +398,8 @@ def _pipeline(
         stderr=subprocess.PIPE,
     )
     prod.stdout.close()  # the consumer holds the only read end: a dead consumer stops the dump
-    prod_err = _drain(prod.stderr)
-    cons_err = _drain(cons.stderr)
+    prod_err = drain(prod.stderr)
+    cons_err = drain(cons.stderr)
     cons_code = cons.wait()
     prod_code = prod.wait()
     prod_err.join()
@@ -412,23 +412,6 @@ def _pipeline(
             f"{what} failed: {name.rsplit('/', 1)[-1]}: {text.strip()[-800:]}",
             remediation="check both database servers with pg_isready, then retry",
         )
-
-
-class _Drain(threading.Thread):
-    def __init__(self, stream: IO[bytes] | None) -> None:
-        super().__init__(daemon=True)
-        self.stream, self.text = stream, ""
-
-    def run(self) -> None:
-        if self.stream is not None:
-            self.text = self.stream.read().decode(errors="replace")
-            self.stream.close()
-
-
-def _drain(stream: IO[bytes] | None) -> _Drain:
-    thread = _Drain(stream)
-    thread.start()
-    return thread
 
 
 # ----------------------------------------------------------------------------------- dump

@@ -12,9 +12,11 @@ password would be visible in ``ps``.
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import IO
 
 import psycopg
 
@@ -96,3 +98,23 @@ def client_tool(name: str) -> str:
             remediation="apt-get install -y postgresql-client",
         )
     return path
+
+
+class Drain(threading.Thread):
+    """Reads a client tool's pipe to its end in the background (a full pipe would block the
+    tool), keeping the text for the error message."""
+
+    def __init__(self, stream: IO[bytes] | None) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.text = stream, ""
+
+    def run(self) -> None:
+        if self.stream is not None:
+            self.text = self.stream.read().decode(errors="replace")
+            self.stream.close()
+
+
+def drain(stream: IO[bytes] | None) -> Drain:
+    thread = Drain(stream)
+    thread.start()
+    return thread
