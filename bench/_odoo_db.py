@@ -533,7 +533,7 @@ class Scratch:
         sweep(
             "containers",
             lambda: client.containers.list(all=True, filters=label),
-            lambda c: c.remove(force=True),
+            lambda c: c.remove(force=True, v=True),
         )
         sweep(
             "volumes",

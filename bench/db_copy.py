@@ -122,7 +122,7 @@ def helper(driver: DockerDriver, image: str, script: str, volumes: dict[str, str
         code = int(container.wait(timeout=3600)["StatusCode"])
         out = bytes(container.logs()).decode(errors="replace")
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
     if code != 0:
         raise RuntimeError(f"helper script failed (exit {code}): {out.strip()[-500:]}")
     return out

@@ -593,7 +593,7 @@ class DockerDriver:
                 code = int(container.wait(timeout=timeout)["StatusCode"])
                 out = bytes(container.logs()).decode(errors="replace")
             finally:
-                container.remove(force=True)
+                container.remove(force=True, v=True)  # and its anonymous volumes
         if code != 0:
             raise DriverError(
                 f"filestore operation on {volume} failed (exit {code}): {out.strip()[-500:]}",
@@ -651,7 +651,7 @@ class DockerDriver:
             yield from stream
         finally:
             with contextlib.suppress(docker.errors.DockerException):
-                container.remove(force=True)
+                container.remove(force=True, v=True)  # and its anonymous volumes
 
     def filestore_stage(
         self, image: str, volume: str, staged: str, tar_stream: Iterable[bytes]
@@ -684,7 +684,7 @@ class DockerDriver:
                 if not container.put_archive(f"{FILESTORE}/filestore", _Chunked(tar_stream)):
                     raise DriverError(f"Docker refused the filestore archive for {volume}")
             finally:
-                container.remove(force=True)
+                container.remove(force=True, v=True)  # and its anonymous volumes
         self._helper(
             image,
             f'set -e; cd {FILESTORE}/filestore; mkdir -p "$STAGED"; '

@@ -26,6 +26,8 @@ import psycopg
 import pytest
 from docker.models.networks import Network
 
+from tests.integration.world import run_and_remove
+
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -336,8 +338,8 @@ def test_odoo_image_layout(engine: docker.DockerClient, image_refs: dict[str, st
         "command -v odoo wait-for-psql.py python3 psql"
     )
     out = (
-        engine.containers.run(
-            image_refs["odoo"], ["bash", "-c", script], remove=True, name=_name("odoo")
+        run_and_remove(
+            engine, image_refs["odoo"], command=["bash", "-c", script], name=_name("odoo")
         )
         .decode()
         .splitlines()
@@ -359,8 +361,8 @@ def test_odoo_image_layout(engine: docker.DockerClient, image_refs: dict[str, st
 
 def test_version(engine: docker.DockerClient, image_refs: dict[str, str]) -> None:
     """`odoo --version` prints the server series."""
-    out = engine.containers.run(
-        image_refs["odoo"], ["bash", "-c", "odoo --version"], remove=True, name=_name("odoo")
+    out = run_and_remove(
+        engine, image_refs["odoo"], command=["bash", "-c", "odoo --version"], name=_name("odoo")
     )
     assert out.decode().strip() == "Odoo Server 19.0"
 

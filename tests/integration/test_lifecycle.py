@@ -21,7 +21,7 @@ from reconciler.backup.errors import BackupCorrupt, BackupKeyMismatch
 from reconciler.errors import OdooOpsError
 from reconciler.model import EnvKey
 from reconciler.status import Health, Sync
-from tests.integration.world import World
+from tests.integration.world import World, run_and_remove
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,8 @@ def param(world: World, env: str, key: str) -> str | None:
 def filestore_files(world: World, env: str) -> dict[str, int]:
     """Relative path -> inode of every file in the environment's filestore."""
     volume = f"odooops-{world.project}-{env}-filestore"
-    out = world.docker.containers.run(
+    out = run_and_remove(
+        world.docker,
         world.images["ODOOOPS_FIXTURE_ODOO_IMAGE"],
         entrypoint=[
             "/bin/sh",
@@ -94,7 +95,6 @@ def filestore_files(world: World, env: str) -> dict[str, int]:
             f"cd /v/filestore/{db(world, env)} && find . -type f -printf '%p %i\\n'",
         ],
         volumes={volume: {"bind": "/v", "mode": "ro"}},
-        remove=True,
         user="0",
     )
     return {
