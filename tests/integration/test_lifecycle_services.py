@@ -272,7 +272,8 @@ def test_scheduled_backups_follow_the_tier_schedule_and_restore_tests_run(
 ) -> None:
     """Production every 6 h: due at once, not an hour later, due again after 6 h; the first
     restore test runs once a backup exists, then weekly."""
-    world.declare("prod", branch="main", tier="production")
+    # An interval, not the example app's cron ("0 */6 * * *"), whose slots depend on the hour.
+    world.declare("prod", branch="main", tier="production", overrides={"backup_schedule": "6h"})
     converge(world, "prod")
     data = world.engine().data
     now = datetime.now(UTC)
