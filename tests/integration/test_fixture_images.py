@@ -168,7 +168,7 @@ def _remove(objects: list[Any]) -> None:
             if isinstance(obj, Network):
                 obj.remove()
             else:
-                obj.remove(force=True)
+                obj.remove(force=True, v=True)  # with its anonymous volumes
 
 
 @pytest.fixture(scope="module")
