@@ -547,14 +547,7 @@ class Engine:
             return
         site = Site(
             key=key,
-            endpoint=Endpoint(
-                driver.server.host,
-                driver.server.port,
-                driver.server.admin_user,
-                key.database,
-                driver.server.admin_password.resolve() if driver.server.admin_password else None,
-                driver.server.name,
-            ),
+            endpoint=Endpoint.of_server(driver.server, key.database),
             owner=key.role,
             volume=key.filestore_volume,
             image=project.image,

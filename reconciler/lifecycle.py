@@ -21,7 +21,7 @@ import logging
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -38,8 +38,8 @@ from reconciler.backup.retention import BackupEntry, Retention, expired
 from reconciler.backup.storage import BackupStorage
 from reconciler.database import copy as dbcopy
 from reconciler.database import masking, neutralize, odoozip
-from reconciler.database.endpoint import Endpoint, client_tool, drain
-from reconciler.database.filestore import rename_top
+from reconciler.database.endpoint import Endpoint, client_tool, drain, pg_restore_command
+from reconciler.database.filestore import empty_tar, rename_top
 from reconciler.drivers.docker import DockerDriver
 from reconciler.errors import OdooOpsError
 from reconciler.model import LABEL_PREFIX, EnvKey, Tier
@@ -652,7 +652,7 @@ class Lifecycle:
                     target.image,
                     target.volume,
                     _staged(target),
-                    rename_top(_empty_tar_chunks(), _staged(target)),
+                    rename_top(empty_tar(_staged(target)), _staged(target)),
                 )
                 manifest = {}
             report = self._prepare(scratch, target, sanitising, copied=True, progress=progress)
@@ -743,18 +743,6 @@ def _chunks(stream: Any) -> Iterator[bytes]:
         yield bytes(chunk)
 
 
-def _empty_tar_chunks() -> Iterable[bytes]:
-    import io
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("empty")
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(info)
-    return [buf.getvalue()]
-
-
 def _feed(cmd: list[str], env: Mapping[str, str], source: Any, what: str) -> str:
     """Stream ``source`` into a client tool's stdin; its failure is a structured error."""
     proc = subprocess.Popen(
@@ -792,14 +780,7 @@ def _feed(cmd: list[str], env: Mapping[str, str], source: Any, what: str) -> str
 
 def _pg_restore(source: Any, target: Endpoint, owner: str) -> None:
     _feed(
-        [
-            client_tool("pg_restore"),
-            "--no-owner",
-            "--no-acl",
-            f"--role={owner}",
-            "--exit-on-error",
-            f"--dbname={target.dbname}",
-        ],
+        pg_restore_command(target, owner),
         target.env(),
         source,
         f"pg_restore into {target}",

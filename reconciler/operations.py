@@ -94,15 +94,7 @@ class DataOps:
     def site(self, want: DesiredEnvironment) -> Site:
         key = want.key
         if want.server is not None:
-            server = want.server
-            endpoint = Endpoint(
-                server.host,
-                server.port,
-                server.admin_user,
-                key.database,
-                server.admin_password.resolve() if server.admin_password else None,
-                server.name,
-            )
+            endpoint = Endpoint.of_server(want.server, key.database)
         else:
             address = self.engine.docker.container_address(key.db_container, key.network)
             endpoint = Endpoint(
@@ -476,4 +468,3 @@ def _parse_time(text: str) -> datetime | None:
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-

@@ -71,9 +71,7 @@ _KEY_ID_DOMAIN = b"odooops-backup-key-id\0"
 _KEY_ID_FORMAT = re.compile(rb"k-[0-9a-f]{16}")
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
-_GENERATE_KEY = (
-    'python3 -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"'
-)
+_GENERATE_KEY = 'python3 -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"'
 
 
 def _key_id(key: bytes) -> str:

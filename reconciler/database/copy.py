@@ -37,7 +37,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from reconciler.database.endpoint import Endpoint, client_tool, drain
+from reconciler.database.endpoint import Endpoint, client_tool, drain, pg_restore_command
 from reconciler.errors import OdooOpsError
 
 # Measured FILE_COPY throughput (1 GB in 0.9 s); conservative so the pause estimate errs long.
@@ -422,14 +422,7 @@ def _dump(source: Endpoint, target: Endpoint, owner: str, report: ProgressFn) ->
     _pipeline(
         [client_tool("pg_dump"), "--format=custom", "--no-owner", "--no-acl"],
         source.env(),
-        [
-            client_tool("pg_restore"),
-            "--no-owner",
-            "--no-acl",
-            f"--role={owner}",
-            "--exit-on-error",
-            f"--dbname={target.dbname}",
-        ],
+        pg_restore_command(target, owner),
         target.env(),
         "pg_dump | pg_restore",
     )

@@ -21,6 +21,7 @@ from typing import IO
 import psycopg
 
 from reconciler.errors import DriverError
+from reconciler.model import DatabaseServer
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ class Endpoint:
     server: str = (
         "shared"  # name of the server (or "dedicated") for messages and same-server checks
     )
+
+    @classmethod
+    def of_server(cls, server: DatabaseServer, dbname: str) -> Endpoint:
+        """A database on a shared server, reached as the server's admin role."""
+        password = server.admin_password.resolve() if server.admin_password else None
+        return cls(server.host, server.port, server.admin_user, dbname, password, server.name)
 
     def with_db(self, dbname: str) -> Endpoint:
         return replace(self, dbname=dbname)
@@ -98,6 +105,18 @@ def client_tool(name: str) -> str:
             remediation="apt-get install -y postgresql-client",
         )
     return path
+
+
+def pg_restore_command(target: Endpoint, owner: str) -> list[str]:
+    """``pg_restore`` into ``target``, every object created as ``owner`` (not the admin)."""
+    return [
+        client_tool("pg_restore"),
+        "--no-owner",
+        "--no-acl",
+        f"--role={owner}",
+        "--exit-on-error",
+        f"--dbname={target.dbname}",
+    ]
 
 
 class Drain(threading.Thread):

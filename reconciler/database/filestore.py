@@ -53,6 +53,17 @@ class _Collector(io.RawIOBase):
         return out
 
 
+def empty_tar(top: str | None = None) -> list[bytes]:
+    """A tar with nothing in it, or only the directory ``top`` (an empty filestore)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        if top is not None:
+            info = tarfile.TarInfo(top)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+    return [buf.getvalue()]
+
+
 def rename_top(chunks: Iterable[bytes], new_top: str) -> Iterator[bytes]:
     """Re-stream a tar with its first path component replaced by ``new_top``.
 

@@ -26,6 +26,7 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
+from reconciler.database.filestore import empty_tar
 from reconciler.errors import DriverError, sanitize
 from reconciler.model import LABEL_PREFIX, MAIL_CATCHER_HOST, DesiredEnvironment, EnvKey, Tier
 from reconciler.observed import ObservedContainer, Role
@@ -601,6 +602,19 @@ class DockerDriver:
             )
         return out
 
+    def _parked(self, image: str, volume: str, mode: str) -> Any:
+        """A created, never started container with the volume mounted: Docker's archive API
+        reads and writes its files without running anything in the image."""
+        return self.client.containers.create(
+            image=image,
+            name=f"odooops-{self.instance}-helper-{os.urandom(4).hex()}",
+            entrypoint=["/bin/true"],
+            command=[],
+            volumes={volume: {"bind": FILESTORE, "mode": mode}},
+            network_mode="none",
+            labels={_label("instance"): self.instance, _label("role"): "helper"},
+        )
+
     def filestore_link_copy(
         self, image: str, src_volume: str, src_db: str, dst_volume: str, dst_db: str
     ) -> int:
@@ -631,22 +645,13 @@ class DockerDriver:
 
     def filestore_export(self, image: str, volume: str, db: str) -> Iterator[bytes]:
         """A tar stream of ``filestore/<db>`` (members ``<db>/...``); empty when there is none."""
-        name = f"odooops-{self.instance}-helper-{os.urandom(4).hex()}"
         with self._errors(f"read filestore of {volume}"):
-            container = self.client.containers.create(
-                image=image,
-                name=name,
-                entrypoint=["/bin/true"],
-                command=[],
-                volumes={volume: {"bind": FILESTORE, "mode": "ro"}},
-                network_mode="none",
-                labels={_label("instance"): self.instance, _label("role"): "helper"},
-            )
+            container = self._parked(image, volume, "ro")
         try:
             try:
                 stream, _stat = container.get_archive(f"{FILESTORE}/filestore/{db}")
             except docker.errors.NotFound:
-                yield from _empty_tar()
+                yield from empty_tar()
                 return
             yield from stream
         finally:
@@ -669,17 +674,8 @@ class DockerDriver:
             {"STAGED": staged},
             volume,
         )
-        name = f"odooops-{self.instance}-helper-{os.urandom(4).hex()}"
         with self._errors(f"write filestore of {volume}"):
-            container = self.client.containers.create(
-                image=image,
-                name=name,
-                entrypoint=["/bin/true"],
-                command=[],
-                volumes={volume: {"bind": FILESTORE, "mode": "rw"}},
-                network_mode="none",
-                labels={_label("instance"): self.instance, _label("role"): "helper"},
-            )
+            container = self._parked(image, volume, "rw")
             try:
                 if not container.put_archive(f"{FILESTORE}/filestore", _Chunked(tar_stream)):
                     raise DriverError(f"Docker refused the filestore archive for {volume}")
@@ -796,13 +792,6 @@ class _Chunked:
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._chunks)
-
-
-def _empty_tar() -> Iterator[bytes]:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w"):
-        pass
-    yield buf.getvalue()
 
 
 def _tar_with(app_tar: bytes, extra: Mapping[str, bytes]) -> bytes:
