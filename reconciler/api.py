@@ -2,12 +2,13 @@
 commits.
 
 Every route but ``/v1/health`` and ``/v1/openapi.json`` needs a bearer token with the route's
-scope (and, for one environment, a token whose environment globs cover it). Writes never touch
-Docker or PostgreSQL: they become a commit to the state repository (``ControlPlane.write``),
-answered ``202`` with the commit and a status link, and they trigger a reconcile pass. Every
-error has one shape, ``{error, message, remediation, docs}``, with a stable code. The OpenAPI
-document is kept by hand next to this module (``openapi.json``) and served as is; a test holds
-it to the routes.
+scope (and, for one environment, a token whose environment globs cover it). Writes to the
+desired state never touch Docker or PostgreSQL: they become a commit to the state repository
+(``ControlPlane.write``), answered ``202`` with the commit and a status link, and they trigger a
+reconcile pass. Every error has one shape, ``{error, message, remediation, docs}``, with a
+stable code. The OpenAPI document is kept by hand next to this module (``openapi.json``) and
+served as is; a test holds it to the routes. Operations on live data (backups, restores,
+copies, dumps, caught mail) are not commits: they are the jobs of ``reconciler.dataapi``.
 """
 
 from __future__ import annotations
