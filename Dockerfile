@@ -68,7 +68,7 @@ RUN set -eu; \
     mkdir /staging; \
     /opt/odooops/bin/python -c 'import importlib.metadata as m; print(*(f.locate() for f in m.files("odooops")), sep="\n")' \
       | xargs -d '\n' realpath -s | xargs -d '\n' cp -a --parents -t /staging; \
-    /opt/odooops/bin/python -c 'from reconciler import validation as v; v._registry(); missing = [n for n in v.SCHEMA_NAMES if not (v.SCHEMA_DIR / f"{n}.schema.json").is_file()]; assert not missing, missing'; \
+    /opt/odooops/bin/python -c 'from reconciler.core import validation as v; v._registry(); missing = [n for n in v.SCHEMA_NAMES if not (v.SCHEMA_DIR / f"{n}.schema.json").is_file()]; assert not missing, missing'; \
     test -x /staging/opt/odooops/bin/odooops; \
     /opt/odooops/bin/odooops --help >/dev/null
 

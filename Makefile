@@ -5,6 +5,6 @@ run:            ## set up, create the example state repository, run the daemon (
 test:           ## set up everything the tests need, then run the whole suite
 	bash scripts/test.sh
 lint:
-	.venv/bin/ruff check . && .venv/bin/mypy
+	.venv/bin/ruff check . && .venv/bin/mypy && .venv/bin/lint-imports
 bench:
 	.venv/bin/python bench/plan_scale.py

@@ -41,11 +41,11 @@ from typing import Any, TypeVar
 
 from psycopg import sql
 
-from reconciler.database.copy import create_empty, database_size
-from reconciler.database.endpoint import Endpoint
+from reconciler.core.errors import DriverError
+from reconciler.core.model import EnvKey
+from reconciler.data.database.copy import create_empty, database_size
+from reconciler.data.database.endpoint import Endpoint
 from reconciler.drivers.docker import DockerDriver
-from reconciler.errors import DriverError
-from reconciler.model import EnvKey
 from tests.integration import odoo_schema
 
 T = TypeVar("T")

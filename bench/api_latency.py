@@ -54,14 +54,12 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from reconciler import changes  # noqa: E402
-from reconciler.api import RateLimiter, create_app  # noqa: E402
-from reconciler.auth import AuthConfig, TokenAuthority  # noqa: E402
-from reconciler.config import load_state  # noqa: E402
-from reconciler.gitsource import Author, GitSource  # noqa: E402
-from reconciler.model import EnvKey, StateConfig  # noqa: E402
-from reconciler.planner import Plan  # noqa: E402
-from reconciler.statewriter import StateWriter, WriteResult  # noqa: E402
-from reconciler.status import (  # noqa: E402
+from reconciler.api.app import RateLimiter, create_app  # noqa: E402
+from reconciler.api.auth import AuthConfig, TokenAuthority  # noqa: E402
+from reconciler.core.config import load_state  # noqa: E402
+from reconciler.core.model import EnvKey, StateConfig  # noqa: E402
+from reconciler.core.planner import Plan  # noqa: E402
+from reconciler.engine.status import (  # noqa: E402
     Condition,
     DaemonStatus,
     EnvironmentStatus,
@@ -69,6 +67,8 @@ from reconciler.status import (  # noqa: E402
     StatusStore,
     Sync,
 )
+from reconciler.gitops.gitsource import Author, GitSource  # noqa: E402
+from reconciler.gitops.statewriter import StateWriter, WriteResult  # noqa: E402
 
 SECRET = b"k" * 32
 PROJECT = "acme"

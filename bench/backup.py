@@ -64,14 +64,14 @@ from bench._odoo_db import (  # noqa: E402
     timed,
     uninterruptible,
 )
-from reconciler.backup.crypto import BackupKey  # noqa: E402
-from reconciler.backup.storage import FileStorage  # noqa: E402
-from reconciler.database import masking  # noqa: E402
-from reconciler.database.copy import Strategy, copy_database, drop_database  # noqa: E402
-from reconciler.database.endpoint import Endpoint, client_tool  # noqa: E402
+from reconciler.core.model import Tier  # noqa: E402
+from reconciler.data.backup.crypto import BackupKey  # noqa: E402
+from reconciler.data.backup.storage import FileStorage  # noqa: E402
+from reconciler.data.database import masking  # noqa: E402
+from reconciler.data.database.copy import Strategy, copy_database, drop_database  # noqa: E402
+from reconciler.data.database.endpoint import Endpoint, client_tool  # noqa: E402
+from reconciler.data.lifecycle import Lifecycle, Site  # noqa: E402
 from reconciler.drivers.docker import DockerDriver  # noqa: E402
-from reconciler.lifecycle import Lifecycle, Site  # noqa: E402
-from reconciler.model import Tier  # noqa: E402
 
 
 @dataclass(frozen=True)

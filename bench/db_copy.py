@@ -66,16 +66,16 @@ from bench._odoo_db import (  # noqa: E402
     timed,
     uninterruptible,
 )
-from reconciler.database.copy import (  # noqa: E402
+from reconciler.core.model import CopySettings  # noqa: E402
+from reconciler.data.database.copy import (  # noqa: E402
     Strategy,
     choose_strategy,
     copy_database,
     database_size,
     drop_database,
 )
-from reconciler.database.endpoint import Endpoint  # noqa: E402
+from reconciler.data.database.endpoint import Endpoint  # noqa: E402
 from reconciler.drivers.docker import FILESTORE, DockerDriver  # noqa: E402
-from reconciler.model import CopySettings  # noqa: E402
 
 T = TypeVar("T")
 STRATEGY_LABELS = {

@@ -56,10 +56,9 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from reconciler import validation  # noqa: E402
-from reconciler.desired import APP_CONFIG, BranchHead, Inputs, resolve  # noqa: E402
-from reconciler.engine import Engine, EngineConfig  # noqa: E402
-from reconciler.errors import DriverError  # noqa: E402
-from reconciler.model import (  # noqa: E402
+from reconciler.core.desired import APP_CONFIG, BranchHead, Inputs, resolve  # noqa: E402
+from reconciler.core.errors import DriverError  # noqa: E402
+from reconciler.core.model import (  # noqa: E402
     BranchRule,
     DatabaseServer,
     Desired,
@@ -72,9 +71,10 @@ from reconciler.model import (  # noqa: E402
     StateConfig,
     Tier,
 )
-from reconciler.observed import Observed, ObservedEnvironment  # noqa: E402
-from reconciler.planner import Plan, plan  # noqa: E402
-from reconciler.secrets import SecretStore  # noqa: E402
+from reconciler.core.observed import Observed, ObservedEnvironment  # noqa: E402
+from reconciler.core.planner import Plan, plan  # noqa: E402
+from reconciler.drivers.secrets import SecretStore  # noqa: E402
+from reconciler.engine.engine import Engine, EngineConfig  # noqa: E402
 from tests.factories import desired as factory_desired  # noqa: E402
 from tests.factories import live  # noqa: E402
 

@@ -9,4 +9,5 @@ set -a; source build/images.env; set +a
 export TESTCONTAINERS_RYUK_DISABLED=true
 .venv/bin/ruff check .
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"

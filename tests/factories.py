@@ -6,11 +6,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from reconciler import changes
-from reconciler.changerequests import ChangeRequests
-from reconciler.errors import OdooOpsError
-from reconciler.gitsource import Author, CommitInfo
-from reconciler.model import (
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import (
     DatabaseServer,
     DesiredEnvironment,
     EnvironmentSpec,
@@ -19,11 +16,14 @@ from reconciler.model import (
     StateConfig,
     Tier,
 )
-from reconciler.observed import ObservedContainer, ObservedDatabase, ObservedEnvironment, Role
-from reconciler.planner import Plan
-from reconciler.policies import resolve_settings
-from reconciler.statewriter import WriteResult
-from reconciler.status import DaemonStatus, EnvironmentStatus
+from reconciler.core.observed import ObservedContainer, ObservedDatabase, ObservedEnvironment, Role
+from reconciler.core.planner import Plan
+from reconciler.core.policies import resolve_settings
+from reconciler.engine.status import DaemonStatus, EnvironmentStatus
+from reconciler.gitops import changes
+from reconciler.gitops.changerequests import ChangeRequests
+from reconciler.gitops.gitsource import Author, CommitInfo
+from reconciler.gitops.statewriter import WriteResult
 
 SERVER = DatabaseServer("shared", "127.0.0.1", 5432, "host-gateway", "postgres")
 PROJECT = Project("acme", "file:///dev/null", "19.0", "odoo:19.0", (".",), ("acme_base",), "shared")

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.errors import OdooOpsError
+from reconciler.core.errors import OdooOpsError
 from webhooks.events import Event, parse
 from webhooks.signatures import InvalidDelivery, verify
 

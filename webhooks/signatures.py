@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from reconciler.errors import OdooOpsError
+from reconciler.core.errors import OdooOpsError
 
 
 class InvalidDelivery(OdooOpsError):

@@ -26,10 +26,10 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from reconciler.database.filestore import empty_tar
-from reconciler.errors import DriverError, sanitize
-from reconciler.model import LABEL_PREFIX, MAIL_CATCHER_HOST, DesiredEnvironment, EnvKey, Tier
-from reconciler.observed import ObservedContainer, Role
+from reconciler.core.errors import DriverError, sanitize
+from reconciler.core.model import LABEL_PREFIX, MAIL_CATCHER_HOST, DesiredEnvironment, EnvKey, Tier
+from reconciler.core.observed import ObservedContainer, Role
+from reconciler.drivers.tarstream import empty_tar
 
 SECRET_DIR = "/run/odooops"
 PASSWORD_FILE = f"{SECRET_DIR}/db_password"

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from reconciler.errors import DriverError
-from reconciler.model import LABEL_PREFIX, DatabaseServer, EnvKey
+from reconciler.core.errors import DriverError
+from reconciler.core.model import LABEL_PREFIX, DatabaseServer, EnvKey
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:

@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from reconciler import changes
-from reconciler.api import RateLimiter, create_app
-from reconciler.auth import AuthConfig, TokenAuthority
-from reconciler.controlplane import GitControlPlane
-from reconciler.gitsource import Author, GitSource
-from reconciler.jobs import JobStore
-from reconciler.model import EnvKey, StateConfig
-from reconciler.planner import Plan
-from reconciler.statewriter import StateWriter, WriteResult
-from reconciler.status import Condition, DaemonStatus, EnvironmentStatus, Health, Sync
+from reconciler.api.app import RateLimiter, create_app
+from reconciler.api.auth import AuthConfig, TokenAuthority
+from reconciler.api.controlplane import GitControlPlane
+from reconciler.core.model import EnvKey, StateConfig
+from reconciler.core.planner import Plan
+from reconciler.engine.jobs import JobStore
+from reconciler.engine.status import Condition, DaemonStatus, EnvironmentStatus, Health, Sync
+from reconciler.gitops import changes
+from reconciler.gitops.gitsource import Author, GitSource
+from reconciler.gitops.statewriter import StateWriter, WriteResult
 from tests.factories import MemoryData
 from tests.integration.world import acme_state_remote, git
 
@@ -454,7 +454,7 @@ def test_change_request_review_through_the_api(
 def test_metrics_need_a_token_and_count_api_requests(
     plane: Plane, authority: TokenAuthority
 ) -> None:
-    from reconciler.metrics import Metrics
+    from reconciler.engine.metrics import Metrics
 
     metrics = Metrics(plane.statuses)
     client = TestClient(create_app(plane, authority, metrics=metrics))

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from starlette.applications import Starlette
 
-from reconciler.api import RateLimiter, create_app
-from reconciler.auth import AuthConfig, TokenAuthority
-from reconciler.gitsource import GitSource
-from reconciler.statewriter import StateWriter
+from reconciler.api.app import RateLimiter, create_app
+from reconciler.api.auth import AuthConfig, TokenAuthority
+from reconciler.gitops.gitsource import GitSource
+from reconciler.gitops.statewriter import StateWriter
 from tests.factories import UncalledPlane
 from tests.integration.test_api import Plane
 from tests.integration.world import acme_state_remote

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.backup.errors import BackupError, BackupStorageError
-from reconciler.backup.storage import MIN_PART_SIZE, S3Storage, open_storage
+from reconciler.data.backup.errors import BackupError, BackupStorageError
+from reconciler.data.backup.storage import MIN_PART_SIZE, S3Storage, open_storage
 from tests.integration.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def odooops(world: World, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", *args],
+        [sys.executable, "-m", "reconciler.cli.main", *args],
         env=world.cli_env(),
         capture_output=True,
         text=True,
@@ -68,7 +68,7 @@ def status_of(world: World, env: str) -> dict:
 
 def test_daemon_picks_up_a_commit_within_one_poll_interval(world: World) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli", *daemon_args(world)],
+        [sys.executable, "-m", "reconciler.cli.main", *daemon_args(world)],
         env=world.cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -93,7 +93,7 @@ def test_daemon_killed_mid_initialisation_converges_after_restart(world: World) 
     """Level-triggered: a restarted daemon removes leftovers and finishes the job."""
     world.declare("staging", branch="release/v1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli", *daemon_args(world)],
+        [sys.executable, "-m", "reconciler.cli.main", *daemon_args(world)],
         env=world.cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -141,7 +141,7 @@ def test_plan_without_master_key_is_a_usage_error(world: World, tmp_path: Path) 
         [
             sys.executable,
             "-m",
-            "reconciler.cli",
+            "reconciler.cli.main",
             "plan",
             "--state-repo",
             f"file://{world.state_remote}",
@@ -204,7 +204,7 @@ def test_api_write_becomes_a_commit_and_a_running_environment(world: World, tmp_
         [
             sys.executable,
             "-m",
-            "reconciler.cli",
+            "reconciler.cli.main",
             *daemon_args(world, interval=300, listen=f"127.0.0.1:{port}"),
         ],
         env=world.cli_env(),
@@ -215,7 +215,7 @@ def test_api_write_becomes_a_commit_and_a_running_environment(world: World, tmp_
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "reconciler.cli", *args],
+            [sys.executable, "-m", "reconciler.cli.main", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -289,7 +289,7 @@ def test_api_write_becomes_a_commit_and_a_running_environment(world: World, tmp_
             [
                 sys.executable,
                 "-m",
-                "reconciler.cli",
+                "reconciler.cli.main",
                 "shell",
                 f"{world.project}/qa",
                 "--kind",
@@ -331,7 +331,7 @@ def test_data_commands_through_the_api(world: World, tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "reconciler.cli",
+            "reconciler.cli.main",
             *daemon_args(world, interval=300, listen=f"127.0.0.1:{port}"),
         ],
         env=world.cli_env(),
@@ -342,7 +342,7 @@ def test_data_commands_through_the_api(world: World, tmp_path: Path) -> None:
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "reconciler.cli", *args],
+            [sys.executable, "-m", "reconciler.cli.main", *args],
             env=env,
             capture_output=True,
             text=True,

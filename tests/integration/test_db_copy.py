@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from reconciler.database.copy import CopyFailed, Strategy, copy_database, drop_database
-from reconciler.database.endpoint import Endpoint
+from reconciler.data.database.copy import CopyFailed, Strategy, copy_database, drop_database
+from reconciler.data.database.endpoint import Endpoint
 
 pytestmark = pytest.mark.integration
 ADMIN = Endpoint("127.0.0.1", 5432, "postgres", "postgres")

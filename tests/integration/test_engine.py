@@ -12,9 +12,9 @@ import urllib.request
 import pytest
 import yaml
 
-from reconciler.errors import DriverError
-from reconciler.planner import Kind
-from reconciler.status import Health, Sync
+from reconciler.core.errors import DriverError
+from reconciler.core.planner import Kind
+from reconciler.engine.status import Health, Sync
 from tests.integration.world import World
 
 pytestmark = pytest.mark.integration
@@ -231,7 +231,7 @@ def test_unreachable_database_server_changes_nothing(world: World) -> None:
 
 
 def test_environment_logs_merge_all_containers_and_follow_stops_on_close(world: World) -> None:
-    from reconciler.model import EnvKey
+    from reconciler.core.model import EnvKey
 
     world.app.write({"crm.txt": "x\n"}, "crm", branch="feature/logs")
     converge(world, "feature-logs")
@@ -245,11 +245,11 @@ def test_environment_logs_merge_all_containers_and_follow_stops_on_close(world: 
 
 
 def _shell_app(world: World):  # type: ignore[no-untyped-def]
-    from reconciler.api import create_app
-    from reconciler.auth import AuthConfig, TokenAuthority
-    from reconciler.controlplane import DaemonControlPlane
-    from reconciler.gitsource import GitSource
-    from reconciler.statewriter import StateWriter
+    from reconciler.api.app import create_app
+    from reconciler.api.auth import AuthConfig, TokenAuthority
+    from reconciler.api.controlplane import DaemonControlPlane
+    from reconciler.gitops.gitsource import GitSource
+    from reconciler.gitops.statewriter import StateWriter
 
     authority = TokenAuthority(AuthConfig(secret=b"s" * 32))
     writer = StateWriter(GitSource(f"file://{world.state_remote}", world.root / "writes"))

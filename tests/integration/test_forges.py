@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from reconciler import changes
-from reconciler.errors import OdooOpsError
-from reconciler.forges import Forge
-from reconciler.gitsource import Author, GitSource
-from reconciler.model import EnvKey
-from reconciler.statewriter import StateWriter
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import EnvKey
+from reconciler.gitops import changes
+from reconciler.gitops.forges import Forge
+from reconciler.gitops.gitsource import Author, GitSource
+from reconciler.gitops.statewriter import StateWriter
 from tests.integration.world import acme_state_remote
 
 pytestmark = pytest.mark.integration

@@ -25,8 +25,8 @@ import pygit2
 import pytest
 from pygit2.enums import CredentialType
 
-from reconciler.errors import SourceError
-from reconciler.gitsource import Author, Credentials, GitSource, _Callbacks
+from reconciler.core.errors import SourceError
+from reconciler.gitops.gitsource import Author, Credentials, GitSource, _Callbacks
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from reconciler.backup.errors import BackupCorrupt, BackupKeyMismatch
-from reconciler.errors import OdooOpsError
-from reconciler.model import EnvKey
-from reconciler.status import Health, Sync
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import EnvKey
+from reconciler.data.backup.errors import BackupCorrupt, BackupKeyMismatch
+from reconciler.engine.status import Health, Sync
 from tests.integration.world import World, run_and_remove
 
 pytestmark = pytest.mark.integration

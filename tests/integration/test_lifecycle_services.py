@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from reconciler.backup.errors import BackupStorageError
-from reconciler.errors import OdooOpsError
-from reconciler.model import EnvKey
-from reconciler.status import Health, Sync
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import EnvKey
+from reconciler.data.backup.errors import BackupStorageError
+from reconciler.engine.status import Health, Sync
 from tests.integration.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from tests.integration.world import World
 
@@ -275,13 +275,14 @@ def test_scheduled_backups_follow_the_tier_schedule_and_restore_tests_run(
     # An interval, not the example app's cron ("0 */6 * * *"), whose slots depend on the hour.
     world.declare("prod", branch="main", tier="production", overrides={"backup_schedule": "6h"})
     converge(world, "prod")
-    data = world.engine().data
+    engine = world.engine()
+    data = engine.data
     now = datetime.now(UTC)
     prod = f"{world.project}/prod"
-    assert data.run_schedules(now, wait=True) == [f"backup {prod}"]
-    assert data.run_schedules(now + timedelta(hours=1), wait=True) == [f"restore test {prod}"]
-    assert data.run_schedules(now + timedelta(hours=2), wait=True) == []
-    assert data.run_schedules(now + timedelta(hours=7), wait=True) == [f"backup {prod}"]
+    assert engine.schedules.run(now, wait=True) == [f"backup {prod}"]
+    assert engine.schedules.run(now + timedelta(hours=1), wait=True) == [f"restore test {prod}"]
+    assert engine.schedules.run(now + timedelta(hours=2), wait=True) == []
+    assert engine.schedules.run(now + timedelta(hours=7), wait=True) == [f"backup {prod}"]
     status = world.engine().status.get(f"{world.project}/prod")
     assert status is not None and status.last_restore_test
     good = [b for b in data.backups(EnvKey(world.project, "prod")) if b["status"] == "good"]

@@ -21,16 +21,16 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from reconciler.database.masking import MaskingRules, load_rules, mask
-from reconciler.database.neutralize import (
+from reconciler.core.errors import DriverError, OdooOpsError
+from reconciler.core.validation import SCHEMA_DIR
+from reconciler.data.database.masking import MaskingRules, load_rules, mask
+from reconciler.data.database.neutralize import (
     CATCHER_NAME,
     MailTarget,
     is_neutralized,
     neutralize,
     reidentify,
 )
-from reconciler.errors import DriverError, OdooOpsError
-from reconciler.validation import SCHEMA_DIR
 from tests.integration.odoo_schema import build, connect, scratch_database
 
 pytestmark = pytest.mark.integration

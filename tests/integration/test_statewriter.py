@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler import changes
-from reconciler.errors import InvalidState
-from reconciler.gitsource import Author, GitSource
-from reconciler.model import EnvKey
-from reconciler.statewriter import StateWriter
+from reconciler.core.errors import InvalidState
+from reconciler.core.model import EnvKey
+from reconciler.gitops import changes
+from reconciler.gitops.gitsource import Author, GitSource
+from reconciler.gitops.statewriter import StateWriter
 from tests.integration.world import acme_state_remote, git
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ def test_cli_env_create_and_list(remote: Path, tmp_path: Path) -> None:
 
     def odooops(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "reconciler.cli", *args],
+            [sys.executable, "-m", "reconciler.cli.main", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -150,7 +150,7 @@ BOB = Author("Bob Reviewer", "bob@acme.example")
 
 def test_change_request_needs_another_person_then_merges(remote: Path, tmp_path: Path) -> None:
     """Four eyes on production: the author cannot approve; an approved request merges."""
-    from reconciler.changerequests import ChangeRequestRefused, ChangeRequests
+    from reconciler.gitops.changerequests import ChangeRequestRefused, ChangeRequests
 
     op = changes.Operation("update", EnvKey("acme", "production"), {"overrides": {"workers": 6}})
     result = writer(remote, tmp_path / "w").submit(op, ANN, request_id="cr1")
@@ -177,7 +177,7 @@ def test_change_request_needs_another_person_then_merges(remote: Path, tmp_path:
 
 
 def test_a_closed_change_request_cannot_merge(remote: Path, tmp_path: Path) -> None:
-    from reconciler.changerequests import ChangeRequestRefused, ChangeRequests
+    from reconciler.gitops.changerequests import ChangeRequestRefused, ChangeRequests
 
     op = changes.Operation("suspend", EnvKey("acme", "production"))
     writer(remote, tmp_path / "w").submit(op, ANN, request_id="cr2")
@@ -194,7 +194,7 @@ def test_rs256_tokens_minted_with_a_private_key_verify_with_the_public_key(tmp_p
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from reconciler.auth import AuthConfig, TokenAuthority
+    from reconciler.api.auth import AuthConfig, TokenAuthority
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private, public = tmp_path / "jwt.key", tmp_path / "jwt.pub"
@@ -214,7 +214,7 @@ def test_rs256_tokens_minted_with_a_private_key_verify_with_the_public_key(tmp_p
         [
             sys.executable,
             "-m",
-            "reconciler.cli",
+            "reconciler.cli.main",
             "token",
             "create",
             "--subject",

@@ -22,8 +22,8 @@ import docker
 import psycopg
 import yaml
 
-from reconciler.engine import Engine, EngineConfig, PassResult
-from reconciler.secrets import SecretStore
+from reconciler.drivers.secrets import SecretStore
+from reconciler.engine.engine import Engine, EngineConfig, PassResult
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GIT_ENV = {

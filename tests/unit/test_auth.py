@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from reconciler.auth import (
+from reconciler.api.auth import (
     SCOPES,
     AuthConfig,
     AuthMisconfigured,
@@ -32,7 +32,7 @@ from reconciler.auth import (
     check_production_write,
     ip_allowed,
 )
-from reconciler.errors import OdooOpsError
+from reconciler.core.errors import OdooOpsError
 
 SECRET = b"correct-horse-battery-staple-0123456789"
 OTHER_SECRET = b"another-secret-of-sufficient-length-000"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.backup.crypto import (
+from reconciler.core.model import SecretRef
+from reconciler.data.backup.crypto import (
     MAGIC,
     BackupKey,
     DecryptReader,
@@ -23,8 +24,7 @@ from reconciler.backup.crypto import (
     open_sealed,
     seal,
 )
-from reconciler.backup.errors import BackupCorrupt, BackupError, BackupKeyMismatch
-from reconciler.model import SecretRef
+from reconciler.data.backup.errors import BackupCorrupt, BackupError, BackupKeyMismatch
 
 KEY = BackupKey.of(bytes(range(32)))
 OTHER_KEY = BackupKey.of(bytes(range(1, 33)))

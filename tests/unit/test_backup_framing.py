@@ -8,9 +8,9 @@ import struct
 
 import pytest
 
-from reconciler.backup.crypto import BackupKey, open_sealed, seal
-from reconciler.backup.errors import BackupCorrupt
-from reconciler.backup.framing import MAX_FRAME, PartWriter, read_parts
+from reconciler.data.backup.crypto import BackupKey, open_sealed, seal
+from reconciler.data.backup.errors import BackupCorrupt
+from reconciler.data.backup.framing import MAX_FRAME, PartWriter, read_parts
 
 MAGIC_LEN = 12
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reconciler.backup.retention import BackupEntry, Retention, expired
+from reconciler.core.retention import BackupEntry, Retention, expired
 
 # Wednesday 18 March 2026, ISO week 12.
 NOW = datetime(2026, 3, 18, 13, 0, tzinfo=UTC)
@@ -50,30 +50,50 @@ CASES = [
     (
         "daily: the newest of each of the last N calendar days, today included",
         Retention(daily=2),
-        [at("2026-03-18T12:00"), at("2026-03-18T06:00"), at("2026-03-17T23:00"),
-         at("2026-03-17T01:00"), at("2026-03-16T23:59")],
+        [
+            at("2026-03-18T12:00"),
+            at("2026-03-18T06:00"),
+            at("2026-03-17T23:00"),
+            at("2026-03-17T01:00"),
+            at("2026-03-16T23:59"),
+        ],
         {"2026-03-18T06:00", "2026-03-17T01:00", "2026-03-16T23:59"},
     ),
     (
         "weekly: ISO weeks run Monday to Sunday",
         Retention(weekly=2),
-        [at("2026-03-16T00:00"), at("2026-03-15T23:00"), at("2026-03-09T01:00"),
-         at("2026-03-08T23:00")],
+        [
+            at("2026-03-16T00:00"),
+            at("2026-03-15T23:00"),
+            at("2026-03-09T01:00"),
+            at("2026-03-08T23:00"),
+        ],
         {"2026-03-09T01:00", "2026-03-08T23:00"},
     ),
     (
         "monthly: calendar months, counting back across a year boundary",
         Retention(monthly=4),
-        [at("2026-03-01T00:00"), at("2026-02-27T00:00"), at("2026-02-28T00:00"),
-         at("2026-01-15T00:00"), at("2025-12-31T00:00"), at("2025-12-01T00:00"),
-         at("2025-11-30T00:00")],
+        [
+            at("2026-03-01T00:00"),
+            at("2026-02-27T00:00"),
+            at("2026-02-28T00:00"),
+            at("2026-01-15T00:00"),
+            at("2025-12-31T00:00"),
+            at("2025-12-01T00:00"),
+            at("2025-11-30T00:00"),
+        ],
         {"2026-02-27T00:00", "2025-12-01T00:00", "2025-11-30T00:00"},
     ),
     (
         "a backup kept by days or by gfs stays",
         Retention(days=2, monthly=2),
-        [at("2026-03-18T00:00"), at("2026-03-17T00:00"), at("2026-03-10T00:00"),
-         at("2026-02-20T00:00"), at("2026-02-10T00:00")],
+        [
+            at("2026-03-18T00:00"),
+            at("2026-03-17T00:00"),
+            at("2026-03-10T00:00"),
+            at("2026-02-20T00:00"),
+            at("2026-02-10T00:00"),
+        ],
         {"2026-03-10T00:00", "2026-02-10T00:00"},
     ),
     (
@@ -158,9 +178,7 @@ def test_calendar_periods_are_those_of_the_time_zone_of_now() -> None:
     assert expired(entries, now.astimezone(UTC), Retention(daily=2)) == {"earlier"}
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"days": -1}, {"daily": -1}, {"weekly": -2}, {"monthly": -3}]
-)
+@pytest.mark.parametrize("kwargs", [{"days": -1}, {"daily": -1}, {"weekly": -2}, {"monthly": -3}])
 def test_negative_counts_are_refused(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="negative"):
         Retention(**kwargs)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.backup.errors import BackupCorrupt, BackupError, BackupStorageError
-from reconciler.backup.storage import FileStorage, S3Storage, open_storage
+from reconciler.data.backup.errors import BackupCorrupt, BackupError, BackupStorageError
+from reconciler.data.backup.storage import FileStorage, S3Storage, open_storage
 
 
 @pytest.fixture

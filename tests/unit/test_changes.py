@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from reconciler import changes
-from reconciler.changes import EnvironmentExists, Operation, UnknownEnvironment
-from reconciler.config import load_state
-from reconciler.errors import InvalidState
-from reconciler.model import EnvKey
+from reconciler.core.config import load_state
+from reconciler.core.errors import InvalidState
+from reconciler.core.model import EnvKey
+from reconciler.gitops import changes
+from reconciler.gitops.changes import EnvironmentExists, Operation, UnknownEnvironment
 
 FILES = {
     "odooops.yaml": b"database_servers: {shared: {host: 127.0.0.1}}\n",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler.database.copy import Strategy, choose_strategy
-from reconciler.database.endpoint import Endpoint
+from reconciler.data.database.copy import Strategy, choose_strategy
+from reconciler.data.database.endpoint import Endpoint
 
 GB = 1024**3
 SHARED = Endpoint("127.0.0.1", 5432, "postgres", "acme__prod", server="shared")

@@ -8,11 +8,11 @@ from typing import Any
 
 import yaml
 
-from reconciler.config import load_state
-from reconciler.desired import BranchHead, Inputs, resolve
-from reconciler.errors import OdooOpsError, SourceError
-from reconciler.model import EnvKey, StateConfig, Tier
-from reconciler.validation import validate_app_config
+from reconciler.core.config import load_state
+from reconciler.core.desired import BranchHead, Inputs, resolve
+from reconciler.core.errors import OdooOpsError, SourceError
+from reconciler.core.model import EnvKey, StateConfig, Tier
+from reconciler.core.validation import validate_app_config
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from reconciler.durations import (
+from reconciler.core.durations import (
     Schedule,
     parse_cpu,
     parse_duration,

@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from reconciler.database.filestore import rename_top
-from reconciler.errors import OdooOpsError
+from reconciler.core.errors import OdooOpsError
+from reconciler.drivers.tarstream import rename_top
 
 
 def archive(*members: tuple[str, bytes | None], link: str | None = None) -> bytes:

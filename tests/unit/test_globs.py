@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.globs import matches, shadows
+from reconciler.core.globs import matches, shadows
 
 
 @pytest.mark.parametrize(

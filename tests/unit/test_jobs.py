@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from reconciler.errors import OdooOpsError
-from reconciler.jobs import JobStore, Progress, wait
+from reconciler.core.errors import OdooOpsError
+from reconciler.engine.jobs import JobStore, Progress, wait
 
 
 def test_a_job_reports_progress_then_its_result() -> None:

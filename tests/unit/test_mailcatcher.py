@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import OdooOpsError
-from reconciler.mailcatcher import (
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import EnvKey
+from reconciler.data.mailcatcher import (
     MAX_MESSAGE_BYTES,
     MAX_RECIPIENTS,
     MailCatcher,
@@ -21,7 +22,6 @@ from reconciler.mailcatcher import (
     credentials_for,
     env_for_login,
 )
-from reconciler.model import EnvKey
 
 SECRET = b"s" * 32
 STAGING = EnvKey("acme", "staging")

@@ -10,7 +10,10 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from reconciler.database.masking import (
+from reconciler.core.errors import InvalidState
+from reconciler.core.model import SecretRef
+from reconciler.core.validation import SCHEMA_DIR
+from reconciler.data.database.masking import (
     DEFAULT_RULES,
     IDENTIFIER,
     ColumnMask,
@@ -20,9 +23,6 @@ from reconciler.database.masking import (
     MaskRule,
     load_rules,
 )
-from reconciler.errors import InvalidState
-from reconciler.model import SecretRef
-from reconciler.validation import SCHEMA_DIR
 
 
 def doc(*rules: dict[str, Any], **top: Any) -> dict[str, Any]:

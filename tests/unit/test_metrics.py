@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler.metrics import Metrics
-from reconciler.status import EnvironmentStatus, Health, Sync
+from reconciler.engine.metrics import Metrics
+from reconciler.engine.status import EnvironmentStatus, Health, Sync
 
 
 def statuses() -> dict[str, EnvironmentStatus]:

@@ -15,7 +15,8 @@ from typing import IO, BinaryIO, cast
 
 import pytest
 
-from reconciler.database.odoozip import (
+from reconciler.core.errors import OdooOpsError
+from reconciler.data.database.odoozip import (
     build_manifest,
     detect_format,
     dump_is_custom_format,
@@ -24,7 +25,6 @@ from reconciler.database.odoozip import (
     version_info,
     write_odoo_zip,
 )
-from reconciler.errors import OdooOpsError
 
 ODOO_MANIFEST_KEYS = {
     "odoo_dump",

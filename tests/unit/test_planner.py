@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler.model import Desired, EnvKey, Tier
-from reconciler.observed import Observed, ObservedEnvironment, Role
-from reconciler.planner import Kind, plan
+from reconciler.core.model import Desired, EnvKey, Tier
+from reconciler.core.observed import Observed, ObservedEnvironment, Role
+from reconciler.core.planner import Kind, plan
 from tests.factories import desired, live
 
 

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from reconciler.model import BranchRule, EnvKey, Policies, Tier
-from reconciler.policies import (
+from reconciler.core.model import BranchRule, EnvKey, Policies, Tier
+from reconciler.core.policies import (
     auto_environments,
     env_name_for_branch,
     over_quota,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reconciler.schedules import due
+from reconciler.engine.schedules import due
 
 NOW = datetime(2026, 11, 25, 3, 5, tzinfo=UTC)  # a Wednesday
 

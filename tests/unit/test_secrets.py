@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import SecretsError
-from reconciler.secrets import SecretStore, load_master_key, write_new_key
+from reconciler.core.errors import SecretsError
+from reconciler.drivers.secrets import SecretStore, load_master_key, write_new_key
 
 KEY = bytes(range(32))
 

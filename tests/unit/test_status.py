@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.status import Condition, EnvironmentStatus, Health, StatusStore
+from reconciler.engine.status import Condition, EnvironmentStatus, Health, StatusStore
 
 
 def test_condition_and_health_changes_become_events_that_survive_a_restart(tmp_path: Path) -> None:

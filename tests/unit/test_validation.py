@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from reconciler import validation
-from reconciler.errors import InvalidState, Location, Problem
-from reconciler.validation import (
+from reconciler.core import validation
+from reconciler.core.errors import InvalidState, Location, Problem
+from reconciler.core.validation import (
     SCHEMA_DIR,
     Document,
     ValidatedState,

@@ -1,0 +1,94 @@
+"""One error shape for every answer: ``{error, message, remediation, docs}`` with its status.
+
+Each stable error code maps to one HTTP status here, so a route raises the product's own
+``OdooOpsError`` and never picks a status code itself.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from reconciler.api.ratelimit import RateLimited
+from reconciler.core.errors import OdooOpsError
+
+HTTP_STATUS = {
+    "invalid_request": 400,
+    "unauthenticated": 401,
+    "token_expired": 401,
+    "forbidden": 403,
+    "unknown_environment": 404,
+    "not_found": 404,
+    "environment_exists": 409,
+    "push_conflict": 409,
+    "conflict": 409,
+    "invalid_state": 422,
+    "rate_limited": 429,
+    "no_state": 503,
+    "docker_unreachable": 503,
+    "database_unreachable": 503,
+    "fetch_failed": 503,
+    "push_failed": 503,
+    "push_rejected": 409,
+    "invalid_path": 400,
+    "invalid_webhook": 401,
+    "unknown_change_request": 404,
+    "invalid_token_request": 400,
+    "wait_timeout": 504,
+    "environment_not_found": 404,
+    "environment_held": 409,
+    "backup_not_found": 404,
+    "backup_not_good": 409,
+    "mail_not_found": 404,
+    "confirm_required": 409,
+    "copy_onto_protected": 409,
+    "operation_busy": 409,
+    "copy_source_not_ready": 409,
+    "backup_key_missing": 503,
+    "backup_key_invalid": 503,
+    "backup_key_mismatch": 409,
+    "backup_storage_unreachable": 503,
+    "backup_corrupt": 422,
+    "odoo_dump_invalid": 422,
+    "filestore_invalid": 422,
+    "not_an_odoo_database": 422,
+    "pg_client_missing": 503,
+    "export_failed": 503,
+    "copy_failed": 503,
+    "restore_failed": 422,
+    "mask_failed": 422,
+    "neutralize_failed": 503,
+}
+
+
+def status_of(exc: OdooOpsError) -> int:
+    return HTTP_STATUS.get(exc.code, 500)
+
+
+async def error_response(request: Request, exc: OdooOpsError) -> Response:
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.code in ("unauthenticated", "token_expired"):
+        headers["WWW-Authenticate"] = 'Bearer realm="odooops"'
+    return JSONResponse(exc.to_dict(), status_code=status_of(exc), headers=headers)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return await error_response(
+        request,
+        OdooOpsError(
+            f"no route {request.url.path}",
+            code="not_found",
+            remediation="see the routes in /v1/openapi.json",
+        ),
+    )
+
+
+async def not_allowed(request: Request, exc: Exception) -> Response:
+    error = OdooOpsError(
+        f"{request.method} is not allowed on {request.url.path}",
+        code="method_not_allowed",
+        remediation="see /v1/openapi.json",
+    )
+    return JSONResponse(error.to_dict(), status_code=405)

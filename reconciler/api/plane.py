@@ -1,0 +1,105 @@
+"""What the API needs of the daemon: the ``ControlPlane`` protocol and its terminal type.
+
+Routes see the daemon only through this protocol (``reconciler.api.controlplane`` implements
+it over the engine and the state writer), so the API can be tested and benchmarked against an
+in-memory plane and never reaches a driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from reconciler.core.model import EnvKey, StateConfig
+from reconciler.core.planner import Plan
+from reconciler.engine.jobs import JobStore, Progress
+from reconciler.engine.status import DaemonStatus, EnvironmentStatus
+from reconciler.gitops import changes
+from reconciler.gitops.changerequests import ChangeRequests
+from reconciler.gitops.gitsource import Author, CommitInfo
+from reconciler.gitops.statewriter import WriteResult
+
+
+class DataPlane(Protocol):
+    """The data operations the API starts (``reconciler.data.operations.DataOps``)."""
+
+    def backups(self, key: EnvKey) -> list[dict[str, Any]]: ...
+
+    def backup(self, key: EnvKey, reason: str, progress: Progress) -> dict[str, Any]: ...
+
+    def restore(
+        self,
+        target_key: EnvKey,
+        backup_id: str,
+        source_key: EnvKey | None = None,
+        *,
+        confirm: bool = False,
+        progress: Progress,
+    ) -> dict[str, Any]: ...
+
+    def clone(
+        self, source_key: EnvKey, target_key: EnvKey, progress: Progress
+    ) -> dict[str, Any]: ...
+
+    def export(self, key: EnvKey, out: BinaryIO) -> dict[str, Any]: ...
+
+    def import_dump(
+        self, key: EnvKey, path: Path, *, confirm: bool = False, progress: Progress
+    ) -> dict[str, Any]: ...
+
+    def mail_list(self, key: EnvKey, limit: int, query: str | None) -> list[dict[str, Any]]: ...
+
+    def mail_get(self, key: EnvKey, mail_id: str) -> dict[str, Any]: ...
+
+
+class Terminal(Protocol):
+    """An interactive process with a TTY (``ShellSession`` of the Docker driver)."""
+
+    def read(self) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def resize(self, columns: int, rows: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ControlPlane(Protocol):
+    """What the API needs of the daemon (``reconciler.api.controlplane.DaemonControlPlane``)."""
+
+    def statuses(self) -> Mapping[str, EnvironmentStatus]: ...
+
+    def events(self, key: EnvKey) -> list[dict[str, Any]]: ...
+
+    def daemon_status(self) -> DaemonStatus: ...
+
+    def state(self) -> StateConfig | None: ...
+
+    def plan(self) -> Plan: ...
+
+    def write(
+        self,
+        op: changes.Operation | changes.FileOperation,
+        author: Author,
+        request_id: str,
+        pr: bool,
+    ) -> WriteResult: ...
+
+    def trigger(self) -> None: ...
+
+    def audit(self, limit: int) -> list[CommitInfo]: ...
+
+    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]: ...
+
+    def change_requests(self) -> ChangeRequests: ...
+
+    def shell(self, key: EnvKey, kind: str) -> Terminal: ...
+
+    def record_session(self, entry: Mapping[str, str]) -> None: ...
+
+    def sessions(self, limit: int) -> list[dict[str, str]]: ...
+
+    def data(self) -> DataPlane: ...
+
+    def jobs(self) -> JobStore: ...

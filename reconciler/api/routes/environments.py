@@ -1,0 +1,179 @@
+"""Environments: declare, change, remove, suspend, deploy (commits); status, events, logs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.concurrency import iterate_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from reconciler.api.auth import authorize
+from reconciler.api.context import (
+    NAME,
+    ApiContext,
+    Handler,
+    body,
+    declared,
+    env_key,
+    principal_of,
+    unknown,
+    unknown_project,
+)
+from reconciler.api.httpbody import InvalidRequest
+from reconciler.api.writes import commit_write
+from reconciler.core import durations
+from reconciler.gitops import changes
+
+CREATE_FIELDS = {"project", "name", "branch", "tier", "revision", "owner", "overrides", "pr"}
+PATCH_FIELDS = {"branch", "tier", "revision", "owner", "overrides", "protected", "pr"}
+
+
+def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
+    plane, guarded = ctx.plane, ctx.guarded
+
+    @guarded("env:read")
+    async def list_environments(request: Request) -> Response:
+        """Every environment the daemon knows, with its status."""
+        principal = principal_of(request)
+        items = [s.to_dict() for k, s in plane.statuses().items() if principal.may_touch(k)]
+        return JSONResponse({"items": items})
+
+    @guarded("env:read", per_env=True)
+    async def show_environment(request: Request) -> Response:
+        """One environment: its declaration and its status."""
+        key = env_key(request)
+        status = plane.statuses().get(str(key))
+        spec = declared(plane, key)
+        if status is None and spec is None:
+            raise unknown(key)
+        return JSONResponse(
+            {
+                "environment": str(key),
+                "declared": spec,
+                "status": status.to_dict() if status else None,
+            }
+        )
+
+    @guarded("env:read", per_env=True)
+    async def environment_status(request: Request) -> Response:
+        """Sync, health and conditions of one environment."""
+        key = env_key(request)
+        status = plane.statuses().get(str(key))
+        if status is None:
+            raise unknown(key)
+        return JSONResponse(status.to_dict())
+
+    @guarded("env:write")
+    async def create_environment(request: Request) -> Response:
+        """Declare an environment: a commit adding its file."""
+        fields_in = await body(request, CREATE_FIELDS, required={"name", "branch"})
+        state = ctx.state()
+        project = fields_in.get("project")
+        name = f"{project}/{fields_in['name']}" if project is not None else fields_in["name"]
+        key = changes.resolve_name(name, sorted(state.projects))
+        if project is not None and key.project != project:
+            raise unknown_project(project)
+        if not (NAME.fullmatch(key.project) and NAME.fullmatch(key.env)):
+            raise InvalidRequest(
+                f"{key} is not a valid environment name",
+                remediation="name it PROJECT/ENV with lowercase letters, digits and hyphens, "
+                "starting with a letter (at most 32 characters each), e.g. acme/qa",
+            )
+        authorize(principal_of(request), "env:write", str(key))
+        fields: dict[str, Any] = {
+            k: fields_in[k]
+            for k in ("branch", "tier", "revision", "owner", "overrides")
+            if k in fields_in
+        }
+        return await commit_write(ctx, request, changes.Operation("create", key, fields), fields_in)
+
+    @guarded("env:write", per_env=True)
+    async def update_environment(request: Request) -> Response:
+        """Change an environment's declaration (a JSON merge patch of its file)."""
+        fields_in = await body(request, PATCH_FIELDS, nullable=PATCH_FIELDS - {"pr"})
+        fields = {k: v for k, v in fields_in.items() if k != "pr"}
+        op = changes.Operation("update", env_key(request), fields)
+        return await commit_write(ctx, request, op, fields_in)
+
+    @guarded("env:write", per_env=True)
+    async def destroy_environment(request: Request) -> Response:
+        """Remove an environment's file; the daemon prunes it (protected data is kept)."""
+        return await commit_write(ctx, request, changes.Operation("destroy", env_key(request)), {})
+
+    def lifecycle(verb: str) -> Handler:
+        @guarded("env:write", per_env=True)
+        async def handler(request: Request) -> Response:
+            fields_in = await body(request, {"pr"})
+            op = changes.Operation(verb, env_key(request))
+            return await commit_write(ctx, request, op, fields_in)
+
+        handler.__name__ = f"{verb}_environment"
+        handler.__doc__ = f"{verb.capitalize()} an environment (a commit)."
+        return handler
+
+    @guarded("deploy", per_env=True)
+    async def deploy_environment(request: Request) -> Response:
+        """Point an environment at a branch (tracking its head) or a pinned commit."""
+        fields_in = await body(request, {"branch", "revision", "pr"})
+        if "branch" not in fields_in and "revision" not in fields_in:
+            raise InvalidRequest(
+                "deploy needs a branch or a revision",
+                remediation="odooops deploy ENV --branch release/v2",
+            )
+        fields: dict[str, Any] = {k: fields_in[k] for k in ("branch", "revision") if k in fields_in}
+        fields.setdefault("revision", "track")
+        op = changes.Operation("deploy", env_key(request), fields)
+        return await commit_write(ctx, request, op, fields_in)
+
+    @guarded("env:read", per_env=True)
+    async def environment_events(request: Request) -> Response:
+        """What happened to the environment: condition and health changes, newest first."""
+        key = env_key(request)
+        if str(key) not in plane.statuses():
+            raise unknown(key)
+        return JSONResponse({"items": plane.events(key)})
+
+    @guarded("env:read", per_env=True)
+    async def environment_logs(request: Request) -> Response:
+        """Logs of every container of the environment, streamed; ``follow`` keeps it open."""
+        key = env_key(request)
+        if str(key) not in plane.statuses() and declared(plane, key) is None:
+            raise unknown(key)
+        query = request.query_params
+        follow = query.get("follow", "false").lower() in ("1", "true", "yes")
+        tail_raw = query.get("tail", "200")
+        if not tail_raw.isdigit() or not 1 <= int(tail_raw) <= 10_000:
+            raise InvalidRequest(
+                "tail must be a whole number from 1 to 10000",
+                remediation="odooops logs ENV --tail 200",
+            )
+        since: int | None = None
+        if "since" in query:
+            try:
+                since = int(time.time() - durations.parse_duration(query["since"]).total_seconds())
+            except ValueError as exc:
+                raise InvalidRequest(
+                    f"since: {exc}", remediation="odooops logs ENV --since 10m"
+                ) from None
+        lines = plane.logs(key, follow, since, int(tail_raw))
+        return StreamingResponse(
+            iterate_in_threadpool(line + "\n" for line in lines),
+            media_type="text/plain; charset=utf-8",
+        )
+
+    return [
+        Route("/v1/environments", list_environments, methods=["GET"]),
+        Route("/v1/environments", create_environment, methods=["POST"]),
+        Route(env, show_environment, methods=["GET"]),
+        Route(env, update_environment, methods=["PATCH"]),
+        Route(env, destroy_environment, methods=["DELETE"]),
+        Route(f"{env}/status", environment_status, methods=["GET"]),
+        Route(f"{env}/suspend", lifecycle("suspend"), methods=["POST"]),
+        Route(f"{env}/resume", lifecycle("resume"), methods=["POST"]),
+        Route(f"{env}/deploy", deploy_environment, methods=["POST"]),
+        Route(f"{env}/logs", environment_logs, methods=["GET"]),
+        Route(f"{env}/events", environment_events, methods=["GET"]),
+    ]

@@ -1,0 +1,105 @@
+"""Interactive shells (bash, odoo shell, psql) over a websocket, and their recorded sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from reconciler.api.auth import authorize
+from reconciler.api.context import ApiContext
+from reconciler.api.errors import status_of
+from reconciler.api.httpbody import InvalidRequest
+from reconciler.api.plane import Terminal
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import EnvKey
+
+
+def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
+    plane = ctx.plane
+
+    @ctx.guarded("env:read")
+    async def list_sessions(request: Request) -> Response:
+        """Shell sessions, newest first: who, which environment, what, when."""
+        return JSONResponse({"items": await run_in_threadpool(plane.sessions, 200)})
+
+    async def shell(websocket: WebSocket) -> None:
+        """An interactive shell (bash, odoo shell or psql) through ``docker exec`` with a TTY.
+
+        Binary frames carry the terminal's bytes both ways; a text frame
+        ``{"resize": [columns, rows]}`` resizes it. Refusals close with 4401/4403/4404 after a
+        text frame holding the structured error. Every session is recorded (who, where, what,
+        start, end).
+        """
+        key = EnvKey(str(websocket.path_params["project"]), str(websocket.path_params["env"]))
+        kind = websocket.query_params.get("kind", "odoo")
+        await websocket.accept()
+        try:
+            if kind not in ("odoo", "psql", "bash"):
+                raise InvalidRequest(
+                    f"unknown shell {kind!r}", remediation="odooops shell ENV --kind odoo|psql|bash"
+                )
+            principal = ctx.authority.authenticate_header(websocket.headers.get("authorization"))
+            ctx.limiter.take(principal.subject)
+            authorize(principal, "shell", str(key))
+            session = await run_in_threadpool(plane.shell, key, kind)
+        except OdooOpsError as exc:
+            await websocket.send_text(json.dumps(exc.to_dict()))
+            status = status_of(exc)
+            await websocket.close(code=4000 + status if status < 500 else 1011)
+            return
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        entry = {
+            "subject": principal.subject,
+            "email": principal.email,
+            "environment": str(key),
+            "kind": kind,
+            "started": started,
+        }
+        await run_in_threadpool(plane.record_session, {**entry, "event": "start"})
+
+        async def pump_out() -> None:
+            while chunk := await run_in_threadpool(session.read):
+                await websocket.send_bytes(chunk)
+            await websocket.close()
+
+        output = asyncio.create_task(pump_out())
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("bytes"):
+                    await run_in_threadpool(session.write, message["bytes"])
+                elif message.get("text"):
+                    _control(session, message["text"])
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            # Synchronous on purpose: a cancelled task must still record the end.
+            session.close()
+            output.cancel()
+            plane.record_session(
+                {**entry, "event": "end", "ended": datetime.now(UTC).isoformat(timespec="seconds")}
+            )
+
+    return [
+        Route("/v1/sessions", list_sessions, methods=["GET"]),
+        WebSocketRoute(f"{env}/shell", shell),
+    ]
+
+
+def _control(session: Terminal, text: str) -> None:
+    """A control frame from the terminal: only ``{"resize": [columns, rows]}`` exists."""
+    try:
+        doc = json.loads(text)
+        columns, rows = doc["resize"]
+        session.resize(int(columns), int(rows))
+    except (ValueError, KeyError, TypeError):
+        pass

@@ -1,0 +1,157 @@
+"""Turn one commit of the state repository into the frozen ``StateConfig``.
+
+Validation (schemas and cross-file checks) happens first and completely; only a state that
+validated as a whole is converted, so nothing downstream ever sees a half-valid commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.core import validation
+from reconciler.core.model import (
+    BackupSettings,
+    BranchRule,
+    CopySettings,
+    DatabaseServer,
+    EnvironmentSpec,
+    EnvKey,
+    MailCatcherSettings,
+    Platform,
+    Policies,
+    Project,
+    Quotas,
+    S3Settings,
+    SecretRef,
+    StateConfig,
+    Tier,
+)
+from reconciler.core.policies import rule_for
+
+
+def load_state(files: Mapping[str, bytes], commit: str, repo_label: str = ".") -> StateConfig:
+    """Validate every file, then build the model. Raises ``InvalidState`` with all problems."""
+    state = validation.validate_state(files, repo_label)
+    platform = _platform(state.platform.data or {})
+    policies = _policies(state.policies.data or {})
+    projects = {name: _project(name, doc.data or {}) for name, doc in state.projects.items()}
+    envs = tuple(
+        _environment(EnvKey(project, env), doc.data or {}, policies)
+        for (project, env), doc in sorted(state.environments.items())
+    )
+    masking = state.masking.data if state.masking is not None else None
+    return StateConfig(commit, platform, policies, projects, envs, masking or None)
+
+
+def _platform(raw: Mapping[str, Any]) -> Platform:
+    runtime = raw.get("runtime", {})
+    ports = runtime.get("port_range", {})
+    servers = {
+        name: DatabaseServer(
+            name=name,
+            host=s.get("host", "127.0.0.1"),
+            port=int(s.get("port", 5432)),
+            container_host=s.get("container_host", "host-gateway"),
+            admin_user=s.get("admin_user", "postgres"),
+            admin_password=SecretRef.parse(s.get("admin_password")),
+        )
+        for name, s in raw.get("database_servers", {}).items()
+    }
+    quotas = raw.get("quotas", {})
+    reconcile = raw.get("reconcile", {})
+    defaults = Platform()
+    backups, s3 = raw.get("backups", {}), raw.get("backups", {}).get("s3", {})
+    mail, copy = raw.get("mail_catcher", {}), raw.get("database_copy", {})
+    return Platform(
+        publish_host=runtime.get("publish_host", defaults.publish_host),
+        port_start=int(ports.get("start", defaults.port_start)),
+        port_end=int(ports.get("end", defaults.port_end)),
+        database_servers=servers,
+        dev_db_image=raw.get("dev_database", {}).get("image", defaults.dev_db_image),
+        domain=raw.get("ingress", {}).get("domain"),
+        tier_overrides=raw.get("tiers", {}),
+        quotas=Quotas(
+            dev_environments_per_user=int(
+                quotas.get("dev_environments_per_user", Quotas.dev_environments_per_user)
+            ),
+            max_concurrent_deployments=int(
+                quotas.get("max_concurrent_deployments", Quotas.max_concurrent_deployments)
+            ),
+        ),
+        interval=int(reconcile.get("interval", defaults.interval)),
+        jitter=int(reconcile.get("jitter", defaults.jitter)),
+        backups=BackupSettings(
+            storage=backups.get("storage"),
+            s3=S3Settings(
+                endpoint=s3.get("endpoint"),
+                region=s3.get("region"),
+                access_key=SecretRef.parse(s3.get("access_key")),
+                secret_key=SecretRef.parse(s3.get("secret_key")),
+            ),
+            encryption_key=SecretRef.parse(backups.get("encryption_key")),
+            compression_level=int(backups.get("compression_level", 3)),
+            restore_test=str(backups.get("restore_test", BackupSettings.restore_test)),
+        ),
+        mail_catcher=MailCatcherSettings(
+            listen=mail.get("listen", MailCatcherSettings.listen),
+            port=int(mail.get("port", MailCatcherSettings.port)),
+            keep=int(mail.get("keep", MailCatcherSettings.keep)),
+        ),
+        copy=CopySettings(
+            max_quiesce_seconds=float(
+                copy.get("max_quiesce_seconds", CopySettings.max_quiesce_seconds)
+            ),
+            jobs=int(copy.get("jobs", CopySettings.jobs)),
+        ),
+    )
+
+
+def _policies(raw: Mapping[str, Any]) -> Policies:
+    rules = tuple(
+        BranchRule(r["match"], Tier(r["tier"]), bool(r.get("auto_create", False)))
+        for r in raw.get("branches", [])
+    )
+    protected = frozenset(Tier(t) for t in raw.get("protected_tiers", ["production"]))
+    allow_empty = bool(raw.get("prune", {}).get("allow_empty", False))
+    return Policies(rules, protected, allow_empty)
+
+
+def _project(name: str, raw: Mapping[str, Any]) -> Project:
+    repo = raw["repository"]
+    odoo = raw.get("odoo", {})
+    return Project(
+        name=name,
+        repo_url=repo["url"],
+        odoo_version=str(odoo.get("version", "19.0")),
+        image=odoo.get("image", "odoo:19.0"),
+        addons_paths=tuple(raw.get("addons_paths", ["."])),
+        modules=tuple(raw.get("modules", [])),
+        database_server=raw.get("database_server", "shared"),
+        token=SecretRef.parse(repo.get("token")),
+        ssh_key=SecretRef.parse(repo.get("ssh_key")),
+    )
+
+
+def _environment(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> EnvironmentSpec:
+    branch = raw["branch"]
+    if "tier" in raw:
+        tier = Tier(raw["tier"])
+    else:
+        rule = rule_for(policies, branch)
+        tier = rule.tier if rule is not None else Tier.DEV
+    db = raw.get("db", {})
+    return EnvironmentSpec(
+        key=key,
+        branch=branch,
+        tier=tier,
+        revision=str(raw.get("revision", "track")),
+        protected=bool(raw.get("protected", tier in policies.protected_tiers)),
+        suspended=bool(raw.get("suspended", False)),
+        owner=raw.get("owner"),
+        overrides=raw.get("overrides", {}),
+        db_source=db.get("source", "fresh"),
+        neutralize=bool(db.get("neutralize", True)),
+        mask=bool(db.get("mask", True)),
+        origin="file",
+    )

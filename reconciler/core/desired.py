@@ -1,0 +1,188 @@
+"""From a validated state commit and the app repositories to the desired world.
+
+Deterministic given its inputs: the app repositories are read from local mirrors (fetched
+before), base image IDs and ports are handed in. An environment that cannot be resolved
+(branch gone, invalid ``.odooops.yaml``, app repository unreachable, over quota) is *held*:
+reported, and its live objects left exactly as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from reconciler.core import policies
+from reconciler.core.errors import InvalidState, OdooOpsError
+from reconciler.core.model import (
+    Desired,
+    DesiredEnvironment,
+    EnvironmentSpec,
+    EnvKey,
+    Project,
+    StateConfig,
+)
+
+APP_CONFIG = ".odooops.yaml"
+APP_ROOT = "/opt/odooops/app"
+BUILD_RECIPE = 1
+
+
+class AppRepo(Protocol):
+    """What resolution needs of an app repository (``GitSource`` satisfies it)."""
+
+    def branches(self) -> dict[str, str]: ...
+
+    def resolve(self, rev: str) -> str: ...
+
+    def read_file(self, commit: str, path: str) -> bytes | None: ...
+
+    def tree_id(self, commit: str, path: str = "") -> str: ...
+
+
+AppConfigLoader = Callable[[bytes, str], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The impure facts resolution needs, gathered by the engine before calling ``resolve``."""
+
+    apps: Mapping[str, AppRepo | OdooOpsError]  # project -> repo, or why it is unavailable
+    heads: Mapping[str, Mapping[str, BranchHead]]  # project -> branch -> its head commit
+    base_images: Mapping[str, str]  # image reference -> local image ID
+    port_for: Callable[[EnvKey], int]
+    load_app_config: AppConfigLoader
+    now: datetime
+
+
+@dataclass(frozen=True)
+class BranchHead:
+    """Who last committed to a branch, and when: the owner (quotas) and the age (TTL)."""
+
+    author_email: str
+    committed_at: datetime
+
+
+def image_tag(project: Project, base_id: str, tree_id: str) -> str:
+    """Content address of an environment image: base image, app tree and build recipe."""
+    digest = hashlib.sha256(f"{base_id}|{tree_id}|{BUILD_RECIPE}".encode()).hexdigest()[:16]
+    return f"odooops/{project.name}:{digest}"
+
+
+def container_addons_paths(project: Project) -> tuple[str, ...]:
+    return tuple(posixpath.normpath(posixpath.join(APP_ROOT, p)) for p in project.addons_paths)
+
+
+def resolve(config: StateConfig, inputs: Inputs) -> Desired:
+    specs = list(config.environments)
+    # One listing of branches per project and pass: listing peels every ref, so doing it per
+    # environment would make a project with many branch environments quadratic.
+    branches: dict[str, dict[str, str]] = {}
+    for name in sorted(config.projects):
+        repo = inputs.apps.get(name)
+        if repo is not None and not isinstance(repo, OdooOpsError):
+            branches[name] = repo.branches()
+            specs.extend(
+                policies.auto_environments(
+                    name,
+                    config.policies,
+                    branches[name],
+                    config.environments,
+                    {b: h.author_email for b, h in inputs.heads.get(name, {}).items()},
+                )
+            )
+    held: dict[EnvKey, str] = policies.over_quota(
+        specs, config.platform.quotas.dev_environments_per_user
+    )
+    envs: dict[EnvKey, DesiredEnvironment] = {}
+    expired: dict[EnvKey, str] = {}
+    for spec in specs:
+        if spec.key in held:
+            continue
+        try:
+            want = _resolve_one(config, spec, inputs, branches.get(spec.key.project, {}))
+        except OdooOpsError as exc:
+            held[spec.key] = exc.message
+            continue
+        why = _expiry(want, inputs)
+        if why:
+            expired[spec.key] = why
+        else:
+            envs[spec.key] = want
+    return Desired(config.commit, envs, held, expired, config.policies.allow_empty)
+
+
+def _expiry(want: DesiredEnvironment, inputs: Inputs) -> str:
+    """A branch-made environment lives ``ttl`` past its branch's last commit, then is pruned.
+
+    Measured from the commit, not from creation, so an active branch keeps its environment and
+    an abandoned one is cleaned up, and the verdict is the same after a daemon restart.
+    """
+    ttl = want.settings.ttl
+    if ttl is None or want.spec.origin != "branch":
+        return ""
+    head = inputs.heads.get(want.key.project, {}).get(want.spec.branch)
+    if head is None or inputs.now - head.committed_at <= ttl:
+        return ""
+    return f"branch {want.spec.branch} has had no commit for more than {ttl.days} days (ttl)"
+
+
+def _resolve_one(
+    config: StateConfig, spec: EnvironmentSpec, inputs: Inputs, branches: Mapping[str, str]
+) -> DesiredEnvironment:
+    project = config.projects[spec.key.project]
+    repo = inputs.apps[project.name]
+    if isinstance(repo, OdooOpsError):
+        raise repo
+    if spec.revision == "track":
+        head = branches.get(spec.branch)
+        if head is None:
+            raise OdooOpsError(
+                f"branch {spec.branch} does not exist in {project.name}'s repository",
+                code="branch_missing",
+                remediation=f"push the branch, or edit environments/{spec.key}.yaml",
+            )
+        revision = head
+    else:
+        revision = repo.resolve(spec.revision)
+    raw_app = repo.read_file(revision, APP_CONFIG)
+    app: Mapping[str, Any] = {}
+    if raw_app is not None:
+        try:
+            app = inputs.load_app_config(raw_app, f"{project.name}@{revision[:12]}:{APP_CONFIG}")
+        except InvalidState as exc:
+            raise OdooOpsError(
+                exc.message + "".join(f"; {p}" for p in exc.problems),
+                code="invalid_app_config",
+                remediation=exc.remediation,
+            ) from exc
+    settings = policies.resolve_settings(
+        spec.tier, config.platform.tier_overrides, app.get("tiers", {}), spec.overrides
+    )
+    modules = tuple(dict.fromkeys(("base", *project.modules, *app.get("modules", ()))))
+    base_id = inputs.base_images.get(project.image)
+    if base_id is None:
+        raise OdooOpsError(
+            f"base image {project.image} is not available",
+            code="image_missing",
+            remediation=f"docker pull {project.image}",
+        )
+    server = None
+    if not spec.tier.dedicated_database:
+        server = config.platform.database_servers[project.database_server]
+    return DesiredEnvironment(
+        spec=spec,
+        project=project,
+        revision=revision,
+        image=image_tag(project, base_id, repo.tree_id(revision)),
+        settings=settings,
+        modules=modules,
+        addons_paths=container_addons_paths(project),
+        port=inputs.port_for(spec.key),
+        server=server,
+        dev_db_image=config.platform.dev_db_image,
+        state_commit=config.commit,
+    )

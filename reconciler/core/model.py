@@ -1,0 +1,336 @@
+"""The frozen model: what the state repository declares and what one environment needs.
+
+Everything here is a value: built once per reconcile pass from validated YAML, never mutated,
+safe to share between threads. Naming of live objects (containers, networks, databases) is
+derived here and nowhere else, so the planner, the drivers and the tests agree on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from reconciler.core.errors import SecretsError
+from reconciler.core.retention import Retention
+
+
+class Tier(StrEnum):
+    PRODUCTION = "production"
+    STAGING = "staging"
+    DEV = "dev"
+    EPHEMERAL = "ephemeral"
+
+    @property
+    def dedicated_database(self) -> bool:
+        """Dev tiers get their own small PostgreSQL container; the others use a shared server."""
+        return self in (Tier.DEV, Tier.EPHEMERAL)
+
+
+LABEL_PREFIX = "odooops."
+MAIL_CATCHER_HOST = "odooops-mail"  # how non-production containers reach the mail catcher
+
+
+@dataclass(frozen=True, order=True)
+class EnvKey:
+    """Identity of an environment across git, Docker and PostgreSQL."""
+
+    project: str
+    env: str
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.env}"
+
+    @property
+    def slug(self) -> str:
+        return f"odooops-{self.project}-{self.env}"
+
+    @property
+    def network(self) -> str:
+        return self.slug
+
+    @property
+    def filestore_volume(self) -> str:
+        return f"{self.slug}-filestore"
+
+    @property
+    def pgdata_volume(self) -> str:
+        return f"{self.slug}-pgdata"
+
+    @property
+    def odoo_container(self) -> str:
+        return f"{self.slug}-odoo"
+
+    @property
+    def db_container(self) -> str:
+        return f"{self.slug}-db"
+
+    @property
+    def init_container(self) -> str:
+        return f"{self.slug}-init"
+
+    @property
+    def database(self) -> str:
+        """PostgreSQL name: names never contain ``_``, so ``__`` separates unambiguously."""
+        return f"{self.project}__{self.env}".replace("-", "_")
+
+    @property
+    def role(self) -> str:
+        return f"odooops__{self.database}"[:63]
+
+    def labels(self) -> dict[str, str]:
+        return {f"{LABEL_PREFIX}project": self.project, f"{LABEL_PREFIX}env": self.env}
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A pointer to a secret outside git: an environment variable or a file."""
+
+    env: str | None = None
+    file: str | None = None
+
+    def resolve(self) -> str:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise SecretsError(
+                    f"environment variable {self.env} is not set",
+                    remediation=f"export {self.env}=... before starting: odooops daemon",
+                )
+            return value
+        if self.file is not None:
+            try:
+                return Path(self.file).read_text().strip()
+            except OSError as exc:
+                raise SecretsError(
+                    f"cannot read secret file {self.file}: {exc.strerror}",
+                    remediation=f"ls -l {self.file}",
+                ) from exc
+        raise SecretsError("empty secret reference", remediation="use {env: NAME} or {file: PATH}")
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, str] | None) -> SecretRef | None:
+        if raw is None:
+            return None
+        return cls(env=raw.get("env"), file=raw.get("file"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved knobs of one environment after every layer of overrides."""
+
+    workers: int
+    max_cron_threads: int
+    cpu: float
+    memory: int
+    backup_schedule: str
+    ttl: timedelta | None
+    demo: bool
+    backup_retention: Retention = field(default_factory=lambda: Retention(days=7))
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["ttl"] = None if self.ttl is None else int(self.ttl.total_seconds())
+        return doc
+
+    def container_settings(self) -> dict[str, Any]:
+        """The settings that shape the Odoo container (backup settings do not replace it)."""
+        doc = self.to_dict()
+        del doc["backup_schedule"], doc["backup_retention"]
+        return doc
+
+
+@dataclass(frozen=True)
+class DatabaseServer:
+    name: str
+    host: str
+    port: int
+    container_host: str
+    admin_user: str
+    admin_password: SecretRef | None = None
+
+
+@dataclass(frozen=True)
+class Quotas:
+    dev_environments_per_user: int = 5
+    max_concurrent_deployments: int = 10
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str | None = None
+    region: str | None = None
+    access_key: SecretRef | None = None
+    secret_key: SecretRef | None = None
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """Where backups go and how they are sealed; ``storage`` None means the data directory."""
+
+    storage: str | None = None
+    s3: S3Settings = S3Settings()
+    encryption_key: SecretRef | None = None
+    compression_level: int = 3
+    restore_test: str = "7d"
+
+
+@dataclass(frozen=True)
+class MailCatcherSettings:
+    listen: str = "0.0.0.0"
+    port: int = 2525
+    keep: int = 500
+
+
+@dataclass(frozen=True)
+class CopySettings:
+    """A template copy pauses the source's connections for about a second per GB (measured:
+    ``TEMPLATE ... STRATEGY FILE_COPY`` of 1 GB in 0.9 s on PostgreSQL 15); above this pause a
+    streamed copy, which needs no pause, is used instead."""
+
+    max_quiesce_seconds: float = 5.0
+    jobs: int = 4
+
+
+@dataclass(frozen=True)
+class Platform:
+    publish_host: str = "127.0.0.1"
+    port_start: int = 18000
+    port_end: int = 18999
+    database_servers: Mapping[str, DatabaseServer] = field(default_factory=dict)
+    dev_db_image: str = "postgres:15"
+    domain: str | None = None
+    tier_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    quotas: Quotas = Quotas()
+    interval: int = 60
+    jitter: int = 15
+    backups: BackupSettings = BackupSettings()
+    mail_catcher: MailCatcherSettings = MailCatcherSettings()
+    copy: CopySettings = CopySettings()
+
+
+@dataclass(frozen=True)
+class BranchRule:
+    match: str
+    tier: Tier
+    auto_create: bool = False
+
+
+@dataclass(frozen=True)
+class Policies:
+    rules: tuple[BranchRule, ...] = ()
+    protected_tiers: frozenset[Tier] = frozenset({Tier.PRODUCTION})
+    allow_empty: bool = False
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    repo_url: str
+    odoo_version: str
+    image: str
+    addons_paths: tuple[str, ...]
+    modules: tuple[str, ...]
+    database_server: str
+    token: SecretRef | None = None
+    ssh_key: SecretRef | None = None
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """An environment as declared: by a file in the state repo, or by a branch rule."""
+
+    key: EnvKey
+    branch: str
+    tier: Tier
+    revision: str  # "track" or a commit (7-40 hex)
+    protected: bool
+    suspended: bool
+    owner: str | None
+    overrides: Mapping[str, Any]
+    db_source: str = "fresh"
+    neutralize: bool = True
+    mask: bool = True
+    origin: str = "file"  # "file" or "branch"
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """One validated commit of the state repository."""
+
+    commit: str
+    platform: Platform
+    policies: Policies
+    projects: Mapping[str, Project]
+    environments: tuple[EnvironmentSpec, ...]
+    masking: Mapping[str, Any] | None = None  # masking.yaml as validated, or None (defaults)
+
+
+@dataclass(frozen=True)
+class DesiredEnvironment:
+    """Everything needed to build, run and observe one environment, fully resolved."""
+
+    spec: EnvironmentSpec
+    project: Project
+    revision: str  # full commit of the app repository
+    image: str  # content-addressed tag of the image for that commit
+    settings: Settings
+    modules: tuple[str, ...]
+    addons_paths: tuple[str, ...]  # inside the container
+    port: int
+    server: DatabaseServer | None  # None: a dedicated container
+    dev_db_image: str
+    state_commit: str
+
+    @property
+    def key(self) -> EnvKey:
+        return self.spec.key
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def odoo_spec_hash(self) -> str:
+        """Hash of exactly what we declare for the Odoo container; a change means replace.
+
+        Only fields we own go in (not Docker's defaults), so drift noise from fields others
+        own never triggers a replacement.
+        """
+        owned = {
+            "image": self.image,
+            "settings": self.settings.container_settings(),
+            "addons_paths": self.addons_paths,
+            "port": self.port,
+            "server": None
+            if self.server is None
+            else [self.server.container_host, self.server.port],
+            "recipe": 1,
+        }
+        if self.spec.tier is not Tier.PRODUCTION:
+            owned["mail_catcher"] = MAIL_CATCHER_HOST
+        return hashlib.sha256(json.dumps(owned, sort_keys=True).encode()).hexdigest()[:16]
+
+    def db_spec_hash(self) -> str:
+        return hashlib.sha256(f"{self.dev_db_image}|1".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The whole desired world for one pass.
+
+    ``held`` are environments declared but not resolvable right now (app repo unreachable, invalid
+    ``.odooops.yaml``, quota): the planner must leave their live objects alone rather than prune.
+    ``expired`` are branch environments past their TTL: absent from ``environments``, so pruned.
+    """
+
+    state_commit: str
+    environments: Mapping[EnvKey, DesiredEnvironment]
+    held: Mapping[EnvKey, str] = field(default_factory=dict)
+    expired: Mapping[EnvKey, str] = field(default_factory=dict)
+    allow_empty: bool = False

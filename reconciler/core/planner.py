@@ -1,0 +1,264 @@
+"""``plan(desired, observed) -> Plan``: pure, deterministic, printable like ``terraform plan``.
+
+The planner decides *what* to do and *why*; it never touches Docker, PostgreSQL or git, so
+``odooops plan`` is an exact, side-effect-free dry run and the whole decision table is unit
+tested without services. Actions of one environment are ordered so that each step's
+prerequisites come first (network and volumes before containers, the database before
+initialisation, initialisation before the server); the engine applies them in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from reconciler.core.model import Desired, DesiredEnvironment, EnvKey, Tier
+from reconciler.core.observed import Observed, ObservedEnvironment, Role
+
+
+class Kind(StrEnum):
+    REMOVE_STALE = "remove-stale"
+    CREATE_NETWORK = "create-network"
+    CREATE_VOLUME = "create-volume"
+    CREATE_DB_CONTAINER = "create-db-container"
+    REPLACE_DB_CONTAINER = "replace-db-container"
+    START_DB_CONTAINER = "start-db-container"
+    CREATE_DATABASE = "create-database"
+    RECREATE_DATABASE = "recreate-database"
+    BUILD_IMAGE = "build-image"
+    INIT_DATABASE = "init-database"
+    UPDATE_MODULES = "update-modules"
+    CREATE_ODOO = "create-odoo"
+    REPLACE_ODOO = "replace-odoo"
+    START_ODOO = "start-odoo"
+    STOP_ODOO = "stop-odoo"
+    REMOVE_ODOO = "remove-odoo"
+    REMOVE_DB_CONTAINER = "remove-db-container"
+    DROP_DATABASE = "drop-database"
+    REMOVE_VOLUME = "remove-volume"
+    REMOVE_NETWORK = "remove-network"
+
+
+_SYMBOL = {
+    "create": "+",
+    "build": "+",
+    "init": "+",
+    "start": "~",
+    "stop": "~",
+    "update": "~",
+    "replace": "-/+",
+    "recreate": "-/+",
+    "remove": "-",
+    "drop": "-",
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    key: EnvKey
+    kind: Kind
+    target: str
+    reason: str
+
+    @property
+    def destructive(self) -> bool:
+        return self.kind in (Kind.DROP_DATABASE, Kind.REMOVE_VOLUME, Kind.RECREATE_DATABASE)
+
+    @property
+    def symbol(self) -> str:
+        return _SYMBOL[self.kind.value.split("-", 1)[0]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    retained: tuple[str, ...] = ()
+    held: Mapping[EnvKey, str] = field(default_factory=dict)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    def by_env(self) -> dict[EnvKey, tuple[Action, ...]]:
+        out: dict[EnvKey, list[Action]] = {}
+        for action in self.actions:
+            out.setdefault(action.key, []).append(action)
+        return {key: tuple(actions) for key, actions in out.items()}
+
+    def render(self) -> str:
+        """Text like ``terraform plan``: one block per environment, a symbol and a reason each."""
+        lines: list[str] = []
+        for key, actions in self.by_env().items():
+            lines.append(f"# {key}")
+            lines.extend(
+                f"  {a.symbol:>3} {a.kind.value} {a.target}  ({a.reason})" for a in actions
+            )
+        for note in self.retained:
+            lines.append(f"  = kept: {note}")
+        for key, why in sorted(self.held.items()):
+            lines.append(f"  ! held: {key}: {why}")
+        creates = sum(1 for a in self.actions if a.symbol == "+")
+        changes = sum(1 for a in self.actions if a.symbol in ("~", "-/+"))
+        removes = sum(1 for a in self.actions if a.symbol == "-")
+        if self.actions:
+            lines.append(f"Plan: {creates} to add, {changes} to change, {removes} to remove.")
+        else:
+            lines.append("No changes. Live state matches the state repository.")
+        return "\n".join(lines)
+
+
+def plan(desired: Desired, observed: Observed) -> Plan:
+    """Compare every declared and every observed environment; return the ordered actions."""
+    actions: list[Action] = []
+    retained: list[str] = []
+    guarded = _empty_state_guard(desired, observed)
+    if guarded:
+        retained.append(
+            f"{len(guarded)} environments: the state declares no environment file any more, "
+            "which looks like a mistake (set prune.allow_empty: true in policies.yaml to allow "
+            "removing them)"
+        )
+    for key in sorted(set(desired.environments) | set(observed.environments)):
+        want = desired.environments.get(key)
+        have = observed.environments.get(key)
+        if want is not None:
+            actions.extend(_converge(want, have or ObservedEnvironment(key), observed.images))
+        elif key in desired.held or key in guarded:
+            continue
+        elif have is not None:
+            removal, kept = _prune(have, desired.expired.get(key, "no longer declared"))
+            actions.extend(removal)
+            retained.extend(kept)
+    return Plan(tuple(actions), tuple(retained), dict(desired.held))
+
+
+def _empty_state_guard(desired: Desired, observed: Observed) -> frozenset[EnvKey]:
+    """File-declared environments that a state without any environment file would remove.
+
+    Argo CD refuses to empty an application unless told to (``allowEmpty``); a commit that
+    drops every environment file is far more often a mistake than a decision. Environments
+    made by branch rules are not guarded: deleting the branch is the decision.
+    """
+    if desired.allow_empty or desired.held:
+        return frozenset()
+    if any(w.spec.origin == "file" for w in desired.environments.values()):
+        return frozenset()
+    return frozenset(
+        key
+        for key, have in observed.environments.items()
+        if have.origin == "file" and key not in desired.environments
+    )
+
+
+def _converge(
+    want: DesiredEnvironment, have: ObservedEnvironment, images: frozenset[str]
+) -> Iterator[Action]:
+    key = want.key
+
+    def act(kind: Kind, target: str, reason: str) -> Action:
+        return Action(key, kind, target, reason)
+
+    for name in have.stale:
+        yield act(Kind.REMOVE_STALE, name, "left behind by an interrupted apply")
+    if not have.network:
+        yield act(Kind.CREATE_NETWORK, key.network, "private network missing")
+    if key.filestore_volume not in have.volumes:
+        yield act(Kind.CREATE_VOLUME, key.filestore_volume, "filestore volume missing")
+
+    if want.server is None:
+        yield from _dedicated_db(want, have, act)
+
+    db = have.database
+    if db is None:
+        yield act(Kind.CREATE_DATABASE, key.database, "database missing")
+    elif not db.initialised:
+        yield act(Kind.RECREATE_DATABASE, key.database, "database was never initialised")
+    if want.image not in images:
+        yield act(Kind.BUILD_IMAGE, want.image, f"no image for revision {want.revision[:12]}")
+    initialised = db is not None and db.initialised
+    if not initialised:
+        yield act(Kind.INIT_DATABASE, key.database, _init_reason(want))
+
+    odoo = have.container(Role.ODOO)
+    if want.spec.suspended:
+        if odoo is not None and odoo.running:
+            yield act(Kind.STOP_ODOO, key.odoo_container, "environment is suspended")
+        return
+    if odoo is None:
+        yield act(Kind.CREATE_ODOO, key.odoo_container, "Odoo container missing")
+        return
+    if odoo.spec_hash != want.odoo_spec_hash():
+        if initialised and odoo.revision not in (None, want.revision):
+            yield act(
+                Kind.UPDATE_MODULES,
+                key.database,
+                f"revision {odoo.revision[:12]} -> {want.revision[:12]}",
+            )
+        yield act(Kind.REPLACE_ODOO, key.odoo_container, _what_changed(want, odoo.revision))
+    elif not odoo.running:
+        yield act(Kind.START_ODOO, key.odoo_container, f"container is {odoo.state}")
+
+
+def _dedicated_db(
+    want: DesiredEnvironment, have: ObservedEnvironment, act: _Act
+) -> Iterator[Action]:
+    key = want.key
+    if key.pgdata_volume not in have.volumes:
+        yield act(Kind.CREATE_VOLUME, key.pgdata_volume, "database volume missing")
+    dbc = have.container(Role.DB)
+    if dbc is None:
+        yield act(Kind.CREATE_DB_CONTAINER, key.db_container, "database container missing")
+    elif dbc.spec_hash != want.db_spec_hash():
+        yield act(Kind.REPLACE_DB_CONTAINER, key.db_container, "database image changed")
+    elif not dbc.running:
+        yield act(Kind.START_DB_CONTAINER, key.db_container, f"container is {dbc.state}")
+
+
+def _init_reason(want: DesiredEnvironment) -> str:
+    spec = want.spec
+    if spec.db_source == "fresh":
+        return f"odoo -i {','.join(want.modules)}"
+    steps = [] if spec.tier is Tier.PRODUCTION else ["neutralised"]
+    if spec.mask and spec.tier is not Tier.PRODUCTION:
+        steps.append("masked")
+    done = f" ({', '.join(steps)})" if steps else ""
+    return f"copy of {spec.db_source}{done}, then odoo -u"
+
+
+def _what_changed(want: DesiredEnvironment, old_revision: str | None) -> str:
+    if old_revision is not None and old_revision != want.revision:
+        return f"new revision {want.revision[:12]}"
+    return "settings changed"
+
+
+def _prune(have: ObservedEnvironment, why: str) -> tuple[list[Action], list[str]]:
+    """Remove what is ours and no longer declared; a protected environment keeps its data."""
+    key = have.key
+    protected = have.protected or (have.database is not None and have.database.protected)
+    out: list[Action] = []
+    kept: list[str] = []
+    out.extend(Action(key, Kind.REMOVE_STALE, name, why) for name in have.stale)
+    for role, kind in ((Role.ODOO, Kind.REMOVE_ODOO), (Role.DB, Kind.REMOVE_DB_CONTAINER)):
+        container = have.container(role)
+        if container is not None:
+            out.append(Action(key, kind, container.name, why))
+    data = sorted(have.volumes)
+    if protected:
+        if have.database is not None:
+            kept.append(f"database {have.database.name} of protected {key}")
+        kept.extend(f"volume {v} of protected {key}" for v in data)
+    else:
+        if have.database is not None and have.database.server != "dedicated":
+            out.append(Action(key, Kind.DROP_DATABASE, have.database.name, why))
+        out.extend(Action(key, Kind.REMOVE_VOLUME, v, why) for v in data)
+    if have.network:
+        out.append(Action(key, Kind.REMOVE_NETWORK, key.network, why))
+    return out, kept
+
+
+class _Act(Protocol):
+    """Signature of the small ``act`` closure handed to step helpers."""
+
+    def __call__(self, kind: Kind, target: str, reason: str) -> Action: ...

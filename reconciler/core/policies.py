@@ -1,0 +1,188 @@
+"""Policies: which branch gets which tier, what a tier gets, and who may have how many.
+
+Pure functions over the model. The precedence of settings is the product's promise and is
+spelled out once, in ``resolve_settings``: built-in tier default < platform ``tiers`` <
+app ``.odooops.yaml`` ``tiers`` < environment ``overrides``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from reconciler.core import durations, globs
+from reconciler.core.model import BranchRule, EnvironmentSpec, EnvKey, Policies, Settings, Tier
+from reconciler.core.retention import Retention
+
+GiB = 1024**3
+
+TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
+    Tier.PRODUCTION: {
+        "workers": 8,
+        "max_cron_threads": 2,
+        "resource_limits": {"cpu": 4, "memory": "8Gi"},
+        "backup_schedule": "6h",
+        "backup_retention": {"days": 90},
+        "ttl": None,
+        "demo": False,
+    },
+    Tier.STAGING: {
+        "workers": 4,
+        "max_cron_threads": 1,
+        "resource_limits": {"cpu": 2, "memory": "4Gi"},
+        "backup_schedule": "24h",
+        "backup_retention": {"days": 30},
+        "ttl": None,
+        "demo": False,
+    },
+    Tier.DEV: {
+        "workers": 2,
+        "max_cron_threads": 1,
+        "resource_limits": {"cpu": 1, "memory": "2Gi"},
+        "backup_schedule": "never",
+        "backup_retention": {"days": 7},
+        "ttl": "14d",
+        "demo": True,
+    },
+    Tier.EPHEMERAL: {
+        "workers": 1,
+        "max_cron_threads": 1,
+        "resource_limits": {"cpu": 0.5, "memory": "1Gi"},
+        "backup_schedule": "never",
+        "backup_retention": {"days": 7},
+        "ttl": "7d",
+        "demo": True,
+    },
+}
+
+
+_REPLACED_WHOLE = frozenset({"backup_retention"})
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge settings layers; nested mappings (``resource_limits``) merge key by key.
+
+    A retention is replaced whole: a layer saying ``{daily: 7, weekly: 4, monthly: 3}`` means
+    grandfather-father-son alone, not on top of the tier's ``{days: 90}``.
+    """
+    out = dict(base)
+    for key, value in override.items():
+        if key in _REPLACED_WHOLE:
+            out[key] = value
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_settings(
+    tier: Tier,
+    platform_tiers: Mapping[str, Mapping[str, Any]],
+    app_tiers: Mapping[str, Mapping[str, Any]],
+    overrides: Mapping[str, Any],
+) -> Settings:
+    """Apply the four layers in order and parse the result into typed ``Settings``."""
+    raw: dict[str, Any] = dict(TIER_DEFAULTS[tier])
+    for layer in (platform_tiers.get(tier.value, {}), app_tiers.get(tier.value, {}), overrides):
+        raw = merge(raw, layer)
+    limits = raw["resource_limits"]
+    ttl: timedelta | None = None if raw["ttl"] is None else durations.parse_duration(raw["ttl"])
+    durations.parse_schedule(str(raw["backup_schedule"]))
+    return Settings(
+        workers=int(raw["workers"]),
+        max_cron_threads=int(raw["max_cron_threads"]),
+        cpu=durations.parse_cpu(limits["cpu"]),
+        memory=durations.parse_size(limits["memory"]),
+        backup_schedule=str(raw["backup_schedule"]),
+        ttl=ttl,
+        demo=bool(raw["demo"]),
+        backup_retention=_retention(raw["backup_retention"]),
+    )
+
+
+def _retention(raw: Mapping[str, Any]) -> Retention:
+    return Retention(
+        days=None if raw.get("days") is None else int(raw["days"]),
+        daily=int(raw.get("daily", 0)),
+        weekly=int(raw.get("weekly", 0)),
+        monthly=int(raw.get("monthly", 0)),
+    )
+
+
+def rule_for(policies: Policies, branch: str) -> BranchRule | None:
+    """First matching rule wins (rules are ordered; validation rejects ambiguous ones)."""
+    for rule in policies.rules:
+        if globs.matches(rule.match, branch):
+            return rule
+    return None
+
+
+_NOT_NAME = re.compile(r"[^a-z0-9]+")
+
+
+def env_name_for_branch(branch: str, max_len: int = 30) -> str:
+    """``feature/CRM_reports`` -> ``feature-crm-reports``: DNS- and database-safe, stable."""
+    name = _NOT_NAME.sub("-", branch.lower()).strip("-")[:max_len].rstrip("-")
+    if not name or not name[0].isalpha():
+        name = ("b-" + name)[:max_len].rstrip("-")
+    return name
+
+
+def auto_environments(
+    project: str,
+    policies: Policies,
+    branches: Mapping[str, str],
+    declared: Iterable[EnvironmentSpec],
+    owners: Mapping[str, str],
+) -> list[EnvironmentSpec]:
+    """Environments that branch rules with ``auto_create`` call for and no file declares.
+
+    A file always wins for its branch; a generated name never takes over a declared one.
+    """
+    taken_branches = {s.branch for s in declared if s.key.project == project}
+    taken_names = {s.key.env for s in declared if s.key.project == project}
+    out: list[EnvironmentSpec] = []
+    for branch in sorted(branches):
+        rule = rule_for(policies, branch)
+        if rule is None or not rule.auto_create or branch in taken_branches:
+            continue
+        name = env_name_for_branch(branch)
+        if name in taken_names:
+            continue
+        taken_names.add(name)
+        out.append(
+            EnvironmentSpec(
+                key=EnvKey(project, name),
+                branch=branch,
+                tier=rule.tier,
+                revision="track",
+                protected=rule.tier in policies.protected_tiers,
+                suspended=False,
+                owner=owners.get(branch),
+                overrides={},
+                origin="branch",
+            )
+        )
+    return out
+
+
+def over_quota(specs: Iterable[EnvironmentSpec], per_user: int) -> dict[EnvKey, str]:
+    """Dev-tier environments beyond an owner's quota, oldest names kept first (stable order).
+
+    Returns the held environments with the reason, so the caller can report them.
+    """
+    counts: dict[str, int] = {}
+    held: dict[EnvKey, str] = {}
+    for spec in sorted(specs, key=lambda s: (s.origin != "file", s.key)):
+        if not spec.tier.dedicated_database or spec.owner is None:
+            continue
+        counts[spec.owner] = counts.get(spec.owner, 0) + 1
+        if counts[spec.owner] > per_user:
+            held[spec.key] = (
+                f"owner {spec.owner} already has {per_user} dev environments "
+                f"(quotas.dev_environments_per_user)"
+            )
+    return held

@@ -1,0 +1,1285 @@
+"""Validation of the state repository and of application ``.odooops.yaml`` files.
+
+A commit of the state repository is accepted or rejected as a whole, so validation never stops at
+the first finding: it collects every ``Problem`` (YAML, schema, values, cross-file references)
+and raises one ``InvalidState`` carrying all of them, each pinned to ``file:line:column`` and
+ending in the command that re-checks the fix.
+
+Why YAML is not loaded with ``yaml.safe_load``: PyYAML silently keeps the last of two duplicate
+keys and forgets where values came from. We compose the node tree instead (no object is
+constructed from a tag) and build plain JSON values ourselves, recording the position of every
+key and value; aliases, merge keys, non-text keys and custom tags are refused as problems.
+
+Order of checks, per file: YAML, then the JSON Schema, then the value parsers of
+``durations`` on whatever the schema accepted (a value the schema already rejected is not
+reported twice), then single-file rules (port range, branch rules); across files last.
+
+Everything here is pure: callers read the files (a git tree at one commit) and pass their bytes.
+The only input read from disk is the set of JSON Schemas in ``schemas/``, once per process.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, relevance
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+from yaml.constructor import SafeConstructor
+from yaml.error import Mark
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from reconciler.core.durations import parse_cpu, parse_duration, parse_schedule, parse_size
+from reconciler.core.errors import InvalidState, Location, Problem, sanitize
+from reconciler.core.globs import matches, shadows
+
+__all__ = [
+    "SCHEMA_DIR",
+    "SCHEMA_NAMES",
+    "TIERS",
+    "Document",
+    "JsonPath",
+    "ValidatedState",
+    "load_yaml",
+    "validate_app_config",
+    "validate_document",
+    "validate_state",
+]
+
+# ``reconciler/schemas`` links to the repository's top-level ``schemas/`` (one copy, in the
+# place users look); building a wheel follows the link, so installed packages carry the files.
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMA_BASE_URI = "https://odooops.dev/schemas/"
+SCHEMA_NAMES = ("odooops", "policies", "project", "environment", "app", "masking")
+TIERS = ("production", "staging", "dev", "ephemeral")
+
+PLATFORM_FILE = "odooops.yaml"
+POLICIES_FILE = "policies.yaml"
+MASKING_FILE = "masking.yaml"
+PROJECTS_DIR = "projects"
+ENVIRONMENTS_DIR = "environments"
+
+_NAME_RULE = (
+    "lowercase letters, digits and hyphens, starting with a letter, not ending with a hyphen, "
+    "at most 32 characters"
+)
+_MIN_MEMORY = 64 * 2**20
+_SECRET_KEY = re.compile(r"(?i)password|passwd|secret|token|ssh_key|private_key")
+
+JsonPath = tuple[str | int, ...]
+"""A path into a document's data: mapping keys and sequence indexes, from the root."""
+
+Position = tuple[int, int]
+"""A 1-based (line, column) in a YAML file."""
+
+
+def _dotted(path: Iterable[str | int]) -> str:
+    """``("branches", 2, "match")`` -> ``branches[2].match``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed YAML file: plain JSON-compatible ``data`` plus where each part was written.
+
+    ``positions`` maps the path of every value to where the value starts; ``key_positions``
+    maps the path of every mapping entry to where its key starts (an unknown key is reported
+    on the key, a wrong value on the value). ``scalar_texts`` keeps the text of every scalar
+    YAML did not read as a string, so messages show ``0123456`` as written, not the octal
+    number 42798 YAML made of it.
+    """
+
+    path: str
+    data: Any
+    positions: Mapping[JsonPath, Position]
+    key_positions: Mapping[JsonPath, Position] = field(default_factory=dict)
+    scalar_texts: Mapping[JsonPath, str] = field(default_factory=dict)
+
+    def location(self, json_path: Sequence[str | int], key: str | None = None) -> Location:
+        """Where ``json_path`` (or its entry ``key``) is written, else its nearest known parent.
+
+        A missing key falls back to its parent mapping, on the parent's key when there is one
+        (``db:`` rather than the first key under it).
+        """
+        target: JsonPath = (*json_path, key) if key is not None else tuple(json_path)
+        label = _dotted(target) or None
+        if target in self.key_positions and key is not None:
+            return Location(self.path, *self.key_positions[target], key=label)
+        if target in self.positions:
+            return Location(self.path, *self.positions[target], key=label)
+        probe = target
+        while probe:
+            probe = probe[:-1]
+            for known in (self.key_positions, self.positions):
+                if probe in known:
+                    return Location(self.path, *known[probe], key=label)
+        return Location(self.path, key=label)
+
+
+@dataclass(frozen=True)
+class ValidatedState:
+    """Every document of a state repository commit that passed validation."""
+
+    platform: Document
+    policies: Document
+    projects: Mapping[str, Document]
+    """By project name (the file stem)."""
+    environments: Mapping[tuple[str, str], Document]
+    """By (project name, environment name)."""
+    masking: Document | None = None
+    """``masking.yaml`` when the repository has one (otherwise the built-in rules apply)."""
+
+
+@dataclass(frozen=True)
+class _Recheck:
+    """What the user does after a fix; ends every remediation."""
+
+    then: str | None
+
+    def fix(self, action: str) -> str:
+        return f"{action}, then {self.then}" if self.then else action
+
+
+def _state_recheck(repo_label: str) -> _Recheck:
+    return _Recheck(f"run: odooops validate {repo_label}")
+
+
+_APP_RECHECK = _Recheck("push the fix to the application repository")
+
+
+def _problem(code: str, message: str, location: Location, remediation: str) -> Problem:
+    return Problem(code, sanitize(message), location, sanitize(remediation))
+
+
+def _at(location: Location) -> str:
+    """``file line N`` for remediations, or just the file when the line is unknown."""
+    if location.line is None:
+        return location.file
+    return f"{location.file} line {location.line}"
+
+
+# --------------------------------------------------------------------------------------- YAML
+
+_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+_ALIAS_PLACEHOLDER = "!odooops/alias"
+_SCALAR_KINDS = {_INT: "an integer", _FLOAT: "a number", _BOOL: "true or false", _NULL: "null"}
+
+
+def _short_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:binary`` -> ``!!binary``, as it is written in YAML."""
+    return "!!" + tag.removeprefix(_YAML_TAG_PREFIX) if tag.startswith(_YAML_TAG_PREFIX) else tag
+
+
+def _position(mark: Mark | None) -> Position | None:
+    return None if mark is None else (mark.line + 1, mark.column + 1)
+
+
+class _Composer(yaml.SafeLoader):
+    """A ``SafeLoader`` that notes aliases (``*name``) instead of sharing the anchored node.
+
+    Shared nodes would make one value appear at two paths with one position, and unbounded
+    alias expansion is a denial of service; the state format is plain data, written out.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.alias_marks: list[Mark] = []
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()  # type: ignore[no-untyped-call]
+            self.alias_marks.append(event.start_mark)
+            return ScalarNode(_ALIAS_PLACEHOLDER, "", event.start_mark, event.end_mark)
+        return super().compose_node(parent, index)
+
+
+class _Builder:
+    """Walks a composed node tree into plain values, positions and problems."""
+
+    def __init__(self, path: str, recheck: _Recheck) -> None:
+        self.path = path
+        self.recheck = recheck
+        self.problems: list[Problem] = []
+        self.positions: dict[JsonPath, Position] = {}
+        self.key_positions: dict[JsonPath, Position] = {}
+        self.scalar_texts: dict[JsonPath, str] = {}
+        self._scalars = SafeConstructor()
+
+    def _unsupported(self, node: Node, json_path: JsonPath, message: str, action: str) -> None:
+        line, column = _position(node.start_mark) or (None, None)
+        location = Location(self.path, line, column, _dotted(json_path) or None)
+        self.problems.append(
+            _problem("yaml_unsupported", message, location, self.recheck.fix(action))
+        )
+
+    def value(self, node: Node, json_path: JsonPath) -> Any:
+        position = _position(node.start_mark)
+        if position is not None:
+            self.positions[json_path] = position
+        if isinstance(node, MappingNode):
+            if node.tag != _MAP:
+                self._bad_tag(node, json_path)
+                return None
+            return self.mapping(node, json_path)
+        if isinstance(node, SequenceNode):
+            if node.tag != _SEQ:
+                self._bad_tag(node, json_path)
+                return None
+            return [self.value(item, (*json_path, i)) for i, item in enumerate(node.value)]
+        return self.scalar(node, json_path)
+
+    def _bad_tag(self, node: Node, json_path: JsonPath) -> None:
+        tag = _short_tag(node.tag)
+        self._unsupported(
+            node,
+            json_path,
+            f"the YAML tag {tag} is not supported: the state format is plain data",
+            f"remove the tag {tag} at {self.path} line {node.start_mark.line + 1}"
+            if node.start_mark
+            else f"remove the tag {tag} from {self.path}",
+        )
+
+    def scalar(self, node: Node, json_path: JsonPath) -> Any:
+        tag = node.tag
+        if tag == _ALIAS_PLACEHOLDER:
+            return None
+        if tag in (_STR, _TIMESTAMP):
+            # A date stays the text it was written as: no value of the format is a date.
+            return str(node.value)
+        self.scalar_texts[json_path] = str(node.value)
+        try:
+            if tag == _INT:
+                return self._scalars.construct_yaml_int(node)  # type: ignore[arg-type]
+            if tag == _FLOAT:
+                return self._scalars.construct_yaml_float(node)  # type: ignore[arg-type]
+            if tag == _BOOL:
+                return self._scalars.construct_yaml_bool(node)  # type: ignore[arg-type]
+        except (ValueError, yaml.YAMLError):
+            self._unsupported(
+                node,
+                json_path,
+                f"{node.value!r} is not a valid {_short_tag(tag)}",
+                "write the value without a tag",
+            )
+            return None
+        if tag == _NULL:
+            return None
+        self._bad_tag(node, json_path)
+        return None
+
+    def mapping(self, node: MappingNode, json_path: JsonPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first_lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _ALIAS_PLACEHOLDER:
+                continue
+            if key_node.tag == _MERGE:
+                self._unsupported(
+                    key_node,
+                    json_path,
+                    "merge keys (<<) are not supported: the state format is plain data",
+                    f"write the merged keys out in {self.path}",
+                )
+                continue
+            if not isinstance(key_node, ScalarNode) or key_node.tag != _STR:
+                self._bad_key(key_node, json_path)
+                continue
+            key = str(key_node.value)
+            key_position = _position(key_node.start_mark) or (0, 0)
+            if key in result or key in first_lines:
+                location = Location(self.path, *key_position, key=_dotted((*json_path, key)))
+                self.problems.append(
+                    _problem(
+                        "duplicate_key",
+                        f"key `{key}` appears twice in {_dotted(json_path) or 'the file'} "
+                        f"(first on line {first_lines[key]}); YAML would silently keep the last",
+                        location,
+                        self.recheck.fix(
+                            f"keep one `{key}` in {self.path} (lines {first_lines[key]} and "
+                            f"{key_position[0]})"
+                        ),
+                    )
+                )
+                continue
+            first_lines[key] = key_position[0]
+            self.key_positions[(*json_path, key)] = key_position
+            result[key] = self.value(value_node, (*json_path, key))
+        return result
+
+    def _bad_key(self, key_node: Node, json_path: JsonPath) -> None:
+        if isinstance(key_node, ScalarNode):
+            kind = _SCALAR_KINDS.get(key_node.tag, f"tagged {_short_tag(key_node.tag)}")
+            self._unsupported(
+                key_node,
+                json_path,
+                f"key `{key_node.value}` is read by YAML as {kind}, not as text",
+                f'quote the key in {self.path}: "{key_node.value}":',
+            )
+        else:
+            self._unsupported(
+                key_node,
+                json_path,
+                "a key must be text, not a mapping or a list",
+                f"write the key as plain text in {self.path}",
+            )
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, path: str, recheck: _Recheck) -> Problem:
+    """Pin a parser error on the mark where parsing failed, naming where the construct began."""
+    mark = exc.problem_mark or exc.context_mark
+    line, column = _position(mark) or (None, None)
+    what = exc.problem or exc.context or "unreadable YAML"
+    context_line = exc.context_mark.line + 1 if exc.context_mark else None
+    if exc.context and exc.problem:
+        what += f" ({exc.context}" + (
+            f" started on line {context_line})" if context_line and context_line != line else ")"
+        )
+    location = Location(path, line, column)
+    action = f"fix the YAML syntax at {_at(location)}" + (f", column {column}" if column else "")
+    return _problem("yaml_syntax", f"invalid YAML: {what}", location, recheck.fix(action))
+
+
+def _load(text: str, path: str, recheck: _Recheck) -> tuple[Document | None, list[Problem]]:
+    """Parse ``text``; the document is ``None`` when the YAML cannot be read at all."""
+    loader: _Composer | None = None
+    try:
+        loader = _Composer(text)
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        return None, [_syntax_problem(exc, path, recheck)]
+    except yaml.YAMLError as exc:
+        location = Location(path)
+        position = getattr(exc, "position", None)
+        if isinstance(position, int):
+            location = Location(path, text.count("\n", 0, position) + 1)
+        character, reason = getattr(exc, "character", None), getattr(exc, "reason", None)
+        what = f"character #x{character:04x}: {reason}" if isinstance(character, int) else exc
+        return None, [
+            _problem(
+                "yaml_syntax",
+                f"invalid YAML: unacceptable {what}",
+                location,
+                recheck.fix(f"remove the character at {_at(location)}"),
+            )
+        ]
+    finally:
+        if loader is not None:
+            loader.dispose()
+    builder = _Builder(path, recheck)
+    for mark in loader.alias_marks:
+        line, column = _position(mark) or (None, None)
+        builder.problems.append(
+            _problem(
+                "yaml_unsupported",
+                "YAML aliases (*name) are not supported: the state format is plain data",
+                Location(path, line, column),
+                recheck.fix(f"write the value out in full at {path} line {line}"),
+            )
+        )
+    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL and not root.value):
+        # Nothing but comments or a bare ``---``: an empty mapping, so missing keys are named.
+        return Document(path, {}, {(): (1, 1)}, {}), builder.problems
+    data = builder.value(root, ())
+    document = Document(path, data, builder.positions, builder.key_positions, builder.scalar_texts)
+    return document, builder.problems
+
+
+def load_yaml(text: str, path: str) -> Document:
+    """Parse one YAML file into a ``Document`` (an empty file is an empty mapping).
+
+    Raises ``InvalidState`` with every problem found: ``yaml_syntax`` (with the line and column
+    of the parser), ``duplicate_key``, ``yaml_unsupported`` (aliases, merge keys, tags,
+    keys that are not text).
+    """
+    document, problems = _load(text, path, _Recheck(None))
+    if problems or document is None:
+        raise InvalidState(
+            f"{path} cannot be read as plain YAML data: {_count(len(problems), 'problem')}",
+            remediation=f"fix {path} as listed",
+            problems=tuple(_sorted(problems)),
+        )
+    return document
+
+
+def _decode(content: bytes, path: str, recheck: _Recheck) -> tuple[str | None, list[Problem]]:
+    try:
+        return content.decode("utf-8-sig"), []
+    except UnicodeDecodeError as exc:
+        location = Location(path, content.count(b"\n", 0, exc.start) + 1)
+        return None, [
+            _problem(
+                "yaml_syntax",
+                f"the file is not UTF-8 text (byte {exc.start + 1})",
+                location,
+                recheck.fix(f"save {path} as UTF-8"),
+            )
+        ]
+
+
+# ------------------------------------------------------------------------------------ schemas
+
+
+def _is_hostname(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    labels = value.split(".")
+    return len(value) <= 253 and all(
+        re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label) for label in labels
+    )
+
+
+def _is_host(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return _is_hostname(value)
+    return True
+
+
+def _format_checker() -> Any:
+    """Our own formats, so results never depend on optional packages of ``jsonschema``."""
+    checker = FormatChecker(formats=())
+    checker.checks("hostname")(_is_hostname)
+    checker.checks("host")(_is_host)
+    return checker
+
+
+@functools.cache
+def _registry() -> Registry[Any]:
+    resources: list[tuple[str, Resource[Any]]] = []
+    for file in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        contents = json.loads(file.read_text(encoding="utf-8"))
+        resources.append(
+            (contents["$id"], Resource.from_contents(contents, default_specification=DRAFT202012))
+        )
+    registry: Registry[Any] = Registry()
+    return registry.with_resources(resources)
+
+
+@functools.cache
+def _name_pattern() -> re.Pattern[str]:
+    """The name rule of ``common.schema.json``, so file stems and keys obey one definition."""
+    common = _registry().contents(f"{SCHEMA_BASE_URI}common.schema.json")
+    return re.compile(common["$defs"]["name"]["pattern"])
+
+
+def _is_name(text: str) -> bool:
+    return "\n" not in text and _name_pattern().search(text) is not None
+
+
+def _schema_name(schema: str) -> str:
+    name = schema.removesuffix(".schema.json")
+    if name not in SCHEMA_NAMES:
+        raise ValueError(f"unknown schema {schema!r}; expected one of {', '.join(SCHEMA_NAMES)}")
+    return name
+
+
+@functools.cache
+def _validator(name: str) -> Any:
+    registry = _registry()
+    schema = registry.contents(f"{SCHEMA_BASE_URI}{name}.schema.json")
+    return Draft202012Validator(schema, registry=registry, format_checker=_format_checker())
+
+
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def _literal(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _words(items: Sequence[str], last: str = "or") -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def _expected(schema: Mapping[str, Any]) -> str:
+    """What a (sub)schema accepts, in words: its ``title``, else derived from its keywords."""
+    title = schema.get("title")
+    if isinstance(title, str):
+        return title
+    if "const" in schema:
+        return _literal(schema["const"])
+    if "enum" in schema:
+        values = list(schema["enum"])
+        if len(values) == 1:
+            return _literal(values[0])
+        return "one of " + _words([v if isinstance(v, str) else _literal(v) for v in values])
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    phrase = " or ".join(_TYPE_WORDS.get(t, t) for t in types) or "a valid value"
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        phrase += f" from {low} to {high}"
+    elif low is not None:
+        phrase += f" of at least {low}"
+    elif high is not None:
+        phrase += f" of at most {high}"
+    if schema.get("exclusiveMinimum") is not None:
+        phrase += f" greater than {schema['exclusiveMinimum']}"
+    return phrase
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return "a list"
+
+
+def _shown(value: Any, secret: bool, written: str | None = None) -> str:
+    """A value as it may appear in a message: secrets show only their kind, a scalar YAML did
+    not read as a string shows as ``written``."""
+    if secret or isinstance(value, Mapping | list):
+        return _kind(value)
+    if written is not None and not isinstance(value, str):
+        return written
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        text = value if len(value) <= 60 else value[:57] + "..."
+        return _literal(text)
+    return repr(value)
+
+
+def _as_text(
+    keyword: str, schema: Mapping[str, Any], value: Any, written: str | None
+) -> str | None:
+    """The text to quote when YAML read a scalar as a number, boolean or null we wanted as text.
+
+    ``version: 19.0`` is a float to YAML and must be ``"19.0"``; ``None`` when quoting would not
+    help (the value is wrong either way).
+    """
+    if value is None or isinstance(value, str):
+        return None
+    text = written if written is not None else _shown(value, False)
+    if keyword in ("enum", "const"):
+        candidates = schema["enum"] if keyword == "enum" else [schema["const"]]
+        return text if text in candidates else None
+    types = schema.get("type", [])
+    accepts_string = "string" in ([types] if isinstance(types, str) else types)
+    return text if keyword == "type" and accepts_string else None
+
+
+def _leaf(path: JsonPath) -> str:
+    for part in reversed(path):
+        if isinstance(part, str):
+            return part
+    return ""
+
+
+def _from_error(doc: Document, error: ValidationError, recheck: _Recheck) -> list[Problem]:
+    """Turn one ``jsonschema`` error into problems (one per offending key or value)."""
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        return _from_error(doc, max(error.context, key=relevance), recheck)
+    path: JsonPath = tuple(error.absolute_path)
+    schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
+    if "propertyNames" in error.absolute_schema_path:
+        return [_key_name_problem(doc, path, str(error.instance), schema, recheck)]
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        return _unknown_key_problems(doc, path, error.instance, schema, recheck)
+    if error.validator == "required" and isinstance(error.instance, Mapping):
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return _missing_key_problems(doc, path, missing, schema, recheck)
+    if error.validator == "type" or error.validator in _VALUE_KEYWORDS:
+        return [_value_problem(doc, path, error, schema, recheck)]
+    location = doc.location(path)
+    subject = _dotted(path) or "the file"
+    return [
+        _problem(
+            "schema",
+            f"{subject}: {error.message}",
+            location,
+            recheck.fix(f"correct {subject} at {_at(location)}"),
+        )
+    ]
+
+
+def _key_name_problem(
+    doc: Document, path: JsonPath, key: str, schema: Mapping[str, Any], recheck: _Recheck
+) -> Problem:
+    location = doc.location(path, key=key)
+    return _problem(
+        "invalid_name",
+        f"{_dotted(path)} key {_literal(key)} must be {_expected(schema)}",
+        location,
+        recheck.fix(f"rename `{key}` at {_at(location)}"),
+    )
+
+
+def _unknown_key_problems(
+    doc: Document,
+    path: JsonPath,
+    instance: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    recheck: _Recheck,
+) -> list[Problem]:
+    allowed = sorted(schema.get("properties", {}))
+    where = f" in {_dotted(path)}" if path else ""
+    problems = []
+    for key in instance:
+        if key in allowed:
+            continue
+        location = doc.location(path, key=key)
+        close = difflib.get_close_matches(key, allowed, n=1)
+        action = (
+            f"rename `{key}` to `{close[0]}` in {_at(location)}"
+            if close
+            else f"remove `{key}` from {_at(location)}"
+        )
+        problems.append(
+            _problem(
+                "unknown_key",
+                f"unknown key `{key}`{where}",
+                location,
+                recheck.fix(f"{action} (allowed keys: {', '.join(allowed)})"),
+            )
+        )
+    return problems
+
+
+def _missing_key_problems(
+    doc: Document,
+    path: JsonPath,
+    missing: Iterable[str],
+    schema: Mapping[str, Any],
+    recheck: _Recheck,
+) -> list[Problem]:
+    properties = schema.get("properties", {})
+    where = f" in {_dotted(path)}" if path else ""
+    parent = f"under `{_dotted(path)}` in" if path else "at the top level of"
+    problems = []
+    for key in missing:
+        description = properties.get(key, {}).get("description")
+        problems.append(
+            _problem(
+                "missing_key",
+                f"missing required key `{key}`{where}"
+                + (f": {description}" if description else ""),
+                doc.location(path, key=key),
+                recheck.fix(f"add `{key}:` {parent} {doc.path}"),
+            )
+        )
+    return problems
+
+
+def _value_problem(
+    doc: Document,
+    path: JsonPath,
+    error: ValidationError,
+    schema: Mapping[str, Any],
+    recheck: _Recheck,
+) -> Problem:
+    """A ``wrong_type`` or ``invalid_value``: what was expected, what was written, how to fix."""
+    keyword, instance = str(error.validator), error.instance
+    subject = _dotted(path) or "the file"
+    secret = bool(schema.get("writeOnly")) or any(
+        isinstance(part, str) and _SECRET_KEY.search(part) for part in path
+    )
+    location = doc.location(path)
+    expected = _expected(schema)
+    written = doc.scalar_texts.get(path)
+    message = f"{subject} must be {expected}, got {_shown(instance, secret, written)}"
+    action = f"set {subject} at {_at(location)} to {expected}"
+    if not path:
+        action = f"write {doc.path} as a mapping of keys to values"
+    if keyword == "uniqueItems" and isinstance(instance, list):
+        index = next(i for i, item in enumerate(instance) if item in instance[:i])
+        location = doc.location((*path, index))
+        message = f"{subject} lists {_shown(instance[index], secret)} more than once"
+        action = f"remove the repeated item at {_at(location)}"
+    elif keyword == "minItems":
+        message = f"{subject} must list at least {error.validator_value} item(s)"
+        action = f"add items to {subject} at {_at(location)}"
+    elif keyword in ("minProperties", "maxProperties") and isinstance(instance, Mapping):
+        message = f"{subject} must be {expected}, got a mapping with {len(instance)} key(s)"
+    elif keyword == "minLength" and instance == "":
+        message = f"{subject} must not be empty"
+        action = f"set {subject} at {_at(location)} to a non-empty value"
+    if schema.get("writeOnly") and not isinstance(instance, Mapping | list):
+        leaf = _leaf(path)
+        action = (
+            f"move the secret out of git: write `{leaf}: {{env: NAME}}` or "
+            f"`{leaf}: {{file: /path}}` at {_at(location)}, and rotate the secret if it was pushed"
+        )
+    elif (text := _as_text(keyword, schema, instance, written)) is not None:
+        action = (
+            f'quote the value at {_at(location)} so YAML reads it as text: {_leaf(path)}: "{text}"'
+        )
+    elif keyword == "enum" and isinstance(instance, str):
+        close = difflib.get_close_matches(
+            instance, [v for v in schema["enum"] if isinstance(v, str)], n=1
+        )
+        if close:
+            action = f"set {subject} at {_at(location)} to {close[0]}"
+    code = "wrong_type" if keyword == "type" else "invalid_value"
+    return _problem(code, message, location, recheck.fix(action))
+
+
+_VALUE_KEYWORDS = frozenset(
+    {
+        "const",
+        "enum",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "minProperties",
+        "maxProperties",
+    }
+)
+
+
+def _sorted(problems: Iterable[Problem]) -> list[Problem]:
+    """Deduplicated, by file then line then column (unknown positions first)."""
+    unique = dict.fromkeys(problems)
+    return sorted(
+        unique,
+        key=lambda p: (
+            p.location.file,
+            p.location.line or 0,
+            p.location.column or 0,
+            p.code,
+            p.message,
+        ),
+    )
+
+
+def validate_document(doc: Document, schema: str, *, repo_label: str = ".") -> list[Problem]:
+    """Every problem of one document: its schema, its values, its single-file rules.
+
+    ``schema`` is one of ``SCHEMA_NAMES`` (``"environment"``) or a schema file name
+    (``"environment.schema.json"``). ``repo_label`` is the state repository path named in the
+    remediation command (``odooops validate <repo_label>``); app configs ignore it.
+    """
+    name = _schema_name(schema)
+    recheck = _APP_RECHECK if name == "app" else _state_recheck(repo_label)
+    return _sorted(_validate(doc, name, recheck))
+
+
+def _validate(doc: Document, name: str, recheck: _Recheck) -> list[Problem]:
+    errors = sorted(_validator(name).iter_errors(doc.data), key=relevance, reverse=True)
+    problems = [problem for error in errors for problem in _from_error(doc, error, recheck)]
+    flagged = {tuple(error.absolute_path) for error in errors}
+    for check in _DOCUMENT_CHECKS.get(name, ()):
+        problems.extend(check(doc, flagged, recheck))
+    return problems
+
+
+# ------------------------------------------------------------------------ single-file rules
+
+_Check = Callable[[Document, set[JsonPath], _Recheck], list[Problem]]
+
+
+def _get(data: Any, path: JsonPath) -> Any:
+    """The value at ``path``, or ``None`` when any step is missing or of the wrong kind."""
+    for part in path:
+        if isinstance(part, str) and isinstance(data, Mapping):
+            data = data.get(part)
+        elif isinstance(part, int) and isinstance(data, list) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _parse_problem(
+    doc: Document, path: JsonPath, detail: str, recheck: _Recheck, expected: str
+) -> Problem:
+    location = doc.location(path)
+    return _problem(
+        "invalid_value",
+        f"{_dotted(path)}: {detail}",
+        location,
+        recheck.fix(f"set {_dotted(path)} at {_at(location)} to {expected}"),
+    )
+
+
+def _settings_problems(
+    doc: Document, block_path: JsonPath, flagged: set[JsonPath], recheck: _Recheck
+) -> list[Problem]:
+    """Run the ``durations`` parsers on the values of one settings block the schema accepted."""
+    block = _get(doc.data, block_path)
+    if not isinstance(block, Mapping):
+        return []
+    checks: list[tuple[JsonPath, Callable[[Any], object], str]] = [
+        ((*block_path, "resource_limits", "cpu"), parse_cpu, 'cores (0.5, 4) or "4000m"'),
+        ((*block_path, "resource_limits", "memory"), parse_size, 'a size such as "2Gi"'),
+        (
+            (*block_path, "backup_schedule"),
+            parse_schedule,
+            '"never", an interval such as "6h" or a 5-field cron',
+        ),
+        ((*block_path, "ttl"), parse_duration, 'null or a duration such as "7d"'),
+    ]
+    problems: list[Problem] = []
+    for path, parse, expected in checks:
+        value = _get(doc.data, path)
+        if value is None or path in flagged:
+            continue
+        try:
+            parsed = parse(value)
+        except ValueError as exc:
+            problems.append(_parse_problem(doc, path, str(exc), recheck, expected))
+            continue
+        if parse is parse_size and isinstance(parsed, int) and parsed < _MIN_MEMORY:
+            hint = (
+                f' (a bare number is bytes: did you mean "{value}Mi"?)'
+                if isinstance(value, int)
+                else ""
+            )
+            problems.append(
+                _parse_problem(
+                    doc,
+                    path,
+                    f"{_shown(value, False)} is below the 64Mi an Odoo container needs at "
+                    f"the very least{hint}",
+                    recheck,
+                    'a size of at least "64Mi"',
+                )
+            )
+    return problems
+
+
+def _tier_settings(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+    problems: list[Problem] = []
+    for tier in TIERS:
+        problems.extend(_settings_problems(doc, ("tiers", tier), flagged, recheck))
+    return problems
+
+
+def _override_settings(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+    return _settings_problems(doc, ("overrides",), flagged, recheck)
+
+
+def _port_range(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+    start = _get(doc.data, ("runtime", "port_range", "start"))
+    end = _get(doc.data, ("runtime", "port_range", "end"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+        return []
+    if start <= end:
+        return []
+    location = doc.location(("runtime", "port_range", "start"))
+    return [
+        _problem(
+            "invalid_value",
+            f"runtime.port_range.start ({start}) is greater than runtime.port_range.end ({end})",
+            location,
+            recheck.fix(f"swap start and end at {_at(location)}"),
+        )
+    ]
+
+
+def _branch_rules(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+    """Two rules with one ``match``, or a rule an earlier rule hides: either is ambiguous."""
+    rules = _get(doc.data, ("branches",))
+    if not isinstance(rules, list):
+        return []
+    globs = [
+        (i, rule["match"])
+        for i, rule in enumerate(rules)
+        if isinstance(rule, Mapping) and isinstance(rule.get("match"), str)
+    ]
+    problems: list[Problem] = []
+    for later_index, later in globs:
+        for earlier_index, earlier in globs:
+            if earlier_index >= later_index:
+                break
+            location = doc.location(("branches", later_index, "match"))
+            earlier_line = doc.location(("branches", earlier_index, "match")).line
+            if earlier == later:
+                message = (
+                    f"rule {later_index + 1} repeats match `{later}` of rule {earlier_index + 1}: "
+                    "a branch must map to one tier"
+                )
+                action = f"remove one of the two rules (lines {earlier_line} and {location.line})"
+            elif shadows(earlier, later):
+                message = (
+                    f"rule {later_index + 1} (match `{later}`) can never match: rule "
+                    f"{earlier_index + 1} (match `{earlier}`, line {earlier_line}) comes first "
+                    "and matches every branch it would"
+                )
+                action = (
+                    f"remove rule {later_index + 1} or move it above rule {earlier_index + 1} "
+                    f"in {doc.path}"
+                )
+            else:
+                continue
+            problems.append(_problem("ambiguous_rule", message, location, recheck.fix(action)))
+            break
+    return problems
+
+
+def _restore_test(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+    path: JsonPath = ("backups", "restore_test")
+    value = _get(doc.data, path)
+    if value is None or path in flagged:
+        return []
+    try:
+        parse_schedule(value)
+    except ValueError as exc:
+        return [_parse_problem(doc, path, str(exc), recheck, '"never", "7d" or a 5-field cron')]
+    return []
+
+
+_DOCUMENT_CHECKS: Mapping[str, Sequence[_Check]] = {
+    "odooops": (_tier_settings, _port_range, _restore_test),
+    "policies": (_branch_rules,),
+    "environment": (_override_settings,),
+    "app": (_tier_settings,),
+}
+
+
+# ------------------------------------------------------------------------ state repository
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _ignored(parts: Sequence[str]) -> bool:
+    """Notes and placeholders that may sit next to the YAML files: READMEs and dotfiles."""
+    return parts[-1].upper().startswith("README") or any(p.startswith(".") for p in parts)
+
+
+def _suggest_name(stem: str) -> str:
+    suggestion = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-")
+    suggestion = re.sub(r"^[^a-z]+", "", suggestion)[:32].rstrip("-")
+    return suggestion or "a-valid-name"
+
+
+@dataclass
+class _StateCheck:
+    """Accumulates documents and problems while one commit is checked."""
+
+    files: Mapping[str, bytes]
+    repo_label: str
+    recheck: _Recheck
+    problems: list[Problem] = field(default_factory=list)
+    projects: dict[str, Document] = field(default_factory=dict)
+    environments: dict[tuple[str, str], Document] = field(default_factory=dict)
+    project_paths: dict[str, str] = field(default_factory=dict)
+    environment_paths: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def add(self, code: str, message: str, location: Location, action: str) -> None:
+        self.problems.append(_problem(code, message, location, self.recheck.fix(action)))
+
+    def parse(self, path: str, schema: str) -> Document | None:
+        text, problems = _decode(self.files[path], path, self.recheck)
+        self.problems.extend(problems)
+        if text is None:
+            return None
+        doc, problems = _load(text, path, self.recheck)
+        self.problems.extend(problems)
+        if doc is None:
+            return None
+        self.problems.extend(_validate(doc, schema, self.recheck))
+        return doc
+
+    def required_file(self, path: str, what: str) -> None:
+        yml = path.removesuffix(".yaml") + ".yml"
+        action = f"create {path} at the root of the state repository ({what})"
+        if yml in self.files:
+            action = f"rename {yml} to {path}: git mv {yml} {path}"
+        self.add("missing_file", f"{path} is missing: it holds {what}", Location(path), action)
+
+    def name(self, name: str, kind: str, path: str) -> None:
+        if _is_name(name):
+            return
+        self.add(
+            "invalid_name",
+            f"`{name}` is not a valid {kind} name: use {_NAME_RULE}",
+            Location(path),
+            f"rename {path} using a valid name, e.g. `{_suggest_name(name)}`",
+        )
+
+    def unexpected(self, path: str, why: str) -> None:
+        suffix = PurePosixPath(path).suffix
+        action = f"move or remove {path}"
+        if suffix == ".yml":
+            renamed = path.removesuffix(".yml") + ".yaml"
+            action = f"rename it: git mv {path} {renamed}"
+            why = "state files end in .yaml, and a .yml file is not read"
+        self.add(
+            "unexpected_file",
+            f"{path} is not part of the state format: {why}",
+            Location(path),
+            action,
+        )
+
+    def classify(self) -> None:
+        """Sort the files of ``projects/`` and ``environments/``; everything else is ignored."""
+        invalid_dirs: set[str] = set()
+        for path in sorted(self.files):
+            parts = PurePosixPath(path).parts
+            if len(parts) < 2 or parts[0] not in (PROJECTS_DIR, ENVIRONMENTS_DIR):
+                continue
+            if _ignored(parts[1:]):
+                continue
+            file = PurePosixPath(path)
+            if parts[0] == PROJECTS_DIR:
+                if len(parts) != 2:
+                    self.unexpected(path, "projects/ holds one <project>.yaml per project")
+                elif file.suffix != ".yaml":
+                    self.unexpected(path, "projects/ holds only <project>.yaml files")
+                else:
+                    self.name(file.stem, "project", path)
+                    self.project_paths[file.stem] = path
+                continue
+            if len(parts) != 3:
+                self.unexpected(path, "environment files live in environments/<project>/<env>.yaml")
+            elif file.suffix != ".yaml":
+                self.unexpected(path, "environments/<project>/ holds only <env>.yaml files")
+            else:
+                project = parts[1]
+                if project not in invalid_dirs and not _is_name(project):
+                    invalid_dirs.add(project)
+                    self.name(project, "project", f"{ENVIRONMENTS_DIR}/{project}/")
+                self.name(file.stem, "environment", path)
+                self.environment_paths[(project, file.stem)] = path
+
+    def unknown_projects(self) -> None:
+        reported: set[str] = set()
+        for project, _ in self.environment_paths:
+            if project in self.project_paths or project in reported:
+                continue
+            reported.add(project)
+            directory = f"{ENVIRONMENTS_DIR}/{project}/"
+            self.add(
+                "unknown_project",
+                f"{directory} has no project: {PROJECTS_DIR}/{project}.yaml does not exist",
+                Location(directory),
+                f"add {PROJECTS_DIR}/{project}.yaml or rename {directory} to an existing project",
+            )
+
+    def database_servers(self, platform: Document | None) -> None:
+        servers = _get(platform.data, ("database_servers",)) if platform else None
+        if not isinstance(servers, Mapping):
+            return
+        defined = ", ".join(sorted(servers)) or "none"
+        for doc in self.projects.values():
+            server = _get(doc.data, ("database_server",))
+            if not isinstance(server, str) or server in servers:
+                continue
+            location = doc.location(("database_server",))
+            self.add(
+                "unknown_reference",
+                f"database_server `{server}` is not defined in {PLATFORM_FILE} "
+                f"(defined: {defined})",
+                location,
+                f"set database_server at {_at(location)} to one of: {defined}, or add "
+                f"`{server}` under database_servers in {PLATFORM_FILE}",
+            )
+
+    def copy_target(self, doc: Document, policies: Document | None, source: object) -> None:
+        """A copy never lands on a protected environment, and never un-neutralised.
+
+        A production database is only ever replaced by an explicit, confirmed restore; a
+        non-production copy of real data always gets its mail, crons and payments disabled.
+        """
+        tier = _get(doc.data, ("tier",))
+        if not isinstance(tier, str):
+            tier = self.tier_by_rule(policies, _get(doc.data, ("branch",)))
+        protected_tiers = _get(policies.data, ("protected_tiers",)) if policies else None
+        if not isinstance(protected_tiers, list):
+            protected_tiers = ["production"]
+        protected = _get(doc.data, ("protected",))
+        if not isinstance(protected, bool):
+            protected = tier in protected_tiers
+        if isinstance(source, str) and source != "fresh" and protected:
+            location = doc.location(("db", "source"))
+            self.add(
+                "copy_onto_protected",
+                f"db.source `{source}` would overwrite a protected environment's database "
+                "with a copy",
+                location,
+                f"remove db.source at {_at(location)} (replace a protected database only with "
+                "a confirmed restore: odooops db restore SOURCE --backup=ID --to=ENV --confirm)",
+            )
+        if _get(doc.data, ("db", "neutralize")) is False and tier != "production":
+            location = doc.location(("db", "neutralize"))
+            self.add(
+                "neutralize_required",
+                f"db.neutralize: false is not allowed for a {tier} environment: a copy of real "
+                "data outside production would send mail and run payments",
+                location,
+                f"remove db.neutralize at {_at(location)}",
+            )
+
+    @staticmethod
+    def tier_by_rule(policies: Document | None, branch: object) -> str:
+        rules = _get(policies.data, ("branches",)) if policies else None
+        if isinstance(rules, list) and isinstance(branch, str):
+            for rule in rules:
+                if (
+                    isinstance(rule, Mapping)
+                    and isinstance(rule.get("match"), str)
+                    and matches(rule["match"], branch)
+                ):
+                    return str(rule.get("tier", "dev"))
+        return "dev"
+
+    def environment_references(self, policies: Document | None) -> None:
+        rules = _get(policies.data, ("branches",)) if policies else None
+        globs: list[str] | None = None
+        if isinstance(rules, list):
+            found = [r.get("match") for r in rules if isinstance(r, Mapping)]
+            globs = [g for g in found if isinstance(g, str)]
+        branches: dict[tuple[str, str], str] = {}
+        for (project, env), doc in sorted(self.environments.items()):
+            siblings = sorted(e for p, e in self.environments if p == project)
+            source = _get(doc.data, ("db", "source"))
+            self.copy_target(doc, policies, source)
+            if isinstance(source, str) and source != "fresh":
+                location = doc.location(("db", "source"))
+                if source == env:
+                    self.add(
+                        "unknown_reference",
+                        f"db.source names this environment itself: `{env}` cannot copy "
+                        "its own database",
+                        location,
+                        f"set db.source at {_at(location)} to fresh or another environment "
+                        f"of {project}",
+                    )
+                elif source not in siblings:
+                    self.add(
+                        "unknown_reference",
+                        f"db.source `{source}` is not an environment of project `{project}` "
+                        f"(environments: {', '.join(siblings)})",
+                        location,
+                        f"set db.source at {_at(location)} to fresh or one of: "
+                        f"{', '.join(e for e in siblings if e != env)}",
+                    )
+            branch = _get(doc.data, ("branch",))
+            if not isinstance(branch, str):
+                continue
+            location = doc.location(("branch",))
+            first = branches.setdefault((project, branch), doc.path)
+            if first != doc.path:
+                self.add(
+                    "duplicate_branch",
+                    f"branch `{branch}` is already deployed by {first}: one branch has one "
+                    f"environment per project",
+                    location,
+                    f"change the branch at {_at(location)} or remove one of the two files",
+                )
+            tier = _get(doc.data, ("tier",))
+            if globs is not None and tier is None and not any(matches(g, branch) for g in globs):
+                self.add(
+                    "unmatched_branch",
+                    f"branch `{branch}` matches no rule of {POLICIES_FILE} and the file sets "
+                    "no tier",
+                    location,
+                    f"add `tier: <{'|'.join(TIERS)}>` to {doc.path} or a rule matching "
+                    f"`{branch}` to branches in {POLICIES_FILE}",
+                )
+
+
+def validate_state(files: Mapping[str, bytes], repo_label: str = ".") -> ValidatedState:
+    """Validate every file of a state repository at one commit (repo-relative posix path ->
+    content) and return its documents, or raise one ``InvalidState`` with every problem.
+
+    Files outside ``projects/`` and ``environments/`` other than ``odooops.yaml`` and
+    ``policies.yaml`` are ignored, as are READMEs and dotfiles inside them.
+    """
+    check = _StateCheck(files, repo_label, _state_recheck(repo_label))
+    platform = policies = None
+    if PLATFORM_FILE in files:
+        platform = check.parse(PLATFORM_FILE, "odooops")
+    else:
+        check.required_file(PLATFORM_FILE, "the platform settings")
+    if POLICIES_FILE in files:
+        policies = check.parse(POLICIES_FILE, "policies")
+    else:
+        check.required_file(POLICIES_FILE, "the branch rules")
+    masking = check.parse(MASKING_FILE, "masking") if MASKING_FILE in files else None
+    check.classify()
+    for project, path in sorted(check.project_paths.items()):
+        if (doc := check.parse(path, "project")) is not None:
+            check.projects[project] = doc
+    for key, path in sorted(check.environment_paths.items()):
+        if (doc := check.parse(path, "environment")) is not None:
+            check.environments[key] = doc
+    check.unknown_projects()
+    check.database_servers(platform)
+    check.environment_references(policies)
+
+    if check.problems or platform is None or policies is None:
+        problems = _sorted(check.problems)
+        files_count = len({p.location.file for p in problems})
+        raise InvalidState(
+            f"state repository is invalid: {_count(len(problems), 'problem')} in "
+            f"{_count(files_count, 'file')}",
+            remediation=f"fix the files listed, then run: odooops validate {repo_label}",
+            problems=tuple(problems),
+        )
+    return ValidatedState(
+        platform, policies, dict(check.projects), dict(check.environments), masking
+    )
+
+
+def validate_app_config(content: bytes, path: str = ".odooops.yaml") -> Document:
+    """Validate an application repository's ``.odooops.yaml`` (empty means no overrides)."""
+    text, problems = _decode(content, path, _APP_RECHECK)
+    doc = None
+    if text is not None:
+        doc, problems = _load(text, path, _APP_RECHECK)
+        if doc is not None:
+            problems.extend(_validate(doc, "app", _APP_RECHECK))
+    if problems or doc is None:
+        problems = _sorted(problems)
+        raise InvalidState(
+            f"{path} is invalid: {_count(len(problems), 'problem')}",
+            remediation=f"fix {path} as listed, then push it to the application repository",
+            problems=tuple(problems),
+        )
+    return doc

@@ -1,0 +1,831 @@
+"""The database lifecycle of environments: copy, neutralise, mask, back up, restore, move.
+
+Every operation that replaces an environment's data builds the new database under a scratch
+name first (``odooops_tmp_*``), neutralises and masks it there, stages the filestore beside the
+live one, and only then swaps both in while the environment's Odoo is stopped. A failure at any
+point before the swap drops the scratch database and leaves the environment as it was, so no
+database, filestore or backup is ever left half-written.
+
+Backups are one object per backup, streamed ``pg_dump -Fc | framing | zstd | AES-256-GCM`` to
+the storage (a directory or S3, multipart) with nothing staged on disk, then read back whole to
+verify every authentication tag, the checksum and the dump's table of contents; the manifest
+(``<id>.json``) is written last and is what makes a backup "good".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import psycopg
+from psycopg import sql
+
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import LABEL_PREFIX, EnvKey, Tier
+from reconciler.core.retention import BackupEntry, Retention, expired
+from reconciler.data.backup.crypto import BackupKey, open_sealed, seal
+from reconciler.data.backup.errors import BackupCorrupt, BackupError, BackupKeyMismatch
+from reconciler.data.backup.framing import PartWriter, read_parts
+from reconciler.data.backup.storage import BackupStorage
+from reconciler.data.database import copy as dbcopy
+from reconciler.data.database import masking, neutralize, odoozip
+from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_command
+from reconciler.drivers.docker import DockerDriver
+from reconciler.drivers.tarstream import empty_tar, rename_top
+
+log = logging.getLogger("odooops.lifecycle")
+
+CHUNK = 1 << 20
+BACKUP_FORMAT = 1
+ID_FORMAT = "%Y-%m-%d-%H-%M"
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def _no_progress(_phase: str, _done: int, _total: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where one environment's data lives, resolved by the engine for this operation."""
+
+    key: EnvKey
+    endpoint: Endpoint  # credentials that may create and drop databases; dbname = the live db
+    owner: str  # the environment's role: owner of its database and objects
+    volume: str  # filestore volume
+    image: str  # an image with a shell, for the filestore helpers
+    tier: Tier
+    protected: bool
+    instance: str
+    revision: str = ""
+    state_commit: str = ""
+
+    @property
+    def database(self) -> str:
+        return self.endpoint.dbname
+
+    @property
+    def production(self) -> bool:
+        return self.tier is Tier.PRODUCTION
+
+
+@dataclass(frozen=True)
+class Sanitising:
+    """What a non-production copy gets: neutralisation (always) and masking (when asked)."""
+
+    mail: neutralize.MailTarget | None
+    mask: bool
+    rules: masking.MaskingRules
+    salt: str = ""
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    """A manifest as stored beside its backup."""
+
+    id: str
+    doc: Mapping[str, Any]
+
+    @property
+    def good(self) -> bool:
+        return self.doc.get("status") == "good"
+
+    @property
+    def taken_at(self) -> datetime:
+        return datetime.fromisoformat(str(self.doc["started_at"]))
+
+
+class OperationBusy(OdooOpsError):
+    code = "operation_busy"
+    retryable = True
+
+
+class Lifecycle:
+    """Data operations over the Docker driver, the databases and the backup storage."""
+
+    def __init__(self, docker: DockerDriver, clock: Callable[[], datetime] | None = None) -> None:
+        self.docker = docker
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._locks: dict[EnvKey, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def exclusive(self, key: EnvKey, wait: float = 3600) -> Iterator[None]:
+        """One data operation per environment at a time (a backup during a restore is wrong);
+        the reconcile pass takes the same lock, so it never starts Odoo mid-restore."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        acquired = lock.acquire(timeout=wait) if wait > 0 else lock.acquire(blocking=False)
+        if not acquired:
+            raise OperationBusy(
+                f"another operation on {key} is running (a backup, restore, copy or deployment)",
+                remediation=f"odooops jobs; odooops status {key}",
+            )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # ------------------------------------------------------------------------- copy
+    def clone(
+        self,
+        source: Site,
+        target: Site,
+        sanitising: Sanitising | None,
+        *,
+        max_quiesce_seconds: float,
+        jobs: int,
+        initialised: bool = True,
+        template_rate: float = dbcopy.TEMPLATE_BYTES_PER_SECOND,
+        progress: ProgressFn = _no_progress,
+    ) -> dict[str, Any]:
+        """Replace ``target``'s database and filestore by a copy of ``source``'s.
+
+        ``template_rate`` is the template copy's throughput measured on this server (bytes per
+        second): it decides whether the source's pause stays under ``max_quiesce_seconds``.
+
+        ``initialised=False`` labels the copy as not yet initialised: the engine still has to
+        update its modules to the target's revision, and labels it once that succeeded.
+        """
+        dbcopy.check_tools()
+        scratch = target.endpoint.with_db(_scratch_name(target.database))
+        dbcopy.drop_database(scratch)
+        size = dbcopy.database_size(source.endpoint)
+        choice = dbcopy.choose_strategy(
+            source.endpoint,
+            scratch,
+            size,
+            max_quiesce_seconds=max_quiesce_seconds,
+            bytes_per_second=template_rate,
+        )
+        log.info(
+            "%s: copying %s by %s (%s)", target.key, source.key, choice.strategy, choice.reason
+        )
+        result = dbcopy.copy_database(
+            source.endpoint,
+            scratch,
+            source_owner=source.owner,
+            owner=target.owner,
+            strategy=choice.strategy,
+            jobs=jobs,
+            progress=lambda p: progress(p.phase, p.done, p.total),
+        )
+        try:
+            report = self._prepare(scratch, target, sanitising, copied=True, progress=progress)
+            progress("linking the filestore", 0, 0)
+            files = self.docker.filestore_link_copy(
+                target.image, source.volume, source.database, target.volume, _staged(target)
+            )
+            self._swap_in(target, scratch.dbname, initialised)
+        except BaseException:
+            dbcopy.drop_database(scratch)
+            raise
+        return {
+            "strategy": choice.strategy.value,
+            "why": choice.reason,
+            "seconds": round(result.seconds, 2),
+            "bytes": result.bytes,
+            "filestore_files": files,
+            **report,
+        }
+
+    def _prepare(
+        self,
+        scratch: Endpoint,
+        target: Site,
+        sanitising: Sanitising | None,
+        *,
+        copied: bool,
+        progress: ProgressFn,
+    ) -> dict[str, Any]:
+        """New identity, neutralisation and masking, on the scratch database before the swap."""
+        out: dict[str, Any] = {}
+        with scratch.connect() as conn:  # each step is one transaction of its own
+            if copied:
+                neutralize.reidentify(conn)
+            if target.production or sanitising is None:
+                return out
+            progress("neutralising", 0, 0)
+            report = neutralize.neutralize(conn, sanitising.mail)
+            out["neutralized"] = list(report.applied)
+            if sanitising.mask:
+                progress("masking personal data", 0, 0)
+                masked = masking.mask(conn, sanitising.rules, sanitising.salt)
+                out["masked_rows"] = sum(masked.rows.values())
+                out["masking_seconds"] = round(masked.seconds, 2)
+        return out
+
+    def _swap_in(self, target: Site, scratch: str, initialised: bool = True) -> None:
+        """Stop Odoo, put the scratch database and the staged filestore in place, label it.
+
+        The live database is renamed aside first and dropped only once the scratch one holds
+        its name, so no step of the swap can leave the environment without a database. Odoo
+        is started again by the next reconcile pass, which checks neutralisation first.
+        """
+        with contextlib.suppress(OdooOpsError):
+            self.docker.stop(target.key.odoo_container)
+        live, tmp = sql.Identifier(target.database), sql.Identifier(scratch)
+        old = sql.Identifier(_scratch_name(target.database, "old"))
+        with target.endpoint.with_db("postgres").connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(old))
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [target.database]
+            ).fetchone()
+            if exists:
+                _rename(conn, target.database, live, old)
+            try:
+                _rename(conn, scratch, tmp, live)
+            except BaseException:
+                if exists:
+                    _rename(conn, _scratch_name(target.database, "old"), old, live)
+                raise
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(live, sql.Identifier(target.owner))
+            )
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(live))
+            conn.execute(
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    live, sql.Literal(_labels(target, initialised))
+                )
+            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(old))
+        self.docker.filestore_commit(target.image, target.volume, _staged(target), target.database)
+
+    # ---------------------------------------------------------------------- backups
+    def backup(
+        self,
+        site: Site,
+        storage: BackupStorage,
+        key: BackupKey,
+        *,
+        reason: str,
+        level: int = 3,
+        progress: ProgressFn = _no_progress,
+    ) -> BackupRecord:
+        """Write, verify and register one backup; on failure the upload is aborted and a
+        ``failed`` manifest says why (so nothing half-written is ever listed as good)."""
+        dbcopy.check_tools()
+        started = self._clock()
+        backup_id = self._new_id(storage, site.key, started)
+        name = f"{_prefix(site.key)}{backup_id}"
+        base: dict[str, Any] = {
+            "format": BACKUP_FORMAT,
+            "id": backup_id,
+            "project": site.key.project,
+            "env": site.key.env,
+            "tier": site.tier.value,
+            "instance": site.instance,
+            "revision": site.revision,
+            "state_commit": site.state_commit,
+            "reason": reason,
+            "started_at": started.isoformat(timespec="seconds"),
+            "key_id": key.key_id,
+            "compression": f"zstd-{level}",
+            "encryption": "aes-256-gcm-stream",
+            "object": f"{backup_id}.backup",
+        }
+        upload = storage.upload(f"{name}.backup")
+        try:
+            modules, pg_version, odoo_version = _inventory(site.endpoint)
+            meta = {**base, "modules": modules, "pg_version": pg_version, "odoo": odoo_version}
+            sealer = seal(upload.write, key, level)
+            parts = PartWriter(sealer.write)
+            with parts.part("manifest.json") as part:
+                part.write(json.dumps(meta, sort_keys=True).encode())
+            progress("dumping the database", 0, 0)
+            db_bytes = self._dump_into(site.endpoint, parts, progress)
+            progress("archiving the filestore", 0, 0)
+            fs_bytes = 0
+            with parts.part("filestore.tar") as part:
+                for chunk in self.docker.filestore_export(site.image, site.volume, site.database):
+                    part.write(chunk)
+                    fs_bytes += len(chunk)
+            parts.close()
+            sealer.close()
+            upload.commit()
+        except BaseException as exc:
+            upload.abort()
+            self._record_failure(storage, name, base, exc)
+            raise
+        doc = {
+            **meta,
+            "sizes": {
+                "database_bytes": db_bytes,
+                "filestore_bytes": fs_bytes,
+                "plain_bytes": sealer.raw_bytes,
+                "stored_bytes": sealer.bytes_out,
+            },
+            "sha256": sealer.sha256_hex,
+        }
+        try:
+            progress("verifying", 0, sealer.bytes_out)
+            self.verify(storage, key, BackupRecord(backup_id, doc), site.key)
+        except BaseException as exc:
+            storage.delete(f"{name}.backup")
+            self._record_failure(storage, name, base, exc)
+            raise
+        doc.update(
+            status="good",
+            verified=True,
+            finished_at=self._clock().isoformat(timespec="seconds"),
+        )
+        storage.put_json(f"{name}.json", doc)
+        return BackupRecord(backup_id, doc)
+
+    def _dump_into(self, endpoint: Endpoint, parts: PartWriter, progress: ProgressFn) -> int:
+        """``pg_dump -Fc -Z0`` straight into the sealed stream (zstd compresses better)."""
+        proc = subprocess.Popen(
+            [client_tool("pg_dump"), "--format=custom", "--compress=0", "--no-owner", "--no-acl"],
+            env={"PATH": "/usr/bin:/bin", **endpoint.env()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        total = 0
+        try:
+            with parts.part("database.dump") as part:
+                while chunk := proc.stdout.read(CHUNK):
+                    part.write(chunk)
+                    total += len(chunk)
+                    progress("dumping the database", total, 0)
+        finally:
+            proc.stdout.close()
+            err = proc.stderr.read().decode(errors="replace")
+            proc.stderr.close()
+            code = proc.wait()
+        if code != 0:
+            raise BackupError(
+                f"pg_dump of {endpoint} failed: {err.strip()[-500:]}",
+                remediation=f"pg_isready -h {endpoint.host} -p {endpoint.port}",
+            )
+        return total
+
+    def _record_failure(
+        self, storage: BackupStorage, name: str, base: Mapping[str, Any], exc: BaseException
+    ) -> None:
+        message = exc.message if isinstance(exc, OdooOpsError) else type(exc).__name__
+        with contextlib.suppress(Exception):  # the storage itself may be what failed
+            storage.put_json(
+                f"{name}.json",
+                {
+                    **base,
+                    "status": "failed",
+                    "error": message[:500],
+                    "finished_at": self._clock().isoformat(timespec="seconds"),
+                },
+            )
+
+    def _new_id(self, storage: BackupStorage, key: EnvKey, at: datetime) -> str:
+        """``2026-02-12-03-00``, as users type it; a second one in the same minute gets
+        seconds, then a counter."""
+        taken = {n.rsplit("/", 1)[-1].split(".", 1)[0] for n in storage.list(_prefix(key))}
+        for candidate in (
+            at.strftime(ID_FORMAT),
+            at.strftime(ID_FORMAT + "-%S"),
+            *(at.strftime(ID_FORMAT + "-%S") + f"-{i}" for i in range(2, 100)),
+        ):
+            if candidate not in taken:
+                return candidate
+        raise BackupError(f"too many backups of {key} in one second", retryable=True)
+
+    def verify(
+        self, storage: BackupStorage, key: BackupKey, record: BackupRecord, env: EnvKey
+    ) -> dict[str, int]:
+        """Read a backup whole: every tag, the checksum, the dump's table of contents."""
+        counts = {"database_bytes": 0, "filestore_bytes": 0}
+        with self._open(storage, key, record, env) as parts:
+            for name, part in parts:
+                if name == "database.dump":
+                    counts["database_bytes"] = _check_dump(part)
+                else:
+                    while chunk := part.read(CHUNK):
+                        if name == "filestore.tar":
+                            counts["filestore_bytes"] += len(chunk)
+        return counts
+
+    @contextlib.contextmanager
+    def _open(
+        self, storage: BackupStorage, key: BackupKey, record: BackupRecord, env: EnvKey
+    ) -> Iterator[Iterator[tuple[str, Any]]]:
+        """The parts of a backup; the checksum is compared once the stream is consumed."""
+        check_key(record, key, env)
+        download = storage.download(f"{_prefix(env)}{record.id}.backup")
+        try:
+            reader = open_sealed(download.read, key)
+            yield read_parts(reader.read)
+            while reader.read(CHUNK):  # anything after the end marker is refused by the reader
+                pass
+            digest = reader.cipher.sha256_hex
+            if record.doc.get("sha256") and digest != record.doc["sha256"]:
+                raise BackupCorrupt(
+                    f"backup {record.id} of {env} does not match its manifest's checksum",
+                    remediation=f"odooops db backups {env}  (and restore another backup)",
+                )
+        finally:
+            download.close()
+
+    def list_backups(self, storage: BackupStorage, key: EnvKey) -> list[BackupRecord]:
+        """Newest first; a backup without its manifest is an upload in progress or a
+        crashed one, and is not listed."""
+        out: list[BackupRecord] = []
+        for name in storage.list(_prefix(key)):
+            if not name.endswith(".json"):
+                continue
+            doc = storage.get_json(name)
+            if doc is not None:
+                out.append(BackupRecord(str(doc.get("id", name.rsplit("/", 1)[-1][:-5])), doc))
+        return sorted(out, key=lambda r: (str(r.doc.get("started_at", "")), r.id), reverse=True)
+
+    def find_backup(self, storage: BackupStorage, key: EnvKey, backup_id: str) -> BackupRecord:
+        if backup_id in ("latest", "last"):
+            good = [r for r in self.list_backups(storage, key) if r.good]
+            if good:
+                return good[0]
+        else:
+            doc = storage.get_json(f"{_prefix(key)}{backup_id}.json")
+            if doc is not None:
+                record = BackupRecord(backup_id, doc)
+                if record.good:
+                    return record
+                state = doc.get("status", "unfinished")
+                raise BackupError(
+                    f"backup {backup_id} of {key} is not usable: it is {state} "
+                    f"({doc.get('error', 'no error recorded')})",
+                    code="backup_not_good",
+                    remediation=f"odooops db backups {key}  (pick a backup marked good)",
+                )
+        raise BackupError(
+            f"no backup {backup_id} of {key} in {storage.url}",
+            code="backup_not_found",
+            remediation=f"odooops db backups {key}  (lists the ids)",
+        )
+
+    def prune(
+        self, storage: BackupStorage, key: EnvKey, policy: Retention, now: datetime
+    ) -> list[str]:
+        """Delete backups the retention no longer keeps (the backup first, its manifest last)."""
+        records = self.list_backups(storage, key)
+        entries = [BackupEntry(r.id, r.taken_at, r.good) for r in records]
+        doomed = sorted(expired(entries, now, policy))
+        for backup_id in doomed:
+            storage.delete(f"{_prefix(key)}{backup_id}.backup")
+            storage.delete(f"{_prefix(key)}{backup_id}.json")
+        return doomed
+
+    # ---------------------------------------------------------------------- restore
+    def restore(
+        self,
+        storage: BackupStorage,
+        key: BackupKey,
+        record: BackupRecord,
+        source: EnvKey,
+        target: Site,
+        sanitising: Sanitising | None,
+        progress: ProgressFn = _no_progress,
+    ) -> dict[str, Any]:
+        """Restore a backup of ``source`` into ``target`` (the same or another environment)."""
+        dbcopy.check_tools()
+        scratch = target.endpoint.with_db(_scratch_name(target.database))
+        dbcopy.drop_database(scratch)
+        sizes = {k: int(v) for k, v in dict(record.doc.get("sizes") or {}).items()}
+        try:
+            dbcopy.create_empty(scratch, target.owner)
+            with self._open(storage, key, record, source) as parts:
+                for name, part in parts:
+                    if name == "database.dump":
+                        phase = "restoring the database"
+                        reader = _Counting(
+                            part, partial(progress, phase), sizes.get("database_bytes", 0)
+                        )
+                        _pg_restore(reader, scratch, target.owner)
+                    elif name == "filestore.tar":
+                        phase = "restoring the filestore"
+                        reader = _Counting(
+                            part, partial(progress, phase), sizes.get("filestore_bytes", 0)
+                        )
+                        self.docker.filestore_stage(
+                            target.image,
+                            target.volume,
+                            _staged(target),
+                            rename_top(_chunks(reader), _staged(target)),
+                        )
+                    else:
+                        while part.read(CHUNK):
+                            pass
+            report = self._prepare(
+                scratch, target, sanitising, copied=source != target.key, progress=progress
+            )
+            self._swap_in(target, scratch.dbname)
+        except BaseException:
+            dbcopy.drop_database(scratch)
+            raise
+        return {"backup": record.id, "from": str(source), **report}
+
+    def restore_test(
+        self, storage: BackupStorage, key: BackupKey, record: BackupRecord, site: Site
+    ) -> dict[str, Any]:
+        """Restore into a scratch database, check Odoo's module table, drop it again."""
+        scratch = site.endpoint.with_db(_scratch_name(site.database, "rtest"))
+        dbcopy.drop_database(scratch)
+        started = time.monotonic()
+        try:
+            dbcopy.create_empty(scratch, site.owner)
+            filestore = 0
+            with self._open(storage, key, record, site.key) as parts:
+                for name, part in parts:
+                    if name == "database.dump":
+                        _pg_restore(part, scratch, site.owner)
+                    else:
+                        while chunk := part.read(CHUNK):
+                            filestore += len(chunk)
+            with scratch.connect() as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM ir_module_module WHERE state = 'installed'"
+                ).fetchone()
+            modules = int(str(row[0])) if row else 0
+            if modules == 0:
+                raise BackupCorrupt(
+                    f"backup {record.id} of {site.key} restores to a database without any "
+                    "installed module",
+                    remediation=f"odooops db backup {site.key}  (take a new backup now)",
+                )
+        finally:
+            dbcopy.drop_database(scratch)
+        return {
+            "backup": record.id,
+            "modules": modules,
+            "seconds": round(time.monotonic() - started, 2),
+        }
+
+    # ------------------------------------------------------------------- Odoo dumps
+    def export_zip(self, site: Site, out: BinaryIO, odoo_version: str) -> odoozip.ZipStats:
+        """Odoo's database-manager zip: ``dump.sql``, ``filestore/``, ``manifest.json``."""
+        dbcopy.check_tools()
+        modules, pg_version, _ = _inventory(site.endpoint)
+        manifest = odoozip.build_manifest(site.database, odoo_version, pg_version, modules)
+        proc = subprocess.Popen(
+            [client_tool("pg_dump"), "--format=plain", "--no-owner", "--no-acl"],
+            env={"PATH": "/usr/bin:/bin", **site.endpoint.env()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        err = drain(proc.stderr)
+
+        def dump_sql() -> Iterator[bytes]:
+            """The dump, failing at its end when pg_dump failed: the zip then never gets its
+            central directory, so a broken export can never pass for a complete one."""
+            yield from _chunks(proc.stdout)
+            if proc.wait() != 0:
+                err.join()
+                raise BackupError(
+                    f"pg_dump of {site.endpoint} failed: {err.text.strip()[-500:]}",
+                    code="export_failed",
+                    remediation=f"pg_isready -h {site.endpoint.host} -p {site.endpoint.port}",
+                )
+
+        try:
+            return odoozip.write_odoo_zip(
+                out,
+                manifest=manifest,
+                dump_sql=dump_sql(),
+                filestore_tar=self.docker.filestore_export(site.image, site.volume, site.database),
+            )
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            err.join()
+
+    def import_dump(
+        self,
+        path: Path,
+        target: Site,
+        sanitising: Sanitising | None,
+        progress: ProgressFn = _no_progress,
+    ) -> dict[str, Any]:
+        """Replace ``target``'s data by an Odoo dump (zip, or a bare ``pg_dump`` file)."""
+        dbcopy.check_tools()
+        kind = odoozip.detect_format(path)
+        scratch = target.endpoint.with_db(_scratch_name(target.database))
+        dbcopy.drop_database(scratch)
+        files = 0
+        try:
+            dbcopy.create_empty(scratch, target.owner)
+            progress("loading the database", 0, 0)
+            if kind == "zip":
+                with odoozip.read_odoo_zip(path) as archive:
+                    with archive.open_dump_sql() as dump:
+                        if archive.dump_sql_format() == "pgdump":
+                            _pg_restore(dump, scratch, target.owner)
+                        else:
+                            _psql_load(dump, scratch, target.owner)
+                    progress("loading the filestore", 0, 0)
+                    files = archive.filestore_files()
+                    self.docker.filestore_stage(
+                        target.image,
+                        target.volume,
+                        _staged(target),
+                        archive.filestore_tar(_staged(target)),
+                    )
+                    manifest = dict(archive.manifest.raw)
+            else:
+                with path.open("rb") as dump:
+                    if kind == "pgdump":
+                        _pg_restore(dump, scratch, target.owner)
+                    else:
+                        _psql_load(dump, scratch, target.owner)
+                self.docker.filestore_stage(
+                    target.image,
+                    target.volume,
+                    _staged(target),
+                    rename_top(empty_tar(_staged(target)), _staged(target)),
+                )
+                manifest = {}
+            report = self._prepare(scratch, target, sanitising, copied=True, progress=progress)
+            self._swap_in(target, scratch.dbname)
+        except BaseException:
+            dbcopy.drop_database(scratch)
+            raise
+        return {
+            "format": kind,
+            "filestore_files": files,
+            "source_db": manifest.get("db_name", ""),
+            "source_version": manifest.get("version", ""),
+            **report,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+def check_key(record: BackupRecord, key: BackupKey, env: EnvKey) -> None:
+    """Refuse, before anything is read or replaced, a backup sealed with another key."""
+    want_key = str(record.doc.get("key_id", ""))
+    if want_key and want_key != key.key_id:
+        raise BackupKeyMismatch(
+            f"backup {record.id} of {env} was encrypted with key {want_key}; the configured "
+            f"key is {key.key_id}",
+            remediation="set backups.encryption_key in odooops.yaml to the key file with id "
+            f"{want_key} (odooops db backups {env} shows each backup's key id)",
+        )
+
+
+def _prefix(key: EnvKey) -> str:
+    return f"{key.project}/{key.env}/"
+
+
+def _scratch_name(database: str, kind: str = "tmp") -> str:
+    return f"odooops_{kind}_{hashlib.sha256(database.encode()).hexdigest()[:16]}"
+
+
+def _rename(conn: Any, name: str, src: sql.Identifier, dst: sql.Identifier) -> None:
+    """Rename a database, ending the sessions on it first (a stopped Odoo may leave some)."""
+    for attempt in range(10):
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        try:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(src, dst))
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == 9:
+                raise
+            time.sleep(0.2)
+
+
+def _staged(site: Site) -> str:
+    return f"{site.database}.staged"
+
+
+def _labels(site: Site, initialised: bool) -> str:
+    return json.dumps(
+        {
+            f"{LABEL_PREFIX}instance": site.instance,
+            f"{LABEL_PREFIX}project": site.key.project,
+            f"{LABEL_PREFIX}env": site.key.env,
+            f"{LABEL_PREFIX}initialised": str(initialised).lower(),
+            f"{LABEL_PREFIX}protected": str(site.protected).lower(),
+        },
+        sort_keys=True,
+    )
+
+
+def _inventory(endpoint: Endpoint) -> tuple[dict[str, str], str, str]:
+    """Installed modules with versions, the server's version and Odoo's (from ``base``)."""
+    with endpoint.connect() as conn:
+        rows = conn.execute(
+            "SELECT name, coalesce(latest_version, '') FROM ir_module_module "
+            "WHERE state = 'installed' ORDER BY name"
+        ).fetchall()
+        server = int(conn.info.server_version)
+    modules = {str(n): str(v) for n, v in rows}
+    base = modules.get("base", "")
+    odoo = ".".join(base.split(".")[:2]) if base else ""
+    return modules, odoozip.pg_version_string(server), odoo
+
+
+def _chunks(stream: Any) -> Iterator[bytes]:
+    while chunk := stream.read(CHUNK):
+        yield bytes(chunk)
+
+
+def _feed(cmd: list[str], env: Mapping[str, str], source: Any, what: str) -> str:
+    """Stream ``source`` into a client tool's stdin; its failure is a structured error."""
+    proc = subprocess.Popen(
+        cmd,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    out, err = drain(proc.stdout), drain(proc.stderr)
+    try:
+        while chunk := source.read(CHUNK):
+            try:
+                proc.stdin.write(chunk)
+            except BrokenPipeError:
+                break
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        code = proc.wait()
+        out.join()
+        err.join()
+    if code != 0:
+        raise BackupError(
+            f"{what} failed: {err.text.strip()[-600:]}",
+            code="restore_failed",
+            remediation="read the error above; the environment was left unchanged",
+        )
+    return out.text
+
+
+def _pg_restore(source: Any, target: Endpoint, owner: str) -> None:
+    _feed(
+        pg_restore_command(target, owner),
+        target.env(),
+        source,
+        f"pg_restore into {target}",
+    )
+
+
+def _psql_load(source: Any, target: Endpoint, owner: str) -> None:
+    _feed(
+        [client_tool("psql"), "-q", "-X", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null"],
+        {**target.env(), "PGOPTIONS": f"-c role={owner}"},
+        source,
+        f"loading dump.sql into {target}",
+    )
+
+
+def _check_dump(part: Any) -> int:
+    """Feed the dump to ``pg_restore --list``: it parses the whole table of contents."""
+    counter = _Counting(part)
+    toc = _feed([client_tool("pg_restore"), "--list"], {}, counter, "pg_restore --list")
+    while counter.read(CHUNK):  # pg_restore stops after the table of contents
+        pass
+    if "TABLE DATA" not in toc and "TABLE " not in toc:
+        raise BackupCorrupt(
+            "the database dump inside the backup holds no table",
+            remediation="take a new backup: odooops db backup <env>",
+        )
+    return counter.count
+
+
+class _Counting:
+    """A reader that counts what passes, and reports it as progress when asked to."""
+
+    def __init__(
+        self, inner: Any, report: Callable[[int, int], None] | None = None, total: int = 0
+    ) -> None:
+        self.inner, self.count, self.report, self.total = inner, 0, report, total
+        self._reported = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = bytes(self.inner.read(n))
+        self.count += len(data)
+        if self.report is not None and (not data or self.count - self._reported >= 8 * CHUNK):
+            self._reported = self.count
+            self.report(self.count, max(self.total, self.count))
+        return data
+
+
+__all__ = ["BackupRecord", "Lifecycle", "Sanitising", "Site"]

@@ -1,0 +1,440 @@
+"""Data operations on declared environments: what ``odooops db ...`` and the schedules run.
+
+The lifecycle module knows how to copy, back up and restore a database it is pointed at; this
+module knows *which* database, with which credentials, under which rules: it resolves an
+environment of the current desired state to a ``Site``, applies the protection rules (no copy
+onto a protected environment, a restore or import into one only with an explicit confirm and
+after a safety backup), takes the automatic backups before production updates and destructive
+changes, and runs the per-tier schedules (backups, retention, restore tests).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import (
+    MAIL_CATCHER_HOST,
+    Desired,
+    DesiredEnvironment,
+    EnvKey,
+    SecretRef,
+    StateConfig,
+    Tier,
+)
+from reconciler.data.backup.crypto import BackupKey
+from reconciler.data.backup.errors import BackupError
+from reconciler.data.backup.storage import BackupStorage, open_storage
+from reconciler.data.database import masking, neutralize
+from reconciler.data.database.copy import TEMPLATE_BYTES_PER_SECOND
+from reconciler.data.database.endpoint import Endpoint
+from reconciler.data.lifecycle import (
+    BackupRecord,
+    Lifecycle,
+    ProgressFn,
+    Sanitising,
+    Site,
+    check_key,
+)
+from reconciler.data.mailcatcher import MailCatcher, MailStore, credentials_for
+from reconciler.drivers.docker import DockerDriver
+from reconciler.drivers.secrets import SecretStore
+
+log = logging.getLogger("odooops.operations")
+
+
+def _quiet(_phase: str, _done: int, _total: int) -> None:
+    return None
+
+
+class DataHost(Protocol):
+    """What data operations need of the engine that runs them.
+
+    Handed in, never imported: the engine sits above the data plane, so the data plane sees it
+    only through these few methods.
+    """
+
+    @property
+    def instance(self) -> str: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def docker(self) -> DockerDriver: ...
+
+    @property
+    def secrets(self) -> SecretStore: ...
+
+    def desired(self) -> Desired | None:
+        """What the last reconcile resolved (None before the first)."""
+        ...
+
+    def state(self) -> StateConfig | None:
+        """The last valid state commit."""
+        ...
+
+    def password(self, key: EnvKey) -> str: ...
+
+    def is_initialised(self, want: DesiredEnvironment) -> bool: ...
+
+    def changed(self, key: EnvKey) -> None:
+        """Data of ``key`` changed outside a reconcile: reconcile it soon."""
+        ...
+
+    def note(self, key: EnvKey, kind: str, ok: bool, reason: str, message: str = "") -> None:
+        """An event on the environment (a backup, a copy, a restore)."""
+        ...
+
+    def backed_up(self, key: EnvKey, finished: str, backup_id: str) -> None: ...
+
+    def restore_tested(self, key: EnvKey, when: str) -> None: ...
+
+    def count(self, metric: str, result: str) -> None:
+        """A counter: ``backups`` (good, failed) or ``restore_tests`` (passed, failed)."""
+        ...
+
+
+class DataOps:
+    """Resolves environments and runs data operations for one engine."""
+
+    def __init__(self, host: DataHost, clock: Callable[[], datetime] | None = None) -> None:
+        self.host = host
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.lifecycle = Lifecycle(host.docker, self.clock)
+        self.mail = MailStore(host.data_dir / "mail")
+        self._catcher: MailCatcher | None = None
+        self._template_rate = TEMPLATE_BYTES_PER_SECOND
+
+    def close(self) -> None:
+        self.stop_mail_catcher()
+
+    # --------------------------------------------------------------------- resolution
+    def config(self) -> StateConfig:
+        state = self.host.state()
+        if state is None:
+            raise OdooOpsError(
+                "no valid state commit loaded",
+                code="no_state",
+                remediation="odooops status (the daemon reports why)",
+            )
+        return state
+
+    def environment(self, key: EnvKey) -> DesiredEnvironment:
+        """The environment as the last reconcile pass resolved it."""
+        current = self.host.desired()
+        want = current.environments.get(key) if current else None
+        if want is not None:
+            return want
+        why = current.held.get(key) if current else None
+        state = f"held: {why}" if why else "not declared (or not resolved yet)"
+        raise OdooOpsError(
+            f"environment {key} is {state}",
+            code="environment_not_found" if not why else "environment_held",
+            remediation=f"odooops env list  (and odooops status {key})",
+        )
+
+    def site(self, want: DesiredEnvironment) -> Site:
+        key = want.key
+        if want.server is not None:
+            endpoint = Endpoint.of_server(want.server, key.database)
+        else:
+            address = self.host.docker.container_address(key.db_container, key.network)
+            endpoint = Endpoint(
+                address, 5432, key.role, key.database, self.host.password(key), f"dedicated {key}"
+            )
+        return Site(
+            key=key,
+            endpoint=endpoint,
+            owner=key.role,
+            volume=key.filestore_volume,
+            image=want.project.image,
+            tier=want.spec.tier,
+            protected=want.spec.protected,
+            instance=self.host.instance,
+            revision=want.revision,
+            state_commit=want.state_commit,
+        )
+
+    def mail_secret(self) -> bytes:
+        return self.host.secrets.get_or_create("mail/catcher", 48).encode()
+
+    def mail_target(self, key: EnvKey) -> neutralize.MailTarget:
+        creds = credentials_for(self.mail_secret(), key)
+        port = self.config().platform.mail_catcher.port
+        return neutralize.MailTarget(MAIL_CATCHER_HOST, port, creds.user, creds.password)
+
+    def sanitising(self, want: DesiredEnvironment, mask: bool | None = None) -> Sanitising | None:
+        """Non-production data is always neutralised; masked as the environment says."""
+        if want.spec.tier is Tier.PRODUCTION:
+            return None
+        config = self.config()
+        rules = masking.load_rules(config.masking)
+        salt_ref = SecretRef.parse((config.masking or {}).get("salt"))
+        salt = salt_ref.resolve() if salt_ref else self.host.secrets.get_or_create("masking/salt")
+        return Sanitising(
+            mail=self.mail_target(want.key),
+            mask=want.spec.mask if mask is None else mask,
+            rules=rules,
+            salt=salt,
+        )
+
+    def storage(self) -> BackupStorage:
+        settings = self.config().platform.backups
+        url = settings.storage
+        if url is None:  # the default lives in the data directory, made on first use
+            default = self.host.data_dir / "backups"
+            default.mkdir(mode=0o700, parents=True, exist_ok=True)
+            url = default.resolve().as_uri()
+        s3 = settings.s3
+        return open_storage(
+            url,
+            endpoint_url=s3.endpoint,
+            region=s3.region,
+            access_key=s3.access_key.resolve() if s3.access_key else None,
+            secret_key=s3.secret_key.resolve() if s3.secret_key else None,
+        )
+
+    def backup_key(self) -> BackupKey:
+        ref = self.config().platform.backups.encryption_key
+        if ref is None:
+            raise BackupError(
+                "no backup encryption key is configured",
+                code="backup_key_missing",
+                remediation="odooops init-key /etc/odooops/backup.key, then set "
+                "backups.encryption_key: {file: /etc/odooops/backup.key} in odooops.yaml "
+                "(keep a copy of the key elsewhere: backups cannot be read without it)",
+            )
+        return BackupKey.from_ref(ref)
+
+    # ------------------------------------------------------------- engine's hooks
+    def copy_for_init(self, want: DesiredEnvironment) -> dict[str, Any]:
+        """A new environment declared ``db.source: <env>`` starts as a sanitised copy."""
+        source_key = EnvKey(want.key.project, want.spec.db_source)
+        source = self.environment(source_key)
+        if not self.host.is_initialised(source):
+            raise OdooOpsError(
+                f"{want.key} is a copy of {source_key}, whose database is not initialised yet",
+                code="copy_source_not_ready",
+                retryable=True,
+                remediation=f"odooops status {source_key}  (the copy is retried by itself)",
+            )
+        # Inside a pass: no trigger (the pass itself goes on to start Odoo).
+        return self._clone(source, want, _quiet, initialised=False, trigger=False)
+
+    def ensure_neutralized(self, want: DesiredEnvironment) -> None:
+        """Checked before any non-production Odoo starts: never run un-neutralised data."""
+        if want.spec.tier is Tier.PRODUCTION:
+            return
+        site = self.site(want)
+        with site.endpoint.connect() as conn:
+            if neutralize.is_neutralized(conn):
+                return
+            log.info("%s: neutralising before Odoo starts", want.key)
+            neutralize.neutralize(conn, self.mail_target(want.key))
+        self.host.note(want.key, "Neutralized", True, "BeforeStart")
+
+    def backup_before(self, want: DesiredEnvironment, reason: str) -> BackupRecord:
+        """The automatic backup before a production update or a destructive change."""
+        return self._backup(want, reason, _quiet)
+
+    # --------------------------------------------------------------- imperative
+    def clone(
+        self, source_key: EnvKey, target_key: EnvKey, progress: ProgressFn = _quiet
+    ) -> dict[str, Any]:
+        if source_key == target_key:
+            raise OdooOpsError(
+                f"{source_key} cannot be copied onto itself",
+                code="invalid_request",
+                remediation=f"odooops db clone {source_key.env} --to OTHER-ENV",
+            )
+        target = self.environment(target_key)
+        if target.spec.protected:
+            raise OdooOpsError(
+                f"{target_key} is protected: a copy never replaces its database",
+                code="copy_onto_protected",
+                remediation=f"restore a backup instead: odooops db restore {source_key.env} "
+                f"--backup=ID --to={target_key.env} --confirm",
+            )
+        source = self.environment(source_key)
+        with self.lifecycle.exclusive(target_key):
+            self._safety_backup(target, f"before copy of {source_key}")
+            return self._clone(source, target, progress)
+
+    def _clone(
+        self,
+        source: DesiredEnvironment,
+        target: DesiredEnvironment,
+        progress: ProgressFn,
+        initialised: bool = True,
+        trigger: bool = True,
+    ) -> dict[str, Any]:
+        copy = self.config().platform.copy
+        result = self.lifecycle.clone(
+            self.site(source),
+            self.site(target),
+            self.sanitising(target),
+            max_quiesce_seconds=copy.max_quiesce_seconds,
+            jobs=copy.jobs,
+            initialised=initialised,
+            template_rate=self._template_rate,
+            progress=progress,
+        )
+        if result["strategy"] == "template" and result["seconds"] >= 0.5:
+            # Measured, not assumed: the next choice uses this server's real throughput
+            # (smoothed, and never above the optimistic default, so the pause errs long).
+            measured = result["bytes"] / result["seconds"]
+            self._template_rate = min(
+                TEMPLATE_BYTES_PER_SECOND, 0.5 * self._template_rate + 0.5 * measured
+            )
+        self.host.note(target.key, "Copied", True, result["strategy"], f"from {source.key}")
+        if trigger:
+            self.host.changed(target.key)
+        return {"from": str(source.key), "to": str(target.key), **result}
+
+    def backup(self, key: EnvKey, reason: str, progress: ProgressFn = _quiet) -> dict[str, Any]:
+        want = self.environment(key)
+        with self.lifecycle.exclusive(key):
+            record = self._backup(want, reason, progress)
+        return dict(record.doc)
+
+    def _backup(self, want: DesiredEnvironment, reason: str, progress: ProgressFn) -> BackupRecord:
+        key, storage = self.backup_key(), self.storage()
+        level = self.config().platform.backups.compression_level
+        try:
+            record = self.lifecycle.backup(
+                self.site(want), storage, key, reason=reason, level=level, progress=progress
+            )
+        except OdooOpsError as exc:
+            self.host.count("backups", "failed")
+            self.host.note(want.key, "Backup", False, exc.code, exc.message)
+            raise
+        self.host.count("backups", "good")
+        self.host.backed_up(want.key, str(record.doc.get("finished_at", "")), record.id)
+        self.host.note(want.key, "Backup", True, "Good", f"{record.id} ({reason})")
+        return record
+
+    def backups(self, key: EnvKey) -> list[dict[str, Any]]:
+        return [dict(r.doc) for r in self.lifecycle.list_backups(self.storage(), key)]
+
+    def restore(
+        self,
+        target_key: EnvKey,
+        backup_id: str,
+        source_key: EnvKey | None = None,
+        *,
+        confirm: bool = False,
+        progress: ProgressFn = _quiet,
+    ) -> dict[str, Any]:
+        """Restore ``source_key``'s backup (default: the target's own) into ``target_key``."""
+        source_key = source_key or target_key
+        target = self.environment(target_key)
+        self._confirmed(
+            target,
+            confirm,
+            f"odooops db restore {source_key.env} "
+            f"--backup={backup_id} --to={target_key.env} --confirm",
+        )
+        storage, key = self.storage(), self.backup_key()
+        record = self.lifecycle.find_backup(storage, source_key, backup_id)
+        check_key(record, key, source_key)
+        with self.lifecycle.exclusive(target_key):
+            self._safety_backup(target, f"before restore of {source_key} {record.id}")
+            result = self.lifecycle.restore(
+                storage,
+                key,
+                record,
+                source_key,
+                self.site(target),
+                self.sanitising(target),
+                progress,
+            )
+        self.host.note(target_key, "Restored", True, record.id, f"from {source_key}")
+        self.host.changed(target.key)
+        return result
+
+    def export(self, key: EnvKey, out: BinaryIO) -> dict[str, Any]:
+        want = self.environment(key)
+        stats = self.lifecycle.export_zip(self.site(want), out, want.project.odoo_version)
+        return {"files": stats.files, "bytes": stats.bytes_in}
+
+    def import_dump(
+        self, key: EnvKey, path: Path, *, confirm: bool = False, progress: ProgressFn = _quiet
+    ) -> dict[str, Any]:
+        target = self.environment(key)
+        self._confirmed(target, confirm, f"odooops db import {key.env} FILE --confirm")
+        with self.lifecycle.exclusive(key):
+            self._safety_backup(target, "before import")
+            result = self.lifecycle.import_dump(
+                path, self.site(target), self.sanitising(target), progress
+            )
+        self.host.note(key, "Imported", True, result["format"], path.name)
+        self.host.changed(target.key)
+        return result
+
+    def _confirmed(self, target: DesiredEnvironment, confirm: bool, command: str) -> None:
+        if target.spec.protected and not confirm:
+            raise OdooOpsError(
+                f"{target.key} is protected: replacing its data needs an explicit confirmation",
+                code="confirm_required",
+                remediation=command,
+            )
+
+    def _safety_backup(self, target: DesiredEnvironment, reason: str) -> None:
+        """Before data is replaced: always for protected environments, and for any tier
+        that is backed up on a schedule (dev tiers are not)."""
+        if not (target.spec.protected or target.settings.backup_schedule != "never"):
+            return
+        if not self.host.is_initialised(target):
+            return
+        self._backup(target, reason, _quiet)
+
+    # ----------------------------------------------------------------- mail catcher
+    def start_mail_catcher(self) -> None:
+        settings = self.config().platform.mail_catcher
+        self.mail = MailStore(self.host.data_dir / "mail", keep=settings.keep)
+        self._catcher = MailCatcher(self.mail, self.mail_secret(), settings.listen, settings.port)
+        self._catcher.start()
+
+    def stop_mail_catcher(self) -> None:
+        if self._catcher is not None:
+            self._catcher.stop()
+            self._catcher = None
+
+    def scheduled_backup(self, want: DesiredEnvironment) -> None:
+        """A backup on the tier's schedule, then the retention run."""
+        with self.lifecycle.exclusive(want.key):
+            self._backup(want, "scheduled", _quiet)
+        self.prune(want)
+
+    def prune(self, want: DesiredEnvironment, now: datetime | None = None) -> list[str]:
+        doomed = self.lifecycle.prune(
+            self.storage(), want.key, want.settings.backup_retention, now or self.clock()
+        )
+        if doomed:
+            self.host.note(want.key, "Retention", True, "Pruned", ", ".join(doomed)[:400])
+        return doomed
+
+    def restore_test(self, want: DesiredEnvironment) -> dict[str, Any]:
+        storage, key = self.storage(), self.backup_key()
+        try:
+            record = self.lifecycle.find_backup(storage, want.key, "latest")
+            result = self.lifecycle.restore_test(storage, key, record, self.site(want))
+        except OdooOpsError as exc:
+            self.host.count("restore_tests", "failed")
+            self.host.note(want.key, "RestoreTest", False, exc.code, exc.message)
+            raise
+        self.host.count("restore_tests", "passed")
+        self.host.restore_tested(want.key, self.clock().isoformat(timespec="seconds"))
+        self.host.note(want.key, "RestoreTest", True, "Passed", f"backup {record.id} restored")
+        return result
+
+    def mail_list(self, key: EnvKey, limit: int, query: str | None) -> list[dict[str, Any]]:
+        return [m.to_dict() for m in self.mail.list(key, limit=limit, query=query)]
+
+    def mail_get(self, key: EnvKey, mail_id: str) -> dict[str, Any]:
+        return self.mail.get(key, mail_id).to_dict()

@@ -1,0 +1,97 @@
+"""Streaming rewrites of filestore tar archives, never holding more than one file in memory.
+
+Docker hands a filestore out as a tar whose top directory is the database name
+(``get_archive('/var/lib/odoo/filestore/<db>')``) and takes one back the same way
+(``put_archive``). Moving a filestore to a database of another name only renames that top
+directory, so the archive is re-streamed member by member with the new name.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterable, Iterator
+
+from reconciler.core.errors import OdooOpsError
+
+
+class IterReader(io.RawIOBase):
+    """A readable file over an iterable of byte chunks (what tarfile's stream mode needs)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buf:
+            try:
+                self._buf = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+class _Collector(io.RawIOBase):
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self.parts.append(bytes(b))
+        return len(b)
+
+    def take(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+def empty_tar(top: str | None = None) -> list[bytes]:
+    """A tar with nothing in it, or only the directory ``top`` (an empty filestore)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        if top is not None:
+            info = tarfile.TarInfo(top)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+    return [buf.getvalue()]
+
+
+def rename_top(chunks: Iterable[bytes], new_top: str) -> Iterator[bytes]:
+    """Re-stream a tar with its first path component replaced by ``new_top``.
+
+    Only directories and regular files pass; links, devices and paths escaping the top
+    directory are refused (a filestore holds nothing else, so anything else is tampering).
+    """
+    sink = _Collector()
+    with (
+        tarfile.open(fileobj=IterReader(chunks), mode="r|*") as src,
+        tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as out,
+    ):
+        for member in src:
+            parts = member.name.strip("/").split("/")
+            if member.name.startswith("/") or ".." in parts:
+                raise OdooOpsError(
+                    f"filestore archive member {member.name!r} escapes its directory",
+                    code="backup_corrupt",
+                    remediation="use another backup: odooops db backups <env>",
+                )
+            if not (member.isdir() or member.isfile()):
+                raise OdooOpsError(
+                    f"filestore archive member {member.name!r} is not a file or directory",
+                    code="backup_corrupt",
+                    remediation="use another backup: odooops db backups <env>",
+                )
+            member.name = "/".join([new_top, *parts[1:]])
+            out.addfile(member, src.extractfile(member) if member.isfile() else None)
+            if data := sink.take():
+                yield data
+    if data := sink.take():
+        yield data

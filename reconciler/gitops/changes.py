@@ -1,0 +1,185 @@
+"""Writes to the state repository: a user's intent turned into file changes, then validated.
+
+Every write (CLI ``--state-repo`` mode today, the REST API next) is an ``Operation`` applied
+to the files of the branch head. ``apply`` is pure and re-run on the new head when a
+concurrent writer got there first (``GitSource.commit_with``), so two patches to one file both
+survive; ``validated`` judges the whole resulting state with the daemon's own validator, so a
+write that would make the state invalid is refused and nothing is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from reconciler.core.config import load_state
+from reconciler.core.errors import InvalidState, OdooOpsError
+from reconciler.core.model import EnvironmentSpec, EnvKey, Project, StateConfig
+from reconciler.core.policies import env_name_for_branch
+
+VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy")
+_MESSAGE = {
+    "create": "feat(env): create {key}",
+    "update": "chore(env): update {key}",
+    "destroy": "feat(env): destroy {key}",
+    "suspend": "chore(env): suspend {key}",
+    "resume": "chore(env): resume {key}",
+    "deploy": "feat(deploy): deploy {what} to {key}",
+}
+
+
+class UnknownEnvironment(OdooOpsError):
+    code = "unknown_environment"
+
+
+class EnvironmentExists(OdooOpsError):
+    code = "environment_exists"
+
+
+@dataclass(frozen=True)
+class Operation:
+    verb: str
+    key: EnvKey
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verb not in VERBS:
+            raise ValueError(f"unknown operation {self.verb!r}; one of {', '.join(VERBS)}")
+
+    @property
+    def target(self) -> str:
+        return str(self.key)
+
+    def apply(self, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
+        return apply(self, files)
+
+    def message(self, request_id: str, via: str) -> str:
+        return message(self, request_id, via)
+
+
+@dataclass(frozen=True)
+class FileOperation:
+    """Replace one platform file whole: ``policies.yaml`` or ``projects/<name>.yaml``."""
+
+    path: str
+    doc: Mapping[str, Any]
+    title: str
+
+    @property
+    def target(self) -> str:
+        return self.path
+
+    def apply(self, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
+        return {self.path: _dump(self.doc)}
+
+    def message(self, request_id: str, via: str) -> str:
+        return f"{self.title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n"
+
+
+def touched_protected(before: StateConfig, after: StateConfig) -> list[EnvKey]:
+    """Protected environments (before or after) whose declaration or project changes.
+
+    One rule for every write: an environment edit, a project edit that changes what
+    production runs, or a policy edit that unprotects production all need a change request.
+    A platform edit (``odooops.yaml``) touches every protected environment.
+    """
+
+    def view(config: StateConfig) -> dict[EnvKey, tuple[EnvironmentSpec, Project | None]]:
+        return {s.key: (s, config.projects.get(s.key.project)) for s in config.environments}
+
+    b, a = view(before), view(after)
+    platform_changed = before.platform != after.platform
+    out = []
+    for key in sorted(set(a) | set(b)):
+        sides = [v for v in (b.get(key), a.get(key)) if v is not None]
+        if any(spec.protected for spec, _ in sides) and (
+            platform_changed or b.get(key) != a.get(key)
+        ):
+            out.append(key)
+    return out
+
+
+def env_path(key: EnvKey) -> str:
+    return f"environments/{key.project}/{key.env}.yaml"
+
+
+def resolve_name(name: str, projects: list[str]) -> EnvKey:
+    """``acme/qa`` or, with a single project, ``qa`` or a branch-like ``feature/crm-reports``."""
+    head, sep, tail = name.partition("/")
+    if sep and head in projects:
+        return EnvKey(head, tail)
+    if len(projects) == 1:
+        return EnvKey(projects[0], env_name_for_branch(name) if sep else name)
+    raise UnknownEnvironment(
+        f"{name!r} names no environment: give it as PROJECT/ENV (projects: "
+        f"{', '.join(sorted(projects)) or 'none'})",
+        remediation="odooops env list --state-repo URL",
+    )
+
+
+def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
+    """The file changes for ``op`` against the current files (pure)."""
+    path = env_path(op.key)
+    current = files.get(path)
+    if op.verb == "create":
+        if current is not None:
+            raise EnvironmentExists(
+                f"environment {op.key} already exists",
+                remediation=f"odooops env update {op.key} ... (or choose another name)",
+            )
+        return {path: _dump({k: v for k, v in op.fields.items() if v is not None})}
+    if current is None:
+        raise UnknownEnvironment(
+            f"environment {op.key} is not declared in the state repository",
+            remediation="odooops env list --state-repo URL",
+        )
+    if op.verb == "destroy":
+        return {path: None}
+    doc = yaml.safe_load(current) or {}
+    if op.verb in ("suspend", "resume"):
+        doc["suspended"] = op.verb == "suspend"
+    else:  # update, deploy: a merge patch; None removes a key
+        doc = _merge_patch(doc, op.fields)
+    return {path: _dump(doc)}
+
+
+def message(op: Operation, request_id: str, via: str) -> str:
+    """A conventional-commit message carrying the request id, so git log is the audit trail."""
+    what = op.fields.get("revision") or op.fields.get("branch") or "the branch head"
+    title = _MESSAGE[op.verb].format(key=op.key, what=what)
+    return f"{title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n"
+
+
+def validated(
+    files: Mapping[str, bytes], changes: Mapping[str, bytes | None], label: str
+) -> StateConfig:
+    """The state after ``changes``, validated as a whole; ``InvalidState`` if it would break."""
+    after = {p: c for p, c in files.items() if p not in changes}
+    after.update({p: c for p, c in changes.items() if c is not None})
+    try:
+        return load_state(after, "pending", label)
+    except InvalidState as exc:
+        raise InvalidState(
+            f"refused: the change would make the state invalid: {exc.message}",
+            remediation="fix the request; nothing was committed",
+            problems=exc.problems,
+        ) from exc
+
+
+def _merge_patch(doc: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(doc)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge_patch(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _dump(doc: Mapping[str, Any]) -> bytes:
+    return yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False).encode()
