@@ -75,6 +75,7 @@ def live(
     spec_hash: str | None = None,
     revision: str | None = None,
     initialised: bool = True,
+    owned: bool = True,
 ) -> ObservedEnvironment:
     """The observation of an environment that fully matches ``want`` (then tweak it)."""
     key = want.key
@@ -102,7 +103,11 @@ def live(
         volumes=frozenset(volumes),
         containers=containers,
         database=ObservedDatabase(
-            key.database, "shared" if want.server else "dedicated", initialised, want.spec.protected
+            key.database,
+            "shared" if want.server else "dedicated",
+            initialised,
+            want.spec.protected,
+            owned,
         ),
         protected=want.spec.protected,
     )

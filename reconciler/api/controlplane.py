@@ -78,7 +78,7 @@ class DaemonControlPlane(GitControlPlane):
         return self.engine.last_good
 
     def plan(self) -> Plan:
-        return self.engine.plan()[3]
+        return self.engine.plan(fetch=False)[3]
 
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
         return self.engine.docker.environment_logs(key, follow=follow, since=since, tail=tail)

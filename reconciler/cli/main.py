@@ -393,11 +393,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    import threading
+
     from reconciler.engine.daemon import Daemon
-    from reconciler.engine.engine import PassResult
 
     engine = _engine(args)
     if args.once:
+        for outcome in engine.recover():
+            err.print(f"recovered: {outcome}", highlight=False)
         result = engine.reconcile()
         print_status_table(engine.status)
         if result.state_error:
@@ -405,14 +408,20 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         return EXIT_CHANGES if (result.errors or result.state_error) else EXIT_OK
 
     last_shown: list[str] = []
+    shown_lock = threading.Lock()
 
-    def on_pass(result: PassResult) -> None:
-        rows = [f"{k}:{s.sync}:{s.health}:{s.revision}" for k, s in engine.status.all().items()]
-        if rows != last_shown or result.plan.has_changes:
+    def on_change() -> None:
+        rows = [
+            f"{k}:{s.sync}:{s.health}:{s.revision}:{s.serving_revision}"
+            for k, s in engine.status.all().items()
+        ]
+        with shown_lock:
+            if rows == last_shown:
+                return
             last_shown[:] = rows
-            print_status_table(engine.status)
+        print_status_table(engine.status)
 
-    daemon = Daemon(engine, args.interval, args.jitter, on_pass)
+    daemon = Daemon(engine, args.interval, args.jitter, on_change)
     api_note = "API off"
     if args.listen != "off":
         from reconciler.api.app import create_app

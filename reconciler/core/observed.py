@@ -1,8 +1,11 @@
-"""What the drivers saw: live Docker objects and databases that carry our labels.
+"""What the drivers saw, joined with what the daemon's ledger says it owns.
 
-Observation needs no private database: containers, networks and volumes carry ``odooops.*``
-labels, and databases on a shared server carry the same labels as a JSON comment. So a fresh
-daemon (or a restarted one) knows everything it owns from one listing of each.
+Containers, networks and volumes carry ``odooops.*`` labels (only the Docker API can set them,
+and only the daemon holds it), so one listing of each finds them. Databases are different: a
+database's labels would be its ``COMMENT``, which its owner (the environment's role) can
+rewrite, so whether a database is ours and how far it got comes from the daemon's ledger, and
+a database that exists without a ledger record is ``owned=False``: never dropped, never
+recreated.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class ObservedDatabase:
     server: str  # a database server name, or "dedicated"
     initialised: bool
     protected: bool = False
+    owned: bool = True  # the ledger records it as the daemon's
 
 
 @dataclass(frozen=True)

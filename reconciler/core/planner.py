@@ -26,6 +26,7 @@ class Kind(StrEnum):
     REPLACE_DB_CONTAINER = "replace-db-container"
     START_DB_CONTAINER = "start-db-container"
     CREATE_DATABASE = "create-database"
+    ADOPT_DATABASE = "adopt-database"
     RECREATE_DATABASE = "recreate-database"
     BUILD_IMAGE = "build-image"
     INIT_DATABASE = "init-database"
@@ -43,6 +44,7 @@ class Kind(StrEnum):
 
 _SYMBOL = {
     "create": "+",
+    "adopt": "~",
     "build": "+",
     "init": "+",
     "start": "~",
@@ -55,6 +57,9 @@ _SYMBOL = {
 }
 
 
+DESTRUCTIVE = frozenset({Kind.DROP_DATABASE, Kind.REMOVE_VOLUME, Kind.RECREATE_DATABASE})
+
+
 @dataclass(frozen=True)
 class Action:
     key: EnvKey
@@ -64,7 +69,8 @@ class Action:
 
     @property
     def destructive(self) -> bool:
-        return self.kind in (Kind.DROP_DATABASE, Kind.REMOVE_VOLUME, Kind.RECREATE_DATABASE)
+        """Loses data if wrong: apply re-checks it live behind one guard before acting."""
+        return self.kind in DESTRUCTIVE
 
     @property
     def symbol(self) -> str:
@@ -121,17 +127,36 @@ def plan(desired: Desired, observed: Observed) -> Plan:
             "removing them)"
         )
     for key in sorted(set(desired.environments) | set(observed.environments)):
-        want = desired.environments.get(key)
-        have = observed.environments.get(key)
-        if want is not None:
-            actions.extend(_converge(want, have or ObservedEnvironment(key), observed.images))
-        elif key in desired.held or key in guarded:
+        if key in desired.held or key in guarded:
             continue
-        elif have is not None:
-            removal, kept = _prune(have, desired.expired.get(key, "no longer declared"))
-            actions.extend(removal)
-            retained.extend(kept)
+        have = observed.environments.get(key, ObservedEnvironment(key))
+        more, kept = plan_environment(desired, key, have, observed.images)
+        actions.extend(more)
+        retained.extend(kept)
     return Plan(tuple(actions), tuple(retained), dict(desired.held))
+
+
+def plan_environment(
+    desired: Desired, key: EnvKey, have: ObservedEnvironment, images: frozenset[str]
+) -> tuple[tuple[Action, ...], tuple[str, ...]]:
+    """The actions for one environment (and what is kept on purpose), in apply order.
+
+    The engine plans each environment on its own, right before applying it, from a fresh
+    observation of that environment alone; ``plan`` is this over every environment. Held and
+    guarded environments are the caller's to skip (``plan`` does).
+    """
+    want = desired.environments.get(key)
+    if want is not None:
+        return tuple(_converge(want, have, images)), ()
+    if not (have.network or have.volumes or have.containers or have.database or have.stale):
+        return (), ()
+    removal, kept = _prune(have, desired.expired.get(key, "no longer declared"))
+    return tuple(removal), tuple(kept)
+
+
+def guarded_by_empty_state(desired: Desired, observed: Observed) -> frozenset[EnvKey]:
+    """The environments the empty-state guard keeps (see ``_empty_state_guard``)."""
+    return _empty_state_guard(desired, observed)
 
 
 def _empty_state_guard(desired: Desired, observed: Observed) -> frozenset[EnvKey]:
@@ -173,11 +198,19 @@ def _converge(
     db = have.database
     if db is None:
         yield act(Kind.CREATE_DATABASE, key.database, "database missing")
-    elif not db.initialised:
+    elif not db.owned:
+        yield act(
+            Kind.ADOPT_DATABASE,
+            key.database,
+            "a database of that name exists that this daemon's ledger does not record",
+        )
+    elif not db.initialised and not want.spec.protected:
         yield act(Kind.RECREATE_DATABASE, key.database, "database was never initialised")
     if want.image not in images:
         yield act(Kind.BUILD_IMAGE, want.image, f"no image for revision {want.revision[:12]}")
-    initialised = db is not None and db.initialised
+    # A protected database whose initialisation never finished is initialised again in place
+    # (``-i`` installs what is missing), never dropped and recreated.
+    initialised = db is not None and db.owned and db.initialised
     if not initialised:
         yield act(Kind.INIT_DATABASE, key.database, _init_reason(want))
 
@@ -250,8 +283,12 @@ def _prune(have: ObservedEnvironment, why: str) -> tuple[list[Action], list[str]
             kept.append(f"database {have.database.name} of protected {key}")
         kept.extend(f"volume {v} of protected {key}" for v in data)
     else:
-        if have.database is not None and have.database.server != "dedicated":
-            out.append(Action(key, Kind.DROP_DATABASE, have.database.name, why))
+        db = have.database
+        if db is not None and db.server != "dedicated":
+            if db.owned:
+                out.append(Action(key, Kind.DROP_DATABASE, db.name, why))
+            else:
+                kept.append(f"database {db.name}: not created by this daemon (not in its ledger)")
         out.extend(Action(key, Kind.REMOVE_VOLUME, v, why) for v in data)
     if have.network:
         out.append(Action(key, Kind.REMOVE_NETWORK, key.network, why))

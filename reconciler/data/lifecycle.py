@@ -2,9 +2,10 @@
 
 Every operation that replaces an environment's data builds the new database under a scratch
 name first (``odooops_tmp_*``), neutralises and masks it there, stages the filestore beside the
-live one, and only then swaps both in while the environment's Odoo is stopped. A failure at any
-point before the swap drops the scratch database and leaves the environment as it was, so no
-database, filestore or backup is ever left half-written.
+live one, and only then swaps both in while the environment's Odoo is stopped. Each such move is
+journalled (``reconciler.data.moves``): a failure, or a daemon killed at any point, before the
+swap removes what was built and leaves the environment as it was; once the swap began, it is
+finished. No database, filestore or backup is ever left half-written.
 
 Backups are one object per backup, streamed ``pg_dump -Fc | framing | zstd | AES-256-GCM`` to
 the storage (a directory or S3, multipart) with nothing staged on disk, then read back whole to
@@ -15,7 +16,6 @@ verify every authentication tag, the checksum and the dump's table of contents; 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import subprocess
@@ -28,11 +28,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import psycopg
-from psycopg import sql
-
 from reconciler.core.errors import OdooOpsError
-from reconciler.core.model import LABEL_PREFIX, EnvKey, Tier
+from reconciler.core.model import EnvKey, Tier
 from reconciler.core.retention import BackupEntry, Retention, expired
 from reconciler.data.backup.crypto import BackupKey, open_sealed, seal
 from reconciler.data.backup.errors import BackupCorrupt, BackupError, BackupKeyMismatch
@@ -41,6 +38,7 @@ from reconciler.data.backup.storage import BackupStorage
 from reconciler.data.database import copy as dbcopy
 from reconciler.data.database import masking, neutralize, odoozip
 from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_command
+from reconciler.data.moves import Moves
 from reconciler.drivers.docker import DockerDriver
 from reconciler.drivers.tarstream import empty_tar, rename_top
 
@@ -115,8 +113,14 @@ class OperationBusy(OdooOpsError):
 class Lifecycle:
     """Data operations over the Docker driver, the databases and the backup storage."""
 
-    def __init__(self, docker: DockerDriver, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        docker: DockerDriver,
+        moves: Moves,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.docker = docker
+        self.moves = moves
         self._clock = clock or (lambda: datetime.now(UTC))
         self._locks: dict[EnvKey, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -160,38 +164,33 @@ class Lifecycle:
         update its modules to the target's revision, and labels it once that succeeded.
         """
         dbcopy.check_tools()
-        scratch = target.endpoint.with_db(_scratch_name(target.database))
-        dbcopy.drop_database(scratch)
         size = dbcopy.database_size(source.endpoint)
-        choice = dbcopy.choose_strategy(
-            source.endpoint,
-            scratch,
-            size,
-            max_quiesce_seconds=max_quiesce_seconds,
-            bytes_per_second=template_rate,
-        )
-        log.info(
-            "%s: copying %s by %s (%s)", target.key, source.key, choice.strategy, choice.reason
-        )
-        result = dbcopy.copy_database(
-            source.endpoint,
-            scratch,
-            source_owner=source.owner,
-            owner=target.owner,
-            strategy=choice.strategy,
-            jobs=jobs,
-            progress=lambda p: progress(p.phase, p.done, p.total),
-        )
-        try:
+        with self._move(target, "clone", initialised) as move:
+            scratch = target.endpoint.with_db(move.scratch)
+            choice = dbcopy.choose_strategy(
+                source.endpoint,
+                scratch,
+                size,
+                max_quiesce_seconds=max_quiesce_seconds,
+                bytes_per_second=template_rate,
+            )
+            log.info(
+                "%s: copying %s by %s (%s)", target.key, source.key, choice.strategy, choice.reason
+            )
+            result = dbcopy.copy_database(
+                source.endpoint,
+                scratch,
+                source_owner=source.owner,
+                owner=target.owner,
+                strategy=choice.strategy,
+                jobs=jobs,
+                progress=lambda p: progress(p.phase, p.done, p.total),
+            )
             report = self._prepare(scratch, target, sanitising, copied=True, progress=progress)
             progress("linking the filestore", 0, 0)
             files = self.docker.filestore_link_copy(
-                target.image, source.volume, source.database, target.volume, _staged(target)
+                target.image, source.volume, source.database, target.volume, move.staged
             )
-            self._swap_in(target, scratch.dbname, initialised)
-        except BaseException:
-            dbcopy.drop_database(scratch)
-            raise
         return {
             "strategy": choice.strategy.value,
             "why": choice.reason,
@@ -227,41 +226,18 @@ class Lifecycle:
                 out["masking_seconds"] = round(masked.seconds, 2)
         return out
 
-    def _swap_in(self, target: Site, scratch: str, initialised: bool = True) -> None:
-        """Stop Odoo, put the scratch database and the staged filestore in place, label it.
-
-        The live database is renamed aside first and dropped only once the scratch one holds
-        its name, so no step of the swap can leave the environment without a database. Odoo
-        is started again by the next reconcile pass, which checks neutralisation first.
-        """
-        with contextlib.suppress(OdooOpsError):
-            self.docker.stop(target.key.odoo_container)
-        live, tmp = sql.Identifier(target.database), sql.Identifier(scratch)
-        old = sql.Identifier(_scratch_name(target.database, "old"))
-        with target.endpoint.with_db("postgres").connect() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(old))
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", [target.database]
-            ).fetchone()
-            if exists:
-                _rename(conn, target.database, live, old)
-            try:
-                _rename(conn, scratch, tmp, live)
-            except BaseException:
-                if exists:
-                    _rename(conn, _scratch_name(target.database, "old"), old, live)
-                raise
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(live, sql.Identifier(target.owner))
-            )
-            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(live))
-            conn.execute(
-                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                    live, sql.Literal(_labels(target, initialised))
-                )
-            )
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(old))
-        self.docker.filestore_commit(target.image, target.volume, _staged(target), target.database)
+    def _move(self, target: Site, op: str, initialised: bool = True) -> Any:
+        """A journalled move into ``target``: built beside the live data, then swapped in
+        (``reconciler.data.moves``)."""
+        return self.moves.begin(
+            target.key,
+            target.endpoint,
+            target.image,
+            op=op,
+            volume=target.volume,
+            owner=target.owner,
+            initialised=initialised,
+        )
 
     # ---------------------------------------------------------------------- backups
     def backup(
@@ -497,10 +473,9 @@ class Lifecycle:
     ) -> dict[str, Any]:
         """Restore a backup of ``source`` into ``target`` (the same or another environment)."""
         dbcopy.check_tools()
-        scratch = target.endpoint.with_db(_scratch_name(target.database))
-        dbcopy.drop_database(scratch)
         sizes = {k: int(v) for k, v in dict(record.doc.get("sizes") or {}).items()}
-        try:
+        with self._move(target, "restore") as move:
+            scratch = target.endpoint.with_db(move.scratch)
             dbcopy.create_empty(scratch, target.owner)
             with self._open(storage, key, record, source) as parts:
                 for name, part in parts:
@@ -518,8 +493,8 @@ class Lifecycle:
                         self.docker.filestore_stage(
                             target.image,
                             target.volume,
-                            _staged(target),
-                            rename_top(_chunks(reader), _staged(target)),
+                            move.staged,
+                            rename_top(_chunks(reader), move.staged),
                         )
                     else:
                         while part.read(CHUNK):
@@ -527,20 +502,17 @@ class Lifecycle:
             report = self._prepare(
                 scratch, target, sanitising, copied=source != target.key, progress=progress
             )
-            self._swap_in(target, scratch.dbname)
-        except BaseException:
-            dbcopy.drop_database(scratch)
-            raise
         return {"backup": record.id, "from": str(source), **report}
 
     def restore_test(
         self, storage: BackupStorage, key: BackupKey, record: BackupRecord, site: Site
     ) -> dict[str, Any]:
         """Restore into a scratch database, check Odoo's module table, drop it again."""
-        scratch = site.endpoint.with_db(_scratch_name(site.database, "rtest"))
-        dbcopy.drop_database(scratch)
         started = time.monotonic()
-        try:
+        with self.moves.temporary(
+            site.key, site.endpoint, site.image, volume=site.volume, owner=site.owner
+        ) as move:
+            scratch = site.endpoint.with_db(move.scratch)
             dbcopy.create_empty(scratch, site.owner)
             filestore = 0
             with self._open(storage, key, record, site.key) as parts:
@@ -561,8 +533,6 @@ class Lifecycle:
                     "installed module",
                     remediation=f"odooops db backup {site.key}  (take a new backup now)",
                 )
-        finally:
-            dbcopy.drop_database(scratch)
         return {
             "backup": record.id,
             "modules": modules,
@@ -620,10 +590,9 @@ class Lifecycle:
         """Replace ``target``'s data by an Odoo dump (zip, or a bare ``pg_dump`` file)."""
         dbcopy.check_tools()
         kind = odoozip.detect_format(path)
-        scratch = target.endpoint.with_db(_scratch_name(target.database))
-        dbcopy.drop_database(scratch)
         files = 0
-        try:
+        with self._move(target, "import") as move:
+            scratch = target.endpoint.with_db(move.scratch)
             dbcopy.create_empty(scratch, target.owner)
             progress("loading the database", 0, 0)
             if kind == "zip":
@@ -638,8 +607,8 @@ class Lifecycle:
                     self.docker.filestore_stage(
                         target.image,
                         target.volume,
-                        _staged(target),
-                        archive.filestore_tar(_staged(target)),
+                        move.staged,
+                        archive.filestore_tar(move.staged),
                     )
                     manifest = dict(archive.manifest.raw)
             else:
@@ -651,15 +620,11 @@ class Lifecycle:
                 self.docker.filestore_stage(
                     target.image,
                     target.volume,
-                    _staged(target),
-                    rename_top(empty_tar(_staged(target)), _staged(target)),
+                    move.staged,
+                    rename_top(empty_tar(move.staged), move.staged),
                 )
                 manifest = {}
             report = self._prepare(scratch, target, sanitising, copied=True, progress=progress)
-            self._swap_in(target, scratch.dbname)
-        except BaseException:
-            dbcopy.drop_database(scratch)
-            raise
         return {
             "format": kind,
             "filestore_files": files,
@@ -684,44 +649,6 @@ def check_key(record: BackupRecord, key: BackupKey, env: EnvKey) -> None:
 
 def _prefix(key: EnvKey) -> str:
     return f"{key.project}/{key.env}/"
-
-
-def _scratch_name(database: str, kind: str = "tmp") -> str:
-    return f"odooops_{kind}_{hashlib.sha256(database.encode()).hexdigest()[:16]}"
-
-
-def _rename(conn: Any, name: str, src: sql.Identifier, dst: sql.Identifier) -> None:
-    """Rename a database, ending the sessions on it first (a stopped Odoo may leave some)."""
-    for attempt in range(10):
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            [name],
-        )
-        try:
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(src, dst))
-            return
-        except psycopg.errors.ObjectInUse:
-            if attempt == 9:
-                raise
-            time.sleep(0.2)
-
-
-def _staged(site: Site) -> str:
-    return f"{site.database}.staged"
-
-
-def _labels(site: Site, initialised: bool) -> str:
-    return json.dumps(
-        {
-            f"{LABEL_PREFIX}instance": site.instance,
-            f"{LABEL_PREFIX}project": site.key.project,
-            f"{LABEL_PREFIX}env": site.key.env,
-            f"{LABEL_PREFIX}initialised": str(initialised).lower(),
-            f"{LABEL_PREFIX}protected": str(site.protected).lower(),
-        },
-        sort_keys=True,
-    )
 
 
 def _inventory(endpoint: Endpoint) -> tuple[dict[str, str], str, str]:

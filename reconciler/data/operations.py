@@ -11,7 +11,7 @@ changes, and runs the per-tier schedules (backups, retention, restore tests).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -41,7 +41,10 @@ from reconciler.data.lifecycle import (
     check_key,
 )
 from reconciler.data.mailcatcher import MailCatcher, MailStore, credentials_for
+from reconciler.data.moves import KIND as MOVE
+from reconciler.data.moves import Journal, JournalEntryLike, Moves
 from reconciler.drivers.docker import DockerDriver
+from reconciler.drivers.postgres import database_note
 from reconciler.drivers.secrets import SecretStore
 
 log = logging.getLogger("odooops.operations")
@@ -98,6 +101,18 @@ class DataHost(Protocol):
         """A counter: ``backups`` (good, failed) or ``restore_tests`` (passed, failed)."""
         ...
 
+    def journal(self) -> Journal:
+        """Where data moves are journalled (the daemon's ledger)."""
+        ...
+
+    def database_replaced(self, key: EnvKey, initialised: bool) -> None:
+        """A move swapped a new database in: the daemon records it as its own."""
+        ...
+
+    def journal_entries(self, key: EnvKey | None) -> Sequence[JournalEntryLike]:
+        """Open moves (of one environment, or all)."""
+        ...
+
 
 class DataOps:
     """Resolves environments and runs data operations for one engine."""
@@ -105,7 +120,13 @@ class DataOps:
     def __init__(self, host: DataHost, clock: Callable[[], datetime] | None = None) -> None:
         self.host = host
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.lifecycle = Lifecycle(host.docker, self.clock)
+        self.moves = Moves(
+            host.docker,
+            host.journal,
+            host.database_replaced,
+            lambda key: database_note(host.instance, key),
+        )
+        self.lifecycle = Lifecycle(host.docker, self.moves, self.clock)
         self.mail = MailStore(host.data_dir / "mail")
         self._catcher: MailCatcher | None = None
         self._template_rate = TEMPLATE_BYTES_PER_SECOND
@@ -237,6 +258,46 @@ class DataOps:
             log.info("%s: neutralising before Odoo starts", want.key)
             neutralize.neutralize(conn, self.mail_target(want.key))
         self.host.note(want.key, "Neutralized", True, "BeforeStart")
+
+    def recover(self, key: EnvKey | None = None) -> list[str]:
+        """Finish or roll back the open moves of one environment (or of all, at start-up)."""
+        return [self.recover_entry(e) for e in self.host.journal_entries(key) if e.kind == MOVE]
+
+    def recover_entry(self, entry: JournalEntryLike) -> str:
+        doc = entry.doc
+        endpoint = self._endpoint_of(entry.key, str(doc.get("server", "")), str(doc["live"]))
+        outcome = self.moves.recover(
+            entry.key, entry.id, doc, endpoint, self._helper_image(entry.key)
+        )
+        self.host.note(entry.key, "Recovered", True, str(doc.get("op", "move")), outcome)
+        return outcome
+
+    def _endpoint_of(self, key: EnvKey, server: str, database: str) -> Endpoint:
+        """The admin endpoint of the server holding ``key``'s database, from the journal."""
+        if server == "dedicated":
+            address = self.host.docker.container_address(key.db_container, key.network)
+            return Endpoint(
+                address, 5432, key.role, database, self.host.password(key), f"dedicated {key}"
+            )
+        servers = self.config().platform.database_servers
+        if server not in servers:
+            raise OdooOpsError(
+                f"an interrupted data move of {key} is on server {server!r}, which is no longer "
+                "declared",
+                code="move_server_missing",
+                remediation=f"declare database_servers.{server} in odooops.yaml again",
+            )
+        return Endpoint.of_server(servers[server], database)
+
+    def _helper_image(self, key: EnvKey) -> str:
+        project = self.config().projects.get(key.project)
+        if project is None:
+            raise OdooOpsError(
+                f"project {key.project} is no longer declared: its filestore cannot be reached",
+                code="move_project_missing",
+                remediation=f"declare projects/{key.project}.yaml again",
+            )
+        return project.image
 
     def backup_before(self, want: DesiredEnvironment, reason: str) -> BackupRecord:
         """The automatic backup before a production update or a destructive change."""

@@ -18,7 +18,6 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import docker
@@ -29,6 +28,7 @@ import requests.exceptions
 from reconciler.core.errors import DriverError, sanitize
 from reconciler.core.model import LABEL_PREFIX, MAIL_CATCHER_HOST, DesiredEnvironment, EnvKey, Tier
 from reconciler.core.observed import ObservedContainer, Role
+from reconciler.drivers.protocols import Listing, RuntimeEvent
 from reconciler.drivers.tarstream import empty_tar
 
 SECRET_DIR = "/run/odooops"
@@ -41,24 +41,13 @@ HEALTH_CMD = (
     ".status == 200 else 1)"
 )
 _SECONDS = 1_000_000_000
+# Container events that mean an environment may need healing.
+_EVENT_ACTIONS = ("die", "destroy", "stop", "kill", "oom", "health_status: unhealthy", "pause")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 
 def _label(name: str) -> str:
     return LABEL_PREFIX + name
-
-
-@dataclass(frozen=True)
-class DockerListing:
-    """One pass's raw view of the engine, grouped by environment."""
-
-    networks: frozenset[EnvKey] = frozenset()
-    volumes: Mapping[EnvKey, frozenset[str]] = field(default_factory=dict)
-    containers: Mapping[EnvKey, Mapping[Role, ObservedContainer]] = field(default_factory=dict)
-    stale: Mapping[EnvKey, tuple[str, ...]] = field(default_factory=dict)
-    protected: frozenset[EnvKey] = frozenset()
-    branch_made: frozenset[EnvKey] = frozenset()  # environments a branch rule created
-    images: frozenset[str] = frozenset()
 
 
 class DockerDriver:
@@ -98,16 +87,27 @@ class DockerDriver:
         base.update({_label(k.replace("_", "-")): v for k, v in extra.items()})
         return base
 
-    def _filters(self) -> dict[str, list[str]]:
-        return {"label": [f"{_label('instance')}={self.instance}"]}
+    def _filters(self, key: EnvKey | None = None) -> dict[str, list[str]]:
+        labels = [f"{_label('instance')}={self.instance}"]
+        if key is not None:
+            labels += [f"{_label('project')}={key.project}", f"{_label('env')}={key.env}"]
+        return {"label": labels}
+
+    def ping(self) -> None:
+        with self._errors("ping the Docker engine"):
+            self.client.ping()
 
     # ---------------------------------------------------------------------------- observe
-    def observe(self) -> DockerListing:
-        """Three listings (networks, volumes, containers) and one of images; no inspect calls."""
+    def observe(self, key: EnvKey | None = None) -> Listing:
+        """Three listings (networks, volumes, containers) and one of images; no inspect calls.
+
+        With ``key``, only that environment's objects (the label filter is applied by Docker),
+        so a run for one environment costs the same with ten environments or a thousand.
+        """
         with self._errors("list Docker objects"):
-            nets = self.client.api.networks(filters=self._filters())
-            vols = self.client.api.volumes(filters=self._filters()).get("Volumes") or []
-            conts = self.client.api.containers(all=True, filters=self._filters())
+            nets = self.client.api.networks(filters=self._filters(key))
+            vols = self.client.api.volumes(filters=self._filters(key)).get("Volumes") or []
+            conts = self.client.api.containers(all=True, filters=self._filters(key))
             imgs = self.client.api.images(filters={"label": [f"{_label('built-by')}=odooops"]})
         networks = {k for n in nets if (k := _key(n.get("Labels")))}
         protected = {k for n in nets if (k := _key(n.get("Labels"))) and _protected(n)}
@@ -152,7 +152,7 @@ class DockerDriver:
                 protected=_protected(c),
             )
         images = frozenset(t for i in imgs for t in (i.get("RepoTags") or []))
-        return DockerListing(
+        return Listing(
             networks=frozenset(networks),
             volumes={k: frozenset(v) for k, v in volumes.items()},
             containers=containers,
@@ -322,9 +322,15 @@ class DockerDriver:
         }
 
     def create_odoo(self, want: DesiredEnvironment, password: str, name: str | None = None) -> None:
-        kwargs = self._odoo_kwargs(
-            want, name or want.key.odoo_container, self.odoo_command(want), Role.ODOO
-        )
+        """Create (not start) the Odoo container with its password file in place.
+
+        It is created under a scratch name and renamed only once the password file is in it:
+        a daemon killed in between leaves a container that observation reports as stale (and
+        the next run removes), never one under the real name that would start without its
+        password.
+        """
+        final = name or want.key.odoo_container
+        kwargs = self._odoo_kwargs(want, f"{final}-creating", self.odoo_command(want), Role.ODOO)
         kwargs.update(
             ports={"8069/tcp": ("127.0.0.1", want.port)},
             restart_policy={"Name": "unless-stopped"},
@@ -336,14 +342,25 @@ class DockerDriver:
                 "start_period": 120 * _SECONDS,
             },
         )
-        with self._errors(f"create container {kwargs['name']}"):
+        self.remove_container(str(kwargs["name"]))
+        with self._errors(f"create container {final}"):
             container = self.client.containers.create(**kwargs)
             container.put_archive("/run", _secret_tar({"db_password": password}))
+            container.rename(final)
 
     def run_once(
-        self, want: DesiredEnvironment, password: str, args: Sequence[str], timeout: float
+        self,
+        want: DesiredEnvironment,
+        password: str,
+        args: Sequence[str],
+        timeout: float,
+        cancel: threading.Event | None = None,
     ) -> tuple[int, str]:
-        """Run ``odoo <args>`` in a one-off container; return exit code and the log tail."""
+        """Run ``odoo <args>`` in a one-off container; return exit code and the log tail.
+
+        124 when ``timeout`` passes, 130 when ``cancel`` is set (the daemon is stopping): the
+        container is removed either way, and the step is redone by the next run.
+        """
         name = want.key.init_container
         self.remove_container(name)
         kwargs = self._odoo_kwargs(want, name, [*self.common_args(want), *args], Role.INIT)
@@ -352,23 +369,36 @@ class DockerDriver:
             try:
                 container.put_archive("/run", _secret_tar({"db_password": password}))
                 container.start()
-                try:
-                    code = int(container.wait(timeout=timeout)["StatusCode"])
-                except requests.exceptions.RequestException:
-                    container.kill()
-                    code = 124
+                code = self._wait_exit(container, timeout, cancel)
                 logs = bytes(container.logs(tail=60)).decode(errors="replace")
             finally:
                 container.remove(force=True, v=True)
         return code, sanitize(logs.replace(password, "***"))
 
+    @staticmethod
+    def _wait_exit(container: Any, timeout: float, cancel: threading.Event | None) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return int(container.wait(timeout=2)["StatusCode"])
+            except requests.exceptions.RequestException:
+                pass
+            if cancel is not None and cancel.is_set():
+                container.kill()
+                return 130
+            if time.monotonic() > deadline:
+                container.kill()
+                return 124
+
     def create_db_container(self, want: DesiredEnvironment, password: str) -> None:
         key = want.key
         endpoint = docker.types.EndpointConfig(self.client.api.api_version, aliases=["db"])
+        scratch = f"{key.db_container}-creating"
+        self.remove_container(scratch)
         with self._errors(f"create container {key.db_container}"):
             container = self.client.containers.create(
                 image=want.dev_db_image,
-                name=key.db_container,
+                name=scratch,
                 environment={
                     "POSTGRES_USER": key.role,
                     "POSTGRES_DB": key.database,
@@ -403,13 +433,14 @@ class DockerDriver:
                 mem_limit=512 * 1024**2,
             )
             container.put_archive("/run", _secret_tar({"db_password": password}))
+            container.rename(key.db_container)  # named only once its password is in it
             container.start()
 
     def exec_psql(self, container_name: str, user: str, database: str, sql: str) -> str:
         with self._errors(f"query {container_name}"):
             container = self.client.containers.get(container_name)
             code, out = container.exec_run(
-                ["psql", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database, "-tAc", sql],
+                ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database, "-tAc", sql],
                 user="postgres",
             )
         text = out.decode(errors="replace") if isinstance(out, bytes) else ""
@@ -433,11 +464,16 @@ class DockerDriver:
         with self._errors(f"remove {name}"), contextlib.suppress(docker.errors.NotFound):
             self.client.containers.get(name).remove(force=True, v=True)
 
-    def wait_healthy(self, name: str, timeout: float) -> tuple[bool, str]:
-        """Wait for Docker's health status; ``(ok, detail)``. A dead container fails at once."""
+    def wait_healthy(
+        self, name: str, timeout: float, cancel: threading.Event | None = None
+    ) -> tuple[bool, str]:
+        """Wait for Docker's health status; ``(ok, detail)``. A dead container fails at once;
+        ``cancel`` (the daemon stopping) ends the wait within a second."""
         deadline = time.monotonic() + timeout
         detail = "no health report yet"
         while time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                return False, "interrupted: the daemon is stopping"
             with self._errors(f"inspect {name}"):
                 state = self.client.api.inspect_container(name)["State"]
             status = (state.get("Health") or {}).get("Status")
@@ -521,6 +557,33 @@ class DockerDriver:
             for stream in streams:
                 with contextlib.suppress(Exception):
                     stream.close()
+
+    def events(self, stop: threading.Event) -> Iterator[RuntimeEvent]:
+        """Our containers' events (died, removed, stopped, unhealthy) until ``stop`` is set.
+
+        Docker's event stream blocks; a watcher closes it when ``stop`` is set, which ends the
+        iteration. A broken stream (dockerd restarted) ends it too: the caller reconnects.
+        """
+        filters = {**self._filters(), "type": ["container"]}
+        with self._errors("follow Docker events"):
+            stream = self.client.events(decode=True, filters=filters)
+
+        def close_on_stop() -> None:
+            stop.wait()
+            with contextlib.suppress(Exception):
+                stream.close()
+
+        threading.Thread(target=close_on_stop, name="docker-events-stop", daemon=True).start()
+        try:
+            for event in stream:
+                action = str(event.get("Action") or event.get("status") or "")
+                attrs = (event.get("Actor") or {}).get("Attributes") or {}
+                key = _key(attrs)
+                if key is None or not action.startswith(_EVENT_ACTIONS):
+                    continue
+                yield RuntimeEvent(key, str(attrs.get("name", "")), action)
+        except Exception:  # the stream was closed under us, or dockerd went away
+            return
 
     def container_args(self, name: str) -> list[str]:
         with self._errors(f"inspect {name}"):
@@ -689,13 +752,28 @@ class DockerDriver:
             volume,
         )
 
-    def filestore_commit(self, image: str, volume: str, staged: str, db: str) -> None:
-        """Swap a staged filestore in for the live one of ``db``."""
+    def filestore_swap(self, image: str, volume: str, staged: str, db: str, old: str) -> None:
+        """Swap a staged filestore in for the live one of ``db``; safe to run again.
+
+        The live directory is moved aside first and removed last, so a crash between any two
+        commands leaves either the old or the new files under ``db``, never neither for good:
+        the next run finds ``staged`` and finishes the same way.
+        """
         self._helper(
             image,
             f"set -e; cd {FILESTORE}/filestore 2>/dev/null || exit 0; "
-            'if [ -d "$STAGED" ]; then rm -rf "$DB"; mv "$STAGED" "$DB"; fi',
-            {"STAGED": staged, "DB": db},
+            'if [ -d "$STAGED" ]; then '
+            '[ -d "$DB" ] && mv "$DB" "$OLD"; mv "$STAGED" "$DB"; fi; rm -rf "$OLD"',
+            {"STAGED": staged, "DB": db, "OLD": old},
+            volume,
+        )
+
+    def filestore_discard(self, image: str, volume: str, staged: str) -> None:
+        """Remove a staged filestore that will never be swapped in."""
+        self._helper(
+            image,
+            f'rm -rf "{FILESTORE}/filestore/$STAGED" "{FILESTORE}/filestore/$STAGED.copying"',
+            {"STAGED": staged},
             volume,
         )
 

@@ -1,9 +1,16 @@
-"""PostgreSQL driver for shared database servers (production and staging databases).
+"""PostgreSQL drivers: a shared database server, and a dev environment's own server container.
 
-Databases and roles we create carry our labels as a JSON comment, so one query per server
-lists everything the daemon owns, with no private bookkeeping. Passwords reach the server only
-as SCRAM-SHA-256 verifiers computed here, so no plaintext password can appear in the server's
-statement log.
+Both do only catalog work as an administrator: roles, databases, renames, and whether Odoo's
+tables exist. Nothing here reads or writes data inside a database a workload controls: a
+``SELECT`` of a workload's table could run the workload's function (a view) with the admin's
+rights, so such work logs in as the environment's own role (``reconciler.data``).
+
+What the daemon owns, and how far it got, is in its ledger (``reconciler.engine.ledger``), not
+here: a database's ``COMMENT`` is writable by its owner, so the comment written here is for
+humans reading ``\\l+`` and is never read back.
+
+Passwords reach the server only as SCRAM-SHA-256 verifiers computed here, so no plaintext
+password can appear in the server's statement log.
 """
 
 from __future__ import annotations
@@ -13,15 +20,15 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
 from reconciler.core.errors import DriverError
-from reconciler.core.model import LABEL_PREFIX, DatabaseServer, EnvKey
+from reconciler.core.model import DatabaseServer, EnvKey
+from reconciler.drivers.protocols import Runtime
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:
@@ -38,12 +45,12 @@ def scram_verifier(password: str, iterations: int = 4096) -> str:
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
-@dataclass(frozen=True)
-class DatabaseRecord:
-    key: EnvKey
-    name: str
-    initialised: bool
-    protected: bool
+# A login that can do nothing but own its database: no superuser, no role or database
+# creation, no replication, no row-level-security bypass.
+_ROLE_OPTIONS = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+# Odoo's module table: present once ``odoo -i`` has created the schema. Asked in the catalog
+# (pg_class), never by reading the table, which a workload could have replaced by a view.
+_ODOO_TABLE = "ir_module_module"
 
 
 class PostgresDriver:
@@ -52,6 +59,10 @@ class PostgresDriver:
     def __init__(self, server: DatabaseServer, instance: str) -> None:
         self.server = server
         self.instance = instance
+
+    @property
+    def name(self) -> str:
+        return self.server.name
 
     @contextmanager
     def _connect(
@@ -67,6 +78,7 @@ class PostgresDriver:
                 dbname=dbname,
                 autocommit=True,
                 connect_timeout=5,
+                application_name="odooops",
             )
         except psycopg.OperationalError as exc:
             raise DriverError(
@@ -80,6 +92,12 @@ class PostgresDriver:
             ) from exc
         try:
             yield conn
+        except psycopg.OperationalError as exc:
+            raise DriverError(
+                f"database server {self.server.name}: {str(exc).strip().splitlines()[0]}",
+                code="database_unreachable",
+                remediation=f"pg_isready -h {self.server.host} -p {self.server.port}",
+            ) from exc
         except psycopg.Error as exc:
             raise DriverError(
                 f"database server {self.server.name}: {str(exc).strip().splitlines()[0]}"
@@ -87,42 +105,22 @@ class PostgresDriver:
         finally:
             conn.close()
 
-    def _labels(self, key: EnvKey, **extra: str) -> str:
-        labels = {
-            f"{LABEL_PREFIX}instance": self.instance,
-            f"{LABEL_PREFIX}project": key.project,
-            f"{LABEL_PREFIX}env": key.env,
-            **{f"{LABEL_PREFIX}{k}": v for k, v in extra.items()},
-        }
-        return json.dumps(labels, sort_keys=True)
+    def ping(self) -> None:
+        with self._connect() as conn:
+            conn.execute("SELECT 1")
 
-    def observe(self) -> dict[EnvKey, DatabaseRecord]:
-        """All databases and roles labelled with this instance, in one round trip each."""
+    def existing(self, names: Sequence[str]) -> set[str]:
+        if not names:
+            return set()
         with self._connect() as conn:
             rows = conn.execute(
-                "SELECT d.datname, shobj_description(d.oid, 'pg_database') FROM pg_database d "
-                "UNION ALL SELECT r.rolname, shobj_description(r.oid, 'pg_authid') "
-                "FROM pg_roles r"
+                "SELECT datname FROM pg_database WHERE datname = ANY(%s)", [list(names)]
             ).fetchall()
-        out: dict[EnvKey, DatabaseRecord] = {}
-        for name, comment in rows:
-            labels = _parse(comment)
-            if labels.get(f"{LABEL_PREFIX}instance") != self.instance:
-                continue
-            key = EnvKey(labels[f"{LABEL_PREFIX}project"], labels[f"{LABEL_PREFIX}env"])
-            if labels.get(f"{LABEL_PREFIX}kind") == "role" and key in out:
-                continue
-            out[key] = DatabaseRecord(
-                key=key,
-                name=str(name) if labels.get(f"{LABEL_PREFIX}kind") != "role" else key.database,
-                initialised=labels.get(f"{LABEL_PREFIX}initialised") == "true",
-                protected=labels.get(f"{LABEL_PREFIX}protected") == "true",
-            )
-        return out
+        return {str(r[0]) for r in rows}
 
-    def create(self, key: EnvKey, password: str, protected: bool) -> None:
-        """Create (or re-key) the role and create the database, idempotently."""
-        role, db = sql.Identifier(key.role), sql.Identifier(key.database)
+    def ensure_role(self, key: EnvKey, password: str) -> None:
+        """Create the role, or re-key it: its password is always the one in the store."""
+        role = sql.Identifier(key.role)
         verifier = sql.Literal(scram_verifier(password))
         with self._connect() as conn:
             exists = conn.execute(
@@ -130,15 +128,24 @@ class PostgresDriver:
             ).fetchone()
             verb = "ALTER" if exists else "CREATE"
             conn.execute(
-                sql.SQL(
-                    verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
-                ).format(role, verifier)
+                sql.SQL(verb + " ROLE {} " + _ROLE_OPTIONS + " PASSWORD {}").format(role, verifier)
             )
-            conn.execute(
-                sql.SQL("COMMENT ON ROLE {} IS {}").format(
-                    role, sql.Literal(self._labels(key, kind="role"))
+            # A member of another role could SET ROLE to it: the environment's role is none.
+            for (granted,) in conn.execute(
+                "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+                "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s",
+                [key.role],
+            ).fetchall():
+                conn.execute(
+                    sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(str(granted)), role)
                 )
+            conn.execute(
+                sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(self._note(key)))
             )
+
+    def create_database(self, key: EnvKey) -> None:
+        db = sql.Identifier(key.database)
+        with self._connect() as conn:
             if not conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", [key.database]
             ).fetchone():
@@ -146,48 +153,21 @@ class PostgresDriver:
                     sql.SQL(
                         "CREATE DATABASE {} OWNER {} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
                         "TEMPLATE template0"
-                    ).format(db, role)
+                    ).format(db, sql.Identifier(key.role))
                 )
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
-            self._comment(conn, key, initialised=False, protected=protected)
-
-    def _comment(
-        self,
-        conn: psycopg.Connection[tuple[object, ...]],
-        key: EnvKey,
-        *,
-        initialised: bool,
-        protected: bool,
-    ) -> None:
-        labels = self._labels(
-            key, initialised=str(initialised).lower(), protected=str(protected).lower()
-        )
-        conn.execute(
-            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                sql.Identifier(key.database), sql.Literal(labels)
-            )
-        )
-
-    def mark_initialised(self, key: EnvKey, protected: bool) -> None:
-        with self._connect() as conn:
-            self._comment(conn, key, initialised=True, protected=protected)
-
-    def set_password(self, key: EnvKey, password: str) -> None:
-        with self._connect() as conn:
             conn.execute(
-                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(key.role), sql.Literal(scram_verifier(password))
-                )
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(self._note(key)))
             )
 
-    def drop(self, key: EnvKey) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(key.database)
-                )
-            )
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(key.role)))
+    def has_odoo(self, key: EnvKey) -> bool:
+        with self._connect(key.database) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname = %s AND n.nspname = 'public'",
+                [_ODOO_TABLE],
+            ).fetchone()
+        return row is not None
 
     def drop_database(self, key: EnvKey) -> None:
         with self._connect() as conn:
@@ -197,16 +177,69 @@ class PostgresDriver:
                 )
             )
 
-    def ping(self) -> None:
+    def drop_role(self, key: EnvKey) -> None:
         with self._connect() as conn:
-            conn.execute("SELECT 1")
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(key.role)))
+
+    def _note(self, key: EnvKey) -> str:
+        return database_note(self.instance, key)
 
 
-def _parse(comment: object) -> Mapping[str, str]:
-    if not isinstance(comment, str) or not comment.startswith("{"):
-        return {}
-    try:
-        value = json.loads(comment)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def database_note(instance: str, key: EnvKey) -> str:
+    """The ``COMMENT`` of our roles and databases: for humans and for cleaning up by hand
+    (``\\l+``); never read back by the daemon (the database's owner can rewrite it)."""
+    return json.dumps(
+        {
+            "odooops.instance": instance,
+            "odooops.project": key.project,
+            "odooops.env": key.env,
+            "odooops.note": "informational: ownership is in the daemon's ledger",
+        },
+        sort_keys=True,
+    )
+
+
+class DedicatedDatabase:
+    """A dev environment's own PostgreSQL container, administered through the runtime.
+
+    The environment's role is that server's superuser (the container's ``POSTGRES_USER``); the
+    container belongs to the environment alone, so nothing else lives there.
+    """
+
+    def __init__(self, runtime: Runtime, key: EnvKey) -> None:
+        self.runtime, self.key = runtime, key
+
+    @property
+    def name(self) -> str:
+        return "dedicated"
+
+    def _psql(self, sql_text: str, database: str = "postgres") -> str:
+        return self.runtime.exec_psql(self.key.db_container, self.key.role, database, sql_text)
+
+    def ping(self) -> None:
+        self._psql("SELECT 1")
+
+    def existing(self, names: Sequence[str]) -> set[str]:
+        out = self._psql("SELECT datname FROM pg_database")
+        present = set(out.split())
+        return {n for n in names if n in present}
+
+    def ensure_role(self, key: EnvKey, password: str) -> None:
+        # The container made the role from its password file; keep it equal to the store's.
+        self._psql(f"ALTER ROLE \"{key.role}\" PASSWORD '{scram_verifier(password)}'")
+
+    def create_database(self, key: EnvKey) -> None:
+        if key.database not in self.existing([key.database]):
+            self._psql(f'CREATE DATABASE "{key.database}" OWNER "{key.role}"')
+
+    def has_odoo(self, key: EnvKey) -> bool:
+        out = self._psql(
+            f"SELECT count(*) FROM pg_class WHERE relname = '{_ODOO_TABLE}'", key.database
+        )
+        return out.strip() not in ("", "0")
+
+    def drop_database(self, key: EnvKey) -> None:
+        self._psql(f'DROP DATABASE IF EXISTS "{key.database}" WITH (FORCE)')
+
+    def drop_role(self, key: EnvKey) -> None:
+        return None  # the role is the container's own superuser: it goes with the container

@@ -1,8 +1,19 @@
-"""The long-running daemon: polls with jitter, reconciles, and can be triggered at once.
+"""The long-running daemon: triggers in, keyed work queues, the engine's runs out.
 
-APScheduler owns the timing: one interval job with jitter (``max_instances=1``, coalesced),
-so passes never overlap and a burst of triggers collapses into one pass. ``trigger()`` is what
-webhooks and API writes call: it moves the next run to now instead of waiting for the poll.
+Every trigger is a keyed event on a work queue (``reconciler.engine.queue``), so none is lost
+and none waits behind an unrelated environment:
+
+- the poll timer, webhooks, API writes and change-request merges put the ``refresh`` key: one
+  worker fetches, resolves, observes and plans everything, and puts each environment that
+  needs work on the environment queue;
+- Docker events (one of our containers died, was removed, went unhealthy), data jobs that end,
+  and a copy's source becoming ready put one environment's key directly;
+- the environment queue runs ``quotas.max_concurrent_deployments`` environments at once, one
+  run per environment at a time; a trigger during a run makes it run again right after.
+
+Stopping (SIGTERM, SIGINT) ends every run after its current step (waits for health and
+one-off Odoo runs are interrupted), well within Docker's stop timeout; the next start
+finishes or rolls back whatever a step left open.
 """
 
 from __future__ import annotations
@@ -21,13 +32,18 @@ from apscheduler.triggers.interval import IntervalTrigger
 from starlette.types import ASGIApp
 
 from reconciler.core.errors import OdooOpsError
-from reconciler.engine.engine import Engine, PassResult
+from reconciler.core.model import EnvKey
+from reconciler.engine.engine import Engine
+from reconciler.engine.queue import WorkQueue
 
 log = logging.getLogger("odooops.daemon")
 
-JOB_ID = "reconcile"
-DATA_JOB_ID = "data-schedules"
+POLL_JOB = "poll"
+DATA_JOB = "data-schedules"
 DATA_CHECK_SECONDS = 60
+REFRESH = "refresh"
+STOP_TIMEOUT = 8.0  # Docker's default stop timeout is 10 s
+EVENTS_RETRY_CAP = 30.0
 
 
 class Daemon:
@@ -36,21 +52,70 @@ class Daemon:
         engine: Engine,
         interval: int | None = None,
         jitter: int | None = None,
-        on_pass: Callable[[PassResult], None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self._interval_override = interval
         self._jitter_override = jitter
-        self._on_pass = on_pass
+        self._on_change = on_change or (lambda: None)
         self._stopped = threading.Event()
+        self.refreshes: WorkQueue[str] = WorkQueue("refresh", self._refresh, workers=1)
+        self.envs: WorkQueue[EnvKey] = WorkQueue("apply", self._run_env, workers=self._bound())
+        # The queues' cancel and the engine's are one: a stop ends every run after its step.
+        self.envs.cancel = engine.cancel
         self._scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self._schedule: tuple[int, int] | None = None
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self._catcher_settings: object = None
         engine.on_change = self.trigger
+        engine.on_env = self.put_env
         # aiosmtpd warns about its own deprecated attribute on every login.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+    # -------------------------------------------------------------------------- triggers
+    def trigger(self, reason: str = "trigger") -> None:
+        """A refresh now (a webhook, an API write, a merge): queued, never dropped."""
+        self.refreshes.put(REFRESH, reason)
+
+    def put_env(self, key: EnvKey, reason: str) -> None:
+        self.envs.put(key, reason)
+        self.engine.metrics.queue_depth.set(self.envs.depth())
+
+    # ----------------------------------------------------------------------------- runs
+    def _refresh(self, _key: str, reasons: tuple[str, ...]) -> float | None:
+        result = self.engine.refresh()
+        self.envs.resize(self._bound())
+        for key in result.to_run:
+            self.envs.put(key, f"refresh ({', '.join(reasons)})")
+        self.engine.metrics.queue_depth.set(self.envs.depth())
+        self._mail_catcher()
+        timing = self._timing()
+        if timing != self._schedule and self._scheduler.running:
+            self._schedule = timing
+            self._scheduler.reschedule_job(
+                POLL_JOB, trigger=IntervalTrigger(seconds=timing[0], jitter=timing[1])
+            )
+        self._notify()
+        return None
+
+    def _run_env(self, key: EnvKey, reasons: tuple[str, ...]) -> float | None:
+        log.debug("%s: run (%s)", key, ", ".join(reasons))
+        try:
+            return self.engine.reconcile_env(key, reasons)
+        finally:
+            self.engine.metrics.queue_depth.set(self.envs.depth())
+            self._notify()
+
+    def _notify(self) -> None:
+        try:
+            self._on_change()
+        except Exception:  # a display callback must never stop the daemon
+            log.exception("status display failed")
+
+    def _bound(self) -> int:
+        config = self.engine.last_good
+        return max(1, config.platform.quotas.max_concurrent_deployments) if config else 4
 
     def _timing(self) -> tuple[int, int]:
         platform = self.engine.last_good.platform if self.engine.last_good else None
@@ -61,22 +126,6 @@ class Daemon:
             else (platform.jitter if platform else 15)
         )
         return interval, jitter
-
-    def _run_pass(self) -> None:
-        try:
-            result = self.engine.reconcile()
-        except Exception:  # the loop must survive anything; the next pass retries
-            log.exception("reconcile pass crashed")
-            return
-        if self._on_pass is not None:
-            self._on_pass(result)
-        self._mail_catcher()
-        timing = self._timing()
-        if timing != self._schedule:  # odooops.yaml changed the poll interval
-            self._schedule = timing
-            self._scheduler.reschedule_job(
-                JOB_ID, trigger=IntervalTrigger(seconds=timing[0], jitter=timing[1])
-            )
 
     def _mail_catcher(self) -> None:
         """(Re)start the mail catcher when the platform's settings for it appear or change."""
@@ -102,14 +151,25 @@ class Daemon:
         for what in started:
             log.info("scheduled: %s", what)
 
-    def trigger(self) -> None:
-        """Run a pass as soon as the current one (if any) is done."""
-        job = self._scheduler.get_job(JOB_ID)
-        if job is not None:
-            job.modify(
-                next_run_time=datetime.now(job.next_run_time.tzinfo if job.next_run_time else None)
-            )
+    def _watch_events(self) -> None:
+        """Docker's events put the environment of a container that died or went away on the
+        queue at once (a ``docker rm`` heals in seconds, not at the next poll). When the
+        stream breaks (dockerd restarted), reconnect with back-off and refresh everything."""
+        delay = 1.0
+        while not self._stopped.is_set():
+            started = time.monotonic()
+            try:
+                for event in self.engine.docker.events(self._stopped):
+                    self.put_env(event.key, f"docker: {event.action} {event.container}")
+            except OdooOpsError as exc:
+                log.warning("Docker events unavailable: %s", exc.message)
+            if self._stopped.is_set():
+                return
+            delay = 1.0 if time.monotonic() - started > 60 else min(EVENTS_RETRY_CAP, delay * 2)
+            self._stopped.wait(delay)
+            self.trigger("docker events reconnected")
 
+    # ------------------------------------------------------------------------------ api
     def serve(self, app: ASGIApp, host: str, port: int) -> None:
         """Serve the API from a thread of its own; it stops with the daemon."""
         config = uvicorn.Config(
@@ -130,20 +190,45 @@ class Daemon:
                 remediation="pass --listen HOST:PORT with a free port, or --listen off",
             )
 
-    def run(self) -> None:
-        """Block until SIGINT/SIGTERM; the first pass starts immediately."""
+    # ---------------------------------------------------------------------------- life
+    def start(self) -> None:
+        """Recover what a crash left open, then start the queues, timers and event watch."""
+        for outcome in self.engine.recover():
+            log.warning("recovered: %s", outcome)
         interval, jitter = self._timing()
         self._schedule = (interval, jitter)
         self._scheduler.add_job(
-            self._run_pass,
+            self.trigger,
             IntervalTrigger(seconds=interval, jitter=jitter),
-            id=JOB_ID,
-            next_run_time=datetime.now().astimezone(),
+            id=POLL_JOB,
+            args=["poll"],
         )
         self._scheduler.add_job(
-            self._run_schedules, IntervalTrigger(seconds=DATA_CHECK_SECONDS), id=DATA_JOB_ID
+            self._run_schedules, IntervalTrigger(seconds=DATA_CHECK_SECONDS), id=DATA_JOB
         )
         self._scheduler.start()
+        self.refreshes.start()
+        self.envs.start()
+        threading.Thread(target=self._watch_events, name="docker-events", daemon=True).start()
+        self.trigger("start")
+
+    def shutdown(self) -> None:
+        """Every run ends after its current step; then the API and the timers stop."""
+        self._stopped.set()
+        self.engine.cancel.set()
+        self.refreshes.stop(STOP_TIMEOUT)
+        if not self.envs.stop(STOP_TIMEOUT):
+            log.warning(
+                "some runs did not end within %s s; their steps resume at start", STOP_TIMEOUT
+            )
+        if self._server is not None:
+            self._server.should_exit = True
+        self._scheduler.shutdown(wait=False)
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=2)
+
+    def run(self) -> None:
+        """Block until SIGINT/SIGTERM; the first refresh starts immediately."""
 
         def stop(signum: int, frame: FrameType | None) -> None:
             log.info("signal %s: stopping after the current step", signum)
@@ -151,12 +236,9 @@ class Daemon:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        self.start()
         self._stopped.wait()
-        if self._server is not None:
-            self._server.should_exit = True
-        self._scheduler.shutdown(wait=True)
-        if self._server_thread is not None:
-            self._server_thread.join(timeout=10)
+        self.shutdown()
 
     def stop(self) -> None:
         self._stopped.set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -53,7 +53,8 @@ class EnvironmentStatus:
     env: str
     branch: str = ""
     tier: str = ""
-    revision: str = ""
+    revision: str = ""  # the revision wanted (the branch head or the pinned commit)
+    serving_revision: str = ""  # the revision the running Odoo container serves
     state_commit: str = ""
     spec_hash: str = ""
     url: str = ""
@@ -82,6 +83,7 @@ class EnvironmentStatus:
             "branch": self.branch,
             "tier": self.tier,
             "revision": self.revision,
+            "serving_revision": self.serving_revision,
             "state_commit": self.state_commit,
             "spec_hash": self.spec_hash,
             "url": self.url,
@@ -158,6 +160,40 @@ class StatusStore:
         with self._lock:
             self._note_events(key, status)
             self._envs[key] = status
+            self._save()
+
+    def modify(
+        self,
+        key: str,
+        change: Callable[[EnvironmentStatus], EnvironmentStatus],
+        project: str = "",
+        env: str = "",
+    ) -> EnvironmentStatus:
+        """Read, change and write one environment's status under the store's lock.
+
+        Every writer goes through here (or ``modify_many``): a reconcile writing conditions
+        and a backup writing ``last_backup`` at the same moment each see the other's change,
+        where a separate get and put would lose one of them.
+        """
+        with self._lock:
+            old = self._envs.get(key) or EnvironmentStatus(project, env)
+            new = change(old)
+            self._note_events(key, new)
+            self._envs[key] = new
+            self._save()
+            return new
+
+    def modify_many(
+        self, changes: Mapping[str, Callable[[EnvironmentStatus], EnvironmentStatus]]
+    ) -> None:
+        """``modify`` for many environments in one write (a refresh of a thousand)."""
+        with self._lock:
+            for key, change in changes.items():
+                project, _, env = key.partition("/")
+                old = self._envs.get(key) or EnvironmentStatus(project, env)
+                new = change(old)
+                self._note_events(key, new)
+                self._envs[key] = new
             self._save()
 
     def put_many(self, statuses: Mapping[str, EnvironmentStatus]) -> None:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from reconciler.core.errors import DriverError
+from reconciler.core.model import EnvKey
 from reconciler.core.planner import Kind
 from reconciler.engine.status import Health, Sync
 from tests.integration.world import World
@@ -41,7 +42,9 @@ def test_declared_staging_environment_is_created_and_answers_health(world: World
     status = converge(world, "staging")
     assert status["tier"] == "staging"
     db = f"{world.project}__staging"
-    assert world.databases()[db]["odooops.initialised"] == "true"
+    assert db in world.databases()
+    record = world.engine().ledger.database(EnvKey(world.project, "staging"))
+    assert record is not None and record.initialised
     installed = {
         r[0] for r in world.query(db, "SELECT name FROM ir_module_module WHERE state = 'installed'")
     }

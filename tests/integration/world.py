@@ -264,11 +264,14 @@ class World:
             ).fetchall()
             for (name,) in rows:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            scratch = conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'odooops\\_tmp\\_%' "
-                "OR datname LIKE 'odooops\\_rtest\\_%' OR datname LIKE 'odooops\\_old\\_%'"
+            # Scratch and set-aside databases of this world only (other runs share the
+            # server): the ones its roles own.
+            owned = conn.execute(
+                "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+                "WHERE r.rolname LIKE %s",
+                [f"odooops\\_\\_{self.project}\\_\\_%"],
             ).fetchall()
-            for (name,) in scratch:
+            for (name,) in owned:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             roles = conn.execute(
                 "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE %s",

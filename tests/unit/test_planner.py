@@ -8,7 +8,7 @@ import pytest
 
 from reconciler.core.model import Desired, EnvKey, Tier
 from reconciler.core.observed import Observed, ObservedEnvironment, Role
-from reconciler.core.planner import Kind, plan
+from reconciler.core.planner import Action, Kind, plan
 from tests.factories import desired, live
 
 
@@ -23,6 +23,12 @@ def kinds(
     imgs = images if images is not None else {w.image for w in want_envs}
     o = Observed({h.key: h for h in have_envs}, frozenset(imgs))
     return [(a.key.env, a.kind) for a in plan(d, o).actions]
+
+
+def plan_of(want_envs: list, have_envs: list) -> tuple[Action, ...]:
+    d = Desired("c" * 40, {w.key: w for w in want_envs})
+    o = Observed({h.key: h for h in have_envs}, frozenset(w.image for w in want_envs))
+    return plan(d, o).actions
 
 
 def test_fresh_production_environment_is_created_in_dependency_order() -> None:
@@ -66,14 +72,45 @@ def test_matching_live_state_plans_nothing() -> None:
         ({"state": "exited"}, [Kind.START_ODOO]),
         ({"spec_hash": "0" * 16}, [Kind.REPLACE_ODOO]),
         ({"spec_hash": "0" * 16, "revision": "b" * 40}, [Kind.UPDATE_MODULES, Kind.REPLACE_ODOO]),
-        ({"initialised": False}, [Kind.RECREATE_DATABASE, Kind.INIT_DATABASE]),
     ],
-    ids=["stopped-by-hand", "settings-changed", "new-revision", "interrupted-init"],
+    ids=["stopped-by-hand", "settings-changed", "new-revision"],
 )
 def test_drift_is_healed(change: dict, expected: list[Kind]) -> None:
     """Each kind of drift maps to the smallest set of actions that heals it."""
     want = desired()
     assert [k for _, k in kinds([want], [live(want, **change)])] == expected
+
+
+def test_an_interrupted_initialisation_starts_over_on_a_fresh_database() -> None:
+    want = desired("qa", Tier.STAGING)
+    assert [k for _, k in kinds([want], [live(want, initialised=False)])] == [
+        Kind.RECREATE_DATABASE,
+        Kind.INIT_DATABASE,
+    ]
+
+
+def test_a_protected_database_is_never_recreated_only_initialised_again() -> None:
+    """Production whose first ``-i`` failed is initialised again in place, never dropped."""
+    want = desired()
+    actions = kinds([want], [live(want, initialised=False)])
+    assert [k for _, k in actions] == [Kind.INIT_DATABASE]
+    assert not any(a.destructive for a in plan_of([want], [live(want, initialised=False)]))
+
+
+def test_a_database_the_ledger_does_not_record_is_adopted_never_recreated() -> None:
+    """A database with our name but no ledger record (its labels may be forged) is adopted
+    non-destructively: the adopt step checks it live; it is never dropped or recreated."""
+    for want in (desired(), desired("qa", Tier.STAGING)):
+        actions = plan_of([want], [live(want, initialised=False, owned=False)])
+        assert [a.kind for a in actions][:1] == [Kind.ADOPT_DATABASE]
+        assert not any(a.destructive for a in actions)
+
+
+def test_an_undeclared_database_the_ledger_does_not_record_is_kept() -> None:
+    gone = desired("qa", Tier.STAGING)
+    result = plan(Desired("c", {}, allow_empty=True), Observed({gone.key: live(gone, owned=False)}))
+    assert Kind.DROP_DATABASE not in [a.kind for a in result.actions]
+    assert any("not in its ledger" in note for note in result.retained)
 
 
 def test_removed_container_is_recreated() -> None:

@@ -1,0 +1,262 @@
+"""Journalled data moves: a new database and filestore swapped in, crash-safe at every step.
+
+A restore, an import or a copy builds the new data beside the live one (a scratch database,
+a staged filestore directory) and then swaps both in. The daemon may be killed at any point,
+so the move is written to the journal before its first step and closed after its last:
+
+- **building** (scratch and staged data being made): a crash rolls back: the scratch database
+  and the staged directory are removed, the live data was never touched;
+- **swapping** (the scratch data is complete): a crash rolls forward: live database renamed
+  aside, scratch renamed into place, filestore swapped the same way, the old ones dropped.
+
+Every step checks the live state before it acts, so running recovery twice, or after a crash
+in recovery, converges the same way. Names are unique per move (a random tag), so nothing a
+journal refers to is ever dropped by another move, and the database and its filestore always
+move together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import sql
+
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import EnvKey
+from reconciler.data.database.endpoint import Endpoint
+from reconciler.drivers.docker import DockerDriver
+
+log = logging.getLogger("odooops.moves")
+
+KIND = "data-move"
+
+
+class JournalEntryLike(Protocol):
+    """An open entry of the journal (``reconciler.engine.ledger.JournalEntry``)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def key(self) -> EnvKey: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def doc(self) -> Mapping[str, Any]: ...
+
+
+class Journal(Protocol):
+    """Where open moves are written (the engine's ledger)."""
+
+    def open_entry(self, key: EnvKey, kind: str, doc: Mapping[str, Any]) -> int: ...
+
+    def update_entry(self, entry_id: int, doc: Mapping[str, Any]) -> None: ...
+
+    def close_entry(self, entry_id: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Move:
+    """The names of one move; all derived from the live database and a random tag."""
+
+    op: str  # restore, import, clone, copy
+    live: str  # the live database
+    scratch: str  # where the new database is built
+    old: str  # where the live database goes during the swap
+    volume: str  # the filestore volume
+    staged: str  # the new filestore directory (beside the live one)
+    fs_old: str  # where the live filestore directory goes during the swap
+    owner: str  # the environment's role: owner of the swapped-in database
+    initialised: bool  # whether the new database counts as initialised once in place
+    server: str = ""  # the server holding the database (a name, or "dedicated")
+    phase: str = "building"
+
+    @classmethod
+    def new(
+        cls, op: str, live: str, volume: str, owner: str, initialised: bool, server: str = ""
+    ) -> Move:
+        tag = secrets.token_hex(4)
+        base = hashlib.sha256(live.encode()).hexdigest()[:12]
+        return cls(
+            op=op,
+            live=live,
+            scratch=f"odooops_tmp_{base}_{tag}",
+            old=f"odooops_old_{base}_{tag}",
+            volume=volume,
+            staged=f"{live}.staged-{tag}",
+            fs_old=f"{live}.old-{tag}",
+            owner=owner,
+            initialised=initialised,
+            server=server,
+        )
+
+    def doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any]) -> Move:
+        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+
+
+class Moves:
+    """Begins, swaps and recovers moves on one runtime."""
+
+    def __init__(
+        self,
+        docker: DockerDriver,
+        journal: Callable[[], Journal],
+        replaced: Callable[[EnvKey, bool], None],
+        note: Callable[[EnvKey], str],
+    ) -> None:
+        self.docker = docker
+        self._journal = journal
+        self._replaced = replaced
+        self._note = note
+
+    @contextlib.contextmanager
+    def begin(
+        self,
+        key: EnvKey,
+        endpoint: Endpoint,
+        image: str,
+        *,
+        op: str,
+        volume: str,
+        owner: str,
+        initialised: bool = True,
+    ) -> Iterator[Move]:
+        """Journal a move before anything is built; on any failure while building, remove what
+        was built and close the entry (the live data is untouched)."""
+        move = Move.new(op, endpoint.dbname, volume, owner, initialised, _server(endpoint))
+        journal = self._journal()
+        entry = journal.open_entry(key, KIND, move.doc())
+        try:
+            yield move
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._roll_back(endpoint, image, move)
+                journal.close_entry(entry)
+            raise
+        # The scratch data is complete: from here a crash rolls forward.
+        swapping = Move.of({**move.doc(), "phase": "swapping"})
+        journal.update_entry(entry, swapping.doc())
+        self._roll_forward(key, endpoint, image, swapping)
+        journal.close_entry(entry)
+
+    @contextlib.contextmanager
+    def temporary(
+        self, key: EnvKey, endpoint: Endpoint, image: str, *, volume: str, owner: str
+    ) -> Iterator[Move]:
+        """A scratch database that never replaces anything (a restore test): journalled too,
+        so a crash never leaves one behind; always removed at the end."""
+        move = Move.new("restore-test", endpoint.dbname, volume, owner, False, _server(endpoint))
+        journal = self._journal()
+        entry = journal.open_entry(key, KIND, move.doc())
+        try:
+            yield move
+        finally:
+            self._roll_back(endpoint, image, move)
+            journal.close_entry(entry)
+
+    def recover(
+        self, key: EnvKey, entry_id: int, doc: Mapping[str, Any], endpoint: Endpoint, image: str
+    ) -> str:
+        """Finish (swapping) or undo (building) a move a crash interrupted; idempotent."""
+        move = Move.of(doc)
+        if move.phase == "swapping":
+            self._roll_forward(key, endpoint, image, move)
+            outcome = f"{move.op} of {key} finished after an interruption"
+        else:
+            self._roll_back(endpoint, image, move)
+            outcome = f"{move.op} of {key} rolled back after an interruption"
+        self._journal().close_entry(entry_id)
+        log.warning("%s", outcome)
+        return outcome
+
+    # --------------------------------------------------------------------------- steps
+    def _roll_back(self, endpoint: Endpoint, image: str, move: Move) -> None:
+        with endpoint.with_db("postgres").connect() as conn:
+            present = _existing(conn, move.live, move.scratch, move.old)
+            if move.old in present and move.live not in present:
+                _rename(conn, move.old, move.live)  # only reachable by a hand-made state
+            if move.scratch in present:
+                _drop(conn, move.scratch)
+        self.docker.filestore_discard(image, move.volume, move.staged)
+
+    def _roll_forward(self, key: EnvKey, endpoint: Endpoint, image: str, move: Move) -> None:
+        # Odoo is stopped for the swap; the next reconcile starts it again (after checking
+        # that non-production data is neutralised).
+        with contextlib.suppress(OdooOpsError):
+            self.docker.stop(key.odoo_container)
+        with endpoint.with_db("postgres").connect() as conn:
+            present = _existing(conn, move.live, move.scratch, move.old)
+            if move.scratch in present:
+                if move.live in present:
+                    if move.old in present:
+                        raise OdooOpsError(
+                            f"cannot finish the {move.op} of {key}: {move.live}, {move.old} and "
+                            f"{move.scratch} all exist",
+                            code="move_inconsistent",
+                            remediation=f"look at the three databases, keep the right one as "
+                            f"{move.live}, then: odooops reconcile",
+                        )
+                    _rename(conn, move.live, move.old)
+                _rename(conn, move.scratch, move.live)
+            live = sql.Identifier(move.live)
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(live, sql.Identifier(move.owner))
+            )
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(live))
+            conn.execute(
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(live, sql.Literal(self._note(key)))
+            )
+        self.docker.filestore_swap(image, move.volume, move.staged, move.live, move.fs_old)
+        # The ledger learns of the new database before the old one is gone: a crash between
+        # the two leaves an old database that the next recovery drops, never a lost record.
+        self._replaced(key, move.initialised)
+        with endpoint.with_db("postgres").connect() as conn:
+            if move.old in _existing(conn, move.old):
+                _drop(conn, move.old)
+
+
+def _server(endpoint: Endpoint) -> str:
+    return "dedicated" if endpoint.server.startswith("dedicated") else endpoint.server
+
+
+def _existing(conn: Any, *names: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE datname = ANY(%s)", [list(names)]
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _drop(conn: Any, name: str) -> None:
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _rename(conn: Any, name: str, new: str) -> None:
+    """Rename a database, ending the sessions on it first (a stopped Odoo may leave some)."""
+    src, dst = sql.Identifier(name), sql.Identifier(new)
+    for attempt in range(10):
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        try:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(src, dst))
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == 9:
+                raise
+            time.sleep(0.2)

@@ -1,0 +1,164 @@
+"""What the engine needs of a container runtime and of a database server: two small protocols.
+
+The engine's steps are written against these, never against Docker or psycopg, so
+
+- a second runtime (Docker Swarm services across hosts) can implement ``Runtime`` without the
+  planner or the steps changing: every method speaks of an environment's parts (its network,
+  its volumes, its Odoo container), not of one host's objects;
+- the engine's steps have fast unit tests against the in-memory implementations of
+  ``reconciler.drivers.memory``, which keep state like the real thing instead of asserting calls.
+
+The real implementations are ``DockerDriver`` (drivers/docker.py) and ``PostgresDriver``
+(drivers/postgres.py), plus ``DedicatedDatabase`` for a dev environment's own PostgreSQL
+container (reached through the runtime).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from reconciler.core.model import DatabaseServer, DesiredEnvironment, EnvKey
+from reconciler.core.observed import ObservedContainer, Role
+
+__all__ = [
+    "DatabaseAdmin",
+    "Listing",
+    "Role",
+    "Runtime",
+    "RuntimeEvent",
+]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One look at the runtime's objects of this daemon instance, grouped by environment."""
+
+    networks: frozenset[EnvKey] = frozenset()
+    volumes: Mapping[EnvKey, frozenset[str]] = field(default_factory=dict)
+    containers: Mapping[EnvKey, Mapping[Role, ObservedContainer]] = field(default_factory=dict)
+    stale: Mapping[EnvKey, tuple[str, ...]] = field(default_factory=dict)
+    protected: frozenset[EnvKey] = frozenset()
+    branch_made: frozenset[EnvKey] = frozenset()  # environments a branch rule created
+    images: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RuntimeEvent:
+    """Something happened to one of our containers (it died, was removed, went unhealthy)."""
+
+    key: EnvKey
+    container: str
+    action: str  # die, destroy, stop, health_status: unhealthy, ...
+
+
+class Runtime(Protocol):
+    """Networks, volumes, images and containers of environments."""
+
+    def ping(self) -> None:
+        """Raise ``DriverError(code="docker_unreachable")`` when the runtime does not answer."""
+        ...
+
+    def observe(self, key: EnvKey | None = None) -> Listing:
+        """Everything of this instance, or of one environment only."""
+        ...
+
+    def create_network(self, key: EnvKey, protected: bool, origin: str = "file") -> None: ...
+
+    def remove_network(self, name: str) -> None: ...
+
+    def create_volume(self, key: EnvKey, name: str, protected: bool) -> None: ...
+
+    def remove_volume(self, name: str) -> None: ...
+
+    def has_image(self, ref: str) -> bool: ...
+
+    def image_id(self, ref: str, *, pull: bool = True) -> str: ...
+
+    def build_image(
+        self, tag: str, base: str, app_tar: bytes, labels: Mapping[str, str]
+    ) -> str: ...
+
+    def create_odoo(self, want: DesiredEnvironment, password: str) -> None:
+        """Create (not start) the Odoo container, its password file already in place."""
+        ...
+
+    def create_db_container(self, want: DesiredEnvironment, password: str) -> None:
+        """Create and start a dev environment's own PostgreSQL container."""
+        ...
+
+    def run_once(
+        self,
+        want: DesiredEnvironment,
+        password: str,
+        args: Sequence[str],
+        timeout: float,
+        cancel: threading.Event | None = None,
+    ) -> tuple[int, str]:
+        """``odoo ARGS`` in a one-off container: exit code and the (secret-free) log tail."""
+        ...
+
+    def wait_healthy(
+        self, name: str, timeout: float, cancel: threading.Event | None = None
+    ) -> tuple[bool, str]: ...
+
+    def logs(self, name: str, tail: int = 40) -> str: ...
+
+    def start(self, name: str) -> None: ...
+
+    def stop(self, name: str, timeout: int = 20) -> None: ...
+
+    def rename(self, name: str, new_name: str) -> None: ...
+
+    def remove_container(self, name: str) -> None: ...
+
+    def exec_psql(self, container_name: str, user: str, database: str, sql: str) -> str:
+        """A query inside a dev environment's own PostgreSQL container, as its role."""
+        ...
+
+    def events(self, stop: threading.Event) -> Iterator[RuntimeEvent]:
+        """Our containers' events until ``stop`` is set (or the stream breaks)."""
+        ...
+
+
+class DatabaseAdmin(Protocol):
+    """The admin side of the server that holds an environment's database.
+
+    Only catalog work: roles, databases, renames. Nothing here reads or writes data inside a
+    database a workload controls (that runs as the environment's own role).
+    """
+
+    @property
+    def name(self) -> str:
+        """The server's name (``database_servers`` key) or ``dedicated``."""
+        ...
+
+    def ping(self) -> None:
+        """Raise ``DriverError(code="database_unreachable")`` when the server does not answer."""
+        ...
+
+    def existing(self, names: Sequence[str]) -> set[str]:
+        """Which of these databases exist."""
+        ...
+
+    def ensure_role(self, key: EnvKey, password: str) -> None:
+        """The environment's login role exists with exactly this password (SCRAM)."""
+        ...
+
+    def create_database(self, key: EnvKey) -> None:
+        """The environment's database, owned by its role (idempotent)."""
+        ...
+
+    def has_odoo(self, key: EnvKey) -> bool:
+        """Whether Odoo is installed in the database (asked live, before anything destructive)."""
+        ...
+
+    def drop_database(self, key: EnvKey) -> None: ...
+
+    def drop_role(self, key: EnvKey) -> None: ...
+
+
+def server_name(server: DatabaseServer | None) -> str:
+    return "dedicated" if server is None else server.name

@@ -1,0 +1,267 @@
+"""The daemon's own record of what it owns: databases, their state, and open swaps.
+
+Ownership and progress used to be read from labels on live objects, and a database's labels are
+its ``COMMENT``, which the database's owner (the environment's role, hence any code or shell of
+that environment) can rewrite. Relabelling one's own database as production "never
+initialised" was enough to make the planner recreate production. So what the daemon owns, and
+how far it got, lives here, in a SQLite file of the data directory that no workload can reach;
+labels on live objects remain for humans and cheap listing, and are never trusted for a
+destructive decision.
+
+Every record is written *before* the step it describes (a row ``creating`` before ``CREATE
+DATABASE``), so a daemon killed between any two steps finds, on restart, either nothing of the
+step or a row saying exactly what may be half-done. The same file keeps the journal of
+multi-step data moves (``Journal``): an entry opened before the first rename and closed after
+the last, so start-up finishes or rolls back what a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from reconciler.core.model import EnvKey
+from reconciler.engine.status import now
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS databases (
+    env TEXT PRIMARY KEY,
+    server TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    protected INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    revision TEXT NOT NULL DEFAULT '',
+    backup_revision TEXT NOT NULL DEFAULT '',
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    env TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    opened TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    started TEXT NOT NULL
+);
+"""
+
+
+class DbState(StrEnum):
+    """How far the daemon got with an environment's database."""
+
+    CREATING = "creating"  # recorded before CREATE DATABASE: may or may not exist
+    CREATED = "created"  # exists, empty or half-initialised: ours to drop and recreate
+    INITIALISED = "initialised"  # Odoo is installed in it: never dropped by a recreate
+
+
+@dataclass(frozen=True)
+class DatabaseRecord:
+    key: EnvKey
+    server: str  # a database server name, or "dedicated"
+    name: str
+    state: DbState
+    protected: bool
+    tier: str
+    revision: str = ""  # the app revision the database was last initialised or updated to
+    backup_revision: str = ""  # the revision a pre-update backup was last taken for
+    updated: str = ""
+
+    @property
+    def initialised(self) -> bool:
+        return self.state is DbState.INITIALISED
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: int
+    key: EnvKey
+    kind: str  # what is being moved: "swap"
+    doc: Mapping[str, Any]
+    opened: str
+
+
+class Ledger:
+    """Thread-safe access to ``DATA_DIR/ledger.db`` (one connection, one lock, WAL)."""
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """``read_only`` reads a daemon's ledger without ever writing it (``odooops plan``)."""
+        self.path = path
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        if read_only:
+            uri = f"{path.resolve().as_uri()}?mode=ro" if path.exists() else "file::memory:"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            if not path.exists():
+                self._db.executescript(SCHEMA)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            path.chmod(0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self.read_only:
+                yield self._db
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------------ databases
+    def databases(self) -> dict[EnvKey, DatabaseRecord]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT env, server, name, state, protected, tier, revision, backup_revision, "
+                "updated FROM databases"
+            ).fetchall()
+        return {r.key: r for r in (_record(row) for row in rows)}
+
+    def database(self, key: EnvKey) -> DatabaseRecord | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT env, server, name, state, protected, tier, revision, backup_revision, "
+                "updated FROM databases WHERE env = ?",
+                [str(key)],
+            ).fetchone()
+        return _record(row) if row else None
+
+    def put_database(self, record: DatabaseRecord) -> None:
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO databases (env, server, name, state, protected, tier, "
+                "revision, backup_revision, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    str(record.key),
+                    record.server,
+                    record.name,
+                    record.state.value,
+                    int(record.protected),
+                    record.tier,
+                    record.revision,
+                    record.backup_revision,
+                    now(),
+                ],
+            )
+
+    def update_database(self, key: EnvKey, **fields: Any) -> DatabaseRecord | None:
+        """Change fields of a record (``state``, ``protected``, ``revision``...); None if absent."""
+        current = self.database(key)
+        if current is None:
+            return None
+        updated = replace(current, **fields)
+        self.put_database(updated)
+        return updated
+
+    def forget_database(self, key: EnvKey) -> None:
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute("DELETE FROM databases WHERE env = ?", [str(key)])
+
+    # -------------------------------------------------------------------------- journal
+    def open_entry(self, key: EnvKey, kind: str, doc: Mapping[str, Any]) -> int:
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO journal (env, kind, doc, opened) VALUES (?, ?, ?, ?)",
+                [str(key), kind, json.dumps(dict(doc), sort_keys=True), now()],
+            )
+            return int(cursor.lastrowid or 0)
+
+    def update_entry(self, entry_id: int, doc: Mapping[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE journal SET doc = ? WHERE id = ?",
+                [json.dumps(dict(doc), sort_keys=True), entry_id],
+            )
+
+    def close_entry(self, entry_id: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM journal WHERE id = ?", [entry_id])
+
+    def entries(self, key: EnvKey | None = None) -> list[JournalEntry]:
+        with self._tx() as db:
+            if key is None:
+                rows = db.execute(
+                    "SELECT id, env, kind, doc, opened FROM journal ORDER BY id"
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT id, env, kind, doc, opened FROM journal WHERE env = ? ORDER BY id",
+                    [str(key)],
+                ).fetchall()
+        return [
+            JournalEntry(int(i), _key(str(env)), str(kind), json.loads(str(doc)), str(opened))
+            for i, env, kind, doc, opened in rows
+        ]
+
+    # ----------------------------------------------------------------------------- jobs
+    def put_job(self, job_id: str, doc: Mapping[str, Any], started: str) -> None:
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO jobs (id, doc, started) VALUES (?, ?, ?)",
+                [job_id, json.dumps(dict(doc), sort_keys=True, default=str), started],
+            )
+
+    def jobs(self, limit: int) -> list[dict[str, Any]]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT doc FROM jobs ORDER BY started DESC, rowid DESC LIMIT ?", [limit]
+            ).fetchall()
+        return [json.loads(str(doc)) for (doc,) in rows]
+
+    def trim_jobs(self, keep: int) -> None:
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM jobs WHERE rowid NOT IN "
+                "(SELECT rowid FROM jobs ORDER BY started DESC, rowid DESC LIMIT ?)",
+                [keep],
+            )
+
+
+def _key(text: str) -> EnvKey:
+    project, _, env = text.partition("/")
+    return EnvKey(project, env)
+
+
+def _record(row: tuple[Any, ...]) -> DatabaseRecord:
+    env, server, name, state, protected, tier, revision, backup_revision, updated = row
+    return DatabaseRecord(
+        key=_key(str(env)),
+        server=str(server),
+        name=str(name),
+        state=DbState(str(state)),
+        protected=bool(protected),
+        tier=str(tier),
+        revision=str(revision),
+        backup_revision=str(backup_revision),
+        updated=str(updated),
+    )

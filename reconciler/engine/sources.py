@@ -1,0 +1,219 @@
+"""Where the desired world comes from: the state repository and the app repositories.
+
+Fetching is the only network work of a refresh; everything after it reads local mirrors. An
+invalid head of the state repository never replaces the last valid commit (it is recorded as
+the daemon's state error instead), and an app repository that cannot be read holds its
+environments rather than pruning them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from reconciler.core import validation
+from reconciler.core.config import load_state
+from reconciler.core.desired import BranchHead, Inputs, resolve
+from reconciler.core.errors import DriverError, InvalidState, OdooOpsError, SourceError, sanitize
+from reconciler.core.model import Desired, EnvKey, Project, StateConfig
+from reconciler.engine.status import StatusStore
+from reconciler.gitops.gitsource import Credentials, GitSource
+
+log = logging.getLogger("odooops.sources")
+
+
+class Sources:
+    """The state repository mirror, the app repository mirrors, and the last valid state."""
+
+    def __init__(
+        self,
+        state_url: str,
+        state_branch: str,
+        data_dir: Path,
+        status: StatusStore,
+        image_id: Callable[[str], str],
+    ) -> None:
+        self.state_url, self.state_branch, self.data_dir = state_url, state_branch, data_dir
+        self.status = status
+        self._image_id = image_id
+        self.state_repo = GitSource(
+            state_url, data_dir / "git", hint="--state-repo of odooops daemon"
+        )
+        self.apps: dict[str, GitSource] = {}
+        self._head_cache: dict[str, BranchHead] = {}
+        self.last_good: StateConfig | None = None
+
+    # -------------------------------------------------------------------------- state
+    def load_state(self, fetch: bool = True) -> StateConfig:
+        """The head of the state branch if it validates; otherwise the last valid commit.
+
+        Raises only when no valid commit has ever been seen (then nothing can be applied).
+        """
+        if fetch:
+            self.state_repo.fetch()
+        head = self.state_repo.branches().get(self.state_branch)
+        if head is None:
+            raise SourceError(
+                f"branch {self.state_branch} not found in the state repository",
+                code="state_branch_missing",
+                retryable=True,
+                remediation=f"git push <state-repo> {self.state_branch}",
+            )
+        if self.last_good is not None and self.last_good.commit == head:
+            return self.last_good
+        try:
+            config = load_state(self.state_repo.read_tree(head), head, self.state_url)
+        except InvalidState as exc:
+            self._record_state_error(head, exc)
+            fallback = self.last_good or self._previous_good()
+            if fallback is None:
+                raise
+            self.last_good = fallback
+            return fallback
+        self.last_good = config
+        self.status.set_daemon(replace(self.status.daemon, state_commit=head, state_error=None))
+        return config
+
+    def _record_state_error(self, head: str, exc: InvalidState) -> None:
+        doc = exc.to_dict()
+        doc["commit"] = head
+        log.error("state commit %s rejected: %s", head[:12], exc.render())
+        self.status.set_daemon(replace(self.status.daemon, state_error=doc))
+
+    def _previous_good(self) -> StateConfig | None:
+        commit = self.status.daemon.state_commit
+        if not commit:
+            return None
+        try:
+            return load_state(self.state_repo.read_tree(commit), commit, self.state_url)
+        except OdooOpsError:
+            return None
+
+    # ---------------------------------------------------------------------------- apps
+    def app_repo(self, project: Project) -> GitSource:
+        repo = self.apps.get(project.name)
+        if repo is None or repo.url != sanitize(project.repo_url):
+            creds = Credentials(
+                token=project.token.resolve() if project.token else None,
+                ssh_key_path=self._ssh_key_path(project),
+            )
+            repo = GitSource(
+                project.repo_url,
+                self.data_dir / "git",
+                creds,
+                hint=f"repository.url in projects/{project.name}.yaml",
+            )
+            self.apps[project.name] = repo
+        return repo
+
+    def _ssh_key_path(self, project: Project) -> str | None:
+        """libgit2 reads keys from files: a key given in an environment variable is written to
+        a private file in the data directory (0600), never next to the git mirrors' config."""
+        ref = project.ssh_key
+        if ref is None:
+            return None
+        if ref.file is not None:
+            return ref.file
+        path = self.data_dir / "keys" / project.name
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(ref.resolve().strip() + "\n")
+        return str(path)
+
+    # ------------------------------------------------------------------------- desired
+    def resolve(self, config: StateConfig, fetch: bool = True, allocate: bool = True) -> Desired:
+        """The desired world at ``config``. ``allocate=False`` hands out no new HTTP port (a
+        plan must change nothing): a new environment then shows the next free one."""
+        apps: dict[str, GitSource | OdooOpsError] = {}
+        heads: dict[str, dict[str, BranchHead]] = {}
+        for project in config.projects.values():
+            try:
+                repo = self.app_repo(project)
+                if fetch:
+                    repo.fetch()
+                apps[project.name] = repo
+                heads[project.name] = self._heads(repo)
+            except OdooOpsError as exc:
+                apps[project.name] = exc
+        base_images: dict[str, str] = {}
+        for image in {p.image for p in config.projects.values()}:
+            try:
+                base_images[image] = self._image_id(image)
+            except DriverError as exc:
+                log.error("%s", exc.render())
+        busy = self._busy_ports(config)
+        ports = self.status.ports()
+
+        def port_for(key: EnvKey) -> int:
+            if not allocate:
+                taken = set(ports.values()) | busy
+                return ports.get(str(key)) or next(
+                    (
+                        p
+                        for p in range(config.platform.port_start, config.platform.port_end + 1)
+                        if p not in taken
+                    ),
+                    0,
+                )
+            return self.status.port_for(
+                str(key), config.platform.port_start, config.platform.port_end, busy
+            )
+
+        return resolve(
+            config,
+            Inputs(
+                apps=apps,
+                heads=heads,
+                base_images=base_images,
+                port_for=port_for,
+                load_app_config=load_app_config,
+                now=datetime.now(UTC),
+            ),
+        )
+
+    def _heads(self, repo: GitSource) -> dict[str, BranchHead]:
+        """Author and time of each branch head; commits are immutable, so cached by id."""
+        out: dict[str, BranchHead] = {}
+        for branch, sha in repo.branches().items():
+            head = self._head_cache.get(sha)
+            if head is None:
+                info = repo.commit_info(sha)
+                head = self._head_cache[sha] = BranchHead(info.author_email, info.committed_at)
+            out[branch] = head
+        return out
+
+    def _busy_ports(self, config: StateConfig) -> set[int]:
+        """Ports in the range that something else already listens on (never hand those out)."""
+        owned = set(self.status.ports().values())
+        busy: set[int] = set()
+        for port in range(config.platform.port_start, config.platform.port_end + 1):
+            if port in owned:
+                continue
+            if len(busy) > 64:
+                break
+            with socket.socket() as s:
+                try:
+                    s.bind((config.platform.publish_host, port))
+                except OSError:
+                    busy.add(port)
+                else:
+                    break
+        return busy
+
+
+@functools.lru_cache(maxsize=4096)
+def load_app_config(content: bytes, label: str) -> Mapping[str, Any]:
+    """Validated ``.odooops.yaml``; cached because a commit's file never changes and a pass
+    would otherwise re-validate it for every environment on that commit."""
+    doc = validation.validate_app_config(content, label)
+    data = doc.data or {}
+    return MappingProxyType(data) if isinstance(data, dict) else MappingProxyType({})

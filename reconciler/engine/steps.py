@@ -1,0 +1,477 @@
+"""One environment's actions as ordered steps, each idempotent, each with a typed result.
+
+A step is the unit of work the daemon may be killed in: every one checks before it acts (a
+network that exists is not created again, a database the ledger records as initialised is not
+initialised twice) and writes the ledger *before* the change it describes, so re-running any
+step after a crash at any point converges instead of doubling or losing work (the Flux
+source-controller shape: small steps, typed results, stop at the first error).
+
+Destructive steps (dropping or recreating a database, removing a volume) pass one guard,
+``Steps.guard``, inside apply and not only in the planner: it re-reads the ledger and the live
+state at that moment, refuses anything protected, refuses what the ledger does not record as
+the daemon's own, and takes a backup first where one is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from reconciler.core.errors import OdooOpsError, sanitize
+from reconciler.core.model import DatabaseServer, DesiredEnvironment, EnvKey, Tier
+from reconciler.core.planner import Action, Kind
+from reconciler.drivers.protocols import DatabaseAdmin, Runtime, server_name
+from reconciler.engine.ledger import DatabaseRecord, DbState, Ledger
+
+log = logging.getLogger("odooops.steps")
+
+INIT_TIMEOUT = 1800.0
+DB_READY_TIMEOUT = 120.0
+
+
+class DeployFailed(OdooOpsError):
+    code = "deploy_failed"
+    retryable = True
+
+
+class Interrupted(OdooOpsError):
+    """The daemon is stopping: the run ends after its current step, the next start resumes."""
+
+    code = "interrupted"
+    retryable = True
+
+
+class DestructiveRefused(OdooOpsError):
+    """The guard said no: what was planned would destroy data it may not destroy."""
+
+    code = "destructive_refused"
+
+
+class DatabaseNotOwned(OdooOpsError):
+    code = "database_not_owned"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did: ``done``, or ``skipped`` with why (the live check said it was done)."""
+
+    kind: Kind
+    target: str
+    outcome: str
+    detail: str = ""
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{self.kind.value} {self.target}: {self.outcome}{extra}"
+
+
+class DataHooks(Protocol):
+    """The data plane's part in a reconcile (``reconciler.data.operations.DataOps``)."""
+
+    def ensure_neutralized(self, want: DesiredEnvironment) -> None:
+        """Non-production data is neutralised before any Odoo starts on it."""
+        ...
+
+    def copy_for_init(self, want: DesiredEnvironment) -> object:
+        """A new environment declared as a copy starts as a sanitised copy of its source."""
+        ...
+
+    def backup_before(self, want: DesiredEnvironment, reason: str) -> object:
+        """The automatic backup before a production update."""
+        ...
+
+
+# The final backup of a database about to be dropped (its environment is no longer declared,
+# so only the key and the ledger's record are known).
+FinalBackup = Callable[[EnvKey, DatabaseRecord], None]
+AppArchive = Callable[[DesiredEnvironment], bytes]
+
+
+class Steps:
+    """Applies actions for the engine; holds nothing but what it is given."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        ledger: Ledger,
+        admin: Callable[[EnvKey, DatabaseServer | None], DatabaseAdmin],
+        admin_named: Callable[[EnvKey, str], DatabaseAdmin | None],
+        password: Callable[[EnvKey], str],
+        data: DataHooks,
+        archive: AppArchive,
+        final_backup: FinalBackup,
+        health_timeout: float,
+        cancel: threading.Event,
+    ) -> None:
+        self.runtime, self.ledger = runtime, ledger
+        self._admin, self._admin_named = admin, admin_named
+        self._password, self._data, self._archive = password, data, archive
+        self._final_backup = final_backup
+        self.health_timeout = health_timeout
+        self.cancel = cancel
+        self._build_locks: dict[str, threading.Lock] = {}
+        self._guard_lock = threading.Lock()
+
+    def run(self, want: DesiredEnvironment | None, action: Action) -> StepResult:
+        if self.cancel.is_set():
+            raise Interrupted(
+                f"stopped before {action.kind.value} {action.target}",
+                remediation="the daemon resumes it at its next start",
+            )
+        started = time.monotonic()
+        handler = _HANDLERS[action.kind]
+        outcome, detail = handler(self, want, action)
+        return StepResult(
+            action.kind, action.target, outcome, detail, round(time.monotonic() - started, 3)
+        )
+
+    # ------------------------------------------------------------------------ the guard
+    def guard(self, action: Action, want: DesiredEnvironment | None) -> DatabaseRecord | None:
+        """Re-check, at the moment of acting, that a destructive action may destroy.
+
+        Refused: anything of a protected environment (the ledger's word, which changes only
+        when a committed ``protected: false`` has been applied, or the desired spec's), a
+        database the ledger does not record as the daemon's, a recreate of a database the
+        ledger records as initialised, and a drop of a database that no longer exists.
+        """
+        key = action.key
+        record = self.ledger.database(key)
+        protected = (record is not None and record.protected) or (
+            want is not None and want.spec.protected
+        )
+        if protected:
+            raise DestructiveRefused(
+                f"{action.kind.value} {action.target} refused: {key} is protected",
+                remediation=f"set protected: false in environments/{key}.yaml through a "
+                "change request first (odooops requests), then remove it",
+            )
+        if action.kind is Kind.REMOVE_VOLUME:
+            return record
+        if record is None:
+            raise DestructiveRefused(
+                f"{action.kind.value} {action.target} refused: the daemon's ledger does not "
+                f"record database {action.target} as its own",
+                remediation=f"odooops status {key}; inspect the database and drop it yourself "
+                "if it is not needed",
+            )
+        if action.kind is Kind.RECREATE_DATABASE and record.state is DbState.INITIALISED:
+            raise DestructiveRefused(
+                f"recreate of {action.target} refused: the ledger records it as initialised",
+                remediation=f"odooops plan; odooops status {key}",
+            )
+        return record
+
+    # ------------------------------------------------------------------ containers, net
+    def _remove_container(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        self.runtime.remove_container(a.target)
+        return "done", ""
+
+    def _remove_network(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        self.runtime.remove_network(a.target)
+        return "done", ""
+
+    def _remove_volume(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        self.guard(a, want)
+        self.runtime.remove_volume(a.target)
+        return "done", ""
+
+    def _create_network(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        w = _need(want, a)
+        self.runtime.create_network(w.key, w.spec.protected, w.spec.origin)
+        return "done", ""
+
+    def _create_volume(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        w = _need(want, a)
+        self.runtime.create_volume(w.key, a.target, w.spec.protected)
+        return "done", ""
+
+    def _create_db_container(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        w = _need(want, a)
+        if a.kind is Kind.REPLACE_DB_CONTAINER:
+            self.runtime.remove_container(w.key.db_container)
+        if a.kind is Kind.START_DB_CONTAINER:
+            self.runtime.start(w.key.db_container)
+        else:
+            self.runtime.create_db_container(w, self._password(w.key))
+        self._wait(w.key.db_container, DB_READY_TIMEOUT)
+        return "done", ""
+
+    # ---------------------------------------------------------------------- databases
+    def _create_database(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        w = _need(want, a)
+        key = w.key
+        if w.server is None:
+            self._wait(key.db_container, DB_READY_TIMEOUT)
+        record = self.ledger.database(key)
+        if record is not None and record.state is DbState.INITIALISED:
+            return "skipped", "the ledger records it as initialised"
+        # Written before the database exists: a crash after CREATE DATABASE leaves a record
+        # that says "ours, never initialised", which makes the next run recreate it.
+        self.ledger.put_database(
+            DatabaseRecord(
+                key,
+                server_name(w.server),
+                key.database,
+                DbState.CREATING,
+                w.spec.protected,
+                w.spec.tier.value,
+            )
+        )
+        admin = self._admin(key, w.server)
+        admin.ensure_role(key, self._password(key))
+        admin.create_database(key)
+        self.ledger.update_database(key, state=DbState.CREATED)
+        return "done", ""
+
+    def _adopt_database(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        """A database of our name that the ledger does not record: adopt it only when it holds
+        Odoo (a daemon upgraded from labels, or a lost data directory); never drop it."""
+        w = _need(want, a)
+        key = w.key
+        if self.ledger.database(key) is not None:
+            return "skipped", "already in the ledger"
+        admin = self._admin(key, w.server)
+        if w.server is None:
+            self._wait(key.db_container, DB_READY_TIMEOUT)
+        if admin.has_odoo(key):
+            state, detail = DbState.INITIALISED, "holds Odoo: adopted as initialised"
+        elif w.server is None:
+            # The container is ours (its labels are the daemon's); its database, then, too.
+            state, detail = DbState.CREATED, "empty database of our own container"
+        else:
+            raise DatabaseNotOwned(
+                f"database {key.database} on {admin.name} exists, holds no Odoo, and this "
+                f"daemon's ledger does not record it: {key} is left alone",
+                remediation=f"look at it (psql -d {key.database}), then drop or rename it "
+                "yourself if it is not needed; the next pass creates a fresh one",
+            )
+        admin.ensure_role(key, self._password(key))
+        self.ledger.put_database(
+            DatabaseRecord(
+                key,
+                server_name(w.server),
+                key.database,
+                state,
+                w.spec.protected,
+                w.spec.tier.value,
+            )
+        )
+        return "done", detail
+
+    def _recreate_database(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        w = _need(want, a)
+        with self._guard_lock:
+            self.guard(a, w)
+            self._admin(w.key, w.server).drop_database(w.key)
+            self.ledger.update_database(w.key, state=DbState.CREATING)
+        return self._create_database(w, a)
+
+    def _drop_database(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        key = a.key
+        with self._guard_lock:
+            record = self.guard(a, want)
+            assert record is not None  # the guard refuses a drop without a record
+            admin = self._admin_named(key, record.server)
+            if admin is None:
+                raise DestructiveRefused(
+                    f"drop of {a.target} refused: its server {record.server} is no longer "
+                    "declared in odooops.yaml",
+                    remediation="declare the server again in database_servers, or drop the "
+                    "database yourself",
+                )
+            if not admin.existing([record.name]):
+                self.ledger.forget_database(key)
+                return "skipped", "already gone"
+            if record.initialised:
+                self._final_backup(key, record)  # never dropped without a last backup
+            admin.drop_database(key)
+            admin.drop_role(key)
+            self.ledger.forget_database(key)
+        return "done", ""
+
+    # ------------------------------------------------------------------ image and Odoo
+    def _build_image(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        """Build once per tag: environments on the same tree share the image (and the lock)."""
+        w = _need(want, a)
+        with self._guard_lock:
+            lock = self._build_locks.setdefault(w.image, threading.Lock())
+        with lock:
+            if self.runtime.has_image(w.image):
+                return "skipped", "built meanwhile"
+            self.runtime.build_image(
+                w.image,
+                w.project.image,
+                self._archive(w),
+                {"odooops.project": w.project.name, "odooops.revision": w.revision},
+            )
+        return "done", ""
+
+    def _init_database(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        w = _need(want, a)
+        record = self.ledger.database(w.key)
+        if record is not None and record.initialised:  # re-checked: never initialised twice
+            return "skipped", "the ledger records it as initialised"
+        mods = ",".join(m for m in w.modules if m != "base") or "base"
+        if w.spec.db_source != "fresh":
+            # A sanitised copy of the source, then the target's own code updates it.
+            self._data.copy_for_init(w)
+            self._odoo(
+                w,
+                ["-d", w.key.database, "-i", mods, "-u", mods, "--stop-after-init"],
+                "module update of the copy",
+            )
+            detail = f"copy of {w.spec.db_source}"
+        else:
+            args = ["-d", w.key.database, "-i", ",".join(w.modules), "--stop-after-init"]
+            # Odoo 19 loads demo data only when asked; older habits pass --without-demo too.
+            args.append("--with-demo" if w.settings.demo else "--without-demo=all")
+            self._odoo(w, args, "database initialisation")
+            detail = f"odoo -i {','.join(w.modules)}"
+        self.ledger.update_database(w.key, state=DbState.INITIALISED, revision=w.revision)
+        return "done", detail
+
+    def _update_modules(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        w = _need(want, a)
+        record = self.ledger.database(w.key)
+        # Migrations cannot be undone: the way back is this backup, taken once per target
+        # revision (a failing update retried ten times takes one backup, not ten).
+        backed_up = record is not None and record.backup_revision == w.revision
+        if (w.spec.protected or w.spec.tier is Tier.PRODUCTION) and not backed_up:
+            self._data.backup_before(w, f"before update to {w.revision[:12]}")
+            self.ledger.update_database(w.key, backup_revision=w.revision)
+        mods = ",".join(m for m in w.modules if m != "base") or "base"
+        self._odoo(
+            w, ["-d", w.key.database, "-i", mods, "-u", mods, "--stop-after-init"], "module update"
+        )
+        self.ledger.update_database(w.key, revision=w.revision)
+        return "done", f"-u {mods}"
+
+    def _create_odoo(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        w = _need(want, a)
+        key = w.key
+        self._before_odoo(w)
+        self.runtime.remove_container(key.odoo_container)
+        self.runtime.create_odoo(w, self._password(key))
+        self.runtime.start(key.odoo_container)
+        self._wait_odoo(w, key.odoo_container)
+        return "done", ""
+
+    def _start_odoo(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        w = _need(want, a)
+        self._before_odoo(w)
+        self.runtime.start(w.key.odoo_container)
+        self._wait_odoo(w, w.key.odoo_container)
+        return "done", ""
+
+    def _stop_odoo(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        self.runtime.stop(a.target)
+        return "done", ""
+
+    def _replace_odoo(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        """Start the new container; only when it is healthy is the old one removed.
+
+        The old container is kept (stopped, renamed) until then, so a failed rollout puts the
+        previous revision back in service instead of leaving the environment down.
+        """
+        w = _need(want, a)
+        rt, name = self.runtime, w.key.odoo_container
+        self._before_odoo(w)
+        previous = f"{name}-previous"
+        rt.remove_container(previous)
+        rt.rename(name, previous)
+        rt.stop(previous)
+        try:
+            rt.create_odoo(w, self._password(w.key))
+            rt.start(name)
+            self._wait_odoo(w, name)
+        except OdooOpsError as exc:
+            rt.remove_container(name)
+            rt.rename(previous, name)
+            rt.start(name)
+            raise DeployFailed(
+                f"rollout of revision {w.revision[:12]} failed; the previous container is "
+                f"serving again. {exc.message}",
+                remediation=exc.remediation,
+            ) from exc
+        rt.remove_container(previous)
+        return "done", ""
+
+    # ------------------------------------------------------------------------- helpers
+    def _before_odoo(self, want: DesiredEnvironment) -> None:
+        """Before any Odoo starts: its role has the store's password (kept data re-declared
+        gets it back), and non-production data is neutralised."""
+        self._admin(want.key, want.server).ensure_role(want.key, self._password(want.key))
+        self._data.ensure_neutralized(want)
+
+    def _odoo(self, want: DesiredEnvironment, args: list[str], what: str) -> None:
+        code, logs = self.runtime.run_once(
+            want, self._password(want.key), args, INIT_TIMEOUT, self.cancel
+        )
+        if code == 130:
+            raise Interrupted(f"{what} interrupted: the daemon is stopping", remediation="")
+        if code != 0:
+            raise DeployFailed(
+                f"{what} failed (odoo {' '.join(args)} exited {code}):\n{logs[-1500:]}",
+                retryable=False,
+                remediation=f"read the log above: fix the code of revision {want.revision[:12]} "
+                f"and push, or fix database_servers in odooops.yaml; odooops status {want.key}",
+            )
+
+    def _wait(self, name: str, timeout: float) -> None:
+        ok, detail = self.runtime.wait_healthy(name, timeout, self.cancel)
+        if self.cancel.is_set():
+            raise Interrupted(f"stopped while waiting for {name}", remediation="")
+        if not ok:
+            raise DeployFailed(
+                f"{name} did not become ready: {detail}", remediation=f"docker logs {name}"
+            )
+
+    def _wait_odoo(self, want: DesiredEnvironment, name: str) -> None:
+        ok, detail = self.runtime.wait_healthy(name, self.health_timeout, self.cancel)
+        if self.cancel.is_set():
+            raise Interrupted(f"stopped while waiting for {name}", remediation="")
+        if not ok:
+            # The log tail reaches status and errors: the password is cut out of it first.
+            password = self._password(want.key)
+            tail = sanitize(self.runtime.logs(name, 15).replace(password, "***"))
+            raise DeployFailed(
+                f"{name} is not healthy: {detail}\n{tail}", remediation=f"docker logs {name}"
+            )
+
+
+def _need(want: DesiredEnvironment | None, action: Action) -> DesiredEnvironment:
+    if want is None:
+        raise AssertionError(f"{action.kind.value} needs a desired environment")
+    return want
+
+
+_Handler = Callable[[Steps, DesiredEnvironment | None, Action], tuple[str, str]]
+_HANDLERS: dict[Kind, _Handler] = {
+    Kind.REMOVE_STALE: Steps._remove_container,
+    Kind.REMOVE_ODOO: Steps._remove_container,
+    Kind.REMOVE_DB_CONTAINER: Steps._remove_container,
+    Kind.REMOVE_VOLUME: Steps._remove_volume,
+    Kind.REMOVE_NETWORK: Steps._remove_network,
+    Kind.DROP_DATABASE: Steps._drop_database,
+    Kind.CREATE_NETWORK: Steps._create_network,
+    Kind.CREATE_VOLUME: Steps._create_volume,
+    Kind.CREATE_DB_CONTAINER: Steps._create_db_container,
+    Kind.REPLACE_DB_CONTAINER: Steps._create_db_container,
+    Kind.START_DB_CONTAINER: Steps._create_db_container,
+    Kind.CREATE_DATABASE: Steps._create_database,
+    Kind.ADOPT_DATABASE: Steps._adopt_database,
+    Kind.RECREATE_DATABASE: Steps._recreate_database,
+    Kind.BUILD_IMAGE: Steps._build_image,
+    Kind.INIT_DATABASE: Steps._init_database,
+    Kind.UPDATE_MODULES: Steps._update_modules,
+    Kind.CREATE_ODOO: Steps._create_odoo,
+    Kind.REPLACE_ODOO: Steps._replace_odoo,
+    Kind.START_ODOO: Steps._start_odoo,
+    Kind.STOP_ODOO: Steps._stop_odoo,
+}
+assert set(_HANDLERS) == set(Kind), "every kind of action has a step"

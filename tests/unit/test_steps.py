@@ -1,0 +1,271 @@
+"""The engine's steps against in-memory drivers: what each step leaves in the world.
+
+Each test states a situation (what the runtime, the server and the ledger hold), plans with the
+real planner from the real observation join, applies with the real steps, and reads the world.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import Desired, DesiredEnvironment, EnvKey, Tier
+from reconciler.core.planner import Kind, plan_environment
+from reconciler.drivers.memory import MemoryDatabases, MemoryRuntime
+from reconciler.drivers.protocols import DatabaseAdmin
+from reconciler.engine.engine import observed_environment
+from reconciler.engine.ledger import DatabaseRecord, DbState, Ledger
+from reconciler.engine.steps import (
+    DatabaseNotOwned,
+    DestructiveRefused,
+    Interrupted,
+    StepResult,
+    Steps,
+)
+from tests.factories import desired
+
+
+@dataclass
+class DataPlane:
+    """The data plane's side of a reconcile, as state: what was neutralised, backed up, copied."""
+
+    neutralized: list[EnvKey] = field(default_factory=list)
+    backups: list[tuple[EnvKey, str]] = field(default_factory=list)
+    copies: list[EnvKey] = field(default_factory=list)
+
+    def ensure_neutralized(self, want: DesiredEnvironment) -> None:
+        if want.spec.tier is not Tier.PRODUCTION:
+            self.neutralized.append(want.key)
+
+    def copy_for_init(self, want: DesiredEnvironment) -> object:
+        self.copies.append(want.key)
+        return {}
+
+    def backup_before(self, want: DesiredEnvironment, reason: str) -> object:
+        self.backups.append((want.key, reason))
+        return {}
+
+
+class World:
+    def __init__(self, tmp_path: Path) -> None:
+        self.runtime = MemoryRuntime()
+        self.server = MemoryDatabases()
+        self.dedicated: dict[EnvKey, MemoryDatabases] = {}
+        self.ledger = Ledger(tmp_path / "ledger.db")
+        self.passwords: dict[EnvKey, str] = {}
+        self.data = DataPlane()
+        self.final_backups: list[EnvKey] = []
+        self.cancel = threading.Event()
+        self.steps = Steps(
+            runtime=self.runtime,
+            ledger=self.ledger,
+            admin=self.admin,
+            admin_named=self.admin_named,
+            password=lambda key: self.passwords.setdefault(key, f"pw-{key.env}"),
+            data=self.data,
+            archive=lambda want: b"",
+            final_backup=lambda key, record: self.final_backups.append(key),
+            health_timeout=5,
+            cancel=self.cancel,
+        )
+
+    def admin(self, key: EnvKey, server: object) -> DatabaseAdmin:
+        if server is None:
+            return self.dedicated.setdefault(key, MemoryDatabases("dedicated"))
+        return self.server
+
+    def admin_named(self, key: EnvKey, server: str) -> DatabaseAdmin | None:
+        return self.admin(key, None if server == "dedicated" else server)
+
+    def converge(
+        self, *wants: DesiredEnvironment, gone: tuple[EnvKey, ...] = ()
+    ) -> list[StepResult]:
+        """Plan and apply every environment once (in-memory: Odoo's -i makes its tables)."""
+        d = Desired("c" * 40, {w.key: w for w in wants}, allow_empty=True)
+        results: list[StepResult] = []
+        for key in [w.key for w in wants] + list(gone):
+            want = d.environments.get(key)
+            actions, _ = plan_environment(d, key, self.observe(key, want), self.runtime.images)
+            for action in actions:
+                results.append(self.steps.run(want, action))
+                if action.kind is Kind.INIT_DATABASE and want is not None:
+                    self.admin(key, want.server)
+                    self.server.odoo.add(key.database)
+        return results
+
+    def observe(self, key: EnvKey, want: DesiredEnvironment | None):
+        listing = self.runtime.observe(key)
+        record = self.ledger.database(key)
+        names = {key.database}
+        exists = {"shared": self.server.existing(sorted(names))}
+        server = want.server.name if want is not None and want.server is not None else None
+        return observed_environment(key, listing, record, server, exists, frozenset({"shared"}))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def test_a_new_environment_gets_everything_and_the_ledger_records_each_step(world: World) -> None:
+    want = desired("qa", Tier.STAGING)
+    world.converge(want)
+    record = world.ledger.database(want.key)
+    assert record is not None and record.state is DbState.INITIALISED
+    assert record.revision == want.revision
+    assert world.server.databases[want.key.database] == want.key.role
+    assert world.server.roles[want.key.role] == "pw-qa"
+    assert world.runtime.containers[want.key.odoo_container].state == "running"
+    assert world.data.neutralized == [want.key]
+    assert world.converge(want) == []  # converged: nothing more to do
+
+
+def test_a_crash_after_create_database_makes_the_next_run_recreate_it(world: World) -> None:
+    """The ledger is written before the database: a run killed after CREATE DATABASE finds a
+    record that says ours, never initialised, and starts over on a fresh database."""
+    want = desired("qa", Tier.STAGING)
+    world.ledger.put_database(
+        DatabaseRecord(want.key, "shared", want.key.database, DbState.CREATING, False, "staging")
+    )
+    world.server.create_database(want.key)
+    results = world.converge(want)
+    kinds = [r.kind for r in results]
+    assert kinds.index(Kind.RECREATE_DATABASE) < kinds.index(Kind.INIT_DATABASE)
+    record = world.ledger.database(want.key)
+    assert record is not None and record.initialised
+
+
+def test_a_database_the_ledger_does_not_record_is_never_dropped(world: World) -> None:
+    """Production's database exists, but no ledger record says it is the daemon's (a label
+    forged to say "never initialised" is not even read): adopted, never recreated."""
+    want = desired()
+    world.server.create_database(want.key)
+    world.server.odoo.add(want.key.database)
+    results = world.converge(want)
+    kinds = [r.kind for r in results]
+    assert Kind.ADOPT_DATABASE in kinds
+    assert Kind.RECREATE_DATABASE not in kinds and Kind.CREATE_DATABASE not in kinds
+    assert want.key.database in world.server.databases
+    record = world.ledger.database(want.key)
+    assert record is not None and record.initialised and record.protected
+
+
+def test_an_empty_foreign_database_is_left_alone_with_a_structured_error(world: World) -> None:
+    want = desired("qa", Tier.STAGING)
+    world.server.create_database(want.key)
+    with pytest.raises(DatabaseNotOwned) as err:
+        world.converge(want)
+    assert "psql -d" in err.value.remediation
+    assert world.ledger.database(want.key) is None
+    assert want.key.database in world.server.databases
+
+
+def test_the_guard_refuses_a_recreate_of_an_initialised_database(world: World) -> None:
+    want = desired("qa", Tier.STAGING)
+    world.converge(want)
+    action = plan_action(want, Kind.RECREATE_DATABASE)
+    with pytest.raises(DestructiveRefused):
+        world.steps.run(want, action)
+    assert want.key.database in world.server.databases
+
+
+def test_the_guard_refuses_anything_destructive_on_a_protected_environment(world: World) -> None:
+    want = desired()
+    world.converge(want)
+    with pytest.raises(DestructiveRefused):
+        world.steps.run(want, plan_action(want, Kind.RECREATE_DATABASE))
+    for kind in (Kind.DROP_DATABASE, Kind.REMOVE_VOLUME):  # as a prune would: nothing desired
+        with pytest.raises(DestructiveRefused):
+            world.steps.run(None, plan_action(want, kind))
+    assert want.key.database in world.server.databases
+    assert want.key.filestore_volume in world.runtime.volumes
+
+
+def test_a_removed_environment_is_dropped_after_a_final_backup(world: World) -> None:
+    want = desired("qa", Tier.STAGING)
+    world.converge(want)
+    world.converge(gone=(want.key,))
+    assert want.key.database not in world.server.databases
+    assert want.key.role not in world.server.roles
+    assert world.final_backups == [want.key]
+    assert world.ledger.database(want.key) is None
+    assert not world.runtime.containers and not world.runtime.volumes
+
+
+def test_a_protected_environment_made_unprotected_by_a_commit_can_be_removed(world: World) -> None:
+    """The only way to drop production's data: a committed ``protected: false`` (applied, so
+    the ledger records it), then the removal; never the removal alone."""
+    want = desired()
+    world.converge(want)
+    world.converge(gone=(want.key,))
+    assert want.key.database in world.server.databases  # kept: still protected
+    world.ledger.update_database(want.key, protected=False)  # what applying the commit does
+    world.converge(gone=(want.key,))
+    assert want.key.database not in world.server.databases
+    assert world.final_backups == [want.key]
+
+
+def test_a_failing_production_update_is_backed_up_once_per_revision(world: World) -> None:
+    old = desired()
+    world.converge(old)
+    new = desired(revision="b" * 40)
+    world.runtime.exit_codes["-u"] = 1
+    for _ in range(3):
+        with pytest.raises(OdooOpsError):
+            world.converge(new)
+    assert len(world.data.backups) == 1
+    world.runtime.exit_codes.clear()
+    world.converge(new)
+    assert len(world.data.backups) == 1
+    newer = desired(revision="c" * 40)
+    world.converge(newer)
+    assert len(world.data.backups) == 2
+
+
+def test_kept_data_declared_again_gets_the_password_of_the_store(world: World) -> None:
+    """Re-declaring an environment whose data was kept sets the role's password again."""
+    want = desired()
+    world.converge(want)
+    world.server.roles[want.key.role] = "stale"
+    world.runtime.containers.clear()
+    world.converge(want)
+    assert world.server.roles[want.key.role] == "pw-prod"
+
+
+def test_a_failed_rollout_puts_the_previous_container_back(world: World) -> None:
+    old = desired("qa", Tier.STAGING)
+    world.converge(old)
+    new = desired("qa", Tier.STAGING, workers=5)
+    world.runtime.unhealthy.add(new.image)  # same image, a setting changed
+    with pytest.raises(OdooOpsError, match="previous container is serving again"):
+        world.converge(new)
+    container = world.runtime.containers[old.key.odoo_container]
+    assert container.spec_hash == old.odoo_spec_hash() and container.state == "running"
+
+
+def test_a_stop_ends_the_run_before_the_next_step(world: World) -> None:
+    want = desired("qa", Tier.STAGING)
+    world.cancel.set()
+    with pytest.raises(Interrupted):
+        world.converge(want)
+    assert not world.runtime.networks
+
+
+def test_nothing_is_changed_while_the_runtime_is_down(world: World) -> None:
+    want = desired("qa", Tier.STAGING)
+    world.runtime.down = True
+    with pytest.raises(OdooOpsError) as err:
+        world.converge(want)
+    assert err.value.code == "docker_unreachable"
+    assert world.ledger.database(want.key) is None
+
+
+def plan_action(want: DesiredEnvironment, kind: Kind):
+    from reconciler.core.planner import Action
+
+    target = want.key.filestore_volume if kind is Kind.REMOVE_VOLUME else want.key.database
+    return Action(want.key, kind, target, "test")
