@@ -107,7 +107,11 @@ def settled(fn: Callable[[], T]) -> tuple[float, T]:
 # ============================================================================== filestore
 def helper(driver: DockerDriver, image: str, script: str, volumes: dict[str, str]) -> str:
     """Run ``script`` as root in a throw-away container of ``image``, as the driver's own
-    helpers do (create, start, wait, read the logs, remove), with ``volumes`` mounted."""
+    helpers do (create, start, wait, read the logs, remove), with ``volumes`` mounted.
+
+    The docker SDK on purpose, not the tests' testcontainers fixtures: this container's cost
+    is the baseline ``filestore_link_copy`` is measured against, so it must take the driver's
+    path, without testcontainers' extra calls."""
     container = driver.client.containers.create(
         image=image,
         entrypoint=["/bin/sh", "-c", script],

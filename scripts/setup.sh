@@ -84,7 +84,7 @@ python_env() {
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r requirements.lock -r requirements-dev.lock 2>&1 | grep -v 'is ignored' || true
     .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v 'is ignored' || true
-    .venv/bin/python -c 'import reconciler, pygit2, docker, psycopg, boto3, zstandard, aiosmtpd'
+    .venv/bin/python -c 'import reconciler, pygit2, docker, psycopg, boto3, zstandard, aiosmtpd, testcontainers'
     # The S3 server of the tests (SeaweedFS) comes as a binary inside a wheel.
     .venv/bin/weed version >/dev/null
     echo "$want" > $stamp

@@ -14,6 +14,10 @@ import docker
 import psycopg
 import pytest
 
+from tests.integration.containers import (  # noqa: F401 - fixtures, found by name
+    no_container_outlives_the_run,
+    start_container,
+)
 from tests.integration.s3server import S3Server
 from tests.integration.world import World, fixture_images
 

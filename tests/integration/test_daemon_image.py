@@ -2,7 +2,8 @@
 
 The image is built once per session by scripts/build-daemon-image.sh (offline: host wheels and,
 when python:3.11-slim cannot be pulled, a local Debian base). Every container is named
-`odooops-test-image-*` and removed with its anonymous volume by the helper that started it.
+`odooops-test-image-*`, started by testcontainers and removed with its anonymous volume by
+the helper that started it (tests/integration/containers.py).
 An unreachable Docker engine or a failed build fails the tests; nothing is skipped.
 """
 
@@ -11,13 +12,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tomllib
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import pytest
 from docker.models.images import Image
+
+from tests.integration.containers import run_once, throwaway
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +66,6 @@ def daemon_image(engine: docker.DockerClient) -> Image:
 
 
 def run(
-    engine: docker.DockerClient,
     image: Image,
     command: list[str],
     state: Path | None = None,
@@ -72,24 +73,18 @@ def run(
 ) -> Run:
     """Run one container to completion (as the image's user), then remove it and its volume."""
     volumes = {str(state): {"bind": "/state", "mode": "ro"}} if state else None
-    container = engine.containers.run(
-        image,
-        command,
-        entrypoint=entrypoint,
-        name=f"odooops-test-image-{uuid.uuid4().hex[:8]}",
-        volumes=volumes,
-        network_mode="none",
-        detach=True,
+    ran = run_once(
+        throwaway(
+            str(image.id),
+            "image",
+            command=command,
+            volumes=volumes,
+            entrypoint=entrypoint,
+            network_mode="none",
+        ),
+        timeout=60,
     )
-    try:
-        exit_code = int(container.wait(timeout=60)["StatusCode"])
-        return Run(
-            exit_code,
-            container.logs(stdout=True, stderr=False).decode(),
-            container.logs(stdout=False, stderr=True).decode(),
-        )
-    finally:
-        container.remove(v=True, force=True)
+    return Run(ran.exit_code, ran.stdout.decode(), ran.stderr.decode())
 
 
 def state_copy(tmp_path: Path) -> Path:
@@ -119,19 +114,18 @@ def test_image_is_small(daemon_image: Image) -> None:
     assert size < MAX_IMAGE_BYTES, f"{daemon_image.tags} is {size / 1e6:.0f} MB"
 
 
-def test_help_runs_as_the_non_root_user(engine: docker.DockerClient, daemon_image: Image) -> None:
-    helped = run(engine, daemon_image, ["--help"])
+def test_help_runs_as_the_non_root_user(daemon_image: Image) -> None:
+    helped = run(daemon_image, ["--help"])
     assert helped.exit_code == 0, helped.stderr
     assert helped.stdout.startswith("usage: odooops")
     for command in ("validate", "plan", "daemon", "status", "init-key"):
         assert command in helped.stdout
 
-    default = run(engine, daemon_image, [])
+    default = run(daemon_image, [])
     assert default.exit_code == 0, default.stderr
     assert default.stdout.startswith("usage: odooops daemon")
 
     who = run(
-        engine,
         daemon_image,
         ["-c", "id -u; id -g; id -un; stat -c %u:%g:%a /var/lib/odooops"],
         entrypoint=["sh"],
@@ -140,33 +134,27 @@ def test_help_runs_as_the_non_root_user(engine: docker.DockerClient, daemon_imag
     assert who.stdout.split() == [f"{UID}", f"{UID}", "odooops", f"{UID}:{UID}:750"]
 
 
-def test_postgresql_client_tools_are_in_the_image(
-    engine: docker.DockerClient, daemon_image: Image
-) -> None:
+def test_postgresql_client_tools_are_in_the_image(daemon_image: Image) -> None:
     """Copies, backups and restores run pg_dump, pg_restore and psql from the daemon."""
     for tool in ("pg_dump", "pg_restore", "psql"):
-        ran = run(engine, daemon_image, ["--version"], entrypoint=[tool])
+        ran = run(daemon_image, ["--version"], entrypoint=[tool])
         assert ran.exit_code == 0, ran.stderr
         assert "PostgreSQL" in ran.stdout
 
 
-def test_data_dir_volume_is_writable_by_the_user(
-    engine: docker.DockerClient, daemon_image: Image
-) -> None:
-    wrote = run(engine, daemon_image, ["init-key", "/var/lib/odooops/master.key"])
+def test_data_dir_volume_is_writable_by_the_user(daemon_image: Image) -> None:
+    wrote = run(daemon_image, ["init-key", "/var/lib/odooops/master.key"])
     assert wrote.exit_code == 0, wrote.stderr
 
 
-def test_validate_mounted_template_state(
-    engine: docker.DockerClient, daemon_image: Image, tmp_path: Path
-) -> None:
-    result = run(engine, daemon_image, ["validate", "/state"], state=state_copy(tmp_path))
+def test_validate_mounted_template_state(daemon_image: Image, tmp_path: Path) -> None:
+    result = run(daemon_image, ["validate", "/state"], state=state_copy(tmp_path))
     assert result.exit_code == 0, result.stderr
     assert "valid" in result.stdout
 
 
 def test_validate_mounted_invalid_state_reports_the_location(
-    engine: docker.DockerClient, daemon_image: Image, tmp_path: Path
+    daemon_image: Image, tmp_path: Path
 ) -> None:
     state = state_copy(tmp_path)
     platform = state / "odooops.yaml"
@@ -174,7 +162,7 @@ def test_validate_mounted_invalid_state_reports_the_location(
     platform.write_text("\n".join([*lines, "unknown_key: 1", ""]))
     line = len(lines) + 1
 
-    result = run(engine, daemon_image, ["validate", "/state"], state=state)
+    result = run(daemon_image, ["validate", "/state"], state=state)
 
     assert result.exit_code == 1, (result.stdout, result.stderr)
     assert "error[invalid_state]" in result.stderr

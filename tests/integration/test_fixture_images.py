@@ -2,8 +2,9 @@
 
 They run on the real Docker engine: a fixture PostgreSQL on a user-defined bridge network
 under the alias `db`, and one-shot or serving Odoo stand-in containers beside it, the way
-the product runs them. Every container and network is named `odooops-test-*` and removed
-by the fixture that made it.
+the product runs them. Every container and network is named `odooops-test-*`, started and
+waited for by testcontainers, and removed with its anonymous volumes by the fixture that
+made it (tests/integration/containers.py).
 """
 
 from __future__ import annotations
@@ -14,19 +15,28 @@ import json
 import secrets
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
-import docker.errors
 import psycopg
 import pytest
-from docker.models.networks import Network
+from docker.models.containers import Container
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
 
-from tests.integration.world import run_and_remove
+from tests.integration.containers import (
+    Exited,
+    bridge,
+    odoo_serving,
+    postgres_ready,
+    publish_on_loopback,
+    run_once,
+    running,
+    throwaway,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -52,30 +62,26 @@ print(answer.status, answer.read().decode())
 """
 
 
-def _name(kind: str) -> str:
-    return f"odooops-test-{kind}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True)
-class Run:
-    """A finished one-shot container."""
-
-    exit_code: int
-    logs: str
-
-
 @dataclass(frozen=True)
 class Postgres:
     """A running postgres fixture, on its own network and published on a loopback port."""
 
-    container: Any
-    network: Any
+    server: DockerContainer
+    network: Network
+
+    @property
+    def container(self) -> Container:
+        return self.server.get_wrapped_container()
 
     @property
     def port(self) -> int:
         """The host port, read again because Docker picks a new one on restart."""
         self.container.reload()
         return int(self.container.ports["5432/tcp"][0]["HostPort"])
+
+    def wait_ready(self) -> None:
+        """After a restart: the same readiness as at the start."""
+        postgres_ready().wait_until_ready(self.server)
 
     def connect(self, dbname: str, password: str = DB_PASSWORD) -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -119,118 +125,74 @@ def image_refs(engine: docker.DockerClient) -> dict[str, str]:
     }
 
 
-def _start_postgres(
-    engine: docker.DockerClient,
-    image: str,
-    password_dir: Path,
-    cleanup: list[Any],
-    **environment: str,
-) -> Postgres:
-    network = engine.networks.create(_name("net"), driver="bridge")
-    cleanup.append(network)
+@contextlib.contextmanager
+def _postgres(image: str, password_dir: Path, **environment: str) -> Iterator[Postgres]:
+    """The postgres fixture as `db` on a network of its own, ready for connections; removed
+    with its network and anonymous data volume when the block ends."""
     (password_dir / "pg_password").write_text(DB_PASSWORD + "\n")
-    container = engine.containers.run(
-        image,
-        name=_name("pg"),
-        detach=True,
-        network=network.name,
-        networking_config={network.name: engine.api.create_endpoint_config(aliases=["db"])},
-        environment={
-            "POSTGRES_USER": "odoo",
-            "POSTGRES_PASSWORD_FILE": "/run/secrets/pg_password",
-            **environment,
-        },
-        volumes={str(password_dir): {"bind": "/run/secrets", "mode": "ro"}},
-        ports={"5432/tcp": ("127.0.0.1", None)},
-    )
-    cleanup.append(container)
-    postgres = Postgres(container, network)
-    _wait_for_postgres(postgres, environment.get("POSTGRES_DB", "odoo"))
-    return postgres
-
-
-def _wait_for_postgres(postgres: Postgres, dbname: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            postgres.connect(dbname).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
-
-def _remove(objects: list[Any]) -> None:
-    """Containers first, then the networks they were attached to."""
-    for obj in sorted(objects, key=lambda obj: isinstance(obj, Network)):
-        with contextlib.suppress(docker.errors.NotFound):
-            if isinstance(obj, Network):
-                obj.remove()
-            else:
-                obj.remove(force=True, v=True)  # with its anonymous volumes
+    with bridge() as network:
+        server = publish_on_loopback(
+            throwaway(
+                image,
+                "pg",
+                env={
+                    "POSTGRES_USER": "odoo",
+                    "POSTGRES_PASSWORD_FILE": "/run/secrets/pg_password",
+                    **environment,
+                },
+                volumes={str(password_dir): {"bind": "/run/secrets", "mode": "ro"}},
+                network=network,
+                aliases=["db"],
+            ),
+            5432,
+        ).waiting_for(postgres_ready())
+        with running(server):
+            yield Postgres(server, network)
 
 
 @pytest.fixture(scope="module")
-def pg(
-    engine: docker.DockerClient,
-    image_refs: dict[str, str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Postgres]:
+def pg(image_refs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     """The shared database server: user odoo, password from a file, database `odooops`."""
-    cleanup: list[Any] = []
-    try:
-        yield _start_postgres(
-            engine,
-            image_refs["postgres"],
-            tmp_path_factory.mktemp("pgpw"),
-            cleanup,
-            POSTGRES_DB="odooops",
-        )
-    finally:
-        _remove(cleanup)
+    with _postgres(
+        image_refs["postgres"], tmp_path_factory.mktemp("pgpw"), POSTGRES_DB="odooops"
+    ) as server:
+        yield server
 
 
 @pytest.fixture
-def containers(engine: docker.DockerClient) -> Iterator[list[Any]]:
-    """Containers and networks made by one test, removed at its end."""
-    made: list[Any] = []
-    yield made
-    _remove(made)
+def own_pg(image_refs: dict[str, str], tmp_path: Path) -> Iterator[Postgres]:
+    """A database server for one test that stops or restarts it (database `odoo`)."""
+    with _postgres(image_refs["postgres"], tmp_path) as server:
+        yield server
 
 
 def _run_odoo(
-    engine: docker.DockerClient,
     image: str,
     pg: Postgres,
-    made: list[Any],
     command: tuple[str, ...],
     environment: dict[str, str] | None = None,
     volumes: dict[str, dict[str, str]] | None = None,
-) -> Run:
+) -> Exited:
     """Run the stand-in to completion beside `db`, with the entrypoint's defaults."""
-    container = engine.containers.run(
-        image,
-        list(command),
-        name=_name("odoo"),
-        detach=True,
-        network=pg.network.name,
-        environment={"PASSWORD": DB_PASSWORD, **(environment or {})},
-        volumes=volumes or {},
+    return run_once(
+        throwaway(
+            image,
+            "odoo",
+            command=command,
+            env={"PASSWORD": DB_PASSWORD, **(environment or {})},
+            volumes=volumes,
+            network=pg.network,
+        ),
+        timeout=90,
     )
-    made.append(container)
-    exit_code = container.wait(timeout=90)["StatusCode"]
-    return Run(exit_code, container.logs().decode())
 
 
 @pytest.fixture
-def run_odoo(
-    engine: docker.DockerClient, image_refs: dict[str, str], pg: Postgres, containers: list[Any]
-) -> Callable[..., Run]:
+def run_odoo(image_refs: dict[str, str], pg: Postgres) -> Callable[..., Exited]:
     """`run_odoo(*command, environment=..., volumes=...)`: _run_odoo for one test."""
 
-    def run(*command: str, **options: Any) -> Run:
-        return _run_odoo(engine, image_refs["odoo"], pg, containers, command, **options)
+    def run(*command: str, **options: Any) -> Exited:
+        return _run_odoo(image_refs["odoo"], pg, command, **options)
 
     return run
 
@@ -263,49 +225,44 @@ def _mounts(addons: Path, data_dir: Path | None = None) -> dict[str, dict[str, s
 
 @pytest.fixture(scope="module")
 def initialised(
-    engine: docker.DockerClient,
-    image_refs: dict[str, str],
-    pg: Postgres,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[str, Path]]:
+    image_refs: dict[str, str], pg: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
     """`-d initdb -i odooops_probe --without-demo=all --stop-after-init`, run once."""
     root = tmp_path_factory.mktemp("init")
     _write_module(root / "addons", "odooops_probe", repr(PROBE_MANIFEST), PROBE_INSTALL_SQL)
-    made: list[Any] = []
-    try:
-        command = ("-d", "initdb", "-i", "odooops_probe", "--without-demo=all", "--stop-after-init")
-        mounts = _mounts(root / "addons", root / "data")
-        result = _run_odoo(engine, image_refs["odoo"], pg, made, command, volumes=mounts)
-        assert result.exit_code == 0, result.logs
-        yield "initdb", root / "data"
-    finally:
-        _remove(made)
+    command = ("-d", "initdb", "-i", "odooops_probe", "--without-demo=all", "--stop-after-init")
+    mounts = _mounts(root / "addons", root / "data")
+    result = _run_odoo(image_refs["odoo"], pg, command, volumes=mounts)
+    assert result.exit_code == 0, result.logs
+    return "initdb", root / "data"
 
 
-def _health(container: Any, path: str) -> tuple[int, dict[str, Any]]:
+def _health(odoo: DockerContainer, path: str) -> tuple[int, dict[str, Any]]:
     """GET a path the way the product's health check does: python3 inside the container."""
-    deadline = time.monotonic() + 20
-    while True:
-        code, output = container.exec_run(["python3", "-c", HEALTH_PROBE, path])
-        if code == 0:
-            status, body = output.decode().split(" ", 1)
-            return int(status), json.loads(body)
-        if time.monotonic() > deadline:
-            raise AssertionError(output.decode())
-        time.sleep(0.3)
+    probe = odoo.exec(["python3", "-c", HEALTH_PROBE, path])
+    assert probe.exit_code == 0, probe.output.decode()
+    status, body = probe.output.decode().split(" ", 1)
+    return int(status), json.loads(body)
 
 
-def _serve(engine: docker.DockerClient, image: str, network: Any, containers: list[Any]) -> Any:
-    container = engine.containers.run(
-        image,
-        ["odoo", "-d", "servedb"],
-        name=_name("odoo"),
-        detach=True,
-        network=network.name,
-        environment={"PASSWORD": DB_PASSWORD},
-    )
-    containers.append(container)
-    return container
+@pytest.fixture
+def serve(
+    image_refs: dict[str, str], start_container: Callable[[DockerContainer], DockerContainer]
+) -> Callable[[Network], DockerContainer]:
+    """`serve(network)`: the stand-in serving beside that network's `db`, once its HTTP socket
+    is bound; removed at the end of the test."""
+
+    def start(network: Network) -> DockerContainer:
+        odoo = throwaway(
+            image_refs["odoo"],
+            "odoo",
+            command=["odoo", "-d", "servedb"],
+            env={"PASSWORD": DB_PASSWORD},
+            network=network,
+        ).waiting_for(odoo_serving())
+        return start_container(odoo)
+
+    return start
 
 
 # --- image layout -----------------------------------------------------------------------------
@@ -330,7 +287,7 @@ def test_odoo_image_config_matches_the_official_image(
     assert config.get(attribute) == expected
 
 
-def test_odoo_image_layout(engine: docker.DockerClient, image_refs: dict[str, str]) -> None:
+def test_odoo_image_layout(image_refs: dict[str, str]) -> None:
     """odoo is 101:101, ODOO_RC's default file points at the two volumes, tools are on PATH."""
     script = (
         "id -u; id -g; echo $ODOO_RC; grep -E '^[a-z_]+ *=' $ODOO_RC; "
@@ -338,10 +295,8 @@ def test_odoo_image_layout(engine: docker.DockerClient, image_refs: dict[str, st
         "command -v odoo wait-for-psql.py python3 psql"
     )
     out = (
-        run_and_remove(
-            engine, image_refs["odoo"], command=["bash", "-c", script], name=_name("odoo")
-        )
-        .decode()
+        run_once(throwaway(image_refs["odoo"], "odoo", command=["bash", "-c", script]))
+        .stdout.decode()
         .splitlines()
     )
     assert out == [
@@ -359,12 +314,10 @@ def test_odoo_image_layout(engine: docker.DockerClient, image_refs: dict[str, st
     ]
 
 
-def test_version(engine: docker.DockerClient, image_refs: dict[str, str]) -> None:
+def test_version(image_refs: dict[str, str]) -> None:
     """`odoo --version` prints the server series."""
-    out = run_and_remove(
-        engine, image_refs["odoo"], command=["bash", "-c", "odoo --version"], name=_name("odoo")
-    )
-    assert out.decode().strip() == "Odoo Server 19.0"
+    out = run_once(throwaway(image_refs["odoo"], "odoo", command=["bash", "-c", "odoo --version"]))
+    assert out.stdout.decode().strip() == "Odoo Server 19.0"
 
 
 # --- postgres fixture -------------------------------------------------------------------------
@@ -386,14 +339,12 @@ def test_postgres_rejects_a_wrong_password_over_tcp(pg: Postgres) -> None:
         pg.connect("odooops", password="wrong").close()
 
 
-def test_postgres_restart_keeps_the_data_directory(
-    engine: docker.DockerClient, image_refs: dict[str, str], tmp_path: Path, containers: list[Any]
-) -> None:
+def test_postgres_restart_keeps_the_data_directory(own_pg: Postgres) -> None:
     """A restart with an existing PGDATA does not run initdb again."""
-    own = _start_postgres(engine, image_refs["postgres"], tmp_path, containers)
+    own = own_pg
     own.execute("odoo", "CREATE TABLE survivor (id int)")
     own.container.restart(timeout=10)
-    _wait_for_postgres(own, "odoo")
+    own.wait_ready()
     assert "Skipping initialization" in own.container.logs().decode()
     assert own.query("odoo", "SELECT to_regclass('survivor')::text") == [("survivor",)]
 
@@ -401,7 +352,7 @@ def test_postgres_restart_keeps_the_data_directory(
 # --- entrypoint -------------------------------------------------------------------------------
 
 
-def test_password_file_wins_over_password(run_odoo: Callable[..., Run], tmp_path: Path) -> None:
+def test_password_file_wins_over_password(run_odoo: Callable[..., Exited], tmp_path: Path) -> None:
     """With PASSWORD_FILE set, the (wrong) PASSWORD is not used."""
     (tmp_path / "pw").write_text(DB_PASSWORD)
     result = run_odoo(
@@ -415,7 +366,7 @@ def test_password_file_wins_over_password(run_odoo: Callable[..., Run], tmp_path
 
 
 def test_wrong_password_file_makes_wait_for_psql_exit_1(
-    run_odoo: Callable[..., Run], tmp_path: Path
+    run_odoo: Callable[..., Exited], tmp_path: Path
 ) -> None:
     """wait-for-psql gives up after its 30 s and the container exits 1 without starting odoo."""
     (tmp_path / "pw").write_text("wrong")
@@ -431,7 +382,7 @@ def test_wrong_password_file_makes_wait_for_psql_exit_1(
     assert "Odoo version" not in result.logs
 
 
-def test_unknown_option_is_a_usage_error(run_odoo: Callable[..., Run]) -> None:
+def test_unknown_option_is_a_usage_error(run_odoo: Callable[..., Exited]) -> None:
     """An option odoo does not know exits 2 with optparse's usage message."""
     result = run_odoo("--no-such-option")
     assert result.exit_code == 2
@@ -484,7 +435,7 @@ def test_init_sets_database_identity(pg: Postgres, initialised: tuple[str, Path]
 
 
 def test_demo_data_needs_with_demo(
-    run_odoo: Callable[..., Run], pg: Postgres, initialised: tuple[str, Path]
+    run_odoo: Callable[..., Exited], pg: Postgres, initialised: tuple[str, Path]
 ) -> None:
     """Odoo 19 creates databases without demo data unless --with-demo is given."""
     assert run_odoo("-d", "withdemo", "--with-demo", "--stop-after-init").exit_code == 0
@@ -496,7 +447,7 @@ def test_demo_data_needs_with_demo(
     ) == [(0,)]
 
 
-def test_unknown_module_is_a_warning(run_odoo: Callable[..., Run], pg: Postgres) -> None:
+def test_unknown_module_is_a_warning(run_odoo: Callable[..., Exited], pg: Postgres) -> None:
     """-i with a name not on the addons path logs a WARNING and still exits 0."""
     result = run_odoo("-d", "unknownmod", "-i", "no_such_module", "--stop-after-init")
     assert result.exit_code == 0, result.logs
@@ -506,7 +457,7 @@ def test_unknown_module_is_a_warning(run_odoo: Callable[..., Run], pg: Postgres)
     )
 
 
-def test_unparsable_manifest_fails_init(run_odoo: Callable[..., Run], addons: Path) -> None:
+def test_unparsable_manifest_fails_init(run_odoo: Callable[..., Exited], addons: Path) -> None:
     """A manifest that is not a Python literal crashes the load: traceback, non-zero exit."""
     _write_module(addons, "broken", "{'name': 'Broken',")
     result = run_odoo(
@@ -517,7 +468,7 @@ def test_unparsable_manifest_fails_init(run_odoo: Callable[..., Run], addons: Pa
 
 
 def test_update_refreshes_latest_version(
-    run_odoo: Callable[..., Run], pg: Postgres, addons: Path
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
 ) -> None:
     """-u reads the module's manifest again and records its new version."""
     assert (
@@ -540,28 +491,22 @@ def test_update_refreshes_latest_version(
 
 
 @pytest.fixture(scope="module")
-def neutralized(
-    engine: docker.DockerClient, image_refs: dict[str, str], pg: Postgres
-) -> Iterator[str]:
+def neutralized(image_refs: dict[str, str], pg: Postgres) -> str:
     """A database with mail, an active mail server and a webhook, then `odoo neutralize`."""
-    made: list[Any] = []
 
     def run(*command: str) -> None:
-        result = _run_odoo(engine, image_refs["odoo"], pg, made, command)
+        result = _run_odoo(image_refs["odoo"], pg, command)
         assert result.exit_code == 0, result.logs
 
-    try:
-        run("-d", "neutral", "-i", "contacts", "--stop-after-init")
-        with pg.connect("neutral") as conn:
-            conn.execute("INSERT INTO ir_mail_server (name, smtp_host) VALUES ('prod', 'smtp.x')")
-            conn.execute(
-                "INSERT INTO ir_act_server (name, state, webhook_url) "
-                "VALUES ('{\"en_US\": \"hook\"}', 'webhook', 'https://example.com/h')"
-            )
-        run("odoo", "neutralize", "-d", "neutral")
-        yield "neutral"
-    finally:
-        _remove(made)
+    run("-d", "neutral", "-i", "contacts", "--stop-after-init")
+    with pg.connect("neutral") as conn:
+        conn.execute("INSERT INTO ir_mail_server (name, smtp_host) VALUES ('prod', 'smtp.x')")
+        conn.execute(
+            "INSERT INTO ir_act_server (name, state, webhook_url) "
+            "VALUES ('{\"en_US\": \"hook\"}', 'webhook', 'https://example.com/h')"
+        )
+    run("odoo", "neutralize", "-d", "neutral")
+    return "neutral"
 
 
 def test_neutralize_sets_the_flag(pg: Postgres, neutralized: str) -> None:
@@ -595,7 +540,7 @@ def test_neutralize_disables_webhooks_and_shows_the_banner(pg: Postgres, neutral
 
 
 def test_neutralize_refuses_an_uninitialised_database(
-    run_odoo: Callable[..., Run], pg: Postgres
+    run_odoo: Callable[..., Exited], pg: Postgres
 ) -> None:
     """On a database without Odoo's tables neutralize exits 1."""
     pg.execute("odooops", "CREATE DATABASE empty_db")
@@ -605,7 +550,7 @@ def test_neutralize_refuses_an_uninitialised_database(
 
 
 def test_shell_runs_stdin_with_pg_variables(
-    run_odoo: Callable[..., Run], initialised: tuple[str, Path]
+    run_odoo: Callable[..., Exited], initialised: tuple[str, Path]
 ) -> None:
     """`odoo shell` execs stdin with env.cr; PG* variables reach the database natively."""
     script = (
@@ -626,10 +571,10 @@ def test_shell_runs_stdin_with_pg_variables(
 
 
 def test_health_passes_with_the_database_up(
-    engine: docker.DockerClient, image_refs: dict[str, str], pg: Postgres, containers: list[Any]
+    serve: Callable[[Network], DockerContainer], pg: Postgres
 ) -> None:
     """/web/health answers 200 pass, and db_server_status true when PostgreSQL answers."""
-    odoo = _serve(engine, image_refs["odoo"], pg.network, containers)
+    odoo = serve(pg.network)
     assert _health(odoo, "/web/health") == (200, {"status": "pass"})
     assert _health(odoo, "/web/health?db_server_status=1") == (
         200,
@@ -638,11 +583,11 @@ def test_health_passes_with_the_database_up(
 
 
 def test_health_fails_db_server_status_when_the_database_is_down(
-    engine: docker.DockerClient, image_refs: dict[str, str], tmp_path: Path, containers: list[Any]
+    serve: Callable[[Network], DockerContainer], own_pg: Postgres
 ) -> None:
     """With PostgreSQL stopped, db_server_status=1 answers 500 fail; plain health still passes."""
-    own = _start_postgres(engine, image_refs["postgres"], tmp_path, containers)
-    odoo = _serve(engine, image_refs["odoo"], own.network, containers)
+    own = own_pg
+    odoo = serve(own.network)
     _health(odoo, "/web/health")
     own.container.stop(timeout=10)
     assert _health(odoo, "/web/health?db_server_status=1") == (
@@ -653,13 +598,14 @@ def test_health_fails_db_server_status_when_the_database_is_down(
 
 
 def test_server_stops_promptly_on_sigterm(
-    engine: docker.DockerClient, image_refs: dict[str, str], pg: Postgres, containers: list[Any]
+    serve: Callable[[Network], DockerContainer], pg: Postgres
 ) -> None:
     """`docker stop` ends the server with exit code 0 well within the grace period."""
-    odoo = _serve(engine, image_refs["odoo"], pg.network, containers)
+    odoo = serve(pg.network)
     _health(odoo, "/web/health")
+    server = odoo.get_wrapped_container()
     started = time.monotonic()
-    odoo.stop(timeout=10)
+    server.stop(timeout=10)
     assert time.monotonic() - started < 5
-    assert odoo.wait(timeout=10)["StatusCode"] == 0
-    assert '"GET /web/health HTTP/1.1" 200' in odoo.logs().decode()
+    assert server.wait(timeout=10)["StatusCode"] == 0
+    assert '"GET /web/health HTTP/1.1" 200' in server.logs().decode()

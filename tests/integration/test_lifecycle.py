@@ -21,7 +21,8 @@ from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey
 from reconciler.data.backup.errors import BackupCorrupt, BackupKeyMismatch
 from reconciler.engine.status import Health, Sync
-from tests.integration.world import World, run_and_remove
+from tests.integration.containers import run_once, throwaway
+from tests.integration.world import World
 
 pytestmark = pytest.mark.integration
 
@@ -86,19 +87,23 @@ def param(world: World, env: str, key: str) -> str | None:
 def filestore_files(world: World, env: str) -> dict[str, int]:
     """Relative path -> inode of every file in the environment's filestore."""
     volume = f"odooops-{world.project}-{env}-filestore"
-    out = run_and_remove(
-        world.docker,
-        world.images["ODOOOPS_FIXTURE_ODOO_IMAGE"],
-        entrypoint=[
-            "/bin/sh",
-            "-c",
-            f"cd /v/filestore/{db(world, env)} && find . -type f -printf '%p %i\\n'",
-        ],
-        volumes={volume: {"bind": "/v", "mode": "ro"}},
-        user="0",
+    listed = run_once(
+        throwaway(
+            world.images["ODOOOPS_FIXTURE_ODOO_IMAGE"],
+            "filestore",
+            entrypoint=[
+                "/bin/sh",
+                "-c",
+                f"cd /v/filestore/{db(world, env)} && find . -type f -printf '%p %i\\n'",
+            ],
+            volumes={volume: {"bind": "/v", "mode": "ro"}},
+            user="0",
+        )
     )
     return {
-        line.split()[0]: int(line.split()[1]) for line in out.decode().splitlines() if line.strip()
+        line.split()[0]: int(line.split()[1])
+        for line in listed.stdout.decode().splitlines()
+        if line.strip()
     }
 
 

@@ -301,14 +301,3 @@ class World:
     def query(self, database: str, sql: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(host="127.0.0.1", user="postgres", dbname=database) as conn:
             return conn.execute(sql).fetchall()
-
-
-def run_and_remove(client: docker.DockerClient, image: str, **kwargs: Any) -> bytes:
-    """``docker run --rm -v``: the output of a one-off container, removed with its anonymous
-    volumes (``containers.run(remove=True)`` leaves those behind)."""
-    container = client.containers.run(image, detach=True, **kwargs)
-    try:
-        container.wait(timeout=120)
-        return bytes(container.logs(stdout=True, stderr=False))
-    finally:
-        container.remove(force=True, v=True)
