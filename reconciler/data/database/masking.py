@@ -185,18 +185,9 @@ DEFAULT_RULES: tuple[MaskRule, ...] = (
             "partner_longitude": _N,
         },
     ),
-    _rule(
-        "res_users",
-        {
-            "login": _E,
-            "signature": _N,
-            "password": _N,
-            "totp_secret": _N,
-            "oauth_uid": _N,
-            "oauth_access_token": _N,
-        },
-        unique=("login",),
-    ),
+    # Passwords, TOTP secrets and OAuth tokens are credentials: neutralisation removes them
+    # from every user of the copy, kept ones included (see neutralize.py).
+    _rule("res_users", {"login": _E, "signature": _N, "oauth_uid": _N}, unique=("login",)),
     _rule(
         "res_partner_bank",
         {
