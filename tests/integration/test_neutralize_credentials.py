@@ -250,6 +250,31 @@ def test_gmail_and_outlook_tokens_of_mail_servers_are_cleared(conn: Conn) -> Non
     }
 
 
+def test_a_token_column_that_refuses_null_is_emptied(conn: Conn) -> None:
+    """A release keeping Gmail tokens in their own table, refresh token NOT NULL: set to ''."""
+    build(conn, ["mail"])
+    install(
+        conn,
+        "google_gmail",
+        "CREATE TABLE google_gmail_token (id serial PRIMARY KEY, email varchar NOT NULL UNIQUE,"
+        " google_gmail_refresh_token varchar NOT NULL, google_gmail_access_token varchar,"
+        " google_gmail_access_token_expiration integer)",
+    )
+    conn.execute(
+        "INSERT INTO google_gmail_token (email, google_gmail_refresh_token,"
+        " google_gmail_access_token) VALUES ('erp@acme.example', '1//0gRefresh', 'ya29.Access')"
+    )
+    report = neutralize(conn, CATCHER)
+    assert rows(
+        conn, "SELECT email, google_gmail_refresh_token, google_gmail_access_token"
+        " FROM google_gmail_token",
+    ) == [("erp@acme.example", "", None)]  # fmt: skip
+    assert report.removed == {
+        "google_gmail_token.google_gmail_refresh_token": 1,
+        "google_gmail_token.google_gmail_access_token": 1,
+    }
+
+
 def test_calendar_refresh_tokens_are_cleared(conn: Conn) -> None:
     """res_users_settings.google_calendar_* and res_users.microsoft_calendar_* tokens go."""
     build(conn, ["mail"])
