@@ -50,7 +50,7 @@ def execute(world: World, env: str, statement: str) -> None:
 
 
 def seed_production(world: World) -> dict[str, set[str]]:
-    """Personal data, a live mail server, active crons and an enabled payment provider."""
+    """Personal data, a live mail server, active crons, an enabled provider and an API key."""
     execute(
         world,
         "prod",
@@ -64,6 +64,8 @@ def seed_production(world: World) -> dict[str, set[str]]:
         UPDATE ir_cron SET active = true;
         INSERT INTO ir_config_parameter (key, value)
         VALUES ('database.enterprise_code', 'M1234567890');
+        INSERT INTO res_users_apikeys (name, user_id, scope, index, key)
+        VALUES ('ERP sync', 2, 'rpc', '0123abcd', '$pbkdf2-sha512$6000$c2FsdA$aGFzaA');
         """,
     )
     rows = world.query(db(world, "prod"), "SELECT name, email, phone FROM res_partner")
@@ -141,9 +143,15 @@ def test_declared_copy_is_a_neutralised_masked_copy_with_shared_files(
     prod_files, staging_files = filestore_files(world, "prod"), filestore_files(world, "staging")
     assert prod_files and prod_files.keys() == staging_files.keys()
     assert prod_files == staging_files, "filestore files are hard links (same inodes)"
+    # No credential of production's users: no API key, no password hash (a masked copy).
+    assert world.query(db(world, "staging"), "SELECT count(*) FROM res_users_apikeys") == [(0,)]
+    assert world.query(
+        db(world, "staging"), "SELECT count(*) FROM res_users WHERE password IS NOT NULL"
+    ) == [(0,)]
     # Production itself is untouched.
     assert prod["emails"] <= values(world, "prod")
     assert param(world, "prod", "database.is_neutralized") is None
+    assert world.query(db(world, "prod"), "SELECT count(*) FROM res_users_apikeys") == [(1,)]
 
 
 def test_dev_copy_across_servers_is_streamed_into_its_own_postgresql(
@@ -193,6 +201,9 @@ def test_backup_restores_into_another_environment_neutralised_and_masked(
         EnvKey(world.project, "staging"), manifest["id"], EnvKey(world.project, "prod")
     )
     assert result["backup"] == manifest["id"]
+    assert result["credentials_removed"]["res_users_apikeys"] == 1
+    assert result["credentials_removed"]["res_users.password"] >= 1
+    assert "base.passwords" in result["neutralized"]
     converge(world, "staging")
     assert param(world, "staging", "database.is_neutralized") == "true"
     assert not (prod["emails"] & values(world, "staging"))

@@ -19,7 +19,9 @@ administrator, ``__system__``, the public and template users) with their partner
 partners of the companies (``res_company.partner_id``), so one can still log in as admin and
 documents still show the company; rules may keep more rows, never by free SQL (see
 ``schemas/masking.schema.json``). Keep conditions are read before any table is masked, so
-they see the original data whatever the order of the rules.
+they see the original data whatever the order of the rules. Credentials are not masking's:
+neutralisation removes them from every user of a masked copy, the admin's password too, so
+the admin logs in once given a new one.
 
 Columns and tables that do not exist are skipped (the rules name columns of several Odoo
 releases and of optional modules). Odoo defines no triggers on its tables, so none need to
@@ -185,18 +187,9 @@ DEFAULT_RULES: tuple[MaskRule, ...] = (
             "partner_longitude": _N,
         },
     ),
-    _rule(
-        "res_users",
-        {
-            "login": _E,
-            "signature": _N,
-            "password": _N,
-            "totp_secret": _N,
-            "oauth_uid": _N,
-            "oauth_access_token": _N,
-        },
-        unique=("login",),
-    ),
+    # Passwords, TOTP secrets and OAuth tokens are credentials: neutralisation removes them
+    # from every user of the copy, kept ones included (see neutralize.py).
+    _rule("res_users", {"login": _E, "signature": _N, "oauth_uid": _N}, unique=("login",)),
     _rule(
         "res_partner_bank",
         {

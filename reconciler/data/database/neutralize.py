@@ -16,6 +16,18 @@ Where Odoo's own scripts are not safe to repeat, the step is written so a second
 nothing more: the outgoing server is updated in place rather than inserted again (Odoo inserts
 one dummy per run), so there is always exactly one active server.
 
+Odoo's scripts stop a copy from acting in production's name, but leave it holding what logs
+in as production's users or acts for them elsewhere. The credential steps remove that too, on
+every non-production copy, masked or not: API keys, passkeys, TOTP secrets and trusted
+browsers, OAuth access tokens (Odoo accepts one as the user's password), the refresh tokens
+that reach users' Gmail, Outlook and calendars, mail server passwords, the OAuth clients'
+secrets and the payment providers' keys. A provider in test mode loses its keys as well: for
+providers whose key alone decides live or test, "test" may still hold a live key. OAuth user
+ids stay: they say who someone is, not that they are. Password hashes are one-way and open
+only the copy itself, so an unmasked copy keeps them (its team logs in with its own
+accounts); a copy that will be masked loses every one of them, the administrator's included,
+so it holds no trace of production's passwords. The report counts what each removed.
+
 All steps run in one transaction: a failure leaves the copy exactly as it was, never half
 neutralised with ``database.is_neutralized`` set. Run it before Odoo serves the copy: a running
 Odoo caches mail servers and parameters until its registry is reloaded.
@@ -23,6 +35,7 @@ Odoo caches mail servers and parameters until its registry is reloaded.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -89,22 +102,31 @@ class MailTarget:
 
 @dataclass(frozen=True)
 class NeutralizeReport:
-    """Step names that ran, and those skipped with the reason in parentheses.
+    """Step names that ran, those skipped with the reason in parentheses, and what went.
 
     ``applied`` holds names such as ``"base.mail_servers"``; ``skipped`` such as
-    ``"payment.providers (module not installed)"``.
+    ``"payment.providers (module not installed)"``. ``removed`` counts the credentials the
+    copy lost: rows deleted per table (``"auth_passkey_key": 3``) and values cleared per
+    column (``"res_users.totp_secret": 2``); only what was there is listed, never a value.
     """
 
     applied: tuple[str, ...]
     skipped: tuple[str, ...]
+    removed: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class _Catalog:
-    """What the database holds: its tables with their columns, and its installed modules."""
+    """What the database holds: its tables with their columns, and its installed modules.
+
+    ``texts`` and ``required`` name the ``(table, column)`` pairs of text type and those
+    declared NOT NULL: a credential column is cleared to NULL, or to '' where NULL is refused.
+    """
 
     columns: Mapping[str, frozenset[str]]
     modules: frozenset[str]
+    texts: frozenset[tuple[str, str]] = frozenset()
+    required: frozenset[tuple[str, str]] = frozenset()
 
     def has(self, table: str, *columns: str) -> bool:
         return table in self.columns and set(columns) <= self.columns[table]
@@ -120,25 +142,46 @@ class _Catalog:
         return None
 
 
-_Run = Callable[[psycopg.Cursor[Any], _Catalog, MailTarget | None], None]
+_Run = Callable[[psycopg.Cursor[Any], _Catalog, MailTarget | None], Mapping[str, int] | None]
+"""A step's statements; a credential step returns what it removed (see ``NeutralizeReport``)."""
+
+_Needs = Mapping[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
 class _Step:
+    """One step: it runs when its module is installed and the tables it writes exist.
+
+    Every table and column of ``needs`` must exist, and at least one of ``any_of`` when it
+    is given (a step that writes whichever of several places a release has). A
+    ``masked_only`` step runs only on a copy that will be masked.
+    """
+
     name: str
     module: str
-    needs: Mapping[str, tuple[str, ...]]
+    needs: _Needs
     run: _Run
+    any_of: tuple[_Needs, ...] = ()
+    masked_only: bool = False
+
+
+_TEXT_TYPES = frozenset({"character varying", "text", "character"})
 
 
 def _catalog(cur: psycopg.Cursor[Any]) -> _Catalog:
     cur.execute(
-        "SELECT table_name, column_name FROM information_schema.columns"
-        " WHERE table_schema = current_schema()"
+        "SELECT table_name, column_name, data_type, is_nullable = 'NO'"
+        " FROM information_schema.columns WHERE table_schema = current_schema()"
     )
     columns: dict[str, set[str]] = {}
-    for table, column in cur.fetchall():
+    texts: set[tuple[str, str]] = set()
+    required: set[tuple[str, str]] = set()
+    for table, column, data_type, not_null in cur.fetchall():
         columns.setdefault(table, set()).add(column)
+        if data_type in _TEXT_TYPES:
+            texts.add((table, column))
+        if not_null:
+            required.add((table, column))
     frozen = {table: frozenset(cols) for table, cols in columns.items()}
     modules: frozenset[str] = frozenset()
     if "state" in frozen.get("ir_module_module", ()):
@@ -146,7 +189,7 @@ def _catalog(cur: psycopg.Cursor[Any]) -> _Catalog:
             "SELECT name FROM ir_module_module WHERE state = ANY(%s)", (list(_INSTALLED_STATES),)
         )
         modules = frozenset(row[0] for row in cur.fetchall())
-    return _Catalog(frozen, modules)
+    return _Catalog(frozen, modules, frozenset(texts), frozenset(required))
 
 
 def _now_columns(catalog: _Catalog, table: str) -> list[str]:
@@ -321,6 +364,193 @@ def _flag(cur: psycopg.Cursor[Any], catalog: _Catalog, mail: MailTarget | None) 
     _set_param(cur, catalog, "database.is_neutralized", "true")
 
 
+# ------------------------------------------------------------------------------ credentials
+
+
+@dataclass(frozen=True)
+class _Place:
+    """One table where production keeps a credential, and what of it a copy loses.
+
+    With neither ``columns`` nor ``matching`` the rows go. Otherwise the values of the
+    ``columns`` that exist, or of the text columns whose name ``matching`` finds, are
+    cleared. ``only`` limits the rows to those whose column holds one of the values;
+    ``spare`` leaves such rows alone.
+    """
+
+    table: str
+    columns: tuple[str, ...] = ()
+    matching: re.Pattern[str] | None = None
+    only: tuple[str, tuple[str, ...]] | None = None
+    spare: tuple[str, tuple[str, ...]] | None = None
+
+    def needs(self) -> tuple[_Needs, ...]:
+        """Any one of these makes the place present: the table, and one column to clear."""
+        scope = tuple(limit[0] for limit in (self.only, self.spare) if limit)
+        return tuple({self.table: (c, *scope)} for c in self.columns) or ({self.table: scope},)
+
+
+@dataclass(frozen=True)
+class _Credential:
+    """A kind of credential: the step that removes it, its module and where it lives."""
+
+    step: str
+    module: str
+    places: tuple[_Place, ...]
+    masked_only: bool = False
+
+
+def _clearable(place: _Place, catalog: _Catalog) -> list[str]:
+    """The columns of ``place`` to clear in this database, in a stable order."""
+    present = catalog.columns.get(place.table, frozenset())
+    if place.matching is None:
+        return [c for c in place.columns if c in present]
+    return sorted(
+        c
+        for c in present
+        if (place.table, c) in catalog.texts and place.matching.search(c) is not None
+    )
+
+
+def _wipe(cur: psycopg.Cursor[Any], catalog: _Catalog, place: _Place) -> dict[str, int]:
+    """Remove the credential held at ``place``; rows deleted or values cleared, by target."""
+    table = sql.Identifier(place.table)
+    params: dict[str, Any] = {}
+    scope: list[sql.Composable] = []
+    if place.only:
+        scope.append(sql.SQL("{} = ANY(%(only)s)").format(sql.Identifier(place.only[0])))
+        params["only"] = list(place.only[1])
+    if place.spare:
+        spared = sql.Identifier(place.spare[0])
+        scope.append(sql.SQL("({0} IS NULL OR {0} <> ALL(%(spare)s))").format(spared))
+        params["spare"] = list(place.spare[1])
+    if not place.columns and place.matching is None:
+        where = sql.SQL(" AND ").join(scope) if scope else sql.SQL("true")
+        cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(table, where), params)
+        return {place.table: cur.rowcount}
+    removed: dict[str, int] = {}
+    for column in _clearable(place, catalog):
+        col = sql.Identifier(column)
+        empty = sql.Literal("") if (place.table, column) in catalog.required else sql.NULL
+        held = sql.SQL("{0} IS NOT NULL AND {0}::text <> ''").format(col)
+        cur.execute(
+            sql.SQL("UPDATE {} SET {} = {} WHERE {}").format(
+                table, col, empty, sql.SQL(" AND ").join([*scope, held])
+            ),
+            params,
+        )
+        removed[f"{place.table}.{column}"] = cur.rowcount
+    return removed
+
+
+def _remover(credential: _Credential) -> _Run:
+    def run(cur: psycopg.Cursor[Any], catalog: _Catalog, mail: MailTarget | None) -> dict[str, int]:
+        removed: dict[str, int] = {}
+        for place in credential.places:
+            if any(catalog.missing(needs) is None for needs in place.needs()):
+                removed |= _wipe(cur, catalog, place)
+        return removed
+
+    return run
+
+
+def _credential_step(credential: _Credential) -> _Step:
+    return _Step(
+        credential.step,
+        credential.module,
+        {},
+        _remover(credential),
+        any_of=tuple(needs for place in credential.places for needs in place.needs()),
+        masked_only=credential.masked_only,
+    )
+
+
+_GMAIL_TOKENS = (
+    "google_gmail_authorization_code",
+    "google_gmail_refresh_token",
+    "google_gmail_access_token",
+)
+_OUTLOOK_TOKENS = ("microsoft_outlook_refresh_token", "microsoft_outlook_access_token")
+_GOOGLE_CALENDAR_TOKENS = ("google_calendar_rtoken", "google_calendar_token")
+_MICROSOFT_CALENDAR_TOKENS = ("microsoft_calendar_rtoken", "microsoft_calendar_token")
+# The secrets of the OAuth clients (apps) through which Odoo reaches Google and Microsoft.
+_OAUTH_CLIENT_SECRETS = (
+    "google_gmail_client_secret",
+    "google_calendar_client_secret",
+    "microsoft_outlook_client_secret",
+    "microsoft_calendar_client_secret",
+)
+# Key columns of the payment providers' modules (stripe_secret_key, adyen_hmac_key,
+# paypal_client_secret, mercado_pago_access_token, aps_sha_request, ...), and of custom ones.
+_PAYMENT_SECRET = re.compile(r"secret|key|token|passw|hmac|sha|hash|signature|access_code")
+
+_CREDENTIALS: tuple[_Credential, ...] = (
+    _Credential("base.api_keys", "base", (_Place("res_users_apikeys"),)),
+    _Credential(
+        "base.mail_server_passwords",
+        "base",
+        # the server the platform owns keeps the catcher's login it was just given
+        (_Place("ir_mail_server", ("smtp_pass",), spare=("name", (CATCHER_NAME,))),),
+    ),
+    _Credential(
+        "base.oauth_client_secrets",
+        "base",
+        (_Place("ir_config_parameter", only=("key", _OAUTH_CLIENT_SECRETS)),),
+    ),
+    _Credential("mail.fetchmail_passwords", "mail", (_Place("fetchmail_server", ("password",)),)),
+    _Credential("auth_totp.secrets", "auth_totp", (_Place("res_users", ("totp_secret",)),)),
+    _Credential("auth_totp.trusted_devices", "auth_totp", (_Place("auth_totp_device"),)),
+    _Credential("auth_passkey.passkeys", "auth_passkey", (_Place("auth_passkey_key"),)),
+    _Credential(
+        "auth_oauth.access_tokens", "auth_oauth", (_Place("res_users", ("oauth_access_token",)),)
+    ),
+    # Odoo's own providers have no secret (implicit flow); OpenID Connect add-ons add one.
+    _Credential(
+        "auth_oauth.provider_secrets",
+        "auth_oauth",
+        (_Place("auth_oauth_provider", ("client_secret",)),),
+    ),
+    _Credential(
+        "google_gmail.tokens",
+        "google_gmail",
+        tuple(
+            _Place(table, _GMAIL_TOKENS)
+            for table in ("ir_mail_server", "fetchmail_server", "google_gmail_token")
+        ),
+    ),
+    _Credential(
+        "microsoft_outlook.tokens",
+        "microsoft_outlook",
+        tuple(
+            _Place(table, _OUTLOOK_TOKENS)
+            for table in ("ir_mail_server", "fetchmail_server", "microsoft_outlook_token")
+        ),
+    ),
+    # Odoo 17+ keeps users' calendar tokens in res_users_settings, older releases in res_users.
+    _Credential(
+        "google_calendar.tokens",
+        "google_calendar",
+        tuple(
+            _Place(table, _GOOGLE_CALENDAR_TOKENS) for table in ("res_users_settings", "res_users")
+        ),
+    ),
+    _Credential(
+        "microsoft_account.tokens",
+        "microsoft_account",
+        tuple(
+            _Place(table, _MICROSOFT_CALENDAR_TOKENS)
+            for table in ("res_users_settings", "res_users")
+        ),
+    ),
+    _Credential(
+        "payment.provider_keys",
+        "payment",
+        (_Place("payment_provider", matching=_PAYMENT_SECRET),),
+    ),
+    _Credential("base.passwords", "base", (_Place("res_users", ("password",)),), masked_only=True),
+)
+"""Credentials removed from every copy (``base.passwords`` only from a masked one)."""
+
+
 _XMLID = ("model", "module", "name", "res_id")
 
 _STEPS: tuple[_Step, ...] = (
@@ -335,7 +565,13 @@ _STEPS: tuple[_Step, ...] = (
     _Step("mail.templates", "mail", {"mail_template": ("mail_server_id",)}, _mail_templates),
     _Step("mail.fetchmail_servers", "mail", {"fetchmail_server": ("active",)}, _fetchmail),
     _Step("mail.web_push", "mail", {"ir_config_parameter": ("key",)}, _web_push),
-    _Step("payment.providers", "payment", {"payment_provider": ()}, _payment),
+    _Step(
+        "payment.providers",
+        "payment",
+        {"payment_provider": ()},
+        _payment,
+        any_of=({"payment_provider": ("state",)}, {"payment_provider": ("is_live",)}),
+    ),
     _Step("delivery.carriers", "delivery", {"delivery_carrier": ("prod_environment",)}, _delivery),
     _Step("iap.accounts", "iap", {"iap_account": ("account_token",)}, _iap),
     _Step("website.websites", "website", {"website": ("domain",)}, _websites),
@@ -351,20 +587,23 @@ _STEPS: tuple[_Step, ...] = (
         {"ir_ui_view": ("active",), "ir_model_data": _XMLID},
         _view_activator("web", "neutralize_banner"),
     ),
+    *(_credential_step(credential) for credential in _CREDENTIALS),
     # Last, so the flag is written only together with everything it vouches for.
     _Step("base.is_neutralized", "base", {"ir_config_parameter": ("key", "value")}, _flag),
 )
 """The steps in order; a step's ``needs`` (table -> columns) must all exist for it to run."""
 
 
-def _skip_reason(step: _Step, catalog: _Catalog) -> str | None:
+def _skip_reason(step: _Step, catalog: _Catalog, masked: bool) -> str | None:
     if step.module not in catalog.modules:
         return "module not installed"
-    if step.name == "payment.providers" and not (
-        catalog.has("payment_provider", "state") or catalog.has("payment_provider", "is_live")
-    ):
-        return "column payment_provider.state missing"
-    return catalog.missing(step.needs)
+    if step.masked_only and not masked:
+        return "copy not masked"
+    reason = catalog.missing(step.needs)
+    if reason is None and step.any_of:
+        reasons = [catalog.missing(needs) for needs in step.any_of]
+        reason = None if None in reasons else reasons[0]
+    return reason
 
 
 def _failure(
@@ -382,16 +621,21 @@ def _failure(
     )
 
 
-def neutralize(conn: psycopg.Connection[Any], mail: MailTarget | None) -> NeutralizeReport:
+def neutralize(
+    conn: psycopg.Connection[Any], mail: MailTarget | None, *, masked: bool = False
+) -> NeutralizeReport:
     """Neutralise the database of ``conn`` for the installed modules, in one transaction.
 
     Outgoing mail goes to ``mail`` (the platform's mail catcher), or nowhere when it is None.
-    On an idle connection the transaction is committed here; inside a transaction the caller
-    already holds, it is a savepoint and the caller commits. Raises ``DriverError`` when the
-    database is not an initialised Odoo database or a statement fails (nothing is changed).
+    ``masked`` says the copy is masked next, so its password hashes go too (masking leaves
+    them to this step). On an idle connection the transaction is committed here; inside a
+    transaction the caller already holds, it is a savepoint and the caller commits. Raises
+    ``DriverError`` when the database is not an initialised Odoo database or a statement
+    fails (nothing is changed).
     """
     applied: list[str] = []
     skipped: list[str] = []
+    removed: dict[str, int] = {}
     step_name = "reading the catalogue"
     try:
         with conn.transaction(), conn.cursor() as cur:
@@ -407,16 +651,17 @@ def neutralize(conn: psycopg.Connection[Any], mail: MailTarget | None) -> Neutra
                     f" {info.dbname} -c \"SELECT state FROM ir_module_module WHERE name = 'base'\"",
                 )
             for step in _STEPS:
-                reason = _skip_reason(step, catalog)
+                reason = _skip_reason(step, catalog, masked)
                 if reason is not None:
                     skipped.append(f"{step.name} ({reason})")
                     continue
                 step_name = f"neutralisation step {step.name}"
-                step.run(cur, catalog, mail)
+                found = step.run(cur, catalog, mail) or {}
+                removed |= {target: count for target, count in found.items() if count}
                 applied.append(step.name)
     except psycopg.Error as exc:
         raise _failure(conn, step_name, exc, "neutralize_failed") from exc
-    return NeutralizeReport(tuple(applied), tuple(skipped))
+    return NeutralizeReport(tuple(applied), tuple(skipped), removed)
 
 
 def is_neutralized(conn: psycopg.Connection[Any]) -> bool:

@@ -36,6 +36,20 @@ CREATE TABLE res_users (
     active boolean DEFAULT true
 );
 
+-- API keys (res.users.apikeys): made by the model's own init, not by the ORM. Only a hash of
+-- each key is stored, with its first 8 characters as the lookup index.
+CREATE TABLE res_users_apikeys (
+    id serial PRIMARY KEY,
+    name varchar NOT NULL,
+    user_id integer NOT NULL REFERENCES res_users ON DELETE CASCADE,
+    scope varchar,
+    expiration_date timestamp,
+    index varchar(8) NOT NULL CHECK (char_length(index) = 8),
+    key varchar NOT NULL,
+    create_date timestamp DEFAULT (now() AT TIME ZONE 'UTC')
+);
+CREATE INDEX res_users_apikeys_user_id_index_idx ON res_users_apikeys (user_id, index);
+
 CREATE TABLE ir_config_parameter (
     id serial PRIMARY KEY,
     create_date timestamp DEFAULT (now() AT TIME ZONE 'UTC'),

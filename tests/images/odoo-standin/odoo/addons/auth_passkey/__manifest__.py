@@ -1,0 +1,11 @@
+# Stand-in manifest of Odoo's `auth_passkey` module: name, version and dependencies only.
+# Odoo 19 auto-installs it (it depends on base_setup and web, and the stand-in has no
+# base_setup); the stand-in installs it only when asked, so the databases of other
+# tests keep their module set.
+# ruff: noqa: B018 (a manifest is a bare dict literal, read with ast.literal_eval)
+{
+    "name": "Passkeys",
+    "version": "19.0.1.0",
+    "depends": ["web"],
+    "license": "LGPL-3",
+}
