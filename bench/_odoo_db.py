@@ -29,7 +29,6 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import tarfile
 import tempfile
 import time
@@ -452,29 +451,8 @@ def check_services(driver: DockerDriver, image: str) -> None:
         raise SystemExit(f"the image {image} is missing; build it: bash scripts/setup.sh images")
 
 
-def timed(fn: Callable[[], T]) -> tuple[float, T]:
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
-
-
 def mb(n: float) -> str:
     return f"{n / MB:,.0f}"
-
-
-@contextlib.contextmanager
-def uninterruptible() -> Iterator[None]:
-    """Ignore Ctrl-C while cleaning up: a second one would leave half the objects behind."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def on_sigterm(signum: int, frame: Any) -> None:
-    """Turn SIGTERM into Ctrl-C, so that the ``finally`` clean-up runs on ``kill`` too."""
-    raise KeyboardInterrupt
 
 
 @dataclass
@@ -516,7 +494,7 @@ class Scratch:
         the run except those named in ``keep``; each kind is tried even when another fails."""
         removed: dict[str, int] = {}
         problems: list[str] = []
-        label = {"label": [f"odooops.instance={self.instance}"]}
+        label: dict[str, str | list[str] | bool] = {"label": [f"odooops.instance={self.instance}"]}
 
         def sweep(
             kind: str, list_fn: Callable[[], list[Any]], remove: Callable[[Any], None]

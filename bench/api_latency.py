@@ -21,13 +21,11 @@ Nothing here asserts: a benchmark reports, a test decides. Run from the reposito
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import multiprocessing
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -39,7 +37,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,12 +50,14 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from reconciler import changes  # noqa: E402
+from bench._cli import Options, run_main, title, uninterruptible, verdict  # noqa: E402
 from reconciler.api.app import RateLimiter, create_app  # noqa: E402
 from reconciler.api.auth import AuthConfig, TokenAuthority  # noqa: E402
+from reconciler.api.plane import DataPlane, Terminal  # noqa: E402
 from reconciler.core.config import load_state  # noqa: E402
 from reconciler.core.model import EnvKey, StateConfig  # noqa: E402
 from reconciler.core.planner import Plan  # noqa: E402
+from reconciler.engine.jobs import JobStore  # noqa: E402
 from reconciler.engine.status import (  # noqa: E402
     Condition,
     DaemonStatus,
@@ -67,7 +66,9 @@ from reconciler.engine.status import (  # noqa: E402
     StatusStore,
     Sync,
 )
-from reconciler.gitops.gitsource import Author, GitSource  # noqa: E402
+from reconciler.gitops import changes  # noqa: E402
+from reconciler.gitops.changerequests import ChangeRequests  # noqa: E402
+from reconciler.gitops.gitsource import Author, CommitInfo, GitSource  # noqa: E402
 from reconciler.gitops.statewriter import StateWriter, WriteResult  # noqa: E402
 
 SECRET = b"k" * 32
@@ -206,7 +207,11 @@ class BenchPlane:
 
     Statuses come from a real in-memory ``StatusStore`` (its ``all`` copies and sorts, as the
     daemon's does), the state is the one loaded at start (the daemon refreshes it on its next
-    pass, not on every write), and writes go straight to ``StateWriter.submit``.
+    pass, not on every write), and writes go straight to ``StateWriter.submit``. It is passed
+    to ``create_app`` as a ``ControlPlane``, so mypy says when the protocol grows a method this
+    class lacks. The ones no benchmarked route calls refuse: a route that starts calling one
+    answers 500 (counted as errors next to the figures, and the server's traceback fails the
+    smoke run in `make test`) instead of becoming a silently cheaper request.
     """
 
     def __init__(self, writer: StateWriter, store: StatusStore) -> None:
@@ -228,12 +233,47 @@ class BenchPlane:
         return Plan()
 
     def write(
-        self, op: changes.Operation, author: Author, request_id: str, pr: bool
+        self,
+        op: changes.Operation | changes.FileOperation,
+        author: Author,
+        request_id: str,
+        pr: bool,
     ) -> WriteResult:
         return self.writer.submit(op, author, request_id=request_id, via="api", pr=pr)
 
     def trigger(self) -> None:
         self.triggers += 1
+
+    def events(self, key: EnvKey) -> list[dict[str, Any]]:
+        raise not_benchmarked("events")
+
+    def audit(self, limit: int) -> list[CommitInfo]:
+        raise not_benchmarked("audit")
+
+    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
+        raise not_benchmarked("logs")
+
+    def change_requests(self) -> ChangeRequests:
+        raise not_benchmarked("change_requests")
+
+    def shell(self, key: EnvKey, kind: str) -> Terminal:
+        raise not_benchmarked("shell")
+
+    def record_session(self, entry: Mapping[str, str]) -> None:
+        raise not_benchmarked("record_session")
+
+    def sessions(self, limit: int) -> list[dict[str, str]]:
+        raise not_benchmarked("sessions")
+
+    def data(self) -> DataPlane:
+        raise not_benchmarked("data")
+
+    def jobs(self) -> JobStore:
+        raise not_benchmarked("jobs")
+
+
+def not_benchmarked(method: str) -> NotImplementedError:
+    return NotImplementedError(f"ControlPlane.{method} is not part of this benchmark")
 
 
 def memory_store(n: int) -> StatusStore:
@@ -524,11 +564,6 @@ def percentiles(latencies: Sequence[float]) -> tuple[float, float, float]:
     return cuts[49] * 1e3, cuts[94] * 1e3, cuts[98] * 1e3
 
 
-def verdict(ok: bool) -> str:
-    """The word the summary lines use, the same as ``plan_scale.py``'s."""
-    return "MET" if ok else "NOT MET"
-
-
 def print_table(rows: Sequence[tuple[str, Sample]]) -> tuple[float, float, float]:
     """Percentiles and throughput per row, then the ratio of the second row to the first.
 
@@ -789,21 +824,6 @@ def run_writes(
 
 
 # ============================================================================ main
-@contextlib.contextmanager
-def uninterruptible() -> Iterator[None]:
-    """Ignore Ctrl-C while cleaning up: a second one would leave a server or files behind."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into Ctrl-C, so that the ``finally`` clean-up runs on ``kill`` too."""
-    raise KeyboardInterrupt
-
-
 def run(sizes: Sizes, tmp: Path) -> dict[str, bool]:
     """Seed the repositories, start both servers, measure, and always stop the servers."""
     api_remote, direct_remote = seed_repositories(tmp, ENVIRONMENTS, ["api", "direct"])
@@ -841,13 +861,11 @@ def run(sizes: Sizes, tmp: Path) -> dict[str, bool]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, run in a temporary directory that is always removed, print the summary."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="about 15 s: fewer requests")
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
+    options = Options(__doc__, "about 15 s: a quarter of the reads, fewer writes and rounds")
+    args = options.parse(argv)
     sizes = QUICK if args.quick else FULL
     started = time.perf_counter()
-    print(__doc__.split("\n\n")[0] if __doc__ else "")
+    print(title(__doc__))
     tmp = Path(tempfile.mkdtemp(prefix="odooops-bench-api-"))
     try:
         results = run(sizes, tmp)
@@ -861,8 +879,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted (servers stopped, temporary files removed)", file=sys.stderr)
-        sys.exit(130)
+    run_main(main, "servers stopped, temporary files removed")

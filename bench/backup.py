@@ -26,7 +26,7 @@ about 2x, real text more; attachments are incompressible), so the stored size an
 more about zstd against zlib on the same bytes than about a real database. Nothing here
 asserts: a benchmark reports, a test decides. Run from the repository root::
 
-    .venv/bin/python bench/backup.py [--size-mb 512]
+    .venv/bin/python bench/backup.py [--quick] [--size-mb 512]
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -49,6 +48,7 @@ if str(REPO_ROOT) not in sys.path:  # `python bench/backup.py` puts bench/, not 
 
 from psycopg import sql  # noqa: E402
 
+from bench._cli import Options, count, run_main, timed, title, uninterruptible  # noqa: E402
 from bench._odoo_db import (  # noqa: E402
     ADMIN,
     MB,
@@ -59,10 +59,7 @@ from bench._odoo_db import (  # noqa: E402
     fixture_image,
     generate,
     mb,
-    on_sigterm,
     open_driver,
-    timed,
-    uninterruptible,
 )
 from reconciler.core.model import Tier  # noqa: E402
 from reconciler.data.backup.crypto import BackupKey  # noqa: E402
@@ -282,17 +279,18 @@ def run(args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, image:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, build the source, measure, and always clean up (also on Ctrl-C)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--size-mb", type=int, default=512, help="source size (default 512)")
-    parser.add_argument("--files", type=int, default=200, help="filestore files (default 200)")
-    parser.add_argument("--filestore-mb", type=int, default=20, help="filestore MB (default 20)")
-    parser.add_argument("--level", type=int, default=3, help="zstd level (default 3, as backups)")
-    parser.add_argument(
-        "--gen-jobs", type=int, default=2, help="connections generating the source (default 2)"
+    options = Options(__doc__, "a few seconds: a small database and filestore, same steps")
+    options.size("--size-mb", 512, 24, "source size in MB")
+    options.size("--files", 200, 20, "filestore files")
+    options.size("--filestore-mb", 20, 2, "filestore MB")
+    options.parser.add_argument(
+        "--level", type=count, default=3, help="zstd level (default 3, as backups)"
     )
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
-    print(__doc__.split("\n\n")[0] if __doc__ else "")
+    options.parser.add_argument(
+        "--gen-jobs", type=count, default=2, help="connections generating the source (default 2)"
+    )
+    args = options.parse(argv)
+    print(title(__doc__))
     image = fixture_image()
     scratch = Scratch()
     driver = open_driver(scratch.instance)
@@ -310,8 +308,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted (anything created was removed first)", file=sys.stderr)
-        sys.exit(130)
+    run_main(main, "anything created was removed first")

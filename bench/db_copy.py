@@ -29,14 +29,13 @@ the whole database. The ``stream`` and ``dump`` rows include building the indexe
 foreign keys again; ``template`` copies them as files. Nothing here asserts: a benchmark
 reports, a test decides. Run from the repository root::
 
-    .venv/bin/python bench/db_copy.py [--size-mb 1024] [--jobs 4] [--keep]
+    .venv/bin/python bench/db_copy.py [--quick] [--size-mb 1024] [--jobs 4] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `python bench/db_copy.py` puts bench/, not the root, first
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench._cli import Options, count, run_main, timed, title, uninterruptible  # noqa: E402
 from bench._odoo_db import (  # noqa: E402
     ADMIN,
     MB,
@@ -61,10 +61,7 @@ from bench._odoo_db import (  # noqa: E402
     fixture_image,
     generate,
     mb,
-    on_sigterm,
     open_driver,
-    timed,
-    uninterruptible,
 )
 from reconciler.core.model import CopySettings  # noqa: E402
 from reconciler.data.database.copy import (  # noqa: E402
@@ -370,23 +367,23 @@ def run(args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, image:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, build the source, measure, and always clean up (also on Ctrl-C)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--size-mb", type=int, default=1024, help="source size (default 1024)")
+    options = Options(__doc__, "a few seconds: a small database and filestore, same steps")
+    options.size("--size-mb", 1024, 24, "source size in MB")
+    options.size("--files", 2000, 60, "filestore files")
+    options.size("--filestore-mb", 300, 6, "filestore MB")
+    parser = options.parser
     parser.add_argument(
-        "--jobs", type=int, default=CopySettings().jobs, help="stream connections (default 4)"
+        "--jobs", type=count, default=CopySettings().jobs, help="stream connections (default 4)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the source database and volume")
-    parser.add_argument("--files", type=int, default=2000, help="filestore files (default 2000)")
-    parser.add_argument("--filestore-mb", type=int, default=300, help="filestore MB (default 300)")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="rounds of every measurement (default 1)"
+        "--repeat", type=count, default=1, help="rounds of every measurement (default 1)"
     )
     parser.add_argument(
-        "--gen-jobs", type=int, default=2, help="connections generating the source (default 2)"
+        "--gen-jobs", type=count, default=2, help="connections generating the source (default 2)"
     )
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
-    print(__doc__.split("\n\n")[0] if __doc__ else "")
+    args = options.parse(argv)
+    print(title(__doc__))
     image = fixture_image()
     scratch = Scratch()
     driver = open_driver(scratch.instance)
@@ -418,8 +415,4 @@ def kept_message(keep: Sequence[str]) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted (anything created was removed first)", file=sys.stderr)
-        sys.exit(130)
+    run_main(main, "anything created was removed first")

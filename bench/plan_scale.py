@@ -22,27 +22,23 @@ Nothing here asserts: a benchmark reports, a test decides. Run from the reposito
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import gc
 import hashlib
 import io
 import ipaddress
 import os
 import secrets
-import signal
 import statistics
 import sys
 import tarfile
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +51,8 @@ import docker.types  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
-from reconciler import validation  # noqa: E402
+from bench._cli import Options, count, run_main, timed, uninterruptible, verdict  # noqa: E402
+from reconciler.core import validation  # noqa: E402
 from reconciler.core.desired import APP_CONFIG, BranchHead, Inputs, resolve  # noqa: E402
 from reconciler.core.errors import DriverError  # noqa: E402
 from reconciler.core.model import (  # noqa: E402
@@ -153,10 +150,6 @@ def peak_bytes(fn: Callable[[], object]) -> int:
     finally:
         tracemalloc.stop()
     return peak - before
-
-
-def verdict(ok: bool) -> str:
-    return "MET" if ok else "NOT MET"
 
 
 # ======================================================================= Part A: the world
@@ -514,16 +507,6 @@ def parallel(fn: Callable[[T], object], items: Iterable[T]) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-@contextlib.contextmanager
-def uninterruptible() -> Iterator[None]:
-    """Ignore Ctrl-C while cleaning up: a second one would leave half the objects behind."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def app_tar() -> bytes:
     """A one-file app tree for ``DockerDriver.build_image`` (its Dockerfile copies ``app/``)."""
     buf = io.BytesIO()
@@ -761,12 +744,6 @@ def baseline_pass(world: LiveWorld) -> Callable[[], tuple[float, float]]:
     return run
 
 
-def timed(fn: Callable[[], T]) -> tuple[float, T]:
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
-
-
 def measure_live(world: LiveWorld, repeats: int) -> bool:
     """Interleave baseline and engine passes (alternating which goes first) and compare medians.
 
@@ -845,25 +822,23 @@ def run_live(count: int, repeats: int) -> bool:
                 print(f"  cleanup in {seconds:.1f} s: removed {summary}")
 
 
-def on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into Ctrl-C, so that the ``finally`` clean-up runs on ``kill`` too."""
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="N up to 100 and 20 live envs")
-    parser.add_argument("--skip-live", action="store_true", help="only part A (no services)")
-    parser.add_argument("--repeats", type=int, default=7, help="samples per median (default 7)")
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
+    """Parse options, run part A, then part B unless skipped, and print the summary."""
+    options = Options(__doc__, "about 15 s: N up to 100 and 20 live environments")
+    options.parser.add_argument(
+        "--skip-live", action="store_true", help="only part A (no services)"
+    )
+    options.parser.add_argument(
+        "--repeats", type=count, default=7, help="samples per median (default 7)"
+    )
+    args = options.parse(argv)
     sizes = (10, 100) if args.quick else (10, 100, 1000)
     started = time.perf_counter()
     results = run_pure(sizes, args.repeats)
     if not args.skip_live:
-        count = 20 if args.quick else 100
-        results[f"B no-op pass over {count} live envs <= {NOOP_RATIO}x listings"] = run_live(
-            count, args.repeats
+        live_envs = 20 if args.quick else 100
+        results[f"B no-op pass over {live_envs} live envs <= {NOOP_RATIO}x listings"] = run_live(
+            live_envs, args.repeats
         )
     print(f"\nSummary ({time.perf_counter() - started:.0f} s):")
     for aim, ok in results.items():
@@ -872,8 +847,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted (anything created was removed first)", file=sys.stderr)
-        sys.exit(130)
+    run_main(main, "anything created was removed first")
