@@ -826,6 +826,64 @@ def test_a_branch_git_would_refuse_or_that_hides_characters_is_400_before_any_co
     assert "odooops/change-" not in git("--git-dir", str(remote), "branch", "--list")
 
 
+def _signed(secret: str, doc: dict[str, Any], delivery: str) -> tuple[bytes, dict[str, str]]:
+    import hashlib
+    import hmac
+
+    body = json.dumps(doc).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": signature,
+        "Content-Type": "application/json",
+    }
+    return body, headers
+
+
+@pytest.mark.parametrize(
+    ("ref", "repository", "triggered"),
+    [
+        ("refs/heads/feature/x", "file:///x", True),  # the project's repository, as declared
+        ("refs/heads/feature/x", "FILE:///x.git/", True),  # the same, written otherwise
+        ("refs/heads/main", "STATE", True),  # the state repository
+        ("refs/heads/main", "https://github.com/someone/else.git", False),
+        ("refs/heads/main", "", False),
+        ("refs/tags/v1.0", "file:///x", False),  # a tag: no environment follows one
+    ],
+)
+def test_a_delivery_triggers_a_pass_only_for_a_watched_repository_and_a_branch(
+    plane: Plane,
+    authority: TokenAuthority,
+    remote: Path,
+    ref: str,
+    repository: str,
+    triggered: bool,
+) -> None:
+    secret = "s3cret"
+    client = TestClient(create_app(plane, authority, webhook_secret=lambda: secret))
+    repository = f"file://{remote}" if repository == "STATE" else repository
+    doc = {"ref": ref, "after": "a" * 40, "repository": {"clone_url": repository}}
+    body, headers = _signed(secret, doc, "d-" + ref + repository)
+    resp = client.post("/v1/webhooks/github", content=body, headers=headers)
+    assert resp.status_code == 202, resp.text  # accepted either way: the forge stops retrying
+    assert resp.json()["triggered"] is triggered
+    assert plane.triggers == (1 if triggered else 0)
+
+
+def test_a_webhook_body_over_the_limit_is_413_before_its_signature_is_checked(
+    plane: Plane, authority: TokenAuthority
+) -> None:
+    client = TestClient(create_app(plane, authority, webhook_secret=lambda: "s3cret"))
+    resp = client.post(
+        "/v1/webhooks/github",
+        content=b" " * (25 * 2**20 + 1),
+        headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64},
+    )
+    assert (resp.status_code, resp.json()["error"]) == (413, "payload_too_large")
+    assert plane.triggers == 0
+
+
 @pytest.fixture
 def served(plane: Plane, authority: TokenAuthority) -> Iterator[str]:
     """The API on a free local port, as the CLI reaches a daemon."""
