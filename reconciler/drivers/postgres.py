@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler.core.errors import DriverError
-from reconciler.core.model import LABEL_PREFIX, DatabaseServer, EnvKey
+from reconciler.core.model import LABEL_PREFIX, DatabaseServer, EnvKey, check_instance
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:
@@ -51,7 +51,7 @@ class PostgresDriver:
 
     def __init__(self, server: DatabaseServer, instance: str) -> None:
         self.server = server
-        self.instance = instance
+        self.instance = check_instance(instance)
 
     @contextmanager
     def _connect(
