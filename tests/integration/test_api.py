@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 from reconciler.api.app import RateLimiter, create_app
 from reconciler.api.auth import AuthConfig, TokenAuthority
 from reconciler.api.controlplane import GitControlPlane
+from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey, StateConfig
 from reconciler.core.planner import Plan
 from reconciler.engine.jobs import JobStore
@@ -798,6 +799,28 @@ def test_a_backup_of_a_known_environment_still_starts_a_job(
     assert resp.json()["state"] == "succeeded"
     listed = client.get("/v1/environments/acme/qa/backups", headers=bearer(authority, "env:read"))
     assert [b["status"] for b in listed.json()["items"]] == ["good"]
+
+
+def test_a_job_on_a_held_environment_is_refused_with_the_reason_but_its_backups_list(
+    client: TestClient, authority: TokenAuthority, plane: Plane
+) -> None:
+    class Held(MemoryData):
+        """Every environment is declared but held, as when its branch is gone."""
+
+        def environment(self, key: EnvKey) -> Any:
+            raise OdooOpsError(
+                f"environment {key} is held: branch release/v1 does not exist",
+                code="environment_held",
+                remediation=f"odooops status {key}",
+            )
+
+    plane._data = Held(plane.state)
+    admin = bearer(authority, "admin")
+    resp = client.post("/v1/environments/acme/qa/backups", json={}, headers=admin)
+    assert (resp.status_code, resp.json()["error"]) == (409, "environment_held")
+    assert "release/v1" in resp.json()["message"]
+    assert plane.jobs().list() == []
+    assert client.get("/v1/environments/acme/qa/backups", headers=admin).status_code == 200
 
 
 @pytest.mark.parametrize(
