@@ -143,6 +143,9 @@ class UncalledPlane:
     def trigger(self) -> None:
         raise AssertionError("the control plane was called")
 
+    def state_repository(self) -> str:
+        raise AssertionError("the control plane was called")
+
     def audit(self, limit: int) -> list[CommitInfo]:
         raise AssertionError("the control plane was called")
 
@@ -171,8 +174,10 @@ class UncalledPlane:
 class MemoryData:
     """The data plane in memory (backups are records, mail a list), for API tests.
 
-    It keeps the real rules the API relies on: unknown environments and backups are 404s, a
-    protected target needs ``confirm``, a copy never lands on a protected environment.
+    It keeps the real rules: an operation on an unknown environment fails (inside its job), an
+    unknown backup is a 404, a protected target needs ``confirm``, a copy never lands on a
+    protected environment; and like the real stores, listing the backups or the mail of an
+    environment nobody declared answers an empty list (the API must refuse it itself).
     """
 
     def __init__(self, state: Callable[[], StateConfig | None]) -> None:
@@ -189,8 +194,19 @@ class MemoryData:
             f"environment {key} is not known", remediation="odooops env list"
         )
 
+    def environment(self, key: EnvKey) -> DesiredEnvironment:
+        """Every declared environment counts as resolved; the daemon's word for the others."""
+        try:
+            found = self._spec(key)
+        except changes.UnknownEnvironment:
+            raise OdooOpsError(
+                f"environment {key} is not declared (or not resolved yet)",
+                code="environment_not_found",
+                remediation="odooops env list",
+            ) from None
+        return replace(desired(key.env, found.tier), spec=found)
+
     def backups(self, key: EnvKey) -> list[dict[str, Any]]:
-        self._spec(key)
         return list(reversed(self.records.get(key, [])))
 
     def backup(self, key: EnvKey, reason: str, progress: Any = None) -> dict[str, Any]:
@@ -245,7 +261,6 @@ class MemoryData:
         return {"format": "zip", "bytes": path.stat().st_size}
 
     def mail_list(self, key: EnvKey, limit: int, query: str | None) -> list[dict[str, Any]]:
-        self._spec(key)
         return self.mail.get(key, [])[:limit]
 
     def mail_get(self, key: EnvKey, mail_id: str) -> dict[str, Any]:

@@ -1,9 +1,14 @@
 """Deliveries parsed into the few facts a reconciler needs.
 
-Push: which repository and branch moved, to which commit (or was deleted). Pull request:
-opened/updated/closed, head branch and commit, merged or not. Everything else is an ``Event``
-that only triggers a pass. The delivery id (the idempotency key: a redelivery keeps it) is kept
-so the receiver can drop duplicates.
+Push: which repository and branch moved, to which commit (or was deleted). Only a ref under
+``refs/heads/`` is a branch: a pushed tag (``refs/tags/...``) is a ``TagEvent``, and any other
+ref a plain ``Event``, so no tag is ever mistaken for a branch called ``refs/tags/v1``. Pull
+request: opened/updated/closed, head branch and commit, merged or not. Everything else is an
+``Event`` that only triggers a pass. The delivery id (the idempotency key: a redelivery keeps
+it) is kept so the receiver can drop duplicates.
+
+A delivery is signed by a forge, but its body is still read as untrusted JSON: a field of the
+wrong type reads as empty, never as a crash.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 from webhooks.signatures import InvalidDelivery, forge_of, header
 
 ZERO = "0" * 40
+BRANCH_PREFIX = "refs/heads/"
+TAG_PREFIX = "refs/tags/"
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,15 @@ class Event:
 @dataclass(frozen=True)
 class PushEvent(Event):
     branch: str
+    after: str
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class TagEvent(Event):
+    """A tag was pushed, moved or deleted (``kind`` is ``tag_push``, GitLab's name for it)."""
+
+    tag: str
     after: str
     deleted: bool
 
@@ -56,12 +72,17 @@ def parse(headers: Mapping[str, str], body: bytes) -> Event:
     """Parse an (already verified) delivery."""
     forge = forge_of(headers)
     try:
-        doc: dict[str, Any] = json.loads(body)
-    except ValueError as exc:
+        doc: Any = json.loads(body)
+    except (ValueError, RecursionError) as exc:
         raise InvalidDelivery(
             "delivery body is not JSON",
             remediation="set the webhook content type to application/json",
         ) from exc
+    if not isinstance(doc, dict):
+        raise InvalidDelivery(
+            "delivery body is not a JSON object",
+            remediation="set the webhook content type to application/json",
+        )
     delivery = (
         header(headers, "X-GitHub-Delivery")
         or header(headers, "X-Gitea-Delivery")
@@ -73,59 +94,73 @@ def parse(headers: Mapping[str, str], body: bytes) -> Event:
     kind = (
         header(headers, "X-Gitea-Event") if forge == "gitea" else header(headers, "X-GitHub-Event")
     ) or ""
-    repo = str(doc.get("repository", {}).get("clone_url", ""))
+    repo = _text(_object(doc, "repository"), "clone_url")
     if kind == "push":
-        return PushEvent(
-            forge,
-            kind,
-            delivery,
-            repo,
-            _branch(doc.get("ref", "")),
-            str(doc.get("after", "")),
-            bool(doc.get("deleted")) or doc.get("after") == ZERO,
-        )
+        after = _text(doc, "after")
+        deleted = doc.get("deleted") is True or after == ZERO
+        return _push(forge, delivery, repo, _text(doc, "ref"), after, deleted)
     if kind == "pull_request":
-        pr = doc.get("pull_request", {})
+        pr = _object(doc, "pull_request")
         return PullRequestEvent(
             forge,
             kind,
             delivery,
             repo,
-            str(doc.get("action", "")),
-            int(doc.get("number", 0)),
-            str(pr.get("head", {}).get("ref", "")),
-            str(pr.get("head", {}).get("sha", "")),
-            str(pr.get("base", {}).get("ref", "")),
-            bool(pr.get("merged")),
+            _text(doc, "action"),
+            _number(doc, "number"),
+            _text(_object(pr, "head"), "ref"),
+            _text(_object(pr, "head"), "sha"),
+            _text(_object(pr, "base"), "ref"),
+            pr.get("merged") is True,
         )
     return Event(forge, kind, delivery, repo)
 
 
 def _gitlab(doc: Mapping[str, Any], delivery: str) -> Event:
-    kind = str(doc.get("object_kind", ""))
-    repo = str(doc.get("project", {}).get("git_http_url", ""))
-    if kind == "push":
-        after = str(doc.get("after", ""))
-        return PushEvent(
-            "gitlab", kind, delivery, repo, _branch(str(doc.get("ref", ""))), after, after == ZERO
-        )
+    kind = _text(doc, "object_kind")
+    repo = _text(_object(doc, "project"), "git_http_url")
+    if kind in ("push", "tag_push"):
+        after = _text(doc, "after")
+        return _push("gitlab", delivery, repo, _text(doc, "ref"), after, after == ZERO)
     if kind == "merge_request":
-        attrs = doc.get("object_attributes", {})
-        action = str(attrs.get("action", ""))
+        attrs = _object(doc, "object_attributes")
+        action = _text(attrs, "action")
         return PullRequestEvent(
             "gitlab",
             "pull_request",
             delivery,
             repo,
             _GITLAB_ACTIONS.get(action, action),
-            int(attrs.get("iid", 0)),
-            str(attrs.get("source_branch", "")),
-            str(attrs.get("last_commit", {}).get("id", "")),
-            str(attrs.get("target_branch", "")),
+            _number(attrs, "iid"),
+            _text(attrs, "source_branch"),
+            _text(_object(attrs, "last_commit"), "id"),
+            _text(attrs, "target_branch"),
             action == "merge",
         )
     return Event("gitlab", kind, delivery, repo)
 
 
-def _branch(ref: str) -> str:
-    return ref.removeprefix("refs/heads/")
+def _push(forge: str, delivery: str, repo: str, ref: str, after: str, deleted: bool) -> Event:
+    """A push, by the kind of ref it moved: a branch, a tag, or something else."""
+    if ref.startswith(BRANCH_PREFIX) and len(ref) > len(BRANCH_PREFIX):
+        branch = ref.removeprefix(BRANCH_PREFIX)
+        return PushEvent(forge, "push", delivery, repo, branch, after, deleted)
+    if ref.startswith(TAG_PREFIX) and len(ref) > len(TAG_PREFIX):
+        tag = ref.removeprefix(TAG_PREFIX)
+        return TagEvent(forge, "tag_push", delivery, repo, tag, after, deleted)
+    return Event(forge, "push", delivery, repo)
+
+
+def _object(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _text(doc: Mapping[str, Any], key: str) -> str:
+    value = doc.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _number(doc: Mapping[str, Any], key: str) -> int:
+    value = doc.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

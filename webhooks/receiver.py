@@ -3,7 +3,13 @@
 Forges expect an answer within seconds and never re-send a failed delivery by themselves, so
 the receiver does no work beyond checking the signature and queuing a reconcile (the pass is
 level-triggered: it needs no more than "something changed"). A redelivery keeps its delivery
-id, which is the idempotency key; the last 10,000 ids are remembered.
+id, which is the idempotency key; the last 10,000 ids are remembered. A delivery that concerns
+nothing the daemon deploys is still accepted (202, ``triggered: false``), so the forge records
+it as delivered and stops retrying, but it triggers no pass.
+
+The route is public, so its body is read under a bound before anything else: the signature
+covers the whole body, and an unauthenticated sender must not be able to make the daemon
+buffer more than a forge ever sends (GitHub's limit, 25 MiB) to find out it is not signed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,31 @@ from webhooks.events import Event, parse
 from webhooks.signatures import InvalidDelivery, verify
 
 FORGES = ("github", "gitlab", "gitea")
+MAX_BODY_BYTES = 25 * 2**20  # GitHub's cap on a delivery's payload; GitLab and Gitea send less
+
+
+class PayloadTooLarge(OdooOpsError):
+    code = "payload_too_large"
+
+
+async def bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused (``payload_too_large``) as soon as it is known to exceed ``limit``:
+    from its declared length before a byte is read, or once more than ``limit`` has come."""
+    refused = PayloadTooLarge(
+        f"the delivery is larger than {limit // 2**20} MiB, more than any forge sends",
+        remediation="check the webhook's URL and sender; forges never send more",
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise refused
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise refused
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class DeliveryLog:
@@ -45,11 +76,14 @@ class DeliveryLog:
 
 def webhook_route(
     secret: Callable[[], str | None],
-    on_event: Callable[[Event], None],
+    on_event: Callable[[Event], bool],
     count: Callable[[str, str, str], None] = lambda forge, event, result: None,
     log: DeliveryLog | None = None,
 ) -> Route:
-    """``POST /v1/webhooks/{forge}``: public, authenticated by the delivery's signature."""
+    """``POST /v1/webhooks/{forge}``: public, authenticated by the delivery's signature.
+
+    ``on_event`` gets every new authentic delivery and answers whether it triggered a pass.
+    """
     deliveries = log or DeliveryLog()
 
     async def receive(request: Request) -> Response:
@@ -67,7 +101,11 @@ def webhook_route(
                 code="not_found",
                 remediation="start it with --webhook-secret-file FILE",
             )
-        body = await request.body()
+        try:
+            body = await bounded_body(request)
+        except PayloadTooLarge:
+            count(forge, "unknown", "too_large")
+            raise
         try:
             sender = verify(request.headers, body, key)
             event = parse(request.headers, body)
@@ -83,8 +121,10 @@ def webhook_route(
         if not deliveries.first_time(event.delivery):
             count(forge, event.kind, "duplicate")
             return JSONResponse({"accepted": False, "duplicate": True}, status_code=200)
-        on_event(event)
-        count(forge, event.kind, "accepted")
-        return JSONResponse({"accepted": True, "event": event.kind}, status_code=202)
+        triggered = on_event(event)
+        count(forge, event.kind, "accepted" if triggered else "ignored")
+        return JSONResponse(
+            {"accepted": True, "event": event.kind, "triggered": triggered}, status_code=202
+        )
 
     return Route("/v1/webhooks/{forge}", receive, methods=["POST"], name="receive_webhook")

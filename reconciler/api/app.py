@@ -32,7 +32,9 @@ from reconciler.api.routes import data, environments, platform, requests, shell
 from reconciler.api.routes.platform import OPENAPI_PATH
 from reconciler.core.errors import OdooOpsError
 from reconciler.engine.metrics import Metrics
+from webhooks.events import Event
 from webhooks.receiver import webhook_route
+from webhooks.repositories import concerns
 
 __all__ = ["OPENAPI_PATH", "RateLimiter", "create_app"]
 
@@ -50,7 +52,8 @@ def create_app(
     upload_dir: Path | None = None,
 ) -> Starlette:
     """The app. Webhooks (``/v1/webhooks/{forge}``) authenticate by signature, not by token;
-    without a ``webhook_secret`` they answer 404."""
+    without a ``webhook_secret`` they answer 404. A delivery triggers a pass only when it
+    concerns the state repository or a project's repository of the last valid state."""
     ctx = ApiContext(
         plane=plane,
         authority=authority,
@@ -70,7 +73,7 @@ def create_app(
         *requests.routes(ctx),
         *shell.routes(ctx, ENV_PATH),
         *data.routes(ctx, ENV_PATH),
-        webhook_route(webhook_secret, lambda event: plane.trigger(), count_webhook),
+        webhook_route(webhook_secret, lambda event: _on_delivery(plane, event), count_webhook),
     ]
     middleware = [Middleware(_Timing, metrics=metrics)] if metrics is not None else []
     return Starlette(
@@ -82,6 +85,15 @@ def create_app(
             405: not_allowed,
         },
     )
+
+
+def _on_delivery(plane: ControlPlane, event: Event) -> bool:
+    state = plane.state()
+    projects = [p.repo_url for p in state.projects.values()] if state is not None else []
+    if not concerns(event, [plane.state_repository(), *projects]):
+        return False
+    plane.trigger()
+    return True
 
 
 class _Timing:

@@ -2,17 +2,23 @@
 
 Routes are grouped by the resource they own (``reconciler.api.routes.*``); each module builds
 its routes from one ``ApiContext``, so authentication, rate limits and the error shape are the
-same everywhere and no route reaches past the control plane.
+same everywhere and no route reaches past the control plane. The path and the query string are
+read here too, strictly and the same way for every route: a name that cannot be a project or
+an environment, a query parameter the route does not take, or a value that only looks like
+one (``?wait=null``) is refused with ``invalid_request`` naming the parameter, never read as a
+default.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -50,6 +56,11 @@ FIELD_TYPES: Mapping[str, type] = {
 NAME = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?")
 # It becomes part of a branch name (``odooops/change-ID``) and a commit trailer.
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Path parameters that name a project or an environment, and what each names.
+PATH_NAMES: Mapping[str, str] = {"project": "project", "env": "environment", "name": "project"}
+# The query parameters of every write that may wait for the daemon (``wait_params``).
+WAIT = frozenset({"wait", "timeout"})
+_WHOLE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() also reads "٣" and " 3"
 
 
 @dataclass(frozen=True)
@@ -61,14 +72,24 @@ class ApiContext:
     metrics: Metrics | None = None
     upload_dir: Path | None = None
 
-    def guarded(self, scope: str, per_env: bool = False) -> Callable[[Handler], Handler]:
+    def guarded(
+        self, scope: str, per_env: bool = False, query: Collection[str] = ()
+    ) -> Callable[[Handler], Handler]:
         """A route that needs a token with ``scope`` (and, ``per_env``, one that covers the
-        environment of the path)."""
+        environment of the path) and takes the query parameters ``query``, no others.
+
+        The token is checked before anything of the request is read, so an anonymous caller
+        learns nothing from the answer; the names in the path and the query string's
+        parameters are checked before the scope, so a malformed request is a 400 whatever
+        the token may do.
+        """
 
         def wrap(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
                 principal = self.authority.authenticate_header(request.headers.get("authorization"))
                 self.limiter.take(principal.subject)
+                check_path_names(request.path_params)
+                request.state.query = Query(request.query_params, query)
                 env = env_name(request) if per_env else None
                 authorize(principal, scope, env)
                 request.state.principal = principal
@@ -89,6 +110,97 @@ class ApiContext:
                 remediation="odooops status (the daemon reports why)",
             )
         return state
+
+
+class Query:
+    """The query string of one request, read strictly.
+
+    A parameter the route does not take, or one given twice, is refused rather than ignored:
+    a typo (``?wiat=true``) or a second value would otherwise change nothing, silently. Values
+    are parsed by the one rule of their kind (``flag``, ``whole``, ``text``), so ``?wait=null``
+    is an error on every route, not ``false`` on one and ``true`` on another.
+    """
+
+    def __init__(self, params: QueryParams, allowed: Collection[str]) -> None:
+        takes = ", ".join(sorted(allowed)) or "no query parameters"
+        unknown = sorted(set(params.keys()) - set(allowed))
+        if unknown:
+            raise InvalidRequest(
+                f"unknown query parameter {', '.join(quoted(u) for u in unknown)}",
+                remediation=f"this route takes {takes}; see /v1/openapi.json",
+            )
+        repeated = sorted(k for k in set(params.keys()) if len(params.getlist(k)) > 1)
+        if repeated:
+            raise InvalidRequest(
+                f"query parameter {', '.join(repeated)} is given more than once",
+                remediation=f"give {repeated[0]} once",
+            )
+        self._params = params
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        """``true``/``1`` or ``false``/``0``; anything else (``yes``, ``null``, empty) fails."""
+        raw = self._params.get(name)
+        if raw is None:
+            return default
+        if raw in ("true", "1"):
+            return True
+        if raw in ("false", "0"):
+            return False
+        raise InvalidRequest(
+            f"{name} must be true, false, 1 or 0, got {quoted(raw)}",
+            remediation=f"?{name}=true or ?{name}=false",
+        )
+
+    def whole(self, name: str, default: int, low: int, high: int, remediation: str = "") -> int:
+        """A whole number in ``[low, high]``, written in ASCII digits."""
+        raw = self._params.get(name)
+        if raw is None:
+            return default
+        if not _WHOLE.fullmatch(raw) or not low <= int(raw) <= high:
+            raise InvalidRequest(
+                f"{name} must be a whole number from {low} to {high}, got {quoted(raw)}",
+                remediation=remediation or f"?{name}={default}",
+            )
+        return int(raw)
+
+    def text(self, name: str, max_length: int = 200) -> str | None:
+        """Printable text of 1 to ``max_length`` characters (no control characters)."""
+        raw = self._params.get(name)
+        if raw is None:
+            return None
+        if not 1 <= len(raw) <= max_length or not raw.isprintable():
+            raise InvalidRequest(
+                f"{name} must be printable text of 1 to {max_length} characters",
+                remediation=f"leave {name} out, or send it URL-encoded",
+            )
+        return raw
+
+
+def quoted(value: object, limit: int = 40) -> str:
+    """A value from the request as it may appear in a message: quoted, shortened, and with
+    every control or non-ASCII character escaped, so it cannot rewrite a terminal."""
+    text = str(value)
+    return json.dumps(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def check_path_names(params: Mapping[str, Any]) -> None:
+    """Refuse a path whose project or environment cannot exist (``%C2%84``, ``..``, ``A``):
+    it is malformed, and a route must not answer it as an empty but existing thing."""
+    for param, what in PATH_NAMES.items():
+        value = params.get(param)
+        if value is not None and not NAME.fullmatch(str(value)):
+            raise InvalidRequest(
+                f"{param} {quoted(value)} is not a {what} name",
+                remediation="names are lowercase letters, digits and hyphens, starting with a "
+                "letter, at most 32 characters (e.g. /v1/environments/acme/qa); "
+                "odooops env list",
+            )
+
+
+def query_of(request: Request) -> Query:
+    """The query string, as the route's guard checked it."""
+    query: Query = request.state.query
+    return query
 
 
 def principal_of(request: Request) -> Principal:
@@ -118,14 +230,11 @@ def unknown_project(project: str) -> OdooOpsError:
 
 
 def wait_params(request: Request) -> tuple[bool, float]:
-    wait = request.query_params.get("wait", "false").lower() in ("1", "true", "yes")
-    raw = request.query_params.get("timeout", "600")
-    if not raw.isdigit() or not 1 <= int(raw) <= 3600:
-        raise InvalidRequest(
-            "timeout must be a whole number of seconds from 1 to 3600",
-            remediation="?wait=true&timeout=600",
-        )
-    return wait, float(raw)
+    """``?wait=`` and ``?timeout=`` (seconds, 1 to 3600) of a route that takes ``WAIT``."""
+    query = query_of(request)
+    wait = query.flag("wait")
+    timeout = query.whole("timeout", 600, 1, 3600, remediation="?wait=true&timeout=600")
+    return wait, float(timeout)
 
 
 def request_id_param(request: Request) -> str:

@@ -39,6 +39,9 @@ class GitControlPlane:
     def trigger(self) -> None:
         self._trigger()
 
+    def state_repository(self) -> str:
+        return self.writer.repo.url
+
     def audit(self, limit: int) -> list[CommitInfo]:
         self.writer.repo.fetch()
         return self.writer.repo.history(self.writer.branch, limit)

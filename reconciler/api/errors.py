@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 
 from reconciler.api.ratelimit import RateLimited
 from reconciler.core.errors import OdooOpsError
@@ -32,6 +33,7 @@ HTTP_STATUS = {
     "push_rejected": 409,
     "invalid_path": 400,
     "invalid_webhook": 401,
+    "payload_too_large": 413,
     "unknown_change_request": 404,
     "invalid_token_request": 400,
     "wait_timeout": 504,
@@ -86,9 +88,23 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 
 async def not_allowed(request: Request, exc: Exception) -> Response:
+    """405 with ``Allow`` (RFC 9110 requires it): every method of every route on this path.
+
+    Starlette's own header names the methods of the first route that matched the path only,
+    and one path here is often several routes (``GET`` and ``POST /v1/environments``).
+    """
+    allowed = sorted(allowed_methods(request))
     error = OdooOpsError(
         f"{request.method} is not allowed on {request.url.path}",
         code="method_not_allowed",
-        remediation="see /v1/openapi.json",
+        remediation=f"use {', '.join(allowed)}; see /v1/openapi.json",
     )
-    return JSONResponse(error.to_dict(), status_code=405)
+    return JSONResponse(error.to_dict(), status_code=405, headers={"Allow": ", ".join(allowed)})
+
+
+def allowed_methods(request: Request) -> set[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+            methods.update(route.methods or ())
+    return methods

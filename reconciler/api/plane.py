@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from reconciler.core.model import EnvKey, StateConfig
+from reconciler.core.model import DesiredEnvironment, EnvKey, StateConfig
 from reconciler.core.planner import Plan
 from reconciler.engine.jobs import JobStore, Progress
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
@@ -23,6 +23,11 @@ from reconciler.gitops.statewriter import WriteResult
 
 class DataPlane(Protocol):
     """The data operations the API starts (``reconciler.data.operations.DataOps``)."""
+
+    def environment(self, key: EnvKey) -> DesiredEnvironment:
+        """The environment as the last pass resolved it; ``environment_not_found`` or
+        ``environment_held`` otherwise (the API asks before it starts a job)."""
+        ...
 
     def backups(self, key: EnvKey) -> list[dict[str, Any]]: ...
 
@@ -87,6 +92,10 @@ class ControlPlane(Protocol):
     ) -> WriteResult: ...
 
     def trigger(self) -> None: ...
+
+    def state_repository(self) -> str:
+        """The state repository's URL (credentials hidden): its pushes concern the daemon."""
+        ...
 
     def audit(self, limit: int) -> list[CommitInfo]: ...
 

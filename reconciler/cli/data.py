@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
@@ -260,8 +261,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_mail_list(args: argparse.Namespace) -> int:
     client = _client()
     key = _key(client, args.name)
-    query = f"?limit={args.limit}" + (f"&q={args.query}" if args.query else "")
-    items = client.get(f"{_path(key)}/mail{query}")["items"]
+    params = {"limit": args.limit, **({"q": args.query} if args.query else {})}
+    items = client.get(f"{_path(key)}/mail?{urlencode(params)}")["items"]
     if args.output != "table":
         _emit(items, args.output)
         return EXIT_OK

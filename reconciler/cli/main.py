@@ -24,6 +24,7 @@ from rich.table import Table
 
 from reconciler.cli.data import add_commands as add_data_commands
 from reconciler.core.errors import OdooOpsError, SecretsError
+from reconciler.core.model import check_instance
 from reconciler.engine.status import EnvironmentStatus, StatusStore
 
 DEFAULT_DATA_DIR = Path(os.environ.get("ODOOOPS_DATA_DIR", "/var/lib/odooops"))
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call is noise
     try:
+        if getattr(args, "instance", None) is not None:
+            check_instance(args.instance)  # before it labels or names anything
         return int(args.func(args))
     except OdooOpsError as exc:
         _print_error(exc, getattr(args, "output", "table"))

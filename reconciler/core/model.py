@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -17,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from reconciler.core.errors import SecretsError
+from reconciler.core.errors import OdooOpsError, SecretsError
 from reconciler.core.retention import Retention
 
 
@@ -35,6 +36,30 @@ class Tier(StrEnum):
 
 LABEL_PREFIX = "odooops."
 MAIL_CATCHER_HOST = "odooops-mail"  # how non-production containers reach the mail catcher
+# A DNS label, short: it is a label value that filters (``odooops.instance=NAME``) must match
+# exactly, and part of container names (``odooops-NAME-helper-...``).
+INSTANCE = re.compile(r"[a-z0-9]([a-z0-9-]{0,22}[a-z0-9])?")
+
+
+class InvalidInstance(OdooOpsError):
+    code = "invalid_instance"
+
+
+def check_instance(name: str) -> str:
+    """``name`` if it can name a daemon instance; ``invalid_instance`` otherwise.
+
+    Checked where the name enters (the CLI) and where it becomes a label or a container name
+    (the drivers): an instance ``a,b`` or ``x=y`` would make label filters match other
+    daemons' objects, or none, and a daemon would prune what it cannot see as its own.
+    """
+    if not INSTANCE.fullmatch(name):
+        shown = json.dumps(name[:40])
+        raise InvalidInstance(
+            f"instance {shown} is not an instance name: lowercase letters, digits and hyphens, "
+            "starting and ending with a letter or digit, at most 24 characters",
+            remediation="pass --instance NAME (or set ODOOOPS_INSTANCE), e.g. --instance prod-1",
+        )
+    return name
 
 
 @dataclass(frozen=True, order=True)

@@ -7,6 +7,7 @@ app ``.odooops.yaml`` ``tiers`` < environment ``overrides``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -131,6 +132,19 @@ def env_name_for_branch(branch: str, max_len: int = 30) -> str:
     return name
 
 
+def hashed_env_name(branch: str, max_len: int = 30) -> str:
+    """The branch's name, shortened, with 6 hex digits of a hash of the whole branch:
+    ``feature-crm-3f2a1c``. Stable (a function of the branch alone) and distinct for two
+    branches whose plain names are the same."""
+    digest = hashlib.sha256(branch.encode()).hexdigest()[:6]
+    return f"{env_name_for_branch(branch, max_len - 7)}-{digest}"
+
+
+def _reads_as_its_name(branch: str) -> bool:
+    """``feature/crm`` reads as ``feature-crm``; ``feature/CRM`` and long branches do not."""
+    return branch.replace("/", "-") == env_name_for_branch(branch)
+
+
 def auto_environments(
     project: str,
     policies: Policies,
@@ -140,17 +154,23 @@ def auto_environments(
 ) -> list[EnvironmentSpec]:
     """Environments that branch rules with ``auto_create`` call for and no file declares.
 
-    A file always wins for its branch; a generated name never takes over a declared one.
+    A file always wins for its branch; a generated name never takes over a declared one. Two
+    branches can make one name (``feature/CRM`` and ``feature/crm``, or two long branches cut
+    at 30 characters): none is dropped. The branch that reads as the name keeps it, then the
+    first in order; the others, and a branch whose name a file already took, get the name
+    with a hash of the branch (``hashed_env_name``), the same on every pass.
     """
     taken_branches = {s.branch for s in declared if s.key.project == project}
     taken_names = {s.key.env for s in declared if s.key.project == project}
     out: list[EnvironmentSpec] = []
-    for branch in sorted(branches):
+    for branch in sorted(branches, key=lambda b: (not _reads_as_its_name(b), b)):
         rule = rule_for(policies, branch)
         if rule is None or not rule.auto_create or branch in taken_branches:
             continue
         name = env_name_for_branch(branch)
         if name in taken_names:
+            name = hashed_env_name(branch)
+        if name in taken_names:  # only a file declaring this very name: it wins
             continue
         taken_names.add(name)
         out.append(

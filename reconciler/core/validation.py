@@ -25,13 +25,14 @@ import functools
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError, relevance
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -50,6 +51,7 @@ __all__ = [
     "Document",
     "JsonPath",
     "ValidatedState",
+    "is_branch_name",
     "load_yaml",
     "validate_app_config",
     "validate_document",
@@ -499,10 +501,54 @@ def _schema_name(schema: str) -> str:
 
 
 @functools.cache
+def _end_anchored(pattern: str) -> re.Pattern[str]:
+    """``pattern`` with JSON Schema's (ECMA-262) meaning of ``$``: the end of the text.
+
+    Python's ``$`` also matches before a final newline, so ``^\\S+$`` took ``"main\\n"`` and
+    ``branch: "main\\n"`` reached the state repository. Our schemas never put ``$`` in a
+    character class, so every unescaped ``$`` is an anchor.
+    """
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _end_anchored(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_StateValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
+@functools.cache
 def _validator(name: str) -> Any:
     registry = _registry()
     schema = registry.contents(f"{SCHEMA_BASE_URI}{name}.schema.json")
-    return Draft202012Validator(schema, registry=registry, format_checker=_format_checker())
+    return _StateValidator(schema, registry=registry, format_checker=_format_checker())
+
+
+# Control (Cc), format (Cf: bidirectional overrides, zero-width characters), surrogate,
+# private-use and unassigned characters, and separators (spaces of every width, line and
+# paragraph separators): each makes a name print as another, or not print at all.
+_HOSTILE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+
+
+def _hostile_character(text: str) -> str | None:
+    """The first character of ``text`` that no name should hold, as ``U+XXXX``."""
+    for char in text:
+        if unicodedata.category(char) in _HOSTILE_CATEGORIES:
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def is_branch_name(text: str) -> bool:
+    """Whether the state accepts ``text`` as an environment's branch.
+
+    The rule of ``environment.schema.json`` (what ``git check-ref-format --branch`` accepts,
+    less names that start with ``refs/`` and the invisible characters a pattern can list)
+    and, beyond what a pattern can say, no control, format or separator character at all.
+    The API checks a write with it before anything is committed.
+    """
+    return _validator("environment").is_valid({"branch": text}) and not _hostile_character(text)
 
 
 _TYPE_WORDS = {
@@ -517,7 +563,10 @@ _TYPE_WORDS = {
 
 
 def _literal(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """JSON text, with every character that would not print escaped: a message quoting a
+    hostile value must not carry its control or bidirectional characters to a terminal."""
+    text = json.dumps(value, ensure_ascii=False)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def _words(items: Sequence[str], last: str = "or") -> str:
@@ -959,6 +1008,27 @@ def _branch_rules(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> l
     return problems
 
 
+def _branch_characters(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+    """What the schema's pattern cannot list: any control, format or separator character."""
+    path: JsonPath = ("branch",)
+    branch = _get(doc.data, path)
+    if not isinstance(branch, str) or path in flagged:
+        return []
+    char = _hostile_character(branch)
+    if char is None:
+        return []
+    location = doc.location(path)
+    return [
+        _problem(
+            "invalid_value",
+            f"branch {_literal(branch)} holds the invisible or control character {char}, "
+            "so it would read as another branch",
+            location,
+            recheck.fix(f"retype the branch at {_at(location)} with visible characters only"),
+        )
+    ]
+
+
 def _restore_test(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
     path: JsonPath = ("backups", "restore_test")
     value = _get(doc.data, path)
@@ -974,7 +1044,7 @@ def _restore_test(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> l
 _DOCUMENT_CHECKS: Mapping[str, Sequence[_Check]] = {
     "odooops": (_tier_settings, _port_range, _restore_test),
     "policies": (_branch_rules,),
-    "environment": (_override_settings,),
+    "environment": (_override_settings, _branch_characters),
     "app": (_tier_settings,),
 }
 

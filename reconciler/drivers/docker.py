@@ -26,7 +26,14 @@ import docker.types
 import requests.exceptions
 
 from reconciler.core.errors import DriverError, sanitize
-from reconciler.core.model import LABEL_PREFIX, MAIL_CATCHER_HOST, DesiredEnvironment, EnvKey, Tier
+from reconciler.core.model import (
+    LABEL_PREFIX,
+    MAIL_CATCHER_HOST,
+    DesiredEnvironment,
+    EnvKey,
+    Tier,
+    check_instance,
+)
 from reconciler.core.observed import ObservedContainer, Role
 from reconciler.drivers.protocols import Listing, RuntimeEvent
 from reconciler.drivers.tarstream import empty_tar
@@ -56,7 +63,7 @@ class DockerDriver:
     def __init__(
         self, instance: str, base_url: str | None = None, health_interval: int = 5
     ) -> None:
-        self.instance = instance
+        self.instance = check_instance(instance)
         self.health_interval = health_interval
         url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         if url.startswith("unix://") and not os.path.exists(url.removeprefix("unix://")):

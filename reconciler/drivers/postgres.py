@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler.core.errors import DriverError
-from reconciler.core.model import DatabaseServer, EnvKey
+from reconciler.core.model import DatabaseServer, EnvKey, check_instance
 from reconciler.drivers.protocols import Runtime
 
 
@@ -58,7 +58,7 @@ class PostgresDriver:
 
     def __init__(self, server: DatabaseServer, instance: str) -> None:
         self.server = server
-        self.instance = instance
+        self.instance = check_instance(instance)
 
     @property
     def name(self) -> str:

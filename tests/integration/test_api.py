@@ -6,6 +6,10 @@ writes go through the real StateWriter, so every accepted write is a real commit
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -18,6 +22,7 @@ from starlette.testclient import TestClient
 from reconciler.api.app import RateLimiter, create_app
 from reconciler.api.auth import AuthConfig, TokenAuthority
 from reconciler.api.controlplane import GitControlPlane
+from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey, StateConfig
 from reconciler.core.planner import Plan
 from reconciler.engine.jobs import JobStore
@@ -26,7 +31,7 @@ from reconciler.gitops import changes
 from reconciler.gitops.gitsource import Author, GitSource
 from reconciler.gitops.statewriter import StateWriter, WriteResult
 from tests.factories import MemoryData
-from tests.integration.world import acme_state_remote, git
+from tests.integration.world import REPO_ROOT, acme_state_remote, git
 
 pytestmark = pytest.mark.integration
 SECRET = b"k" * 32
@@ -473,7 +478,11 @@ def test_webhooks_are_verified_deduplicated_and_trigger_a_pass(
 
     secret = "It's a Secret to Everybody"
     client = TestClient(create_app(plane, authority, webhook_secret=lambda: secret))
-    body = b'{"ref": "refs/heads/feature/x", "after": "' + b"a" * 40 + b'"}'
+    body = (
+        b'{"ref": "refs/heads/feature/x", "after": "'
+        + b"a" * 40
+        + b'", "repository": {"clone_url": "file:///x"}}'
+    )
     signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     headers = {
         "X-GitHub-Event": "push",
@@ -619,3 +628,336 @@ def test_wait_gives_up_with_504_and_the_commit_stands(
     assert resp.status_code == 504
     assert resp.json()["error"] == "wait_timeout"
     assert "suspend acme/qa" in git("--git-dir", str(remote), "log", "-1", "--format=%s")
+
+
+# ------------------------------------------------------------------ strict input (issue h2)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "parameter"),
+    [
+        ("POST", "/v1/environments/acme/qa/suspend?wait=null", "wait"),
+        ("POST", "/v1/environments/acme/qa/suspend?wait=yes", "wait"),
+        ("POST", "/v1/environments/acme/qa/suspend?wait=TRUE", "wait"),
+        ("POST", "/v1/environments/acme/qa/suspend?wait=", "wait"),
+        ("POST", "/v1/environments/acme/qa/suspend?wait=true&timeout=1e3", "timeout"),
+        ("POST", "/v1/environments/acme/qa/suspend?wait=true&timeout=%D9%A3", "timeout"),
+        ("POST", "/v1/environments/acme/qa/suspend?wiat=true", "wiat"),
+        ("POST", "/v1/environments/acme/qa/suspend?wait=true&wait=false", "wait"),
+        ("PUT", "/v1/policies?pr=yes", "pr"),
+        ("PUT", "/v1/projects/acme?pr=", "pr"),
+        ("GET", "/v1/audit?limit=%2B5", "limit"),
+        ("GET", "/v1/environments?page=2", "page"),
+        ("GET", "/v1/environments/acme/qa/logs?follow=maybe", "follow"),
+        ("GET", "/v1/environments/acme/qa/logs?tail=-1", "tail"),
+        ("GET", "/v1/environments/acme/qa/mail?q=%00", "q"),
+        ("POST", "/v1/environments/acme/qa/backups?wait=on", "wait"),
+        ("POST", "/v1/environments/acme/qa/import?confirm=yes", "confirm"),
+    ],
+)
+def test_a_malformed_query_is_400_naming_the_parameter_and_changes_nothing(
+    client: TestClient,
+    authority: TokenAuthority,
+    plane: Plane,
+    remote: Path,
+    method: str,
+    path: str,
+    parameter: str,
+) -> None:
+    before = head(remote)
+    resp = client.request(method, path, json={}, headers=bearer(authority, "admin"))
+    assert (resp.status_code, resp.json()["error"]) == (400, "invalid_request"), resp.text
+    assert parameter in resp.json()["message"]
+    assert resp.json()["remediation"]
+    assert head(remote) == before
+    assert plane.jobs().list() == []  # no data job was started either
+
+
+@pytest.mark.parametrize(
+    ("query", "status"), [("?wait=0", 202), ("?wait=false", 202), ("?wait=1&timeout=30", 200)]
+)
+def test_the_four_spellings_of_a_boolean_are_understood(
+    client: TestClient, authority: TokenAuthority, query: str, status: int
+) -> None:
+    resp = client.post(
+        f"/v1/environments/acme/qa/suspend{query}", headers=bearer(authority, "env:write")
+    )
+    assert resp.status_code == status, resp.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/v1/environments", "GET, HEAD, POST"),
+        ("POST", "/v1/health", "GET, HEAD"),
+        ("PUT", "/v1/environments/acme/qa", "DELETE, GET, HEAD, PATCH"),
+        ("DELETE", "/v1/environments/acme/qa/backups", "GET, HEAD, POST"),
+        ("GET", "/v1/webhooks/github", "POST"),
+    ],
+)
+def test_405_names_every_method_of_the_path_in_allow(
+    client: TestClient, authority: TokenAuthority, method: str, path: str, allow: str
+) -> None:
+    resp = client.request(method, path, headers=bearer(authority, "admin"))
+    assert resp.status_code == 405
+    assert resp.headers["Allow"] == allow
+    assert resp.json()["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "parameter"),
+    [
+        ("GET", "/v1/environments/acme/%C2%84/backups", "env"),
+        ("GET", "/v1/environments/acme/%C2%84/mail", "env"),
+        ("GET", "/v1/environments/ACME/qa", "project"),
+        ("GET", "/v1/environments/acme/q_a/status", "env"),
+        ("GET", "/v1/environments/acme/-qa/events", "env"),
+        ("GET", "/v1/environments/acme/qa%0A/logs", "env"),
+        ("POST", "/v1/environments/acme/" + "q" * 33 + "/backups", "env"),
+        ("GET", "/v1/projects/Acme", "name"),
+        ("PUT", "/v1/projects/a%20b", "name"),
+    ],
+)
+def test_a_path_naming_no_possible_environment_is_400_never_an_empty_answer(
+    client: TestClient,
+    authority: TokenAuthority,
+    plane: Plane,
+    method: str,
+    path: str,
+    parameter: str,
+) -> None:
+    resp = client.request(method, path, json={}, headers=bearer(authority, "admin"))
+    assert (resp.status_code, resp.json()["error"]) == (400, "invalid_request"), resp.text
+    assert resp.json()["message"].startswith(parameter)
+    if "%C2%84" in path:  # quoted with the control character escaped, never raw
+        assert "\\u0084" in resp.json()["message"]
+    assert plane.jobs().list() == []
+
+
+def test_a_shell_on_a_malformed_name_is_refused(
+    client: TestClient, authority: TokenAuthority
+) -> None:
+    with client.websocket_connect(
+        "/v1/environments/acme/%C2%84/shell", headers=bearer(authority, "shell")
+    ) as ws:
+        assert json.loads(ws.receive_text())["error"] == "invalid_request"
+        assert ws.receive()["code"] == 4400
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/environments/acme/nope/backups", None),
+        ("POST", "/v1/environments/acme/nope/backups", {"reason": "x"}),
+        ("POST", "/v1/environments/acme/nope/restore", {"backup": "latest"}),
+        ("POST", "/v1/environments/acme/nope/clone", {"to": "qa"}),
+        ("POST", "/v1/environments/acme/qa/clone", {"to": "nope"}),
+        ("GET", "/v1/environments/acme/nope/export", None),
+        ("GET", "/v1/environments/acme/nope/mail", None),
+        ("GET", "/v1/environments/acme/nope/mail/m-1", None),
+        ("GET", "/v1/environments/elsewhere/qa/backups", None),
+    ],
+)
+def test_data_routes_refuse_an_unknown_environment_at_once_and_start_no_job(
+    client: TestClient,
+    authority: TokenAuthority,
+    plane: Plane,
+    method: str,
+    path: str,
+    body: object,
+) -> None:
+    resp = client.request(method, path, json=body, headers=bearer(authority, "admin"))
+    assert (resp.status_code, resp.json()["error"]) == (404, "unknown_environment"), resp.text
+    assert "nope" in resp.json()["message"] or "elsewhere" in resp.json()["message"]
+    assert plane.jobs().list() == []
+
+
+def test_an_import_for_an_unknown_environment_is_refused_before_the_upload_is_stored(
+    plane: Plane, authority: TokenAuthority, tmp_path: Path
+) -> None:
+    uploads = tmp_path / "uploads"
+    client = TestClient(create_app(plane, authority, upload_dir=uploads))
+    resp = client.post(
+        "/v1/environments/acme/nope/import",
+        content=b"PK" + b"\0" * 100_000,
+        headers={**bearer(authority, "admin"), "Content-Type": "application/octet-stream"},
+    )
+    assert (resp.status_code, resp.json()["error"]) == (404, "unknown_environment")
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+    assert plane.jobs().list() == []
+
+
+def test_a_backup_of_a_known_environment_still_starts_a_job(
+    client: TestClient, authority: TokenAuthority, plane: Plane
+) -> None:
+    resp = client.post(
+        "/v1/environments/acme/qa/backups?wait=true&timeout=30",
+        json={"reason": "before the migration"},
+        headers=bearer(authority, "db:backup"),
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["state"] == "succeeded"
+    listed = client.get("/v1/environments/acme/qa/backups", headers=bearer(authority, "env:read"))
+    assert [b["status"] for b in listed.json()["items"]] == ["good"]
+
+
+def test_a_job_on_a_held_environment_is_refused_with_the_reason_but_its_backups_list(
+    client: TestClient, authority: TokenAuthority, plane: Plane
+) -> None:
+    class Held(MemoryData):
+        """Every environment is declared but held, as when its branch is gone."""
+
+        def environment(self, key: EnvKey) -> Any:
+            raise OdooOpsError(
+                f"environment {key} is held: branch release/v1 does not exist",
+                code="environment_held",
+                remediation=f"odooops status {key}",
+            )
+
+    plane._data = Held(plane.state)
+    admin = bearer(authority, "admin")
+    resp = client.post("/v1/environments/acme/qa/backups", json={}, headers=admin)
+    assert (resp.status_code, resp.json()["error"]) == (409, "environment_held")
+    assert "release/v1" in resp.json()["message"]
+    assert plane.jobs().list() == []
+    assert client.get("/v1/environments/acme/qa/backups", headers=admin).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/environments", {"name": "acme/x", "branch": "feature/\u202ecod.exe"}),
+        ("POST", "/v1/environments", {"name": "acme/x", "branch": "feature/x\u200b"}),
+        ("POST", "/v1/environments", {"name": "acme/x", "branch": "main\n"}),
+        ("POST", "/v1/environments", {"name": "acme/x", "branch": "a\x84b"}),
+        ("POST", "/v1/environments/acme/qa/deploy", {"branch": "-x"}),
+        ("POST", "/v1/environments/acme/qa/deploy", {"branch": "refs/tags/v1"}),
+        ("POST", "/v1/environments/acme/qa/deploy", {"branch": "a..b"}),
+        ("PATCH", "/v1/environments/acme/qa", {"branch": "x.lock"}),
+    ],
+)
+def test_a_branch_git_would_refuse_or_that_hides_characters_is_400_before_any_commit(
+    client: TestClient, authority: TokenAuthority, remote: Path, method: str, path: str, body: Any
+) -> None:
+    before = head(remote)
+    resp = client.request(method, path, json=body, headers=bearer(authority, "admin"))
+    assert (resp.status_code, resp.json()["error"]) == (400, "invalid_request"), resp.text
+    assert resp.json()["message"].startswith("branch ")
+    assert "git check-ref-format" in resp.json()["remediation"]
+    assert not any(c in resp.json()["message"] for c in "\u202e\u200b\n\x84")
+    assert head(remote) == before
+    assert "odooops/change-" not in git("--git-dir", str(remote), "branch", "--list")
+
+
+def _signed(secret: str, doc: dict[str, Any], delivery: str) -> tuple[bytes, dict[str, str]]:
+    import hashlib
+    import hmac
+
+    body = json.dumps(doc).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": signature,
+        "Content-Type": "application/json",
+    }
+    return body, headers
+
+
+@pytest.mark.parametrize(
+    ("ref", "repository", "triggered"),
+    [
+        ("refs/heads/feature/x", "file:///x", True),  # the project's repository, as declared
+        ("refs/heads/feature/x", "FILE:///x.git/", True),  # the same, written otherwise
+        ("refs/heads/main", "STATE", True),  # the state repository
+        ("refs/heads/main", "https://github.com/someone/else.git", False),
+        ("refs/heads/main", "", False),
+        ("refs/tags/v1.0", "file:///x", False),  # a tag: no environment follows one
+    ],
+)
+def test_a_delivery_triggers_a_pass_only_for_a_watched_repository_and_a_branch(
+    plane: Plane,
+    authority: TokenAuthority,
+    remote: Path,
+    ref: str,
+    repository: str,
+    triggered: bool,
+) -> None:
+    secret = "s3cret"
+    client = TestClient(create_app(plane, authority, webhook_secret=lambda: secret))
+    repository = f"file://{remote}" if repository == "STATE" else repository
+    doc = {"ref": ref, "after": "a" * 40, "repository": {"clone_url": repository}}
+    body, headers = _signed(secret, doc, "d-" + ref + repository)
+    resp = client.post("/v1/webhooks/github", content=body, headers=headers)
+    assert resp.status_code == 202, resp.text  # accepted either way: the forge stops retrying
+    assert resp.json()["triggered"] is triggered
+    assert plane.triggers == (1 if triggered else 0)
+
+
+def test_a_webhook_body_over_the_limit_is_413_before_its_signature_is_checked(
+    plane: Plane, authority: TokenAuthority
+) -> None:
+    client = TestClient(create_app(plane, authority, webhook_secret=lambda: "s3cret"))
+    resp = client.post(
+        "/v1/webhooks/github",
+        content=b" " * (25 * 2**20 + 1),
+        headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64},
+    )
+    assert (resp.status_code, resp.json()["error"]) == (413, "payload_too_large")
+    assert plane.triggers == 0
+
+
+@pytest.fixture
+def served(plane: Plane, authority: TokenAuthority) -> Iterator[str]:
+    """The API on a free local port, as the CLI reaches a daemon."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(plane, authority), host="127.0.0.1", port=0, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "the API did not start"
+        threading.Event().wait(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("text", ["a&b", "50% off #1", "x=y"])
+def test_the_cli_sends_a_mail_search_as_one_encoded_parameter(
+    served: str, plane: Plane, authority: TokenAuthority, text: str
+) -> None:
+    """``-q "a&b"`` once became ``q=a`` and a parameter ``b``, which the API now refuses."""
+    plane.data().mail[EnvKey("acme", "qa")] = []
+    token = authority.mint("ann", ["env:read"])
+    env = {
+        **os.environ,
+        "ODOOOPS_API": served,
+        "ODOOOPS_TOKEN": token,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler.cli",
+            "mail",
+            "list",
+            "acme/qa",
+            "-q",
+            text,
+            "-o",
+            "json",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []

@@ -17,6 +17,7 @@ from reconciler.gitops import changes
 from reconciler.gitops.gitsource import Author, GitSource
 from reconciler.gitops.statewriter import StateWriter
 from tests.integration.world import acme_state_remote, git
+from tests.unit.test_validation import REFUSED_AS_HOSTILE, REFUSED_BY_GIT
 
 pytestmark = pytest.mark.integration
 ANN = Author("Ann Integrator", "ann@acme.example")
@@ -234,3 +235,36 @@ def test_rs256_tokens_minted_with_a_private_key_verify_with_the_public_key(tmp_p
     verifier = TokenAuthority(AuthConfig(algorithm="RS256", public_key=public.read_bytes()))
     principal = verifier.verify(done.stdout.strip())
     assert (principal.subject, principal.has("deploy")) == ("ci-bot", True)
+
+
+@pytest.mark.parametrize(
+    "branch", [branch for branch, _ in REFUSED_BY_GIT], ids=[why for _, why in REFUSED_BY_GIT]
+)
+def test_git_itself_refuses_the_branches_validation_refuses_as_invalid(branch: str) -> None:
+    """The table of test_validation.py is git's rule, not our guess at it."""
+    checked = subprocess.run(
+        ["git", "check-ref-format", "--branch", branch], capture_output=True, check=False
+    )
+    assert checked.returncode != 0, branch
+
+
+@pytest.mark.parametrize("branch", ["main", "release/v2.1", "fix/ré-ça", "a@b", "HEADS", "x-"])
+def test_git_accepts_the_branches_validation_accepts(branch: str) -> None:
+    checked = subprocess.run(["git", "check-ref-format", "--branch", branch], check=False)
+    assert checked.returncode == 0, branch
+
+
+@pytest.mark.parametrize(
+    "branch",
+    [branch for branch, _ in REFUSED_AS_HOSTILE],
+    ids=[why for _, why in REFUSED_AS_HOSTILE],
+)
+def test_a_write_with_a_hostile_branch_commits_nothing(
+    remote: Path, tmp_path: Path, branch: str
+) -> None:
+    """The CLI's writes (``--state-repo``) validate the whole state, so they refuse it too."""
+    before = log(remote)
+    op = changes.Operation("create", EnvKey("acme", "demo"), {"branch": branch})
+    with pytest.raises(InvalidState):
+        writer(remote, tmp_path / "c").submit(op, ANN)
+    assert log(remote) == before

@@ -88,7 +88,7 @@ def test_a_token_without_the_documented_scope_is_refused(path: str, method: str)
     scope = operations()[(path, method)]["x-required-scope"]
     others = set(SCOPES) - {scope, "admin"} - IMPLYING.get(scope, set())
     token = AUTHORITY.mint("ann", sorted(others))
-    url = path.replace("{project}", "acme").replace("{env}", "qa")
+    url = path.replace("{project}", "acme").replace("{env}", "qa").replace("{name}", "acme")
     resp = TestClient(APP).request(method, url, headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 403, resp.text
     assert scope in resp.json()["message"]

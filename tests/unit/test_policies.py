@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from reconciler.core.model import BranchRule, EnvKey, Policies, Tier
 from reconciler.core.policies import (
     auto_environments,
     env_name_for_branch,
+    hashed_env_name,
     over_quota,
     resolve_settings,
     rule_for,
@@ -118,3 +120,59 @@ def test_dev_quota_holds_the_excess_per_owner() -> None:
     held = over_quota(specs, per_user=2)
     assert sorted(held) == [EnvKey("acme", "f2"), EnvKey("acme", "f3")]
     assert "ann@x" in held[EnvKey("acme", "f2")]
+
+
+LONG = "feature/" + "x" * 40
+
+
+@pytest.mark.parametrize(
+    ("branches", "names"),
+    [
+        (
+            [LONG + "-one", LONG + "-two"],
+            {LONG + "-one": "feature-" + "x" * 22, LONG + "-two": hashed_env_name(LONG + "-two")},
+        ),
+        (
+            ["feature/CRM", "feature/crm"],
+            {"feature/crm": "feature-crm", "feature/CRM": hashed_env_name("feature/CRM")},
+        ),
+        (
+            ["feature/crm_reports", "feature/crm-reports", "feature/crm.reports"],
+            {
+                "feature/crm-reports": "feature-crm-reports",
+                "feature/crm.reports": hashed_env_name("feature/crm.reports"),
+                "feature/crm_reports": hashed_env_name("feature/crm_reports"),
+            },
+        ),
+    ],
+    ids=["cut at 30 characters", "case", "punctuation"],
+)
+def test_branches_whose_names_collide_all_get_an_environment(
+    branches: list[str], names: dict[str, str]
+) -> None:
+    envs = auto_environments("acme", RULES, dict.fromkeys(branches, "1"), [], {})
+    assert {e.branch: e.key.env for e in envs} == names
+
+
+def test_the_branch_that_reads_as_the_name_keeps_it_whatever_else_is_pushed() -> None:
+    """Pushing ``feature/CRM`` next to ``feature/crm`` does not rename (rebuild) the latter."""
+    alone = auto_environments("acme", RULES, {"feature/crm": "1"}, [], {})
+    both = auto_environments("acme", RULES, {"feature/CRM": "2", "feature/crm": "1"}, [], {})
+    assert [e.key.env for e in alone] == ["feature-crm"]
+    assert {e.branch: e.key.env for e in both}["feature/crm"] == "feature-crm"
+
+
+def test_a_branch_whose_name_a_file_took_gets_the_hashed_name() -> None:
+    declared = [spec("feature-crm", Tier.DEV, branch="develop")]
+    envs = auto_environments("acme", RULES, {"feature/crm": "1"}, declared, {})
+    assert [(e.branch, e.key.env) for e in envs] == [
+        ("feature/crm", hashed_env_name("feature/crm"))
+    ]
+
+
+@pytest.mark.parametrize("branch", [LONG, "feature/CRM", "1.2/fix", "feature/" + "é" * 40])
+def test_a_hashed_name_is_a_valid_stable_name_of_the_branch_alone(branch: str) -> None:
+    name = hashed_env_name(branch)
+    assert re.fullmatch(r"[a-z][a-z0-9-]{0,30}[a-z0-9]", name) and len(name) <= 30
+    assert name == hashed_env_name(branch)
+    assert name != hashed_env_name(branch + "x")

@@ -1275,3 +1275,74 @@ def test_app_config_settings_values_are_parsed() -> None:
     problem = only(list(info.value.problems), "invalid_value")
     assert where(problem) == (".odooops.yaml", 7, 45)
     assert problem.location.key == "tiers.production.resource_limits.memory"
+
+
+# ------------------------------------------------------------------------------ branch names
+
+# (branch, why it is refused); each was accepted before, and ``git check-ref-format --branch``
+# refuses the first group (tests/integration/test_statewriter.py asks git itself).
+REFUSED_BY_GIT = [
+    ("-x", "starts with a hyphen"),
+    ("HEAD", "HEAD"),
+    ("main\n", "a trailing newline"),
+    ("a\x7fb", "DEL"),
+    ("feature/x.lock", "ends with .lock"),
+    ("a@{1}", "@{"),
+]
+REFUSED_AS_HOSTILE = [
+    ("a\x84b", "a C1 control character"),
+    ("a\x85b", "NEL, which YAML reads as a line break"),
+    ("feature/\u202ecod.exe", "a right-to-left override"),
+    ("feat\u200bure/x", "a zero-width space"),
+    ("feature/\u2066x", "a bidirectional isolate"),
+    ("x\U000e0041", "an invisible tag character"),
+    ("main\u00a0", "a no-break space"),
+    ("release/v\u20091", "a thin space"),
+    ("refs/heads/main", "a full ref pasted as a branch"),
+    ("@", "@, which git reads as HEAD"),
+    ("x" * 256, "longer than 255 characters"),
+]
+
+
+@pytest.mark.parametrize(
+    ("branch", "why"),
+    REFUSED_BY_GIT + REFUSED_AS_HOSTILE,
+    ids=[why for _, why in REFUSED_BY_GIT + REFUSED_AS_HOSTILE],
+)
+def test_a_hostile_or_invalid_branch_is_refused(branch: str, why: str) -> None:
+    text = "branch: " + json.dumps(branch) + "\n"
+    problem = only(problems_of({"environments/acme/prod.yaml": text}), "invalid_value")
+    assert where(problem) == ("environments/acme/prod.yaml", 1, 9)
+    assert not validation.is_branch_name(branch)
+
+
+@pytest.mark.parametrize(
+    "branch", ["main", "release/v2.1", "feature/crm-reports", "fix/ré-ça", "a@b", "HEADS", "x-"]
+)
+def test_ordinary_branches_are_accepted(branch: str) -> None:
+    text = f"branch: {json.dumps(branch)}\ntier: production\n"
+    assert problems_of({"environments/acme/prod.yaml": text}) == []
+    assert validation.is_branch_name(branch)
+
+
+def test_a_refused_branch_is_quoted_with_its_invisible_characters_escaped() -> None:
+    """A message must not carry a right-to-left override to the terminal that prints it."""
+    text = 'branch: "feature/\\u202Ecod.exe"\n'
+    problem = only(problems_of({"environments/acme/prod.yaml": text}), "invalid_value")
+    assert "\u202e" not in problem.message
+    assert '"feature/\\u202ecod.exe"' in problem.message
+
+
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [
+        ("environments/acme/prod.yaml", 'branch: main\nrevision: "track\\n"\n'),
+        ("environments/acme/prod.yaml", 'branch: main\nowner: "ann\\n"\n'),
+        ("environments/acme/prod.yaml", 'branch: main\ndb: {source: "prod\\n"}\n'),
+        ("policies.yaml", POLICIES.replace('"release/*"', '"release/*\\n"')),
+    ],
+    ids=["revision", "owner", "db.source", "match"],
+)
+def test_no_pattern_takes_a_trailing_newline(path: str, text: str) -> None:
+    """JSON Schema's ``$`` is the end of the text; Python's also matched before a newline."""
+    assert only(problems_of({path: text}), "invalid_value").location.file == path

@@ -4,6 +4,10 @@ Unlike writes to the desired state, these act on live data, so they are not comm
 a restore or a copy runs as a background job (202 with ``/v1/jobs/<id>``; ``?wait=true`` waits
 for it), and what it did is recorded as events of the environment. The protection rules are
 the data plane's own (``reconciler.data.operations``); this module parses, authorises and streams.
+
+An environment the daemon does not know is refused before anything starts (404
+``unknown_environment``): a job for it would only fail at its first step, and a listing of its
+backups or mail would be an empty list that reads like an answer.
 """
 
 from __future__ import annotations
@@ -24,13 +28,21 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from reconciler.api.auth import Principal, authorize, check_production_write
-from reconciler.api.context import ApiContext
+from reconciler.api.context import (
+    NAME,
+    WAIT,
+    ApiContext,
+    declared,
+    env_key,
+    query_of,
+    unknown,
+    wait_params,
+)
 from reconciler.api.httpbody import InvalidRequest, json_object
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey
 from reconciler.engine.jobs import Job, JobStore, Progress, wait
 
-_NAME = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?")
 _BACKUP_ID = re.compile(
     r"latest|[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}(-[0-9]{2}(-[0-9]+)?)?"
 )
@@ -52,16 +64,31 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
 
     jobs = cast(JobStore, _Jobs())
 
-    def key_of(request: Request) -> EnvKey:
-        return EnvKey(str(request.path_params["project"]), str(request.path_params["env"]))
-
     def sibling(request: Request, name: object, field: str) -> EnvKey:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise InvalidRequest(
                 f"{field} must be an environment name of the same project",
                 remediation=f'send {{"{field}": "staging"}}',
             )
-        return EnvKey(key_of(request).project, name)
+        return EnvKey(env_key(request).project, name)
+
+    def known(key: EnvKey) -> EnvKey:
+        """An environment declared in the last valid state, or one the daemon reports on."""
+        if str(key) not in ctx.plane.statuses() and declared(ctx.plane, key) is None:
+            raise unknown(key)
+        return key
+
+    async def resolved(key: EnvKey) -> EnvKey:
+        """An environment the last pass resolved, so a job on it can start: 404
+        ``unknown_environment`` when the daemon does not know it, 409 ``environment_held``
+        when it is declared but held (the reason is in the message)."""
+        try:
+            await run_in_threadpool(data().environment, key)
+        except OdooOpsError as exc:
+            if exc.code == "environment_not_found":
+                raise unknown(key) from None
+            raise
+        return key
 
     def protected(key: EnvKey) -> bool:
         config = state()
@@ -75,16 +102,11 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
             check_production_write(principal, client, ctx.production_allowlist)
         return principal
 
-    async def started(request: Request, job: Job) -> Response:
-        waiting = request.query_params.get("wait", "false").lower() in ("1", "true", "yes")
-        raw = request.query_params.get("timeout", "600")
-        if not raw.isdigit() or not 1 <= int(raw) <= 3600:
-            raise InvalidRequest(
-                "timeout must be a whole number of seconds from 1 to 3600",
-                remediation="?wait=true&timeout=600",
-            )
+    async def started(job: Job, waiting: bool, timeout: float) -> Response:
+        """202 with the job at once, or with ``?wait=true`` 200 once it ended (the query was
+        read before the job started: a malformed one must not leave a job behind)."""
         if waiting:
-            done = await run_in_threadpool(wait, lambda: jobs.get(job.id), float(raw))
+            done = await run_in_threadpool(wait, lambda: jobs.get(job.id), timeout)
             if done is not None and done.state != "running":
                 return JSONResponse(done.to_dict(), status_code=200)
         latest = jobs.get(job.id) or job
@@ -93,12 +115,13 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
     @guarded("env:read", per_env=True)
     async def list_backups(request: Request) -> Response:
         """Backups of the environment, newest first, good and failed, with their manifests."""
-        items = await run_in_threadpool(data().backups, key_of(request))
+        items = await run_in_threadpool(data().backups, known(env_key(request)))
         return JSONResponse({"items": items})
 
-    @guarded("db:backup", per_env=True)
+    @guarded("db:backup", per_env=True, query=WAIT)
     async def create_backup(request: Request) -> Response:
         """Back up now: a job that dumps, encrypts, uploads and verifies."""
+        waiting, timeout = wait_params(request)
         body = await json_object(request, {"reason": str})
         reason = body.get("reason", "manual")
         if not 1 <= len(reason) <= 200:
@@ -106,7 +129,7 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
                 "reason must be a string of 1 to 200 characters",
                 remediation='send {"reason": "before the migration"}',
             )
-        key, principal = key_of(request), request.state.principal
+        key, principal = await resolved(env_key(request)), request.state.principal
         ops = data()
         job = jobs.submit(
             "backup",
@@ -114,11 +137,15 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
             principal.subject,
             lambda progress: ops.backup(key, f"{reason} (by {principal.subject})", progress),
         )
-        return await started(request, job)
+        return await started(job, waiting, timeout)
 
-    @guarded("db:restore", per_env=True)
+    @guarded("db:restore", per_env=True, query=WAIT)
     async def restore_backup(request: Request) -> Response:
-        """Restore a backup (of this or another environment) into this environment."""
+        """Restore a backup (of this or another environment) into this environment.
+
+        The source (``from``) need not be known: the backups of an environment that was
+        removed are still there to restore."""
+        waiting, timeout = wait_params(request)
         body = await json_object(
             request, {"backup": str, "from": str, "confirm": bool}, required={"backup"}
         )
@@ -128,11 +155,12 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
                 "backup must be a backup id such as 2026-02-12-03-00, or latest",
                 remediation="odooops db backups ENV  (lists the ids)",
             )
-        target = key_of(request)
+        target = env_key(request)
         source = sibling(request, body["from"], "from") if "from" in body else target
         confirm = body.get("confirm", False)
         principal = guard_target(request, target)
         authorize(principal, "env:read", str(source))
+        await resolved(target)
         ops = data()
         job = jobs.submit(
             "restore",
@@ -142,15 +170,18 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
                 target, backup_id, source, confirm=confirm, progress=progress
             ),
         )
-        return await started(request, job)
+        return await started(job, waiting, timeout)
 
-    @guarded("db:restore", per_env=True)
+    @guarded("db:restore", per_env=True, query=WAIT)
     async def clone_database(request: Request) -> Response:
         """Copy this environment's database and filestore onto another (never a protected one)."""
+        waiting, timeout = wait_params(request)
         body = await json_object(request, {"to": str}, required={"to"})
-        source = key_of(request)
+        source = env_key(request)
         target = sibling(request, body["to"], "to")
         principal = guard_target(request, target)
+        await resolved(source)
+        await resolved(target)
         ops = data()
         job = jobs.submit(
             "clone",
@@ -158,12 +189,12 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
             principal.subject,
             lambda progress: ops.clone(source, target, progress),
         )
-        return await started(request, job)
+        return await started(job, waiting, timeout)
 
     @guarded("db:backup", per_env=True)
     async def export_database(request: Request) -> Response:
         """The environment's data in Odoo's database-manager format (a zip), streamed."""
-        key = key_of(request)
+        key = await resolved(env_key(request))
         pipe = _Pipe()
         ops = data()
 
@@ -184,12 +215,16 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
-    @guarded("db:restore", per_env=True)
+    @guarded("db:restore", per_env=True, query={*WAIT, "confirm"})
     async def import_database(request: Request) -> Response:
-        """Replace this environment's data with an Odoo dump (zip or pg_dump file)."""
-        key = key_of(request)
-        confirm = request.query_params.get("confirm", "false").lower() in ("1", "true", "yes")
+        """Replace this environment's data with an Odoo dump (zip or pg_dump file).
+
+        Everything is checked before the upload is read: it may be many gigabytes."""
+        key = env_key(request)
+        waiting, timeout = wait_params(request)
+        confirm = query_of(request).flag("confirm")
         principal = guard_target(request, key)
+        await resolved(key)
         if upload_dir is not None:  # beside the data, not in a small /tmp
             upload_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="odooops-import-", suffix=".upload", dir=upload_dir)
@@ -223,25 +258,23 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
                 path.unlink(missing_ok=True)
 
         job = jobs.submit("import", str(key), principal.subject, work)
-        return await started(request, job)
+        return await started(job, waiting, timeout)
 
-    @guarded("env:read", per_env=True)
+    @guarded("env:read", per_env=True, query={"limit", "q"})
     async def list_mail(request: Request) -> Response:
         """Mail the environment tried to send, caught by the platform, newest first."""
-        raw = request.query_params.get("limit", "50")
-        if not raw.isdigit() or not 1 <= int(raw) <= 500:
-            raise InvalidRequest(
-                "limit must be a whole number from 1 to 500", remediation="?limit=50"
-            )
-        query = request.query_params.get("q")
-        items = await run_in_threadpool(data().mail_list, key_of(request), int(raw), query)
+        query = query_of(request)
+        limit = query.whole("limit", 50, 1, 500, remediation="?limit=50")
+        text = query.text("q")
+        key = known(env_key(request))
+        items = await run_in_threadpool(data().mail_list, key, limit, text)
         return JSONResponse({"items": items})
 
     @guarded("env:read", per_env=True)
     async def show_mail(request: Request) -> Response:
         """One caught message: headers, text and HTML bodies, attachment names."""
         mail_id = str(request.path_params["id"])
-        doc = await run_in_threadpool(data().mail_get, key_of(request), mail_id)
+        doc = await run_in_threadpool(data().mail_get, known(env_key(request)), mail_id)
         return JSONResponse(doc)
 
     @guarded("env:read")

@@ -13,18 +13,22 @@ from starlette.routing import BaseRoute, Route
 from reconciler.api.auth import authorize
 from reconciler.api.context import (
     NAME,
+    WAIT,
     ApiContext,
     Handler,
     body,
     declared,
     env_key,
     principal_of,
+    query_of,
+    quoted,
     unknown,
     unknown_project,
 )
 from reconciler.api.httpbody import InvalidRequest
 from reconciler.api.writes import commit_write
 from reconciler.core import durations
+from reconciler.core.validation import is_branch_name
 from reconciler.gitops import changes
 
 CREATE_FIELDS = {"project", "name", "branch", "tier", "revision", "owner", "overrides", "pr"}
@@ -66,7 +70,7 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
             raise unknown(key)
         return JSONResponse(status.to_dict())
 
-    @guarded("env:write")
+    @guarded("env:write", query=WAIT)
     async def create_environment(request: Request) -> Response:
         """Declare an environment: a commit adding its file."""
         fields_in = await body(request, CREATE_FIELDS, required={"name", "branch"})
@@ -83,6 +87,7 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
                 "starting with a letter (at most 32 characters each), e.g. acme/qa",
             )
         authorize(principal_of(request), "env:write", str(key))
+        check_branch(fields_in)
         fields: dict[str, Any] = {
             k: fields_in[k]
             for k in ("branch", "tier", "revision", "owner", "overrides")
@@ -90,21 +95,22 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         }
         return await commit_write(ctx, request, changes.Operation("create", key, fields), fields_in)
 
-    @guarded("env:write", per_env=True)
+    @guarded("env:write", per_env=True, query=WAIT)
     async def update_environment(request: Request) -> Response:
         """Change an environment's declaration (a JSON merge patch of its file)."""
         fields_in = await body(request, PATCH_FIELDS, nullable=PATCH_FIELDS - {"pr"})
+        check_branch(fields_in)
         fields = {k: v for k, v in fields_in.items() if k != "pr"}
         op = changes.Operation("update", env_key(request), fields)
         return await commit_write(ctx, request, op, fields_in)
 
-    @guarded("env:write", per_env=True)
+    @guarded("env:write", per_env=True, query=WAIT)
     async def destroy_environment(request: Request) -> Response:
         """Remove an environment's file; the daemon prunes it (protected data is kept)."""
         return await commit_write(ctx, request, changes.Operation("destroy", env_key(request)), {})
 
     def lifecycle(verb: str) -> Handler:
-        @guarded("env:write", per_env=True)
+        @guarded("env:write", per_env=True, query=WAIT)
         async def handler(request: Request) -> Response:
             fields_in = await body(request, {"pr"})
             op = changes.Operation(verb, env_key(request))
@@ -114,7 +120,7 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         handler.__doc__ = f"{verb.capitalize()} an environment (a commit)."
         return handler
 
-    @guarded("deploy", per_env=True)
+    @guarded("deploy", per_env=True, query=WAIT)
     async def deploy_environment(request: Request) -> Response:
         """Point an environment at a branch (tracking its head) or a pinned commit."""
         fields_in = await body(request, {"branch", "revision", "pr"})
@@ -123,6 +129,7 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
                 "deploy needs a branch or a revision",
                 remediation="odooops deploy ENV --branch release/v2",
             )
+        check_branch(fields_in)
         fields: dict[str, Any] = {k: fields_in[k] for k in ("branch", "revision") if k in fields_in}
         fields.setdefault("revision", "track")
         op = changes.Operation("deploy", env_key(request), fields)
@@ -136,29 +143,26 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
             raise unknown(key)
         return JSONResponse({"items": plane.events(key)})
 
-    @guarded("env:read", per_env=True)
+    @guarded("env:read", per_env=True, query={"follow", "tail", "since"})
     async def environment_logs(request: Request) -> Response:
         """Logs of every container of the environment, streamed; ``follow`` keeps it open."""
+        query = query_of(request)
+        follow = query.flag("follow")
+        tail = query.whole("tail", 200, 1, 10_000, remediation="odooops logs ENV --tail 200")
+        since_raw = query.text("since", max_length=20)
+        since: int | None = None
+        if since_raw is not None:
+            try:
+                since = int(time.time() - durations.parse_duration(since_raw).total_seconds())
+            except ValueError:
+                raise InvalidRequest(
+                    f"since must be a duration such as 10m, 2h or 7d, got {quoted(since_raw)}",
+                    remediation="odooops logs ENV --since 10m",
+                ) from None
         key = env_key(request)
         if str(key) not in plane.statuses() and declared(plane, key) is None:
             raise unknown(key)
-        query = request.query_params
-        follow = query.get("follow", "false").lower() in ("1", "true", "yes")
-        tail_raw = query.get("tail", "200")
-        if not tail_raw.isdigit() or not 1 <= int(tail_raw) <= 10_000:
-            raise InvalidRequest(
-                "tail must be a whole number from 1 to 10000",
-                remediation="odooops logs ENV --tail 200",
-            )
-        since: int | None = None
-        if "since" in query:
-            try:
-                since = int(time.time() - durations.parse_duration(query["since"]).total_seconds())
-            except ValueError as exc:
-                raise InvalidRequest(
-                    f"since: {exc}", remediation="odooops logs ENV --since 10m"
-                ) from None
-        lines = plane.logs(key, follow, since, int(tail_raw))
+        lines = plane.logs(key, follow, since, tail)
         return StreamingResponse(
             iterate_in_threadpool(line + "\n" for line in lines),
             media_type="text/plain; charset=utf-8",
@@ -177,3 +181,17 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         Route(f"{env}/logs", environment_logs, methods=["GET"]),
         Route(f"{env}/events", environment_events, methods=["GET"]),
     ]
+
+
+def check_branch(fields: dict[str, Any]) -> None:
+    """Refuse, before anything is committed, a branch name git would refuse or one that could
+    mislead whoever reads it (control or invisible characters): the state validator refuses
+    it too, but only after the write was prepared, and with less to say."""
+    branch = fields.get("branch")
+    if isinstance(branch, str) and not is_branch_name(branch):
+        raise InvalidRequest(
+            f"branch {quoted(branch)} is not a branch name OdooOps accepts",
+            remediation="use a name `git check-ref-format --branch NAME` accepts, without "
+            "control or invisible characters, not starting with '-' or 'refs/' "
+            "(e.g. release/v2)",
+        )

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from reconciler.api.context import NAME, ApiContext, body, project_doc, unknown_project
+from reconciler.api.context import ApiContext, body, project_doc, query_of, unknown_project
 from reconciler.api.httpbody import InvalidRequest
 from reconciler.api.writes import commit_write
 from reconciler.core import durations
@@ -91,15 +91,14 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
             }
         )
 
-    @guarded("admin")
+    @guarded("admin", query={"pr"})
     async def update_policies(request: Request) -> Response:
         """Replace policies.yaml (validated whole; a change request if it touches production)."""
+        pr = query_of(request).flag("pr")
         op = changes.FileOperation(
             "policies.yaml", await _document(request), "chore(policies): update policies"
         )
-        return await commit_write(
-            ctx, request, op, {"pr": request.query_params.get("pr") == "true"}
-        )
+        return await commit_write(ctx, request, op, {"pr": pr})
 
     @guarded("env:read")
     async def list_projects(request: Request) -> Response:
@@ -115,20 +114,16 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
             raise unknown_project(name)
         return JSONResponse(project_doc(project))
 
-    @guarded("admin")
+    @guarded("admin", query={"pr"})
     async def update_project(request: Request) -> Response:
-        """Create or replace projects/<name>.yaml (validated whole; secrets only by reference)."""
+        """Create or replace projects/<name>.yaml (validated whole; secrets only by reference).
+
+        The guard has checked that ``name`` is a project name, so it is safe in a path."""
         name = str(request.path_params["name"])
-        if not NAME.fullmatch(name):
-            raise InvalidRequest(
-                f"{name!r} is not a valid project name",
-                remediation="lowercase letters, digits and hyphens, e.g. acme",
-            )
+        pr = query_of(request).flag("pr")
         doc = await _document(request)
         op = changes.FileOperation(f"projects/{name}.yaml", doc, f"chore(project): update {name}")
-        return await commit_write(
-            ctx, request, op, {"pr": request.query_params.get("pr") == "true"}
-        )
+        return await commit_write(ctx, request, op, {"pr": pr})
 
     @guarded("admin")
     async def create_token(request: Request) -> Response:
@@ -162,15 +157,11 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
             {"token": token, "subject": fields["subject"], "scopes": scopes}, status_code=201
         )
 
-    @guarded("env:read")
+    @guarded("env:read", query={"limit"})
     async def get_audit(request: Request) -> Response:
         """Who changed what: the state repository's history (every state is a commit)."""
-        raw = request.query_params.get("limit", "50")
-        if not raw.isdigit() or not 1 <= int(raw) <= 500:
-            raise InvalidRequest(
-                "limit must be a whole number from 1 to 500", remediation="GET /v1/audit?limit=50"
-            )
-        items = await run_in_threadpool(plane.audit, int(raw))
+        limit = query_of(request).whole("limit", 50, 1, 500, remediation="GET /v1/audit?limit=50")
+        items = await run_in_threadpool(plane.audit, limit)
         return JSONResponse({"items": [c.audit() for c in items]})
 
     @guarded("env:read")
@@ -215,7 +206,3 @@ async def _document(request: Request) -> dict[str, object]:
             remediation="send the file's content as a JSON object",
         )
     return doc
-
-
-def _pr(request: Request) -> bool:
-    return request.query_params.get("pr") == "true"

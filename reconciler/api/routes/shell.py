@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from reconciler.api.auth import authorize
-from reconciler.api.context import ApiContext
+from reconciler.api.context import ApiContext, Query, check_path_names, quoted
 from reconciler.api.errors import status_of
 from reconciler.api.httpbody import InvalidRequest
 from reconciler.api.plane import Terminal
@@ -38,15 +38,17 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         start, end).
         """
         key = EnvKey(str(websocket.path_params["project"]), str(websocket.path_params["env"]))
-        kind = websocket.query_params.get("kind", "odoo")
         await websocket.accept()
         try:
-            if kind not in ("odoo", "psql", "bash"):
-                raise InvalidRequest(
-                    f"unknown shell {kind!r}", remediation="odooops shell ENV --kind odoo|psql|bash"
-                )
             principal = ctx.authority.authenticate_header(websocket.headers.get("authorization"))
             ctx.limiter.take(principal.subject)
+            check_path_names(websocket.path_params)
+            kind = Query(websocket.query_params, {"kind"}).text("kind", max_length=10) or "odoo"
+            if kind not in ("odoo", "psql", "bash"):
+                raise InvalidRequest(
+                    f"unknown shell {quoted(kind)}",
+                    remediation="odooops shell ENV --kind odoo|psql|bash",
+                )
             authorize(principal, "shell", str(key))
             session = await run_in_threadpool(plane.shell, key, kind)
         except OdooOpsError as exc:
