@@ -407,7 +407,7 @@ def fill_filestore(
     staged = f"{db}.staged"
     archive = filestore_archive(staged, count, total_bytes, files)
     driver.filestore_stage(image, volume, staged, archive)
-    driver.filestore_commit(image, volume, staged, db)
+    driver.filestore_swap(image, volume, staged, db, f"{db}.old")
     return files
 
 

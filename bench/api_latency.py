@@ -236,10 +236,24 @@ class BenchPlane:
         self,
         op: changes.Operation | changes.FileOperation,
         author: Author,
+        *,
+        subject: str,
         request_id: str,
         pr: bool,
+        change_request: str | None = None,
     ) -> WriteResult:
-        return self.writer.submit(op, author, request_id=request_id, via="api", pr=pr)
+        return self.writer.submit(
+            op,
+            author,
+            subject=subject,
+            request_id=request_id,
+            change_request=change_request,
+            via="api",
+            pr=pr,
+        )
+
+    def state_repository(self) -> str:
+        return self.writer.repo.url
 
     def trigger(self) -> None:
         self.triggers += 1
@@ -247,7 +261,9 @@ class BenchPlane:
     def events(self, key: EnvKey) -> list[dict[str, Any]]:
         raise not_benchmarked("events")
 
-    def audit(self, limit: int) -> list[CommitInfo]:
+    def audit(
+        self, limit: int, visible: Callable[[frozenset[str]], bool] | None = None
+    ) -> list[CommitInfo]:
         raise not_benchmarked("audit")
 
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:

@@ -68,7 +68,9 @@ from reconciler.data.database import masking  # noqa: E402
 from reconciler.data.database.copy import Strategy, copy_database, drop_database  # noqa: E402
 from reconciler.data.database.endpoint import Endpoint, client_tool  # noqa: E402
 from reconciler.data.lifecycle import Lifecycle, Site  # noqa: E402
+from reconciler.data.moves import Moves  # noqa: E402
 from reconciler.drivers.docker import DockerDriver  # noqa: E402
+from reconciler.engine.ledger import Ledger  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,10 @@ def run(args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, image:
         instance=scratch.instance,
     )
     storage = FileStorage(scratch.temp_dir("odooops-bench-backups-"))
-    backup_rows, sizes, phases = measure_backup(Lifecycle(driver), site, storage, args.level)
+    ledger = Ledger(scratch.temp_dir("odooops-bench-ledger-") / "ledger.db")
+    moves = Moves(driver, lambda: ledger, lambda key, initialised: None, lambda key: "bench")
+    lifecycle = Lifecycle(driver, moves)
+    backup_rows, sizes, phases = measure_backup(lifecycle, site, storage, args.level)
     print(
         f"\nBackup: database dump {mb(sizes['database_bytes'])} MB (-Z0), filestore tar "
         f"{mb(sizes['filestore_bytes'])} MB; zstd level {args.level}, AES-256-GCM, to "

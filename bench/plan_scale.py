@@ -72,6 +72,7 @@ from reconciler.core.observed import Observed, ObservedEnvironment  # noqa: E402
 from reconciler.core.planner import Plan, plan  # noqa: E402
 from reconciler.drivers.secrets import SecretStore  # noqa: E402
 from reconciler.engine.engine import Engine, EngineConfig  # noqa: E402
+from reconciler.engine.ledger import DatabaseRecord, DbState  # noqa: E402
 from tests.factories import desired as factory_desired  # noqa: E402
 from tests.factories import live  # noqa: E402
 
@@ -647,8 +648,13 @@ def populate(world: LiveWorld) -> None:
         d.create_volume(key, key.filestore_volume, protected)
         password = secrets.token_urlsafe(24)
         d.create_odoo(want, password)
-        pg.create(key, password, protected)
-        pg.mark_initialised(key, protected)
+        pg.ensure_role(key, password)
+        pg.create_database(key)
+        world.engine.ledger.put_database(
+            DatabaseRecord(
+                key, SERVER.name, key.database, DbState.INITIALISED, protected, want.spec.tier.value
+            )
+        )
 
     parallel(one, wants)
 

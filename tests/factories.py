@@ -135,8 +135,11 @@ class UncalledPlane:
         self,
         op: changes.Operation | changes.FileOperation,
         author: Author,
+        *,
+        subject: str,
         request_id: str,
         pr: bool,
+        change_request: str | None = None,
     ) -> WriteResult:
         raise AssertionError("the control plane was called")
 
@@ -146,7 +149,9 @@ class UncalledPlane:
     def state_repository(self) -> str:
         raise AssertionError("the control plane was called")
 
-    def audit(self, limit: int) -> list[CommitInfo]:
+    def audit(
+        self, limit: int, visible: Callable[[frozenset[str]], bool] | None = None
+    ) -> list[CommitInfo]:
         raise AssertionError("the control plane was called")
 
     def change_requests(self) -> ChangeRequests:

@@ -6,6 +6,12 @@ author of the git commits the request makes), scopes (``env:write`` and ``deploy
 ``env:read``; ``admin`` implies every scope) and, optionally, globs over ``project/env`` that
 confine it to some environments. Writes to production may further be limited to an IP allowlist.
 
+Every token carries a ``jti``; one named in the revocation list (``Revocations``, kept by the
+daemon in its data directory) is refused on every request, and so is one whose lifetime
+(``exp - iat``) exceeds the configured maximum, so a long-lived token minted elsewhere cannot
+outlive the policy. Subjects, names and emails end up in commit authors and trailers, so they
+are refused when they hold control characters or angle brackets (a forged trailer line).
+
 Verification pins the algorithm to the configured one and never reads it from the token's header,
 so ``alg: none`` and algorithm confusion (an HS256 token keyed with the RSA public key) fail
 before anything else. Time claims are checked against the injected clock, never ``time.time()``,
@@ -16,14 +22,16 @@ or a key, and tracebacks are cut (``from None``) so a library's message cannot l
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
+import re
 import shlex
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -40,12 +48,17 @@ __all__ = [
     "Forbidden",
     "InvalidTokenRequest",
     "Principal",
+    "Revocations",
     "TokenAuthority",
     "TokenExpired",
+    "TokenLifetimeExceeded",
+    "TokenRevoked",
     "Unauthenticated",
     "authorize",
     "check_production_write",
+    "check_token_id",
     "ip_allowed",
+    "peek",
 ]
 
 SCOPES: tuple[str, ...] = (
@@ -69,6 +82,10 @@ _MIN_RSA_BITS = 2048
 # Far above any token we mint (a few hundred bytes); refused before any decoding work.
 _MAX_TOKEN_CHARS = 8192
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
+# A jti becomes a key of the revocation list and a word of its audit log: keep it plain.
+TOKEN_ID = re.compile(r"[A-Za-z0-9_:=+/-]{1,128}")
+# Control characters would forge commit trailer lines; angle brackets a git author.
+_UNSAFE_IDENTITY = re.compile(r"[\x00-\x1f\x7f<>]")
 
 _LOGIN = "odooops login --token TOKEN"
 _NEW_TOKEN = (
@@ -93,6 +110,18 @@ class TokenExpired(OdooOpsError):
     """401: a genuine token whose ``exp`` (plus leeway) has passed."""
 
     code = "token_expired"
+
+
+class TokenRevoked(OdooOpsError):
+    """401: a genuine token whose ``jti`` an admin revoked."""
+
+    code = "token_revoked"
+
+
+class TokenLifetimeExceeded(OdooOpsError):
+    """401: a genuine token whose lifetime (``exp - iat``) is above this daemon's maximum."""
+
+    code = "token_lifetime_exceeded"
 
 
 class Forbidden(OdooOpsError):
@@ -146,7 +175,7 @@ class AuthConfig:
     issuer: str = "odooops"
     audience: str = "odooops-api"
     default_ttl: timedelta = timedelta(hours=12)
-    max_ttl: timedelta = timedelta(days=90)
+    max_ttl: timedelta = timedelta(days=30)
     leeway: timedelta = timedelta(seconds=30)
 
     def __post_init__(self) -> None:
@@ -182,15 +211,46 @@ class AuthConfig:
             )
 
 
+class Revocations(Protocol):
+    """The revocation list and token audit log (``reconciler.api.revocations.RevocationList``).
+
+    A protocol so that this module stays free of I/O: the daemon hands in the file-backed list,
+    tests an in-memory one.
+    """
+
+    def is_revoked(self, token_id: str) -> bool:
+        """Whether ``token_id`` was revoked; raises when the list cannot be read (fail closed)."""
+        ...
+
+    def revoke(
+        self, token_id: str, *, by: str, reason: str, subject: str = "", expires_at: str = ""
+    ) -> dict[str, str]:
+        """Add ``token_id`` to the list and record who did it, when and why."""
+        ...
+
+    def record(self, event: Mapping[str, str]) -> None:
+        """Append one event (a token minted...) to the token audit log."""
+        ...
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 class TokenAuthority:
-    """Mints and verifies tokens under one :class:`AuthConfig`; keys are parsed once, here."""
+    """Mints and verifies tokens under one :class:`AuthConfig`; keys are parsed once, here.
 
-    def __init__(self, config: AuthConfig, clock: Callable[[], datetime] = _utcnow) -> None:
+    ``revocations``, when given, is consulted on every verification (after the signature).
+    """
+
+    def __init__(
+        self,
+        config: AuthConfig,
+        clock: Callable[[], datetime] = _utcnow,
+        revocations: Revocations | None = None,
+    ) -> None:
         self.config = config
+        self.revocations = revocations
         self._clock = clock
         self._verify_key: bytes | _PublicKey
         self._sign_key: bytes | _PrivateKey | None
@@ -229,9 +289,10 @@ class TokenAuthority:
                 f"this daemon holds no {self.config.algorithm} private key, so it cannot mint",
                 remediation="run odooops token create where the API private key is configured",
             )
-        if not subject or subject != subject.strip() or any(c.isspace() for c in subject):
+        if not _safe_subject(subject):
             raise InvalidTokenRequest(
-                "the subject must be a non-empty name without spaces",
+                "the subject must be a non-empty name without spaces, control characters or "
+                "angle brackets",
                 remediation="odooops token create --subject alice --scope env:read",
             )
         if isinstance(scopes, str) or isinstance(environments, str):
@@ -252,9 +313,10 @@ class TokenAuthority:
                     remediation=_create_command(subject, granted, ("acme/*",)),
                 )
         for claim, value in (("name", name), ("email", email)):
-            if value is not None and not value.strip():
+            if value is not None and (not value.strip() or _UNSAFE_IDENTITY.search(value)):
                 raise InvalidTokenRequest(
-                    f"the {claim} must not be empty when given",
+                    f"the {claim} must not be empty, nor hold control characters or angle "
+                    "brackets, when given",
                     remediation=_create_command(subject, granted, environments),
                 )
         lifetime = self.config.default_ttl if ttl is None else ttl
@@ -295,6 +357,14 @@ class TokenAuthority:
             )
         claims = self._decode(token)
         principal = _principal(claims)
+        self._check_lifetime(claims, principal)
+        if self.revocations is not None and self.revocations.is_revoked(principal.token_id):
+            raise TokenRevoked(
+                f"the token {principal.token_id} of {principal.subject} was revoked",
+                remediation="ask an admin for a new one: "
+                + _create_command(principal.subject, principal.scopes, principal.environments)
+                + f", then {_LOGIN}",
+            )
         self._check_times(claims, principal)
         return principal
 
@@ -353,6 +423,20 @@ class TokenAuthority:
         else:
             return claims
         raise Unauthenticated(message, remediation=_NEW_TOKEN) from None
+
+    def _check_lifetime(self, claims: Mapping[str, Any], principal: Principal) -> None:
+        """A token minted for longer than the maximum (elsewhere, or before the maximum was
+        lowered) is refused as a whole, not trusted until its distant ``exp``."""
+        lifetime = _timestamp(claims, "exp") - _timestamp(claims, "iat")
+        if lifetime > self.config.max_ttl.total_seconds():
+            hours = lifetime / 3600
+            raise TokenLifetimeExceeded(
+                f"the token {principal.token_id} of {principal.subject} lives {hours:.0f} h, "
+                f"above this daemon's maximum of {_hours(self.config.max_ttl)} h",
+                remediation="ask an admin for a token within the maximum: "
+                + _create_command(principal.subject, principal.scopes, principal.environments)
+                + f" --ttl 12h, then {_LOGIN}",
+            )
 
     def _check_times(self, claims: Mapping[str, Any], principal: Principal) -> None:
         """Expiry first: a genuine but stale token gets the actionable answer."""
@@ -441,6 +525,55 @@ def check_production_write(principal: Principal, address: str, allowlist: Sequen
     )
 
 
+def peek(token: str) -> dict[str, str]:
+    """The ``jti``, ``sub`` and ``exp`` of a token, *unverified*: what a revocation needs.
+
+    Revoking a token does not require trusting it (a forged or foreign token's jti is just
+    added to the list), so no key is needed; nothing read here grants anything.
+    """
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise InvalidTokenRequest(
+            f"the token is longer than {_MAX_TOKEN_CHARS} characters",
+            remediation="odooops token revoke JTI (the token's id) --data-dir DIR",
+        )
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise InvalidTokenRequest(
+            "the token to revoke is malformed", remediation="odooops token revoke JTI"
+        ) from None
+    token_id = claims.get("jti")
+    if not isinstance(token_id, str) or not TOKEN_ID.fullmatch(token_id):
+        raise InvalidTokenRequest(
+            "the token to revoke carries no usable jti", remediation="odooops token revoke JTI"
+        )
+    subject = claims.get("sub")
+    expires = claims.get("exp")
+    out = {"jti": token_id, "subject": subject if isinstance(subject, str) else ""}
+    if isinstance(expires, int) and not isinstance(expires, bool):
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            out["expires_at"] = datetime.fromtimestamp(expires, UTC).isoformat()
+    return out
+
+
+def check_token_id(token_id: str) -> None:
+    """Refuse a jti that could not be one of a token this API accepts."""
+    if not TOKEN_ID.fullmatch(token_id):
+        raise InvalidTokenRequest(
+            "a token id (jti) is 1 to 128 letters, digits or _:=+/-",
+            remediation="odooops token revoke JTI --data-dir DIR (the jti printed by "
+            "odooops token create -o json)",
+        )
+
+
+def _safe_subject(subject: str) -> bool:
+    return (
+        bool(subject)
+        and not any(c.isspace() for c in subject)
+        and not (_UNSAFE_IDENTITY.search(subject))
+    )
+
+
 def _check_scope(scope: str) -> None:
     """Unknown scopes are a programming error (a typo in a route), not a denial."""
     if scope not in SCOPES:
@@ -490,6 +623,14 @@ def _text(claims: Mapping[str, Any], claim: str, default: str) -> str:
 def _principal(claims: Mapping[str, Any]) -> Principal:
     """Build the principal from verified claims, refusing claims of the wrong shape."""
     subject = _text(claims, "sub", "")
+    if not _safe_subject(subject):
+        raise _malformed("sub holds spaces, control characters or angle brackets")
+    for claim in ("name", "email"):
+        if _UNSAFE_IDENTITY.search(_text(claims, claim, subject)):
+            raise _malformed(f"{claim} holds control characters or angle brackets")
+    token_id = _text(claims, "jti", "")
+    if not TOKEN_ID.fullmatch(token_id):
+        raise _malformed("jti is not 1 to 128 letters, digits or _:=+/-")
     scope_claim = claims.get("scope", "")
     if not isinstance(scope_claim, str):
         raise _malformed("scope is not a space-separated string")
@@ -507,7 +648,7 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         # Scopes a newer daemon may know are dropped, not kept as opaque strings.
         scopes=frozenset(s for s in scope_claim.split() if s in SCOPES),
         environments=tuple(envs),
-        token_id=_text(claims, "jti", ""),
+        token_id=token_id,
         expires_at=expires_at,
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from reconciler.api.plane import ControlPlane
 from reconciler.api.ratelimit import RateLimiter
 from reconciler.core.errors import OdooOpsError, sanitize
 from reconciler.core.model import EnvKey, Project, StateConfig
+from reconciler.core.planner import Plan
 from reconciler.engine.metrics import Metrics
 from reconciler.gitops import changes
 
@@ -50,11 +51,15 @@ FIELD_TYPES: Mapping[str, type] = {
     "environments": list,
     "ttl": str,
     "email": str,
+    "change_request": str,
+    "jti": str,
+    "token": str,
+    "reason": str,
 }
 # The name rule of schemas/common.schema.json; the validator ignores a file named ``.yaml``,
 # so an empty name would be committed rather than refused.
 NAME = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?")
-# It becomes part of a branch name (``odooops/change-ID``) and a commit trailer.
+# A client's correlation id (a commit trailer) and a change request's id (part of a branch name).
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Path parameters that name a project or an environment, and what each names.
 PATH_NAMES: Mapping[str, str] = {"project": "project", "env": "environment", "name": "project"}
@@ -206,6 +211,63 @@ def query_of(request: Request) -> Query:
 def principal_of(request: Request) -> Principal:
     principal: Principal = request.state.principal
     return principal
+
+
+def sees_files(principal: Principal, paths: Iterable[str]) -> bool:
+    """Whether a token may see a change to ``paths`` (a commit, a change request).
+
+    A token without environment globs sees everything. One with globs sees a change only when
+    it touches nothing but files of environments inside its globs: a policy, project or
+    platform file concerns environments beyond them.
+    """
+    if not principal.environments:
+        return True
+    keys = [changes.env_of_path(p) for p in paths]
+    return bool(keys) and all(k is not None and principal.may_touch(str(k)) for k in keys)
+
+
+def plan_doc(plan: Plan, principal: Principal) -> dict[str, Any]:
+    """The plan as the API shows it, cut to the environments the token may see."""
+    actions = [a for a in plan.actions if principal.may_touch(str(a.key))]
+    retained = [note for note in plan.retained if _note_visible(note, principal)]
+    return {
+        "changes": bool(actions),
+        "actions": [
+            {
+                "environment": str(a.key),
+                "action": a.kind.value,
+                "target": a.target,
+                "reason": a.reason,
+            }
+            for a in actions
+        ],
+        "retained": retained,
+        "held": {str(k): v for k, v in plan.held.items() if principal.may_touch(str(k))},
+    }
+
+
+# The planner's notes of kept data end with the environment they belong to.
+_NOTE_OF = re.compile(r" of protected (?P<key>[a-z0-9-]+/[a-z0-9-]+)$")
+
+
+def _note_visible(note: str, principal: Principal) -> bool:
+    """A note about one environment follows its globs; a platform-wide one needs no globs."""
+    if not principal.environments:
+        return True
+    match = _NOTE_OF.search(note)
+    return match is not None and principal.may_touch(match["key"])
+
+
+def change_request_param(value: object) -> str | None:
+    """The change request a write joins (``change_request``), checked like a path id."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not REQUEST_ID.fullmatch(value):
+        raise InvalidRequest(
+            "change_request must be a change request id: 1 to 64 letters, digits, '-' or '_'",
+            remediation="odooops requests list (its ID column), or leave it out",
+        )
+    return value
 
 
 def env_name(request: Request) -> str:

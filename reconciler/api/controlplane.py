@@ -19,6 +19,9 @@ from reconciler.gitops.changerequests import ChangeRequests
 from reconciler.gitops.gitsource import Author, CommitInfo
 from reconciler.gitops.statewriter import StateWriter, WriteResult
 
+# How far back a glob-limited token's audit looks for commits it may see.
+AUDIT_SCAN = 2000
+
 
 class GitControlPlane:
     """What the control plane does in git: writes as commits, the audit trail, reviews."""
@@ -31,10 +34,21 @@ class GitControlPlane:
         self,
         op: changes.Operation | changes.FileOperation,
         author: Author,
+        *,
+        subject: str,
         request_id: str,
         pr: bool,
+        change_request: str | None = None,
     ) -> WriteResult:
-        return self.writer.submit(op, author, request_id=request_id, via="api", pr=pr)
+        return self.writer.submit(
+            op,
+            author,
+            subject=subject,
+            request_id=request_id,
+            change_request=change_request,
+            via="api",
+            pr=pr,
+        )
 
     def trigger(self) -> None:
         self._trigger()
@@ -42,9 +56,21 @@ class GitControlPlane:
     def state_repository(self) -> str:
         return self.writer.repo.url
 
-    def audit(self, limit: int) -> list[CommitInfo]:
-        self.writer.repo.fetch()
-        return self.writer.repo.history(self.writer.branch, limit)
+    def audit(
+        self, limit: int, visible: Callable[[frozenset[str]], bool] | None = None
+    ) -> list[CommitInfo]:
+        """Filtered audits read up to ``AUDIT_SCAN`` commits back to find ``limit`` visible."""
+        repo = self.writer.repo
+        repo.fetch()
+        if visible is None:
+            return repo.history(self.writer.branch, limit)
+        shown: list[CommitInfo] = []
+        for commit in repo.history(self.writer.branch, AUDIT_SCAN):
+            if len(shown) == limit:
+                break
+            if visible(repo.touched(commit.sha)):
+                shown.append(commit)
+        return shown
 
     def change_requests(self) -> ChangeRequests:
         return ChangeRequests(self.writer.repo, self.writer.branch)

@@ -17,6 +17,10 @@ HTTP_STATUS = {
     "invalid_request": 400,
     "unauthenticated": 401,
     "token_expired": 401,
+    "token_revoked": 401,
+    "token_lifetime_exceeded": 401,
+    "revocations_unreadable": 503,
+    "approval_stale": 409,
     "forbidden": 403,
     "unknown_environment": 404,
     "not_found": 404,
@@ -61,6 +65,10 @@ HTTP_STATUS = {
     "mask_failed": 422,
     "neutralize_failed": 503,
 }
+# A 401 about the bearer token (not a webhook's signature) tells the client how to authenticate.
+_BEARER_REFUSALS = frozenset(
+    {"unauthenticated", "token_expired", "token_revoked", "token_lifetime_exceeded"}
+)
 
 
 def status_of(exc: OdooOpsError) -> int:
@@ -71,7 +79,7 @@ async def error_response(request: Request, exc: OdooOpsError) -> Response:
     headers = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    if exc.code in ("unauthenticated", "token_expired"):
+    if exc.code in _BEARER_REFUSALS:
         headers["WWW-Authenticate"] = 'Bearer realm="odooops"'
     return JSONResponse(exc.to_dict(), status_code=status_of(exc), headers=headers)
 

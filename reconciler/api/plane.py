@@ -7,7 +7,7 @@ in-memory plane and never reaches a driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -87,9 +87,14 @@ class ControlPlane(Protocol):
         self,
         op: changes.Operation | changes.FileOperation,
         author: Author,
+        *,
+        subject: str,
         request_id: str,
         pr: bool,
-    ) -> WriteResult: ...
+        change_request: str | None = None,
+    ) -> WriteResult:
+        """Commit ``op`` as ``author`` for the token ``subject`` (``StateWriter.submit``)."""
+        ...
 
     def trigger(self) -> None: ...
 
@@ -97,7 +102,12 @@ class ControlPlane(Protocol):
         """The state repository's URL (credentials hidden): its pushes concern the daemon."""
         ...
 
-    def audit(self, limit: int) -> list[CommitInfo]: ...
+    def audit(
+        self, limit: int, visible: Callable[[frozenset[str]], bool] | None = None
+    ) -> list[CommitInfo]:
+        """The newest ``limit`` commits of main, only those whose changed paths are
+        ``visible`` when given."""
+        ...
 
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]: ...
 

@@ -9,6 +9,7 @@ very commit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Mapping
@@ -19,7 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from reconciler.api.auth import check_production_write
-from reconciler.api.context import REQUEST_ID, ApiContext, principal_of, wait_params
+from reconciler.api.context import (
+    REQUEST_ID,
+    ApiContext,
+    change_request_param,
+    principal_of,
+    wait_params,
+)
 from reconciler.api.httpbody import InvalidRequest
 from reconciler.core.errors import OdooOpsError
 from reconciler.engine.status import Condition, EnvironmentStatus
@@ -33,7 +40,12 @@ async def commit_write(
     op: changes.Operation | changes.FileOperation,
     body: Mapping[str, Any],
 ) -> Response:
-    """Commit ``op`` as the token's subject; answer 202 (or, waiting, once applied)."""
+    """Commit ``op`` as the token's subject; answer 202 (or, waiting, once applied).
+
+    ``X-Request-Id`` is the client's correlation id (the commit's ``Request-Id`` trailer); the
+    change request a protected write opens is named by the server, and a write joins an
+    existing one only through ``change_request`` in ``body``, as that request's owner.
+    """
     principal = principal_of(request)
     wait, timeout = wait_params(request)
     state = ctx.state()
@@ -48,10 +60,18 @@ async def commit_write(
             "X-Request-Id must be 1 to 64 letters, digits, '-' or '_'",
             remediation="send a UUID or leave the header out (one is generated)",
         )
+    join = change_request_param(body.get("change_request"))
     author = Author(principal.name, principal.email)
-    result = await run_in_threadpool(
-        ctx.plane.write, op, author, request_id, bool(body.get("pr", False))
+    write = functools.partial(
+        ctx.plane.write,
+        op,
+        author,
+        subject=principal.subject,
+        request_id=request_id,
+        pr=bool(body.get("pr", False)),
+        change_request=join,
     )
+    result = await run_in_threadpool(write)
     if not result.change_request:
         ctx.plane.trigger()
     doc: dict[str, Any] = {
@@ -60,6 +80,8 @@ async def commit_write(
         "change_request": result.change_request,
         "request_id": result.request_id,
     }
+    if result.change_request:
+        doc["change_request_id"] = result.change_request_id
     if result.url:
         doc["change_request_url"] = result.url
     if isinstance(op, changes.FileOperation):

@@ -227,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
         help="env:read, env:write, deploy, db:backup, db:restore, shell, admin",
     )
     tc.add_argument("--env", action="append", help="limit to PROJECT/ENV globs (repeatable)")
-    tc.add_argument("--ttl", default="12h", help="lifetime (default 12h)")
+    tc.add_argument("--ttl", default=None, help="lifetime (default 12h; at most --token-max-ttl)")
     tc.add_argument("--name")
     tc.add_argument("--email")
     tc.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -235,6 +235,14 @@ def _parser() -> argparse.ArgumentParser:
     _jwt_args(tc)
     tc.add_argument("-o", "--output", choices=["table", "json"], default="table")
     tc.set_defaults(func=cmd_token_create)
+    tr = tok_sub.add_parser(
+        "revoke", help="revoke a token (by its jti, or the token itself) on this daemon"
+    )
+    tr.add_argument("token", metavar="JTI|TOKEN", help="the token's jti, or the whole token")
+    tr.add_argument("--reason", required=True, help="why (kept in the token audit log)")
+    tr.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    tr.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    tr.set_defaults(func=cmd_token_revoke)
     return p
 
 
@@ -261,6 +269,11 @@ def _write_commands(sub: Any) -> None:
         )
         sp.add_argument(
             "--pr", action="store_true", help="go to a change-request branch even if not protected"
+        )
+        sp.add_argument(
+            "--request",
+            metavar="ID",
+            help="add this write to your own open change request ID instead of opening one",
         )
         sp.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
         sp.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
@@ -502,22 +515,37 @@ def _api_key_file(args: argparse.Namespace, create: bool = False) -> Path:
 
 def _authority(args: argparse.Namespace, create: bool = False) -> Any:
     """HS256 with the daemon's key file, or RS256/ES256 when a public key is given (then
-    tokens are minted elsewhere, or here with --jwt-private-key)."""
-    from reconciler.api.auth import AuthConfig, TokenAuthority
+    tokens are minted elsewhere, or here with --jwt-private-key). Tokens are checked against
+    the revocation list of the data directory."""
+    from reconciler.api.auth import AuthConfig, InvalidTokenRequest, TokenAuthority
+    from reconciler.api.revocations import RevocationList
+    from reconciler.core.durations import parse_duration
 
+    try:
+        max_ttl = parse_duration(args.token_max_ttl)
+    except ValueError as exc:
+        raise InvalidTokenRequest(
+            f"--token-max-ttl: {exc}", remediation="--token-max-ttl 30d"
+        ) from None
     if args.jwt_public_key is not None:
-        return TokenAuthority(
-            AuthConfig(
-                algorithm=args.jwt_algorithm,
-                public_key=args.jwt_public_key.read_bytes(),
-                private_key=args.jwt_private_key.read_bytes() if args.jwt_private_key else None,
-            )
+        config = AuthConfig(
+            algorithm=args.jwt_algorithm,
+            public_key=args.jwt_public_key.read_bytes(),
+            private_key=args.jwt_private_key.read_bytes() if args.jwt_private_key else None,
+            max_ttl=max_ttl,
         )
-    key_file = _api_key_file(args, create=create)
-    return TokenAuthority(AuthConfig(secret=key_file.read_bytes().strip()))
+    else:
+        key_file = _api_key_file(args, create=create)
+        config = AuthConfig(secret=key_file.read_bytes().strip(), max_ttl=max_ttl)
+    return TokenAuthority(config, revocations=RevocationList(args.data_dir))
 
 
 def _jwt_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--token-max-ttl",
+        default="30d",
+        help="the longest token lifetime minted or accepted (default 30d); tokens default to 12h",
+    )
     sp.add_argument(
         "--jwt-algorithm", choices=["RS256", "ES256"], default="RS256", help="with --jwt-public-key"
     )
@@ -536,22 +564,95 @@ def _jwt_args(sp: argparse.ArgumentParser) -> None:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
+    """Mint with the signing key; recorded in the token audit log of an existing data dir."""
+    from reconciler.api.auth import InvalidTokenRequest, peek
     from reconciler.core.durations import parse_duration
 
     authority = _authority(args)
+    try:
+        ttl = parse_duration(args.ttl) if args.ttl else None
+    except ValueError as exc:
+        raise InvalidTokenRequest(f"--ttl: {exc}", remediation="--ttl 12h") from None
     token = authority.mint(
         args.subject,
         args.scope,
         environments=args.env or (),
-        ttl=parse_duration(args.ttl),
+        ttl=ttl,
         name=args.name,
         email=args.email,
     )
+    minted = peek(token)
+    if args.data_dir.is_dir():
+        authority.revocations.record(
+            {
+                "event": "minted",
+                "jti": minted["jti"],
+                "subject": args.subject,
+                "scopes": " ".join(args.scope),
+                "environments": " ".join(args.env or ()),
+                "expires_at": minted.get("expires_at", ""),
+                "by": _cli_user(),
+                "via": "cli",
+            }
+        )
     if args.output == "json":
-        print(json.dumps({"token": token, "subject": args.subject, "scopes": args.scope}))
+        print(
+            json.dumps(
+                {
+                    "token": token,
+                    "jti": minted["jti"],
+                    "subject": args.subject,
+                    "scopes": args.scope,
+                    "expires_at": minted.get("expires_at", ""),
+                }
+            )
+        )
     else:
         print(token)
     return EXIT_OK
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    """Add a token to the revocation list the daemon of ``--data-dir`` checks on every call."""
+    from reconciler.api.auth import peek
+    from reconciler.api.revocations import RevocationList
+
+    if not args.data_dir.is_dir():
+        raise OdooOpsError(
+            f"{args.data_dir} is not a directory: a revocation there would reach no daemon",
+            code="usage",
+            remediation="odooops token revoke JTI --reason TEXT --data-dir DIR (the daemon's "
+            "--data-dir)",
+        )
+    # A jti holds no dot; a JWT is three dot-separated parts.
+    target = peek(args.token) if "." in args.token else {"jti": args.token}
+    entry = RevocationList(args.data_dir).revoke(
+        target["jti"],
+        by=_cli_user(),
+        reason=args.reason,
+        subject=target.get("subject", ""),
+        expires_at=target.get("expires_at", ""),
+    )
+    if args.output == "json":
+        print(json.dumps({"revoked": True, **entry}))
+    else:
+        out.print(
+            f"revoked token {entry['jti']}"
+            + (f" of {entry['subject']}" if entry.get("subject") else "")
+            + f"; the daemon using {args.data_dir} refuses it from now on",
+            highlight=False,
+        )
+    return EXIT_OK
+
+
+def _cli_user() -> str:
+    """Who ran a token command on this host, for the token audit log."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid-{os.getuid()}"
 
 
 def _api_status() -> tuple[StatusStore, Any] | None:
@@ -710,7 +811,10 @@ def cmd_write(args: argparse.Namespace) -> int:
         writer = _state_repo(args)
         key = changes.resolve_name(args.name, sorted(writer.current().projects))
         result = writer.submit(
-            changes.Operation(args.verb, key, fields), _author(args.author), pr=args.pr
+            changes.Operation(args.verb, key, fields),
+            _author(args.author),
+            pr=args.pr,
+            change_request=args.request,
         )
         doc = {
             "environment": str(key),
@@ -719,16 +823,21 @@ def cmd_write(args: argparse.Namespace) -> int:
             "change_request": result.change_request,
             "request_id": result.request_id,
         }
+        if result.change_request:
+            doc["change_request_id"] = result.change_request_id
     else:
         client = _client()
         projects = [p["name"] for p in client.get("/projects")["items"]]
         key = changes.resolve_name(args.name, projects)
         path = f"/environments/{key.project}/{key.env}"
         body: dict[str, Any] = {**fields, "pr": True} if args.pr else dict(fields)
+        if args.request:
+            body["change_request"] = args.request
         if args.verb == "create":
             doc = client.request("POST", "/environments", {"name": str(key), **body})
         elif args.verb == "destroy":
-            doc = client.request("DELETE", path)
+            query = f"?change_request={args.request}" if args.request else ""
+            doc = client.request("DELETE", path + query)
         else:
             doc = client.request("POST", f"{path}/{args.verb}", body)
     if args.output != "table":
@@ -736,8 +845,9 @@ def cmd_write(args: argparse.Namespace) -> int:
     elif doc["change_request"]:
         out.print(
             f"{key} is protected: committed {doc['commit'][:12]} to the change-request "
-            f"branch [bold]{doc['branch']}[/] (request {doc['request_id']}). It applies "
-            f"once merged into main:\n  git merge origin/{doc['branch']}"
+            f"branch [bold]{doc['branch']}[/] (change request {doc['change_request_id']}). "
+            "It applies once another person approves it and it is merged:\n"
+            f"  odooops requests approve {doc['change_request_id']} --state-repo URL"
             + (f"\n  review: {doc['change_request_url']}" if doc.get("change_request_url") else "")
         )
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -419,8 +420,14 @@ class DataOps:
         return result
 
     def export(self, key: EnvKey, out: BinaryIO) -> dict[str, Any]:
+        """Odoo's zip of the environment. A protected environment's export is its real data,
+        so it holds the operation lock (no restore, import or deployment swaps the database
+        under pg_dump) and refuses at once when another operation runs rather than queueing
+        a download behind it."""
         want = self.environment(key)
-        stats = self.lifecycle.export_zip(self.site(want), out, want.project.odoo_version)
+        lock = self.lifecycle.exclusive(key, wait=0) if want.spec.protected else nullcontext()
+        with lock:
+            stats = self.lifecycle.export_zip(self.site(want), out, want.project.odoo_version)
         return {"files": stats.files, "bytes": stats.bytes_in}
 
     def import_dump(

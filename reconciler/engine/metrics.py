@@ -2,7 +2,9 @@
 
 One registry per daemon (no process-global state, so tests and several engines in a process
 never share counters). Environment counts by sync and health are read from the status store
-at scrape time, so they can never drift from what ``odooops status`` shows.
+at scrape time, so they can never drift from what ``odooops status`` shows; for the same
+reason a scrape limited to some environments (a token with environment globs) recounts them
+over those environments only, and drops the other environments' series.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from reconciler.engine.status import EnvironmentStatus
@@ -22,8 +24,22 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _EnvironmentCollector(Collector):
-    def __init__(self, statuses: Callable[[], Mapping[str, EnvironmentStatus]]) -> None:
+    """The per-environment families; ``visible`` (``project/env`` -> bool) narrows them."""
+
+    NAMES = frozenset({"odooops_environments", "odooops_backup_last_good_age_seconds"})
+
+    def __init__(
+        self,
+        statuses: Callable[[], Mapping[str, EnvironmentStatus]],
+        visible: Callable[[str], bool] | None = None,
+    ) -> None:
         self._statuses = statuses
+        self._visible = visible
+
+    def _shown(self) -> list[EnvironmentStatus]:
+        return [
+            s for key, s in self._statuses().items() if self._visible is None or self._visible(key)
+        ]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -31,7 +47,7 @@ class _EnvironmentCollector(Collector):
             "Environments by sync and health status.",
             labels=["sync", "health"],
         )
-        counts = Counter((s.sync.value, s.health.value) for s in self._statuses().values())
+        counts = Counter((s.sync.value, s.health.value) for s in self._shown())
         for (sync, health), n in sorted(counts.items()):
             family.add_metric([sync, health], n)
         yield family
@@ -41,7 +57,7 @@ class _EnvironmentCollector(Collector):
             labels=["project", "env"],
         )
         now = datetime.now(UTC)
-        for status in self._statuses().values():
+        for status in self._shown():
             if status.last_backup:
                 taken = datetime.fromisoformat(status.last_backup)
                 if taken.tzinfo is None:
@@ -50,8 +66,23 @@ class _EnvironmentCollector(Collector):
         yield age
 
 
+class _Narrowed(Collector):
+    """The daemon's registry with its per-environment families recounted for ``visible``."""
+
+    def __init__(self, registry: CollectorRegistry, environments: _EnvironmentCollector) -> None:
+        self._registry = registry
+        self._environments = environments
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            if family.name not in _EnvironmentCollector.NAMES:
+                yield family
+        yield from self._environments.collect()
+
+
 class Metrics:
     def __init__(self, statuses: Callable[[], Mapping[str, EnvironmentStatus]]) -> None:
+        self._statuses = statuses
         self.registry = CollectorRegistry()
         self.registry.register(_EnvironmentCollector(statuses))
         self.pass_seconds = Histogram(
@@ -102,5 +133,10 @@ class Metrics:
             registry=self.registry,
         )
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, visible: Callable[[str], bool] | None = None) -> bytes:
+        """The text exposition; with ``visible``, per-environment series of those only."""
+        if visible is None:
+            return generate_latest(self.registry)
+        narrowed = CollectorRegistry(auto_describe=False)
+        narrowed.register(_Narrowed(self.registry, _EnvironmentCollector(self._statuses, visible)))
+        return generate_latest(narrowed)

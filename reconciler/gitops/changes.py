@@ -106,6 +106,16 @@ def env_path(key: EnvKey) -> str:
     return f"environments/{key.project}/{key.env}.yaml"
 
 
+def env_of_path(path: str) -> EnvKey | None:
+    """The environment whose file ``path`` is (``environments/P/E.yaml``), else None."""
+    parts = path.split("/")
+    if len(parts) == 3 and parts[0] == "environments" and parts[2].endswith(".yaml"):
+        env = parts[2].removesuffix(".yaml")
+        if parts[1] and env:
+            return EnvKey(parts[1], env)
+    return None
+
+
 def resolve_name(name: str, projects: list[str]) -> EnvKey:
     """``acme/qa`` or, with a single project, ``qa`` or a branch-like ``feature/crm-reports``."""
     head, sep, tail = name.partition("/")

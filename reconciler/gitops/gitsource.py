@@ -342,6 +342,17 @@ class GitSource:
                 out[delta.new_file.path] = cast(pygit2.Blob, repo[delta.new_file.id]).data
         return out
 
+    def touched(self, commit: str) -> frozenset[str]:
+        """The paths ``commit`` changed against its first parent (all its files for a root)."""
+        repo = self._open()
+        c = self._commit(repo, commit)
+        if not c.parents:
+            return frozenset(p for p, e in _walk(c.tree, "") if not isinstance(e, pygit2.Tree))
+        diff = c.parents[0].tree.diff_to_tree(c.tree)
+        return frozenset(
+            path for d in diff.deltas for path in (d.old_file.path, d.new_file.path) if path
+        )
+
     def history(self, rev: str, limit: int = 50, until: str | None = None) -> list[CommitInfo]:
         """The last ``limit`` commits reachable from ``rev``, newest first (first parents).
 

@@ -4,6 +4,11 @@ The author of every commit is the caller (a token's subject, or the CLI user), n
 ``git log`` of the state repository tells who changed what. A write that touches a protected
 environment (production by default) does not land on the main branch: it goes to a
 change-request branch that a second person merges.
+
+The server names every change request (a random id): a client's request id is only a
+correlation id in the ``Request-Id`` trailer. A write joins an existing request only when it
+says so (``change_request``) and only when its caller opened that request; joining after an
+approval makes the approval stale (``reconciler.gitops.changerequests``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from reconciler.core.config import load_state
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import StateConfig
 from reconciler.gitops import changes
+from reconciler.gitops.changerequests import PREFIX, SUBJECT_TRAILER, ChangeRequests, identity
 from reconciler.gitops.forges import Forge, ForgeError
 from reconciler.gitops.gitsource import Author, GitSource
 
@@ -30,6 +36,7 @@ class WriteResult:
     request_id: str
     target: str  # the environment ("acme/qa") or the file ("policies.yaml") written
     url: str = ""  # the forge's pull/merge request, when one was opened
+    change_request_id: str = ""  # the request the commit went to (named by the server)
 
 
 class StateWriter:
@@ -49,23 +56,53 @@ class StateWriter:
         op: changes.Operation | changes.FileOperation,
         author: Author,
         *,
+        subject: str | None = None,
         request_id: str | None = None,
+        change_request: str | None = None,
         via: str = "cli",
         pr: bool = False,
     ) -> WriteResult:
         """Validate and commit ``op``; to a change-request branch when it touches a protected
-        environment (``changes.touched_protected``) or when asked."""
+        environment (``changes.touched_protected``), when asked (``pr``), or when joining the
+        caller's own open request ``change_request``.
+
+        ``subject`` is the token's (recorded as a trailer: the identity reviews compare);
+        ``request_id`` is the client's correlation id, never a branch name.
+        """
         request_id = request_id or uuid.uuid4().hex[:12]
-        before = self.current()
-        files = self.repo.read_tree(before.commit)
-        after = changes.validated(files, op.apply(files), self.repo.display_url)
-        protected = pr or bool(changes.touched_protected(before, after))
-        target = f"odooops/change-{request_id}" if protected else self.branch
+        caller = identity(subject, author.email)
+        requests = ChangeRequests(self.repo, self.branch)
+        if change_request is not None:
+            joined = requests.joinable(change_request, caller)
+            cr_id, protected = joined.id, True
+            files = self.repo.read_tree(joined.head)
+            changes.validated(files, op.apply(files), self.repo.display_url)
+        else:
+            before = self.current()
+            files = self.repo.read_tree(before.commit)
+            after = changes.validated(files, op.apply(files), self.repo.display_url)
+            protected = pr or bool(changes.touched_protected(before, after))
+            cr_id = uuid.uuid4().hex[:12] if protected else ""
+        target = PREFIX + cr_id if protected else self.branch
+        message = op.message(request_id, via)
+        if subject is not None:
+            message += f"{SUBJECT_TRAILER}: {subject}\n"
+        if protected:
+            message += f"Change-Request: {cr_id}\n"
 
         def build(head_files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
+            # Runs after each fetch: the request may have been merged, closed or taken meanwhile.
+            if change_request is not None:
+                requests.joinable(cr_id, caller, fetch=False)
+            elif protected and target in self.repo.branches():
+                raise OdooOpsError(
+                    f"change request {cr_id} exists already",
+                    code="conflict",
+                    remediation="run the command again (a new id is drawn)",
+                )
             edit = op.apply(head_files)
             if head_files == files:  # nobody wrote meanwhile: already validated above
-                return edit, op.message(request_id, via)
+                return edit, message
             after = changes.validated(head_files, edit, self.repo.display_url)
             head = load_state(head_files, "head", self.repo.display_url)
             if not protected and changes.touched_protected(head, after):
@@ -74,14 +111,14 @@ class StateWriter:
                     code="conflict",
                     remediation="run the command again",
                 )
-            return edit, op.message(request_id, via)
+            return edit, message
 
+        opens = protected and change_request is None
         commit = self.repo.commit_with(
-            target, build, author, create_branch_from=self.branch if protected else None
+            target, build, author, create_branch_from=self.branch if opens else None
         )
         url = ""
-        if protected and self.forge is not None:
-            message = op.message(request_id, via)
+        if opens and self.forge is not None:
             title, _, body = message.partition("\n")
             try:
                 url = self.forge.open_change_request(
@@ -91,5 +128,5 @@ class StateWriter:
                     f"{body.strip()}\n\nProposed by {author.name} <{author.email}>.",
                 )
             except ForgeError as exc:  # the branch is pushed: review can still happen in git
-                log.warning("change request %s: %s", request_id, exc.render())
-        return WriteResult(commit, target, protected, request_id, op.target, url)
+                log.warning("change request %s: %s", cr_id, exc.render())
+        return WriteResult(commit, target, protected, request_id, op.target, url, cr_id)

@@ -20,7 +20,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from reconciler.api.app import RateLimiter, create_app
-from reconciler.api.auth import AuthConfig, TokenAuthority
+from reconciler.api.auth import AuthConfig, TokenAuthority, peek
 from reconciler.api.controlplane import GitControlPlane
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey, StateConfig
@@ -110,10 +110,20 @@ class Plane(GitControlPlane):
         self,
         op: changes.Operation | changes.FileOperation,
         author: Author,
+        *,
+        subject: str,
         request_id: str,
         pr: bool,
+        change_request: str | None = None,
     ) -> WriteResult:
-        result = super().write(op, author, request_id, pr)
+        result = super().write(
+            op,
+            author,
+            subject=subject,
+            request_id=request_id,
+            pr=pr,
+            change_request=change_request,
+        )
         self._state = self.writer.current()
         if isinstance(op, changes.Operation) and not result.change_request:
             if op.verb == "destroy":
@@ -446,7 +456,9 @@ def test_change_request_review_through_the_api(
     bob = authority.mint("bob", ["admin"], name="Bob Reviewer", email="bob@acme.example")
     as_bob = {"Authorization": f"Bearer {bob}"}
     approved = client.post(f"/v1/requests/{request_id}/approve", headers=as_bob).json()
-    assert approved["approvals"] == ["Bob Reviewer <bob@acme.example>"]
+    assert approved["approvals"] == [
+        {"by": "Bob Reviewer <bob@acme.example>", "subject": "bob", "commit": made["commit"]}
+    ]
     merged = client.post(f"/v1/requests/{request_id}/merge", headers=as_bob)
     assert merged.status_code == 202
     assert merged.json()["commit"] == head(remote)
@@ -614,10 +626,21 @@ def test_wait_gives_up_with_504_and_the_commit_stands(
             self,
             op: changes.Operation | changes.FileOperation,
             author: Author,
+            *,
+            subject: str,
             request_id: str,
             pr: bool,
+            change_request: str | None = None,
         ) -> WriteResult:
-            return GitControlPlane.write(self, op, author, request_id, pr)
+            return GitControlPlane.write(
+                self,
+                op,
+                author,
+                subject=subject,
+                request_id=request_id,
+                pr=pr,
+                change_request=change_request,
+            )
 
     stalled = Stalled(plane.writer)
     client = TestClient(create_app(stalled, authority))
@@ -961,3 +984,334 @@ def test_the_cli_sends_a_mail_search_as_one_encoded_parameter(
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+# ----------------------------------------------------------- change requests against insiders
+
+
+def as_subject(authority: TokenAuthority, subject: str, *scopes: str, **kw: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {authority.mint(subject, scopes, **kw)}"}
+
+
+def test_a_reused_request_id_cannot_extend_an_approved_request(
+    client: TestClient, authority: TokenAuthority, remote: Path
+) -> None:
+    """The reported attack: a token with only env:write, claiming the author's email, sends a
+    production write with the X-Request-Id of an approved request."""
+    ann = bearer(authority, "env:write")
+    opened = client.post(
+        "/v1/environments/acme/production/suspend", headers={**ann, "X-Request-Id": "r-1"}
+    ).json()
+    cr_id = opened["change_request_id"]
+    assert opened["request_id"] == "r-1" and cr_id != "r-1"
+    bob = as_subject(authority, "bob", "admin", email="bob@acme.example")
+    client.post(f"/v1/requests/{cr_id}/approve", headers=bob)
+    approved = client.get(f"/v1/requests/{cr_id}", headers=bob).json()
+    assert len(approved["approvals"]) == 1
+    mallory = as_subject(
+        authority, "mallory", "env:write", name="Ann Integrator", email="ann@acme.example"
+    )
+    patch = {"overrides": {"workers": 64}}
+    second = client.patch(
+        "/v1/environments/acme/production", json=patch, headers={**mallory, "X-Request-Id": "r-1"}
+    )
+    assert second.status_code == 202, second.text
+    assert second.json()["change_request_id"] != cr_id
+    joined = client.patch(
+        "/v1/environments/acme/production",
+        json={**patch, "change_request": cr_id},
+        headers=mallory,
+    )
+    assert (joined.status_code, joined.json()["error"]) == (403, "forbidden")
+    assert client.get(f"/v1/requests/{cr_id}", headers=bob).json() == approved
+
+
+def test_the_owner_extends_a_request_and_its_approval_goes_stale(
+    client: TestClient, authority: TokenAuthority, remote: Path
+) -> None:
+    ann = bearer(authority, "env:write")
+    opened = client.post("/v1/environments/acme/production/suspend", headers=ann).json()
+    cr_id = opened["change_request_id"]
+    bob = as_subject(authority, "bob", "admin", email="bob@acme.example")
+    client.post(f"/v1/requests/{cr_id}/approve", headers=bob)
+    joined = client.patch(
+        "/v1/environments/acme/production",
+        json={"owner": "x@acme.example", "change_request": cr_id},
+        headers=ann,
+    )
+    assert joined.status_code == 202, joined.text
+    assert (joined.json()["branch"], joined.json()["change_request_id"]) == (
+        opened["branch"],
+        cr_id,
+    )
+    shown = client.get(f"/v1/requests/{cr_id}", headers=bob).json()
+    assert (shown["approvals"], shown["stale_approvals"]) == ([], 1)
+    before = head(remote)
+    stale = client.post(f"/v1/requests/{cr_id}/merge", headers=bob)
+    assert (stale.status_code, stale.json()["error"]) == (409, "approval_stale")
+    assert head(remote) == before
+    client.post(f"/v1/requests/{cr_id}/approve", headers=bob)
+    assert client.post(f"/v1/requests/{cr_id}/merge", headers=bob).status_code == 202
+    production = git("--git-dir", str(remote), "show", "main:environments/acme/production.yaml")
+    assert "suspended: true" in production and "owner: x@acme.example" in production
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        (
+            "/v1/environments/acme/production/suspend",
+            {"change_request": "../x"},
+            400,
+            "invalid_request",
+        ),
+        ("/v1/environments/acme/production/suspend", {"change_request": 7}, 400, "invalid_request"),
+        (
+            "/v1/environments/acme/production/suspend",
+            {"change_request": "nope"},
+            404,
+            "unknown_change_request",
+        ),
+        ("/v1/policies?change_request=..", None, 400, "invalid_request"),
+    ],
+)
+def test_joining_a_change_request_checks_its_id(
+    client: TestClient,
+    authority: TokenAuthority,
+    remote: Path,
+    path: str,
+    body: object,
+    status: int,
+    code: str,
+) -> None:
+    method = "PUT" if path.startswith("/v1/policies") else "POST"
+    if method == "PUT":
+        body = client.get("/v1/policies", headers=bearer(authority, "admin")).json()
+    resp = call(client, method, path, body, bearer(authority, "admin"))
+    assert (resp.status_code, resp.json()["error"]) == (status, code), resp.text
+    assert "odooops/change-" not in git("--git-dir", str(remote), "branch", "--list")
+
+
+def test_four_eyes_is_by_token_subject_not_email(
+    client: TestClient, authority: TokenAuthority
+) -> None:
+    """An admin can mint any email: the author's own subject under another email is refused."""
+    cr_id = client.post(
+        "/v1/environments/acme/production/suspend", headers=bearer(authority, "env:write")
+    ).json()["change_request_id"]
+    alias = as_subject(authority, "ann", "admin", email="someone-else@acme.example")
+    own = client.post(f"/v1/requests/{cr_id}/approve", headers=alias)
+    assert (own.status_code, own.json()["error"]) == (403, "forbidden")
+
+
+# ----------------------------------------------------------------------------- tokens
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+def test_revoked_tokens_are_refused_at_once_and_every_step_is_audited(
+    plane: Plane, remote: Path, data_dir: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from reconciler.api.revocations import AUDIT_FILE, RevocationList
+
+    authority = TokenAuthority(AuthConfig(secret=SECRET), revocations=RevocationList(data_dir))
+    client = TestClient(create_app(plane, authority))
+    admin = bearer(authority, "admin")
+    minted = client.post(
+        "/v1/tokens", json={"subject": "cy", "scopes": ["env:write"]}, headers=admin
+    ).json()
+    cy = {"Authorization": f"Bearer {minted['token']}"}
+    assert client.get("/v1/environments", headers=cy).status_code == 200
+    revoke = {"jti": minted["jti"], "reason": "left the team"}
+    assert client.post("/v1/tokens/revoke", json=revoke, headers=cy).status_code == 403
+    done = client.post("/v1/tokens/revoke", json=revoke, headers=admin)
+    assert done.status_code == 200 and done.json()["by"] == "ann"
+    before = head(remote)
+    refused = client.post("/v1/environments/acme/qa/suspend", headers=cy)
+    assert (refused.status_code, refused.json()["error"]) == (401, "token_revoked")
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert head(remote) == before
+    # The CLI revokes a whole token in the data directory; the running API refuses it at once.
+    dee = authority.mint("dee", ["env:read"])
+    revoke_dee = ["token", "revoke", dee, "--reason", "gone", "--data-dir", str(data_dir)]
+    cli = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", *revoke_dee],
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    gone = client.get("/v1/environments", headers={"Authorization": f"Bearer {dee}"})
+    assert gone.json()["error"] == "token_revoked"
+    events = [json.loads(x) for x in (data_dir / AUDIT_FILE).read_text().splitlines()]
+    assert [(e["event"], e["jti"], e["by"]) for e in events[:2]] == [
+        ("minted", minted["jti"], "ann"),
+        ("revoked", minted["jti"], "ann"),
+    ]
+    assert events[1]["reason"] == "left the team"
+    assert (events[2]["event"], events[2]["jti"], events[2]["subject"]) == (
+        "revoked",
+        peek(dee)["jti"],
+        "dee",
+    )
+    assert events[2]["by"].startswith("cli:") and events[2]["reason"] == "gone"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"jti": "a b", "reason": "x"},
+        {"reason": "x"},
+        {"jti": "abc", "token": "x.y.z", "reason": "x"},
+        {"jti": "abc"},
+        {"token": "not-a-token", "reason": "x"},
+    ],
+)
+def test_a_bad_revocation_is_400_and_revokes_nothing(
+    plane: Plane, data_dir: Path, body: dict[str, str]
+) -> None:
+    from reconciler.api.revocations import REVOKED_FILE, RevocationList
+
+    authority = TokenAuthority(AuthConfig(secret=SECRET), revocations=RevocationList(data_dir))
+    resp = TestClient(create_app(plane, authority)).post(
+        "/v1/tokens/revoke", json=body, headers=bearer(authority, "admin")
+    )
+    assert resp.status_code == 400 and resp.json()["remediation"]
+    assert not (data_dir / REVOKED_FILE).exists()
+
+
+def test_tokens_above_the_maximum_lifetime_are_refused_and_change_nothing(
+    client: TestClient, authority: TokenAuthority, remote: Path
+) -> None:
+    lenient = TokenAuthority(AuthConfig(secret=SECRET, max_ttl=timedelta(days=90)))
+    long_lived = lenient.mint("ann", ["env:write"], ttl=timedelta(days=60))
+    before = head(remote)
+    resp = client.post(
+        "/v1/environments/acme/qa/suspend", headers={"Authorization": f"Bearer {long_lived}"}
+    )
+    assert (resp.status_code, resp.json()["error"]) == (401, "token_lifetime_exceeded")
+    assert head(remote) == before
+    minting = client.post(
+        "/v1/tokens",
+        json={"subject": "cy", "scopes": ["env:read"], "ttl": "31d"},
+        headers=bearer(authority, "admin"),
+    )
+    assert (minting.status_code, minting.json()["error"]) == (400, "invalid_token_request")
+    default = client.post(
+        "/v1/tokens",
+        json={"subject": "cy", "scopes": ["env:read"]},
+        headers=bearer(authority, "admin"),
+    ).json()
+    assert authority.verify(default["token"]).expires_at - datetime.now(UTC) <= timedelta(hours=12)
+
+
+# ------------------------------------------------------------------- environment globs
+
+
+def test_reads_of_the_whole_platform_are_confined_to_the_token_globs(
+    plane: Plane, authority: TokenAuthority, remote: Path
+) -> None:
+    """plan, audit, requests, sessions and metrics show a glob-limited token its environments."""
+    from reconciler.core.planner import Action, Kind
+    from reconciler.engine.metrics import Metrics
+
+    qa, production = EnvKey("acme", "qa"), EnvKey("acme", "production")
+
+    class Planned(Plane):
+        def plan(self) -> Plan:
+            return Plan(
+                (
+                    Action(qa, Kind.UPDATE_MODULES, "odoo", "new revision"),
+                    Action(production, Kind.UPDATE_MODULES, "odoo", "new revision"),
+                ),
+                ("database acme_production of protected acme/production", "3 environments: x"),
+                {production: "branch missing"},
+            )
+
+    planned = Planned(plane.writer)
+    planned._statuses["acme/production"] = EnvironmentStatus(
+        "acme", "production", sync=Sync.OUT_OF_SYNC, health=Health.DEGRADED
+    )
+    client = TestClient(create_app(planned, authority, metrics=Metrics(planned.statuses)))
+    admin = bearer(authority, "admin")
+    client.post("/v1/environments/acme/qa/suspend", headers=admin)  # on main
+    policies = client.get("/v1/policies", headers=admin).json()
+    policies["prune"] = {"allow_empty": True}
+    client.put("/v1/policies", json=policies, headers=admin)  # on main, not an environment
+    client.post("/v1/environments/acme/production/suspend", headers=admin)  # a change request
+    for env in ("acme/qa", "acme/production"):
+        planned.record_session({"subject": "ann", "environment": env, "event": "start"})
+    limited = bearer(authority, "env:read", environments=["acme/qa"])
+
+    plan = client.get("/v1/plan", headers=limited).json()
+    assert [a["environment"] for a in plan["actions"]] == ["acme/qa"]
+    assert (plan["retained"], plan["held"], plan["changes"]) == ([], {}, True)
+    whole = client.get("/v1/plan", headers=admin).json()
+    assert len(whole["actions"]) == 2 and len(whole["retained"]) == 2 and whole["held"]
+
+    audit = client.get("/v1/audit", headers=limited).json()["items"]
+    assert [a["change"] for a in audit] == ["chore(env): suspend acme/qa"]
+    assert len(client.get("/v1/audit", headers=admin).json()["items"]) == 3
+
+    assert client.get("/v1/requests", headers=limited).json()["items"] == []
+    [cr] = client.get("/v1/requests", headers=admin).json()["items"]
+    assert client.get(f"/v1/requests/{cr['id']}", headers=limited).status_code == 404
+    qa_admin = bearer(authority, "admin", environments=["acme/qa"])
+    approve = client.post(f"/v1/requests/{cr['id']}/approve", headers=qa_admin)
+    assert approve.status_code == 404
+
+    sessions = client.get("/v1/sessions", headers=limited).json()["items"]
+    assert [s["environment"] for s in sessions] == ["acme/qa"]
+
+    metrics = client.get("/metrics", headers=limited).text
+    assert 'odooops_environments{health="Healthy",sync="Synced"} 1.0' in metrics
+    assert "Degraded" not in metrics
+    assert "Degraded" in client.get("/metrics", headers=admin).text
+
+
+# ------------------------------------------------------------------------ data routes
+
+
+def test_a_restore_from_another_environment_needs_db_backup_on_it(
+    client: TestClient, authority: TokenAuthority
+) -> None:
+    """Restoring production's backup into qa reads production's data: env:read is not enough."""
+    body = {"backup": "latest", "from": "production"}
+    reader = bearer(authority, "db:restore", "env:read")
+    refused = client.post("/v1/environments/acme/qa/restore", json=body, headers=reader)
+    assert refused.status_code == 403 and "db:backup" in refused.json()["message"]
+    qa_only = bearer(authority, "db:restore", "db:backup", environments=["acme/qa"])
+    outside = client.post("/v1/environments/acme/qa/restore", json=body, headers=qa_only)
+    assert outside.status_code == 403 and "acme/production" in outside.json()["message"]
+    own = client.post(
+        "/v1/environments/acme/qa/restore", json={"backup": "latest"}, headers=qa_only
+    )
+    assert own.status_code == 202
+    allowed = bearer(authority, "db:restore", "db:backup")
+    assert (
+        client.post("/v1/environments/acme/qa/restore", json=body, headers=allowed).status_code
+        == 202
+    )
+
+
+def test_a_protected_export_is_refused_outside_the_production_allowlist(
+    plane: Plane, authority: TokenAuthority
+) -> None:
+    client = TestClient(create_app(plane, authority, production_allowlist=("10.9.0.0/16",)))
+    headers = bearer(authority, "db:backup")
+    refused = client.get("/v1/environments/acme/production/export", headers=headers)
+    assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+    assert "allowlist" in refused.json()["remediation"]
+    staging = client.get("/v1/environments/acme/qa/export", headers=headers)
+    assert staging.status_code == 200 and staging.content.startswith(b"PK")

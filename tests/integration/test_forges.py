@@ -135,5 +135,5 @@ def test_a_protected_write_opens_a_pull_request(fake: FakeForge, tmp_path: Path)
     )
     assert result.url == "http://forge.test/pr/1"
     [sent] = fake.requests
-    assert sent["body"]["head"] == "odooops/change-r9"
+    assert sent["body"]["head"] == f"odooops/change-{result.change_request_id}"
     assert sent["body"]["title"] == "chore(env): suspend acme/production"

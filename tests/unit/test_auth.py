@@ -27,10 +27,13 @@ from reconciler.api.auth import (
     Principal,
     TokenAuthority,
     TokenExpired,
+    TokenLifetimeExceeded,
+    TokenRevoked,
     Unauthenticated,
     authorize,
     check_production_write,
     ip_allowed,
+    peek,
 )
 from reconciler.core.errors import OdooOpsError
 
@@ -427,6 +430,96 @@ def test_a_naive_clock_is_refused() -> None:
         authority.mint("alice", ["env:read"])
 
 
+# --------------------------------------------------------------------------- revocation
+
+
+class MemoryRevocations:
+    """The revocation list in memory (the file-backed one is tested in test_revocations)."""
+
+    def __init__(self) -> None:
+        self.revoked: dict[str, dict[str, str]] = {}
+        self.events: list[dict[str, str]] = []
+
+    def is_revoked(self, token_id: str) -> bool:
+        return token_id in self.revoked
+
+    def revoke(
+        self, token_id: str, *, by: str, reason: str, subject: str = "", expires_at: str = ""
+    ) -> dict[str, str]:
+        self.revoked[token_id] = {"by": by, "reason": reason}
+        return {"jti": token_id, **self.revoked[token_id]}
+
+    def record(self, event: Any) -> None:
+        self.events.append(dict(event))
+
+
+def test_a_revoked_token_is_refused_naming_the_rule_and_others_still_pass() -> None:
+    revocations = MemoryRevocations()
+    authority = TokenAuthority(AuthConfig(secret=SECRET), FakeClock(), revocations)
+    token, other = authority.mint("alice", ["deploy"]), authority.mint("alice", ["deploy"])
+    revocations.revoke(authority.verify(token).token_id, by="admin", reason="laptop lost")
+    exc = refused(lambda: authority.authenticate_header(f"Bearer {token}"), TokenRevoked, token)
+    assert exc.code == "token_revoked"
+    assert "revoked" in exc.message and "odooops token create --subject alice" in exc.remediation
+    assert authority.verify(other).subject == "alice"
+
+
+def test_a_forged_token_with_a_revoked_jti_is_unauthenticated_not_revoked() -> None:
+    """Like expiry, revocation is only reported about tokens whose signature verified."""
+    revocations = MemoryRevocations()
+    revocations.revoke("0" * 32, by="admin", reason="test")
+    authority = TokenAuthority(AuthConfig(secret=SECRET), FakeClock(), revocations)
+    token = forge(claims(), key=OTHER_SECRET)
+    refused(lambda: authority.verify(token), Unauthenticated, token)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "accepted"),
+    [(timedelta(days=30), True), (timedelta(days=30, seconds=1), False)],
+)
+def test_a_token_living_longer_than_the_maximum_is_refused(
+    lifetime: timedelta, accepted: bool
+) -> None:
+    """A token minted elsewhere (or before the maximum was lowered) cannot outlive the policy."""
+    now = int(T0.timestamp())
+    token = forge(claims(exp=now + int(lifetime.total_seconds())))
+    authority = hs256()
+    if accepted:
+        assert authority.verify(token).subject == "alice"
+        return
+    exc = refused(lambda: authority.verify(token), TokenLifetimeExceeded, token)
+    assert exc.code == "token_lifetime_exceeded"
+    assert "720 h" in exc.message and "--ttl 12h" in exc.remediation
+
+
+def test_the_maximum_lifetime_is_configurable_for_presented_tokens() -> None:
+    token = hs256().mint("alice", ["env:read"], ttl=timedelta(days=2))
+    shorter = TokenAuthority(AuthConfig(secret=SECRET, max_ttl=timedelta(days=1)), FakeClock())
+    refused(lambda: shorter.verify(token), TokenLifetimeExceeded, token)
+
+
+def test_the_default_maximum_lifetime_is_thirty_days() -> None:
+    assert AuthConfig(secret=SECRET).max_ttl == timedelta(days=30)
+
+
+def test_peek_reads_the_jti_of_any_token_without_trusting_it() -> None:
+    token = forge(claims(), key=OTHER_SECRET)
+    assert peek(token) == {
+        "jti": "0" * 32,
+        "subject": "alice",
+        "expires_at": (T0 + timedelta(hours=1)).isoformat(),
+    }
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["not-a-token", forge(claims(drop=("jti",))), forge(claims(jti="a b")), "x." * 5000],
+    ids=["garbage", "no-jti", "bad-jti", "huge"],
+)
+def test_peek_refuses_what_carries_no_usable_jti(token: str) -> None:
+    refused(lambda: peek(token), InvalidTokenRequest)
+
+
 # --------------------------------------------------------------------------- minting
 
 
@@ -482,11 +575,34 @@ def test_minting_refuses_unknown_or_no_scopes_naming_the_allowed_ones(scopes: li
         {"environments": [""]},
         {"name": " "},
         {"email": ""},
+        {"subject": "bob\nApproved-By:x"},
+        {"subject": "<ann@acme.example>"},
+        {"name": "Ann\nApproved-By: x"},
+        {"email": "ann@x>\nMerged-As: y"},
     ],
 )
 def test_minting_refuses_empty_or_spaced_identities(kwargs: dict[str, Any]) -> None:
     arguments: dict[str, Any] = {"subject": "alice", "scopes": ["env:read"], **kwargs}
     refused(lambda: hs256().mint(**arguments), InvalidTokenRequest)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"sub": "<ann@acme.example>"},
+        {"sub": "ann\u0000"},
+        {"name": "Ann\nApproved-By: Bob <b@x> (subject bob) at " + "a" * 40},
+        {"email": "ann@acme.example>"},
+        {"jti": "a b"},
+        {"jti": "x" * 129},
+    ],
+)
+def test_signed_identities_that_could_forge_commit_trailers_are_refused(
+    changes: dict[str, Any],
+) -> None:
+    """Subjects, names and emails become commit authors and trailers: one line, no brackets."""
+    token = forge(claims(**changes))
+    refused(lambda: hs256().verify(token), Unauthenticated, token)
 
 
 def test_minting_refuses_a_bare_string_for_a_collection() -> None:
@@ -497,8 +613,8 @@ def test_minting_refuses_a_bare_string_for_a_collection() -> None:
 @pytest.mark.parametrize(
     ("ttl", "accepted"),
     [
-        (timedelta(days=90), True),
-        (timedelta(days=90, seconds=1), False),
+        (timedelta(days=30), True),
+        (timedelta(days=30, seconds=1), False),
         (timedelta(0), False),
         (timedelta(hours=-1), False),
     ],
@@ -511,7 +627,7 @@ def test_the_lifetime_must_be_positive_and_at_most_the_maximum(
         assert authority.verify(authority.mint("a", ["env:read"], ttl=ttl)).expires_at == T0 + ttl
     else:
         exc = refused(lambda: authority.mint("a", ["env:read"], ttl=ttl), InvalidTokenRequest)
-        assert "--ttl 2160h" in exc.remediation
+        assert "--ttl 720h" in exc.remediation
 
 
 # --------------------------------------------------------------------------- configuration

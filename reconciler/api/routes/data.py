@@ -159,7 +159,8 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         source = sibling(request, body["from"], "from") if "from" in body else target
         confirm = body.get("confirm", False)
         principal = guard_target(request, target)
-        authorize(principal, "env:read", str(source))
+        if source != target:  # another environment's data is read: as a backup of it would
+            authorize(principal, "db:backup", str(source))
         await resolved(target)
         ops = data()
         job = jobs.submit(
@@ -193,8 +194,16 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
 
     @guarded("db:backup", per_env=True)
     async def export_database(request: Request) -> Response:
-        """The environment's data in Odoo's database-manager format (a zip), streamed."""
+        """The environment's data in Odoo's database-manager format (a zip), streamed.
+
+        A protected environment's export is its live data, neither encrypted nor masked: it
+        is allowed only from the production allowlist, like a write, and the data plane runs
+        it under the environment's operation lock (never mid-restore).
+        """
         key = await resolved(env_key(request))
+        if protected(key):
+            client = request.client.host if request.client else ""
+            check_production_write(request.state.principal, client, ctx.production_allowlist)
         pipe = _Pipe()
         ops = data()
 

@@ -31,8 +31,12 @@ from reconciler.core import durations
 from reconciler.core.validation import is_branch_name
 from reconciler.gitops import changes
 
-CREATE_FIELDS = {"project", "name", "branch", "tier", "revision", "owner", "overrides", "pr"}
-PATCH_FIELDS = {"branch", "tier", "revision", "owner", "overrides", "protected", "pr"}
+# ``pr`` and ``change_request`` say where the commit goes, not what it changes.
+ROUTING_FIELDS = {"pr", "change_request"}
+CREATE_FIELDS = {"project", "name", "branch", "tier", "revision", "owner", "overrides"} | (
+    ROUTING_FIELDS
+)
+PATCH_FIELDS = {"branch", "tier", "revision", "owner", "overrides", "protected"} | ROUTING_FIELDS
 
 
 def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
@@ -98,21 +102,23 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
     @guarded("env:write", per_env=True, query=WAIT)
     async def update_environment(request: Request) -> Response:
         """Change an environment's declaration (a JSON merge patch of its file)."""
-        fields_in = await body(request, PATCH_FIELDS, nullable=PATCH_FIELDS - {"pr"})
+        fields_in = await body(request, PATCH_FIELDS, nullable=PATCH_FIELDS - ROUTING_FIELDS)
         check_branch(fields_in)
-        fields = {k: v for k, v in fields_in.items() if k != "pr"}
+        fields = {k: v for k, v in fields_in.items() if k not in ROUTING_FIELDS}
         op = changes.Operation("update", env_key(request), fields)
         return await commit_write(ctx, request, op, fields_in)
 
-    @guarded("env:write", per_env=True, query=WAIT)
+    @guarded("env:write", per_env=True, query=WAIT | {"change_request"})
     async def destroy_environment(request: Request) -> Response:
         """Remove an environment's file; the daemon prunes it (protected data is kept)."""
-        return await commit_write(ctx, request, changes.Operation("destroy", env_key(request)), {})
+        routing = {"change_request": query_of(request).text("change_request", 64)}
+        op = changes.Operation("destroy", env_key(request))
+        return await commit_write(ctx, request, op, routing)
 
     def lifecycle(verb: str) -> Handler:
         @guarded("env:write", per_env=True, query=WAIT)
         async def handler(request: Request) -> Response:
-            fields_in = await body(request, {"pr"})
+            fields_in = await body(request, ROUTING_FIELDS)
             op = changes.Operation(verb, env_key(request))
             return await commit_write(ctx, request, op, fields_in)
 
@@ -123,7 +129,7 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
     @guarded("deploy", per_env=True, query=WAIT)
     async def deploy_environment(request: Request) -> Response:
         """Point an environment at a branch (tracking its head) or a pinned commit."""
-        fields_in = await body(request, {"branch", "revision", "pr"})
+        fields_in = await body(request, {"branch", "revision"} | ROUTING_FIELDS)
         if "branch" not in fields_in and "revision" not in fields_in:
             raise InvalidRequest(
                 "deploy needs a branch or a revision",

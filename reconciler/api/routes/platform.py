@@ -3,6 +3,7 @@ metrics and the API's own description."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -11,7 +12,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from reconciler.api.context import ApiContext, body, project_doc, query_of, unknown_project
+from reconciler.api.auth import peek
+from reconciler.api.context import (
+    ApiContext,
+    body,
+    plan_doc,
+    principal_of,
+    project_doc,
+    query_of,
+    sees_files,
+    unknown_project,
+)
 from reconciler.api.httpbody import InvalidRequest
 from reconciler.api.writes import commit_write
 from reconciler.core import durations
@@ -51,24 +62,9 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
 
     @guarded("env:read")
     async def get_plan(request: Request) -> Response:
-        """What the next pass would do (exact, side-effect free)."""
+        """What the next pass would do (exact, side-effect free), within the token's globs."""
         result = await run_in_threadpool(plane.plan)
-        return JSONResponse(
-            {
-                "changes": result.has_changes,
-                "actions": [
-                    {
-                        "environment": str(a.key),
-                        "action": a.kind.value,
-                        "target": a.target,
-                        "reason": a.reason,
-                    }
-                    for a in result.actions
-                ],
-                "retained": list(result.retained),
-                "held": {str(k): v for k, v in result.held.items()},
-            }
-        )
+        return JSONResponse(plan_doc(result, principal_of(request)))
 
     @guarded("deploy")
     async def reconcile(request: Request) -> Response:
@@ -91,14 +87,13 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
             }
         )
 
-    @guarded("admin", query={"pr"})
+    @guarded("admin", query={"pr", "change_request"})
     async def update_policies(request: Request) -> Response:
         """Replace policies.yaml (validated whole; a change request if it touches production)."""
-        pr = query_of(request).flag("pr")
         op = changes.FileOperation(
             "policies.yaml", await _document(request), "chore(policies): update policies"
         )
-        return await commit_write(ctx, request, op, {"pr": pr})
+        return await commit_write(ctx, request, op, _routing(request))
 
     @guarded("env:read")
     async def list_projects(request: Request) -> Response:
@@ -114,16 +109,15 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
             raise unknown_project(name)
         return JSONResponse(project_doc(project))
 
-    @guarded("admin", query={"pr"})
+    @guarded("admin", query={"pr", "change_request"})
     async def update_project(request: Request) -> Response:
         """Create or replace projects/<name>.yaml (validated whole; secrets only by reference).
 
         The guard has checked that ``name`` is a project name, so it is safe in a path."""
         name = str(request.path_params["name"])
-        pr = query_of(request).flag("pr")
         doc = await _document(request)
         op = changes.FileOperation(f"projects/{name}.yaml", doc, f"chore(project): update {name}")
-        return await commit_write(ctx, request, op, {"pr": pr})
+        return await commit_write(ctx, request, op, _routing(request))
 
     @guarded("admin")
     async def create_token(request: Request) -> Response:
@@ -142,7 +136,7 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
                 remediation='{"subject": "ann", "scopes": ["env:read"]}',
             )
         try:
-            ttl = durations.parse_duration(fields.get("ttl", "12h"))
+            ttl = durations.parse_duration(fields["ttl"]) if "ttl" in fields else None
         except (ValueError, TypeError) as exc:
             raise InvalidRequest(f"ttl: {exc}", remediation='"ttl": "12h"') from None
         token = authority.mint(
@@ -153,27 +147,83 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
             name=fields.get("name"),
             email=fields.get("email"),
         )
+        minted = peek(token)
+        if authority.revocations is not None:  # the daemon's: every mint is on record
+            await run_in_threadpool(
+                authority.revocations.record,
+                {
+                    "event": "minted",
+                    "jti": minted["jti"],
+                    "subject": fields["subject"],
+                    "scopes": " ".join(scopes),
+                    "environments": " ".join(envs),
+                    "expires_at": minted.get("expires_at", ""),
+                    "by": principal_of(request).subject,
+                    "via": "api",
+                },
+            )
         return JSONResponse(
-            {"token": token, "subject": fields["subject"], "scopes": scopes}, status_code=201
+            {
+                "token": token,
+                "jti": minted["jti"],
+                "subject": fields["subject"],
+                "scopes": scopes,
+                "expires_at": minted.get("expires_at", ""),
+            },
+            status_code=201,
         )
+
+    @guarded("admin")
+    async def revoke_token(request: Request) -> Response:
+        """Revoke a token by its jti or as a whole (admin); refused on every request after."""
+        fields = await body(request, {"jti", "token", "reason"}, required={"reason"})
+        if ("jti" in fields) == ("token" in fields):
+            raise InvalidRequest(
+                "send exactly one of jti and token",
+                remediation='{"jti": "0f3c...", "reason": "laptop lost"}',
+            )
+        ledger = authority.revocations
+        if ledger is None:
+            raise _no_ledger()
+        target = peek(fields["token"]) if "token" in fields else {"jti": fields["jti"]}
+        entry = await run_in_threadpool(
+            functools.partial(
+                ledger.revoke,
+                target["jti"],
+                by=principal_of(request).subject,
+                reason=fields["reason"],
+                subject=target.get("subject", ""),
+                expires_at=target.get("expires_at", ""),
+            )
+        )
+        return JSONResponse({"revoked": True, **entry})
 
     @guarded("env:read", query={"limit"})
     async def get_audit(request: Request) -> Response:
-        """Who changed what: the state repository's history (every state is a commit)."""
+        """Who changed what: the state repository's history (every state is a commit).
+
+        A token with environment globs sees only the commits that touch nothing but files of
+        its environments (``sees_files``).
+        """
         limit = query_of(request).whole("limit", 50, 1, 500, remediation="GET /v1/audit?limit=50")
-        items = await run_in_threadpool(plane.audit, limit)
+        principal = principal_of(request)
+        visible = None if not principal.environments else functools.partial(sees_files, principal)
+        items = await run_in_threadpool(plane.audit, limit, visible)
         return JSONResponse({"items": [c.audit() for c in items]})
 
     @guarded("env:read")
     async def get_metrics(request: Request) -> Response:
-        """Prometheus text format; scrape with a bearer token (env:read)."""
+        """Prometheus text format; scrape with a bearer token (env:read). A token with
+        environment globs gets the per-environment series of its environments only."""
         if ctx.metrics is None:
             raise OdooOpsError(
                 "metrics are not collected by this process",
                 code="not_found",
                 remediation="scrape the daemon's API",
             )
-        return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+        principal = principal_of(request)
+        visible = None if not principal.environments else principal.may_touch
+        return Response(ctx.metrics.render(visible), media_type=CONTENT_TYPE)
 
     return [
         Route("/v1/health", health, methods=["GET"]),
@@ -187,6 +237,7 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         Route("/v1/projects/{name}", show_project, methods=["GET"]),
         Route("/v1/projects/{name}", update_project, methods=["PUT"]),
         Route("/v1/tokens", create_token, methods=["POST"]),
+        Route("/v1/tokens/revoke", revoke_token, methods=["POST"]),
         Route("/v1/audit", get_audit, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
     ]
@@ -206,3 +257,18 @@ async def _document(request: Request) -> dict[str, object]:
             remediation="send the file's content as a JSON object",
         )
     return doc
+
+
+def _routing(request: Request) -> dict[str, object]:
+    """Where a whole-file write goes: ``?pr=true``, ``?change_request=ID`` (its owner's)."""
+    query = query_of(request)
+    return {"pr": query.flag("pr"), "change_request": query.text("change_request", 64)}
+
+
+def _no_ledger() -> OdooOpsError:
+    return OdooOpsError(
+        "this API keeps no token revocation list and audit log",
+        code="not_found",
+        remediation="mint and revoke through the daemon's API, or with odooops token "
+        "create|revoke --data-dir DATA_DIR",
+    )

@@ -13,12 +13,16 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from reconciler.api.auth import authorize
-from reconciler.api.context import ApiContext, Query, check_path_names, quoted
+from reconciler.api.context import ApiContext, Query, check_path_names, principal_of, quoted
 from reconciler.api.errors import status_of
 from reconciler.api.httpbody import InvalidRequest
 from reconciler.api.plane import Terminal
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey
+
+SESSIONS = 200
+# How many log entries a glob-limited token's listing reads to find its SESSIONS.
+SESSIONS_SCAN = 5000
 
 
 def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
@@ -26,8 +30,13 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
 
     @ctx.guarded("env:read")
     async def list_sessions(request: Request) -> Response:
-        """Shell sessions, newest first: who, which environment, what, when."""
-        return JSONResponse({"items": await run_in_threadpool(plane.sessions, 200)})
+        """Shell sessions, newest first: who, which environment, what, when (the latest 200
+        of the environments within the token's globs)."""
+        principal = principal_of(request)
+        scan = SESSIONS if not principal.environments else SESSIONS_SCAN
+        entries = await run_in_threadpool(plane.sessions, scan)
+        items = [e for e in entries if principal.may_touch(str(e.get("environment", "")))]
+        return JSONResponse({"items": items[:SESSIONS]})
 
     async def shell(websocket: WebSocket) -> None:
         """An interactive shell (bash, odoo shell or psql) through ``docker exec`` with a TTY.
