@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -266,7 +266,9 @@ class BenchPlane:
     ) -> list[CommitInfo]:
         raise not_benchmarked("audit")
 
-    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
+    def logs(
+        self, key: EnvKey, follow: bool, since: int | None, tail: int
+    ) -> AsyncIterator[str]:
         raise not_benchmarked("logs")
 
     def change_requests(self) -> ChangeRequests:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -157,7 +157,7 @@ class UncalledPlane:
     def change_requests(self) -> ChangeRequests:
         raise AssertionError("the control plane was called")
 
-    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
+    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> AsyncIterator[str]:
         raise AssertionError("the control plane was called")
 
     def shell(self, key: EnvKey, kind: str) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from starlette.responses import Response
 from reconciler.api.auth import Principal, TokenAuthority, authorize
 from reconciler.api.httpbody import InvalidRequest, json_object
 from reconciler.api.plane import ControlPlane
-from reconciler.api.ratelimit import RateLimiter
+from reconciler.api.ratelimit import RateLimiter, StreamBudget
 from reconciler.core.errors import OdooOpsError, sanitize
 from reconciler.core.model import EnvKey, Project, StateConfig
 from reconciler.core.planner import Plan
@@ -76,6 +76,7 @@ class ApiContext:
     production_allowlist: tuple[str, ...] = ()
     metrics: Metrics | None = None
     upload_dir: Path | None = None
+    streams: StreamBudget = field(default_factory=StreamBudget)
 
     def guarded(
         self, scope: str, per_env: bool = False, query: Collection[str] = ()

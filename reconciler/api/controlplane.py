@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from reconciler.api.plane import Terminal
@@ -83,7 +83,7 @@ class DaemonControlPlane(GitControlPlane):
         super().__init__(writer, trigger)
         self.engine = engine
         self._sessions_lock = threading.Lock()
-        self._jobs = JobStore()
+        self._jobs = JobStore(records=engine.ledger)
 
     def data(self) -> DataOps:
         return self.engine.data
@@ -109,7 +109,7 @@ class DaemonControlPlane(GitControlPlane):
     def plan(self) -> Plan:
         return self.engine.plan(fetch=False)[3]
 
-    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
+    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> AsyncIterator[str]:
         return self.engine.docker.environment_logs(key, follow=follow, since=since, tail=tail)
 
     def shell(self, key: EnvKey, kind: str) -> Terminal:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
-from reconciler.api.ratelimit import RateLimited
+from reconciler.api.ratelimit import RateLimited, TooManyStreams
 from reconciler.core.errors import OdooOpsError
 
 HTTP_STATUS = {
@@ -29,6 +29,7 @@ HTTP_STATUS = {
     "conflict": 409,
     "invalid_state": 422,
     "rate_limited": 429,
+    "too_many_streams": 429,
     "no_state": 503,
     "docker_unreachable": 503,
     "database_unreachable": 503,
@@ -77,7 +78,7 @@ def status_of(exc: OdooOpsError) -> int:
 
 async def error_response(request: Request, exc: OdooOpsError) -> Response:
     headers = {}
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | TooManyStreams):
         headers["Retry-After"] = str(exc.retry_after)
     if exc.code in _BEARER_REFUSALS:
         headers["WWW-Authenticate"] = 'Bearer realm="odooops"'

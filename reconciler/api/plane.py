@@ -7,7 +7,7 @@ in-memory plane and never reaches a driver.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -109,7 +109,9 @@ class ControlPlane(Protocol):
         ``visible`` when given."""
         ...
 
-    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]: ...
+    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> AsyncIterator[str]:
+        """Log lines, read on the event loop (a followed stream holds no thread)."""
+        ...
 
     def change_requests(self) -> ChangeRequests: ...
 

@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler.core.errors import OdooOpsError
+from reconciler.core.faults import boundary
 from reconciler.core.model import EnvKey
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.drivers.docker import DockerDriver
@@ -140,8 +141,10 @@ class Moves:
         move = Move.new(op, endpoint.dbname, volume, owner, initialised, _server(endpoint))
         journal = self._journal()
         entry = journal.open_entry(key, KIND, move.doc())
+        boundary("moves", f"{op}: journal opened")
         try:
             yield move
+            boundary("moves", f"{op}: scratch data complete")
         except BaseException:
             with contextlib.suppress(Exception):
                 self._roll_back(endpoint, image, move)
@@ -150,6 +153,7 @@ class Moves:
         # The scratch data is complete: from here a crash rolls forward.
         swapping = Move.of({**move.doc(), "phase": "swapping"})
         journal.update_entry(entry, swapping.doc())
+        boundary("moves", f"{op}: swap begins")
         self._roll_forward(key, endpoint, image, swapping)
         journal.close_entry(entry)
 
@@ -211,7 +215,9 @@ class Moves:
                             f"{move.live}, then: odooops reconcile",
                         )
                     _rename(conn, move.live, move.old)
+                    boundary("moves", f"{move.op}: live database set aside")
                 _rename(conn, move.scratch, move.live)
+                boundary("moves", f"{move.op}: new database in place")
             live = sql.Identifier(move.live)
             conn.execute(
                 sql.SQL("ALTER DATABASE {} OWNER TO {}").format(live, sql.Identifier(move.owner))
@@ -221,12 +227,15 @@ class Moves:
                 sql.SQL("COMMENT ON DATABASE {} IS {}").format(live, sql.Literal(self._note(key)))
             )
         self.docker.filestore_swap(image, move.volume, move.staged, move.live, move.fs_old)
+        boundary("moves", f"{move.op}: filestore swapped")
         # The ledger learns of the new database before the old one is gone: a crash between
         # the two leaves an old database that the next recovery drops, never a lost record.
         self._replaced(key, move.initialised)
+        boundary("moves", f"{move.op}: recorded in the ledger")
         with endpoint.with_db("postgres").connect() as conn:
             if move.old in _existing(conn, move.old):
                 _drop(conn, move.old)
+        boundary("moves", f"{move.op}: old database dropped")
 
 
 def _server(endpoint: Endpoint) -> str:

@@ -9,15 +9,15 @@ copied into the created container before it starts (``put_archive``), so they ap
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import os
-import queue
 import re
 import tarfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import docker
@@ -35,6 +35,7 @@ from reconciler.core.model import (
     check_instance,
 )
 from reconciler.core.observed import ObservedContainer, Role
+from reconciler.drivers.logstream import Source, stream_logs
 from reconciler.drivers.protocols import Listing, RuntimeEvent
 from reconciler.drivers.tarstream import empty_tar
 
@@ -66,6 +67,7 @@ class DockerDriver:
         self.instance = check_instance(instance)
         self.health_interval = health_interval
         url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.url = url
         if url.startswith("unix://") and not os.path.exists(url.removeprefix("unix://")):
             raise DriverError(
                 f"the Docker engine is unreachable: no socket at {url}",
@@ -500,70 +502,24 @@ class DockerDriver:
         except docker.errors.DockerException:
             return ""
 
-    def environment_logs(
+    async def environment_logs(
         self, key: EnvKey, *, follow: bool, since: int | None, tail: int
-    ) -> Iterator[str]:
-        """Log lines of every container of an environment, as ``role | timestamp line``.
+    ) -> AsyncIterator[str]:
+        """Log lines of every container of an environment, as ``role | timestamp line``,
+        read on the event loop (``reconciler.drivers.logstream``): a followed stream holds no
+        thread, and ends when the caller stops reading."""
+        found = await asyncio.to_thread(self._containers_of, key)
+        sources = [
+            Source(str(c.id), str(c.labels.get(_label("role"), "?")))
+            for c in sorted(found, key=lambda c: str(c.name))
+        ]
+        async for line in stream_logs(self.url, sources, follow=follow, since=since, tail=tail):
+            yield line
 
-        Without ``follow`` the lines of all containers are merged by timestamp. With it, one
-        thread per container feeds a queue; closing the iterator (the client went away)
-        closes the Docker streams, which ends those threads.
-        """
+    def _containers_of(self, key: EnvKey) -> list[Any]:
         with self._errors(f"list containers of {key}"):
-            found = self.client.containers.list(
-                all=True,
-                filters={
-                    "label": [
-                        f"{_label('instance')}={self.instance}",
-                        f"{_label('project')}={key.project}",
-                        f"{_label('env')}={key.env}",
-                    ]
-                },
-            )
-        containers = sorted(found, key=lambda c: str(c.name))
-        kwargs: dict[str, Any] = {"timestamps": True, "tail": tail}
-        if since is not None:
-            kwargs["since"] = since
-        if not follow:
-            lines: list[tuple[str, str]] = []
-            for c in containers:
-                role = c.labels.get(_label("role"), "?")
-                raw = bytes(c.logs(**kwargs)).decode(errors="replace")
-                lines.extend((line[:30], f"{role} | {line}") for line in raw.splitlines())
-            yield from (text for _, text in sorted(lines, key=lambda pair: pair[0]))
-            return
-        out: queue.Queue[str | None] = queue.Queue(maxsize=1000)
-        streams = []
-
-        def pump(container: Any, stream: Any) -> None:
-            role = container.labels.get(_label("role"), "?")
-            buffer = b""
-            try:
-                for chunk in stream:
-                    buffer += chunk
-                    *done, buffer = buffer.split(b"\n")
-                    for line in done:
-                        out.put(f"{role} | {line.decode(errors='replace')}")
-            except Exception:  # the stream was closed under us: that is how we stop
-                pass
-            out.put(None)
-
-        for c in containers:
-            stream = c.logs(stream=True, follow=True, **kwargs)
-            streams.append(stream)
-            threading.Thread(target=pump, args=(c, stream), daemon=True).start()
-        remaining = len(streams)
-        try:
-            while remaining:
-                item = out.get()
-                if item is None:
-                    remaining -= 1
-                else:
-                    yield item
-        finally:
-            for stream in streams:
-                with contextlib.suppress(Exception):
-                    stream.close()
+            labels: dict[str, str | list[str] | bool] = {**self._filters(key)}
+            return list(self.client.containers.list(all=True, filters=labels))
 
     def events(self, stop: threading.Event) -> Iterator[RuntimeEvent]:
         """Our containers' events (died, removed, stopped, unhealthy) until ``stop`` is set.

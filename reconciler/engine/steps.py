@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.core.errors import OdooOpsError, sanitize
+from reconciler.core.faults import boundary
 from reconciler.core.model import DatabaseServer, DesiredEnvironment, EnvKey, Tier
 from reconciler.core.planner import Action, Kind
 from reconciler.drivers.protocols import DatabaseAdmin, Runtime, server_name
@@ -126,6 +127,7 @@ class Steps:
         started = time.monotonic()
         handler = _HANDLERS[action.kind]
         outcome, detail = handler(self, want, action)
+        boundary("steps", f"after {action.kind.value} {action.target}")
         return StepResult(
             action.kind, action.target, outcome, detail, round(time.monotonic() - started, 3)
         )
@@ -384,9 +386,12 @@ class Steps:
         previous = f"{name}-previous"
         rt.remove_container(previous)
         rt.rename(name, previous)
+        boundary("steps", "replace: old container set aside")
         rt.stop(previous)
+        boundary("steps", "replace: old container stopped")
         try:
             rt.create_odoo(w, self._password(w.key))
+            boundary("steps", "replace: new container created")
             rt.start(name)
             self._wait_odoo(w, name)
         except OdooOpsError as exc:

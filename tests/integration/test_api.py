@@ -6,17 +6,22 @@ writes go through the real StateWriter, so every accepted write is a real commit
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
 
 from reconciler.api.app import RateLimiter, create_app
@@ -73,6 +78,7 @@ class Plane(GitControlPlane):
             )
         }
         self.recorded: list[dict[str, str]] = []
+        self.followers = 0  # log streams open right now
         self._state = writer.current()
         self._data = MemoryData(self.state)
         self._jobs = JobStore()
@@ -151,8 +157,17 @@ class Plane(GitControlPlane):
     def sessions(self, limit: int) -> list[dict[str, str]]:
         return self.recorded[-limit:]
 
-    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> Iterator[str]:
-        yield from [f"odoo | 2026-11-25T12:00:0{i}Z line {i}" for i in range(3)][-tail:]
+    async def logs(
+        self, key: EnvKey, follow: bool, since: int | None, tail: int
+    ) -> AsyncIterator[str]:
+        for line in [f"odoo | 2026-11-25T12:00:0{i}Z line {i}" for i in range(3)][-tail:]:
+            yield line
+        if follow:
+            self.followers += 1
+            try:
+                await asyncio.Event().wait()  # an idle stream: nothing more is ever written
+            finally:
+                self.followers -= 1
 
 
 @pytest.fixture
@@ -530,6 +545,75 @@ def test_logs_stream_as_text_and_check_their_parameters(
         client.get("/v1/environments/acme/qa/logs?since=soon", headers=headers).status_code == 400
     )
     assert client.get("/v1/environments/acme/nope/logs", headers=headers).status_code == 404
+
+
+def test_idle_log_streams_hold_no_thread_and_end_with_their_client(
+    plane: Plane, authority: TokenAuthority
+) -> None:
+    """Fifty followed streams that never get a line (about forty froze every route before)
+    leave the other routes answering; each subject has at most eight; a client that goes
+    away ends its stream."""
+    server = ServedApp(create_app(plane, authority))
+    streams: list[Any] = []
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            for i in range(50):
+                token = authority.mint(f"watcher-{i // 8}", ["env:read"])
+                request = http.build_request(
+                    "GET",
+                    "/v1/environments/acme/qa/logs?follow=true&tail=1",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                response = http.send(request, stream=True)
+                assert response.status_code == 200
+                lines = response.iter_lines()  # kept: dropping it would close the stream
+                next(lines)  # the tail arrived: the stream is open and idle
+                streams.append((response, lines))
+            deadline = time.monotonic() + 10
+            while plane.followers < 50 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert plane.followers == 50
+            started = time.monotonic()
+            listing = http.get("/v1/environments", headers=bearer(authority, "env:read"))
+            assert listing.status_code == 200
+            assert time.monotonic() - started < 2
+            ninth = http.get(
+                "/v1/environments/acme/qa/logs?follow=true",
+                headers={"Authorization": f"Bearer {authority.mint('watcher-0', ['env:read'])}"},
+            )
+            assert ninth.status_code == 429 and ninth.json()["error"] == "too_many_streams"
+            for response, _ in streams:
+                response.close()
+            deadline = time.monotonic() + 10
+            while plane.followers and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert plane.followers == 0
+    finally:
+        for response, _ in streams:
+            response.close()
+        server.stop()
+
+
+class ServedApp:
+    """The app on a real HTTP server in a thread (long streams need a real connection)."""
+
+    def __init__(self, app: Any) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.server.started
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
 
 
 def test_policy_and_project_updates_are_commits_and_protect_production(

@@ -5,8 +5,10 @@ Real git remotes, the real Docker engine and PostgreSQL, the Odoo stand-in image
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
+import threading
 import urllib.request
 
 import pytest
@@ -239,12 +241,26 @@ def test_environment_logs_merge_all_containers_and_follow_stops_on_close(world: 
     world.app.write({"crm.txt": "x\n"}, "crm", branch="feature/logs")
     converge(world, "feature-logs")
     key = EnvKey(world.project, "feature-logs")
-    lines = list(world.engine().docker.environment_logs(key, follow=False, since=None, tail=20))
+    docker = world.engine().docker
+
+    async def read_all() -> list[str]:
+        return [
+            line
+            async for line in docker.environment_logs(key, follow=False, since=None, tail=20)
+        ]
+
+    lines = asyncio.run(read_all())
     roles = {line.split(" | ", 1)[0] for line in lines}
     assert {"odoo", "db"} <= roles
-    stream = world.engine().docker.environment_logs(key, follow=True, since=None, tail=1)
-    assert " | " in next(stream)
-    stream.close()  # must return promptly: the Docker streams are closed
+
+    async def follow_then_leave() -> str:
+        stream = docker.environment_logs(key, follow=True, since=None, tail=1)
+        first = await stream.__anext__()
+        await asyncio.wait_for(stream.aclose(), 5)  # returns promptly: connections closed
+        return first
+
+    assert " | " in asyncio.run(follow_then_leave())
+    assert not [t for t in threading.enumerate() if "log" in t.name.lower()]
 
 
 def _shell_app(world: World):  # type: ignore[no-untyped-def]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -168,11 +168,19 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         key = env_key(request)
         if str(key) not in plane.statuses() and declared(plane, key) is None:
             raise unknown(key)
-        lines = plane.logs(key, follow, since, tail)
-        return StreamingResponse(
-            iterate_in_threadpool(line + "\n" for line in lines),
-            media_type="text/plain; charset=utf-8",
-        )
+        # A followed stream may stay open for hours: each subject has a few at most, and one
+        # ends (its Docker connections closed) when its client goes away.
+        slot = ctx.streams.open(principal_of(request).subject) if follow else None
+
+        async def body_lines() -> AsyncIterator[str]:
+            try:
+                async for line in plane.logs(key, follow, since, tail):
+                    yield line + "\n"
+            finally:
+                if slot is not None:
+                    slot.close()
+
+        return StreamingResponse(body_lines(), media_type="text/plain; charset=utf-8")
 
     return [
         Route("/v1/environments", list_environments, methods=["GET"]),

@@ -1,0 +1,297 @@
+"""Fault injection: the daemon killed (SIGKILL) between every pair of steps, then restarted.
+
+For each operation (create, update, replace, prune, restore, clone) the daemon first runs once
+with ``ODOOOPS_FAULT_LOG`` to count its step boundaries; then, for every N, it runs with
+``ODOOOPS_FAULT_KILL_AT=SCOPE:N`` and dies there as if the power went, is started again
+without it, and must converge with nothing lost (the data written before is still there) and
+nothing left behind (no stray container, volume, database or open journal). The matrix of
+what was killed where is printed (``pytest -rP`` shows it).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from reconciler.core.model import EnvKey
+from reconciler.engine.ledger import Ledger
+from tests.integration.world import REPO_ROOT, World
+
+pytestmark = pytest.mark.integration
+
+KILLED = -9
+# A data operation as the daemon's job runs it, in a process of its own that can be killed.
+_DATA_OP = """
+import sys
+from pathlib import Path
+from reconciler.core.model import EnvKey
+from reconciler.engine.bootstrap import open_engine
+from reconciler.engine.engine import EngineConfig
+
+state, data, instance, op, project, a, b = sys.argv[1:8]
+config = EngineConfig(state, Path(data), instance, health_timeout=90, health_interval=1)
+engine = open_engine(config, None)
+engine.refresh()
+if op == "restore":
+    engine.data.restore(EnvKey(project, a), b, confirm=True)
+else:
+    engine.data.clone(EnvKey(project, a), EnvKey(project, b))
+engine.close()
+"""
+
+
+class Matrix:
+    """What was killed where, and what the restart found (printed at the end)."""
+
+    def __init__(self, scenario: str) -> None:
+        self.scenario = scenario
+        self.rows: list[str] = []
+
+    def add(self, n: int, where: str, outcome: str) -> None:
+        self.rows.append(f"  {self.scenario:<8} kill at {n:>2}  {where:<48} {outcome}")
+
+    def show(self) -> None:
+        print(f"\nfault matrix: {self.scenario} ({len(self.rows)} kill points)")
+        print("\n".join(self.rows))
+
+
+def run(world: World, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**world.cli_env(), **env}
+    return subprocess.run(
+        [sys.executable, *args],
+        env=environ,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def daemon_once(world: World, **env: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        world,
+        [
+            "-m",
+            "reconciler.cli",
+            "daemon",
+            "--once",
+            "--state-repo",
+            f"file://{world.state_remote}",
+            "--data-dir",
+            str(world.data_dir),
+            "--instance",
+            world.instance,
+            "--health-timeout",
+            "90",
+            "--listen",
+            "off",
+        ],
+        **env,
+    )
+
+
+def data_op(world: World, op: str, a: str, b: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        world,
+        [
+            "-c",
+            _DATA_OP,
+            f"file://{world.state_remote}",
+            str(world.data_dir),
+            world.instance,
+            op,
+            world.project,
+            a,
+            b,
+        ],
+        **env,
+    )
+
+
+def boundaries(log: Path, scope: str) -> list[str]:
+    if not log.exists():
+        return []
+    return [
+        line.split(" ", 1)[1] for line in log.read_text().splitlines() if line.startswith(scope)
+    ]
+
+
+def converged(world: World, *envs: str) -> None:
+    """A restart converges: exit 0, each environment healthy, nothing stray anywhere."""
+    done = daemon_once(world)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_clean(world, envs)
+
+
+def assert_clean(world: World, envs: tuple[str, ...]) -> None:
+    keys = [EnvKey(world.project, e) for e in envs]
+    expected_containers = {k.odoo_container for k in keys}
+    names = set(world.containers())
+    stray = {n for n in names if n not in expected_containers and not n.endswith("-db")}
+    assert not stray, f"containers left behind: {stray}"
+    assert expected_containers <= names
+    volumes = {
+        v.name
+        for v in world.docker.volumes.list(filters={"label": f"odooops.instance={world.instance}"})
+    }
+    stray_volumes = {v for v in volumes if not any(v.startswith(k.slug + "-") for k in keys)}
+    assert not stray_volumes, f"volumes left behind: {stray_volumes}"
+    assert owned_databases(world) == {k.database for k in keys}
+    ledger = Ledger(world.data_dir / "ledger.db", read_only=True)
+    try:
+        assert ledger.entries() == [], "a journal entry is still open"
+        for key in keys:
+            record = ledger.database(key)
+            assert record is not None and record.initialised, key
+    finally:
+        ledger.close()
+    statuses = world.new_engine().status
+    for key in keys:
+        status = statuses.get(str(key))
+        assert status is not None and (status.sync, status.health) == ("Synced", "Healthy"), status
+
+
+def owned_databases(world: World) -> set[str]:
+    """Every database the world's roles own: live ones, and any scratch or set-aside one."""
+    rows = world.query(
+        "postgres",
+        "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+        f"WHERE r.rolname LIKE 'odooops\\_\\_{world.project}\\_\\_%'",
+    )
+    return {str(r[0]) for r in rows}
+
+
+def mark(world: World, env: str, value: str) -> None:
+    db = EnvKey(world.project, env).database
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS fault_marker (value text)")
+        conn.execute("DELETE FROM fault_marker")
+        conn.execute("INSERT INTO fault_marker VALUES (%s)", [value])
+
+
+def marker(world: World, env: str) -> str:
+    rows = world.query(EnvKey(world.project, env).database, "SELECT value FROM fault_marker")
+    return str(rows[0][0]) if rows else ""
+
+
+def kill_each(
+    world: World,
+    matrix: Matrix,
+    scope: str,
+    prepare: Callable[[int], None],
+    act: Callable[..., subprocess.CompletedProcess[str]],
+    check: Callable[[int], None],
+) -> int:
+    """Count the scenario's boundaries, then kill it at each one; returns how many."""
+    log = world.root / f"{matrix.scenario}-boundaries.log"
+    prepare(0)
+    counted = act(ODOOOPS_FAULT_LOG=str(log))
+    assert counted.returncode == 0, counted.stdout + counted.stderr
+    check(0)
+    points = boundaries(log, scope)
+    assert points, f"{matrix.scenario} passed no {scope} boundary"
+    for n, where in enumerate(points, start=1):
+        prepare(n)
+        killed = act(ODOOOPS_FAULT_KILL_AT=f"{scope}:{n}")
+        assert killed.returncode == KILLED, f"not killed at {n}: {killed.stdout}{killed.stderr}"
+        check(n)
+        matrix.add(n, where, "converged, nothing lost or left behind")
+    matrix.show()
+    return len(points)
+
+
+@pytest.fixture
+def prod(world: World) -> World:
+    """Production on main, converged, with a marker row that must never be lost."""
+    world.declare("prod", branch="main", tier="production")
+    converged(world, "prod")
+    mark(world, "prod", "precious")
+    return world
+
+
+def test_create_killed_at_every_step_converges(world: World) -> None:
+    matrix = Matrix("create")
+    envs: list[str] = []
+
+    def prepare(n: int) -> None:
+        envs.append(f"c{n}")
+        world.app.write({}, f"branch for c{n}", branch=f"qa-c{n}")
+        world.declare(f"c{n}", branch=f"qa-c{n}", tier="staging")
+
+    def check(n: int) -> None:
+        converged(world, *envs)
+
+    assert (
+        kill_each(world, matrix, "steps", prepare, lambda **e: daemon_once(world, **e), check) >= 5
+    )
+
+
+def test_update_and_replace_killed_at_every_step_lose_nothing(prod: World) -> None:
+    world = prod
+
+    def prepare_update(n: int) -> None:
+        world.app.write({"acme_base/fault.txt": f"{n}\n"}, f"change {n}")
+
+    def check(n: int) -> None:
+        converged(world, "prod")
+        assert marker(world, "prod") == "precious"
+
+    once = lambda **e: daemon_once(world, **e)  # noqa: E731
+    assert kill_each(world, Matrix("update"), "steps", prepare_update, once, check) >= 3
+
+    def prepare_replace(n: int) -> None:
+        world.declare("prod", branch="main", tier="production", overrides={"workers": 2 + n % 3})
+
+    assert kill_each(world, Matrix("replace"), "steps", prepare_replace, once, check) >= 3
+
+
+def test_prune_killed_at_every_step_leaves_nothing_behind(world: World) -> None:
+    matrix = Matrix("prune")
+
+    world.app.write({}, "a branch to remove", branch="qa-gone")
+
+    def prepare(n: int) -> None:
+        world.declare("gone", branch="qa-gone", tier="staging")
+        world.declare("keep", branch="release/v1", tier="staging")
+        converged(world, "gone", "keep")
+        world.remove("gone")
+
+    def check(n: int) -> None:
+        converged(world, "keep")
+        assert EnvKey(world.project, "gone").database not in owned_databases(world)
+
+    assert (
+        kill_each(world, matrix, "steps", prepare, lambda **e: daemon_once(world, **e), check) >= 3
+    )
+
+
+def test_restore_and_clone_killed_at_every_step_finish_or_roll_back(prod: World) -> None:
+    world = prod
+    world.declare("stage", branch="release/v1", tier="staging")
+    converged(world, "prod", "stage")
+    engine = world.new_engine()
+    engine.refresh()
+    backup = engine.data.backup(EnvKey(world.project, "prod"), "before the faults")
+    engine.close()
+    mark(world, "prod", "after the backup")
+
+    def check_restore(n: int) -> None:
+        converged(world, "prod", "stage")
+        # Finished (the backup's data) or rolled back (the live data): never neither.
+        assert marker(world, "prod") in ("precious", "after the backup")
+        mark(world, "prod", "after the backup")
+
+    restore = lambda **e: data_op(world, "restore", "prod", backup["id"], **e)  # noqa: E731
+    assert kill_each(world, Matrix("restore"), "moves", lambda n: None, restore, check_restore) >= 6
+
+    def check_clone(n: int) -> None:
+        converged(world, "prod", "stage")
+        assert marker(world, "prod") == "after the backup"  # the source is never touched
+
+    clone = lambda **e: data_op(world, "clone", "prod", "stage", **e)  # noqa: E731
+    assert kill_each(world, Matrix("clone"), "moves", lambda n: None, clone, check_clone) >= 6
