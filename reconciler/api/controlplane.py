@@ -44,7 +44,7 @@ class GitControlPlane:
         return self.writer.repo.history(self.writer.branch, limit)
 
     def change_requests(self) -> ChangeRequests:
-        return ChangeRequests(self.writer.repo, self.writer.branch)
+        return ChangeRequests(self.writer.repo, self.writer.branch, self.writer.secrets)
 
 
 class DaemonControlPlane(GitControlPlane):

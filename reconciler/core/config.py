@@ -28,11 +28,20 @@ from reconciler.core.model import (
     Tier,
 )
 from reconciler.core.policies import rule_for
+from reconciler.core.secretrefs import SecretPolicy
 
 
-def load_state(files: Mapping[str, bytes], commit: str, repo_label: str = ".") -> StateConfig:
-    """Validate every file, then build the model. Raises ``InvalidState`` with all problems."""
-    state = validation.validate_state(files, repo_label)
+def load_state(
+    files: Mapping[str, bytes],
+    commit: str,
+    repo_label: str = ".",
+    secrets: SecretPolicy | None = None,
+) -> StateConfig:
+    """Validate every file, then build the model. Raises ``InvalidState`` with all problems.
+
+    ``secrets`` is the daemon's allowlist of secret references (the defaults when ``None``).
+    """
+    state = validation.validate_state(files, repo_label, secrets)
     platform = _platform(state.platform.data or {})
     policies = _policies(state.policies.data or {})
     projects = {name: _project(name, doc.data or {}) for name, doc in state.projects.items()}

@@ -141,7 +141,7 @@ class DataOps:
     def site(self, want: DesiredEnvironment) -> Site:
         key = want.key
         if want.server is not None:
-            endpoint = Endpoint.of_server(want.server, key.database)
+            endpoint = Endpoint.of_server(want.server, key.database, self.host.secrets)
         else:
             address = self.host.docker.container_address(key.db_container, key.network)
             endpoint = Endpoint(
@@ -175,7 +175,8 @@ class DataOps:
         config = self.config()
         rules = masking.load_rules(config.masking)
         salt_ref = SecretRef.parse((config.masking or {}).get("salt"))
-        salt = salt_ref.resolve() if salt_ref else self.host.secrets.get_or_create("masking/salt")
+        secrets = self.host.secrets
+        salt = secrets.resolve(salt_ref) if salt_ref else secrets.get_or_create("masking/salt")
         return Sanitising(
             mail=self.mail_target(want.key),
             mask=want.spec.mask if mask is None else mask,
@@ -195,8 +196,8 @@ class DataOps:
             url,
             endpoint_url=s3.endpoint,
             region=s3.region,
-            access_key=s3.access_key.resolve() if s3.access_key else None,
-            secret_key=s3.secret_key.resolve() if s3.secret_key else None,
+            access_key=self.host.secrets.resolve(s3.access_key) if s3.access_key else None,
+            secret_key=self.host.secrets.resolve(s3.secret_key) if s3.secret_key else None,
         )
 
     def backup_key(self) -> BackupKey:
@@ -205,11 +206,11 @@ class DataOps:
             raise BackupError(
                 "no backup encryption key is configured",
                 code="backup_key_missing",
-                remediation="odooops init-key /etc/odooops/backup.key, then set "
-                "backups.encryption_key: {file: /etc/odooops/backup.key} in odooops.yaml "
+                remediation="odooops init-key /etc/odooops/secrets/backup.key, then set "
+                "backups.encryption_key: {file: /etc/odooops/secrets/backup.key} in odooops.yaml "
                 "(keep a copy of the key elsewhere: backups cannot be read without it)",
             )
-        return BackupKey.from_ref(ref)
+        return BackupKey.from_ref(ref, self.host.secrets.resolve)
 
     # ------------------------------------------------------------- engine's hooks
     def copy_for_init(self, want: DesiredEnvironment) -> dict[str, Any]:

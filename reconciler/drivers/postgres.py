@@ -22,6 +22,7 @@ from psycopg import sql
 
 from reconciler.core.errors import DriverError
 from reconciler.core.model import LABEL_PREFIX, DatabaseServer, EnvKey
+from reconciler.drivers.secrets import SecretStore
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:
@@ -47,17 +48,19 @@ class DatabaseRecord:
 
 
 class PostgresDriver:
-    """Talks to one shared server as its admin user."""
+    """Talks to one shared server as its admin user (its password read through ``secrets``)."""
 
-    def __init__(self, server: DatabaseServer, instance: str) -> None:
+    def __init__(self, server: DatabaseServer, instance: str, secrets: SecretStore) -> None:
         self.server = server
         self.instance = instance
+        self.secrets = secrets
 
     @contextmanager
     def _connect(
         self, dbname: str = "postgres"
     ) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-        password = self.server.admin_password.resolve() if self.server.admin_password else None
+        ref = self.server.admin_password
+        password = self.secrets.resolve(ref) if ref is not None else None
         try:
             conn = psycopg.connect(
                 host=self.server.host,

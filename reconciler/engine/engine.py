@@ -39,6 +39,7 @@ from reconciler.core.errors import (
 from reconciler.core.model import Desired, DesiredEnvironment, EnvKey, Project, StateConfig, Tier
 from reconciler.core.observed import Observed, ObservedDatabase, ObservedEnvironment, Role
 from reconciler.core.planner import Action, Kind, Plan, plan
+from reconciler.core.secretrefs import host_of
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.data.lifecycle import OperationBusy, Site
 from reconciler.data.operations import DataOps
@@ -196,7 +197,9 @@ class Engine:
         if self.last_good is not None and self.last_good.commit == head:
             return self.last_good
         try:
-            config = load_state(self.state_repo.read_tree(head), head, self.config.state_url)
+            config = load_state(
+                self.state_repo.read_tree(head), head, self.config.state_url, self.secrets.policy
+            )
         except InvalidState as exc:
             self._record_state_error(head, exc)
             fallback = self.last_good or self._previous_good()
@@ -219,19 +222,35 @@ class Engine:
         if not commit:
             return None
         try:
-            return load_state(self.state_repo.read_tree(commit), commit, self.config.state_url)
+            return load_state(
+                self.state_repo.read_tree(commit),
+                commit,
+                self.config.state_url,
+                self.secrets.policy,
+            )
         except OdooOpsError:
             return None
 
     def app_repo(self, project: Project) -> GitSource:
+        """The project's mirror, with credentials checked against the store on every call.
+
+        A credential is a named secret sent only to the hosts declared for it: checked here
+        before any request (a secret re-declared for other hosts since the state validated
+        holds the project), and bound to the URL's host inside ``GitSource`` so a redirect to
+        another host never receives it.
+        """
+        url = project.repo_url
+        token = self.secrets.credential(project.token, url) if project.token else None
+        key = self.secrets.credential(project.ssh_key, url) if project.ssh_key else None
+        creds = Credentials(
+            token=token,
+            ssh_key_path=self._ssh_key_path(project.name, key) if key is not None else None,
+            host=host_of(url),
+        )
         repo = self._apps.get(project.name)
-        if repo is None or repo.url != sanitize(project.repo_url):
-            creds = Credentials(
-                token=project.token.resolve() if project.token else None,
-                ssh_key_path=self._ssh_key_path(project),
-            )
+        if repo is None or repo.url != sanitize(url) or repo.credentials != creds:
             repo = GitSource(
-                project.repo_url,
+                url,
                 self.config.data_dir / "git",
                 creds,
                 hint=f"repository.url in projects/{project.name}.yaml",
@@ -239,26 +258,24 @@ class Engine:
             self._apps[project.name] = repo
         return repo
 
-    def _ssh_key_path(self, project: Project) -> str | None:
-        """libgit2 reads keys from files: a key given in an environment variable is written to
-        a private file in the data directory (0600), never next to the git mirrors' config."""
-        ref = project.ssh_key
-        if ref is None:
-            return None
-        if ref.file is not None:
-            return ref.file
-        path = self.config.data_dir / "keys" / project.name
+    def _ssh_key_path(self, project: str, key: str) -> str:
+        """libgit2 reads keys from files: the named secret is written to a private file in the
+        data directory (0600), never next to the git mirrors' config, and only when changed."""
+        path = self.config.data_dir / "keys" / project
+        text = key.strip() + "\n"
+        if path.exists() and path.read_text() == text:
+            return str(path)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(ref.resolve().strip() + "\n")
+            fh.write(text)
         return str(path)
 
     def pg(self, name: str, config: StateConfig) -> PostgresDriver:
         server = config.platform.database_servers[name]
         driver = self._pg.get(name)
         if driver is None or driver.server != server:
-            driver = PostgresDriver(server, self.config.instance)
+            driver = PostgresDriver(server, self.config.instance, self.secrets)
             self._pg[name] = driver
         return driver
 
@@ -630,7 +647,7 @@ class Engine:
             return
         site = Site(
             key=key,
-            endpoint=Endpoint.of_server(driver.server, key.database),
+            endpoint=Endpoint.of_server(driver.server, key.database, self.secrets),
             owner=key.role,
             volume=key.filestore_volume,
             image=project.image,

@@ -10,9 +10,11 @@ author: four eyes on production.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.core.errors import OdooOpsError
+from reconciler.core.secretrefs import SecretPolicy
 from reconciler.gitops import changes
 from reconciler.gitops.gitsource import Author, CommitInfo, GitSource
 
@@ -55,9 +57,15 @@ class ChangeRequest:
 
 
 class ChangeRequests:
-    def __init__(self, repo: GitSource, main: str = "main") -> None:
+    def __init__(
+        self,
+        repo: GitSource,
+        main: str = "main",
+        secrets: Callable[[], SecretPolicy] = SecretPolicy,
+    ) -> None:
         self.repo = repo
         self.main = main
+        self.secrets = secrets
 
     def list(self, fetch: bool = True) -> list[ChangeRequest]:
         if fetch:
@@ -132,7 +140,7 @@ class ChangeRequests:
         author = Author(author_name, rest.rstrip(">"))
 
         def build(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
-            changes.validated(files, edit, self.repo.display_url)
+            changes.validated(files, edit, self.repo.display_url, self.secrets())
             approvers = "".join(f"Approved-By: {a}\n" for a in cr.approvals)
             return dict(edit), (
                 f"{cr.title}\n\nChange-Request: {cr.id}\n{approvers}"

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.core.config import load_state
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import StateConfig
+from reconciler.core.secretrefs import SecretPolicy
 from reconciler.gitops import changes
 from reconciler.gitops.forges import Forge, ForgeError
 from reconciler.gitops.gitsource import Author, GitSource
@@ -33,16 +35,26 @@ class WriteResult:
 
 
 class StateWriter:
-    def __init__(self, repo: GitSource, branch: str = "main", forge: Forge | None = None) -> None:
+    """Commits validated writes; ``secrets`` gives the allowlist of secret references the
+    daemon applies (asked at each write: named secrets come and go in its store)."""
+
+    def __init__(
+        self,
+        repo: GitSource,
+        branch: str = "main",
+        forge: Forge | None = None,
+        secrets: Callable[[], SecretPolicy] = SecretPolicy,
+    ) -> None:
         self.repo = repo
         self.branch = branch
         self.forge = forge
+        self.secrets = secrets
 
     def current(self) -> StateConfig:
         """The state at the head of the main branch (fetched now)."""
         self.repo.fetch()
         head = self.repo.resolve(self.branch)
-        return load_state(self.repo.read_tree(head), head, self.repo.display_url)
+        return load_state(self.repo.read_tree(head), head, self.repo.display_url, self.secrets())
 
     def submit(
         self,
@@ -58,7 +70,8 @@ class StateWriter:
         request_id = request_id or uuid.uuid4().hex[:12]
         before = self.current()
         files = self.repo.read_tree(before.commit)
-        after = changes.validated(files, op.apply(files), self.repo.display_url)
+        policy = self.secrets()
+        after = changes.validated(files, op.apply(files), self.repo.display_url, policy)
         protected = pr or bool(changes.touched_protected(before, after))
         target = f"odooops/change-{request_id}" if protected else self.branch
 
@@ -66,8 +79,8 @@ class StateWriter:
             edit = op.apply(head_files)
             if head_files == files:  # nobody wrote meanwhile: already validated above
                 return edit, op.message(request_id, via)
-            after = changes.validated(head_files, edit, self.repo.display_url)
-            head = load_state(head_files, "head", self.repo.display_url)
+            after = changes.validated(head_files, edit, self.repo.display_url, policy)
+            head = load_state(head_files, "head", self.repo.display_url, policy)
             if not protected and changes.touched_protected(head, after):
                 raise OdooOpsError(
                     f"{op.target} became protected while this write was in flight",

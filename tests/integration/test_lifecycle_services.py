@@ -120,11 +120,11 @@ def bucket(s3_server: S3Server) -> Iterator[str]:
 
 @pytest.fixture
 def s3_creds(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setenv("ODOOOPS_TEST_S3_ACCESS", ACCESS_KEY)
-    monkeypatch.setenv("ODOOOPS_TEST_S3_SECRET", SECRET_KEY)
+    monkeypatch.setenv("ODOOOPS_SECRET_TEST_S3_ACCESS", ACCESS_KEY)
+    monkeypatch.setenv("ODOOOPS_SECRET_TEST_S3_SECRET", SECRET_KEY)
     return {
-        "access_key": {"env": "ODOOOPS_TEST_S3_ACCESS"},
-        "secret_key": {"env": "ODOOOPS_TEST_S3_SECRET"},
+        "access_key": {"env": "ODOOOPS_SECRET_TEST_S3_ACCESS"},
+        "secret_key": {"env": "ODOOOPS_SECRET_TEST_S3_SECRET"},
     }
 
 
