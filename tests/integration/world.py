@@ -25,6 +25,7 @@ import yaml
 from reconciler.core.secretrefs import SecretPolicy
 from reconciler.drivers.secrets import SecretStore
 from reconciler.engine.engine import Engine, EngineConfig, PassResult
+from tests.integration import pgadmin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GIT_ENV = {
@@ -178,6 +179,9 @@ class World:
         platform = yaml.safe_load((REPO_ROOT / "state-repo-template" / "odooops.yaml").read_text())
         platform["runtime"]["port_range"] = {"start": self.port_base, "end": self.port_base + 19}
         platform["dev_database"]["image"] = self.images["ODOOOPS_FIXTURE_POSTGRES_IMAGE"]
+        # The template names the machine's /etc/odooops/secrets/pg-admin; a world's daemon
+        # reads the same password from the variable the postgres_server fixture exports.
+        platform["database_servers"]["shared"]["admin_password"] = {"env": pgadmin.ENV_REF}
         self.backup_key_file = self.secrets_dir / "backup.key"
         self.backup_key_file.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
         self.backup_dir = self.root / "backups"
