@@ -125,23 +125,9 @@ class PostgresDriver:
 
     def create(self, key: EnvKey, password: str, protected: bool) -> None:
         """Create (or re-key) the role and create the database, idempotently."""
-        role, db = sql.Identifier(key.role), sql.Identifier(key.database)
-        verifier = sql.Literal(scram_verifier(password))
+        db = sql.Identifier(key.database)
         with self._connect() as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_roles WHERE rolname = %s", [key.role]
-            ).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(
-                sql.SQL(
-                    verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
-                ).format(role, verifier)
-            )
-            conn.execute(
-                sql.SQL("COMMENT ON ROLE {} IS {}").format(
-                    role, sql.Literal(self._labels(key, kind="role"))
-                )
-            )
+            self._ensure_role(conn, key, password)
             if not conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", [key.database]
             ).fetchone():
@@ -149,10 +135,44 @@ class PostgresDriver:
                     sql.SQL(
                         "CREATE DATABASE {} OWNER {} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
                         "TEMPLATE template0"
-                    ).format(db, role)
+                    ).format(db, sql.Identifier(key.role))
                 )
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
             self._comment(conn, key, initialised=False, protected=protected)
+
+    def ensure_role(self, key: EnvKey, password: str) -> bool:
+        """Make the environment's role log in with ``password`` (the store's), creating it when
+        missing; returns whether it existed.
+
+        The store is the truth about a password, the role only a copy: a role kept with a
+        protected environment's data, or re-keyed by an older daemon that lost the store's
+        entry, is given the store's password again whenever its environment is declared, so
+        the Odoo container (started with the store's password) can log in. Idempotent.
+        """
+        with self._connect() as conn:
+            return self._ensure_role(conn, key, password)
+
+    def _ensure_role(
+        self, conn: psycopg.Connection[tuple[object, ...]], key: EnvKey, password: str
+    ) -> bool:
+        role = sql.Identifier(key.role)
+        verifier = sql.Literal(scram_verifier(password))
+        existed = (
+            conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [key.role]).fetchone()
+            is not None
+        )
+        verb = "ALTER" if existed else "CREATE"
+        conn.execute(
+            sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                role, verifier
+            )
+        )
+        conn.execute(
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                role, sql.Literal(self._labels(key, kind="role"))
+            )
+        )
+        return existed
 
     def _comment(
         self,
@@ -174,14 +194,6 @@ class PostgresDriver:
     def mark_initialised(self, key: EnvKey, protected: bool) -> None:
         with self._connect() as conn:
             self._comment(conn, key, initialised=True, protected=protected)
-
-    def set_password(self, key: EnvKey, password: str) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(key.role), sql.Literal(scram_verifier(password))
-                )
-            )
 
     def drop(self, key: EnvKey) -> None:
         with self._connect() as conn:

@@ -530,7 +530,10 @@ class Engine:
         self._backoff.pop(key, None)
         if want is None:
             self.status.remove(str(key))
-            self.secrets.delete(f"db/{key}")
+            if any(action.destructive for action in actions):
+                # Only with the data: a kept (protected) database keeps the password its role
+                # has, so declaring the environment again finds them matching.
+                self.secrets.delete(f"db/{key}")
             self.data.mail.purge(key)
         else:
             self._mark(key, want, Condition("Reconciling", False, "Succeeded", ""))
