@@ -170,9 +170,16 @@ class BackupSettings:
     restore_test: str = "7d"
 
 
+HOST_GATEWAY = "host-gateway"
+"""Docker's name for the host as containers reach it (the default bridge's gateway)."""
+
+
 @dataclass(frozen=True)
 class MailCatcherSettings:
-    listen: str = "0.0.0.0"
+    """Where the catcher listens: loopback for the daemon's own checks and the address
+    containers reach as ``host-gateway``; never every interface unless a state says so."""
+
+    listen: tuple[str, ...] = ("127.0.0.1", HOST_GATEWAY)
     port: int = 2525
     keep: int = 500
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Protocol
 
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import (
+    HOST_GATEWAY,
     MAIL_CATCHER_HOST,
     Desired,
     DesiredEnvironment,
@@ -40,7 +41,7 @@ from reconciler.data.lifecycle import (
     Site,
     check_key,
 )
-from reconciler.data.mailcatcher import MailCatcher, MailStore, credentials_for
+from reconciler.data.mailcatcher import MailCatcher, MailStore, credentials_for, tls_context
 from reconciler.drivers.docker import DockerDriver
 from reconciler.drivers.secrets import SecretStore
 
@@ -396,9 +397,16 @@ class DataOps:
 
     # ----------------------------------------------------------------- mail catcher
     def start_mail_catcher(self) -> None:
+        """Listen where environments reach the catcher (``host-gateway`` is the Docker bridge
+        gateway's address) with STARTTLS on the daemon's own certificate."""
         settings = self.config().platform.mail_catcher
         self.mail = MailStore(self.host.data_dir / "mail", keep=settings.keep)
-        self._catcher = MailCatcher(self.mail, self.mail_secret(), settings.listen, settings.port)
+        hosts = tuple(
+            self.host.docker.host_gateway() if host == HOST_GATEWAY else host
+            for host in settings.listen
+        )
+        tls = tls_context(self.host.data_dir / "mail-tls")
+        self._catcher = MailCatcher(self.mail, self.mail_secret(), tls, hosts, settings.port)
         self._catcher.start()
 
     def stop_mail_catcher(self) -> None:

@@ -188,7 +188,7 @@ class World:
         self.backup_dir.mkdir(mode=0o700)
         with socket.socket() as probe:  # the catcher of a daemon under test: a free port
             probe.bind(("127.0.0.1", 0))
-            platform["mail_catcher"] = {"listen": "0.0.0.0", "port": probe.getsockname()[1]}
+            platform["mail_catcher"] = {"port": probe.getsockname()[1]}
         platform["backups"] = {
             "storage": self.backup_dir.as_uri(),
             "encryption_key": {"file": str(self.backup_key_file)},

@@ -1402,3 +1402,29 @@ def test_app_config_settings_values_are_parsed() -> None:
     problem = only(list(info.value.problems), "invalid_value")
     assert where(problem) == (".odooops.yaml", 7, 45)
     assert problem.location.key == "tiers.production.resource_limits.memory"
+
+
+# ------------------------------------------------------------------------------ mail catcher
+
+
+@pytest.mark.parametrize(
+    ("listen", "addresses"),
+    [
+        (None, ("127.0.0.1", "host-gateway")),
+        ("172.17.0.1", ("172.17.0.1",)),
+        ("[127.0.0.1, host-gateway, 10.0.0.5]", ("127.0.0.1", "host-gateway", "10.0.0.5")),
+    ],
+)
+def test_the_mail_catcher_listens_on_loopback_and_the_gateway_unless_told(
+    listen: str | None, addresses: tuple[str, ...]
+) -> None:
+    from reconciler.core.config import load_state
+
+    section = "" if listen is None else f"mail_catcher:\n  listen: {listen}\n"
+    config = load_state(state({"odooops.yaml": PLATFORM + section}), "c")
+    assert config.platform.mail_catcher.listen == addresses
+
+
+def test_the_mail_catcher_needs_an_address() -> None:
+    problems = problems_of({"odooops.yaml": PLATFORM + "mail_catcher:\n  listen: []\n"})
+    assert [p.location.key for p in problems] == ["mail_catcher.listen"]
