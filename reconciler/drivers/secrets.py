@@ -154,7 +154,11 @@ class SecretStore:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._refresh()
                 before = dict(self._data)
-                yield self._data
+                try:
+                    yield self._data
+                except BaseException:
+                    self._data = before  # nothing half-changed stays in memory
+                    raise
                 if self._data != before:
                     self._write()
             finally:

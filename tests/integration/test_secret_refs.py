@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from reconciler.core.model import SecretRef
 from reconciler.drivers.secrets import SecretStore
 from tests.integration.world import World, git
 
@@ -147,3 +148,42 @@ def test_an_api_write_naming_another_host_commits_nothing(world: World, listener
     assert git("--git-dir", str(world.state_remote), "rev-parse", "main") == before
     assert listener.connections == 0
     assert TOKEN not in json.dumps(refused.json())
+
+
+def odooops(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", *args],
+        input=stdin,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_secret_set_reads_stdin_and_list_shows_names_and_hosts_only(tmp_path: Any) -> None:
+    """The value never is an argument (ps, shell history) nor printed back."""
+    data = str(tmp_path / "data")
+    assert odooops("init-key", f"{data}/master.key").returncode == 0
+    done = odooops(
+        "secret", "set", "acme-git", "--host", "GitHub.com", "--data-dir", data, stdin=TOKEN + "\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    listed = odooops("secret", "list", "--data-dir", data, "-o", "json")
+    assert json.loads(listed.stdout) == [{"name": "acme-git", "hosts": ["github.com"]}]
+    assert TOKEN not in listed.stdout
+    store = SecretStore(tmp_path / "data" / "secrets.enc", _key(tmp_path / "data" / "master.key"))
+    assert store.credential(SecretRef(secret="acme-git"), "https://github.com/acme/x.git") == TOKEN
+    refused = odooops("secret", "set", "db/acme/prod", "--data-dir", data, stdin="x")
+    assert refused.returncode == 2 and "error[usage]" in refused.stderr
+
+
+def _key(path: Any) -> bytes:
+    from reconciler.drivers.secrets import load_master_key
+
+    return load_master_key(path)
