@@ -344,6 +344,7 @@ def _write_commands(sub: Any) -> None:
     ls.add_argument("--state-branch", default="main")
     ls.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     ls.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    _allowlist_args(ls)
     ls.set_defaults(func=cmd_env_list)
 
     dep = sub.add_parser("deploy", help="point an environment at a branch or a commit")
