@@ -45,7 +45,7 @@ from reconciler.core.model import EnvKey
 from reconciler.data.database.copy import create_empty, database_size
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.drivers.docker import DockerDriver
-from tests.integration import odoo_schema
+from tests.integration import odoo_schema, pgadmin
 
 T = TypeVar("T")
 
@@ -438,13 +438,19 @@ def open_driver(instance: str) -> DockerDriver:
 
 
 def check_services(driver: DockerDriver, image: str) -> None:
-    """PostgreSQL reachable as its admin, the stand-in image present: fail before creating."""
+    """PostgreSQL reachable as its admin (with the password setup.sh made, exported to
+    ``PGPASSWORD`` for every client of the run), the stand-in image present: fail before
+    creating anything."""
+    try:
+        pgadmin.export()
+    except pgadmin.PasswordUnavailable as exc:
+        raise SystemExit(str(exc)) from None
     try:
         with ADMIN.connect():
             pass
     except Exception as exc:
         raise SystemExit(
-            f"PostgreSQL on {ADMIN.host}:{ADMIN.port} (user {ADMIN.user}, trust) is "
+            f"PostgreSQL on {ADMIN.host}:{ADMIN.port} (user {ADMIN.user}) is "
             f"unreachable ({exc}); start it: bash scripts/setup.sh services"
         ) from None
     if not driver.has_image(image):

@@ -266,9 +266,7 @@ class BenchPlane:
     ) -> list[CommitInfo]:
         raise not_benchmarked("audit")
 
-    def logs(
-        self, key: EnvKey, follow: bool, since: int | None, tail: int
-    ) -> AsyncIterator[str]:
+    def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> AsyncIterator[str]:
         raise not_benchmarked("logs")
 
     def change_requests(self) -> ChangeRequests:

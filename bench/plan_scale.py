@@ -75,6 +75,7 @@ from reconciler.engine.engine import Engine, EngineConfig  # noqa: E402
 from reconciler.engine.ledger import DatabaseRecord, DbState  # noqa: E402
 from tests.factories import desired as factory_desired  # noqa: E402
 from tests.factories import live  # noqa: E402
+from tests.integration import pgadmin  # noqa: E402
 
 T = TypeVar("T")
 
@@ -471,7 +472,7 @@ def fixture_image() -> str:
 
 
 def admin_connect() -> psycopg.Connection[tuple[Any, ...]]:
-    """An autocommit connection to the shared server as its admin (trust auth, from setup.sh)."""
+    """An autocommit connection to the shared server as its admin (password in PGPASSWORD)."""
     return psycopg.connect(
         host=SERVER.host,
         port=SERVER.port,
@@ -484,11 +485,15 @@ def admin_connect() -> psycopg.Connection[tuple[Any, ...]]:
 
 def check_postgres() -> None:
     try:
+        pgadmin.export()  # PGPASSWORD for every client of the run (setup.sh's password)
+    except pgadmin.PasswordUnavailable as exc:
+        raise SystemExit(f"Part B: {exc}  (or run with --skip-live)") from None
+    try:
         admin_connect().close()
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0]
         raise SystemExit(
-            f"Part B: PostgreSQL on {SERVER.host}:{SERVER.port} (user {SERVER.admin_user}, trust) "
+            f"Part B: PostgreSQL on {SERVER.host}:{SERVER.port} (user {SERVER.admin_user}) "
             f"is unreachable ({first}); start it: bash scripts/setup.sh services  "
             "(or run with --skip-live)"
         ) from None

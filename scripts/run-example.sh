@@ -52,7 +52,7 @@ if [ ! -d "$WORK/state.git" ]; then
   cp -r examples/state/. "$tmp/"
   sed -i "s|@APP_REPO_URL@|file://$WORK/app.git|; s|@ODOO_IMAGE@|$ODOO_IMAGE|" "$tmp/projects/acme.yaml"
   sed -i "s|image: postgres:15|image: $DEV_DB_IMAGE|" "$tmp/odooops.yaml"
-  sed -i "s|file:///var/lib/odooops/backups|file://$WORK/backups|; s|/etc/odooops/backup.key|$WORK/data/backup.key|" "$tmp/odooops.yaml"
+  sed -i "s|file:///var/lib/odooops/backups|file://$WORK/backups|" "$tmp/odooops.yaml"
   .venv/bin/odooops validate "$tmp"
   git_as_user -C "$tmp" init -q
   git_as_user -C "$tmp" add -A
@@ -63,7 +63,9 @@ if [ ! -d "$WORK/state.git" ]; then
 fi
 
 [ -f "$WORK/data/master.key" ] || .venv/bin/odooops init-key "$WORK/data/master.key"
-[ -f "$WORK/data/backup.key" ] || .venv/bin/odooops init-key "$WORK/data/backup.key"
+# Secret references of a state may name files under /etc/odooops/secrets only (setup.sh made
+# it, root only, with the PostgreSQL admin password in it): the backup key lives there too.
+[ -f /etc/odooops/secrets/backup.key ] || .venv/bin/odooops init-key /etc/odooops/secrets/backup.key
 mkdir -p -m 0700 "$WORK/backups"
 log "state repository: git clone $WORK/state.git  (commit and push to change the platform)"
 log "status in another terminal: .venv/bin/odooops status --data-dir $WORK/data"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything OdooOps and its tests need on a Debian 12 machine:
-#   services  Docker engine, PostgreSQL (reachable from containers with per-role passwords)
+#   services  Docker engine, PostgreSQL (no trust: every login by its own SCRAM password, the
+#             admin's in /etc/odooops/secrets/pg-admin, root only; listening on loopback and
+#             the Docker bridge gateway only)
 #   python    the virtualenv in .venv with the locked dependencies
 #   images    the local test fixture images (Odoo stand-in, PostgreSQL)
 #   all       everything above (default)
@@ -37,6 +39,48 @@ docker_up() {
   fi
 }
 
+# The admin password of the shared server: made once, kept root-only (the daemon reads it through
+# the secret reference {file: /etc/odooops/secrets/pg-admin} of odooops.yaml); PostgreSQL gets
+# only its SCRAM verifier. Root's ~/.pgpass holds it too, so root's psql, pg_dump and test runs
+# keep connecting without a password on their command line.
+PG_SECRETS_DIR=/etc/odooops/secrets
+PG_ADMIN_FILE=$PG_SECRETS_DIR/pg-admin
+
+pg_admin_password() {
+  as_root install -d -m 0755 /etc/odooops
+  as_root install -d -m 0700 "$PG_SECRETS_DIR"
+  if ! as_root test -s "$PG_ADMIN_FILE"; then
+    log "making the PostgreSQL admin password ($PG_ADMIN_FILE, readable by root only)"
+    as_root sh -c "umask 077; head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40 > '$PG_ADMIN_FILE.tmp' && mv '$PG_ADMIN_FILE.tmp' '$PG_ADMIN_FILE'"
+  fi
+  local stored
+  stored=$(as_root runuser -u postgres -- psql -X -At -c "SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = 'postgres'")
+  if ! as_root cat "$PG_ADMIN_FILE" | STORED=$stored python3 scripts/lib/scram.py matches; then
+    log "setting the password of the PostgreSQL role postgres (SCRAM)"
+    local verifier
+    verifier=$(as_root cat "$PG_ADMIN_FILE" | python3 scripts/lib/scram.py verifier)
+    printf "ALTER ROLE postgres PASSWORD '%s';\n" "$verifier" \
+      | as_root runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 >/dev/null
+  fi
+  local pgpass password
+  pgpass=$(getent passwd root | cut -d: -f6)/.pgpass
+  password=$(as_root cat "$PG_ADMIN_FILE")
+  # Patterns through stdin (printf is a builtin): the password never is an argument in ps.
+  if ! printf '127.0.0.1:*:*:postgres:%s\n' "$password" | as_root grep -qxFf - "$pgpass" 2>/dev/null \
+     || ! printf 'localhost:*:*:postgres:%s\n' "$password" | as_root grep -qxFf - "$pgpass" 2>/dev/null; then
+    printf '127.0.0.1:*:*:postgres:%s\nlocalhost:*:*:postgres:%s\n' "$password" "$password" \
+      | as_root sh -c "umask 077; touch '$pgpass'; grep -Ev '^(127\\.0\\.0\\.1|localhost):\\*:\\*:postgres:' '$pgpass' > '$pgpass.tmp'; cat >> '$pgpass.tmp'; mv '$pgpass.tmp' '$pgpass'"
+  fi
+}
+
+# The addresses the server listens on: loopback for the daemon, and the Docker bridge gateway,
+# which is what containers reach as host-gateway. Nothing else: not the machine's public side.
+pg_listen_addresses() {
+  local gateway
+  gateway=$(ip -4 -o addr show dev docker0 2>/dev/null | awk '{split($4, a, "/"); print a[1]; exit}')
+  if [ -n "$gateway" ]; then echo "localhost,$gateway"; else echo "localhost"; fi
+}
+
 postgres_up() {
   if ! command -v pg_lsclusters >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
     apt_install postgresql
@@ -45,32 +89,39 @@ postgres_up() {
   ver=$(ls /etc/postgresql | sort -V | tail -n1)
   conf=/etc/postgresql/$ver/main/postgresql.conf
   hba=/etc/postgresql/$ver/main/pg_hba.conf
-  # Containers reach the host's server through the bridge gateway (host-gateway). Listening on
-  # all addresses keeps the server startable before dockerd has created docker0; pg_hba.conf
-  # admits only loopback and Docker's private ranges, and those with per-role passwords.
-  local want="listen_addresses = '*'"
-  local changed=0
+  if ! pg_lsclusters -h | awk '{print $4}' | grep -q online; then
+    log "starting PostgreSQL $ver"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+  fi
+  # The password first (over the socket, as the postgres user), then the rules that need it:
+  # a machine set up with trust keeps working at every step of its migration.
+  pg_admin_password
+  local want restart=0 reload=0
+  want="listen_addresses = '$(pg_listen_addresses)'"
   if ! grep -qxF "$want" "$conf"; then
     as_root sed -i '/^listen_addresses/d' "$conf"
     echo "$want" | as_root tee -a "$conf" >/dev/null
-    changed=1
+    restart=1
   fi
-  # Docker's default address pools: 172.17-31.0.0/16, then 192.168.0.0/16 in /20 pieces.
-  if ! grep -q 'odooops: containers v2' "$hba"; then
-    as_root sed -i '/odooops: containers/,+1d' "$hba"
-    printf '# odooops: containers v2 (Docker bridges, per-role passwords)\nhost all all 172.16.0.0/12 scram-sha-256\nhost all all 192.168.0.0/16 scram-sha-256\n' | as_root tee -a "$hba" >/dev/null
-    changed=1
+  if ! grep -qx "password_encryption = 'scram-sha-256'" "$conf"; then
+    as_root sed -i '/^password_encryption/d' "$conf"
+    echo "password_encryption = 'scram-sha-256'" | as_root tee -a "$conf" >/dev/null
+    reload=1
   fi
-  if ! grep -q '^host *all *all *127.0.0.1/32 *trust' "$hba"; then
-    # The daemon and the tests connect locally as the admin user (trust on loopback only).
-    as_root sed -i '0,/^host/s//host    all             all             127.0.0.1\/32            trust\nhost/' "$hba"
-    changed=1
+  local new; new=$(mktemp)
+  as_root awk -f scripts/lib/pg-hba.awk "$hba" > "$new"
+  if ! as_root cmp -s "$new" "$hba"; then
+    log "pg_hba.conf: no trust, SCRAM passwords over TCP (the old file is kept as $hba.odooops-old)"
+    as_root cp -p "$hba" "$hba.odooops-old"
+    as_root sh -c "cat '$new' > '$hba'"
+    reload=1
   fi
-  if pg_lsclusters -h | awk '{print $4}' | grep -q online; then
-    [ $changed = 1 ] && as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main restart
-  else
-    log "starting PostgreSQL $ver"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+  rm -f "$new"
+  if [ $restart = 1 ]; then
+    log "restarting PostgreSQL $ver: listening on $(pg_listen_addresses)"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main restart
+  elif [ $reload = 1 ]; then
+    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
   fi
   for _ in $(seq 30); do pg_isready -h 127.0.0.1 -q && break; sleep 1; done
   pg_isready -h 127.0.0.1 -q || { log "PostgreSQL is not ready"; exit 1; }

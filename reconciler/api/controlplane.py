@@ -73,7 +73,7 @@ class GitControlPlane:
         return shown
 
     def change_requests(self) -> ChangeRequests:
-        return ChangeRequests(self.writer.repo, self.writer.branch)
+        return ChangeRequests(self.writer.repo, self.writer.branch, self.writer.secrets)
 
 
 class DaemonControlPlane(GitControlPlane):

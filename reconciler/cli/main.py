@@ -65,6 +65,36 @@ def _print_error(exc: OdooOpsError, output: str) -> None:
         err.print(exc.render(), markup=False, highlight=False)
 
 
+def _allowlist_args(sp: argparse.ArgumentParser) -> None:
+    """The allowlist of secret references a state may use (``core.secretrefs``); the same
+    flags (or environment) on the daemon and on every command that validates a state."""
+    sp.add_argument(
+        "--secret-env-prefix",
+        default=os.environ.get("ODOOOPS_SECRETS_ENV_PREFIX", "ODOOOPS_SECRET_"),
+        help="{env: NAME} may name only variables with this prefix (default ODOOOPS_SECRET_, "
+        "or $ODOOOPS_SECRETS_ENV_PREFIX)",
+    )
+    sp.add_argument(
+        "--secrets-dir",
+        default=os.environ.get("ODOOOPS_SECRETS_DIR", "/etc/odooops/secrets"),
+        help="{file: PATH} may name only files under this directory (default "
+        "/etc/odooops/secrets, or $ODOOOPS_SECRETS_DIR)",
+    )
+
+
+def _secret_policy(args: argparse.Namespace) -> Any:
+    from reconciler.core.secretrefs import SecretPolicy
+
+    try:
+        return SecretPolicy(env_prefix=args.secret_env_prefix, secrets_dir=args.secrets_dir)
+    except ValueError as exc:
+        raise OdooOpsError(
+            str(exc),
+            code="usage",
+            remediation="odooops daemon --help (--secret-env-prefix, --secrets-dir)",
+        ) from exc
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="odooops", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true")
@@ -99,10 +129,12 @@ def _parser() -> argparse.ArgumentParser:
                 default=None,
                 help="file with the base64 master key (or $ODOOOPS_MASTER_KEY)",
             )
+            _allowlist_args(sp)
 
     v = sub.add_parser("validate", help="check a state repository working tree (exit 0/1)")
     v.add_argument("path", nargs="?", default=".", type=Path)
     v.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    _allowlist_args(v)
     v.set_defaults(func=cmd_validate)
 
     pl = sub.add_parser("plan", help="show what the daemon would change (exit 0 none, 1 changes)")
@@ -189,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
         sp.add_argument("--author", default=os.environ.get("ODOOOPS_AUTHOR"))
         sp.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+        _allowlist_args(sp)
         sp.set_defaults(func=cmd_requests, action=action)
 
     au = sub.add_parser("audit", help="who changed what: the state repository's history")
@@ -243,6 +276,33 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     tr.add_argument("-o", "--output", choices=["table", "json"], default="table")
     tr.set_defaults(func=cmd_token_revoke)
+
+    sec = sub.add_parser("secret", help="named secrets of the daemon's encrypted store")
+    sec_sub = sec.add_subparsers(required=True, metavar="ACTION")
+    ss = sec_sub.add_parser(
+        "set", help="store a named secret, read from stdin (never from the command line)"
+    )
+    ss.add_argument(
+        "name", help="letters, digits, '.', '_' and '-'; a state names it {secret: NAME}"
+    )
+    ss.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="a host this secret may be sent to as a repository credential (repeatable)",
+    )
+    sl = sec_sub.add_parser("list", help="named secrets and their hosts (never a value)")
+    sl.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    for sp in (ss, sl):
+        sp.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+        sp.add_argument(
+            "--master-key-file",
+            type=Path,
+            default=None,
+            help="file with the base64 master key (or $ODOOOPS_MASTER_KEY)",
+        )
+    ss.set_defaults(func=cmd_secret_set)
+    sl.set_defaults(func=cmd_secret_list)
     return p
 
 
@@ -277,6 +337,7 @@ def _write_commands(sub: Any) -> None:
         )
         sp.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
         sp.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+        _allowlist_args(sp)
 
     env = sub.add_parser("env", help="declare, change and list environments")
     env_sub = env.add_subparsers(required=True, metavar="ACTION")
@@ -299,6 +360,7 @@ def _write_commands(sub: Any) -> None:
     ls.add_argument("--state-branch", default="main")
     ls.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     ls.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    _allowlist_args(ls)
     ls.set_defaults(func=cmd_env_list)
 
     dep = sub.add_parser("deploy", help="point an environment at a branch or a commit")
@@ -331,7 +393,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if p.is_file() and ".git" not in p.relative_to(root).parts
     }
     try:
-        validation.validate_state(files, str(root))
+        validation.validate_state(files, str(root), _secret_policy(args))
     except OdooOpsError as exc:
         _print_error(exc, args.output)
         return EXIT_CHANGES
@@ -354,7 +416,7 @@ def _engine(args: argparse.Namespace) -> Any:
         health_timeout=getattr(args, "health_timeout", 300.0),
         read_only=args.func is cmd_plan,
     )
-    return open_engine(config, args.master_key_file)
+    return open_engine(config, args.master_key_file, _secret_policy(args))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -450,6 +512,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             GitSource(args.state_repo, args.data_dir / "git-writes", hint="--state-repo"),
             args.state_branch,
             _forge(args),
+            lambda: engine.secrets.policy,
         )
         plane = DaemonControlPlane(engine, writer, daemon.trigger)
         allowlist = tuple(x.strip() for x in args.production_allowlist.split(",") if x.strip())
@@ -765,7 +828,8 @@ def _state_repo(args: argparse.Namespace) -> Any:
     from reconciler.gitops.statewriter import StateWriter
 
     repo = GitSource(args.state_repo, args.cache_dir, hint="--state-repo")
-    return StateWriter(repo, args.state_branch)
+    policy = _secret_policy(args)
+    return StateWriter(repo, args.state_branch, secrets=lambda: policy)
 
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -972,8 +1036,11 @@ def cmd_requests(args: argparse.Namespace) -> int:
     from reconciler.gitops.changerequests import ChangeRequests
     from reconciler.gitops.gitsource import GitSource
 
+    policy = _secret_policy(args)
     crs = ChangeRequests(
-        GitSource(args.state_repo, args.cache_dir, hint="--state-repo"), args.state_branch
+        GitSource(args.state_repo, args.cache_dir, hint="--state-repo"),
+        args.state_branch,
+        lambda: policy,
     )
     if args.action == "list":
         items = crs.list()
@@ -1126,6 +1193,45 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     _client().request("POST", "/reconcile")
     out.print("reconcile pass triggered")
+    return EXIT_OK
+
+
+def cmd_secret_set(args: argparse.Namespace) -> int:
+    """The value comes from stdin only: an argument would sit in the shell history and in
+    ``ps`` for every local user to read. On a terminal it is asked for without echo."""
+    from reconciler.engine.bootstrap import set_secret
+
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"value of {args.name}: ")
+    else:
+        value = sys.stdin.read()
+    value = value.rstrip("\r\n")
+    set_secret(args.data_dir, args.master_key_file, args.name, value, tuple(args.host))
+    hosts = ", ".join(args.host) or "no host (not usable as a repository credential)"
+    out.print(
+        f"stored secret {args.name} (sent only to: {hosts}); a state names it {{secret: "
+        f"{args.name}}}",
+        markup=False,
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+def cmd_secret_list(args: argparse.Namespace) -> int:
+    from reconciler.engine.bootstrap import list_secrets
+
+    named = list_secrets(args.data_dir, args.master_key_file)
+    if args.output != "table":
+        _emit([{"name": k, "hosts": list(v)} for k, v in named.items()], args.output)
+        return EXIT_OK
+    table = Table(title="Named secrets", title_justify="left")
+    table.add_column("NAME")
+    table.add_column("HOSTS")
+    for name, hosts in named.items():
+        table.add_row(name, ", ".join(hosts) or "-")
+    out.print(table)
     return EXIT_OK
 
 

@@ -6,7 +6,7 @@ validated as a whole is converted, so nothing downstream ever sees a half-valid 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.core import validation
@@ -28,11 +28,20 @@ from reconciler.core.model import (
     Tier,
 )
 from reconciler.core.policies import rule_for
+from reconciler.core.secretrefs import SecretPolicy
 
 
-def load_state(files: Mapping[str, bytes], commit: str, repo_label: str = ".") -> StateConfig:
-    """Validate every file, then build the model. Raises ``InvalidState`` with all problems."""
-    state = validation.validate_state(files, repo_label)
+def load_state(
+    files: Mapping[str, bytes],
+    commit: str,
+    repo_label: str = ".",
+    secrets: SecretPolicy | None = None,
+) -> StateConfig:
+    """Validate every file, then build the model. Raises ``InvalidState`` with all problems.
+
+    ``secrets`` is the daemon's allowlist of secret references (the defaults when ``None``).
+    """
+    state = validation.validate_state(files, repo_label, secrets)
     platform = _platform(state.platform.data or {})
     policies = _policies(state.policies.data or {})
     projects = {name: _project(name, doc.data or {}) for name, doc in state.projects.items()}
@@ -94,7 +103,7 @@ def _platform(raw: Mapping[str, Any]) -> Platform:
             restore_test=str(backups.get("restore_test", BackupSettings.restore_test)),
         ),
         mail_catcher=MailCatcherSettings(
-            listen=mail.get("listen", MailCatcherSettings.listen),
+            listen=_addresses(mail.get("listen", MailCatcherSettings.listen)),
             port=int(mail.get("port", MailCatcherSettings.port)),
             keep=int(mail.get("keep", MailCatcherSettings.keep)),
         ),
@@ -105,6 +114,11 @@ def _platform(raw: Mapping[str, Any]) -> Platform:
             jobs=int(copy.get("jobs", CopySettings.jobs)),
         ),
     )
+
+
+def _addresses(raw: str | Sequence[str]) -> tuple[str, ...]:
+    """One address or a list of them (validation made sure of it)."""
+    return (raw,) if isinstance(raw, str) else tuple(raw)
 
 
 def _policies(raw: Mapping[str, Any]) -> Policies:

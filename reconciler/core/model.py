@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-from reconciler.core.errors import OdooOpsError, SecretsError
+from reconciler.core.errors import OdooOpsError
 from reconciler.core.retention import Retention
 
 
@@ -115,35 +113,27 @@ class EnvKey:
 
 @dataclass(frozen=True)
 class SecretRef:
-    """A pointer to a secret outside git: an environment variable or a file."""
+    """A pointer to a secret outside git: a named secret of the daemon's encrypted store, an
+    environment variable or a file. Exactly one is set; which ones a daemon accepts is
+    ``core.secretrefs``' business, reading them is the secret store's."""
 
     env: str | None = None
     file: str | None = None
+    secret: str | None = None
 
-    def resolve(self) -> str:
+    def __str__(self) -> str:
+        """What an error may name: the reference, never the value."""
+        if self.secret is not None:
+            return f"named secret {self.secret}"
         if self.env is not None:
-            value = os.environ.get(self.env)
-            if value is None:
-                raise SecretsError(
-                    f"environment variable {self.env} is not set",
-                    remediation=f"export {self.env}=... before starting: odooops daemon",
-                )
-            return value
-        if self.file is not None:
-            try:
-                return Path(self.file).read_text().strip()
-            except OSError as exc:
-                raise SecretsError(
-                    f"cannot read secret file {self.file}: {exc.strerror}",
-                    remediation=f"ls -l {self.file}",
-                ) from exc
-        raise SecretsError("empty secret reference", remediation="use {env: NAME} or {file: PATH}")
+            return f"environment variable {self.env}"
+        return f"file {self.file}"
 
     @classmethod
     def parse(cls, raw: Mapping[str, str] | None) -> SecretRef | None:
         if raw is None:
             return None
-        return cls(env=raw.get("env"), file=raw.get("file"))
+        return cls(env=raw.get("env"), file=raw.get("file"), secret=raw.get("secret"))
 
 
 @dataclass(frozen=True)
@@ -206,9 +196,16 @@ class BackupSettings:
     restore_test: str = "7d"
 
 
+HOST_GATEWAY = "host-gateway"
+"""Docker's name for the host as containers reach it (the default bridge's gateway)."""
+
+
 @dataclass(frozen=True)
 class MailCatcherSettings:
-    listen: str = "0.0.0.0"
+    """Where the catcher listens: loopback for the daemon's own checks and the address
+    containers reach as ``host-gateway``; never every interface unless a state says so."""
+
+    listen: tuple[str, ...] = ("127.0.0.1", HOST_GATEWAY)
     port: int = 2525
     keep: int = 500
 

@@ -12,7 +12,9 @@ key and value; aliases, merge keys, non-text keys and custom tags are refused as
 
 Order of checks, per file: YAML, then the JSON Schema, then the value parsers of
 ``durations`` on whatever the schema accepted (a value the schema already rejected is not
-reported twice), then single-file rules (port range, branch rules); across files last.
+reported twice), then single-file rules (port range, branch rules), then the daemon's
+allowlist of secret references (``core.secretrefs``, an input like the files); across files
+last.
 
 Everything here is pure: callers read the files (a git tree at one commit) and pass their bytes.
 The only input read from disk is the set of JSON Schemas in ``schemas/``, once per process.
@@ -43,10 +45,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from reconciler.core.durations import parse_cpu, parse_duration, parse_schedule, parse_size
 from reconciler.core.errors import InvalidState, Location, Problem, sanitize
 from reconciler.core.globs import matches, shadows
+from reconciler.core.model import SecretRef
+from reconciler.core.secretrefs import SecretPolicy, refusal
 
 __all__ = [
     "SCHEMA_DIR",
     "SCHEMA_NAMES",
+    "SECRET_REF_PATHS",
     "TIERS",
     "Document",
     "JsonPath",
@@ -790,8 +795,8 @@ def _value_problem(
     if schema.get("writeOnly") and not isinstance(instance, Mapping | list):
         leaf = _leaf(path)
         action = (
-            f"move the secret out of git: write `{leaf}: {{env: NAME}}` or "
-            f"`{leaf}: {{file: /path}}` at {_at(location)}, and rotate the secret if it was pushed"
+            f"move the secret out of git: store it with `odooops secret set NAME` and write "
+            f"`{leaf}: {{secret: NAME}}` at {_at(location)}, and rotate the secret if it was pushed"
         )
     elif (text := _as_text(keyword, schema, instance, written)) is not None:
         action = (
@@ -1049,6 +1054,82 @@ _DOCUMENT_CHECKS: Mapping[str, Sequence[_Check]] = {
 }
 
 
+# ------------------------------------------------------------------- secret references
+
+SECRET_REF_PATHS: Mapping[str, tuple[JsonPath, ...]] = {
+    "odooops": (
+        ("database_servers", "*", "admin_password"),
+        ("backups", "s3", "access_key"),
+        ("backups", "s3", "secret_key"),
+        ("backups", "encryption_key"),
+    ),
+    "project": (("repository", "token"), ("repository", "ssh_key")),
+    "masking": (("salt",),),
+}
+"""Where each schema has a secret reference (``*``: every key of a mapping); a unit test holds
+this list to the ``secret_ref`` uses in ``schemas/``."""
+
+_CREDENTIAL_PATHS = frozenset({("repository", "token"), ("repository", "ssh_key")})
+_REF_KINDS = ("secret", "env", "file")
+
+
+def _expand(data: Any, pattern: JsonPath) -> list[JsonPath]:
+    """The concrete paths ``pattern`` matches in ``data``."""
+    paths: list[JsonPath] = [()]
+    for part in pattern:
+        if part != "*":
+            paths = [(*path, part) for path in paths]
+            continue
+        paths = [
+            (*path, key)
+            for path in paths
+            if isinstance(value := _get(data, path), Mapping)
+            for key in value
+        ]
+    return paths
+
+
+def _secret_ref_problems(
+    doc: Document, name: str, policy: SecretPolicy, recheck: _Recheck
+) -> list[Problem]:
+    """Every well-formed secret reference of ``doc`` the daemon's allowlist refuses.
+
+    A malformed reference is the schema's to report; only a mapping with one known key and a
+    text value is judged here, so a problem is never reported twice.
+    """
+    problems: list[Problem] = []
+    for pattern in SECRET_REF_PATHS.get(name, ()):
+        for path in _expand(doc.data, pattern):
+            raw = _get(doc.data, path)
+            if not (
+                isinstance(raw, Mapping)
+                and len(raw) == 1
+                and next(iter(raw)) in _REF_KINDS
+                and isinstance(next(iter(raw.values())), str)
+            ):
+                continue
+            ref = SecretRef.parse(raw)
+            assert ref is not None
+            url = _get(doc.data, ("repository", "url")) if path in _CREDENTIAL_PATHS else None
+            found = refusal(
+                ref,
+                policy,
+                credential_for=url if isinstance(url, str) else None,
+            )
+            if found is None:
+                continue
+            location = doc.location(path)
+            problems.append(
+                _problem(
+                    found.code,
+                    f"{_dotted(path)}: {found.message}",
+                    location,
+                    recheck.fix(f"{found.remediation} (at {_at(location)})"),
+                )
+            )
+    return problems
+
+
 # ------------------------------------------------------------------------ state repository
 
 
@@ -1074,6 +1155,7 @@ class _StateCheck:
     files: Mapping[str, bytes]
     repo_label: str
     recheck: _Recheck
+    policy: SecretPolicy = field(default_factory=SecretPolicy)
     problems: list[Problem] = field(default_factory=list)
     projects: dict[str, Document] = field(default_factory=dict)
     environments: dict[tuple[str, str], Document] = field(default_factory=dict)
@@ -1093,6 +1175,7 @@ class _StateCheck:
         if doc is None:
             return None
         self.problems.extend(_validate(doc, schema, self.recheck))
+        self.problems.extend(_secret_ref_problems(doc, schema, self.policy, self.recheck))
         return doc
 
     def required_file(self, path: str, what: str) -> None:
@@ -1294,14 +1377,17 @@ class _StateCheck:
                 )
 
 
-def validate_state(files: Mapping[str, bytes], repo_label: str = ".") -> ValidatedState:
+def validate_state(
+    files: Mapping[str, bytes], repo_label: str = ".", policy: SecretPolicy | None = None
+) -> ValidatedState:
     """Validate every file of a state repository at one commit (repo-relative posix path ->
     content) and return its documents, or raise one ``InvalidState`` with every problem.
 
+    ``policy`` is the daemon's allowlist of secret references (the defaults when ``None``).
     Files outside ``projects/`` and ``environments/`` other than ``odooops.yaml`` and
     ``policies.yaml`` are ignored, as are READMEs and dotfiles inside them.
     """
-    check = _StateCheck(files, repo_label, _state_recheck(repo_label))
+    check = _StateCheck(files, repo_label, _state_recheck(repo_label), policy or SecretPolicy())
     platform = policies = None
     if PLATFORM_FILE in files:
         platform = check.parse(PLATFORM_FILE, "odooops")

@@ -12,10 +12,14 @@ one :class:`~reconciler.core.model.EnvKey`, and every message of that session is
 environment cannot file mail under another one, and an unauthenticated client is refused before
 ``MAIL FROM`` (530), so nothing unattributed is ever stored.
 
-AUTH runs over plain text on purpose (``auth_require_tls=False``): Odoo containers reach the
-catcher over the host's Docker bridge (``odooops-mail`` -> host-gateway), traffic that never
-crosses a physical network, and the credentials only grant the right to have mail *caught*,
-never sent. Requiring STARTTLS would force a certificate onto every environment for no gain.
+The catcher listens only where it is needed: on 127.0.0.1 (the daemon's own checks) and on
+the address containers reach as ``host-gateway`` (``odooops-mail`` in their hosts file, the
+Docker bridge gateway), never on every interface. STARTTLS is required before anything but
+EHLO/HELO/NOOP/QUIT, so AUTH is never offered nor accepted in clear: a login read off the
+wire would let anyone file mail under that environment, and caught mail holds password-reset
+links. The certificate is self-signed, made once by the daemon (``tls_context``) and kept in
+its data directory (key 0600); Odoo's ``starttls`` encryption uses it without verifying it,
+which still keeps a passive listener out.
 
 Layout on disk (directories 0700, files 0600, since caught mail holds password-reset links)::
 
@@ -41,6 +45,7 @@ import re
 import secrets
 import shutil
 import socket
+import ssl
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -54,9 +59,13 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from reconciler.core.errors import OdooOpsError
-from reconciler.core.model import EnvKey
+from reconciler.core.model import MAIL_CATCHER_HOST, EnvKey
 
 log = logging.getLogger("odooops.mail")
 
@@ -73,6 +82,12 @@ MAX_RECIPIENTS = 100
 """RFC 5321 4.5.3.1.8: servers must accept 100; beyond it a client retries in a new transaction."""
 
 DEFAULT_KEEP = 500
+
+CERT_FILE, KEY_FILE = "mail-catcher.crt", "mail-catcher.key"
+"""The catcher's self-signed certificate and its key (0600), in the directory given to
+:func:`tls_context`."""
+
+_CERT_DAYS = 3650
 
 _PASSWORD_CHARS = 32
 _READY_TIMEOUT = 5.0
@@ -341,13 +356,15 @@ def _not_found(key: EnvKey, mail_id: str) -> OdooOpsError:
     )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the whole new one, never half.
 
     The temporary name starts with a dot and has no mail suffix, so a crash leaves a file that
-    listing and retention ignore."""
+    listing and retention ignore. ``mkstemp`` creates it 0600; ``mode`` is set before the
+    rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
@@ -406,22 +423,6 @@ def _text_of(part: MIMEPart | None) -> str | None:
     return content.replace("\r\n", "\n") if isinstance(content, str) else None
 
 
-class _AuthGatedSMTP(SMTP):
-    """aiosmtpd's SMTP with AUTH required, without its ``auth_required`` flag.
-
-    That flag, combined with ``auth_require_tls=False``, makes every connection emit a
-    ``UserWarning`` (an error under ``filterwarnings = error``, log noise in production). The
-    flag does nothing but answer 530 from ``check_auth_needed`` (HELP, VRFY, MAIL, RCPT, DATA),
-    so overriding that hook gives the same protocol behaviour without the warning.
-    """
-
-    async def check_auth_needed(self, caller_method: str) -> bool:
-        if self.session is not None and self.session.authenticated:
-            return False
-        await self.push("530 5.7.0 Authentication required")
-        return True
-
-
 class _Handler:
     """aiosmtpd hooks: bound the recipients, store each message under the session's login."""
 
@@ -473,14 +474,14 @@ class _BoundController(Controller):
             port=address[1],
             ready_timeout=_READY_TIMEOUT,
         )
-        self._sock = sock
+        self.sock = sock
         self._smtp_factory = smtp_factory
 
     def factory(self) -> SMTP:
         return self._smtp_factory()
 
     def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
-        return self.loop.create_server(self._factory_invoker, sock=self._sock)
+        return self.loop.create_server(self._factory_invoker, sock=self.sock)
 
 
 def _probe_address(family: int, bound: str) -> str:
@@ -494,91 +495,162 @@ def _endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def tls_context(directory: Path) -> ssl.SSLContext:
+    """The server side of STARTTLS, with a certificate made on first use and kept.
+
+    Self-signed for ``odooops-mail`` (the name environments use), an ECDSA P-256 key written
+    0600 in a 0700 directory, ten years valid: the catcher is reached only from this host's
+    containers, so there is nobody to sign it, and keeping it means a client that pinned it
+    once keeps working.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cert, key = directory / CERT_FILE, directory / KEY_FILE
+    if not (cert.exists() and key.exists()):
+        _make_certificate(cert, key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _make_certificate(cert: Path, key: Path) -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, MAIL_CATCHER_HOST)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=_CERT_DAYS))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(MAIL_CATCHER_HOST)]), False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    pem_key = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # The key first, created 0600 (never readable by others, not even for a moment); the
+    # certificate last, so a crash between the two leaves no certificate without its key.
+    _write_atomic(key, pem_key, mode=0o600)
+    _write_atomic(cert, certificate.public_bytes(serialization.Encoding.PEM), mode=0o644)
+
+
 class MailCatcher:
-    """The SMTP server, in a thread of its own, filing mail into a :class:`MailStore`."""
+    """The SMTP server, in a thread of its own per address, filing mail into a
+    :class:`MailStore`; STARTTLS with ``tls`` before AUTH, and AUTH before anything else."""
 
     def __init__(
-        self, store: MailStore, secret: bytes, host: str = "0.0.0.0", port: int = 2525
+        self,
+        store: MailStore,
+        secret: bytes,
+        tls: ssl.SSLContext,
+        hosts: Sequence[str] = ("127.0.0.1",),
+        port: int = 2525,
     ) -> None:
         if not secret:
             raise ValueError("the mail catcher secret is empty: every password would be guessable")
+        if not hosts:
+            raise ValueError("the mail catcher needs at least one address to listen on")
         self._store = store
         self._secret = secret
-        self._host = host
+        self._tls = tls
+        self._hosts = tuple(dict.fromkeys(hosts))
         self._port = port
         self._handler = _Handler(store)
-        self._controller: _BoundController | None = None
-        self._sock: socket.socket | None = None
+        self._controllers: list[_BoundController] = []
 
     @property
     def port(self) -> int:
         """The port listened on: the bound one once started (so port 0 means "any free")."""
-        if self._controller is not None:
-            return self._controller.port
+        if self._controllers:
+            return self._controllers[0].port
         return self._port
 
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Where it listens (``host:port``), once started."""
+        return tuple(_endpoint(host, self.port) for host in self._hosts if self._controllers)
+
     def start(self) -> None:
-        """Listen and serve until :meth:`stop`; a busy port is a ``mail_catcher_port_busy``."""
-        if self._controller is not None:
+        """Listen on every address and serve until :meth:`stop`; a busy port is a
+        ``mail_catcher_port_busy`` and leaves nothing listening."""
+        if self._controllers:
             raise RuntimeError("the mail catcher is already running")
-        sock = self._bind()
-        controller = _BoundController(sock, self._smtp)
+        port = self._port
         try:
-            controller.start()
+            for host in self._hosts:
+                sock = self._bind(host, port)
+                port = sock.getsockname()[1]  # port 0: the others take the one it got
+                controller = _BoundController(sock, self._smtp)
+                try:
+                    controller.start()
+                except BaseException:
+                    # Leave no thread, event loop or socket behind a failed start.
+                    controller.stop(no_assert=True)
+                    if not controller.loop.is_closed():
+                        controller.loop.close()
+                    sock.close()
+                    raise
+                self._controllers.append(controller)
         except BaseException:
-            # Leave no thread, event loop or socket behind a failed start.
-            controller.stop(no_assert=True)
-            if not controller.loop.is_closed():
-                controller.loop.close()
-            sock.close()
+            self.stop()
             raise
-        self._controller = controller
-        self._sock = sock
-        log.info("mail catcher listening on %s", _endpoint(self._host, self.port))
+        log.info("mail catcher listening on %s (STARTTLS required)", ", ".join(self.addresses))
 
     def stop(self) -> None:
-        """Close the listener and every connection, and join the thread; safe to call twice."""
-        controller, self._controller = self._controller, None
-        sock, self._sock = self._sock, None
-        if controller is not None:
+        """Close the listeners and every connection, and join the threads; safe to call twice."""
+        controllers, self._controllers = self._controllers, []
+        for controller in controllers:
             controller.stop()
-        if sock is not None:
             # The server closed it already; closing again is a no-op that makes it certain.
-            sock.close()
+            controller.sock.close()
 
-    def _bind(self) -> socket.socket:
+    def _bind(self, host: str, port: int) -> socket.socket:
         try:
             family, _, _, _, address = socket.getaddrinfo(
-                self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )[0]
             return socket.create_server(address, family=family)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise OdooOpsError(
-                    f"the mail catcher cannot listen on {_endpoint(self._host, self._port)}: "
+                    f"the mail catcher cannot listen on {_endpoint(host, port)}: "
                     "the port is already in use",
                     code="mail_catcher_port_busy",
                     remediation=(
-                        f"find the listener with: ss -ltnp 'sport = :{self._port}', then stop "
+                        f"find the listener with: ss -ltnp 'sport = :{port}', then stop "
                         "it or set mail_catcher.port in odooops.yaml to a free port"
                     ),
                 ) from exc
             raise OdooOpsError(
-                f"the mail catcher cannot listen on {_endpoint(self._host, self._port)}: "
-                f"{exc.strerror or exc}",
+                f"the mail catcher cannot listen on {_endpoint(host, port)}: {exc.strerror or exc}",
                 code="mail_catcher_listen_failed",
-                remediation="set mail_catcher.host and mail_catcher.port in odooops.yaml to an "
-                "address of this host and a free port",
+                remediation="set mail_catcher.listen in odooops.yaml to addresses of this host "
+                "(default: 127.0.0.1 and host-gateway, the Docker bridge gateway) and "
+                "mail_catcher.port to a free port",
             ) from exc
 
     def _smtp(self) -> SMTP:
-        """One protocol instance per connection (aiosmtpd's controller calls this on accept)."""
-        return _AuthGatedSMTP(
+        """One protocol instance per connection (aiosmtpd's controller calls this on accept).
+
+        ``require_starttls``: every command but EHLO, HELO, NOOP, QUIT and STARTTLS is refused
+        (530) in clear; ``auth_require_tls``: AUTH is neither advertised nor accepted before
+        TLS; ``auth_required``: nothing is taken before AUTH.
+        """
+        return SMTP(
             self._handler,
             hostname=SERVER_NAME,
             data_size_limit=MAX_MESSAGE_BYTES,
             enable_SMTPUTF8=True,
-            auth_require_tls=False,
+            tls_context=self._tls,
+            require_starttls=True,
+            auth_required=True,
+            auth_require_tls=True,
             authenticator=self._authenticate,
         )
 

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Protocol
 
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import (
+    HOST_GATEWAY,
     MAIL_CATCHER_HOST,
     Desired,
     DesiredEnvironment,
@@ -41,7 +42,7 @@ from reconciler.data.lifecycle import (
     Site,
     check_key,
 )
-from reconciler.data.mailcatcher import MailCatcher, MailStore, credentials_for
+from reconciler.data.mailcatcher import MailCatcher, MailStore, credentials_for, tls_context
 from reconciler.data.moves import KIND as MOVE
 from reconciler.data.moves import Journal, JournalEntryLike, Moves
 from reconciler.drivers.docker import DockerDriver
@@ -163,7 +164,7 @@ class DataOps:
     def site(self, want: DesiredEnvironment) -> Site:
         key = want.key
         if want.server is not None:
-            endpoint = Endpoint.of_server(want.server, key.database)
+            endpoint = Endpoint.of_server(want.server, key.database, self.host.secrets)
         else:
             address = self.host.docker.container_address(key.db_container, key.network)
             endpoint = Endpoint(
@@ -197,7 +198,8 @@ class DataOps:
         config = self.config()
         rules = masking.load_rules(config.masking)
         salt_ref = SecretRef.parse((config.masking or {}).get("salt"))
-        salt = salt_ref.resolve() if salt_ref else self.host.secrets.get_or_create("masking/salt")
+        secrets = self.host.secrets
+        salt = secrets.resolve(salt_ref) if salt_ref else secrets.get_or_create("masking/salt")
         return Sanitising(
             mail=self.mail_target(want.key),
             mask=want.spec.mask if mask is None else mask,
@@ -217,8 +219,8 @@ class DataOps:
             url,
             endpoint_url=s3.endpoint,
             region=s3.region,
-            access_key=s3.access_key.resolve() if s3.access_key else None,
-            secret_key=s3.secret_key.resolve() if s3.secret_key else None,
+            access_key=self.host.secrets.resolve(s3.access_key) if s3.access_key else None,
+            secret_key=self.host.secrets.resolve(s3.secret_key) if s3.secret_key else None,
         )
 
     def backup_key(self) -> BackupKey:
@@ -227,11 +229,11 @@ class DataOps:
             raise BackupError(
                 "no backup encryption key is configured",
                 code="backup_key_missing",
-                remediation="odooops init-key /etc/odooops/backup.key, then set "
-                "backups.encryption_key: {file: /etc/odooops/backup.key} in odooops.yaml "
+                remediation="odooops init-key /etc/odooops/secrets/backup.key, then set "
+                "backups.encryption_key: {file: /etc/odooops/secrets/backup.key} in odooops.yaml "
                 "(keep a copy of the key elsewhere: backups cannot be read without it)",
             )
-        return BackupKey.from_ref(ref)
+        return BackupKey.from_ref(ref, self.host.secrets.resolve)
 
     # ------------------------------------------------------------- engine's hooks
     def copy_for_init(self, want: DesiredEnvironment) -> dict[str, Any]:
@@ -288,7 +290,7 @@ class DataOps:
                 code="move_server_missing",
                 remediation=f"declare database_servers.{server} in odooops.yaml again",
             )
-        return Endpoint.of_server(servers[server], database)
+        return Endpoint.of_server(servers[server], database, self.host.secrets)
 
     def _helper_image(self, key: EnvKey) -> str:
         project = self.config().projects.get(key.project)
@@ -463,9 +465,16 @@ class DataOps:
 
     # ----------------------------------------------------------------- mail catcher
     def start_mail_catcher(self) -> None:
+        """Listen where environments reach the catcher (``host-gateway`` is the Docker bridge
+        gateway's address) with STARTTLS on the daemon's own certificate."""
         settings = self.config().platform.mail_catcher
         self.mail = MailStore(self.host.data_dir / "mail", keep=settings.keep)
-        self._catcher = MailCatcher(self.mail, self.mail_secret(), settings.listen, settings.port)
+        hosts = tuple(
+            self.host.docker.host_gateway() if host == HOST_GATEWAY else host
+            for host in settings.listen
+        )
+        tls = tls_context(self.host.data_dir / "mail-tls")
+        self._catcher = MailCatcher(self.mail, self.mail_secret(), tls, hosts, settings.port)
         self._catcher.start()
 
     def stop_mail_catcher(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import ipaddress
 import os
 import re
 import tarfile
@@ -576,6 +577,22 @@ class DockerDriver:
                 remediation=f"docker inspect {name}; odooops reconcile",
             )
         return str(address)
+
+    def host_gateway(self) -> str:
+        """The host's address that containers reach as ``host-gateway``: the gateway of
+        Docker's default bridge (docker0), which Docker maps ``host-gateway`` to unless its
+        daemon is told otherwise (``host-gateway-ip``)."""
+        with self._errors("inspect the bridge network"):
+            network = self.client.api.inspect_network("bridge")
+        for config in (network.get("IPAM") or {}).get("Config") or []:
+            if config.get("Gateway"):
+                return str(ipaddress.ip_address(config["Gateway"]))
+            if config.get("Subnet"):  # Docker gives a bridge the first address of its subnet
+                return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+        raise DriverError(
+            "the Docker bridge network has no gateway address",
+            remediation="docker network inspect bridge (is dockerd running with a bridge?)",
+        )
 
     def _volumes_root(self) -> str:
         with self._errors("docker info"):

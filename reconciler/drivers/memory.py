@@ -245,9 +245,11 @@ class MemoryDatabases:
         self._up()
         return {n for n in names if n in self.databases}
 
-    def ensure_role(self, key: EnvKey, password: str) -> None:
+    def ensure_role(self, key: EnvKey, password: str) -> bool:
         self._up()
+        existed = key.role in self.roles
         self.roles[key.role] = password
+        return existed
 
     def create_database(self, key: EnvKey) -> None:
         self._up()

@@ -29,6 +29,7 @@ from psycopg import sql
 from reconciler.core.errors import DriverError
 from reconciler.core.model import DatabaseServer, EnvKey, check_instance
 from reconciler.drivers.protocols import Runtime
+from reconciler.drivers.secrets import SecretStore
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:
@@ -56,9 +57,10 @@ _ODOO_TABLE = "ir_module_module"
 class PostgresDriver:
     """Talks to one shared server as its admin user."""
 
-    def __init__(self, server: DatabaseServer, instance: str) -> None:
+    def __init__(self, server: DatabaseServer, instance: str, secrets: SecretStore) -> None:
         self.server = server
         self.instance = check_instance(instance)
+        self.secrets = secrets
 
     @property
     def name(self) -> str:
@@ -68,7 +70,8 @@ class PostgresDriver:
     def _connect(
         self, dbname: str = "postgres"
     ) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-        password = self.server.admin_password.resolve() if self.server.admin_password else None
+        ref = self.server.admin_password
+        password = self.secrets.resolve(ref) if ref is not None else None
         try:
             conn = psycopg.connect(
                 host=self.server.host,
@@ -118,8 +121,14 @@ class PostgresDriver:
             ).fetchall()
         return {str(r[0]) for r in rows}
 
-    def ensure_role(self, key: EnvKey, password: str) -> None:
-        """Create the role, or re-key it: its password is always the one in the store."""
+    def ensure_role(self, key: EnvKey, password: str) -> bool:
+        """Make the environment's role log in with ``password`` (the store's), creating it when
+        missing; returns whether it existed.
+
+        The store is the truth about a password, the role only a copy: a role kept with a
+        protected environment's data is given the store's password again whenever its
+        environment is declared, so the Odoo container can log in. Idempotent.
+        """
         role = sql.Identifier(key.role)
         verifier = sql.Literal(scram_verifier(password))
         with self._connect() as conn:
@@ -142,6 +151,7 @@ class PostgresDriver:
             conn.execute(
                 sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(self._note(key)))
             )
+        return exists is not None
 
     def create_database(self, key: EnvKey) -> None:
         db = sql.Identifier(key.database)
@@ -224,9 +234,10 @@ class DedicatedDatabase:
         present = set(out.split())
         return {n for n in names if n in present}
 
-    def ensure_role(self, key: EnvKey, password: str) -> None:
+    def ensure_role(self, key: EnvKey, password: str) -> bool:
         # The container made the role from its password file; keep it equal to the store's.
         self._psql(f"ALTER ROLE \"{key.role}\" PASSWORD '{scram_verifier(password)}'")
+        return True
 
     def create_database(self, key: EnvKey) -> None:
         if key.database not in self.existing([key.database]):

@@ -143,8 +143,9 @@ class DatabaseAdmin(Protocol):
         """Which of these databases exist."""
         ...
 
-    def ensure_role(self, key: EnvKey, password: str) -> None:
-        """The environment's login role exists with exactly this password (SCRAM)."""
+    def ensure_role(self, key: EnvKey, password: str) -> bool:
+        """The environment's login role exists with exactly this password (SCRAM); returns
+        whether it existed."""
         ...
 
     def create_database(self, key: EnvKey) -> None:

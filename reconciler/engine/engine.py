@@ -136,7 +136,12 @@ class Engine:
         self.metrics = Metrics(self.status.all)
         self.docker = DockerDriver(config.instance, config.docker_url, config.health_interval)
         self.sources = Sources(
-            config.state_url, config.state_branch, config.data_dir, self.status, self.image_id
+            config.state_url,
+            config.state_branch,
+            config.data_dir,
+            self.status,
+            self.image_id,
+            secrets,
         )
         self.state_repo = self.sources.state_repo
         self.cancel = threading.Event()  # set when the daemon stops: runs end after a step
@@ -215,7 +220,7 @@ class Engine:
         with self._guard:
             driver = self._pg.get(name)
             if driver is None or driver.server != server:
-                driver = PostgresDriver(server, self.config.instance)
+                driver = PostgresDriver(server, self.config.instance, self.secrets)
                 self._pg[name] = driver
         return driver
 
@@ -653,7 +658,7 @@ class Engine:
             tier = Tier.STAGING
         site = Site(
             key=key,
-            endpoint=Endpoint.of_server(server, key.database),
+            endpoint=Endpoint.of_server(server, key.database, self.secrets),
             owner=key.role,
             volume=key.filestore_volume,
             image=project.image,

@@ -24,6 +24,8 @@ from reconciler.core.config import load_state
 from reconciler.core.desired import BranchHead, Inputs, resolve
 from reconciler.core.errors import DriverError, InvalidState, OdooOpsError, SourceError, sanitize
 from reconciler.core.model import Desired, EnvKey, Project, StateConfig
+from reconciler.core.secretrefs import host_of
+from reconciler.drivers.secrets import SecretStore
 from reconciler.engine.status import StatusStore
 from reconciler.gitops.gitsource import Credentials, GitSource
 
@@ -40,9 +42,11 @@ class Sources:
         data_dir: Path,
         status: StatusStore,
         image_id: Callable[[str], str],
+        secrets: SecretStore,
     ) -> None:
         self.state_url, self.state_branch, self.data_dir = state_url, state_branch, data_dir
         self.status = status
+        self.secrets = secrets
         self._image_id = image_id
         self.state_repo = GitSource(
             state_url, data_dir / "git", hint="--state-repo of odooops daemon"
@@ -70,7 +74,9 @@ class Sources:
         if self.last_good is not None and self.last_good.commit == head:
             return self.last_good
         try:
-            config = load_state(self.state_repo.read_tree(head), head, self.state_url)
+            config = load_state(
+                self.state_repo.read_tree(head), head, self.state_url, self.secrets.policy
+            )
         except InvalidState as exc:
             self._record_state_error(head, exc)
             fallback = self.last_good or self._previous_good()
@@ -93,20 +99,33 @@ class Sources:
         if not commit:
             return None
         try:
-            return load_state(self.state_repo.read_tree(commit), commit, self.state_url)
+            return load_state(
+                self.state_repo.read_tree(commit), commit, self.state_url, self.secrets.policy
+            )
         except OdooOpsError:
             return None
 
     # ---------------------------------------------------------------------------- apps
     def app_repo(self, project: Project) -> GitSource:
+        """The project's mirror, with credentials checked against the store on every call.
+
+        A credential is a named secret sent only to the hosts declared for it: checked here
+        before any request (a secret re-declared for other hosts since the state validated
+        holds the project), and bound to the URL's host inside ``GitSource`` so a redirect to
+        another host never receives it.
+        """
+        url = project.repo_url
+        token = self.secrets.credential(project.token, url) if project.token else None
+        key = self.secrets.credential(project.ssh_key, url) if project.ssh_key else None
+        creds = Credentials(
+            token=token,
+            ssh_key_path=self._ssh_key_path(project.name, key) if key is not None else None,
+            host=host_of(url),
+        )
         repo = self.apps.get(project.name)
-        if repo is None or repo.url != sanitize(project.repo_url):
-            creds = Credentials(
-                token=project.token.resolve() if project.token else None,
-                ssh_key_path=self._ssh_key_path(project),
-            )
+        if repo is None or repo.url != sanitize(url) or repo.credentials != creds:
             repo = GitSource(
-                project.repo_url,
+                url,
                 self.data_dir / "git",
                 creds,
                 hint=f"repository.url in projects/{project.name}.yaml",
@@ -114,19 +133,17 @@ class Sources:
             self.apps[project.name] = repo
         return repo
 
-    def _ssh_key_path(self, project: Project) -> str | None:
-        """libgit2 reads keys from files: a key given in an environment variable is written to
-        a private file in the data directory (0600), never next to the git mirrors' config."""
-        ref = project.ssh_key
-        if ref is None:
-            return None
-        if ref.file is not None:
-            return ref.file
-        path = self.data_dir / "keys" / project.name
+    def _ssh_key_path(self, project: str, key: str) -> str:
+        """libgit2 reads keys from files: the named secret is written to a private file in the
+        data directory (0600), never next to the git mirrors' config, and only when changed."""
+        path = self.data_dir / "keys" / project
+        text = key.strip() + "\n"
+        if path.exists() and path.read_text() == text:
+            return str(path)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(ref.resolve().strip() + "\n")
+            fh.write(text)
         return str(path)
 
     # ------------------------------------------------------------------------- desired

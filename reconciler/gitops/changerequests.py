@@ -24,9 +24,11 @@ brackets in subjects).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.core.errors import OdooOpsError
+from reconciler.core.secretrefs import SecretPolicy
 from reconciler.gitops import changes
 from reconciler.gitops.gitsource import Author, CommitInfo, GitSource
 
@@ -120,9 +122,15 @@ class ChangeRequest:
 
 
 class ChangeRequests:
-    def __init__(self, repo: GitSource, main: str = "main") -> None:
+    def __init__(
+        self,
+        repo: GitSource,
+        main: str = "main",
+        secrets: Callable[[], SecretPolicy] = SecretPolicy,
+    ) -> None:
         self.repo = repo
         self.main = main
+        self.secrets = secrets
 
     def list(self, fetch: bool = True) -> list[ChangeRequest]:
         if fetch:
@@ -268,7 +276,7 @@ class ChangeRequests:
         )
 
         def build(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
-            changes.validated(files, edit, self.repo.display_url)
+            changes.validated(files, edit, self.repo.display_url, self.secrets())
             approvers = "".join(f"Approved-By: {a.trailer()}\n" for a in approvals)
             return dict(edit), (
                 f"{cr.title}\n\nChange-Request: {cr.id}\nApproved-Commit: {cr.last_change}\n"

@@ -19,6 +19,7 @@ from reconciler.core.config import load_state
 from reconciler.core.errors import InvalidState, OdooOpsError
 from reconciler.core.model import EnvironmentSpec, EnvKey, Project, StateConfig
 from reconciler.core.policies import env_name_for_branch
+from reconciler.core.secretrefs import SecretPolicy
 
 VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy")
 _MESSAGE = {
@@ -164,13 +165,17 @@ def message(op: Operation, request_id: str, via: str) -> str:
 
 
 def validated(
-    files: Mapping[str, bytes], changes: Mapping[str, bytes | None], label: str
+    files: Mapping[str, bytes],
+    changes: Mapping[str, bytes | None],
+    label: str,
+    secrets: SecretPolicy | None = None,
 ) -> StateConfig:
-    """The state after ``changes``, validated as a whole; ``InvalidState`` if it would break."""
+    """The state after ``changes``, validated as a whole (with the daemon's allowlist of
+    secret references, ``secrets``); ``InvalidState`` if it would break."""
     after = {p: c for p, c in files.items() if p not in changes}
     after.update({p: c for p, c in changes.items() if c is not None})
     try:
-        return load_state(after, "pending", label)
+        return load_state(after, "pending", label, secrets)
     except InvalidState as exc:
         raise InvalidState(
             f"refused: the change would make the state invalid: {exc.message}",

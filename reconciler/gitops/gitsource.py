@@ -37,6 +37,7 @@ import pygit2
 from pygit2.enums import CredentialType, FetchPrune, FileMode, RepositoryOpenFlag
 
 from reconciler.core.errors import SourceError, sanitize
+from reconciler.core.secretrefs import host_of
 
 _MIRROR_REFSPEC = "+refs/heads/*:refs/heads/*"
 _OUTGOING = "refs/odooops/outgoing/"
@@ -52,12 +53,15 @@ class Credentials:
     ``token`` is sent over https as basic auth with ``username`` (``x-access-token`` for GitHub,
     ``oauth2`` for GitLab, the account name for Gitea). ``ssh_key_path`` is a private key file;
     its public half is read from ``<path>.pub`` when present. Without a key, ssh asks the agent.
+    ``host``, when set, is the only host the token or key is offered to: a remote that
+    redirects elsewhere is refused instead of being handed the credential.
     """
 
     token: str | None = field(default=None, repr=False)
     username: str | None = None
     ssh_key_path: str | None = None
     ssh_key_passphrase: str | None = field(default=None, repr=False)
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,12 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self, url: str, username_from_url: str | None, allowed_types: CredentialType
     ) -> pygit2.Username | pygit2.UserPass | pygit2.Keypair:
         creds = self._credentials
+        asking = host_of(url)
+        if creds.host is not None and (creds.token or creds.ssh_key_path) and asking != creds.host:
+            raise self._refused(
+                f"{asking or 'a remote without a host'} asks for the credential of "
+                f"{creds.host}; it is only ever sent to {creds.host}"
+            )
         ssh_user = username_from_url or creds.username or "git"
         answer: pygit2.Username | pygit2.UserPass | pygit2.Keypair
         if allowed_types & CredentialType.SSH_KEY and creds.ssh_key_path:
@@ -197,6 +207,11 @@ class GitSource:
     def url(self) -> str:
         """Same as ``display_url``: safe to log, print or put in a status document."""
         return self.display_url
+
+    @property
+    def credentials(self) -> Credentials:
+        """What this source authenticates with (secrets stay out of its ``repr``)."""
+        return self._credentials
 
     @property
     def mirror_path(self) -> Path:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.core.config import load_state
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import StateConfig
+from reconciler.core.secretrefs import SecretPolicy
 from reconciler.gitops import changes
 from reconciler.gitops.changerequests import PREFIX, SUBJECT_TRAILER, ChangeRequests, identity
 from reconciler.gitops.forges import Forge, ForgeError
@@ -40,16 +42,26 @@ class WriteResult:
 
 
 class StateWriter:
-    def __init__(self, repo: GitSource, branch: str = "main", forge: Forge | None = None) -> None:
+    """Commits validated writes; ``secrets`` gives the allowlist of secret references the
+    daemon applies (asked at each write: named secrets come and go in its store)."""
+
+    def __init__(
+        self,
+        repo: GitSource,
+        branch: str = "main",
+        forge: Forge | None = None,
+        secrets: Callable[[], SecretPolicy] = SecretPolicy,
+    ) -> None:
         self.repo = repo
         self.branch = branch
         self.forge = forge
+        self.secrets = secrets
 
     def current(self) -> StateConfig:
         """The state at the head of the main branch (fetched now)."""
         self.repo.fetch()
         head = self.repo.resolve(self.branch)
-        return load_state(self.repo.read_tree(head), head, self.repo.display_url)
+        return load_state(self.repo.read_tree(head), head, self.repo.display_url, self.secrets())
 
     def submit(
         self,
@@ -71,16 +83,17 @@ class StateWriter:
         """
         request_id = request_id or uuid.uuid4().hex[:12]
         caller = identity(subject, author.email)
-        requests = ChangeRequests(self.repo, self.branch)
+        requests = ChangeRequests(self.repo, self.branch, self.secrets)
+        policy = self.secrets()
         if change_request is not None:
             joined = requests.joinable(change_request, caller)
             cr_id, protected = joined.id, True
             files = self.repo.read_tree(joined.head)
-            changes.validated(files, op.apply(files), self.repo.display_url)
+            changes.validated(files, op.apply(files), self.repo.display_url, policy)
         else:
             before = self.current()
             files = self.repo.read_tree(before.commit)
-            after = changes.validated(files, op.apply(files), self.repo.display_url)
+            after = changes.validated(files, op.apply(files), self.repo.display_url, policy)
             protected = pr or bool(changes.touched_protected(before, after))
             cr_id = uuid.uuid4().hex[:12] if protected else ""
         target = PREFIX + cr_id if protected else self.branch
@@ -103,8 +116,8 @@ class StateWriter:
             edit = op.apply(head_files)
             if head_files == files:  # nobody wrote meanwhile: already validated above
                 return edit, message
-            after = changes.validated(head_files, edit, self.repo.display_url)
-            head = load_state(head_files, "head", self.repo.display_url)
+            after = changes.validated(head_files, edit, self.repo.display_url, policy)
+            head = load_state(head_files, "head", self.repo.display_url, policy)
             if not protected and changes.touched_protected(head, after):
                 raise OdooOpsError(
                     f"{op.target} became protected while this write was in flight",

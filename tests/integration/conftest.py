@@ -14,6 +14,7 @@ import docker
 import psycopg
 import pytest
 
+from tests.integration import pgadmin
 from tests.integration.containers import (  # noqa: F401 - fixtures, found by name
     no_container_outlives_the_run,
     start_container,
@@ -38,6 +39,12 @@ def docker_engine() -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> None:
+    """The shared server, reached as its admin with the password setup.sh made (exported to
+    ``PGPASSWORD`` for every client of the test run)."""
+    try:
+        pgadmin.export()
+    except pgadmin.PasswordUnavailable as exc:
+        pytest.fail(str(exc))
     try:
         psycopg.connect(
             host="127.0.0.1", user="postgres", dbname="postgres", connect_timeout=5

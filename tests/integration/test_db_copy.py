@@ -19,11 +19,14 @@ ADMIN = Endpoint("127.0.0.1", 5432, "postgres", "postgres")
 def source(postgres_server: None) -> Iterator[tuple[Endpoint, str, str]]:
     tag = secrets.token_hex(4)
     src_role, dst_role, db = f"copy_src_{tag}", f"copy_dst_{tag}", f"copy_src_{tag}"
+    password = secrets.token_hex(16)  # every login has a password: the server trusts nobody
     with ADMIN.connect() as conn:
-        conn.execute(f'CREATE ROLE "{src_role}" LOGIN')
+        conn.execute(f"CREATE ROLE \"{src_role}\" LOGIN PASSWORD '{password}'")
         conn.execute(f'CREATE ROLE "{dst_role}" LOGIN')
         conn.execute(f'CREATE DATABASE "{db}" OWNER "{src_role}"')
-    with psycopg.connect(host="127.0.0.1", user=src_role, dbname=db, autocommit=True) as c:
+    with psycopg.connect(
+        host="127.0.0.1", user=src_role, password=password, dbname=db, autocommit=True
+    ) as c:
         c.execute("CREATE TABLE res_partner (id serial PRIMARY KEY, name varchar, data bytea)")
         c.execute(
             "CREATE TABLE sale (id serial PRIMARY KEY, partner_id int REFERENCES res_partner)"

@@ -11,6 +11,7 @@ import json
 import threading
 import urllib.request
 
+import psycopg
 import pytest
 import yaml
 
@@ -140,6 +141,7 @@ def test_removing_a_staging_file_removes_the_environment_and_its_data(world: Wor
     label = {"label": f"odooops.instance={world.instance}"}
     assert world.docker.volumes.list(filters=label) == []
     assert world.engine().status.get(f"{world.project}/staging") is None
+    assert world.engine().secrets.get(f"db/{world.project}/staging") is None
 
 
 def test_removing_production_keeps_its_database_and_filestore(world: World) -> None:
@@ -157,6 +159,25 @@ def test_removing_production_keeps_its_database_and_filestore(world: World) -> N
     plan = world.engine().plan()[3]
     assert not plan.has_changes
     assert any("protected" in note for note in plan.retained)
+
+
+def test_production_declared_again_after_removal_serves_its_kept_data(world: World) -> None:
+    """Its kept database keeps the password its role has: declaring it again (a git revert,
+    the natural recovery) starts Odoo on the same data, able to log in."""
+    world.declare("production", branch="main")
+    converge(world, "production")
+    key, db = f"db/{world.project}/production", f"{world.project}__production"
+    password = world.engine().secrets.get(key)
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=db) as conn:
+        conn.execute("INSERT INTO ir_config_parameter (key, value) VALUES ('kept.marker', 'yes')")
+    world.allow_empty()
+    world.remove("production")
+    assert world.reconcile().errors == {}
+    assert world.engine().secrets.get(key) == password
+    world.declare("production", branch="main")
+    converge(world, "production")
+    marker = world.query(db, "SELECT value FROM ir_config_parameter WHERE key = 'kept.marker'")
+    assert marker == [("yes",)]
 
 
 def test_invalid_state_commit_is_rejected_and_the_last_valid_one_stays(world: World) -> None:
@@ -245,8 +266,7 @@ def test_environment_logs_merge_all_containers_and_follow_stops_on_close(world: 
 
     async def read_all() -> list[str]:
         return [
-            line
-            async for line in docker.environment_logs(key, follow=False, since=None, tail=20)
+            line async for line in docker.environment_logs(key, follow=False, since=None, tail=20)
         ]
 
     lines = asyncio.run(read_all())

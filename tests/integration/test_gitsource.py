@@ -609,6 +609,60 @@ def test_a_token_is_sent_as_basic_auth(
     assert gitlab.branches() == source.branches()
 
 
+class _Redirect(BaseHTTPRequestHandler):
+    """Answers every request with a redirect to ``server.target`` (another host)."""
+
+    server: _RedirectServer
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.server.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _RedirectServer(ThreadingHTTPServer):
+    target: str
+
+
+def test_a_token_bound_to_a_host_is_sent_there(
+    user: User, remote: Path, http_server: _GitHttpServer, tmp_path: Path
+) -> None:
+    http_server.token = TOKEN
+    url = f"http://127.0.0.1:{http_server.server_address[1]}/{remote.name}"
+    creds = Credentials(token=TOKEN, host="127.0.0.1")
+    assert source_for(url, tmp_path / "cache", credentials=creds).branches()
+    assert set(http_server.users_seen) == {"x-access-token"}
+
+
+def test_a_redirect_to_another_host_never_receives_a_bound_token(
+    user: User, remote: Path, http_server: _GitHttpServer, tmp_path: Path
+) -> None:
+    """The remote of localhost redirects to 127.0.0.1, which asks for the token: refused,
+    and 127.0.0.1 never sees an Authorization header."""
+    http_server.token = TOKEN
+    redirect = _RedirectServer(("127.0.0.1", 0), _Redirect)
+    redirect.target = f"http://127.0.0.1:{http_server.server_address[1]}"
+    thread = threading.Thread(target=redirect.serve_forever)
+    thread.start()
+    try:
+        url = f"http://localhost:{redirect.server_address[1]}/{remote.name}"
+        source = GitSource(url, tmp_path / "cache", Credentials(token=TOKEN, host="localhost"))
+        with pytest.raises(SourceError) as caught:
+            source.fetch()
+    finally:
+        redirect.shutdown()
+        redirect.server_close()
+        thread.join()
+    assert caught.value.code == "authentication_failed"
+    assert "127.0.0.1 asks for the credential of localhost" in caught.value.message
+    assert TOKEN not in caught.value.render()
+    assert http_server.users_seen == []
+
+
 def test_a_wrong_token_fails_fast_without_showing_it(
     user: User, remote: Path, http_server: _GitHttpServer, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -120,11 +121,11 @@ def bucket(s3_server: S3Server) -> Iterator[str]:
 
 @pytest.fixture
 def s3_creds(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setenv("ODOOOPS_TEST_S3_ACCESS", ACCESS_KEY)
-    monkeypatch.setenv("ODOOOPS_TEST_S3_SECRET", SECRET_KEY)
+    monkeypatch.setenv("ODOOOPS_SECRET_TEST_S3_ACCESS", ACCESS_KEY)
+    monkeypatch.setenv("ODOOOPS_SECRET_TEST_S3_SECRET", SECRET_KEY)
     return {
-        "access_key": {"env": "ODOOOPS_TEST_S3_ACCESS"},
-        "secret_key": {"env": "ODOOOPS_TEST_S3_SECRET"},
+        "access_key": {"env": "ODOOOPS_SECRET_TEST_S3_ACCESS"},
+        "secret_key": {"env": "ODOOOPS_SECRET_TEST_S3_SECRET"},
     }
 
 
@@ -231,38 +232,70 @@ def test_missing_backup_key_is_refused_before_anything_is_written(world: World) 
     assert list(world.backup_dir.rglob("*")) == []
 
 
+def send_as_odoo(world: World, env: str, starttls: bool = True) -> tuple[int, str]:
+    """Send from the environment's Odoo container through the active ir_mail_server of its
+    database, as Odoo does: STARTTLS when ``smtp_encryption`` says so (without verifying the
+    certificate, like Odoo's ``starttls``), then login. ``starttls=False`` skips it."""
+    container = world.containers()[f"odooops-{world.project}-{env}-odoo"]
+    script = (
+        "import os, smtplib, psycopg2; from email.message import EmailMessage\n"
+        "pw = open(os.environ['PASSWORD_FILE']).read().strip()\n"
+        "c = psycopg2.connect(host=os.environ['HOST'], port=os.environ['PORT'],"
+        " user=os.environ['USER'], password=pw, dbname='" + f"{world.project}__{env}" + "')\n"
+        "cur = c.cursor(); cur.execute('SELECT smtp_host, smtp_port, smtp_user, smtp_pass,"
+        " smtp_encryption FROM ir_mail_server WHERE active ORDER BY sequence LIMIT 1')\n"
+        "host, port, user, password, encryption = cur.fetchone()\n"
+        "m = EmailMessage(); m['From'] = 'shop@acme.example'; m['To'] = 'client@example.com'\n"
+        "m['Subject'] = 'Your order S00042'; m.set_content('Thank you for your order.')\n"
+        "s = smtplib.SMTP(host, port, timeout=10)\n"
+        f"if encryption == 'starttls' and {starttls}: s.starttls()\n"
+        "s.login(user, password); s.send_message(m); s.quit()\n"
+    )
+    code, output = container.exec_run(["python3", "-c", script])
+    return code, output.decode()
+
+
 def test_staging_mail_is_caught_per_environment(world: World) -> None:
-    """What staging's Odoo sends through its configured server lands in the catcher."""
+    """What staging's Odoo sends through its configured server (STARTTLS, then AUTH) lands in
+    the catcher, listening on the Docker bridge gateway the container reaches."""
     port = free_port()
-    set_platform(world, mail_catcher={"listen": "0.0.0.0", "port": port})
+    set_platform(world, mail_catcher={"port": port})
     world.declare("staging", branch="release/v1")
     converge(world, "staging")
     data = world.engine().data
     data.start_mail_catcher()
     try:
-        container = world.containers()[f"odooops-{world.project}-staging-odoo"]
-        # Send as Odoo would: through the active ir_mail_server of the database.
-        script = (
-            "import os, smtplib, psycopg2; from email.message import EmailMessage\n"
-            "pw = open(os.environ['PASSWORD_FILE']).read().strip()\n"
-            "c = psycopg2.connect(host=os.environ['HOST'], port=os.environ['PORT'],"
-            " user=os.environ['USER'], password=pw, dbname='" + f"{world.project}__staging" + "')\n"
-            "cur = c.cursor(); cur.execute('SELECT smtp_host, smtp_port, smtp_user, smtp_pass"
-            " FROM ir_mail_server WHERE active ORDER BY sequence LIMIT 1')\n"
-            "host, port, user, password = cur.fetchone()\n"
-            "m = EmailMessage(); m['From'] = 'shop@acme.example'; m['To'] = 'client@example.com'\n"
-            "m['Subject'] = 'Your order S00042'; m.set_content('Thank you for your order.')\n"
-            "s = smtplib.SMTP(host, port, timeout=10); s.login(user, password)\n"
-            "s.send_message(m); s.quit()\n"
-        )
-        code, output = container.exec_run(["python3", "-c", script])
-        assert code == 0, output.decode()
+        code, output = send_as_odoo(world, "staging")
+        assert code == 0, output
         key = EnvKey(world.project, "staging")
         items = data.mail_list(key, 10, None)
         assert [m["subject"] for m in items] == ["Your order S00042"]
         message = data.mail_get(key, items[0]["id"])
         assert "Thank you for your order." in message["text"]
         assert data.mail_list(EnvKey(world.project, "other"), 10, None) == []
+        refused, output = send_as_odoo(world, "staging", starttls=False)
+        assert refused != 0 and "AUTH extension not supported" in output
+        assert len(data.mail_list(key, 10, None)) == 1
+    finally:
+        data.stop_mail_catcher()
+
+
+def test_the_catcher_listens_on_loopback_and_the_bridge_gateway_only(world: World) -> None:
+    """Not on every interface: the addresses of its settings' default, and nothing else."""
+    port = free_port()
+    set_platform(world, mail_catcher={"port": port})
+    world.reconcile()
+    data = world.engine().data
+    data.start_mail_catcher()
+    try:
+        gateway = world.engine().docker.host_gateway()
+        listening = subprocess.run(
+            ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout
+        local = sorted(line.split()[3] for line in listening.splitlines())
+        assert local == sorted([f"127.0.0.1:{port}", f"{gateway}:{port}"])
+        key_file = world.data_dir / "mail-tls" / "mail-catcher.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
     finally:
         data.stop_mail_catcher()
 

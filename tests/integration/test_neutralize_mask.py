@@ -376,7 +376,8 @@ def rows(conn: Conn, query: str, params: Any = None) -> list[tuple[Any, ...]]:
 
 
 def test_mail_servers_are_replaced_by_the_one_catcher(production: Conn) -> None:
-    """Production servers go inactive; the only active server is the catcher, with its login."""
+    """Production servers go inactive; the only active server is the catcher, with its login,
+    reached with STARTTLS (the catcher takes no AUTH in clear)."""
     neutralize(production, CATCHER)
     active = rows(
         production,
@@ -384,7 +385,7 @@ def test_mail_servers_are_replaced_by_the_one_catcher(production: Conn) -> None:
         " smtp_authentication, from_filter FROM ir_mail_server WHERE active",
     )
     assert active == [
-        (CATCHER_NAME, "mailcatcher.internal", 2525, "catcher", "catcher-password", "none",
+        (CATCHER_NAME, "mailcatcher.internal", 2525, "catcher", "catcher-password", "starttls",
          "login", None),
     ]  # fmt: skip
     assert one(production, "SELECT count(*) FROM ir_mail_server WHERE NOT active") == 2

@@ -22,8 +22,10 @@ import docker
 import psycopg
 import yaml
 
+from reconciler.core.secretrefs import SecretPolicy
 from reconciler.drivers.secrets import SecretStore
 from reconciler.engine.engine import Engine, EngineConfig, PassResult
+from tests.integration import pgadmin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GIT_ENV = {
@@ -136,6 +138,10 @@ class World:
         self.images = images
         self.port_base = port_base
         self.data_dir = root / "data"
+        # The world's own secrets directory: its daemons allow {file: ...} only in there.
+        self.secrets_dir = root / "secrets"
+        self.secrets_dir.mkdir(mode=0o700, parents=True)
+        self.secret_policy = SecretPolicy(secrets_dir=str(self.secrets_dir))
         (root / "remotes").mkdir(parents=True)
         self.app_remote = root / "remotes" / "app.git"
         self.state_remote = root / "remotes" / "state.git"
@@ -173,13 +179,16 @@ class World:
         platform = yaml.safe_load((REPO_ROOT / "state-repo-template" / "odooops.yaml").read_text())
         platform["runtime"]["port_range"] = {"start": self.port_base, "end": self.port_base + 19}
         platform["dev_database"]["image"] = self.images["ODOOOPS_FIXTURE_POSTGRES_IMAGE"]
-        self.backup_key_file = self.root / "backup.key"
+        # The template names the machine's /etc/odooops/secrets/pg-admin; a world's daemon
+        # reads the same password from the variable the postgres_server fixture exports.
+        platform["database_servers"]["shared"]["admin_password"] = {"env": pgadmin.ENV_REF}
+        self.backup_key_file = self.secrets_dir / "backup.key"
         self.backup_key_file.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
         self.backup_dir = self.root / "backups"
         self.backup_dir.mkdir(mode=0o700)
         with socket.socket() as probe:  # the catcher of a daemon under test: a free port
             probe.bind(("127.0.0.1", 0))
-            platform["mail_catcher"] = {"listen": "0.0.0.0", "port": probe.getsockname()[1]}
+            platform["mail_catcher"] = {"port": probe.getsockname()[1]}
         platform["backups"] = {
             "storage": self.backup_dir.as_uri(),
             "encryption_key": {"file": str(self.backup_key_file)},
@@ -222,7 +231,7 @@ class World:
         return self._engine
 
     def new_engine(self, **config: Any) -> Engine:
-        store = SecretStore(self.data_dir / "secrets.enc", self.key)
+        store = SecretStore(self.data_dir / "secrets.enc", self.key, self.secret_policy)
         settings: dict[str, Any] = {"health_timeout": 90, "health_interval": 1, **config}
         cfg = EngineConfig(
             state_url=f"file://{self.state_remote}",
@@ -238,7 +247,13 @@ class World:
         return self.engine().reconcile()
 
     def cli_env(self) -> dict[str, str]:
-        return {**os.environ, "ODOOOPS_MASTER_KEY": base64.b64encode(self.key).decode()}
+        """What an ``odooops`` subprocess of this world runs with: its master key and its
+        secrets directory (the default of ``--secrets-dir``)."""
+        return {
+            **os.environ,
+            "ODOOOPS_MASTER_KEY": base64.b64encode(self.key).decode(),
+            "ODOOOPS_SECRETS_DIR": str(self.secrets_dir),
+        }
 
     # ------------------------------------------------------------------------ teardown
     def cleanup(self) -> None:

@@ -294,16 +294,23 @@ def test_a_bad_key_is_refused_naming_its_source_but_not_its_value(case: str, tex
     assert "base64.b64encode(os.urandom(32))" in error.remediation
 
 
-def test_a_key_is_resolved_from_an_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ODOOOPS_TEST_BACKUP_KEY", RAW.hex())
-    assert BackupKey.from_ref(SecretRef(env="ODOOOPS_TEST_BACKUP_KEY")) == BackupKey.of(RAW)
+def test_a_key_is_read_through_the_resolver_of_its_reference() -> None:
+    seen: list[SecretRef] = []
+
+    def resolve(ref: SecretRef) -> str:
+        seen.append(ref)
+        return RAW.hex()
+
+    ref = SecretRef(env="ODOOOPS_SECRET_BACKUP_KEY")
+    assert BackupKey.from_ref(ref, resolve) == BackupKey.of(RAW)
+    assert seen == [ref]
 
 
 def test_a_bad_key_in_a_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "backup.key"
     path.write_text("too-short\n")
     with pytest.raises(BackupError, match=str(path)) as info:
-        BackupKey.from_ref(SecretRef(file=str(path)))
+        BackupKey.from_ref(SecretRef(file=str(path)), lambda ref: path.read_text())
     assert "too-short" not in info.value.render()
 
 

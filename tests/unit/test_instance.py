@@ -13,6 +13,7 @@ import pytest
 from reconciler.core.model import InvalidInstance, check_instance
 from reconciler.drivers.docker import DockerDriver
 from reconciler.drivers.postgres import PostgresDriver
+from reconciler.drivers.secrets import SecretStore
 from tests.factories import SERVER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,12 +35,12 @@ def test_anything_else_is_refused_with_a_structured_error(name: str) -> None:
     assert "--instance" in info.value.remediation
 
 
-def test_the_drivers_refuse_it_before_they_label_anything() -> None:
+def test_the_drivers_refuse_it_before_they_label_anything(tmp_path: Path) -> None:
     """No connection is tried: the Docker socket named here does not exist."""
     with pytest.raises(InvalidInstance):
         DockerDriver("a,b", base_url="unix:///nonexistent/docker.sock")
     with pytest.raises(InvalidInstance):
-        PostgresDriver(SERVER, "x=y")
+        PostgresDriver(SERVER, "x=y", SecretStore(tmp_path / "secrets.enc", bytes(32)))
 
 
 @pytest.mark.parametrize("how", ["flag", "environment"])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
 import socket
+import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -14,6 +16,8 @@ import pytest
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey
 from reconciler.data.mailcatcher import (
+    CERT_FILE,
+    KEY_FILE,
     MAX_MESSAGE_BYTES,
     MAX_RECIPIENTS,
     MailCatcher,
@@ -21,6 +25,7 @@ from reconciler.data.mailcatcher import (
     MailStore,
     credentials_for,
     env_for_login,
+    tls_context,
 )
 
 SECRET = b"s" * 32
@@ -35,8 +40,26 @@ def store(tmp_path: Path) -> MailStore:
 
 
 @pytest.fixture
-def catcher(store: MailStore) -> Iterator[MailCatcher]:
-    running = MailCatcher(store, SECRET, host=LOOPBACK, port=0)
+def tls_dir(tmp_path: Path) -> Path:
+    return tmp_path / "mail-tls"
+
+
+@pytest.fixture
+def tls(tls_dir: Path) -> ssl.SSLContext:
+    return tls_context(tls_dir)
+
+
+@pytest.fixture
+def client_tls(tls_dir: Path, tls: ssl.SSLContext) -> ssl.SSLContext:
+    """A client that trusts exactly the catcher's certificate (its name, not the address)."""
+    context = ssl.create_default_context(cafile=str(tls_dir / CERT_FILE))
+    context.check_hostname = False
+    return context
+
+
+@pytest.fixture
+def catcher(store: MailStore, tls: ssl.SSLContext) -> Iterator[MailCatcher]:
+    running = MailCatcher(store, SECRET, tls, hosts=(LOOPBACK,), port=0)
     running.start()
     try:
         yield running
@@ -55,8 +78,15 @@ def message(subject: str = "Your invoice", to: str = "customer@example.com") -> 
     return msg
 
 
+def secured(port: int) -> smtplib.SMTP:
+    """A client connected and past STARTTLS (unverified, as Odoo's ``starttls``)."""
+    client = smtplib.SMTP(LOOPBACK, port, timeout=5)
+    client.starttls()
+    return client
+
+
 def send(port: int, creds: MailCredentials, msg: EmailMessage) -> None:
-    with smtplib.SMTP(LOOPBACK, port, timeout=5) as client:
+    with secured(port) as client:
         client.login(creds.user, creds.password)
         client.send_message(msg)
 
@@ -119,7 +149,7 @@ def test_mail_without_auth_is_refused_and_nothing_is_stored(
 ) -> None:
     """MAIL FROM before AUTH answers 530."""
     with (
-        smtplib.SMTP(LOOPBACK, catcher.port, timeout=5) as client,
+        secured(catcher.port) as client,
         pytest.raises(smtplib.SMTPSenderRefused) as info,
     ):
         client.send_message(message())
@@ -150,7 +180,7 @@ def test_recipients_beyond_the_bound_are_refused(catcher: MailCatcher, store: Ma
     """The extra recipient gets 452; the message goes to the first MAX_RECIPIENTS."""
     rcpts = [f"u{i}@example.com" for i in range(MAX_RECIPIENTS + 1)]
     creds = credentials_for(SECRET, STAGING)
-    with smtplib.SMTP(LOOPBACK, catcher.port, timeout=5) as client:
+    with secured(catcher.port) as client:
         client.login(creds.user, creds.password)
         refused = client.sendmail("shop@acme.example", rcpts, message().as_bytes())
     assert refused == {rcpts[-1]: (452, b"4.5.3 Too many recipients")}
@@ -161,7 +191,7 @@ def test_recipients_beyond_the_bound_are_refused(catcher: MailCatcher, store: Ma
 def test_oversized_mail_is_refused_up_front(catcher: MailCatcher) -> None:
     """The size limit is advertised and a declared larger SIZE is refused with 552."""
     creds = credentials_for(SECRET, STAGING)
-    with smtplib.SMTP(LOOPBACK, catcher.port, timeout=5) as client:
+    with secured(catcher.port) as client:
         client.login(creds.user, creds.password)
         assert client.esmtp_features["size"] == str(MAX_MESSAGE_BYTES)
         code, _ = client.mail("shop@acme.example", [f"SIZE={MAX_MESSAGE_BYTES + 1}"])
@@ -258,25 +288,25 @@ def test_purge_forgets_one_environment_only(store: MailStore) -> None:
     assert store.purge(STAGING) == 0
 
 
-def test_busy_port_is_a_structured_error(store: MailStore) -> None:
+def test_busy_port_is_a_structured_error(store: MailStore, tmp_path: Path) -> None:
     """The remediation names the setting and the command that shows who holds the port."""
     with socket.create_server((LOOPBACK, 0)) as holder:
         port = holder.getsockname()[1]
         with pytest.raises(OdooOpsError) as info:
-            MailCatcher(store, SECRET, host=LOOPBACK, port=port).start()
+            MailCatcher(store, SECRET, tls_context(tmp_path), hosts=(LOOPBACK,), port=port).start()
     assert info.value.code == "mail_catcher_port_busy"
     assert "mail_catcher.port" in info.value.remediation
     assert f"ss -ltnp 'sport = :{port}'" in info.value.remediation
 
 
-def test_stop_releases_the_port(store: MailStore) -> None:
+def test_stop_releases_the_port(store: MailStore, tls: ssl.SSLContext) -> None:
     """A second catcher can bind the same port right after stop()."""
-    first = MailCatcher(store, SECRET, host=LOOPBACK, port=0)
+    first = MailCatcher(store, SECRET, tls, hosts=(LOOPBACK,), port=0)
     first.start()
     port = first.port
     send(port, credentials_for(SECRET, STAGING), message())
     first.stop()
-    second = MailCatcher(store, SECRET, host=LOOPBACK, port=port)
+    second = MailCatcher(store, SECRET, tls, hosts=(LOOPBACK,), port=port)
     second.start()
     try:
         assert second.port == port
@@ -284,3 +314,64 @@ def test_stop_releases_the_port(store: MailStore) -> None:
     finally:
         second.stop()
     assert len(store.list(STAGING)) == 2
+
+
+# ------------------------------------------------------------------------------- STARTTLS
+
+
+def test_auth_is_neither_offered_nor_accepted_before_starttls(
+    catcher: MailCatcher, store: MailStore
+) -> None:
+    """In clear: STARTTLS is offered, AUTH is not, and AUTH or MAIL answer 530."""
+    creds = credentials_for(SECRET, STAGING)
+    with smtplib.SMTP(LOOPBACK, catcher.port, timeout=5) as client:
+        client.ehlo()
+        assert "starttls" in client.esmtp_features
+        assert "auth" not in client.esmtp_features
+        code, text = client.docmd("AUTH", "PLAIN " + _plain(creds))
+        assert code == 530 and b"STARTTLS" in text
+        code, _ = client.docmd("MAIL", "FROM:<shop@acme.example>")
+        assert code == 530
+    assert store.list(STAGING) == []
+
+
+def test_after_starttls_auth_is_offered_with_the_daemon_s_certificate(
+    catcher: MailCatcher, client_tls: ssl.SSLContext
+) -> None:
+    """The certificate verifies against the one kept in the data directory."""
+    with smtplib.SMTP(LOOPBACK, catcher.port, timeout=5) as client:
+        client.starttls(context=client_tls)
+        client.ehlo()
+        assert "PLAIN" in client.esmtp_features["auth"]
+        peer = client.sock.getpeercert()  # type: ignore[union-attr]
+    assert peer is not None and ("DNS", "odooops-mail") in peer["subjectAltName"]
+
+
+def test_the_certificate_is_made_once_and_its_key_is_private(tls_dir: Path) -> None:
+    tls_context(tls_dir)
+    cert = (tls_dir / CERT_FILE).read_bytes()
+    key = tls_dir / KEY_FILE
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert tls_dir.stat().st_mode & 0o777 == 0o700
+    tls_context(tls_dir)
+    assert (tls_dir / CERT_FILE).read_bytes() == cert
+
+
+def test_one_catcher_listens_on_each_address_and_on_the_same_port(
+    store: MailStore, tls: ssl.SSLContext
+) -> None:
+    """Port 0: the first address picks a free port, the others take the same one."""
+    running = MailCatcher(store, SECRET, tls, hosts=(LOOPBACK, "127.0.0.2"), port=0)
+    running.start()
+    try:
+        port = running.port
+        assert running.addresses == (f"127.0.0.1:{port}", f"127.0.0.2:{port}")
+        for host in (LOOPBACK, "127.0.0.2"):
+            with smtplib.SMTP(host, port, timeout=5) as client:
+                assert client.ehlo()[0] == 250
+    finally:
+        running.stop()
+
+
+def _plain(creds: MailCredentials) -> str:
+    return base64.b64encode(f"\0{creds.user}\0{creds.password}".encode()).decode()

@@ -176,8 +176,8 @@ def test_two_rules_for_one_table_refine_it_in_order() -> None:
 
 def test_the_salt_reference_is_kept_for_the_daemon_to_resolve() -> None:
     """salt: {env: NAME} becomes a SecretRef; the value is never read here."""
-    rules = load_rules({"version": 1, "salt": {"env": "ODOOOPS_MASK_SALT"}})
-    assert rules.salt == SecretRef(env="ODOOOPS_MASK_SALT")
+    rules = load_rules({"version": 1, "salt": {"env": "ODOOOPS_SECRET_MASK_SALT"}})
+    assert rules.salt == SecretRef(env="ODOOOPS_SECRET_MASK_SALT")
 
 
 @pytest.mark.parametrize("table", ["res_partner; DROP TABLE res_users", "ResPartner", "1abc"])
@@ -205,7 +205,7 @@ def test_the_documented_example_is_valid() -> None:
     """Every option at once, as the schema's descriptions show them."""
     example = {
         "version": 1,
-        "salt": {"env": "ODOOOPS_MASK_SALT"},
+        "salt": {"env": "ODOOOPS_SECRET_MASK_SALT"},
         "keep_defaults": True,
         "rules": [
             {

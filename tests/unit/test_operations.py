@@ -28,6 +28,16 @@ class Host:
     def desired(self) -> Desired:
         return Desired("c" * 40, self.wants)
 
+    def journal(self) -> Any:
+        return None  # no data move starts in these tests
+
+    def database_replaced(self, key: object, initialised: bool) -> None:
+        raise AssertionError("no data move swaps anything in these tests")
+
+    @property
+    def instance(self) -> str:
+        return "unit"
+
 
 def test_a_protected_export_takes_the_operation_lock_and_never_runs_mid_restore(
     tmp_path: Path,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 
 import pytest
 
-from reconciler.core.errors import SecretsError
+from reconciler.core.errors import OdooOpsError, SecretsError
+from reconciler.core.model import SecretRef
+from reconciler.core.secretrefs import SecretPolicy
 from reconciler.drivers.secrets import SecretStore, load_master_key, write_new_key
 
 KEY = bytes(range(32))
@@ -21,10 +24,9 @@ def test_secrets_survive_a_restart_and_are_not_stored_in_clear(tmp_path: Path) -
     assert (tmp_path / "s.enc").stat().st_mode & 0o777 == 0o600
 
 
-def test_generated_secrets_are_letters_and_digits_only() -> None:
+def test_generated_secrets_are_letters_and_digits_only(tmp_path: Path) -> None:
     """A leading '-' would be taken for an option by the official Odoo entrypoint."""
-    store = SecretStore(Path("/nonexistent/never-written"), KEY)
-    store._write = lambda: None  # type: ignore[method-assign]
+    store = SecretStore(tmp_path / "s.enc", KEY)
     values = [store.get_or_create(f"k{i}") for i in range(200)]
     assert all(v.isalnum() and len(v) == 32 for v in values)
 
@@ -61,3 +63,145 @@ def test_init_key_refuses_to_overwrite(tmp_path: Path) -> None:
     write_new_key(tmp_path / "k")
     with pytest.raises(FileExistsError):
         write_new_key(tmp_path / "k")
+
+
+# ------------------------------------------------------------------------- named secrets
+
+
+def store_in(tmp_path: Path) -> SecretStore:
+    """A store whose secrets directory is ``tmp_path/secrets`` (made, 0700)."""
+    (tmp_path / "secrets").mkdir(mode=0o700, exist_ok=True)
+    policy = SecretPolicy(secrets_dir=str(tmp_path / "secrets"))
+    return SecretStore(tmp_path / "s.enc", KEY, policy)
+
+
+def test_a_named_secret_is_listed_with_its_hosts_never_its_value(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    store.set_named("acme-git", "ghp_t0ken", ("GitHub.com.", "10.0.0.7"))
+    assert store.named() == {"acme-git": ("10.0.0.7", "github.com")}
+    assert b"ghp_t0ken" not in (tmp_path / "s.enc").read_bytes()
+    assert store.resolve(SecretRef(secret="acme-git")) == "ghp_t0ken"
+    assert store.policy.named == {"acme-git": ("10.0.0.7", "github.com")}
+
+
+def test_two_processes_sharing_the_store_never_lose_each_other_s_entries(tmp_path: Path) -> None:
+    """The daemon holds the store open while ``odooops secret set`` writes to it."""
+    daemon, cli = store_in(tmp_path), store_in(tmp_path)
+    password = daemon.get_or_create("db/acme/prod")
+    cli.set_named("acme-git", "ghp_t0ken", ("github.com",))
+    assert daemon.named() == {"acme-git": ("github.com",)}
+    daemon.get_or_create("db/acme/staging")
+    reopened = store_in(tmp_path)
+    assert reopened.get("db/acme/prod") == password
+    assert reopened.get("db/acme/staging") is not None
+    assert reopened.resolve(SecretRef(secret="acme-git")) == "ghp_t0ken"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "hosts"),
+    [
+        ("db/acme/prod", "x", ()),
+        ("", "x", ()),
+        ("acme-git", "", ()),
+        ("acme-git", "x", ("not a host",)),
+        ("acme-git", "x", ("https://github.com",)),
+    ],
+)
+def test_a_bad_name_host_or_empty_value_is_refused_and_nothing_stored(
+    tmp_path: Path, name: str, value: str, hosts: tuple[str, ...]
+) -> None:
+    store = store_in(tmp_path)
+    with pytest.raises(OdooOpsError) as info:
+        store.set_named(name, value, hosts)
+    assert info.value.code == "usage"
+    assert info.value.remediation.startswith(("odooops secret set", "printf"))
+    assert not (tmp_path / "s.enc").exists()
+
+
+def test_the_daemon_s_own_entries_cannot_be_resolved_by_name(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    store.get_or_create("db/acme/prod")
+    with pytest.raises(SecretsError) as info:
+        store.resolve(SecretRef(secret="db/acme/prod"))
+    assert info.value.code == "secret_ref_forbidden"
+
+
+def test_an_unknown_named_secret_says_how_to_set_it(tmp_path: Path) -> None:
+    with pytest.raises(SecretsError) as info:
+        store_in(tmp_path).resolve(SecretRef(secret="acme-git"))
+    assert info.value.code == "secret_unknown"
+    assert info.value.remediation.startswith("odooops secret set acme-git")
+
+
+def test_variables_are_read_only_with_the_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Applied again at use: a reference validated under another policy is still refused."""
+    monkeypatch.setenv("ODOOOPS_SECRET_S3", "key-id")
+    monkeypatch.setenv("ODOOOPS_MASTER_KEY", base64.b64encode(KEY).decode())
+    store = store_in(tmp_path)
+    assert store.resolve(SecretRef(env="ODOOOPS_SECRET_S3")) == "key-id"
+    with pytest.raises(SecretsError) as info:
+        store.resolve(SecretRef(env="ODOOOPS_MASTER_KEY"))
+    assert info.value.code == "secret_ref_forbidden"
+    assert base64.b64encode(KEY).decode() not in info.value.render()
+
+
+def test_files_are_read_only_inside_the_secrets_directory(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    (tmp_path / "secrets" / "pg-admin").write_text("pw\n")
+    (tmp_path / "api.key").write_text("signing-key")
+    assert store.resolve(SecretRef(file=str(tmp_path / "secrets" / "pg-admin"))) == "pw"
+    for path in (tmp_path / "api.key", tmp_path / "secrets" / ".." / "api.key"):
+        with pytest.raises(SecretsError) as info:
+            store.resolve(SecretRef(file=str(path)))
+        assert info.value.code == "secret_ref_forbidden"
+
+
+def test_a_symlink_out_of_the_secrets_directory_is_not_followed(tmp_path: Path) -> None:
+    """The path is inside, the file it reaches is not: refused on the real path."""
+    store = store_in(tmp_path)
+    (tmp_path / "master.key").write_text("the-master-key")
+    os.symlink(tmp_path / "master.key", tmp_path / "secrets" / "innocent")
+    with pytest.raises(SecretsError) as info:
+        store.resolve(SecretRef(file=str(tmp_path / "secrets" / "innocent")))
+    assert info.value.code == "secret_ref_forbidden"
+    assert "symlink" in info.value.message
+    assert "the-master-key" not in info.value.render()
+
+
+def test_a_symlink_inside_the_secrets_directory_is_followed(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    (tmp_path / "secrets" / "pg-admin.v2").write_text("pw2")
+    os.symlink("pg-admin.v2", tmp_path / "secrets" / "pg-admin")
+    assert store.resolve(SecretRef(file=str(tmp_path / "secrets" / "pg-admin"))) == "pw2"
+
+
+@pytest.mark.parametrize(
+    ("ref", "url", "code"),
+    [
+        (SecretRef(secret="acme-git"), "https://github.com/acme/x.git", None),
+        (SecretRef(secret="acme-git"), "git@github.com:acme/x.git", None),
+        (
+            SecretRef(secret="acme-git"),
+            "https://evil.example/acme/x.git",
+            "credential_host_forbidden",
+        ),
+        (SecretRef(secret="acme-git"), "file:///srv/x.git", "credential_host_forbidden"),
+        (SecretRef(secret="other"), "https://github.com/acme/x.git", "secret_unknown"),
+        (SecretRef(env="ODOOOPS_SECRET_GIT"), "https://github.com/x.git", "secret_ref_forbidden"),
+    ],
+)
+def test_a_repository_credential_is_given_only_for_its_declared_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ref: SecretRef, url: str, code: str | None
+) -> None:
+    monkeypatch.setenv("ODOOOPS_SECRET_GIT", "env-token")
+    store = store_in(tmp_path)
+    store.set_named("acme-git", "ghp_t0ken", ("github.com",))
+    if code is None:
+        assert store.credential(ref, url) == "ghp_t0ken"
+        return
+    with pytest.raises(SecretsError) as info:
+        store.credential(ref, url)
+    assert info.value.code == code
+    assert "ghp_t0ken" not in info.value.render() and "env-token" not in info.value.render()

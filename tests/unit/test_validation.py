@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 
 from reconciler.core import validation
 from reconciler.core.errors import InvalidState, Location, Problem
+from reconciler.core.secretrefs import SecretPolicy
 from reconciler.core.validation import (
     SCHEMA_DIR,
     Document,
@@ -34,7 +35,7 @@ database_servers:
     port: 5432
     container_host: host-gateway
     admin_user: postgres
-    admin_password: {env: ODOOOPS_PG_ADMIN_PASSWORD}
+    admin_password: {env: ODOOOPS_SECRET_PG_ADMIN}
 dev_database:
   image: postgres:15
 ingress:
@@ -70,7 +71,7 @@ protected_tiers: [production]
 PROJECT = """\
 repository:
   url: https://github.com/acme/odoo-addons.git
-  token: {env: ACME_GIT_TOKEN}
+  token: {secret: acme-git}
 odoo:
   version: "19.0"
   image: odoo:19.0
@@ -100,7 +101,7 @@ VALID: dict[str, str] = {
     "projects/beta.yaml": """\
 repository:
   url: git@github.com:acme/beta.git
-  ssh_key: {file: /etc/odooops/beta_deploy_key}
+  ssh_key: {secret: beta-deploy-key}
 odoo: {version: "19.0", image: "registry.example.com:5000/odoo:19.0"}
 addons_paths: [addons, vendor/oca]
 modules: []
@@ -412,7 +413,7 @@ def test_one_invalid_state_error_carries_every_problem_with_a_summary() -> None:
         ),
         (
             "odooops.yaml",
-            PLATFORM.replace("{env: ODOOOPS_PG_ADMIN_PASSWORD}", "{vault: pg}"),
+            PLATFORM.replace("{env: ODOOOPS_SECRET_PG_ADMIN}", "{vault: pg}"),
             12,
             22,
             "database_servers.shared.admin_password.vault",
@@ -763,16 +764,138 @@ def test_a_database_server_key_must_be_a_name() -> None:
 
 # -------------------------------------------------------------------------- secret references
 
-SECRET_LINE = "    admin_password: {env: ODOOOPS_PG_ADMIN_PASSWORD}"
+SECRET_LINE = "    admin_password: {env: ODOOOPS_SECRET_PG_ADMIN}"
 
 
 def with_password(value: str) -> dict[str, str]:
     return {"odooops.yaml": PLATFORM.replace(SECRET_LINE, f"    admin_password: {value}")}
 
 
-@pytest.mark.parametrize("value", ["{env: PG_PASSWORD}", "{file: /run/secrets/pg}", "{env: _X1}"])
-def test_a_secret_reference_names_one_env_variable_or_one_file(value: str) -> None:
+@pytest.mark.parametrize(
+    "value",
+    ["{secret: pg-admin}", "{env: ODOOOPS_SECRET_PG}", "{file: /etc/odooops/secrets/pg-admin}"],
+)
+def test_a_secret_reference_names_a_stored_secret_a_prefixed_variable_or_a_secrets_file(
+    value: str,
+) -> None:
     assert problems_of(with_password(value)) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("{env: ODOOOPS_MASTER_KEY}", "only variables starting with ODOOOPS_SECRET_"),
+        ("{env: PGPASSWORD}", "only variables starting with ODOOOPS_SECRET_"),
+        ("{env: ODOOOPS_SECRET_}", "only variables starting with ODOOOPS_SECRET_"),
+        ("{file: /var/lib/odooops/api.key}", "only files under /etc/odooops/secrets"),
+        ("{file: /etc/odooops/backup.key}", "only files under /etc/odooops/secrets"),
+        ("{file: /etc/odooops/secrets/../backup.key}", "only files under /etc/odooops/secrets"),
+        ("{file: /etc/odooops/secrets/./pg}", "only files under /etc/odooops/secrets"),
+        ("{file: /etc/odooops/secrets}", "only files under /etc/odooops/secrets"),
+        ("{file: /etc/odooops/secretsx/pg}", "only files under /etc/odooops/secrets"),
+    ],
+)
+def test_a_reference_outside_the_allowlist_is_refused_naming_the_rule(
+    value: str, rule: str
+) -> None:
+    """The daemon's own keys (master key, API key, backup key) cannot be named by a state."""
+    problem = only(problems_of(with_password(value)), "secret_ref_forbidden")
+    assert where(problem) == ("odooops.yaml", 12, 21)
+    assert problem.message.startswith("database_servers.shared.admin_password: ")
+    assert rule in problem.message
+    assert problem.remediation.endswith("(at odooops.yaml line 12), then run: odooops validate .")
+
+
+def test_the_store_s_own_entries_cannot_be_named() -> None:
+    """``db/...`` and ``mail/...`` are the daemon's: a name has no ``/``."""
+    problem = only(problems_of(with_password("{secret: db/acme/prod}")), "invalid_value")
+    assert problem.message.startswith("database_servers.shared.admin_password.secret must be")
+
+
+def test_the_allowlist_is_an_input_of_validation() -> None:
+    """Another prefix and directory (the daemon's flags) allow exactly those instead."""
+    policy = SecretPolicy(env_prefix="ACME_", secrets_dir="/run/secrets")
+    files = state(with_password("{env: ACME_PG}"))
+    assert validate_state(files, policy=policy)
+    assert validate_state(state(with_password("{file: /run/secrets/pg}")), policy=policy)
+    with pytest.raises(InvalidState) as info:
+        validate_state(state(with_password("{env: ODOOOPS_SECRET_PG}")), policy=policy)
+    assert [p.code for p in info.value.problems] == ["secret_ref_forbidden"]
+
+
+KNOWN = SecretPolicy(named={"acme-git": ("github.com",), "beta-deploy-key": ("github.com",)})
+
+
+def test_every_secret_reference_of_the_schemas_is_checked() -> None:
+    """``SECRET_REF_PATHS`` lists every use of ``secret_ref`` in ``schemas/``."""
+
+    def walk(node: Any, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        if isinstance(node, dict):
+            if node.get("$ref") == "common.schema.json#/$defs/secret_ref":
+                yield path
+            for key, value in node.items():
+                if key == "properties":
+                    for name, sub in value.items():
+                        yield from walk(sub, (*path, name))
+                elif key == "additionalProperties":
+                    yield from walk(value, (*path, "*"))
+                elif key not in ("$defs",):
+                    yield from walk(value, path)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item, path)
+
+    found = {
+        name: tuple(walk(json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text()), ()))
+        for name in validation.SCHEMA_NAMES
+    }
+    declared = {name: tuple(paths) for name, paths in validation.SECRET_REF_PATHS.items()}
+    assert {k: sorted(v) for k, v in found.items() if v} == {
+        k: sorted(v) for k, v in declared.items()
+    }
+
+
+def test_a_repository_credential_must_be_a_named_secret() -> None:
+    text = PROJECT.replace("{secret: acme-git}", "{env: ODOOOPS_SECRET_GIT}")
+    problem = only(problems_of({"projects/acme.yaml": text}), "secret_ref_forbidden")
+    assert problem.location.key == "repository.token"
+    assert "must be a named secret" in problem.message
+    assert problem.remediation.startswith("odooops secret set NAME --host github.com")
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("https://github.com/acme/odoo-addons.git", None),
+        ("https://GitHub.com./acme/odoo-addons.git", None),
+        ("git@github.com:acme/odoo-addons.git", None),
+        ("ssh://git@github.com:2222/acme/odoo-addons.git", None),
+        ("https://evil.example/acme/odoo-addons.git", "credential_host_forbidden"),
+        ("https://github.com.evil.example/x.git", "credential_host_forbidden"),
+        ("git@127.0.0.1:acme/x.git", "credential_host_forbidden"),
+        ("file:///srv/git/x.git", "credential_host_forbidden"),
+    ],
+)
+def test_a_repository_credential_goes_only_to_the_hosts_declared_for_it(
+    url: str, code: str | None
+) -> None:
+    text = PROJECT.replace("https://github.com/acme/odoo-addons.git", url)
+    files = state({"projects/acme.yaml": text})
+    if code is None:
+        assert validate_state(files, policy=KNOWN)
+        return
+    with pytest.raises(InvalidState) as info:
+        validate_state(files, policy=KNOWN)
+    assert [(p.code, p.location.key) for p in info.value.problems] == [(code, "repository.token")]
+
+
+def test_a_named_secret_missing_from_the_store_is_refused() -> None:
+    text = PROJECT.replace("{secret: acme-git}", "{secret: acme-gti}")
+    with pytest.raises(InvalidState) as info:
+        validate_state(state({"projects/acme.yaml": text}), policy=KNOWN)
+    (problem,) = info.value.problems
+    assert problem.code == "secret_unknown"
+    assert problem.remediation.startswith("odooops secret set acme-gti [--host HOST]")
 
 
 @pytest.mark.parametrize(
@@ -782,15 +905,17 @@ def test_a_secret_reference_names_one_env_variable_or_one_file(value: str) -> No
             "{env: PG, file: /pg}",
             "invalid_value",
             21,
-            "database_servers.shared.admin_password must be a secret reference, {env: NAME} or "
-            "{file: /path}, with exactly one of the two keys, got a mapping with 2 key(s)",
+            "database_servers.shared.admin_password must be a secret reference, {secret: NAME}, "
+            "{env: NAME} or {file: /path}, with exactly one of the three keys, got a mapping "
+            "with 2 key(s)",
         ),
         (
             "{}",
             "invalid_value",
             21,
-            "database_servers.shared.admin_password must be a secret reference, {env: NAME} or "
-            "{file: /path}, with exactly one of the two keys, got a mapping with 0 key(s)",
+            "database_servers.shared.admin_password must be a secret reference, {secret: NAME}, "
+            "{env: NAME} or {file: /path}, with exactly one of the three keys, got a mapping "
+            "with 0 key(s)",
         ),
         (
             "{file: relative/pg}",
@@ -810,15 +935,15 @@ def test_a_secret_reference_names_one_env_variable_or_one_file(value: str) -> No
             "hunter2",
             "wrong_type",
             21,
-            "database_servers.shared.admin_password must be a secret reference, {env: NAME} or "
-            "{file: /path}, with exactly one of the two keys, got a string",
+            "database_servers.shared.admin_password must be a secret reference, {secret: NAME}, "
+            "{env: NAME} or {file: /path}, with exactly one of the three keys, got a string",
         ),
         (
             "123456",
             "wrong_type",
             21,
-            "database_servers.shared.admin_password must be a secret reference, {env: NAME} or "
-            "{file: /path}, with exactly one of the two keys, got a number",
+            "database_servers.shared.admin_password must be a secret reference, {secret: NAME}, "
+            "{env: NAME} or {file: /path}, with exactly one of the three keys, got a number",
         ),
     ],
 )
@@ -832,7 +957,7 @@ def test_a_malformed_secret_reference_is_refused_without_echoing_it(
 
 def test_an_inline_secret_is_never_echoed_and_must_move_out_of_git() -> None:
     changes = {
-        "projects/acme.yaml": PROJECT.replace("{env: ACME_GIT_TOKEN}", "ghp_S3cr3tT0ken"),
+        "projects/acme.yaml": PROJECT.replace("{secret: acme-git}", "ghp_S3cr3tT0ken"),
         **with_password("'correct horse battery staple'"),
     }
     with pytest.raises(InvalidState) as info:
@@ -843,8 +968,9 @@ def test_an_inline_secret_is_never_echoed_and_must_move_out_of_git() -> None:
     token = next(p for p in info.value.problems if p.location.key == "repository.token")
     assert token.code == "wrong_type"
     assert token.remediation.startswith(
-        "move the secret out of git: write `token: {env: NAME}` or `token: {file: /path}` at "
-        "projects/acme.yaml line 3, and rotate the secret if it was pushed"
+        "move the secret out of git: store it with `odooops secret set NAME` and write "
+        "`token: {secret: NAME}` at projects/acme.yaml line 3, and rotate the secret if it was "
+        "pushed"
     )
 
 
@@ -870,6 +996,7 @@ def test_credentials_in_a_repository_url_are_refused_and_masked() -> None:
 )
 def test_repository_urls_of_every_documented_kind_are_accepted(url: str) -> None:
     text = PROJECT.replace("https://github.com/acme/odoo-addons.git", url)
+    text = text.replace("  token: {secret: acme-git}\n", "")
     assert problems_of({"projects/acme.yaml": text}) == []
 
 
@@ -1346,3 +1473,29 @@ def test_a_refused_branch_is_quoted_with_its_invisible_characters_escaped() -> N
 def test_no_pattern_takes_a_trailing_newline(path: str, text: str) -> None:
     """JSON Schema's ``$`` is the end of the text; Python's also matched before a newline."""
     assert only(problems_of({path: text}), "invalid_value").location.file == path
+
+
+# ------------------------------------------------------------------------------ mail catcher
+
+
+@pytest.mark.parametrize(
+    ("listen", "addresses"),
+    [
+        (None, ("127.0.0.1", "host-gateway")),
+        ("172.17.0.1", ("172.17.0.1",)),
+        ("[127.0.0.1, host-gateway, 10.0.0.5]", ("127.0.0.1", "host-gateway", "10.0.0.5")),
+    ],
+)
+def test_the_mail_catcher_listens_on_loopback_and_the_gateway_unless_told(
+    listen: str | None, addresses: tuple[str, ...]
+) -> None:
+    from reconciler.core.config import load_state
+
+    section = "" if listen is None else f"mail_catcher:\n  listen: {listen}\n"
+    config = load_state(state({"odooops.yaml": PLATFORM + section}), "c")
+    assert config.platform.mail_catcher.listen == addresses
+
+
+def test_the_mail_catcher_needs_an_address() -> None:
+    problems = problems_of({"odooops.yaml": PLATFORM + "mail_catcher:\n  listen: []\n"})
+    assert [p.location.key for p in problems] == ["mail_catcher.listen"]

@@ -124,10 +124,10 @@ class BackupKey:
         return cls.of(key)
 
     @classmethod
-    def from_ref(cls, ref: SecretRef) -> BackupKey:
-        """Resolve a ``{env: ...}`` or ``{file: ...}`` reference and parse the key in it."""
-        source = f"environment variable {ref.env}" if ref.env is not None else f"file {ref.file}"
-        return cls.from_text(ref.resolve(), source)
+    def from_ref(cls, ref: SecretRef, resolve: Callable[[SecretRef], str]) -> BackupKey:
+        """Resolve a secret reference (with the secret store's ``resolve``) and parse the key
+        in it."""
+        return cls.from_text(resolve(ref), str(ref))
 
 
 def generate_key_text() -> str:

@@ -117,7 +117,8 @@ def open_storage(
             "the S3 backup URL holds credentials; they belong in backups.s3 instead",
             code="backup_url_invalid",
             remediation="remove them from the URL and set backups.s3.access_key and "
-            "backups.s3.secret_key (as {env: NAME} or {file: PATH}) in odooops.yaml",
+            "backups.s3.secret_key (as {secret: NAME}, {env: ODOOOPS_SECRET_...} or "
+            "{file: /etc/odooops/secrets/...}) in odooops.yaml",
         )
     if parts.query or parts.fragment:
         raise BackupError(
@@ -565,7 +566,8 @@ class S3Storage:
             return BackupStorageError(
                 f"cannot {action} in {where}: no S3 credentials are configured",
                 remediation="set backups.s3.access_key and backups.s3.secret_key "
-                f"(as {{env: NAME}} or {{file: PATH}}) in odooops.yaml, then try: {listing}",
+                "(as {secret: NAME}, {env: ODOOOPS_SECRET_...} or {file: "
+                f"/etc/odooops/secrets/...}}) in odooops.yaml, then try: {listing}",
             )
         return BackupStorageError(
             f"cannot {action} in {where}: {exc}",

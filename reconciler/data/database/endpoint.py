@@ -22,6 +22,7 @@ import psycopg
 
 from reconciler.core.errors import DriverError
 from reconciler.core.model import DatabaseServer
+from reconciler.drivers.secrets import SecretStore
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,10 @@ class Endpoint:
     )
 
     @classmethod
-    def of_server(cls, server: DatabaseServer, dbname: str) -> Endpoint:
+    def of_server(cls, server: DatabaseServer, dbname: str, secrets: SecretStore) -> Endpoint:
         """A database on a shared server, reached as the server's admin role."""
-        password = server.admin_password.resolve() if server.admin_password else None
+        ref = server.admin_password
+        password = secrets.resolve(ref) if ref is not None else None
         return cls(server.host, server.port, server.admin_user, dbname, password, server.name)
 
     def with_db(self, dbname: str) -> Endpoint:

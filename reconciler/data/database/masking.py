@@ -693,8 +693,8 @@ def mask(conn: psycopg.Connection[Any], rules: MaskingRules, salt: str) -> MaskR
             "masking needs a salt: without one, anybody could confirm a guessed e-mail address"
             " by hashing it",
             code="masking_salt_missing",
-            remediation="set salt: {env: ODOOOPS_MASK_SALT} in masking.yaml and export"
-            " ODOOOPS_MASK_SALT=$(openssl rand -hex 32) for the daemon",
+            remediation="set salt: {env: ODOOOPS_SECRET_MASK_SALT} in masking.yaml and export"
+            " ODOOOPS_SECRET_MASK_SALT=$(openssl rand -hex 32) for the daemon",
         )
     started = time.monotonic()
     params: dict[str, Any] = {"key": _key(salt)}

@@ -92,7 +92,9 @@ _LICENCE_KEYS = (
 
 @dataclass(frozen=True)
 class MailTarget:
-    """The SMTP server that receives every e-mail of a neutralised copy (the mail catcher)."""
+    """The SMTP server that receives every e-mail of a neutralised copy (the mail catcher),
+    reached with STARTTLS (``smtp_encryption = 'starttls'``, Odoo's TLS without certificate
+    verification: the catcher's certificate is self-signed)."""
 
     host: str
     port: int
@@ -238,13 +240,15 @@ def _mail_servers(cur: psycopg.Cursor[Any], catalog: _Catalog, mail: MailTarget 
     cur.execute("UPDATE ir_mail_server SET active = false WHERE active")
     if mail is None:
         name, host, port, user, password = _DUMMY_NAME, _DUMMY_HOST, _DUMMY_PORT, "", ""
+        encryption = "none"
     else:
         name, host, port = CATCHER_NAME, mail.host, mail.port
         user, password = mail.user, mail.password
+        encryption = "starttls"  # the catcher offers AUTH only once the session is encrypted
     optional = {
         "smtp_user": user or None,
         "smtp_pass": password or None,
-        "smtp_encryption": "none",
+        "smtp_encryption": encryption,
         "smtp_authentication": "login",
         "from_filter": None,
     }

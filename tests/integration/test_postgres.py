@@ -1,0 +1,69 @@
+"""The shared-server driver against the real PostgreSQL: roles follow the secret store."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from reconciler.core.model import DatabaseServer, EnvKey, SecretRef
+from reconciler.core.secretrefs import SecretPolicy
+from reconciler.drivers.postgres import PostgresDriver
+from reconciler.drivers.secrets import SecretStore
+from tests.integration import pgadmin
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def driver(tmp_path: Path, postgres_server: None) -> Iterator[PostgresDriver]:
+    """A driver of a throw-away instance, reaching the server as its admin through the
+    secret reference a state would use; its roles and databases are dropped afterwards."""
+    server = DatabaseServer(
+        "shared", "127.0.0.1", 5432, "host-gateway", "postgres", SecretRef(env=pgadmin.ENV_REF)
+    )
+    store = SecretStore(tmp_path / "secrets.enc", secrets.token_bytes(32), SecretPolicy())
+    pg = PostgresDriver(server, "t" + secrets.token_hex(4), store)
+    yield pg
+    for key in pg.observe():
+        pg.drop(key)
+
+
+def login(key: EnvKey, password: str) -> bool:
+    try:
+        psycopg.connect(
+            host="127.0.0.1", user=key.role, password=password, dbname=key.database
+        ).close()
+    except psycopg.OperationalError as exc:
+        assert "password authentication failed" in str(exc)
+        return False
+    return True
+
+
+def test_ensure_role_gives_a_kept_role_the_store_s_password(driver: PostgresDriver) -> None:
+    """A kept database's role with another password (one an older daemon made) logs in with
+    the store's password afterwards, and with the old one no more."""
+    key = EnvKey("p" + secrets.token_hex(3), "production")
+    driver.create(key, "old-password-1", protected=True)
+    assert login(key, "old-password-1")
+    assert driver.ensure_role(key, "store-password-2") is True
+    assert login(key, "store-password-2")
+    assert not login(key, "old-password-1")
+    assert driver.ensure_role(key, "store-password-2") is True  # idempotent
+    assert login(key, "store-password-2")
+
+
+def test_ensure_role_creates_a_missing_role_without_privileges(driver: PostgresDriver) -> None:
+    key = EnvKey("p" + secrets.token_hex(3), "staging")
+    assert driver.ensure_role(key, "store-password") is False
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
+        row = conn.execute(
+            "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles "
+            "WHERE rolname = %s",
+            [key.role],
+        ).fetchone()
+    assert row == (True, False, False, False)
+    assert key in driver.observe()  # labelled: pruned with its environment
