@@ -695,8 +695,19 @@ class Engine:
             )
 
     def recover(self) -> list[str]:
-        """At start-up: finish or roll back every open journal (a crash mid-swap)."""
-        return self.data.recover()
+        """At start-up: finish or roll back every open journal (a crash mid-swap).
+
+        Recovery needs the state (where each server is); when it cannot be loaded yet, each
+        environment's run recovers its own journal first, before anything else touches it.
+        """
+        if not self.ledger.entries():
+            return []
+        try:
+            self.load_state(fetch=True)
+            return self.data.recover()
+        except OdooOpsError as exc:
+            log.error("start-up recovery deferred to the environments' runs: %s", exc.render())
+            return []
 
 
 def observed_environment(
