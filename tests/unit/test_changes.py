@@ -137,6 +137,53 @@ def test_an_ambiguous_name_is_a_clear_error() -> None:
         changes.resolve_name("qa", ["acme", "shop"])
 
 
+TWO_PROJECTS = ["acme", "shop"]
+KNOWN = [
+    EnvKey("acme", "production"),
+    EnvKey("acme", "staging"),
+    EnvKey("shop", "production"),
+    EnvKey("acme", "feature-crm-reports"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "context", "key"),
+    [
+        ("acme/staging", None, EnvKey("acme", "staging")),
+        ("shop/production", None, EnvKey("shop", "production")),
+        ("staging", None, EnvKey("acme", "staging")),
+        ("feature/crm-reports", None, EnvKey("acme", "feature-crm-reports")),
+        ("acme/feature/crm-reports", None, EnvKey("acme", "feature-crm-reports")),
+        ("staging", "acme", EnvKey("acme", "staging")),
+        ("production", "shop", EnvKey("shop", "production")),
+        ("acme/staging", "acme", EnvKey("acme", "staging")),
+        ("shop/production", "acme", EnvKey("shop", "production")),
+    ],
+    ids=lambda v: str(v),
+)
+def test_full_names_always_and_bare_names_where_unambiguous(
+    name: str, context: str | None, key: EnvKey
+) -> None:
+    """PROJECT/ENV works everywhere; a bare name needs one project, one owner or a context."""
+    assert changes.resolve_name(name, TWO_PROJECTS, KNOWN, project=context) == key
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("production", "acme/production, shop/production"),
+        ("qa", "acme/qa, shop/qa"),
+        ("acme/", "not an environment name"),
+        ("acme/qa;rm", "not an environment name"),
+        ("acme/QA", "not an environment name"),
+    ],
+)
+def test_a_name_that_is_ambiguous_or_malformed_says_what_to_type(name: str, says: str) -> None:
+    with pytest.raises(UnknownEnvironment) as caught:
+        changes.resolve_name(name, TWO_PROJECTS, KNOWN)
+    assert says in caught.value.message
+
+
 def test_commit_message_is_conventional_and_carries_the_request_id() -> None:
     text = changes.message(Operation("deploy", QA, {"branch": "release/v2"}), "r-1", "cli")
     assert text.splitlines()[0] == "feat(deploy): deploy release/v2 to acme/qa"

@@ -56,12 +56,17 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         return EnvKey(str(request.path_params["project"]), str(request.path_params["env"]))
 
     def sibling(request: Request, name: object, field: str) -> EnvKey:
+        """The other environment of a copy or restore: ``staging`` or ``acme/staging``, of the
+        same project (data moves within one project)."""
+        project = key_of(request).project
+        if isinstance(name, str) and name.startswith(f"{project}/"):
+            name = name[len(project) + 1 :]
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise InvalidRequest(
-                f"{field} must be an environment name of the same project",
-                remediation=f'send {{"{field}": "staging"}}',
+                f"{field} must be an environment of project {project}: ENV or {project}/ENV",
+                remediation=f'send {{"{field}": "staging"}} or {{"{field}": "{project}/staging"}}',
             )
-        return EnvKey(key_of(request).project, name)
+        return EnvKey(project, name)
 
     def protected(key: EnvKey) -> bool:
         config = state()
