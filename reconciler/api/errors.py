@@ -14,6 +14,7 @@ from reconciler.core.errors import OdooOpsError
 
 HTTP_STATUS = {
     "invalid_request": 400,
+    "invalid_name": 400,
     "unauthenticated": 401,
     "token_expired": 401,
     "forbidden": 403,

@@ -40,6 +40,12 @@ class EnvironmentExists(OdooOpsError):
     code = "environment_exists"
 
 
+class InvalidName(OdooOpsError):
+    """A name that cannot be an environment's (it would reach a path, a container name)."""
+
+    code = "invalid_name"
+
+
 @dataclass(frozen=True)
 class Operation:
     verb: str
@@ -120,16 +126,16 @@ def resolve_name(
 ) -> EnvKey:
     """The one reading of an environment name, for every command and the API.
 
-    ``acme/qa`` is always that; ``acme/feature/crm-reports`` is ``acme/feature-crm-reports``.
-    A bare ``qa`` (or a branch such as ``feature/crm-reports``) belongs to ``project`` when the
-    context gives one (``--to`` of a copy: the source's project), else to the only project,
-    else to the only project that has an environment of that name among ``environments``;
-    otherwise it is ambiguous and the error lists the full names to choose from.
+    ``acme/qa`` is always that. A bare ``qa`` (or a branch such as ``feature/crm-reports``)
+    belongs to ``project`` when the context gives one (``--to`` of a copy: the source's
+    project), else to the only project, else to the only project that has an environment of
+    that name among ``environments``; otherwise it is ambiguous and the error lists the full
+    names to choose from. A malformed name is refused, never rewritten into another one.
     """
     known = sorted(set(projects))
     head, sep, tail = name.partition("/")
     if sep and head in known:
-        key = EnvKey(head, env_name_for_branch(tail) if "/" in tail else tail)
+        key = EnvKey(head, tail)
     else:
         env = env_name_for_branch(name) if sep else name
         if project is not None:
@@ -148,9 +154,9 @@ def resolve_name(
             )
         key = EnvKey(owners[0], env)
     if not (_NAME.fullmatch(key.project) and _NAME.fullmatch(key.env)):
-        raise UnknownEnvironment(
+        raise InvalidName(
             f"{name!r} is not an environment name: PROJECT/ENV, each of lowercase letters, "
-            "digits and hyphens",
+            "digits and hyphens, starting with a letter (at most 32 characters)",
             remediation="odooops env list",
         )
     return key
