@@ -73,9 +73,15 @@ class Action:
 
 @dataclass(frozen=True)
 class Plan:
+    """The ordered actions, and what gets no action and why: data kept of protected
+    environments (``retained``), declared environments that cannot be resolved now (``held``),
+    and branches whose environment is past its TTL (``expired``: none is made, a live one is
+    removed), so a branch never silently goes without an environment."""
+
     actions: tuple[Action, ...] = ()
     retained: tuple[str, ...] = ()
     held: Mapping[EnvKey, str] = field(default_factory=dict)
+    expired: Mapping[EnvKey, str] = field(default_factory=dict)
 
     @property
     def has_changes(self) -> bool:
@@ -99,6 +105,8 @@ class Plan:
             lines.append(f"  = kept: {note}")
         for key, why in sorted(self.held.items()):
             lines.append(f"  ! held: {key}: {why}")
+        for key, why in sorted(self.expired.items()):
+            lines.append(f"  x no environment: {key}: {why}")
         creates = sum(1 for a in self.actions if a.symbol == "+")
         changes = sum(1 for a in self.actions if a.symbol in ("~", "-/+"))
         removes = sum(1 for a in self.actions if a.symbol == "-")
@@ -131,7 +139,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
             removal, kept = _prune(have, desired.expired.get(key, "no longer declared"))
             actions.extend(removal)
             retained.extend(kept)
-    return Plan(tuple(actions), tuple(retained), dict(desired.held))
+    return Plan(tuple(actions), tuple(retained), dict(desired.held), dict(desired.expired))
 
 
 def _empty_state_guard(desired: Desired, observed: Observed) -> frozenset[EnvKey]:
