@@ -133,7 +133,7 @@ def request_id_param(request: Request) -> str:
     if not REQUEST_ID.fullmatch(value):
         raise InvalidRequest(
             "a change request id is 1 to 64 letters, digits, '-' or '_'",
-            remediation="odooops requests list",
+            remediation="odooops requests list --state-repo URL",
         )
     return value
 

@@ -101,7 +101,8 @@ class SecretRef:
             if value is None:
                 raise SecretsError(
                     f"environment variable {self.env} is not set",
-                    remediation=f"export {self.env}=... before starting: odooops daemon",
+                    remediation=f"export {self.env}=... before starting: odooops daemon "
+                    "--state-repo URL",
                 )
             return value
         if self.file is not None:

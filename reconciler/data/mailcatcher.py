@@ -567,7 +567,7 @@ class MailCatcher:
                 f"the mail catcher cannot listen on {_endpoint(self._host, self._port)}: "
                 f"{exc.strerror or exc}",
                 code="mail_catcher_listen_failed",
-                remediation="set mail_catcher.host and mail_catcher.port in odooops.yaml to an "
+                remediation="set mail_catcher.listen and mail_catcher.port in odooops.yaml to an "
                 "address of this host and a free port",
             ) from exc
 

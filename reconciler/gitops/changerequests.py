@@ -102,7 +102,8 @@ class ChangeRequests:
         if who.email.lower() == cr.author_email.lower():
             raise ChangeRequestRefused(
                 f"{who.email} wrote change request {cr.id} and cannot approve it",
-                remediation="ask another person: odooops requests approve " + cr.id,
+                remediation=f"ask another person: odooops requests approve {cr.id} "
+                "--state-repo URL",
             )
         self._event(
             cr, who, f"chore(review): approve {cr.id}", f"Approved-By: {who.name} <{who.email}>"
@@ -124,7 +125,8 @@ class ChangeRequests:
         ):
             raise ChangeRequestRefused(
                 f"change request {cr.id} needs an approval by someone other than its author",
-                remediation=f"odooops requests approve {cr.id} (as another person)",
+                remediation=f"odooops requests approve {cr.id} --state-repo URL (as another "
+                "person)",
             )
         base = self.repo.merge_base(self.main, cr.head) or cr.head
         edit = self.repo.changed_files(base, cr.head)

@@ -207,8 +207,8 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
                     if size > MAX_IMPORT_BYTES:
                         raise InvalidRequest(
                             "the dump is larger than 64 GiB",
-                            remediation="import it from the daemon's host: "
-                            "odooops --state-repo ... db import",
+                            remediation="import the database alone (a pg_dump -Fc file, "
+                            "without the filestore): odooops db import ENV FILE.dump",
                         )
                     out.write(chunk)
             if size == 0:

@@ -368,7 +368,7 @@ def _skip_reason(step: _Step, catalog: _Catalog) -> str | None:
 
 
 def _failure(
-    conn: psycopg.Connection[Any], what: str, exc: psycopg.Error, code: str
+    conn: psycopg.Connection[Any], what: str, exc: psycopg.Error, *, code: str
 ) -> DriverError:
     """A structured error without the server's DETAIL line, which may quote row values."""
     info = conn.info
@@ -415,7 +415,7 @@ def neutralize(conn: psycopg.Connection[Any], mail: MailTarget | None) -> Neutra
                 step.run(cur, catalog, mail)
                 applied.append(step.name)
     except psycopg.Error as exc:
-        raise _failure(conn, step_name, exc, "neutralize_failed") from exc
+        raise _failure(conn, step_name, exc, code="neutralize_failed") from exc
     return NeutralizeReport(tuple(applied), tuple(skipped))
 
 
@@ -470,4 +470,6 @@ def reidentify(conn: psycopg.Connection[Any]) -> None:
                 "DELETE FROM ir_config_parameter WHERE key = ANY(%s)", (list(_LICENCE_KEYS),)
             )
     except psycopg.Error as exc:
-        raise _failure(conn, "giving the copy a new identity", exc, "reidentify_failed") from exc
+        raise _failure(
+            conn, "giving the copy a new identity", exc, code="reidentify_failed"
+        ) from exc
