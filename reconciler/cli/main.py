@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
             )
 
     v = sub.add_parser("validate", help="check a state repository working tree (exit 0/1)")
-    v.add_argument("path", nargs="?", default=".", type=Path)
+    v.add_argument("path", nargs="?", default=".", help="a checkout (default: here)")
     v.add_argument("-o", "--output", choices=["table", "json"], default="table")
     v.set_defaults(func=cmd_validate)
 
@@ -166,7 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     _write_commands(sub)
 
     lg = sub.add_parser("login", help="store the API URL and a token for the CLI (mode 0600)")
-    lg.add_argument("--api", default="http://127.0.0.1:8089")
+    lg.add_argument(
+        "--api",
+        default=os.environ.get("ODOOOPS_API", "http://127.0.0.1:8089"),
+        help="the daemon's API (default: $ODOOOPS_API, else http://127.0.0.1:8089)",
+    )
     lg.add_argument("--token", required=True)
     lg.set_defaults(func=cmd_login)
     rq = sub.add_parser("requests", help="change requests for protected environments")
@@ -309,12 +313,19 @@ def _write_commands(sub: Any) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from reconciler.core import validation
 
-    root: Path = args.path
+    raw: str = args.path
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://|[^/\s]+@[^/\s]+:", raw):
+        raise OdooOpsError(
+            f"{raw} is a repository URL: validate reads the files of a checkout",
+            code="usage",
+            remediation=f"git clone {raw} state && odooops validate state",
+        )
+    root = Path(raw)
     if not root.is_dir():
         raise OdooOpsError(
-            f"{root} is not a directory",
+            f"{root} is not a directory: validate reads the files of a state repository checkout",
             code="usage",
-            remediation="odooops validate PATH-TO-STATE-REPO-CHECKOUT",
+            remediation="git clone STATE-REPO-URL state && odooops validate state",
         )
     files = {
         p.relative_to(root).as_posix(): p.read_bytes()
@@ -714,7 +725,7 @@ def cmd_write(args: argparse.Namespace) -> int:
             raise OdooOpsError(
                 "--wait follows the daemon's status: it needs the API",
                 code="usage",
-                remediation="odooops login, then drop --state-repo",
+                remediation="odooops login --api URL --token TOKEN, then drop --state-repo",
             )
         writer = _state_repo(args)
         state = writer.current()
@@ -857,7 +868,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     login = Login(args.api.rstrip("/"), args.token)
     client = ApiClient(login)
     try:
-        client.get("/ready")
+        client.get("/daemon")  # answered once the token is good, valid state or not
     finally:
         client.close()
     save_login(login)
