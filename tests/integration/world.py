@@ -8,6 +8,7 @@ teardown removes everything labelled with its instance.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -245,37 +246,9 @@ class World:
         for engine in self._engines:
             engine.close()
         client = self.docker
-        label = {"label": f"odooops.instance={self.instance}"}
-        for c in client.containers.list(all=True, filters=label):
-            c.remove(force=True, v=True)
-        for v in client.volumes.list(filters=label):
-            v.remove(force=True)
-        for n in client.networks.list(filters=label):
-            n.remove()
+        remove_instance(client, self.instance)
         for image in client.images.list(filters={"label": f"odooops.project={self.project}"}):
             client.images.remove(image.id, force=True)
-        with psycopg.connect(
-            host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
-        ) as conn:
-            rows = conn.execute(
-                "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') "
-                "LIKE %s",
-                [f'%"odooops.instance": "{self.instance}"%'],
-            ).fetchall()
-            for (name,) in rows:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            scratch = conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'odooops\\_tmp\\_%' "
-                "OR datname LIKE 'odooops\\_rtest\\_%' OR datname LIKE 'odooops\\_old\\_%'"
-            ).fetchall()
-            for (name,) in scratch:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            roles = conn.execute(
-                "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE %s",
-                [f'%"odooops.instance": "{self.instance}"%'],
-            ).fetchall()
-            for (name,) in roles:
-                conn.execute(f'DROP ROLE IF EXISTS "{name}"')
         client.close()
 
     # ------------------------------------------------------------------------- looking
@@ -298,6 +271,41 @@ class World:
     def query(self, database: str, sql: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(host="127.0.0.1", user="postgres", dbname=database) as conn:
             return conn.execute(sql).fetchall()
+
+
+def remove_instance(client: docker.DockerClient, instance: str) -> None:
+    """Remove everything a daemon instance made: containers with their anonymous volumes,
+    volumes, networks, the databases and roles that carry its label, and the scratch
+    databases of its copies, restores and restore tests (named after its databases, so
+    another test's operations in flight are never touched)."""
+    label = {"label": f"odooops.instance={instance}"}
+    for c in client.containers.list(all=True, filters=label):
+        c.remove(force=True, v=True)
+    for v in client.volumes.list(filters=label):
+        v.remove(force=True)
+    for n in client.networks.list(filters=label):
+        n.remove()
+    with psycopg.connect(
+        host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE %s",
+            [f'%"odooops.instance": "{instance}"%'],
+        ).fetchall()
+        ours = [name for (name,) in rows]
+        scratch = [
+            f"odooops_{kind}_{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+            for name in ours
+            for kind in ("tmp", "old", "rtest")
+        ]
+        for name in ours + scratch:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        roles = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE %s",
+            [f'%"odooops.instance": "{instance}"%'],
+        ).fetchall()
+        for (name,) in roles:
+            conn.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
 def run_and_remove(client: docker.DockerClient, image: str, **kwargs: Any) -> bytes:
