@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
 import urllib.request
 
 import pytest
@@ -15,7 +16,7 @@ import yaml
 from reconciler.core.errors import DriverError
 from reconciler.core.planner import Kind
 from reconciler.engine.status import Health, Sync
-from tests.integration.world import World
+from tests.integration.world import GIT_ENV, World, git
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +117,28 @@ def test_feature_branch_gets_an_ephemeral_environment_and_loses_it_when_deleted(
     label = {"label": f"odooops.instance={world.instance}"}
     assert client.volumes.list(filters=label) == []
     assert client.networks.list(filters=label) == []
+
+
+def test_a_branch_past_its_ttl_gets_no_environment_and_status_and_plan_say_why(
+    world: World,
+) -> None:
+    """An old pushed feature branch is not silently ignored: the pass records why."""
+    old = "2020-01-02T03:04:05+00:00"
+    who = ["-c", "user.name=Ann", "-c", "user.email=ann@acme.example"]
+    subprocess.run(
+        ["git", *who, "commit", "-q", "--allow-empty", "-m", "old work"],
+        cwd=world.app.dir,
+        env={**GIT_ENV, "GIT_AUTHOR_DATE": old, "GIT_COMMITTER_DATE": old},
+        check=True,
+    )
+    git("push", "-q", "origin", "HEAD:refs/heads/feature/old", cwd=world.app.dir)
+    result = world.reconcile()
+    assert result.errors == {}
+    assert world.containers() == {}
+    why = world.engine().status.daemon.expired[f"{world.project}/feature-old"]
+    assert "feature/old" in why and "ttl" in why
+    the_plan = world.engine().plan()[3]
+    assert f"no environment: {world.project}/feature-old: {why}" in the_plan.render()
 
 
 def test_removing_a_staging_file_removes_the_environment_and_its_data(world: World) -> None:
