@@ -272,7 +272,7 @@ class BenchPlane:
     def change_requests(self) -> ChangeRequests:
         raise not_benchmarked("change_requests")
 
-    def shell(self, key: EnvKey, kind: str) -> Terminal:
+    def shell(self, key: EnvKey, kind: str, tty: bool = True) -> Terminal:
         raise not_benchmarked("shell")
 
     def record_session(self, entry: Mapping[str, str]) -> None:

@@ -9,6 +9,10 @@
 # imported; the two fixtures are `docker build`s FROM it. Each tag is a hash of
 # its inputs, so a rerun with unchanged inputs builds nothing. Consumers use the
 # hashed tags written to build/images.env (`:latest` is only a convenience).
+#
+# Output: a progress line per image built (none when nothing changed) and build/images.env on
+# stdout; what mmdebstrap and docker say goes to the log ($ODOOOPS_SETUP_LOG, by default
+# build/setup.log), whose last lines are shown when a build fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +35,17 @@ RECIPE=(
   '--customize-hook=mkdir -p "$1/var/lib/odoo" && chown 101:101 "$1/var/lib/odoo"'
 )
 
+LOG=${ODOOOPS_SETUP_LOG:-$OUT_DIR/setup.log}
 log() { printf 'build-images: %s\n' "$*" >&2; }
+# Run a command with its output in the log only; a failure shows the log's tail.
+quiet() {
+  printf '\n$ %s\n' "$*" >>"$LOG"
+  if ! "$@" >>"$LOG" 2>&1; then
+    log "failed: $*; the last lines of $LOG:"
+    tail -n 25 "$LOG" | sed 's/^/  | /' >&2
+    exit 1
+  fi
+}
 
 # Hash of a tree: sorted relative paths with their contents; caches are not inputs.
 tree_hash() {
@@ -43,34 +57,39 @@ tree_hash() {
 ensure_mmdebstrap() {
   command -v mmdebstrap >/dev/null 2>&1 && return
   log "installing mmdebstrap"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q mmdebstrap >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null && apt-get install -y -q mmdebstrap >/dev/null; }
+  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a NEEDRESTART_SUSPEND=1
+  apt-get install -y -q mmdebstrap >>"$LOG" 2>&1 \
+    || { quiet apt-get update -q && quiet apt-get install -y -q mmdebstrap; }
 }
 
 build_base() {
   local tag=$1 packages
   packages="$(grep -v '^\s*#' "$IMAGES/base-packages.txt" | tr -s ' \n' ',' | sed 's/^,//; s/,$//')"
   ensure_mmdebstrap
-  log "bootstrapping $tag ($packages)"
+  log "bootstrapping $tag from Debian $SUITE (a few minutes, once)"
+  quiet bootstrap "$tag" "$packages"
+}
+
+bootstrap() {
   # stdin is closed on purpose: mmdebstrap reads sources from a non-tty stdin.
-  mmdebstrap --quiet "${RECIPE[@]}" --include="$packages" "$SUITE" - "${SOURCES[@]}" </dev/null \
+  mmdebstrap --quiet "${RECIPE[@]}" --include="$2" "$SUITE" - "${SOURCES[@]}" </dev/null \
     | docker import \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
         --change 'CMD ["bash"]' \
-        - "$tag" >&2
+        - "$1"
 }
 
 build_fixture() {
   local tag=$1 dir=$2 base=$3
   log "building $tag"
-  # The legacy builder: this engine has no BuildKit/buildx. Build output goes to stderr.
-  DOCKER_BUILDKIT=0 docker build --build-arg "BASE_IMAGE=$base" -t "$tag" "$dir" >&2
+  # The legacy builder: this engine has no BuildKit/buildx (its deprecation notice and the
+  # build output go to the log).
+  quiet env DOCKER_BUILDKIT=0 docker build --build-arg "BASE_IMAGE=$base" -t "$tag" "$dir"
 }
 
 main() {
-  mkdir -p "$OUT_DIR"
+  mkdir -p "$OUT_DIR" "$(dirname "$LOG")"
   # Concurrent runs (parallel test sessions) wait for each other instead of racing.
   exec 9>"$OUT_DIR/.build-images.lock"
   flock 9
@@ -88,9 +107,9 @@ main() {
   pg="odooops-fixture/postgres:$pg_hash"
   have_image "$pg" || build_fixture "$pg" "$IMAGES/postgres" "$base"
 
-  docker tag "$base" odooops-fixture/base:latest
-  docker tag "$odoo" odooops-fixture/odoo-standin:latest
-  docker tag "$pg" odooops-fixture/postgres:latest
+  quiet docker tag "$base" odooops-fixture/base:latest
+  quiet docker tag "$odoo" odooops-fixture/odoo-standin:latest
+  quiet docker tag "$pg" odooops-fixture/postgres:latest
 
   printf '%s\n' "ODOOOPS_FIXTURE_ODOO_IMAGE=$odoo" "ODOOOPS_FIXTURE_POSTGRES_IMAGE=$pg" \
     > "$OUT_DIR/images.env.tmp"

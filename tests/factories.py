@@ -160,7 +160,7 @@ class UncalledPlane:
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> AsyncIterator[str]:
         raise AssertionError("the control plane was called")
 
-    def shell(self, key: EnvKey, kind: str) -> Any:
+    def shell(self, key: EnvKey, kind: str, tty: bool = True) -> Any:
         raise AssertionError("the control plane was called")
 
     def record_session(self, entry: Mapping[str, str]) -> None:

@@ -534,18 +534,20 @@ def peek(token: str) -> dict[str, str]:
     if len(token) > _MAX_TOKEN_CHARS:
         raise InvalidTokenRequest(
             f"the token is longer than {_MAX_TOKEN_CHARS} characters",
-            remediation="odooops token revoke JTI (the token's id) --data-dir DIR",
+            remediation="odooops token revoke JTI --reason TEXT --data-dir DIR (JTI: the token's id)",
         )
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         raise InvalidTokenRequest(
-            "the token to revoke is malformed", remediation="odooops token revoke JTI"
+            "the token to revoke is malformed",
+            remediation="odooops token revoke JTI --reason TEXT",
         ) from None
     token_id = claims.get("jti")
     if not isinstance(token_id, str) or not TOKEN_ID.fullmatch(token_id):
         raise InvalidTokenRequest(
-            "the token to revoke carries no usable jti", remediation="odooops token revoke JTI"
+            "the token to revoke carries no usable jti",
+            remediation="odooops token revoke JTI --reason TEXT",
         )
     subject = claims.get("sub")
     expires = claims.get("exp")
@@ -561,7 +563,7 @@ def check_token_id(token_id: str) -> None:
     if not TOKEN_ID.fullmatch(token_id):
         raise InvalidTokenRequest(
             "a token id (jti) is 1 to 128 letters, digits or _:=+/-",
-            remediation="odooops token revoke JTI --data-dir DIR (the jti printed by "
+            remediation="odooops token revoke JTI --reason TEXT --data-dir DIR (the jti printed by "
             "odooops token create -o json)",
         )
 

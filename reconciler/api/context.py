@@ -244,6 +244,7 @@ def plan_doc(plan: Plan, principal: Principal) -> dict[str, Any]:
         ],
         "retained": retained,
         "held": {str(k): v for k, v in plan.held.items() if principal.may_touch(str(k))},
+        "expired": {str(k): v for k, v in plan.expired.items() if principal.may_touch(str(k))},
     }
 
 
@@ -266,7 +267,7 @@ def change_request_param(value: object) -> str | None:
     if not isinstance(value, str) or not REQUEST_ID.fullmatch(value):
         raise InvalidRequest(
             "change_request must be a change request id: 1 to 64 letters, digits, '-' or '_'",
-            remediation="odooops requests list (its ID column), or leave it out",
+            remediation="odooops requests list --state-repo URL (its ID column), or leave it out",
         )
     return value
 
@@ -305,7 +306,7 @@ def request_id_param(request: Request) -> str:
     if not REQUEST_ID.fullmatch(value):
         raise InvalidRequest(
             "a change request id is 1 to 64 letters, digits, '-' or '_'",
-            remediation="odooops requests list",
+            remediation="odooops requests list --state-repo URL",
         )
     return value
 

@@ -112,8 +112,8 @@ class DaemonControlPlane(GitControlPlane):
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> AsyncIterator[str]:
         return self.engine.docker.environment_logs(key, follow=follow, since=since, tail=tail)
 
-    def shell(self, key: EnvKey, kind: str) -> Terminal:
-        return self.engine.open_shell(key, kind)
+    def shell(self, key: EnvKey, kind: str, tty: bool = True) -> Terminal:
+        return self.engine.open_shell(key, kind, tty)
 
     def record_session(self, entry: Mapping[str, str]) -> None:
         """Shell sessions go to an append-only JSON-lines log in the data directory."""

@@ -15,6 +15,7 @@ from reconciler.core.errors import OdooOpsError
 
 HTTP_STATUS = {
     "invalid_request": 400,
+    "invalid_name": 400,
     "unauthenticated": 401,
     "token_expired": 401,
     "token_revoked": 401,

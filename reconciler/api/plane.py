@@ -59,11 +59,22 @@ class DataPlane(Protocol):
 
 
 class Terminal(Protocol):
-    """An interactive process with a TTY (``ShellSession`` of the Docker driver)."""
+    """A process with stdin, with or without a TTY (``ShellSession`` of the Docker driver)."""
 
-    def read(self) -> bytes: ...
+    tty: bool
+
+    def read(self) -> tuple[int, bytes]:
+        """The next output chunk and its stream (1 stdout, 2 stderr; always 1 with a TTY);
+        ``b""`` once the process has ended."""
+        ...
 
     def write(self, data: bytes) -> None: ...
+
+    def close_input(self) -> None:
+        """End of input: the process reads end-of-file (with a TTY: Ctrl-D is typed)."""
+        ...
+
+    def exit_code(self) -> int | None: ...
 
     def resize(self, columns: int, rows: int) -> None: ...
 
@@ -115,7 +126,7 @@ class ControlPlane(Protocol):
 
     def change_requests(self) -> ChangeRequests: ...
 
-    def shell(self, key: EnvKey, kind: str) -> Terminal: ...
+    def shell(self, key: EnvKey, kind: str, tty: bool = True) -> Terminal: ...
 
     def record_session(self, entry: Mapping[str, str]) -> None: ...
 

@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 import httpx
 
 from reconciler.core.errors import Location, OdooOpsError, Problem
+from reconciler.core.model import EnvKey
+from reconciler.gitops import changes
 
 CONFIG_HOME = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "odooops"
 CREDENTIALS = CONFIG_HOME / "credentials.json"
@@ -84,6 +86,18 @@ class ApiClient:
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
+
+    def resolve(self, name: str, *, project: str | None = None) -> EnvKey:
+        """``name`` as every command reads it (``changes.resolve_name``), against the projects
+        and environments the daemon knows; the environments are only asked for when a bare
+        name has to be looked up among several projects."""
+
+        def environments() -> Iterator[EnvKey]:
+            for item in self.get("/environments")["items"]:
+                yield EnvKey(str(item["project"]), str(item["env"]))
+
+        projects = [str(p["name"]) for p in self.get("/projects")["items"]]
+        return changes.resolve_name(name, projects, environments(), project=project)
 
     def download(self, path: str, dest: BinaryIO) -> int:
         """Stream a binary answer into ``dest``; returns the bytes written."""

@@ -107,9 +107,21 @@ def _client() -> Any:
 
 
 def _key(client: Any, name: str) -> Any:
-    from reconciler.gitops import changes
+    return client.resolve(name)
 
-    return changes.resolve_name(name, [p["name"] for p in client.get("/projects")["items"]])
+
+def _sibling(client: Any, source: Any, name: str) -> Any:
+    """The other environment of a copy or restore: a bare name is the source's project's, and
+    data moves only within one project (the API's rule too)."""
+    target = client.resolve(name, project=source.project)
+    if target.project != source.project:
+        raise OdooOpsError(
+            f"{target} is in another project than {source}: data is copied and restored "
+            "within one project",
+            code="usage",
+            remediation=f"odooops db backups {source}  (then restore within {source.project})",
+        )
+    return target
 
 
 def _path(key: Any) -> str:
@@ -174,7 +186,8 @@ def _start(client: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
 def cmd_clone(args: argparse.Namespace) -> int:
     client = _client()
     source = _key(client, args.name)
-    job = _start(client, f"{_path(source)}/clone", {"to": args.to})
+    target = _sibling(client, source, args.to)
+    job = _start(client, f"{_path(source)}/clone", {"to": target.env})
     return _follow(client, job, args)
 
 
@@ -219,7 +232,7 @@ def _size(n: int) -> str:
 def cmd_restore(args: argparse.Namespace) -> int:
     client = _client()
     source = _key(client, args.name)
-    target = _key(client, f"{source.project}/{args.to}") if args.to else source
+    target = _sibling(client, source, args.to) if args.to else source
     body: dict[str, Any] = {"backup": args.backup, "confirm": args.confirm}
     if target != source:
         body["from"] = source.env

@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # A poll skipped because the previous pass still runs is by design (passes never overlap).
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call is noise
     try:
         if getattr(args, "instance", None) is not None:
@@ -132,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
             _allowlist_args(sp)
 
     v = sub.add_parser("validate", help="check a state repository working tree (exit 0/1)")
-    v.add_argument("path", nargs="?", default=".", type=Path)
+    v.add_argument("path", nargs="?", default=".", help="a checkout (default: here)")
     v.add_argument("-o", "--output", choices=["table", "json"], default="table")
     _allowlist_args(v)
     v.set_defaults(func=cmd_validate)
@@ -201,7 +202,11 @@ def _parser() -> argparse.ArgumentParser:
     _write_commands(sub)
 
     lg = sub.add_parser("login", help="store the API URL and a token for the CLI (mode 0600)")
-    lg.add_argument("--api", default="http://127.0.0.1:8089")
+    lg.add_argument(
+        "--api",
+        default=os.environ.get("ODOOOPS_API", "http://127.0.0.1:8089"),
+        help="the daemon's API (default: $ODOOOPS_API, else http://127.0.0.1:8089)",
+    )
     lg.add_argument("--token", required=True)
     lg.set_defaults(func=cmd_login)
     rq = sub.add_parser("requests", help="change requests for protected environments")
@@ -234,6 +239,13 @@ def _parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("shell", help="odoo shell, psql or bash in an environment (API)")
     sh.add_argument("name")
     sh.add_argument("--kind", choices=["odoo", "psql", "bash"], default="odoo")
+    sh.add_argument(
+        "--tty",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a terminal, as docker exec -t (default: when stdin is a terminal); --no-tty runs "
+        "piped input as a script and exits with its status",
+    )
     sh.set_defaults(func=cmd_shell)
     lo = sub.add_parser("logs", help="logs of every container of an environment (API)")
     lo.add_argument("name")
@@ -380,12 +392,19 @@ def _write_commands(sub: Any) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from reconciler.core import validation
 
-    root: Path = args.path
+    raw: str = args.path
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://|[^/\s]+@[^/\s]+:", raw):
+        raise OdooOpsError(
+            f"{raw} is a repository URL: validate reads the files of a checkout",
+            code="usage",
+            remediation=f"git clone {raw} state && odooops validate state",
+        )
+    root = Path(raw)
     if not root.is_dir():
         raise OdooOpsError(
-            f"{root} is not a directory",
+            f"{root} is not a directory: validate reads the files of a state repository checkout",
             code="usage",
-            remediation="odooops validate PATH-TO-STATE-REPO-CHECKOUT",
+            remediation="git clone STATE-REPO-URL state && odooops validate state",
         )
     files = {
         p.relative_to(root).as_posix(): p.read_bytes()
@@ -446,6 +465,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             ),
             tuple(doc["retained"]),
             {key(k): v for k, v in doc["held"].items()},
+            {key(k): v for k, v in doc.get("expired", {}).items()},
         )
     if args.output == "table":
         out.print(the_plan.render(), markup=False, highlight=False)
@@ -464,6 +484,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 ],
                 "retained": list(the_plan.retained),
                 "held": {str(k): v for k, v in the_plan.held.items()},
+                "expired": {str(k): v for k, v in the_plan.expired.items()},
             },
             args.output,
         )
@@ -490,7 +511,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
     def on_change() -> None:
         rows = [
-            f"{k}:{s.sync}:{s.health}:{s.revision}:{s.serving_revision}"
+            f"{k}:{s.sync}:{s.health}:{s.revision}:{s.serving}"
             for k, s in engine.status.all().items()
         ]
         with shown_lock:
@@ -731,12 +752,15 @@ def _api_status() -> tuple[StatusStore, Any] | None:
     store = StatusStore(Path("/nonexistent/status.json"), read_only=True)
     items = client.get("/environments")["items"]
     store.put_many({f"{i['project']}/{i['env']}": EnvironmentStatus.from_dict(i) for i in items})
-    ready = client.get("/ready")
+    daemon = client.get("/daemon")
     store.set_daemon(
         DaemonStatus(
-            state_commit=ready.get("state_commit") or "",
-            state_error=ready.get("state_error"),
-            last_poll=ready.get("last_poll") or "",
+            state_commit=str(daemon.get("state_commit") or ""),
+            state_error=daemon.get("state_error"),
+            last_poll=str(daemon.get("last_poll") or ""),
+            last_pass_seconds=float(daemon.get("last_pass_seconds") or 0.0),
+            passes=int(daemon.get("passes") or 0),
+            expired={str(k): str(v) for k, v in (daemon.get("expired") or {}).items()},
         )
     )
     return store, client
@@ -768,12 +792,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             return store.events(key)
 
     envs = store.all()
+    name = ""
     if args.env:
-        if args.env not in envs:
+        from reconciler.core.model import EnvKey
+        from reconciler.gitops import changes
+
+        keys = [EnvKey(s.project, s.env) for s in envs.values()]
+        name = str(changes.resolve_name(args.env, {k.project for k in keys}, keys))
+        if name not in envs:
             raise OdooOpsError(
-                f"unknown environment {args.env}", code="unknown_environment", remediation=hint
+                f"unknown environment {name}", code="unknown_environment", remediation=hint
             )
-        envs = {args.env: envs[args.env]}
+        envs = {name: envs[name]}
     if args.output != "table":
         _emit(
             {
@@ -783,16 +813,16 @@ def cmd_status(args: argparse.Namespace) -> int:
             args.output,
         )
         return EXIT_OK
-    print_status_table(store, envs if args.env else None)
-    if args.env:
-        for cond in envs[args.env].conditions:
+    print_status_table(store, envs if name else None)
+    if name:
+        for cond in envs[name].conditions:
             colour = "green" if cond.status == (cond.type == "Ready") else "yellow"
             out.print(
                 f"  [{colour}]{cond.type}={cond.status}[/] {cond.reason} "
                 f"(since {cond.since}) {cond.message}",
                 highlight=False,
             )
-        for event in events(args.env)[:10]:
+        for event in events(name)[:10]:
             out.print(
                 f"  {event['time']}  {event['type']}={event['status']} {event['reason']} "
                 f"{event['message'].splitlines()[0] if event['message'] else ''}",
@@ -870,10 +900,11 @@ def cmd_write(args: argparse.Namespace) -> int:
             raise OdooOpsError(
                 "--wait follows the daemon's status: it needs the API",
                 code="usage",
-                remediation="odooops login, then drop --state-repo",
+                remediation="odooops login --api URL --token TOKEN, then drop --state-repo",
             )
         writer = _state_repo(args)
-        key = changes.resolve_name(args.name, sorted(writer.current().projects))
+        state = writer.current()
+        key = changes.resolve_name(args.name, state.projects, [s.key for s in state.environments])
         result = writer.submit(
             changes.Operation(args.verb, key, fields),
             _author(args.author),
@@ -891,8 +922,7 @@ def cmd_write(args: argparse.Namespace) -> int:
             doc["change_request_id"] = result.change_request_id
     else:
         client = _client()
-        projects = [p["name"] for p in client.get("/projects")["items"]]
-        key = changes.resolve_name(args.name, projects)
+        key = client.resolve(args.name)
         path = f"/environments/{key.project}/{key.env}"
         body: dict[str, Any] = {**fields, "pr": True} if args.pr else dict(fields)
         if args.request:
@@ -980,6 +1010,7 @@ def cmd_env_list(args: argparse.Namespace) -> int:
                 "environment": str(s.key),
                 "branch": s.branch,
                 "tier": s.tier.value,
+                "serving": "",
                 "revision": s.revision,
                 "sync": "",
                 "health": "",
@@ -994,6 +1025,7 @@ def cmd_env_list(args: argparse.Namespace) -> int:
                 "environment": f"{i['project']}/{i['env']}",
                 "branch": i["branch"],
                 "tier": i["tier"],
+                "serving": str(i.get("serving", ""))[:12],
                 "revision": i["revision"][:12],
                 "sync": i["sync"],
                 "health": i["health"],
@@ -1005,15 +1037,11 @@ def cmd_env_list(args: argparse.Namespace) -> int:
         _emit(rows, args.output)
         return EXIT_OK
     table = Table(title=title, title_justify="left")
-    for col in ("ENVIRONMENT", "BRANCH", "TIER", "REVISION", "SYNC", "HEALTH", "URL"):
+    for col in STATUS_COLUMNS:
         table.add_column(col)
+    fields = ("environment", "branch", "tier", "serving", "revision", "sync", "health", "url")
     for r in rows:
-        table.add_row(
-            *(
-                str(r[c])
-                for c in ("environment", "branch", "tier", "revision", "sync", "health", "url")
-            )
-        )
+        table.add_row(*(str(r[c]) for c in fields))
     out.print(table)
     return EXIT_OK
 
@@ -1024,7 +1052,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     login = Login(args.api.rstrip("/"), args.token)
     client = ApiClient(login)
     try:
-        client.get("/ready")
+        client.get("/daemon")  # answered once the token is good, valid state or not
     finally:
         client.close()
     save_login(login)
@@ -1101,7 +1129,14 @@ def _show_audit(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    """A terminal bridged to ``docker exec`` over the API's websocket; raw mode when a TTY."""
+    """A shell bridged to ``docker exec`` over the API's websocket, as ``docker exec``.
+
+    With a TTY (the default when stdin is a terminal) the local terminal is put in raw mode
+    and its size is passed on. Without one (``--no-tty``, the default for piped input) stdin
+    is sent as it comes, its end ends the process's input, stdout and stderr stay apart, and
+    the exit status is the process's: ``echo "select 1;" | odooops shell ENV --kind psql``.
+    """
+    import select
     import shutil
     import termios
     import threading
@@ -1111,20 +1146,22 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from websockets.sync.client import connect
 
     from reconciler.cli.client import ApiClient, load_login
-    from reconciler.gitops import changes
 
     login = load_login()
     client = ApiClient(login)
-    key = changes.resolve_name(args.name, [p["name"] for p in client.get("/projects")["items"]])
+    key = client.resolve(args.name)
     client.close()
+    stdin = sys.stdin.fileno()
+    interactive = os.isatty(stdin)
+    use_tty = interactive if args.tty is None else bool(args.tty)
     url = (
         login.api.replace("http", "ws", 1)
         + f"/v1/environments/{key.project}/{key.env}/shell?kind={args.kind}"
+        + f"&tty={'true' if use_tty else 'false'}"
     )
     failure: list[dict[str, Any]] = []
-    stdin = sys.stdin.fileno()
-    interactive = os.isatty(stdin)
-    saved = termios.tcgetattr(stdin) if interactive else None
+    status: list[int] = []
+    saved = termios.tcgetattr(stdin) if interactive and use_tty else None
     with connect(
         url, additional_headers={"Authorization": f"Bearer {login.token}"}, max_size=None
     ) as ws:
@@ -1133,24 +1170,37 @@ def cmd_shell(args: argparse.Namespace) -> int:
             try:
                 for message in ws:
                     if isinstance(message, str):
-                        failure.append(json.loads(message))
+                        doc = json.loads(message)
+                        if isinstance(doc, dict) and "exit" in doc:
+                            code = doc["exit"]
+                            status.append(code if isinstance(code, int) else 1)
+                        else:
+                            failure.append(doc)
                         continue
-                    sys.stdout.buffer.write(message)
-                    sys.stdout.buffer.flush()
+                    if use_tty:
+                        sys.stdout.buffer.write(message)
+                        sys.stdout.buffer.flush()
+                    elif message:
+                        target = sys.stderr if message[0] == 2 else sys.stdout
+                        target.buffer.write(message[1:])
+                        target.buffer.flush()
             except ConnectionClosed:
                 pass
 
         reader = threading.Thread(target=pump_out, daemon=True)
         reader.start()
         try:
-            if interactive:
+            if saved is not None:
                 tty.setraw(stdin)
                 size = shutil.get_terminal_size()
                 ws.send(json.dumps({"resize": [size.columns, size.lines]}))
             while reader.is_alive():
-                data = os.read(stdin, 1024)
+                # Polled, so a process that ends by itself ends the session without a key press.
+                if not select.select([stdin], [], [], 0.2)[0]:
+                    continue
+                data = os.read(stdin, 65536)
                 if not data:
-                    ws.send(b"\x04")  # end of piped input: Ctrl-D ends the shell
+                    ws.send(json.dumps({"eof": True}))
                     break
                 ws.send(data)
         except ConnectionClosed:
@@ -1158,7 +1208,8 @@ def cmd_shell(args: argparse.Namespace) -> int:
         finally:
             if saved is not None:
                 termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
-        reader.join(timeout=30)
+        # The process ends once it has read all its input; its output may take a while.
+        reader.join()
     if failure:
         doc = failure[0]
         raise OdooOpsError(
@@ -1166,7 +1217,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
             code=str(doc.get("error")),
             remediation=str(doc.get("remediation", "")),
         )
-    return EXIT_OK
+    return status[0] if status else EXIT_OK
 
 
 def _completion(parser: argparse.ArgumentParser, shell: str) -> int:
@@ -1178,10 +1229,8 @@ def _completion(parser: argparse.ArgumentParser, shell: str) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from reconciler.gitops import changes
-
     client = _client()
-    key = changes.resolve_name(args.name, [p["name"] for p in client.get("/projects")["items"]])
+    key = client.resolve(args.name)
     params = {"follow": str(args.follow).lower(), "tail": str(args.tail)}
     if args.since:
         params["since"] = args.since
@@ -1249,6 +1298,7 @@ def cmd_init_key(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- output
+STATUS_COLUMNS = ("ENVIRONMENT", "BRANCH", "TIER", "SERVING", "WANTED", "SYNC", "HEALTH", "URL")
 _STYLE = {
     "Synced": "green",
     "OutOfSync": "yellow",
@@ -1263,15 +1313,19 @@ _STYLE = {
 def print_status_table(
     store: StatusStore, envs: dict[str, EnvironmentStatus] | None = None
 ) -> None:
+    """Every environment with the commit it serves and the one it is asked to run (they
+    differ while an update is under way, or failed and the previous container still serves),
+    then the daemon's last pass and every environment that needs a look, and why."""
     envs = store.all() if envs is None else envs
     table = Table(title="OdooOps environments", title_justify="left")
-    for col in ("ENVIRONMENT", "BRANCH", "TIER", "REVISION", "SYNC", "HEALTH", "URL"):
+    for col in STATUS_COLUMNS:
         table.add_column(col)
     for key, s in envs.items():
         table.add_row(
             key,
             s.branch,
             s.tier,
+            s.serving[:12] or "-",
             s.revision[:12],
             f"[{_STYLE.get(s.sync, 'white')}]{s.sync}[/]",
             f"[{_STYLE.get(s.health, 'white')}]{s.health}[/]",
@@ -1282,7 +1336,7 @@ def print_status_table(
     if daemon.last_poll:
         out.print(
             f"state commit {daemon.state_commit[:12] or '-'}; last poll {daemon.last_poll}; "
-            f"pass took {daemon.last_pass_seconds:.1f} s; {daemon.passes} passes",
+            f"last pass took {daemon.last_pass_seconds:.1f} s; {daemon.passes} passes",
             highlight=False,
         )
     if daemon.state_error:
@@ -1300,6 +1354,8 @@ def print_status_table(
                 )
             if cond.status and cond.type == "Held":
                 out.print(f"[yellow]{key} held[/]: {cond.message}", highlight=False)
+    for key, why in sorted(daemon.expired.items()):
+        out.print(f"[yellow]{key}: no environment[/]: {why}", highlight=False)
 
 
 def _emit(doc: Any, fmt: str) -> None:

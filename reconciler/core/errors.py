@@ -15,7 +15,8 @@ from typing import Any
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _PASSWORD_WORDS = re.compile(r"(?i)(password|passwd|pwd|secret|token)=([^\s&;]+)")
 
-DOCS_BASE = "https://github.com/odooops/odooops/blob/main/README.md"
+# One section per error code, headed by the code itself (its anchor).
+DOCS_BASE = "https://github.com/odooops/odooops/blob/main/docs/errors.md"
 
 
 def sanitize(text: str) -> str:
@@ -101,7 +102,7 @@ class OdooOpsError(Exception):
             "error": self.code,
             "message": self.message,
             "remediation": self.remediation,
-            "docs": f"{DOCS_BASE}#error-{self.code.replace('_', '-')}",
+            "docs": f"{DOCS_BASE}#{self.code}",
         }
         if self.problems:
             doc["problems"] = [p.to_dict() for p in self.problems]

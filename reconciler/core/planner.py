@@ -79,9 +79,15 @@ class Action:
 
 @dataclass(frozen=True)
 class Plan:
+    """The ordered actions, and what gets no action and why: data kept of protected
+    environments (``retained``), declared environments that cannot be resolved now (``held``),
+    and branches whose environment is past its TTL (``expired``: none is made, a live one is
+    removed), so a branch never silently goes without an environment."""
+
     actions: tuple[Action, ...] = ()
     retained: tuple[str, ...] = ()
     held: Mapping[EnvKey, str] = field(default_factory=dict)
+    expired: Mapping[EnvKey, str] = field(default_factory=dict)
 
     @property
     def has_changes(self) -> bool:
@@ -105,6 +111,8 @@ class Plan:
             lines.append(f"  = kept: {note}")
         for key, why in sorted(self.held.items()):
             lines.append(f"  ! held: {key}: {why}")
+        for key, why in sorted(self.expired.items()):
+            lines.append(f"  x no environment: {key}: {why}")
         creates = sum(1 for a in self.actions if a.symbol == "+")
         changes = sum(1 for a in self.actions if a.symbol in ("~", "-/+"))
         removes = sum(1 for a in self.actions if a.symbol == "-")
@@ -133,7 +141,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         more, kept = plan_environment(desired, key, have, observed.images)
         actions.extend(more)
         retained.extend(kept)
-    return Plan(tuple(actions), tuple(retained), dict(desired.held))
+    return Plan(tuple(actions), tuple(retained), dict(desired.held), dict(desired.expired))
 
 
 def plan_environment(

@@ -644,7 +644,7 @@ def check_key(record: BackupRecord, key: BackupKey, env: EnvKey) -> None:
             f"backup {record.id} of {env} was encrypted with key {want_key}; the configured "
             f"key is {key.key_id}",
             remediation="set backups.encryption_key in odooops.yaml to the key file with id "
-            f"{want_key} (odooops db backups {env} shows each backup's key id)",
+            f"{want_key} (`odooops db backups {env}` shows each backup's key id)",
         )
 
 

@@ -15,6 +15,7 @@ import io
 import ipaddress
 import os
 import re
+import socket
 import tarfile
 import threading
 import time
@@ -553,12 +554,13 @@ class DockerDriver:
         with self._errors(f"inspect {name}"):
             return [str(a) for a in self.client.api.inspect_container(name).get("Args") or []]
 
-    def open_shell(self, container: str, command: Sequence[str]) -> ShellSession:
-        """An interactive ``docker exec`` with a TTY; the caller pumps bytes both ways."""
+    def open_shell(self, container: str, command: Sequence[str], tty: bool = True) -> ShellSession:
+        """A ``docker exec`` with stdin, with or without a TTY (``docker exec -it`` / ``-i``);
+        the caller pumps bytes both ways."""
         with self._errors(f"open a shell in {container}"):
-            exec_id = self.client.api.exec_create(container, list(command), stdin=True, tty=True)
-            sock = self.client.api.exec_start(exec_id["Id"], socket=True, tty=True)
-        return ShellSession(self.client, str(exec_id["Id"]), sock)
+            exec_id = self.client.api.exec_create(container, list(command), stdin=True, tty=tty)
+            sock = self.client.api.exec_start(exec_id["Id"], socket=True, tty=tty)
+        return ShellSession(self.client, str(exec_id["Id"]), sock, tty)
 
     # ------------------------------------------------------------------ database and filestore
     def container_address(self, name: str, network: str) -> str:
@@ -788,25 +790,82 @@ class DockerDriver:
 
 
 class ShellSession:
-    """One interactive exec: raw bytes in and out, window size, close."""
+    """One exec: bytes in and out, end of input, window size, exit code, close.
 
-    def __init__(self, client: docker.DockerClient, exec_id: str, wrapper: Any) -> None:
+    With a TTY the output is the terminal's raw bytes (stdout and stderr are one stream, as on
+    any terminal). Without one, Docker frames every chunk with an 8-byte header naming its
+    stream (1 stdout, 2 stderr, then a big-endian length), which ``read`` takes apart so that
+    stderr stays stderr.
+    """
+
+    STDOUT, STDERR = 1, 2
+
+    def __init__(
+        self, client: docker.DockerClient, exec_id: str, wrapper: Any, tty: bool = True
+    ) -> None:
         # exec_start hands back a file-like wrapper around the HTTP connection's socket;
         # bytes go through the socket itself, and both are closed at the end.
         self._client, self.exec_id, self._wrapper = client, exec_id, wrapper
         self._sock = getattr(wrapper, "_sock", wrapper)
+        self.tty = tty
 
-    def read(self) -> bytes:
-        """Next output chunk; ``b""`` once the process has ended."""
+    def read(self) -> tuple[int, bytes]:
+        """The next output chunk and its stream; ``b""`` once the process has ended."""
+        if self.tty:
+            return self.STDOUT, self._recv(4096)
+        while True:
+            header = self._exactly(8)
+            if len(header) < 8:
+                return self.STDOUT, b""
+            size = int.from_bytes(header[4:8], "big")
+            payload = self._exactly(size)
+            if len(payload) < size:
+                return self.STDOUT, b""
+            if payload:
+                return (self.STDERR if header[0] == 2 else self.STDOUT), payload
+
+    def _recv(self, size: int) -> bytes:
         try:
-            return bytes(self._sock.recv(4096))
+            return bytes(self._sock.recv(size))
         except OSError:
             return b""
+
+    def _exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self._recv(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
 
     def write(self, data: bytes) -> None:
         self._sock.sendall(data)
 
+    def close_input(self) -> None:
+        """End of input. Without a TTY the process reads end-of-file (Docker closes its stdin
+        when our side of the connection is shut for writing, as ``docker exec -i`` does);
+        with one, the terminal's end-of-file character is typed (Ctrl-D)."""
+        if self.tty:
+            self.write(b"\x04")
+            return
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+
+    def exit_code(self) -> int | None:
+        """The process's exit status once it has ended (None if Docker does not say)."""
+        for _ in range(20):
+            with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+                info = self._client.api.exec_inspect(self.exec_id)
+                if not info.get("Running"):
+                    code = info.get("ExitCode")
+                    return int(code) if code is not None else None
+            time.sleep(0.1)
+        return None
+
     def resize(self, columns: int, rows: int) -> None:
+        if not self.tty:
+            return
         with contextlib.suppress(docker.errors.APIError):
             self._client.api.exec_resize(self.exec_id, height=rows, width=columns)
 

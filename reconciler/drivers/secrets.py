@@ -201,7 +201,8 @@ class SecretStore:
                 f"{name!r:.70} is not a secret name: letters, digits, '.', '_' and '-' "
                 "(at most 64, no '/')",
                 code="usage",
-                remediation="odooops secret set NAME [--host HOST] (the value on stdin)",
+                remediation="odooops secret set NAME --host HOST (the value on stdin; --host only "
+                "for a repository credential)",
             )
         normal: list[str] = []
         for host in hosts:
@@ -270,7 +271,7 @@ class SecretStore:
             if value is None:
                 raise SecretsError(
                     f"environment variable {ref.env} is not set",
-                    remediation=f"export {ref.env}=... before starting: odooops daemon",
+                    remediation=f"export {ref.env}=... before starting: odooops daemon --state-repo URL",
                 )
             return value
         assert ref.file is not None

@@ -314,11 +314,13 @@ class Engine:
         return record is not None and record.initialised
 
     # --------------------------------------------------------------------------- shells
-    def open_shell(self, key: EnvKey, kind: str) -> ShellSession:
+    def open_shell(self, key: EnvKey, kind: str, tty: bool = True) -> ShellSession:
         """``bash`` or ``odoo shell`` in the Odoo container, ``psql`` where the database is.
 
         Credentials are read inside the container from its password file, so they never
-        travel through the API or show in ``docker inspect`` of the exec.
+        travel through the API or show in ``docker inspect`` of the exec. Without a TTY the
+        input is a script: psql reads no ~/.psqlrc, pages nothing and stops at the first error
+        (its exit status says so), and every kind ends at the end of its input.
         """
         status = self.status.get(str(key))
         if status is None or not status.tier:
@@ -327,18 +329,22 @@ class Engine:
             )
         docker = self.docker
         pw = f'PGPASSWORD="$(cat {PASSWORD_FILE})"'
+        psql = "psql" if tty else "psql -X -P pager=off -v ON_ERROR_STOP=1"
         if kind == "bash":
-            return docker.open_shell(key.odoo_container, ["bash"])
+            return docker.open_shell(key.odoo_container, ["bash"], tty)
         if kind == "psql" and Tier(status.tier).dedicated_database:
-            return docker.open_shell(key.db_container, ["psql", "-U", key.role, "-d", key.database])
+            return docker.open_shell(
+                key.db_container, [*psql.split(), "-U", key.role, "-d", key.database], tty
+            )
         if kind == "psql":
             return docker.open_shell(
                 key.odoo_container,
                 [
                     "sh",
                     "-c",
-                    (f'{pw} exec psql -h "$HOST" -p "$PORT" -U "$USER" -d {key.database}'),
+                    (f'{pw} exec {psql} -h "$HOST" -p "$PORT" -U "$USER" -d {key.database}'),
                 ],
+                tty,
             )
         args = " ".join(
             a
@@ -355,6 +361,7 @@ class Engine:
                     f"exec odoo shell -d {key.database} {args}"
                 ),
             ],
+            tty,
         )
 
     # -------------------------------------------------------------------------- observe
@@ -454,6 +461,7 @@ class Engine:
                     last_poll=now(),
                     last_pass_seconds=round(seconds, 3),
                     passes=daemon.passes + 1,
+                    expired={str(k): why for k, why in sorted(desired.expired.items())},
                 )
             )
             return Refresh(self.snapshot, the_plan, tuple(to_run))
@@ -793,7 +801,7 @@ def _base_status(
         spec_hash=want.odoo_spec_hash(),
         url=want.url,
         health=health_of(want, have),
-        serving_revision=(odoo.revision or "") if odoo is not None and odoo.running else "",
+        serving=(odoo.revision or "") if odoo is not None and odoo.running else "",
     )
 
 

@@ -53,8 +53,8 @@ class EnvironmentStatus:
     env: str
     branch: str = ""
     tier: str = ""
-    revision: str = ""  # the revision wanted (the branch head or the pinned commit)
-    serving_revision: str = ""  # the revision the running Odoo container serves
+    revision: str = ""  # wanted: the commit the state asks for (the branch head, or a pin)
+    serving: str = ""  # the commit of the Odoo container running now ("" when none runs)
     state_commit: str = ""
     spec_hash: str = ""
     url: str = ""
@@ -83,7 +83,7 @@ class EnvironmentStatus:
             "branch": self.branch,
             "tier": self.tier,
             "revision": self.revision,
-            "serving_revision": self.serving_revision,
+            "serving": self.serving,
             "state_commit": self.state_commit,
             "spec_hash": self.spec_hash,
             "url": self.url,
@@ -123,6 +123,8 @@ class DaemonStatus:
     last_poll: str = ""
     last_pass_seconds: float = 0.0
     passes: int = 0
+    # Branch environments the last pass did not make (or removed), past their TTL: key -> why.
+    expired: dict[str, str] = field(default_factory=dict)
 
 
 EVENTS_KEPT = 50

@@ -149,8 +149,9 @@ class Steps:
         if protected:
             raise DestructiveRefused(
                 f"{action.kind.value} {action.target} refused: {key} is protected",
-                remediation=f"set protected: false in environments/{key}.yaml through a "
-                "change request first (odooops requests), then remove it",
+                remediation=f"commit protected: false in environments/{key}.yaml first (a "
+                "change request: odooops requests list --state-repo URL), let the daemon apply "
+                "it, then remove the file",
             )
         if action.kind is Kind.REMOVE_VOLUME:
             return record

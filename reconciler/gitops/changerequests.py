@@ -208,12 +208,13 @@ class ChangeRequests:
             raise ChangeRequestRefused(
                 f"change request {cr.id} holds no change to approve",
                 code="conflict",
-                remediation=f"odooops requests close {cr.id}",
+                remediation=f"odooops requests close {cr.id} --state-repo URL",
             )
         if approver in cr.author_identities or who.email.lower() in cr.author_emails:
             raise ChangeRequestRefused(
                 f"{approver} ({who.email}) wrote change request {cr.id} and cannot approve it",
-                remediation="ask another person: odooops requests approve " + cr.id,
+                remediation=f"ask another person: odooops requests approve {cr.id} "
+                "--state-repo URL",
             )
         approval = Approval(f"{who.name} <{who.email}>", approver, cr.last_change)
         self._event(
@@ -249,20 +250,23 @@ class ChangeRequests:
                 f"change request {cr.id} changed after its approval: its last change is "
                 f"{cr.last_change[:12]}, approvals name an earlier state",
                 code="approval_stale",
-                remediation=f"review it again: odooops requests show {cr.id}, then "
-                f"odooops requests approve {cr.id} (as someone other than its authors)",
+                remediation=f"review it again: odooops requests show {cr.id} --state-repo URL, "
+                f"then odooops requests approve {cr.id} --state-repo URL (as someone other "
+                "than its authors)",
             )
         if not approvals:
             raise ChangeRequestRefused(
                 f"change request {cr.id} needs an approval by someone other than its authors",
-                remediation=f"odooops requests approve {cr.id} (as another person)",
+                remediation=f"odooops requests approve {cr.id} --state-repo URL (as another "
+                "person)",
             )
         if self.repo.tree_id(cr.head) != self.repo.tree_id(cr.last_change):
             raise ChangeRequestRefused(
                 f"change request {cr.id} changed after its approval: a review commit on its "
                 "branch alters files",
                 code="approval_stale",
-                remediation=f"close it and open a new one: odooops requests close {cr.id}",
+                remediation=f"close it and open a new one: odooops requests close {cr.id} "
+                "--state-repo URL",
             )
         base = self.repo.merge_base(self.main, cr.last_change) or cr.last_change
         edit = self.repo.changed_files(base, cr.last_change)

@@ -9,7 +9,8 @@ write that would make the state invalid is refused and nothing is committed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,12 @@ class UnknownEnvironment(OdooOpsError):
 
 class EnvironmentExists(OdooOpsError):
     code = "environment_exists"
+
+
+class InvalidName(OdooOpsError):
+    """A name that cannot be an environment's (it would reach a path, a container name)."""
+
+    code = "invalid_name"
 
 
 @dataclass(frozen=True)
@@ -117,18 +124,53 @@ def env_of_path(path: str) -> EnvKey | None:
     return None
 
 
-def resolve_name(name: str, projects: list[str]) -> EnvKey:
-    """``acme/qa`` or, with a single project, ``qa`` or a branch-like ``feature/crm-reports``."""
+# The name rule of schemas/common.schema.json: what a project or environment name may be.
+_NAME = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?")
+
+
+def resolve_name(
+    name: str,
+    projects: Iterable[str],
+    environments: Iterable[EnvKey] = (),
+    *,
+    project: str | None = None,
+) -> EnvKey:
+    """The one reading of an environment name, for every command and the API.
+
+    ``acme/qa`` is always that. A bare ``qa`` (or a branch such as ``feature/crm-reports``)
+    belongs to ``project`` when the context gives one (``--to`` of a copy: the source's
+    project), else to the only project, else to the only project that has an environment of
+    that name among ``environments``; otherwise it is ambiguous and the error lists the full
+    names to choose from. A malformed name is refused, never rewritten into another one.
+    """
+    known = sorted(set(projects))
     head, sep, tail = name.partition("/")
-    if sep and head in projects:
-        return EnvKey(head, tail)
-    if len(projects) == 1:
-        return EnvKey(projects[0], env_name_for_branch(name) if sep else name)
-    raise UnknownEnvironment(
-        f"{name!r} names no environment: give it as PROJECT/ENV (projects: "
-        f"{', '.join(sorted(projects)) or 'none'})",
-        remediation="odooops env list --state-repo URL",
-    )
+    if sep and head in known:
+        key = EnvKey(head, tail)
+    else:
+        env = env_name_for_branch(name) if sep else name
+        if project is not None:
+            owners = [project]
+        elif len(known) == 1:
+            owners = known
+        else:
+            owners = sorted({k.project for k in environments if k.env == env})
+        if len(owners) != 1:
+            choices = [f"{p}/{env}" for p in owners or known]
+            raise UnknownEnvironment(
+                f"{name!r} names "
+                + ("several environments" if owners else "no known environment")
+                + f": give it as PROJECT/ENV ({', '.join(choices) or 'no project is declared'})",
+                remediation="odooops env list",
+            )
+        key = EnvKey(owners[0], env)
+    if not (_NAME.fullmatch(key.project) and _NAME.fullmatch(key.env)):
+        raise InvalidName(
+            f"{name!r} is not an environment name: PROJECT/ENV, each of lowercase letters, "
+            "digits and hyphens, starting with a letter (at most 32 characters)",
+            remediation="odooops env list",
+        )
+    return key
 
 
 def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
@@ -139,7 +181,8 @@ def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
         if current is not None:
             raise EnvironmentExists(
                 f"environment {op.key} already exists",
-                remediation=f"odooops env update {op.key} ... (or choose another name)",
+                remediation=f"choose another name, or point this one elsewhere: odooops deploy "
+                f"{op.key} --branch BRANCH",
             )
         return {path: _dump({k: v for k, v in op.fields.items() if v is not None})}
     if current is None:

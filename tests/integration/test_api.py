@@ -51,6 +51,7 @@ WRITES = [
 ]
 READS = [
     "/v1/ready",
+    "/v1/daemon",
     "/v1/environments",
     "/v1/environments/acme/qa",
     "/v1/environments/acme/qa/status",
@@ -104,7 +105,13 @@ class Plane(GitControlPlane):
         ]
 
     def daemon_status(self) -> DaemonStatus:
-        return DaemonStatus(state_commit=self._state.commit, last_poll="now")
+        return DaemonStatus(
+            state_commit=self._state.commit,
+            last_poll="now",
+            last_pass_seconds=1.25,
+            passes=7,
+            expired={"acme/feature-old": "branch feature/old has had no commit for 14 days"},
+        )
 
     def state(self) -> StateConfig | None:
         return self._state
@@ -148,7 +155,7 @@ class Plane(GitControlPlane):
     def _count_trigger(self) -> None:
         self.triggers += 1
 
-    def shell(self, key: EnvKey, kind: str) -> Any:
+    def shell(self, key: EnvKey, kind: str, tty: bool = True) -> Any:
         raise AssertionError("shell sessions are tested against Docker in test_engine.py")
 
     def record_session(self, entry: Mapping[str, str]) -> None:
@@ -297,8 +304,8 @@ def test_a_write_that_breaks_the_state_is_422_and_commits_nothing(
         ("POST", "/v1/environments/acme/qa/deploy", {}, 400, "invalid_request"),
         ("GET", "/v1/nothing-here", None, 404, "not_found"),
         # Each of these once answered a 500 or made a wrong commit:
-        ("POST", "/v1/environments", {"name": "acme/../x", "branch": "x"}, 400, "invalid_request"),
-        ("POST", "/v1/environments", {"name": "", "branch": "x"}, 400, "invalid_request"),
+        ("POST", "/v1/environments", {"name": "acme/../x", "branch": "x"}, 400, "invalid_name"),
+        ("POST", "/v1/environments", {"name": "", "branch": "x"}, 400, "invalid_name"),
         (
             "POST",
             "/v1/environments",
@@ -408,6 +415,39 @@ def test_reads_answer_from_the_daemon_view(client: TestClient, authority: TokenA
     assert policies["protected_tiers"] == ["production"]
     assert client.get("/v1/plan", headers=headers).json()["changes"] is False
     assert client.get("/v1/ready", headers=headers).json()["ready"] is True
+
+
+def test_daemon_status_carries_the_pass_figures_and_the_expired_branches(
+    client: TestClient, authority: TokenAuthority
+) -> None:
+    """What `odooops status` shows under the table comes from here, not from defaults."""
+    doc = client.get("/v1/daemon", headers=bearer(authority, "env:read")).json()
+    assert (doc["ready"], doc["last_pass_seconds"], doc["passes"]) == (True, 1.25, 7)
+    why = "branch feature/old has had no commit for 14 days"
+    assert doc["expired"] == {"acme/feature-old": why}
+
+
+@pytest.mark.parametrize("to", ["qa", "acme/qa"])
+def test_a_copy_target_is_named_bare_or_with_its_project(
+    client: TestClient, authority: TokenAuthority, to: str
+) -> None:
+    headers = bearer(authority, "db:restore", "env:read")
+    resp = client.post(
+        "/v1/environments/acme/production/clone?wait=true", json={"to": to}, headers=headers
+    )
+    assert resp.status_code == 200, resp.json()
+    assert (resp.json()["environment"], resp.json()["state"]) == ("acme/qa", "succeeded")
+
+
+def test_a_copy_into_another_project_is_refused(
+    client: TestClient, authority: TokenAuthority
+) -> None:
+    headers = bearer(authority, "db:restore", "env:read")
+    resp = client.post(
+        "/v1/environments/acme/production/clone", json={"to": "shop/qa"}, headers=headers
+    )
+    assert resp.status_code == 400
+    assert "acme/ENV" in resp.json()["message"]
 
 
 def test_concurrent_writes_from_several_clients_all_land(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import subprocess
 import threading
 import urllib.request
 
@@ -19,7 +20,7 @@ from reconciler.core.errors import DriverError
 from reconciler.core.model import EnvKey
 from reconciler.core.planner import Kind
 from reconciler.engine.status import Health, Sync
-from tests.integration.world import World
+from tests.integration.world import GIT_ENV, World, git
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +125,28 @@ def test_feature_branch_gets_an_ephemeral_environment_and_loses_it_when_deleted(
     assert client.networks.list(filters=label) == []
 
 
+def test_a_branch_past_its_ttl_gets_no_environment_and_status_and_plan_say_why(
+    world: World,
+) -> None:
+    """An old pushed feature branch is not silently ignored: the pass records why."""
+    old = "2020-01-02T03:04:05+00:00"
+    who = ["-c", "user.name=Ann", "-c", "user.email=ann@acme.example"]
+    subprocess.run(
+        ["git", *who, "commit", "-q", "--allow-empty", "-m", "old work"],
+        cwd=world.app.dir,
+        env={**GIT_ENV, "GIT_AUTHOR_DATE": old, "GIT_COMMITTER_DATE": old},
+        check=True,
+    )
+    git("push", "-q", "origin", "HEAD:refs/heads/feature/old", cwd=world.app.dir)
+    result = world.reconcile()
+    assert result.errors == {}
+    assert world.containers() == {}
+    why = world.engine().status.daemon.expired[f"{world.project}/feature-old"]
+    assert "feature/old" in why and "ttl" in why
+    the_plan = world.engine().plan()[3]
+    assert f"no environment: {world.project}/feature-old: {why}" in the_plan.render()
+
+
 def test_removing_a_staging_file_removes_the_environment_and_its_data(world: World) -> None:
     """The last file is only removed once prune.allow_empty says an empty state is meant."""
     world.declare("staging", branch="release/v1")
@@ -215,6 +238,8 @@ def test_failing_module_update_keeps_the_previous_revision_serving(world: World)
     now = world.engine().status.get(f"{world.project}/staging")
     assert now is not None and now.health == Health.HEALTHY
     assert any(c.type == "Ready" and not c.status for c in now.conditions)
+    # Status shows both: the old revision still serving, the new one wanted (and failing).
+    assert now.serving == status["revision"] != now.revision
 
 
 def test_missing_app_repository_holds_the_environment_and_creates_nothing(world: World) -> None:
@@ -330,6 +355,49 @@ def test_shell_runs_in_the_environment_and_is_recorded(
         ws.send_bytes(b"exit\n" if kind == "bash" else b"\\q\n")
     events = [(e["event"], e["kind"], e["subject"]) for e in plane.sessions(10)]
     assert ("start", kind, "ann") in events and ("end", kind, "ann") in events
+
+
+@pytest.mark.parametrize(
+    ("kind", "script", "out", "exit_code"),
+    [
+        ("psql", b"SELECT 40 + 2 AS answer;\n", b"42", 0),
+        ("psql", b"SELECT 1/0;\nSELECT 'not reached';\n", b"", 3),
+        ("bash", b"echo out-$((6*7)); echo err-1 >&2; exit 5\n", b"out-42", 5),
+    ],
+    ids=["psql", "psql-error", "bash-status"],
+)
+def test_shell_without_a_tty_runs_piped_input_and_ends_with_its_status(
+    world: World, kind: str, script: bytes, out: bytes, exit_code: int
+) -> None:
+    """Like docker exec -i: stdin to its end, stdout and stderr apart, the exit status back."""
+    from starlette.testclient import TestClient
+
+    world.declare("staging", branch="release/v1")
+    converge(world, "staging")
+    app, authority, _ = _shell_app(world)
+    token = authority.mint("ann", ["shell"])
+    path = f"/v1/environments/{world.project}/staging/shell?kind={kind}&tty=false"
+    streams: dict[int, bytes] = {1: b"", 2: b""}
+    with (
+        TestClient(app) as client,
+        client.websocket_connect(path, headers={"Authorization": f"Bearer {token}"}) as ws,
+    ):
+        ws.send_bytes(script)
+        ws.send_text('{"eof": true}')  # no \\q and no exit needed: end of input ends it
+        while True:
+            message = ws.receive()
+            if message.get("text"):
+                end = json.loads(message["text"])
+                break
+            frame = message["bytes"]
+            streams[frame[0]] += frame[1:]
+    assert end == {"exit": exit_code}, streams
+    assert out in streams[1]
+    assert b"not reached" not in streams[1]
+    if kind == "bash":
+        assert streams[2] == b"err-1\n"
+    if exit_code == 3:
+        assert b"division by zero" in streams[2]
 
 
 def test_shell_refuses_a_token_without_the_shell_scope(world: World) -> None:

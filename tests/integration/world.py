@@ -260,40 +260,9 @@ class World:
         for engine in self._engines:
             engine.close()
         client = self.docker
-        label = {"label": f"odooops.instance={self.instance}"}
-        for c in client.containers.list(all=True, filters=label):
-            c.remove(force=True, v=True)
-        for v in client.volumes.list(filters=label):
-            v.remove(force=True)
-        for n in client.networks.list(filters=label):
-            n.remove()
+        remove_instance(client, self.instance)
         for image in client.images.list(filters={"label": f"odooops.project={self.project}"}):
             client.images.remove(image.id, force=True)
-        with psycopg.connect(
-            host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
-        ) as conn:
-            rows = conn.execute(
-                "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') "
-                "LIKE %s",
-                [f'%"odooops.instance": "{self.instance}"%'],
-            ).fetchall()
-            for (name,) in rows:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            # Scratch and set-aside databases of this world only (other runs share the
-            # server): the ones its roles own.
-            owned = conn.execute(
-                "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
-                "WHERE r.rolname LIKE %s",
-                [f"odooops\\_\\_{self.project}\\_\\_%"],
-            ).fetchall()
-            for (name,) in owned:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            roles = conn.execute(
-                "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE %s",
-                [f'%"odooops.instance": "{self.instance}"%'],
-            ).fetchall()
-            for (name,) in roles:
-                conn.execute(f'DROP ROLE IF EXISTS "{name}"')
         client.close()
 
     # ------------------------------------------------------------------------- looking
@@ -316,3 +285,37 @@ class World:
     def query(self, database: str, sql: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(host="127.0.0.1", user="postgres", dbname=database) as conn:
             return conn.execute(sql).fetchall()
+
+
+def remove_instance(client: docker.DockerClient, instance: str) -> None:
+    """Remove everything a daemon instance made: containers with their anonymous volumes,
+    volumes, networks, the roles that carry its label, every database those roles own (live,
+    scratch and set-aside ones alike), and the roles. Another test's databases, operations in
+    flight included, belong to other roles and are never touched."""
+    label = {"label": f"odooops.instance={instance}"}
+    for c in client.containers.list(all=True, filters=label):
+        c.remove(force=True, v=True)
+    for v in client.volumes.list(filters=label):
+        v.remove(force=True)
+    for n in client.networks.list(filters=label):
+        n.remove()
+    with psycopg.connect(
+        host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        tagged = f'%"odooops.instance": "{instance}"%'
+        roles = [
+            str(name)
+            for (name,) in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE %s",
+                [tagged],
+            ).fetchall()
+        ]
+        databases = conn.execute(
+            "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+            "WHERE r.rolname = ANY(%s) OR shobj_description(d.oid, 'pg_database') LIKE %s",
+            [roles, tagged],
+        ).fetchall()
+        for (name,) in databases:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in roles:
+            conn.execute(f'DROP ROLE IF EXISTS "{name}"')

@@ -9,7 +9,12 @@ from reconciler.core.config import load_state
 from reconciler.core.errors import InvalidState
 from reconciler.core.model import EnvKey
 from reconciler.gitops import changes
-from reconciler.gitops.changes import EnvironmentExists, Operation, UnknownEnvironment
+from reconciler.gitops.changes import (
+    EnvironmentExists,
+    InvalidName,
+    Operation,
+    UnknownEnvironment,
+)
 
 FILES = {
     "odooops.yaml": b"database_servers: {shared: {host: 127.0.0.1}}\n",
@@ -135,6 +140,53 @@ def test_names_resolve_with_a_single_project(name: str, key: EnvKey) -> None:
 def test_an_ambiguous_name_is_a_clear_error() -> None:
     with pytest.raises(UnknownEnvironment):
         changes.resolve_name("qa", ["acme", "shop"])
+
+
+TWO_PROJECTS = ["acme", "shop"]
+KNOWN = [
+    EnvKey("acme", "production"),
+    EnvKey("acme", "staging"),
+    EnvKey("shop", "production"),
+    EnvKey("acme", "feature-crm-reports"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "context", "key"),
+    [
+        ("acme/staging", None, EnvKey("acme", "staging")),
+        ("shop/production", None, EnvKey("shop", "production")),
+        ("staging", None, EnvKey("acme", "staging")),
+        ("feature/crm-reports", None, EnvKey("acme", "feature-crm-reports")),
+        ("staging", "acme", EnvKey("acme", "staging")),
+        ("production", "shop", EnvKey("shop", "production")),
+        ("acme/staging", "acme", EnvKey("acme", "staging")),
+        ("shop/production", "acme", EnvKey("shop", "production")),
+    ],
+    ids=lambda v: str(v),
+)
+def test_full_names_always_and_bare_names_where_unambiguous(
+    name: str, context: str | None, key: EnvKey
+) -> None:
+    """PROJECT/ENV works everywhere; a bare name needs one project, one owner or a context."""
+    assert changes.resolve_name(name, TWO_PROJECTS, KNOWN, project=context) == key
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("production", "acme/production, shop/production"),
+        ("qa", "acme/qa, shop/qa"),
+        ("acme/", "not an environment name"),
+        ("acme/qa;rm", "not an environment name"),
+        ("acme/QA", "not an environment name"),
+        ("acme/../shop", "not an environment name"),
+    ],
+)
+def test_a_name_that_is_ambiguous_or_malformed_says_what_to_type(name: str, says: str) -> None:
+    with pytest.raises((UnknownEnvironment, InvalidName)) as caught:
+        changes.resolve_name(name, TWO_PROJECTS, KNOWN)
+    assert says in caught.value.message
 
 
 def test_commit_message_is_conventional_and_carries_the_request_id() -> None:

@@ -165,6 +165,16 @@ def test_held_environment_is_left_alone() -> None:
     assert kinds([], [have], held={have.key: "app repository unreachable"}) == []
 
 
+def test_a_branch_past_its_ttl_gets_no_environment_and_the_plan_says_why() -> None:
+    """An expired branch is neither made nor silently skipped: the plan names it and why."""
+    gone = EnvKey("acme", "feature-old")
+    why = "branch feature/old has had no commit for more than 7 days (ttl)"
+    result = plan(Desired("c", {}, expired={gone: why}), Observed())
+    assert not result.has_changes
+    assert result.expired == {gone: why}
+    assert f"no environment: acme/feature-old: {why}" in result.render()
+
+
 def test_stale_containers_are_removed_first() -> None:
     want = desired()
     have = replace(live(want), stale=(want.key.init_container,))

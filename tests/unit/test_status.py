@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.engine.status import Condition, EnvironmentStatus, Health, StatusStore
+from reconciler.engine.status import (
+    Condition,
+    DaemonStatus,
+    EnvironmentStatus,
+    Health,
+    StatusStore,
+)
 
 
 def test_condition_and_health_changes_become_events_that_survive_a_restart(tmp_path: Path) -> None:
@@ -37,3 +43,18 @@ def test_read_only_store_never_writes(tmp_path: Path) -> None:
     store = StatusStore(tmp_path / "status.json", read_only=True)
     store.put("acme/qa", EnvironmentStatus("acme", "qa"))
     assert not (tmp_path / "status.json").exists()
+
+
+def test_serving_and_wanted_revisions_and_expired_branches_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    """What runs, what is wanted and which branches get no environment are all read back."""
+    store = StatusStore(tmp_path / "status.json")
+    store.put("acme/qa", EnvironmentStatus("acme", "qa", revision="b" * 40, serving="a" * 40))
+    store.set_daemon(DaemonStatus(passes=3, expired={"acme/feature-old": "past its ttl"}))
+    again = StatusStore(tmp_path / "status.json")
+    status = again.get("acme/qa")
+    assert status is not None and (status.serving, status.revision) == ("a" * 40, "b" * 40)
+    assert EnvironmentStatus.from_dict(status.to_dict()) == status
+    assert again.daemon.expired == {"acme/feature-old": "past its ttl"}
+    assert again.daemon.passes == 3

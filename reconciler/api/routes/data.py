@@ -65,12 +65,17 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
     jobs = cast(JobStore, _Jobs())
 
     def sibling(request: Request, name: object, field: str) -> EnvKey:
+        """The other environment of a copy or restore: ``staging`` or ``acme/staging``, of the
+        same project (data moves within one project)."""
+        project = env_key(request).project
+        if isinstance(name, str) and name.startswith(f"{project}/"):
+            name = name[len(project) + 1 :]
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise InvalidRequest(
-                f"{field} must be an environment name of the same project",
-                remediation=f'send {{"{field}": "staging"}}',
+                f"{field} must be an environment of project {project}: ENV or {project}/ENV",
+                remediation=f'send {{"{field}": "staging"}} or {{"{field}": "{project}/staging"}}',
             )
-        return EnvKey(env_key(request).project, name)
+        return EnvKey(project, name)
 
     def known(key: EnvKey) -> EnvKey:
         """An environment declared in the last valid state, or one the daemon reports on."""
@@ -246,8 +251,8 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
                     if size > MAX_IMPORT_BYTES:
                         raise InvalidRequest(
                             "the dump is larger than 64 GiB",
-                            remediation="import it from the daemon's host: "
-                            "odooops --state-repo ... db import",
+                            remediation="import the database alone (a pg_dump -Fc file, "
+                            "without the filestore): odooops db import ENV FILE.dump",
                         )
                     out.write(chunk)
             if size == 0:

@@ -61,6 +61,25 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         )
 
     @guarded("env:read")
+    async def daemon_status(request: Request) -> Response:
+        """The daemon's own status: the state commit in force (and a rejected head), the last
+        poll, the last pass's duration, the number of passes, and the branches that get no
+        environment because they are past their TTL. Answered whether or not a valid state
+        commit is loaded, so ``odooops status`` can always say why."""
+        daemon = plane.daemon_status()
+        return JSONResponse(
+            {
+                "ready": plane.state() is not None,
+                "state_commit": daemon.state_commit,
+                "state_error": daemon.state_error,
+                "last_poll": daemon.last_poll,
+                "last_pass_seconds": daemon.last_pass_seconds,
+                "passes": daemon.passes,
+                "expired": dict(daemon.expired),
+            }
+        )
+
+    @guarded("env:read")
     async def get_plan(request: Request) -> Response:
         """What the next pass would do (exact, side-effect free), within the token's globs."""
         result = await run_in_threadpool(plane.plan)
@@ -229,6 +248,7 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         Route("/v1/health", health, methods=["GET"]),
         Route("/v1/openapi.json", get_openapi, methods=["GET"]),
         Route("/v1/ready", ready, methods=["GET"]),
+        Route("/v1/daemon", daemon_status, methods=["GET"]),
         Route("/v1/plan", get_plan, methods=["GET"]),
         Route("/v1/reconcile", reconcile, methods=["POST"]),
         Route("/v1/policies", get_policies, methods=["GET"]),

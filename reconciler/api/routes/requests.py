@@ -29,7 +29,7 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
     def visible(principal: Principal, cr: ChangeRequest) -> ChangeRequest:
         if not sees_files(principal, cr.files):
             raise UnknownChangeRequest(
-                f"no change request {cr.id}", remediation="odooops requests list"
+                f"no change request {cr.id}", remediation="odooops requests list --state-repo URL"
             )
         return cr
 

@@ -39,10 +39,15 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         return JSONResponse({"items": items[:SESSIONS]})
 
     async def shell(websocket: WebSocket) -> None:
-        """An interactive shell (bash, odoo shell or psql) through ``docker exec`` with a TTY.
+        """A shell (bash, odoo shell or psql) through ``docker exec``, like ``docker exec -it``
+        (``?tty=true``, the default) or ``docker exec -i`` (``?tty=false``, for piped input).
 
-        Binary frames carry the terminal's bytes both ways; a text frame
-        ``{"resize": [columns, rows]}`` resizes it. Refusals close with 4401/4403/4404 after a
+        From the client: binary frames are input; text frames are controls,
+        ``{"resize": [columns, rows]}`` and ``{"eof": true}`` (end of input: without a TTY the
+        process reads end-of-file; with one, Ctrl-D is typed). To the client: with a TTY,
+        binary frames are the terminal's bytes; without one, each binary frame starts with a
+        byte naming its stream (1 stdout, 2 stderr). When the process ends, a text frame
+        ``{"exit": status}`` precedes the close. Refusals close with 4401/4403/4404 after a
         text frame holding the structured error. Every session is recorded (who, where, what,
         start, end).
         """
@@ -52,14 +57,16 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
             principal = ctx.authority.authenticate_header(websocket.headers.get("authorization"))
             ctx.limiter.take(principal.subject)
             check_path_names(websocket.path_params)
-            kind = Query(websocket.query_params, {"kind"}).text("kind", max_length=10) or "odoo"
+            query = Query(websocket.query_params, {"kind", "tty"})
+            kind = query.text("kind", max_length=10) or "odoo"
             if kind not in ("odoo", "psql", "bash"):
                 raise InvalidRequest(
                     f"unknown shell {quoted(kind)}",
-                    remediation="odooops shell ENV --kind odoo|psql|bash",
+                    remediation="odooops shell ENV --kind psql",
                 )
+            tty = query.flag("tty", default=True)
             authorize(principal, "shell", str(key))
-            session = await run_in_threadpool(plane.shell, key, kind)
+            session = await run_in_threadpool(plane.shell, key, kind, tty)
         except OdooOpsError as exc:
             await websocket.send_text(json.dumps(exc.to_dict()))
             status = status_of(exc)
@@ -76,9 +83,17 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         await run_in_threadpool(plane.record_session, {**entry, "event": "start"})
 
         async def pump_out() -> None:
-            while chunk := await run_in_threadpool(session.read):
-                await websocket.send_bytes(chunk)
-            await websocket.close()
+            try:
+                while True:
+                    stream, chunk = await run_in_threadpool(session.read)
+                    if not chunk:
+                        break
+                    await websocket.send_bytes(chunk if session.tty else bytes([stream]) + chunk)
+                code = await run_in_threadpool(session.exit_code)
+                await websocket.send_text(json.dumps({"exit": code}))
+                await websocket.close()
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                pass  # the client left first
 
         output = asyncio.create_task(pump_out())
         try:
@@ -89,8 +104,8 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
                 if message.get("bytes"):
                     await run_in_threadpool(session.write, message["bytes"])
                 elif message.get("text"):
-                    _control(session, message["text"])
-        except (WebSocketDisconnect, RuntimeError):
+                    await run_in_threadpool(_control, session, message["text"])
+        except (WebSocketDisconnect, RuntimeError, OSError):
             pass
         finally:
             # Synchronous on purpose: a cancelled task must still record the end.
@@ -107,10 +122,16 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
 
 
 def _control(session: Terminal, text: str) -> None:
-    """A control frame from the terminal: only ``{"resize": [columns, rows]}`` exists."""
+    """A control frame from the client: ``{"resize": [columns, rows]}`` or ``{"eof": true}``;
+    anything else is ignored."""
     try:
         doc = json.loads(text)
+        if not isinstance(doc, dict):
+            return
+        if doc.get("eof") is True:
+            session.close_input()
+            return
         columns, rows = doc["resize"]
         session.resize(int(columns), int(rows))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         pass

@@ -611,7 +611,7 @@ def _skip_reason(step: _Step, catalog: _Catalog, masked: bool) -> str | None:
 
 
 def _failure(
-    conn: psycopg.Connection[Any], what: str, exc: psycopg.Error, code: str
+    conn: psycopg.Connection[Any], what: str, exc: psycopg.Error, *, code: str
 ) -> DriverError:
     """A structured error without the server's DETAIL line, which may quote row values."""
     info = conn.info
@@ -664,7 +664,7 @@ def neutralize(
                 removed |= {target: count for target, count in found.items() if count}
                 applied.append(step.name)
     except psycopg.Error as exc:
-        raise _failure(conn, step_name, exc, "neutralize_failed") from exc
+        raise _failure(conn, step_name, exc, code="neutralize_failed") from exc
     return NeutralizeReport(tuple(applied), tuple(skipped), removed)
 
 
@@ -719,4 +719,6 @@ def reidentify(conn: psycopg.Connection[Any]) -> None:
                 "DELETE FROM ir_config_parameter WHERE key = ANY(%s)", (list(_LICENCE_KEYS),)
             )
     except psycopg.Error as exc:
-        raise _failure(conn, "giving the copy a new identity", exc, "reidentify_failed") from exc
+        raise _failure(
+            conn, "giving the copy a new identity", exc, code="reidentify_failed"
+        ) from exc
