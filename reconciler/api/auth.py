@@ -534,7 +534,8 @@ def peek(token: str) -> dict[str, str]:
     if len(token) > _MAX_TOKEN_CHARS:
         raise InvalidTokenRequest(
             f"the token is longer than {_MAX_TOKEN_CHARS} characters",
-            remediation="odooops token revoke JTI --reason TEXT --data-dir DIR (JTI: the token's id)",
+            remediation="odooops token revoke JTI --reason TEXT --data-dir DIR "
+            "(JTI: the token's id)",
         )
     try:
         claims = jwt.decode(token, options={"verify_signature": False})

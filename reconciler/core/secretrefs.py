@@ -198,7 +198,8 @@ def _named(name: str, policy: SecretPolicy) -> Refusal | None:
         return Refusal(
             "secret_unknown",
             f"named secret {name} is not in the daemon's secret store",
-            f"odooops secret set {name} [--host HOST] --data-dir DATA_DIR (the value on stdin)",
+            f"odooops secret set {name} --data-dir DATA_DIR (the value on stdin; add "
+            "--host HOST for a repository credential)",
         )
     return None
 

@@ -271,7 +271,8 @@ class SecretStore:
             if value is None:
                 raise SecretsError(
                     f"environment variable {ref.env} is not set",
-                    remediation=f"export {ref.env}=... before starting: odooops daemon --state-repo URL",
+                    remediation=f"export {ref.env}=... before starting: odooops daemon "
+                    "--state-repo URL",
                 )
             return value
         assert ref.file is not None

@@ -895,7 +895,7 @@ def test_a_named_secret_missing_from_the_store_is_refused() -> None:
         validate_state(state({"projects/acme.yaml": text}), policy=KNOWN)
     (problem,) = info.value.problems
     assert problem.code == "secret_unknown"
-    assert problem.remediation.startswith("odooops secret set acme-gti [--host HOST]")
+    assert problem.remediation.startswith("odooops secret set acme-gti --data-dir DATA_DIR")
 
 
 @pytest.mark.parametrize(
