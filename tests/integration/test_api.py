@@ -80,6 +80,7 @@ class Plane(GitControlPlane):
         }
         self.recorded: list[dict[str, str]] = []
         self.followers = 0  # log streams open right now
+        self.idle_follow = False  # a followed stream then stays open, idle, until its client goes
         self._state = writer.current()
         self._data = MemoryData(self.state)
         self._jobs = JobStore()
@@ -169,7 +170,7 @@ class Plane(GitControlPlane):
     ) -> AsyncIterator[str]:
         for line in [f"odoo | 2026-11-25T12:00:0{i}Z line {i}" for i in range(3)][-tail:]:
             yield line
-        if follow:
+        if follow and self.idle_follow:
             self.followers += 1
             try:
                 await asyncio.Event().wait()  # an idle stream: nothing more is ever written
@@ -593,6 +594,7 @@ def test_idle_log_streams_hold_no_thread_and_end_with_their_client(
     """Fifty followed streams that never get a line (about forty froze every route before)
     leave the other routes answering; each subject has at most eight; a client that goes
     away ends its stream."""
+    plane.idle_follow = True
     server = ServedApp(create_app(plane, authority))
     streams: list[Any] = []
     try:
