@@ -121,7 +121,13 @@ class PostgresDriver:
         return out
 
     def create(self, key: EnvKey, password: str, protected: bool) -> None:
-        """Create (or re-key) the role and create the database, idempotently."""
+        """Create (or re-key) the role and create the database, idempotently.
+
+        The role is everything a workload's data runs as (Odoo, restores, imports, copies,
+        neutralisation), so it can never become anything else: no superuser, no role or
+        database creation, no replication, no row-security bypass, and a member of no role,
+        so ``SET ROLE`` has nowhere to go. A membership granted by hand is revoked here.
+        """
         role, db = sql.Identifier(key.role), sql.Identifier(key.database)
         verifier = sql.Literal(scram_verifier(password))
         with self._connect() as conn:
@@ -131,9 +137,17 @@ class PostgresDriver:
             verb = "ALTER" if exists else "CREATE"
             conn.execute(
                 sql.SQL(
-                    verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
+                    verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                    "NOBYPASSRLS PASSWORD {}"
                 ).format(role, verifier)
             )
+            memberships = conn.execute(
+                "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = %s",
+                [key.role],
+            ).fetchall()
+            for (group,) in memberships:
+                conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(str(group)), role))
             conn.execute(
                 sql.SQL("COMMENT ON ROLE {} IS {}").format(
                     role, sql.Literal(self._labels(key, kind="role"))
