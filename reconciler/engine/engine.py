@@ -42,7 +42,13 @@ from reconciler.core.planner import Action, Kind, Plan, plan
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.data.lifecycle import OperationBusy, Site
 from reconciler.data.operations import DataOps
-from reconciler.drivers.docker import PASSWORD_FILE, DockerDriver, DockerListing, ShellSession
+from reconciler.drivers.docker import (
+    PASSWORD_FILE,
+    DockerDriver,
+    DockerListing,
+    ShellSession,
+    database_reach,
+)
 from reconciler.drivers.postgres import DatabaseRecord, PostgresDriver
 from reconciler.drivers.secrets import SecretStore
 from reconciler.engine.metrics import Metrics
@@ -628,12 +634,15 @@ class Engine:
         if project is None:
             log.warning("%s: no final backup: its project is no longer declared", key)
             return
+        admin = Endpoint.of_server(driver.server, key.database)
         site = Site(
             key=key,
-            endpoint=Endpoint.of_server(driver.server, key.database),
-            owner=key.role,
+            endpoint=admin,
+            login=admin.as_login(key.role, self._password(key)),
+            reach=database_reach(key, driver.server),
             volume=key.filestore_volume,
-            image=project.image,
+            image=config.platform.dev_db_image,
+            odoo_image=project.image,
             tier=_last_tier(self.status.get(str(key))),
             protected=False,
             instance=self.config.instance,
