@@ -159,6 +159,32 @@ def sanitising() -> Sanitising:
     return Sanitising(mail=catcher, mask=True, rules=masking.load_rules(None), salt="pepper")
 
 
+# -------------------------------------------------------------------------------- roles
+def test_an_environment_role_has_no_power_and_no_membership_even_one_granted_by_hand(
+    sandbox: Sandbox,
+) -> None:
+    """Creating (or re-keying) the role strips what would let it become another role."""
+    staging = sandbox.site("staging")
+    with sandbox.admin() as conn:
+        conn.execute(
+            sql.SQL("GRANT pg_read_server_files, pg_execute_server_program TO {}").format(
+                sql.Identifier(staging.owner)
+            )
+        )
+        conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(staging.owner)))
+    PostgresDriver(SERVER, sandbox.instance).create(
+        staging.key, staging.login.password or "", protected=False
+    )
+    with sandbox.admin() as conn:
+        row = conn.execute(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls,"
+            " (SELECT count(*) FROM pg_auth_members WHERE member = r.oid)"
+            " FROM pg_roles r WHERE rolname = %s",
+            [staging.owner],
+        ).fetchone()
+    assert row == (False, False, False, False, False, 0)
+
+
 # ------------------------------------------------------------------------------ imports
 BAD_DUMPS = {
     "shell": b"CREATE TABLE planted (id int);\n\\! touch {pwned}\n",
@@ -388,7 +414,8 @@ def test_filestore_helpers_run_as_the_owner_confined_with_only_their_volumes(
     sandbox: Sandbox,
 ) -> None:
     """As the kernel sees the helper: Odoo's uid, no capability, no new privileges, no
-    network, a read-only root, its volume read-write and the source read-only."""
+    network, a read-only root, its volume read-write and the source read-only; and as Docker
+    holds the never-started container its archive API goes through."""
     prod, staging = sandbox.site("prod"), sandbox.site("staging")
     for site in (prod, staging):
         sandbox.driver.filestore_prime(site.odoo_image, site.volume)
@@ -414,6 +441,15 @@ def test_filestore_helpers_run_as_the_owner_confined_with_only_their_volumes(
     assert "volume-writable" in lines
     assert not {"root-writable", "source-writable", "docker-socket"} & set(lines)
     assert lines[-1] == "2", "two mounts: the environment's volume and the source"
+    # Docker's archive API reads and writes a volume through a container never started.
+    parked = sandbox.driver._parked(staging.image, staging.volume, "rw")
+    attrs = parked.attrs
+    parked.remove(force=True, v=True)
+    assert attrs["State"]["Status"] == "created" and attrs["Config"]["User"] == NOBODY
+    assert attrs["HostConfig"]["CapDrop"] == ["ALL"] and attrs["HostConfig"]["ReadonlyRootfs"]
+    assert attrs["HostConfig"]["NetworkMode"] == "none"
+    mounts = [(m["Name"], m["Destination"]) for m in attrs["Mounts"]]
+    assert mounts == [(staging.volume, VOLUME_MOUNT)]
 
 
 def test_a_filestore_copy_is_a_copy_of_plain_files_owned_by_odoo(sandbox: Sandbox) -> None:
