@@ -270,9 +270,16 @@ def connect_as(endpoint: Endpoint, role: str) -> Iterator[Any]:
         yield conn
 
 
-def create_role(name: str) -> None:
+def create_role(name: str) -> Endpoint:
+    """A role as the engine makes one (a login with a password); its login to the server."""
+    password = secrets.token_hex(16)
     with ADMIN.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password)
+            )
+        )
+    return ADMIN.as_login(name, password)
 
 
 def parallel(jobs: int, tasks: Sequence[Callable[[], T]]) -> list[T]:
@@ -400,20 +407,35 @@ def filestore_archive(
 
 
 def fill_filestore(
-    driver: DockerDriver, image: str, volume: str, db: str, count: int, total_bytes: int
+    driver: DockerDriver,
+    images: FixtureImages,
+    volume: str,
+    db: str,
+    count: int,
+    total_bytes: int,
 ) -> list[StoredFile]:
     """Put a generated filestore for ``db`` into ``volume``, the way a restore does it."""
     files: list[StoredFile] = []
     staged = f"{db}.staged"
     archive = filestore_archive(staged, count, total_bytes, files)
-    driver.filestore_stage(image, volume, staged, archive)
-    driver.filestore_swap(image, volume, staged, db, f"{db}.old")
+    driver.filestore_prime(images.odoo, volume)
+    driver.filestore_stage(images.platform, volume, staged, archive)
+    driver.filestore_swap(images.platform, volume, staged, db, f"{db}.old")
     return files
 
 
 # ============================================================================ run helpers
-def fixture_image() -> str:
-    """The Odoo stand-in image the integration tests use (built by scripts/setup.sh images)."""
+@dataclass(frozen=True)
+class FixtureImages:
+    """The integration tests' images (built by scripts/setup.sh images): the Odoo stand-in,
+    whose ``/var/lib/odoo`` fills a new filestore volume, and the PostgreSQL one, the
+    platform's image that filestore helpers run in."""
+
+    odoo: str
+    platform: str
+
+
+def fixture_images() -> FixtureImages:
     env_file = REPO_ROOT / "build" / "images.env"
     values: dict[str, str] = {}
     if env_file.exists():
@@ -421,13 +443,14 @@ def fixture_image() -> str:
             name, sep, value = line.partition("=")
             if sep:
                 values[name.strip()] = value.strip()
-    ref = values.get("ODOOOPS_FIXTURE_ODOO_IMAGE")
-    if not ref:
+    names = ("ODOOOPS_FIXTURE_ODOO_IMAGE", "ODOOOPS_FIXTURE_POSTGRES_IMAGE")
+    missing = [name for name in names if not values.get(name)]
+    if missing:
         raise SystemExit(
-            f"no ODOOOPS_FIXTURE_ODOO_IMAGE in {env_file}; build the fixture images: "
+            f"no {', '.join(missing)} in {env_file}; build the fixture images: "
             "bash scripts/setup.sh images"
         )
-    return ref
+    return FixtureImages(values[names[0]], values[names[1]])
 
 
 def open_driver(instance: str) -> DockerDriver:
@@ -437,9 +460,9 @@ def open_driver(instance: str) -> DockerDriver:
         raise SystemExit(f"{exc.message}; {exc.remediation}") from None
 
 
-def check_services(driver: DockerDriver, image: str) -> None:
+def check_services(driver: DockerDriver, images: FixtureImages) -> None:
     """PostgreSQL reachable as its admin (with the password setup.sh made, exported to
-    ``PGPASSWORD`` for every client of the run), the stand-in image present: fail before
+    ``PGPASSWORD`` for every client of the run), the fixture images present: fail before
     creating anything."""
     try:
         pgadmin.export()
@@ -453,8 +476,11 @@ def check_services(driver: DockerDriver, image: str) -> None:
             f"PostgreSQL on {ADMIN.host}:{ADMIN.port} (user {ADMIN.user}) is "
             f"unreachable ({exc}); start it: bash scripts/setup.sh services"
         ) from None
-    if not driver.has_image(image):
-        raise SystemExit(f"the image {image} is missing; build it: bash scripts/setup.sh images")
+    for image in (images.odoo, images.platform):
+        if not driver.has_image(image):
+            raise SystemExit(
+                f"the image {image} is missing; build it: bash scripts/setup.sh images"
+            )
 
 
 def mb(n: float) -> str:

@@ -52,11 +52,12 @@ from bench._cli import Options, count, run_main, timed, title, uninterruptible  
 from bench._odoo_db import (  # noqa: E402
     ADMIN,
     MB,
+    FixtureImages,
     Scratch,
     check_services,
     create_role,
     fill_filestore,
-    fixture_image,
+    fixture_images,
     generate,
     mb,
     open_driver,
@@ -69,7 +70,7 @@ from reconciler.data.database.copy import Strategy, copy_database, drop_database
 from reconciler.data.database.endpoint import Endpoint, client_tool  # noqa: E402
 from reconciler.data.lifecycle import Lifecycle, Site  # noqa: E402
 from reconciler.data.moves import Moves  # noqa: E402
-from reconciler.drivers.docker import DockerDriver  # noqa: E402
+from reconciler.drivers.docker import DockerDriver, database_reach  # noqa: E402
 from reconciler.engine.ledger import Ledger  # noqa: E402
 
 
@@ -178,15 +179,17 @@ def plain_rewrite(conn: Any, rules: masking.MaskingRules) -> dict[str, int]:
     return rows
 
 
-def measure_masking(scratch: Scratch, source: Endpoint, owner: str) -> None:
+def measure_masking(scratch: Scratch, source: Endpoint, owner: Endpoint) -> None:
     rules = masking.load_rules(None)
     copies = {name: ADMIN.with_db(scratch.database(name)) for name in ("mask_plain", "mask_masked")}
     for target in copies.values():
-        copy_database(source, target, source_owner=owner, owner=owner, strategy=Strategy.TEMPLATE)
-    try:
-        with copies["mask_plain"].connect() as conn:
+        copy_database(
+            source, target, source_login=owner, target_login=owner, strategy=Strategy.TEMPLATE
+        )
+    try:  # as the lifecycle masks: logged in as the copy's owner
+        with owner.with_db(copies["mask_plain"].dbname).connect() as conn:
             plain_seconds, plain_rows = timed(lambda: plain_rewrite(conn, rules))
-        with copies["mask_masked"].connect() as conn:
+        with owner.with_db(copies["mask_masked"].dbname).connect() as conn:
             seconds, report = timed(lambda: masking.mask(conn, rules, secrets.token_hex(16)))
     finally:
         for target in copies.values():
@@ -211,15 +214,17 @@ def measure_masking(scratch: Scratch, source: Endpoint, owner: str) -> None:
 
 
 # =================================================================================== main
-def run(args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, image: str) -> None:
+def run(
+    args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, images: FixtureImages
+) -> None:
     owner = scratch.role("owner")
     source = ADMIN.with_db(scratch.database("src"))
     volume = scratch.volume("filestore")
-    create_role(owner)
+    login = create_role(owner)
     driver.create_volume(scratch.key, volume, protected=False)
     total = args.filestore_mb * MB
     seconds, files = timed(
-        lambda: fill_filestore(driver, image, volume, source.dbname, args.files, total)
+        lambda: fill_filestore(driver, images, volume, source.dbname, args.files, total)
     )
     stored_files = sum(f.size for f in files)
     print(
@@ -249,9 +254,11 @@ def run(args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, image:
     site = Site(
         key=scratch.key,
         endpoint=source,
-        owner=owner,
+        login=login.with_db(source.dbname),
+        reach=database_reach(scratch.key, None),  # unused: a backup runs no tool container
         volume=volume,
-        image=image,
+        image=images.platform,
+        odoo_image=images.odoo,
         tier=Tier.PRODUCTION,
         protected=False,
         instance=scratch.instance,
@@ -279,7 +286,7 @@ def run(args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, image:
         f"into the file), {phases['filestore']:.2f} s filestore through Docker, then closing "
         "the stream and fsync"
     )
-    measure_masking(scratch, source, owner)
+    measure_masking(scratch, source, login)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,13 +303,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = options.parse(argv)
     print(title(__doc__))
-    image = fixture_image()
+    images = fixture_images()
     scratch = Scratch()
     driver = open_driver(scratch.instance)
-    check_services(driver, image)
+    check_services(driver, images)
     started = time.perf_counter()
     try:
-        run(args, scratch, driver, image)
+        run(args, scratch, driver, images)
     finally:
         with uninterruptible():
             seconds, summary = timed(lambda: scratch.cleanup(driver))

@@ -12,9 +12,11 @@ default) and its filestore (2,000 files, 300 MB, in a Docker volume):
   ``cp -r`` of the source's own directory ``<data_directory>/base/<oid>`` (after a
   ``CHECKPOINT``) to a temporary directory on the same filesystem; a second floor adds an
   fsync of every copied file, which ``FILE_COPY`` also does before it returns.
-* the filestore, by ``DockerDriver.filestore_link_copy`` (hard links, ``cp -al`` in a helper
-  container) against ``cp -a`` of the same tree in the same kind of helper container (what a
-  naive copy costs), with the cost of a helper container that does nothing for reference.
+* the filestore, by ``DockerDriver.filestore_copy`` (``cp --reflink=auto`` in a confined
+  helper that sees only the two volumes, the source read-only: a copy-on-write clone on
+  btrfs or XFS, a full copy on ext4) against hard links (``cp -al`` in a root helper with
+  every volume of the host mounted, the way filestores were copied before), with the cost
+  of a helper container that does nothing for reference.
 
 How to read it: ``x raw cp`` is a strategy's time over the raw copy's time, both measured
 in the same run, so it says how far a strategy is from what the disk allows (1.0 would be
@@ -53,12 +55,13 @@ from bench._cli import Options, count, run_main, timed, title, uninterruptible  
 from bench._odoo_db import (  # noqa: E402
     ADMIN,
     MB,
+    FixtureImages,
     Generated,
     Scratch,
     check_services,
     create_role,
     fill_filestore,
-    fixture_image,
+    fixture_images,
     generate,
     mb,
     open_driver,
@@ -103,11 +106,11 @@ def settled(fn: Callable[[], T]) -> tuple[float, T]:
 
 # ============================================================================== filestore
 def helper(driver: DockerDriver, image: str, script: str, volumes: dict[str, str]) -> str:
-    """Run ``script`` as root in a throw-away container of ``image``, as the driver's own
-    helpers do (create, start, wait, read the logs, remove), with ``volumes`` mounted.
+    """Run ``script`` as root in a throw-away container of ``image`` with ``volumes`` (host
+    paths or volume names) mounted read-write: the helper of old, for the comparison.
 
     The docker SDK on purpose, not the tests' testcontainers fixtures: this container's cost
-    is the baseline ``filestore_link_copy`` is measured against, so it must take the driver's
+    is a baseline the driver's filestore copy is measured against, so it must take the same
     path, without testcontainers' extra calls."""
     container = driver.client.containers.create(
         image=image,
@@ -130,54 +133,61 @@ def helper(driver: DockerDriver, image: str, script: str, volumes: dict[str, str
 
 
 def measure_filestore(
-    driver: DockerDriver, image: str, src: str, dst: str, db: str, samples: int
+    driver: DockerDriver, images: FixtureImages, src: str, dst: str, db: str, samples: int
 ) -> list[Row]:
-    """Median of ``samples`` runs each: an idle helper, the hard-link copy, a plain ``cp -a``.
+    """Median of ``samples`` runs each: an idle confined helper, ``filestore_copy`` and the
+    hard-link copy it replaced.
 
-    Interleaved, so noise from elsewhere hits all three alike; the copy is removed (untimed)
-    after every run, so each run writes into an empty place.
+    Interleaved, so noise from elsewhere hits all alike; the copy is removed (untimed) after
+    every run, so each run writes into an empty place.
     """
-    times: dict[str, list[float]] = {"idle": [], "link": [], "cp": []}
+    times: dict[str, list[float]] = {"idle": [], "copy": [], "link": []}
     counts: set[int] = set()
-    naive = f"{db}.naive"
-    script = f'mkdir -p /dst/filestore && cp -a "/src/filestore/{db}" "/dst/filestore/{naive}"'
+    image = images.platform
+    root = str(driver.client.info().get("DockerRootDir") or "/var/lib/docker") + "/volumes"
+    linked = f"{db}.linked"
+    script = (
+        f'mkdir -p "/volumes/{dst}/_data/filestore" && cp -al "/volumes/{src}/_data/filestore/'
+        f'{db}" "/volumes/{dst}/_data/filestore/{linked}"'
+    )
+    owner = driver._owner(image, dst)
     for _ in range(samples):
-        seconds, _ = settled(lambda: helper(driver, image, "true", {src: "/src"}))
+        seconds, _ = settled(lambda: driver._helper(image, "true", {}, dst, owner))
         times["idle"].append(seconds)
-        seconds, files = settled(lambda: driver.filestore_link_copy(image, src, db, dst, db))
-        times["link"].append(seconds)
+        seconds, files = settled(lambda: driver.filestore_copy(image, src, db, dst, db))
+        times["copy"].append(seconds)
         counts.add(files)
         driver.filestore_remove(image, dst, db)
-        seconds, _ = settled(lambda: helper(driver, image, script, {src: "/src", dst: "/dst"}))
-        times["cp"].append(seconds)
-        helper(driver, image, f'rm -rf "/dst/filestore/{naive}"', {dst: "/dst"})
+        seconds, _ = settled(lambda: helper(driver, image, script, {root: "/volumes"}))
+        times["link"].append(seconds)
+        driver.filestore_remove(image, dst, linked)
     median = {k: statistics.median(v) for k, v in times.items()}
     note = f"{counts.pop()} files" if len(counts) == 1 else f"file counts differ: {counts}"
     return [
-        Row("helper container alone (sh -c true)", median["idle"], samples),
-        Row("filestore_link_copy (cp -al, hard links)", median["link"], samples, note=note),
-        Row("cp -a of the same tree (helper container)", median["cp"], samples),
+        Row("confined helper alone (sh -c true)", median["idle"], samples),
+        Row("filestore_copy (cp --reflink=auto, 2 mounts)", median["copy"], samples, note=note),
+        Row("hard links (cp -al, all volumes mounted; old)", median["link"], samples),
     ]
 
 
 def print_filestore(rows: Sequence[Row], files: int, total: int) -> None:
-    idle, link, naive = rows
+    idle, copy, link = rows
     print(
         f"\nFilestore: {files:,} files, {mb(total)} MB, median of {idle.samples} "
         f"(volumes on the Docker host's disk, {FILESTORE}/filestore/<db>/<ab>/<sha1>)"
     )
-    print(f"  {'copy':<46} {'seconds':>8} {'MB/s':>8} {'x cp -a':>8} {'minus idle':>11}")
+    print(f"  {'copy':<46} {'seconds':>8} {'MB/s':>8} {'x links':>8} {'minus idle':>11}")
     for row in rows:
-        ratio = f"{row.seconds / naive.seconds:>8.2f}" if row is not idle else f"{'':>8}"
+        ratio = f"{row.seconds / link.seconds:>8.2f}" if row is not idle else f"{'':>8}"
         rate = f"{total / MB / row.seconds:>8,.0f}" if row is not idle else f"{'':>8}"
         net = max(row.seconds - idle.seconds, 1e-6)
         minus = f"{net:>11.2f}" if row is not idle else f"{'':>11}"
         print(f"  {row.label:<46} {row.seconds:>8.2f} {rate} {ratio} {minus}  {row.note}")
+    net_copy = max(copy.seconds - idle.seconds, 1e-6)
     net_link = max(link.seconds - idle.seconds, 1e-6)
-    net_cp = max(naive.seconds - idle.seconds, 1e-6)
     print(
-        f"  without the helper container's own cost, hard links take {net_link / net_cp:.2f}x "
-        f"the time of cp -a ({net_cp / net_link:.0f}x faster) and write no file data"
+        f"  without the helper container's own cost, the copy takes {net_copy / net_link:.1f}x "
+        "the time of hard links here (on btrfs or XFS the clone writes no file data either)"
     )
 
 
@@ -232,7 +242,7 @@ def copy_once(
     source: Endpoint,
     target: Endpoint,
     strategy: Strategy,
-    owners: tuple[str, str],
+    logins: tuple[Endpoint, Endpoint],
     jobs: int,
     partners: int,
 ) -> tuple[float, int]:
@@ -243,8 +253,8 @@ def copy_once(
             lambda: copy_database(
                 source,
                 target,
-                source_owner=owners[0],
-                owner=owners[1],
+                source_login=logins[0],
+                target_login=logins[1],
                 strategy=strategy,
                 jobs=jobs,
             )
@@ -263,7 +273,7 @@ def copy_once(
 def measure_database(
     scratch: Scratch,
     source: Endpoint,
-    owners: tuple[str, str],
+    logins: tuple[Endpoint, Endpoint],
     jobs: int,
     repeat: int,
     partners: int,
@@ -284,7 +294,7 @@ def measure_database(
         for strategy in Strategy:
             target = ADMIN.with_db(scratch.database(f"copy_{strategy.value}"))
             for _ in range(FAST_SAMPLES if strategy is Strategy.TEMPLATE else 1):
-                copies[strategy].append(copy_once(source, target, strategy, owners, jobs, partners))
+                copies[strategy].append(copy_once(source, target, strategy, logins, jobs, partners))
         if repeat > 1:
             print(f"  round {round_no}/{repeat} done")
     raw_bytes, n = raw[0][2], len(raw)
@@ -327,18 +337,20 @@ def describe(generated: Generated) -> str:
     return f"{mb(generated.size_bytes)} MB in {generated.seconds:.1f} s ({rows})"
 
 
-def run(args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, image: str) -> None:
+def run(
+    args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, images: FixtureImages
+) -> None:
     src_owner, dst_owner = scratch.role("src_owner"), scratch.role("dst_owner")
     source = ADMIN.with_db(scratch.database("src"))
     src_volume, dst_volume = scratch.volume("src"), scratch.volume("dst")
-    create_role(src_owner)
-    create_role(dst_owner)
+    logins = (create_role(src_owner), create_role(dst_owner))
     driver.create_volume(scratch.key, src_volume, protected=False)
     driver.create_volume(scratch.key, dst_volume, protected=False)
+    driver.filestore_prime(images.odoo, dst_volume)
 
     total = args.filestore_mb * MB
     seconds, files = timed(
-        lambda: fill_filestore(driver, image, src_volume, source.dbname, args.files, total)
+        lambda: fill_filestore(driver, images, src_volume, source.dbname, args.files, total)
     )
     stored = sum(f.size for f in files)
     print(f"filestore: {len(files):,} files, {mb(stored)} MB into {src_volume} in {seconds:.1f} s")
@@ -346,7 +358,7 @@ def run(args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, image:
     print(f"source database {source.dbname}: {describe(generated)}")
 
     samples = FAST_SAMPLES * args.repeat
-    rows = measure_filestore(driver, image, src_volume, dst_volume, source.dbname, samples)
+    rows = measure_filestore(driver, images, src_volume, dst_volume, source.dbname, samples)
     print_filestore(rows, len(files), stored)
 
     size = database_size(source)
@@ -355,9 +367,7 @@ def run(args: argparse.Namespace, scratch: Scratch, driver: DockerDriver, image:
         source, scratch_target, size, max_quiesce_seconds=CopySettings().max_quiesce_seconds
     )
     partners = generated.rows["res_partner"]
-    rows = measure_database(
-        scratch, source, (src_owner, dst_owner), args.jobs, args.repeat, partners
-    )
+    rows = measure_database(scratch, source, logins, args.jobs, args.repeat, partners)
     print_database(rows, size, choice.strategy)
     print(
         f"  choose_strategy on one server with max_quiesce_seconds="
@@ -384,16 +394,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = options.parse(argv)
     print(title(__doc__))
-    image = fixture_image()
+    images = fixture_images()
     scratch = Scratch()
     driver = open_driver(scratch.instance)
-    check_services(driver, image)
+    check_services(driver, images)
     started = time.perf_counter()
     keep: tuple[str, ...] = ()
     if args.keep:
         keep = (scratch.database("src"), scratch.role("src_owner"), scratch.volume("src"))
     try:
-        run(args, scratch, driver, image)
+        run(args, scratch, driver, images)
     finally:
         with uninterruptible():
             seconds, summary = timed(lambda: scratch.cleanup(driver, keep))

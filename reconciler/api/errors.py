@@ -58,6 +58,7 @@ HTTP_STATUS = {
     "backup_storage_unreachable": 503,
     "backup_corrupt": 422,
     "odoo_dump_invalid": 422,
+    "dump_forbidden": 422,
     "filestore_invalid": 422,
     "not_an_odoo_database": 422,
     "pg_client_missing": 503,

@@ -11,6 +11,13 @@ Backups are one object per backup, streamed ``pg_dump -Fc | framing | zstd | AES
 the storage (a directory or S3, multipart) with nothing staged on disk, then read back whole to
 verify every authentication tag, the checksum and the dump's table of contents; the manifest
 (``<id>.json``) is written last and is what makes a backup "good".
+
+The admin login only creates, drops and renames databases; everything that reads or writes
+an environment's data is logged in as the environment's own role: dumps, copies, the
+neutralisation and masking of a scratch copy, and every restore and import, whose ``psql`` or
+``pg_restore`` runs in a throw-away container on the environment's network
+(``DockerDriver.run_database_tool``), never on the daemon's host. Plain SQL passes
+``plainsql`` on its way in.
 """
 
 from __future__ import annotations
@@ -18,15 +25,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey, Tier
@@ -36,10 +44,10 @@ from reconciler.data.backup.errors import BackupCorrupt, BackupError, BackupKeyM
 from reconciler.data.backup.framing import PartWriter, read_parts
 from reconciler.data.backup.storage import BackupStorage
 from reconciler.data.database import copy as dbcopy
-from reconciler.data.database import masking, neutralize, odoozip
-from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_command
+from reconciler.data.database import masking, neutralize, odoozip, plainsql
+from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_args
 from reconciler.data.moves import Moves
-from reconciler.drivers.docker import DockerDriver
+from reconciler.drivers.docker import DatabaseReach, DockerDriver
 from reconciler.drivers.tarstream import empty_tar, rename_top
 
 log = logging.getLogger("odooops.lifecycle")
@@ -60,10 +68,12 @@ class Site:
     """Where one environment's data lives, resolved by the engine for this operation."""
 
     key: EnvKey
-    endpoint: Endpoint  # credentials that may create and drop databases; dbname = the live db
-    owner: str  # the environment's role: owner of its database and objects
+    endpoint: Endpoint  # the admin: creates, drops, renames databases; dbname = the live db
+    login: Endpoint  # the environment's own role, owner of its data: every read and write
+    reach: DatabaseReach  # the database as a container on the environment's network sees it
     volume: str  # filestore volume
-    image: str  # an image with a shell, for the filestore helpers
+    image: str  # the platform's image (dev_database.image): tool and filestore containers
+    odoo_image: str  # Odoo's image: only ever created, to fill a new volume as Odoo would
     tier: Tier
     protected: bool
     instance: str
@@ -73,6 +83,11 @@ class Site:
     @property
     def database(self) -> str:
         return self.endpoint.dbname
+
+    @property
+    def owner(self) -> str:
+        """The environment's role: owner of its database and objects."""
+        return self.login.user
 
     @property
     def production(self) -> bool:
@@ -180,15 +195,16 @@ class Lifecycle:
             result = dbcopy.copy_database(
                 source.endpoint,
                 scratch,
-                source_owner=source.owner,
-                owner=target.owner,
+                source_login=source.login,
+                target_login=target.login,
                 strategy=choice.strategy,
                 jobs=jobs,
                 progress=lambda p: progress(p.phase, p.done, p.total),
             )
             report = self._prepare(scratch, target, sanitising, copied=True, progress=progress)
-            progress("linking the filestore", 0, 0)
-            files = self.docker.filestore_link_copy(
+            progress("copying the filestore", 0, 0)
+            self.docker.filestore_prime(target.odoo_image, target.volume)
+            files = self.docker.filestore_copy(
                 target.image, source.volume, source.database, target.volume, move.staged
             )
         return {
@@ -209,17 +225,21 @@ class Lifecycle:
         copied: bool,
         progress: ProgressFn,
     ) -> dict[str, Any]:
-        """New identity, neutralisation and masking, on the scratch database before the swap."""
+        """New identity, neutralisation and masking, on the scratch database before the swap.
+
+        Logged in as the target's role, which owns the scratch copy: a trigger or a rule the
+        copied data carries fires with that role's rights, never the admin's.
+        """
         out: dict[str, Any] = {}
-        with scratch.connect() as conn:  # each step is one transaction of its own
+        login = target.login.with_db(scratch.dbname)
+        with login.connect() as conn:  # each step is one transaction of its own
             if copied:
                 neutralize.reidentify(conn)
             if target.production or sanitising is None:
                 return out
             progress("neutralising", 0, 0)
-            report = neutralize.neutralize(conn, sanitising.mail, masked=sanitising.mask)
+            report = neutralize.neutralize(conn, sanitising.mail)
             out["neutralized"] = list(report.applied)
-            out["credentials_removed"] = dict(report.removed)
             if sanitising.mask:
                 progress("masking personal data", 0, 0)
                 masked = masking.mask(conn, sanitising.rules, sanitising.salt)
@@ -275,14 +295,14 @@ class Lifecycle:
         }
         upload = storage.upload(f"{name}.backup")
         try:
-            modules, pg_version, odoo_version = _inventory(site.endpoint)
+            modules, pg_version, odoo_version = _inventory(site.login)
             meta = {**base, "modules": modules, "pg_version": pg_version, "odoo": odoo_version}
             sealer = seal(upload.write, key, level)
             parts = PartWriter(sealer.write)
             with parts.part("manifest.json") as part:
                 part.write(json.dumps(meta, sort_keys=True).encode())
             progress("dumping the database", 0, 0)
-            db_bytes = self._dump_into(site.endpoint, parts, progress)
+            db_bytes = self._dump_into(site.login, parts, progress)
             progress("archiving the filestore", 0, 0)
             fs_bytes = 0
             with parts.part("filestore.tar") as part:
@@ -473,7 +493,6 @@ class Lifecycle:
         progress: ProgressFn = _no_progress,
     ) -> dict[str, Any]:
         """Restore a backup of ``source`` into ``target`` (the same or another environment)."""
-        dbcopy.check_tools()
         sizes = {k: int(v) for k, v in dict(record.doc.get("sizes") or {}).items()}
         with self._move(target, "restore") as move:
             scratch = target.endpoint.with_db(move.scratch)
@@ -485,12 +504,13 @@ class Lifecycle:
                         reader = _Counting(
                             part, partial(progress, phase), sizes.get("database_bytes", 0)
                         )
-                        _pg_restore(reader, scratch, target.owner)
+                        self._load(reader, target, scratch.dbname, "pgdump")
                     elif name == "filestore.tar":
                         phase = "restoring the filestore"
                         reader = _Counting(
                             part, partial(progress, phase), sizes.get("filestore_bytes", 0)
                         )
+                        self.docker.filestore_prime(target.odoo_image, target.volume)
                         self.docker.filestore_stage(
                             target.image,
                             target.volume,
@@ -519,11 +539,11 @@ class Lifecycle:
             with self._open(storage, key, record, site.key) as parts:
                 for name, part in parts:
                     if name == "database.dump":
-                        _pg_restore(part, scratch, site.owner)
+                        self._load(part, site, scratch.dbname, "pgdump")
                     else:
                         while chunk := part.read(CHUNK):
                             filestore += len(chunk)
-            with scratch.connect() as conn:
+            with site.login.with_db(scratch.dbname).connect() as conn:
                 row = conn.execute(
                     "SELECT count(*) FROM ir_module_module WHERE state = 'installed'"
                 ).fetchone()
@@ -544,11 +564,11 @@ class Lifecycle:
     def export_zip(self, site: Site, out: BinaryIO, odoo_version: str) -> odoozip.ZipStats:
         """Odoo's database-manager zip: ``dump.sql``, ``filestore/``, ``manifest.json``."""
         dbcopy.check_tools()
-        modules, pg_version, _ = _inventory(site.endpoint)
+        modules, pg_version, _ = _inventory(site.login)
         manifest = odoozip.build_manifest(site.database, odoo_version, pg_version, modules)
         proc = subprocess.Popen(
             [client_tool("pg_dump"), "--format=plain", "--no-owner", "--no-acl"],
-            env={"PATH": "/usr/bin:/bin", **site.endpoint.env()},
+            env={"PATH": "/usr/bin:/bin", **site.login.env()},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -581,6 +601,20 @@ class Lifecycle:
             proc.wait()
             err.join()
 
+    def check_dump(self, path: Path) -> str:
+        """Refuse a dump before anything is created (or backed up): its format, and plain
+        SQL read through whole by ``plainsql`` (a zip's ``dump.sql`` as well)."""
+        kind = odoozip.detect_format(path)
+        if kind == "zip":
+            with odoozip.read_odoo_zip(path) as archive:
+                if archive.dump_sql_format() == "sql":
+                    with archive.open_dump_sql() as dump:
+                        plainsql.check(_chunks(dump), f"dump.sql in {path.name}")
+        elif kind == "sql":
+            with path.open("rb") as dump:
+                plainsql.check(_chunks(dump), path.name)
+        return kind
+
     def import_dump(
         self,
         path: Path,
@@ -588,21 +622,24 @@ class Lifecycle:
         sanitising: Sanitising | None,
         progress: ProgressFn = _no_progress,
     ) -> dict[str, Any]:
-        """Replace ``target``'s data by an Odoo dump (zip, or a bare ``pg_dump`` file)."""
-        dbcopy.check_tools()
+        """Replace ``target``'s data by an Odoo dump (zip, or a bare ``pg_dump`` file).
+
+        The dump is loaded in a throw-away container logged in as the target's role; plain
+        SQL is checked again line by line on its way there.
+        """
         kind = odoozip.detect_format(path)
         files = 0
         with self._move(target, "import") as move:
             scratch = target.endpoint.with_db(move.scratch)
             dbcopy.create_empty(scratch, target.owner)
             progress("loading the database", 0, 0)
+            self.docker.filestore_prime(target.odoo_image, target.volume)
             if kind == "zip":
                 with odoozip.read_odoo_zip(path) as archive:
+                    shown = f"dump.sql in {path.name}"
                     with archive.open_dump_sql() as dump:
-                        if archive.dump_sql_format() == "pgdump":
-                            _pg_restore(dump, scratch, target.owner)
-                        else:
-                            _psql_load(dump, scratch, target.owner)
+                        load: Literal["pgdump", "sql"] = archive.dump_sql_format()
+                        self._load(dump, target, scratch.dbname, load, shown)
                     progress("loading the filestore", 0, 0)
                     files = archive.filestore_files()
                     self.docker.filestore_stage(
@@ -614,10 +651,7 @@ class Lifecycle:
                     manifest = dict(archive.manifest.raw)
             else:
                 with path.open("rb") as dump:
-                    if kind == "pgdump":
-                        _pg_restore(dump, scratch, target.owner)
-                    else:
-                        _psql_load(dump, scratch, target.owner)
+                    self._load(dump, target, scratch.dbname, kind, path.name)
                 self.docker.filestore_stage(
                     target.image,
                     target.volume,
@@ -633,6 +667,54 @@ class Lifecycle:
             "source_version": manifest.get("version", ""),
             **report,
         }
+
+    def _load(
+        self,
+        source: Any,
+        site: Site,
+        dbname: str,
+        kind: Literal["pgdump", "sql"],
+        shown: str = "the dump",
+    ) -> None:
+        """Load a dump into ``dbname`` with ``pg_restore`` or ``psql``, run in a throw-away
+        container on ``site``'s network and logged in as its role, so the dump can do
+        nothing the environment's own Odoo could not.
+
+        Plain SQL reaches ``psql`` through ``plainsql`` only, behind a ``\\restrict`` with a
+        key of ours: ``psql`` itself then refuses every meta-command.
+        """
+        if kind == "pgdump":
+            command = ["pg_restore", *pg_restore_args(dbname)]
+            stdin: Iterator[bytes] = _chunks(source)
+        else:
+            command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null"]
+            key = secrets.token_hex(32)
+            guarded = plainsql.guarded(_chunks(source), shown)
+            stdin = _prefixed(f"\\restrict {key}\n".encode(), guarded)
+        code, out = self.docker.run_database_tool(
+            site.image,
+            site.reach,
+            user=site.login.user,
+            password=site.login.password or "",
+            dbname=dbname,
+            command=command,
+            stdin=stdin,
+        )
+        if code == 0:
+            return
+        remediation = "read the error above; the environment was left unchanged"
+        if "\\restrict" in out and "invalid command" in out:
+            remediation = (
+                "the psql of the platform's image predates \\restrict (PostgreSQL 13.22, "
+                "14.19, 15.14, 16.10, 17.6): set dev_database.image in odooops.yaml to a "
+                "current postgres image (e.g. postgres:15) and docker pull it"
+            )
+        raise BackupError(
+            f"loading {shown} into {dbname} with {command[0]} failed (exit {code}): "
+            f"{out.strip()[-600:]}",
+            code="restore_failed",
+            remediation=remediation,
+        )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -706,22 +788,9 @@ def _feed(cmd: list[str], env: Mapping[str, str], source: Any, what: str) -> str
     return out.text
 
 
-def _pg_restore(source: Any, target: Endpoint, owner: str) -> None:
-    _feed(
-        pg_restore_command(target, owner),
-        target.env(),
-        source,
-        f"pg_restore into {target}",
-    )
-
-
-def _psql_load(source: Any, target: Endpoint, owner: str) -> None:
-    _feed(
-        [client_tool("psql"), "-q", "-X", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null"],
-        {**target.env(), "PGOPTIONS": f"-c role={owner}"},
-        source,
-        f"loading dump.sql into {target}",
-    )
+def _prefixed(head: bytes, rest: Iterable[bytes]) -> Iterator[bytes]:
+    yield head
+    yield from rest
 
 
 def _check_dump(part: Any) -> int:

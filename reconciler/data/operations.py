@@ -45,7 +45,7 @@ from reconciler.data.lifecycle import (
 from reconciler.data.mailcatcher import MailCatcher, MailStore, credentials_for, tls_context
 from reconciler.data.moves import KIND as MOVE
 from reconciler.data.moves import Journal, JournalEntryLike, Moves
-from reconciler.drivers.docker import DockerDriver
+from reconciler.drivers.docker import DockerDriver, database_reach
 from reconciler.drivers.postgres import database_note
 from reconciler.drivers.secrets import SecretStore
 
@@ -162,20 +162,34 @@ class DataOps:
         )
 
     def site(self, want: DesiredEnvironment) -> Site:
+        """The environment's database reached two ways: as the admin, which only creates,
+        drops and renames databases (on a dedicated server that is the environment's own
+        role, its superuser), and as the environment's role, for everything that touches
+        the data. Helpers and database tools run in the platform's image, never the
+        project's."""
         key = want.key
+        password = self.host.password(key)
         if want.server is not None:
             endpoint = Endpoint.of_server(want.server, key.database, self.host.secrets)
         else:
             address = self.host.docker.container_address(key.db_container, key.network)
             endpoint = Endpoint(
-                address, 5432, key.role, key.database, self.host.password(key), f"dedicated {key}"
+                address,
+                5432,
+                key.role,
+                key.database,
+                password,
+                f"dedicated {key}",
+                catalog_only=True,
             )
         return Site(
             key=key,
             endpoint=endpoint,
-            owner=key.role,
+            login=endpoint.as_login(key.role, password),
+            reach=database_reach(key, want.server),
             volume=key.filestore_volume,
-            image=want.project.image,
+            image=want.dev_db_image,
+            odoo_image=want.project.image,
             tier=want.spec.tier,
             protected=want.spec.protected,
             instance=self.host.instance,
@@ -255,7 +269,7 @@ class DataOps:
         if want.spec.tier is Tier.PRODUCTION:
             return
         site = self.site(want)
-        with site.endpoint.connect() as conn:
+        with site.login.connect() as conn:
             if neutralize.is_neutralized(conn):
                 return
             log.info("%s: neutralising before Odoo starts", want.key)
@@ -280,7 +294,13 @@ class DataOps:
         if server == "dedicated":
             address = self.host.docker.container_address(key.db_container, key.network)
             return Endpoint(
-                address, 5432, key.role, database, self.host.password(key), f"dedicated {key}"
+                address,
+                5432,
+                key.role,
+                database,
+                self.host.password(key),
+                f"dedicated {key}",
+                catalog_only=True,
             )
         servers = self.config().platform.database_servers
         if server not in servers:
@@ -293,14 +313,8 @@ class DataOps:
         return Endpoint.of_server(servers[server], database, self.host.secrets)
 
     def _helper_image(self, key: EnvKey) -> str:
-        project = self.config().projects.get(key.project)
-        if project is None:
-            raise OdooOpsError(
-                f"project {key.project} is no longer declared: its filestore cannot be reached",
-                code="move_project_missing",
-                remediation=f"declare projects/{key.project}.yaml again",
-            )
-        return project.image
+        """The platform's image that runs filestore helpers (never a project's)."""
+        return self.config().platform.dev_db_image
 
     def backup_before(self, want: DesiredEnvironment, reason: str) -> BackupRecord:
         """The automatic backup before a production update or a destructive change."""
@@ -437,6 +451,7 @@ class DataOps:
     ) -> dict[str, Any]:
         target = self.environment(key)
         self._confirmed(target, confirm, f"odooops db import {key.env} FILE --confirm")
+        self.lifecycle.check_dump(path)  # a refused dump changes nothing, not even a backup
         with self.lifecycle.exclusive(key):
             self._safety_backup(target, "before import")
             result = self.lifecycle.import_dump(

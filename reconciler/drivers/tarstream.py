@@ -4,6 +4,11 @@ Docker hands a filestore out as a tar whose top directory is the database name
 (``get_archive('/var/lib/odoo/filestore/<db>')``) and takes one back the same way
 (``put_archive``). Moving a filestore to a database of another name only renames that top
 directory, so the archive is re-streamed member by member with the new name.
+
+``put_archive`` unpacks as root and keeps the owners, modes and types the tar says, so what
+goes into a volume is re-streamed once more by ``owned``: plain files and directories only,
+owned by the filestore's owner, without set-id bits. No helper then needs the power to
+``chown``.
 """
 
 from __future__ import annotations
@@ -90,6 +95,41 @@ def rename_top(chunks: Iterable[bytes], new_top: str) -> Iterator[bytes]:
                     remediation="use another backup: odooops db backups <env>",
                 )
             member.name = "/".join([new_top, *parts[1:]])
+            out.addfile(member, src.extractfile(member) if member.isfile() else None)
+            if data := sink.take():
+                yield data
+    if data := sink.take():
+        yield data
+
+
+def owned(chunks: Iterable[bytes], uid: int, gid: int) -> Iterator[bytes]:
+    """Re-stream a tar for ``put_archive`` with every member owned by ``uid:gid``.
+
+    Only relative directories and regular files pass; modes keep their permission bits (the
+    owner always may read and write, and enter directories) and lose set-id and sticky bits.
+    """
+    sink = _Collector()
+    with (
+        tarfile.open(fileobj=IterReader(chunks), mode="r|*") as src,
+        tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as out,
+    ):
+        for member in src:
+            parts = member.name.split("/")
+            if member.name.startswith("/") or ".." in parts:
+                raise OdooOpsError(
+                    f"filestore archive member {member.name!r} escapes its directory",
+                    code="filestore_invalid",
+                    remediation="check where the archive comes from; nothing was written",
+                )
+            if not (member.isdir() or member.isfile()):
+                raise OdooOpsError(
+                    f"filestore archive member {member.name!r} is not a file or directory",
+                    code="filestore_invalid",
+                    remediation="check where the archive comes from; nothing was written",
+                )
+            member.uid, member.gid, member.uname, member.gname = uid, gid, "", ""
+            member.mode = (member.mode & 0o777) | (0o700 if member.isdir() else 0o600)
+            member.pax_headers = {}
             out.addfile(member, src.extractfile(member) if member.isfile() else None)
             if data := sink.take():
                 yield data

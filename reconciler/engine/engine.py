@@ -43,7 +43,7 @@ from reconciler.core.planner import Plan, guarded_by_empty_state, plan, plan_env
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.data.lifecycle import OperationBusy, Site
 from reconciler.data.operations import DataOps
-from reconciler.drivers.docker import PASSWORD_FILE, DockerDriver, ShellSession
+from reconciler.drivers.docker import PASSWORD_FILE, DockerDriver, ShellSession, database_reach
 from reconciler.drivers.postgres import DedicatedDatabase, PostgresDriver
 from reconciler.drivers.protocols import DatabaseAdmin, Listing
 from reconciler.drivers.secrets import SecretStore
@@ -664,12 +664,15 @@ class Engine:
             tier = Tier(record.tier)
         except ValueError:
             tier = Tier.STAGING
+        admin = Endpoint.of_server(server, key.database, self.secrets)
         site = Site(
             key=key,
-            endpoint=Endpoint.of_server(server, key.database, self.secrets),
-            owner=key.role,
+            endpoint=admin,
+            login=admin.as_login(key.role, self.password(key)),
+            reach=database_reach(key, server),
             volume=key.filestore_volume,
-            image=project.image,
+            image=config.platform.dev_db_image,
+            odoo_image=project.image,
             tier=tier,
             protected=False,
             instance=self.config.instance,

@@ -17,6 +17,14 @@ at 0.44 s):
 - ``dump``: ``pg_dump -Fc | pg_restore``, the plain way (41.5 s): kept as the baseline the
   benchmark compares against.
 
+Who does what: the admin endpoints (``source``, ``target``) only create, quiesce and drop
+databases and hand objects to the new owner; every read of the source is logged in as the
+source's role and every write into the target as the target's role, so a trigger, a default
+or an index expression the source's workload defined runs with a role's rights, never the
+admin's. The schema goes through ``pg_restore`` (custom format), never ``psql``: a source
+whose role is a superuser (a dedicated dev server) could write psql meta-commands into a
+plain dump.
+
 ``choose_strategy`` is pure: a template copy when both sides share a server and the pause it
 would cause stays under the configured bound, a streamed copy otherwise. Every strategy creates
 the target database itself and drops it again on failure, so a failed copy leaves nothing
@@ -38,7 +46,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler.core.errors import OdooOpsError
-from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_command
+from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_args
 
 # Measured FILE_COPY throughput (1 GB in 0.9 s); conservative so the pause estimate errs long.
 TEMPLATE_BYTES_PER_SECOND = 800 * 1024**2
@@ -105,8 +113,11 @@ def choose_strategy(
 
 
 def database_size(endpoint: Endpoint) -> int:
-    with endpoint.connect() as conn:
-        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    """Read from the catalogue of the maintenance database: never a session in the database."""
+    with endpoint.with_db("postgres").connect() as conn:
+        row = conn.execute(
+            "SELECT pg_catalog.pg_database_size(%s::text::pg_catalog.name)", [endpoint.dbname]
+        ).fetchone()
     return int(str(row[0])) if row else 0
 
 
@@ -114,18 +125,22 @@ def copy_database(
     source: Endpoint,
     target: Endpoint,
     *,
-    source_owner: str,
-    owner: str,
+    source_login: Endpoint,
+    target_login: Endpoint,
     strategy: Strategy,
     jobs: int = 4,
     progress: ProgressFn | None = None,
 ) -> CopyResult:
-    """Copy ``source.dbname`` into the new database ``target.dbname`` owned by ``owner``.
+    """Copy ``source.dbname`` into the new database ``target.dbname``, owned by
+    ``target_login``'s role.
 
-    ``source_owner`` is the role owning the source's objects (a template copy keeps owners, so
-    they are handed over to ``owner`` afterwards). The target must not exist; on any failure it
-    is dropped again.
+    ``source`` and ``target`` are admin endpoints; ``source_login`` is the role owning the
+    source's objects, which reads them (a template copy keeps owners, so they are handed over
+    afterwards), and ``target_login`` writes everything into the target. The target must not
+    exist; on any failure it is dropped again.
     """
+    reader = source_login.with_db(source.dbname)
+    writer = target_login.with_db(target.dbname)
     report = progress or (lambda _p: None)
     started = time.monotonic()
     if _exists(target):
@@ -137,11 +152,11 @@ def copy_database(
         )
     try:
         if strategy is Strategy.TEMPLATE:
-            copied, tables = _template(source, target, source_owner, owner, report)
+            copied, tables = _template(source, target, reader.user, writer.user, report)
         elif strategy is Strategy.STREAM:
-            copied, tables = _stream(source, target, owner, jobs, report)
+            copied, tables = _stream(target, reader, writer, jobs, report)
         else:
-            copied, tables = _dump(source, target, owner, report)
+            copied, tables = _dump(source, target, reader, writer, report)
     except BaseException:
         drop_database(target)
         raise
@@ -210,6 +225,9 @@ def _template(
             conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(src))
     report(Progress("handing objects to the new owner", size, size))
     with target.connect() as conn:
+        # Ownership is catalogue work, the one thing the admin does inside a copy; its names
+        # resolve in pg_catalog alone, whatever the copied schema defines.
+        conn.execute("SET search_path = pg_catalog")
         conn.execute(
             sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(dst),
         )
@@ -280,10 +298,10 @@ def _count_tables(conn: psycopg.Connection[Any]) -> int:
 
 # --------------------------------------------------------------------------------- stream
 def _stream(
-    source: Endpoint, target: Endpoint, owner: str, jobs: int, report: ProgressFn
+    target: Endpoint, reader: Endpoint, writer: Endpoint, jobs: int, report: ProgressFn
 ) -> tuple[int, int]:
-    create_empty(target, owner)
-    with source.connect(autocommit=False) as snap_conn:
+    create_empty(target, writer.user)
+    with reader.connect(autocommit=False) as snap_conn:
         snap_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row = snap_conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
@@ -301,16 +319,19 @@ def _stream(
             "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences "
             "WHERE last_value IS NOT NULL"
         ).fetchall()
-        binary = _major(snap_conn) == _target_major(target)
+        binary = _major(snap_conn) == _target_major(writer)
         total = sum(size for _, _, size in tables)
         report(Progress("creating tables", 0, total))
-        _pipe_dump(source, target, owner, ["--section=pre-data", f"--snapshot={snapshot}"])
-        done = _parallel_copy(source, target, owner, snapshot, tables, jobs, binary, report, total)
-        with target.connect() as conn:
+        _pipe_dump(reader, writer, ["--section=pre-data", f"--snapshot={snapshot}"])
+        done = _parallel_copy(reader, writer, snapshot, tables, jobs, binary, report, total)
+        with writer.connect() as conn:
             for name, value in sequences:
-                conn.execute("SELECT setval(%s::regclass, %s, true)", [name, value])
+                conn.execute(
+                    "SELECT pg_catalog.setval(%s::text::pg_catalog.regclass, %s, true)",
+                    [name, value],
+                )
         report(Progress("building indexes and constraints", done, total))
-        _pipe_dump(source, target, owner, ["--section=post-data", f"--snapshot={snapshot}"])
+        _pipe_dump(reader, writer, ["--section=post-data", f"--snapshot={snapshot}"])
         snap_conn.rollback()
     return done, len(tables)
 
@@ -327,7 +348,6 @@ def _target_major(target: Endpoint) -> int:
 def _parallel_copy(
     source: Endpoint,
     target: Endpoint,
-    owner: str,
     snapshot: str,
     tables: Sequence[tuple[str, str, int]],
     jobs: int,
@@ -335,7 +355,8 @@ def _parallel_copy(
     report: ProgressFn,
     total: int,
 ) -> int:
-    """Largest tables first over ``jobs`` connection pairs, all reading the one snapshot."""
+    """Largest tables first over ``jobs`` connection pairs, all reading the one snapshot;
+    ``source`` and ``target`` are the two environments' own logins."""
     fmt = sql.SQL("(FORMAT BINARY)" if binary else "(FORMAT TEXT)")
     lock = threading.Lock()
     done = 0
@@ -346,7 +367,6 @@ def _parallel_copy(
         with source.connect(autocommit=False) as src, target.connect(autocommit=False) as dst:
             src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-            dst.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
             with (
                 src.cursor().copy(sql.SQL("COPY {} TO STDOUT {}").format(ident, fmt)) as out,
                 dst.cursor().copy(sql.SQL("COPY {} FROM STDIN {}").format(ident, fmt)) as into,
@@ -366,12 +386,11 @@ def _parallel_copy(
     return done
 
 
-def _pipe_dump(source: Endpoint, target: Endpoint, owner: str, args: Sequence[str]) -> None:
-    """``pg_dump ARGS source | psql target`` with the target's objects created as ``owner``."""
-    dump_cmd = [client_tool("pg_dump"), "--no-owner", "--no-acl", "--format=plain", *args]
-    load_cmd = [client_tool("psql"), "-q", "-X", "-v", "ON_ERROR_STOP=1"]
-    load_env = {**target.env(), "PGOPTIONS": f"-c role={owner}"}
-    _pipeline(dump_cmd, source.env(), load_cmd, load_env, "schema copy")
+def _pipe_dump(source: Endpoint, target: Endpoint, args: Sequence[str]) -> None:
+    """``pg_dump -Fc ARGS | pg_restore``, each logged in as its side's own role."""
+    dump_cmd = [client_tool("pg_dump"), "--no-owner", "--no-acl", "--format=custom", *args]
+    load_cmd = [client_tool("pg_restore"), *pg_restore_args(target.dbname)]
+    _pipeline(dump_cmd, source.env(), load_cmd, target.env(), "schema copy")
 
 
 def _pipeline(
@@ -415,24 +434,26 @@ def _pipeline(
 
 
 # ----------------------------------------------------------------------------------- dump
-def _dump(source: Endpoint, target: Endpoint, owner: str, report: ProgressFn) -> tuple[int, int]:
+def _dump(
+    source: Endpoint, target: Endpoint, reader: Endpoint, writer: Endpoint, report: ProgressFn
+) -> tuple[int, int]:
     size = database_size(source)
-    create_empty(target, owner)
+    create_empty(target, writer.user)
     report(Progress("pg_dump | pg_restore", 0, size))
     _pipeline(
         [client_tool("pg_dump"), "--format=custom", "--no-owner", "--no-acl"],
-        source.env(),
-        pg_restore_command(target, owner),
-        target.env(),
+        reader.env(),
+        [client_tool("pg_restore"), *pg_restore_args(writer.dbname)],
+        writer.env(),
         "pg_dump | pg_restore",
     )
-    with target.connect() as conn:
+    with writer.connect() as conn:
         return size, _count_tables(conn)
 
 
 def check_tools() -> None:
     """Fail early, before anything is created, when a client tool is missing."""
-    for tool in ("pg_dump", "pg_restore", "psql"):
+    for tool in ("pg_dump", "pg_restore"):
         client_tool(tool)
 
 

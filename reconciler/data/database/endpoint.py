@@ -1,12 +1,14 @@
 """How the daemon reaches one PostgreSQL database: a value, shared by copy, backup and masking.
 
-A database lives on a shared server (reached at the server's host and port with the admin
-role) or in an environment's dedicated container (reached at the container's address on its
-private bridge network with the environment's own role, a superuser inside that container).
-Everything that reads or writes data goes through an ``Endpoint``, so a copy across servers
-is the same code as a copy within one, and the client tools (``pg_dump``, ``pg_restore``,
-``psql``) get their connection from ``PG*`` variables instead of a command line where a
-password would be visible in ``ps``.
+A database lives on a shared server or in an environment's dedicated container (reached at
+the container's address on its private bridge network with the environment's own role, a
+superuser inside that container). Two logins reach it: the admin, which only creates, drops
+and renames databases and reads the catalogue, and the environment's own role, which every
+read and write of the data goes through, so a function, trigger or index expression stored
+by a workload only ever runs with that role's rights. Everything goes through an
+``Endpoint``, so a copy across servers is the same code as a copy within one, and the client
+tools (``pg_dump``, ``pg_restore``) get their connection from ``PG*`` variables instead of a
+command line where a password would be visible in ``ps``.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from reconciler.core.errors import DriverError
 from reconciler.core.model import DatabaseServer
 from reconciler.drivers.secrets import SecretStore
 
+_CATALOG_ONLY = "-c search_path=pg_catalog"
+
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One database on one server, with credentials that may create and drop databases."""
+    """One database on one server, with the credentials of one login."""
 
     host: str
     port: int
@@ -37,16 +41,31 @@ class Endpoint:
     server: str = (
         "shared"  # name of the server (or "dedicated") for messages and same-server checks
     )
+    # The admin's sessions resolve names in pg_catalog only: a function or operator a workload
+    # defined (a better-matching overload in ``public``) can never be picked up by them.
+    catalog_only: bool = False
 
     @classmethod
     def of_server(cls, server: DatabaseServer, dbname: str, secrets: SecretStore) -> Endpoint:
         """A database on a shared server, reached as the server's admin role."""
         ref = server.admin_password
         password = secrets.resolve(ref) if ref is not None else None
-        return cls(server.host, server.port, server.admin_user, dbname, password, server.name)
+        return cls(
+            server.host,
+            server.port,
+            server.admin_user,
+            dbname,
+            password,
+            server.name,
+            catalog_only=True,
+        )
 
     def with_db(self, dbname: str) -> Endpoint:
         return replace(self, dbname=dbname)
+
+    def as_login(self, user: str, password: str | None) -> Endpoint:
+        """The same database on the same server, reached as another role (an environment's)."""
+        return replace(self, user=user, password=password, catalog_only=False)
 
     def same_server(self, other: Endpoint) -> bool:
         return (self.host, self.port) == (other.host, other.port)
@@ -66,6 +85,8 @@ class Endpoint:
         }
         if self.password is not None:
             out["PGPASSWORD"] = self.password
+        if self.catalog_only:
+            out["PGOPTIONS"] = _CATALOG_ONLY
         return out
 
     @contextmanager
@@ -81,6 +102,7 @@ class Endpoint:
                 autocommit=autocommit,
                 connect_timeout=10,
                 application_name="odooops",
+                options=_CATALOG_ONLY if self.catalog_only else None,
             )
         except psycopg.OperationalError as exc:
             raise DriverError(
@@ -109,16 +131,10 @@ def client_tool(name: str) -> str:
     return path
 
 
-def pg_restore_command(target: Endpoint, owner: str) -> list[str]:
-    """``pg_restore`` into ``target``, every object created as ``owner`` (not the admin)."""
-    return [
-        client_tool("pg_restore"),
-        "--no-owner",
-        "--no-acl",
-        f"--role={owner}",
-        "--exit-on-error",
-        f"--dbname={target.dbname}",
-    ]
+def pg_restore_args(dbname: str) -> list[str]:
+    """``pg_restore`` options into ``dbname``, run logged in as the role that is to own every
+    object (``--role`` would be no boundary: the admin's session may ``RESET ROLE``)."""
+    return ["--no-owner", "--no-acl", "--exit-on-error", f"--dbname={dbname}"]
 
 
 class Drain(threading.Thread):
