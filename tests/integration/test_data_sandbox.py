@@ -38,8 +38,9 @@ from reconciler.drivers.docker import (
     database_reach,
 )
 from reconciler.drivers.postgres import PostgresDriver
+from tests.integration.containers import run_once, throwaway
 from tests.integration.odoo_schema import build
-from tests.integration.world import World, run_and_remove
+from tests.integration.world import World
 
 pytestmark = pytest.mark.integration
 
@@ -400,14 +401,15 @@ def test_a_streamed_copy_reads_and_writes_as_the_two_roles(sandbox: Sandbox) -> 
 # ---------------------------------------------------------------------------- filestore
 def in_volume(sandbox: Sandbox, volume: str, script: str) -> str:
     """Look at (or plant into) a volume as root, from outside the code under test."""
-    return run_and_remove(
-        sandbox.driver.client,
+    container = throwaway(
         sandbox.images["ODOOOPS_FIXTURE_POSTGRES_IMAGE"],
-        entrypoint=["/bin/sh", "-c", script],
+        "volume-look",
         volumes={volume: {"bind": "/v", "mode": "rw"}},
+        entrypoint=["/bin/sh", "-c", script],
         user="0",
         network_mode="none",
-    ).decode()
+    )
+    return run_once(container).stdout.decode()
 
 
 def test_filestore_helpers_run_as_the_owner_confined_with_only_their_volumes(

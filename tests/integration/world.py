@@ -262,14 +262,14 @@ class World:
         client = self.docker
         remove_instance(client, self.instance)
         for image in client.images.list(filters={"label": f"odooops.project={self.project}"}):
-            client.images.remove(image.id, force=True)
+            client.images.remove(str(image.id), force=True)
         client.close()
 
     # ------------------------------------------------------------------------- looking
     def containers(self) -> dict[str, Any]:
         client = self.docker
-        label = {"label": f"odooops.instance={self.instance}"}
-        return {c.name: c for c in client.containers.list(all=True, filters=label)}
+        label: dict[str, str | list[str] | bool] = {"label": f"odooops.instance={self.instance}"}
+        return {str(c.name): c for c in client.containers.list(all=True, filters=label)}
 
     def databases(self) -> dict[str, dict[str, str]]:
         with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
@@ -292,7 +292,7 @@ def remove_instance(client: docker.DockerClient, instance: str) -> None:
     volumes, networks, the roles that carry its label, every database those roles own (live,
     scratch and set-aside ones alike), and the roles. Another test's databases, operations in
     flight included, belong to other roles and are never touched."""
-    label = {"label": f"odooops.instance={instance}"}
+    label: dict[str, str | list[str] | bool] = {"label": f"odooops.instance={instance}"}
     for c in client.containers.list(all=True, filters=label):
         c.remove(force=True, v=True)
     for v in client.volumes.list(filters=label):
