@@ -636,6 +636,96 @@ def test_idle_log_streams_hold_no_thread_and_end_with_their_client(
         server.stop()
 
 
+def test_fifty_writes_twenty_streams_and_a_webhook_burst_at_once(
+    plane: Plane, authority: TokenAuthority, remote: Path
+) -> None:
+    """Fifty concurrent writes (ten writers), twenty idle log streams and a burst of a hundred
+    webhook deliveries at the same time: every write lands as its own commit, nothing answers
+    5xx, and reads stay answered throughout."""
+    import hashlib
+    import hmac
+    from concurrent.futures import ThreadPoolExecutor
+
+    plane.idle_follow = True
+    secret = "burst-secret"
+    server = ServedApp(create_app(plane, authority, webhook_secret=lambda: secret))
+    before = git("--git-dir", str(remote), "rev-list", "--count", "main")
+    statuses: list[int] = []
+    read_times: list[float] = []
+    streams: list[Any] = []
+    stop_reading = threading.Event()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            for i in range(20):
+                token = authority.mint(f"viewer-{i // 8}", ["env:read"])
+                response = http.send(
+                    http.build_request(
+                        "GET",
+                        "/v1/environments/acme/qa/logs?follow=true&tail=1",
+                        headers={"Authorization": f"Bearer {token}"},
+                    ),
+                    stream=True,
+                )
+                lines = response.iter_lines()
+                next(lines)
+                streams.append((response, lines))
+
+            def write(i: int) -> int:
+                token = authority.mint(f"writer-{i % 10}", ["env:write"], name="W", email="w@x.y")
+                answer = http.post(
+                    "/v1/environments",
+                    json={"name": f"acme/burst-{i}", "branch": f"release/burst-{i}"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                return answer.status_code
+
+            def deliver(i: int) -> int:
+                body = json.dumps(
+                    {"ref": "refs/heads/main", "after": "b" * 40, "repository": {"clone_url": "x"}}
+                ).encode()
+                digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+                answer = http.post(
+                    "/v1/webhooks/github",
+                    content=body,
+                    headers={
+                        "X-GitHub-Event": "push",
+                        "X-GitHub-Delivery": f"burst-{i}",
+                        "X-Hub-Signature-256": f"sha256={digest}",
+                        "Content-Type": "application/json",
+                    },
+                )
+                return answer.status_code
+
+            def read() -> None:
+                reader = bearer(authority, "env:read")
+                while not stop_reading.is_set():
+                    started = time.monotonic()
+                    answer = http.get("/v1/environments", headers=reader)
+                    read_times.append(time.monotonic() - started)
+                    statuses.append(answer.status_code)
+                    time.sleep(0.05)
+
+            reading = threading.Thread(target=read)
+            reading.start()
+            with ThreadPoolExecutor(max_workers=24) as pool:
+                writes = list(pool.map(write, range(50)))
+                deliveries = list(pool.map(deliver, range(100)))
+            stop_reading.set()
+            reading.join(30)
+    finally:
+        for response, _ in streams:
+            response.close()
+        server.stop()
+    assert writes == [202] * 50
+    assert set(deliveries) <= {200, 202}
+    assert statuses and all(s == 200 for s in statuses)
+    assert max(read_times) < 10, f"a read waited {max(read_times):.1f} s"
+    after = git("--git-dir", str(remote), "rev-list", "--count", "main")
+    assert int(after) - int(before) == 50
+    declared = git("--git-dir", str(remote), "ls-tree", "--name-only", "main", "environments/acme/")
+    assert all(f"environments/acme/burst-{i}.yaml" in declared.split() for i in range(50))
+
+
 class ServedApp:
     """The app on a real HTTP server in a thread (long streams need a real connection)."""
 
