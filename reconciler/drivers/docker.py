@@ -839,7 +839,7 @@ class DockerDriver:
     ) -> None:
         """Unpack a tar whose members are ``<staged>/...`` beside the live filestores.
 
-        Staging never touches a live filestore: ``filestore_commit`` swaps it in later, so an
+        Staging never touches a live filestore: ``filestore_swap`` swaps it in later, so an
         interrupted transfer leaves the environment's files as they were. Docker unpacks as
         root and keeps what the tar says, so the tar is re-streamed (``owned``) into plain
         files and directories of the filestore's owner.

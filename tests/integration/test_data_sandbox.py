@@ -30,6 +30,7 @@ from reconciler.data.database import masking, neutralize
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.data.database.plainsql import DumpForbidden
 from reconciler.data.lifecycle import Lifecycle, Sanitising, Site
+from reconciler.data.moves import Moves
 from reconciler.drivers.docker import (
     NOBODY,
     SOURCE_MOUNT,
@@ -38,6 +39,8 @@ from reconciler.drivers.docker import (
     database_reach,
 )
 from reconciler.drivers.postgres import PostgresDriver
+from reconciler.drivers.secrets import SecretStore
+from reconciler.engine.ledger import Ledger
 from tests.integration.containers import run_once, throwaway
 from tests.integration.odoo_schema import build
 from tests.integration.world import World
@@ -57,6 +60,7 @@ class Sandbox:
     images: dict[str, str]
     sites: dict[str, Site]
     instance: str
+    ledger: Ledger
 
     def site(self, env: str) -> Site:
         return self.sites[env]
@@ -80,37 +84,42 @@ class Sandbox:
         return {str(r[0]) for r in rows}
 
     def scratch_left(self) -> list[str]:
+        """Databases of the sandbox's roles besides the live ones (a scratch or set-aside one
+        left behind), and open journal entries."""
+        owners = [site.owner for site in self.sites.values()]
+        live = [site.database for site in self.sites.values()]
         with self.admin() as conn:
             rows = conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'odooops\\_%%'"
-                " AND datname = ANY(%s)",
-                [[_scratch(site) for site in self.sites.values()]],
+                "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+                "WHERE r.rolname = ANY(%s) AND NOT d.datname = ANY(%s)",
+                [owners, live],
             ).fetchall()
-        return [str(r[0]) for r in rows]
-
-
-def _scratch(site: Site) -> str:
-    from reconciler.data.lifecycle import _scratch_name
-
-    return _scratch_name(site.database)
+        return [str(r[0]) for r in rows] + [f"journal {e.id}" for e in self.ledger.entries()]
 
 
 @pytest.fixture
 def sandbox(
-    docker_engine: docker.DockerClient, images: dict[str, str], postgres_server: None
+    docker_engine: docker.DockerClient,
+    images: dict[str, str],
+    postgres_server: None,
+    tmp_path: Path,
 ) -> Iterator[Sandbox]:
     instance, project = "t" + secrets.token_hex(4), "p" + secrets.token_hex(3)
     driver = DockerDriver(instance)
-    pg = PostgresDriver(SERVER, instance)
+    store = SecretStore(tmp_path / "secrets.enc", secrets.token_bytes(32))
+    pg = PostgresDriver(SERVER, instance, store)
+    ledger = Ledger(tmp_path / "ledger.db")
+    moves = Moves(driver, lambda: ledger, lambda key, initialised: None, lambda key: "sandbox")
     sites: dict[str, Site] = {}
     try:
         for env in ("prod", "staging"):
             key = EnvKey(project, env)
             password = secrets.token_urlsafe(24)
-            pg.create(key, password, protected=False)
+            pg.ensure_role(key, password)
+            pg.create_database(key)
             driver.create_network(key, protected=False)
             driver.create_volume(key, key.filestore_volume, protected=False)
-            admin = Endpoint.of_server(SERVER, key.database)
+            admin = Endpoint.of_server(SERVER, key.database, store)
             sites[env] = Site(
                 key=key,
                 endpoint=admin,
@@ -123,7 +132,7 @@ def sandbox(
                 protected=False,
                 instance=instance,
             )
-        yield Sandbox(driver, Lifecycle(driver), images, sites, instance)
+        yield Sandbox(driver, Lifecycle(driver, moves), images, sites, instance, ledger)
     finally:
         label = {"label": f"odooops.instance={instance}"}
         for c in docker_engine.containers.list(all=True, filters=label):
@@ -133,14 +142,18 @@ def sandbox(
         for n in docker_engine.networks.list(filters=label):
             n.remove()
         with psycopg.connect(host="127.0.0.1", user="postgres", autocommit=True) as conn:
-            for site in sites.values():
-                for name in (_scratch(site), site.database):
-                    conn.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                            sql.Identifier(name)
-                        )
-                    )
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(site.owner)))
+            owners = [site.owner for site in sites.values()]
+            owned = conn.execute(
+                "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+                "WHERE r.rolname = ANY(%s)",
+                [owners],
+            ).fetchall()
+            for (name,) in owned:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+            for owner in owners:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
         driver.close()
 
 
@@ -173,8 +186,9 @@ def test_an_environment_role_has_no_power_and_no_membership_even_one_granted_by_
             )
         )
         conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(staging.owner)))
-    PostgresDriver(SERVER, sandbox.instance).create(
-        staging.key, staging.login.password or "", protected=False
+    store = SecretStore(sandbox.ledger.path.with_name("roles.enc"), secrets.token_bytes(32))
+    PostgresDriver(SERVER, sandbox.instance, store).ensure_role(
+        staging.key, staging.login.password or ""
     )
     with sandbox.admin() as conn:
         row = conn.execute(
@@ -471,7 +485,7 @@ def test_a_filestore_copy_is_a_copy_of_plain_files_owned_by_odoo(sandbox: Sandbo
                 info.size, info.mode, info.uid = len(data), 0o4755, 0
                 tar.addfile(info, io.BytesIO(data))
     sandbox.driver.filestore_stage(prod.image, prod.volume, "db.staged", [archive.getvalue()])
-    sandbox.driver.filestore_commit(prod.image, prod.volume, "db.staged", "db")
+    sandbox.driver.filestore_swap(prod.image, prod.volume, "db.staged", "db", "db.old")
     in_volume(
         sandbox,
         prod.volume,
