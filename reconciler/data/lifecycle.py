@@ -238,8 +238,9 @@ class Lifecycle:
             if target.production or sanitising is None:
                 return out
             progress("neutralising", 0, 0)
-            report = neutralize.neutralize(conn, sanitising.mail)
+            report = neutralize.neutralize(conn, sanitising.mail, masked=sanitising.mask)
             out["neutralized"] = list(report.applied)
+            out["credentials_removed"] = dict(report.removed)
             if sanitising.mask:
                 progress("masking personal data", 0, 0)
                 masked = masking.mask(conn, sanitising.rules, sanitising.salt)

@@ -27,9 +27,12 @@ def driver(tmp_path: Path, postgres_server: None) -> Iterator[PostgresDriver]:
     )
     store = SecretStore(tmp_path / "secrets.enc", secrets.token_bytes(32), SecretPolicy())
     pg = PostgresDriver(server, "t" + secrets.token_hex(4), store)
+    made: list[EnvKey] = []
+    pg.made = made  # type: ignore[attr-defined]
     yield pg
-    for key in pg.observe():
-        pg.drop(key)
+    for key in made:
+        pg.drop_database(key)
+        pg.drop_role(key)
 
 
 def login(key: EnvKey, password: str) -> bool:
@@ -47,7 +50,9 @@ def test_ensure_role_gives_a_kept_role_the_store_s_password(driver: PostgresDriv
     """A kept database's role with another password (one an older daemon made) logs in with
     the store's password afterwards, and with the old one no more."""
     key = EnvKey("p" + secrets.token_hex(3), "production")
-    driver.create(key, "old-password-1", protected=True)
+    driver.made.append(key)  # type: ignore[attr-defined]
+    driver.ensure_role(key, "old-password-1")
+    driver.create_database(key)
     assert login(key, "old-password-1")
     assert driver.ensure_role(key, "store-password-2") is True
     assert login(key, "store-password-2")
@@ -58,6 +63,7 @@ def test_ensure_role_gives_a_kept_role_the_store_s_password(driver: PostgresDriv
 
 def test_ensure_role_creates_a_missing_role_without_privileges(driver: PostgresDriver) -> None:
     key = EnvKey("p" + secrets.token_hex(3), "staging")
+    driver.made.append(key)  # type: ignore[attr-defined]
     assert driver.ensure_role(key, "store-password") is False
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
         row = conn.execute(
@@ -66,4 +72,9 @@ def test_ensure_role_creates_a_missing_role_without_privileges(driver: PostgresD
             [key.role],
         ).fetchone()
     assert row == (True, False, False, False)
-    assert key in driver.observe()  # labelled: pruned with its environment
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
+        comment = conn.execute(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
+            [key.role],
+        ).fetchone()
+    assert comment is not None and driver.instance in str(comment[0])  # for humans
