@@ -169,8 +169,12 @@ def owned_databases(world: World) -> set[str]:
 
 
 def mark(world: World, env: str, value: str) -> None:
-    db = EnvKey(world.project, env).database
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=db, autocommit=True) as conn:
+    """A row written as the environment's own role, as its Odoo would write it."""
+    key = EnvKey(world.project, env)
+    password = world.new_engine().password(key)
+    with psycopg.connect(
+        host="127.0.0.1", user=key.role, password=password, dbname=key.database, autocommit=True
+    ) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS fault_marker (value text)")
         conn.execute("DELETE FROM fault_marker")
         conn.execute("INSERT INTO fault_marker VALUES (%s)", [value])

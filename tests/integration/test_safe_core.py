@@ -65,8 +65,15 @@ def test_a_workload_relabelling_its_database_cannot_make_the_daemon_drop_product
     world.declare("prod", branch="main", tier="production")
     world.declare("stage", branch="release/v1", tier="staging")
     converge(world, "prod", "stage")
-    prod_db, stage = f"{world.project}__prod", EnvKey(world.project, "stage")
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=prod_db, autocommit=True) as c:
+    prod, stage = EnvKey(world.project, "prod"), EnvKey(world.project, "stage")
+    prod_db = prod.database
+    with psycopg.connect(
+        host="127.0.0.1",
+        user=prod.role,
+        password=world.engine().password(prod),
+        dbname=prod_db,
+        autocommit=True,
+    ) as c:
         c.execute("CREATE TABLE precious (v text); INSERT INTO precious VALUES ('orders')")
     forged = json.dumps(
         {
