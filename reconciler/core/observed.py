@@ -68,3 +68,6 @@ class ObservedEnvironment:
 class Observed:
     environments: Mapping[EnvKey, ObservedEnvironment] = field(default_factory=dict)
     images: frozenset[str] = frozenset()
+    # Environments whose database server did not answer: their live state is unknown, so
+    # nothing is planned for them (a missing answer is never read as a missing database).
+    unreachable: Mapping[EnvKey, str] = field(default_factory=dict)

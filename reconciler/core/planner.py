@@ -135,7 +135,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
             "removing them)"
         )
     for key in sorted(set(desired.environments) | set(observed.environments)):
-        if key in desired.held or key in guarded:
+        if key in desired.held or key in guarded or key in observed.unreachable:
             continue
         have = observed.environments.get(key, ObservedEnvironment(key))
         more, kept = plan_environment(desired, key, have, observed.images)

@@ -44,6 +44,7 @@ DATA_CHECK_SECONDS = 60
 REFRESH = "refresh"
 STOP_TIMEOUT = 8.0  # Docker's default stop timeout is 10 s
 EVENTS_RETRY_CAP = 30.0
+REFRESH_RETRY_CAP = 60.0
 
 
 class Daemon:
@@ -68,6 +69,7 @@ class Daemon:
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self._catcher_settings: object = None
+        self._refresh_failures = 0
         engine.on_change = self.trigger
         engine.on_env = self.put_env
         # aiosmtpd warns about its own deprecated attribute on every login.
@@ -85,6 +87,12 @@ class Daemon:
     # ----------------------------------------------------------------------------- runs
     def _refresh(self, _key: str, reasons: tuple[str, ...]) -> float | None:
         result = self.engine.refresh()
+        if result.error is not None and result.error.retryable:
+            # The state or a service could not be read: try again soon, backing off, rather
+            # than waiting for the next poll (a restarted server is picked up in seconds).
+            self._refresh_failures += 1
+            return float(min(REFRESH_RETRY_CAP, 2.0 * 2 ** (self._refresh_failures - 1)))
+        self._refresh_failures = 0
         self.envs.resize(self._bound())
         for key in result.to_run:
             self.envs.put(key, f"refresh ({', '.join(reasons)})")

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from reconciler.core.errors import ErrorInfo, OdooOpsError
+from reconciler.core.errors import DriverError, ErrorInfo, OdooOpsError
 from reconciler.core.model import (
     DatabaseServer,
     Desired,
@@ -389,9 +389,15 @@ class Engine:
         for k, server in candidates.items():
             names.setdefault(server, set()).add(k.database)
         exists: dict[str, set[str]] = {}
+        down: dict[str, str] = {}  # server -> why, for a refresh: the others go on
         for server, wanted in names.items():
             if server in config.platform.database_servers:
-                exists[server] = self.pg(server, config).existing(sorted(wanted))
+                try:
+                    exists[server] = self.pg(server, config).existing(sorted(wanted))
+                except DriverError as exc:
+                    if key is not None or exc.code != "database_unreachable":
+                        raise
+                    down[server] = exc.message
         keys = (
             set(listing.networks)
             | set(listing.volumes)
@@ -400,12 +406,18 @@ class Engine:
             | set(records)
             | {k for k, s in candidates.items() if k.database in exists.get(s, set())}
         )
+        unreachable = {
+            k: down[s]
+            for k, s in [*((k, r.server) for k, r in records.items()), *candidates.items()]
+            if s in down
+        }
         servers = frozenset(config.platform.database_servers)
         envs = {
             k: observed_environment(k, listing, records.get(k), candidates.get(k), exists, servers)
             for k in keys
+            if k not in unreachable
         }
-        return Observed(envs, listing.images)
+        return Observed(envs, listing.images, unreachable)
 
     # ----------------------------------------------------------------------------- plan
     def plan(self, fetch: bool = True) -> tuple[StateConfig, Desired, Observed, Plan]:
@@ -447,7 +459,14 @@ class Engine:
             the_plan = plan(desired, observed)
             pending = the_plan.by_env()
             open_journal = {e.key for e in self.ledger.entries()}
-            to_run = sorted(set(pending) | open_journal | self._failing_keys(desired))
+            # An environment whose server did not answer runs too: its run checks the server
+            # first, records why it waits, and backs off until the server is back.
+            to_run = sorted(
+                set(pending)
+                | open_journal
+                | self._failing_keys(desired)
+                | (set(observed.unreachable) & set(desired.environments))
+            )
             self._write_quiet(desired, observed, set(to_run) | set(guarded))
             seconds = time.monotonic() - started
             self.metrics.pass_seconds.observe(seconds)

@@ -258,10 +258,12 @@ def _converges(world: World, env: str) -> bool:
 def restart_docker() -> None:
     """Stop dockerd as a service restart would, and start it again as the set-up does."""
     subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=False)
-    for _ in range(120):
-        if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+    for _ in range(240):  # until the process is gone, not only its socket quiet
+        if subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode != 0:
             break
         time.sleep(0.5)
+    else:
+        raise AssertionError("dockerd did not stop")
     done = subprocess.run(
         ["bash", str(REPO_ROOT / "scripts" / "setup.sh"), "services"],
         capture_output=True,
@@ -269,6 +271,7 @@ def restart_docker() -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+    assert subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
 def test_a_container_is_named_as_the_environments_only_with_its_password_in_it(

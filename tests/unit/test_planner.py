@@ -244,3 +244,16 @@ def test_a_declared_copy_says_what_it_will_do(tier: Tier, mask: bool, reason: st
     result = plan(Desired("c", {want.key: want}), Observed({}, frozenset({want.image})))
     init = next(a for a in result.actions if a.kind is Kind.INIT_DATABASE)
     assert init.reason == reason
+
+
+def test_an_environment_whose_server_did_not_answer_gets_no_action() -> None:
+    """No answer is never read as no database: nothing is created, dropped or replaced."""
+    want = desired("qa", Tier.STAGING)
+    gone = desired("old", Tier.STAGING)
+    observed = Observed(
+        {gone.key: live(gone)},
+        frozenset({want.image}),
+        unreachable={want.key: "server down", gone.key: "server down"},
+    )
+    result = plan(Desired("c", {want.key: want}, allow_empty=True), observed)
+    assert result.actions == ()
