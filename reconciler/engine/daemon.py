@@ -86,7 +86,7 @@ class Daemon:
 
     # ----------------------------------------------------------------------------- runs
     def _refresh(self, _key: str, reasons: tuple[str, ...]) -> float | None:
-        result = self.engine.refresh()
+        result = self.engine.refresh(busy=self.envs.pending)
         if result.error is not None and result.error.retryable:
             # The state or a service could not be read: try again soon, backing off, rather
             # than waiting for the next poll (a restarted server is picked up in seconds).

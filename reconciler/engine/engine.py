@@ -438,8 +438,14 @@ class Engine:
         return config, desired, observed, plan(desired, observed)
 
     # -------------------------------------------------------------------------- refresh
-    def refresh(self, fetch: bool = True) -> Refresh:
-        """Fetch, validate, resolve, observe and plan everything; name what needs a run."""
+    def refresh(
+        self, fetch: bool = True, busy: Callable[[EnvKey], bool] = lambda key: False
+    ) -> Refresh:
+        """Fetch, validate, resolve, observe and plan everything; name what needs a run.
+
+        ``busy`` names the environments running or queued right now: their status is their
+        run's to write (a container still starting is not yet converged).
+        """
         with self._refresh_lock:
             started = time.monotonic()
             try:
@@ -467,7 +473,8 @@ class Engine:
                 | self._failing_keys(desired)
                 | (set(observed.unreachable) & set(desired.environments))
             )
-            self._write_quiet(desired, observed, set(to_run) | set(guarded))
+            running = {k for k in desired.environments if busy(k)}
+            self._write_quiet(desired, observed, set(to_run) | set(guarded) | running)
             seconds = time.monotonic() - started
             self.metrics.pass_seconds.observe(seconds)
             self.metrics.passes.labels("ok").inc()
