@@ -208,6 +208,7 @@ def postgres(action: str) -> None:
         raise AssertionError("PostgreSQL did not come back")
 
 
+@pytest.mark.serial
 def test_a_postgresql_outage_changes_nothing_and_heals_when_the_server_is_back(
     world: World,
 ) -> None:
@@ -231,6 +232,7 @@ def test_a_postgresql_outage_changes_nothing_and_heals_when_the_server_is_back(
     converge(world, "qa")
 
 
+@pytest.mark.serial
 def test_a_docker_engine_restart_during_a_pass_is_recorded_and_the_next_pass_converges(
     world: World,
 ) -> None:
@@ -286,16 +288,19 @@ def test_a_container_is_named_as_the_environments_only_with_its_password_in_it(
     want = engine.current.environments[key] if engine.current else None
     assert want is not None
     engine.docker.remove_container(key.odoo_container)
-    real_create = engine.docker.client.containers.create
+    # ``client.containers`` is a new collection object on every access: patch the class.
+    from docker.models.containers import ContainerCollection
 
-    def create_then_die(**kwargs: object) -> object:
-        real_create(**kwargs)
+    real_create = ContainerCollection.create
+
+    def create_then_die(self: ContainerCollection, *args: object, **kwargs: object) -> object:
+        real_create(self, *args, **kwargs)
         raise KeyboardInterrupt  # as if the daemon died right after creating it
 
-    engine.docker.client.containers.create = create_then_die  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        engine.docker.create_odoo(want, engine.password(key))
-    engine.docker.client.containers.create = real_create  # type: ignore[method-assign]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ContainerCollection, "create", create_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            engine.docker.create_odoo(want, engine.password(key))
     names = set(world.containers())
     assert key.odoo_container not in names
     assert f"{key.odoo_container}-creating" in names

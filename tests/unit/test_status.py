@@ -58,3 +58,39 @@ def test_serving_and_wanted_revisions_and_expired_branches_survive_a_restart(
     assert EnvironmentStatus.from_dict(status.to_dict()) == status
     assert again.daemon.expired == {"acme/feature-old": "past its ttl"}
     assert again.daemon.passes == 3
+
+
+def test_concurrent_writers_of_one_environment_lose_nothing(tmp_path: Path) -> None:
+    """A run writing conditions and a backup writing last_backup at the same moment: both
+    land (a separate get and put would lose one of them)."""
+    import threading
+    from dataclasses import replace
+
+    store = StatusStore(tmp_path / "status.json")
+    start = threading.Barrier(2)
+
+    def conditions() -> None:
+        start.wait()
+        for i in range(200):
+            store.modify(
+                "acme/prod",
+                lambda s, i=i: s.with_condition(Condition("Reconciling", True, "Applying", str(i))),
+                "acme",
+                "prod",
+            )
+
+    def backups() -> None:
+        start.wait()
+        for i in range(200):
+            store.modify(
+                "acme/prod", lambda s, i=i: replace(s, last_backup=f"b{i}"), "acme", "prod"
+            )
+
+    threads = [threading.Thread(target=conditions), threading.Thread(target=backups)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = StatusStore(tmp_path / "status.json").get("acme/prod")
+    assert final is not None and final.last_backup == "b199"
+    assert [c.message for c in final.conditions if c.type == "Reconciling"] == ["199"]
