@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from reconciler.cli.console import err, out, print_error
 from reconciler.core.errors import OdooOpsError
 
-out = Console()
-err = Console(stderr=True)
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
@@ -174,7 +172,7 @@ def _follow(client: Any, job: dict[str, Any], args: argparse.Namespace) -> int:
             remediation=error.get("remediation", ""),
         )
         if args.output == "table":
-            err.print(exc.render(), markup=False, highlight=False)
+            print_error(exc)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 from rich.table import Table
 
+from reconciler.cli.console import err, out, print_error
 from reconciler.cli.data import add_commands as add_data_commands
 from reconciler.core.errors import OdooOpsError, SecretsError
 from reconciler.core.model import check_instance
@@ -30,11 +30,6 @@ from reconciler.engine.status import EnvironmentStatus, StatusStore
 DEFAULT_DATA_DIR = Path(os.environ.get("ODOOOPS_DATA_DIR", "/var/lib/odooops"))
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "odooops"
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
-
-# Piped output (scripts, CI logs) gets wide tables instead of 80 truncated columns.
-_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "220"))
-out = Console(width=_WIDTH)
-err = Console(stderr=True, width=_WIDTH)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,7 +58,7 @@ def _print_error(exc: OdooOpsError, output: str) -> None:
     if output == "json":
         print(json.dumps(exc.to_dict(), indent=2), file=sys.stderr)
     else:
-        err.print(exc.render(), markup=False, highlight=False)
+        print_error(exc)
 
 
 def _allowlist_args(sp: argparse.ArgumentParser) -> None:
