@@ -10,4 +10,16 @@ export TESTCONTAINERS_RYUK_DISABLED=true
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
-exec .venv/bin/pytest -q -p no:cacheprovider "$@"
+# Two phases: everything that shares the services peacefully runs on three workers (the
+# integration tests mostly wait on containers, so three overlap well on two cores); the few
+# tests that stop PostgreSQL or the Docker engine run alone afterwards. Exit code 5 is "no test
+# selected", which a filtered run (`make test -- -k name`) may get in one of the phases.
+status=0
+.venv/bin/pytest -q -p no:cacheprovider -n "${ODOOOPS_TEST_WORKERS:-3}" --dist load \
+  -m "not serial" "$@" || status=$?
+[ "$status" = 5 ] && status=0
+serial=0
+.venv/bin/pytest -q -p no:cacheprovider -m serial "$@" || serial=$?
+[ "$serial" = 5 ] && serial=0
+[ "$status" != 0 ] && exit "$status"
+exit "$serial"

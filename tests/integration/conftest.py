@@ -22,7 +22,19 @@ from tests.integration.containers import (  # noqa: F401 - fixtures, found by na
 from tests.integration.s3server import S3Server
 from tests.integration.world import World, fixture_images
 
-_PORTS = itertools.count(20000 + (os.getpid() % 200) * 40, 20)
+
+def _port_ranges() -> Iterator[int]:
+    """Each pytest-xdist worker (gw0, gw1, ...) publishes Odoo ports from its own band of
+    2,400 so parallel tests never ask Docker for the same host port; the serial phase (no
+    worker) takes the band after the last worker's. A band is reused in a cycle: a world's
+    containers are gone when its test ends."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 3
+    base = 20000 + (index % 4) * 2400
+    return itertools.cycle(range(base, base + 2400, 20))
+
+
+_PORTS = _port_ranges()
 
 
 @pytest.fixture(scope="session")

@@ -143,7 +143,7 @@ def assert_clean(world: World, envs: tuple[str, ...]) -> None:
     }
     stray_volumes = {v for v in volumes if not any(v.startswith(k.slug + "-") for k in keys)}
     assert not stray_volumes, f"volumes left behind: {stray_volumes}"
-    assert owned_databases(world) == {k.database for k in keys}
+    assert world.owned_databases() == {k.database for k in keys}
     ledger = Ledger(world.data_dir / "ledger.db", read_only=True)
     try:
         assert ledger.entries() == [], "a journal entry is still open"
@@ -156,16 +156,6 @@ def assert_clean(world: World, envs: tuple[str, ...]) -> None:
     for key in keys:
         status = statuses.get(str(key))
         assert status is not None and (status.sync, status.health) == ("Synced", "Healthy"), status
-
-
-def owned_databases(world: World) -> set[str]:
-    """Every database the world's roles own: live ones, and any scratch or set-aside one."""
-    rows = world.query(
-        "postgres",
-        "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
-        f"WHERE r.rolname LIKE 'odooops\\_\\_{world.project}\\_\\_%'",
-    )
-    return {str(r[0]) for r in rows}
 
 
 def mark(world: World, env: str, value: str) -> None:
@@ -272,7 +262,7 @@ def test_prune_killed_at_every_step_leaves_nothing_behind(world: World) -> None:
 
     def check(n: int) -> None:
         converged(world, "keep")
-        assert EnvKey(world.project, "gone").database not in owned_databases(world)
+        assert EnvKey(world.project, "gone").database not in world.owned_databases()
 
     assert (
         kill_each(world, matrix, "steps", prepare, lambda **e: daemon_once(world, **e), check) >= 3

@@ -261,10 +261,7 @@ def test_tampered_truncated_and_wrongly_keyed_backups_are_refused(
     assert missing.value.code == "backup_not_found"
     assert "odooops db backups" in missing.value.remediation
     assert values(world, "staging") == before
-    leftovers = world.query(
-        "postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'odooops_tmp_%'"
-    )
-    assert leftovers == []
+    assert world.scratch_databases() == set()
 
 
 def test_copy_onto_a_protected_environment_is_refused(

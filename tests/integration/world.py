@@ -282,6 +282,20 @@ class World:
                 out[name] = json.loads(comment)
         return out
 
+    def owned_databases(self) -> set[str]:
+        """Every database this world's roles own: live ones, and any scratch or set-aside one
+        (a pattern on the name alone would see another test's operation in flight)."""
+        rows = self.query(
+            "postgres",
+            "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+            f"WHERE r.rolname LIKE 'odooops\\_\\_{self.project}\\_\\_%'",
+        )
+        return {str(r[0]) for r in rows}
+
+    def scratch_databases(self) -> set[str]:
+        """This world's databases under a scratch or set-aside name: none once a move is over."""
+        return {d for d in self.owned_databases() if d.startswith(("odooops_tmp_", "odooops_old_"))}
+
     def query(self, database: str, sql: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(host="127.0.0.1", user="postgres", dbname=database) as conn:
             return conn.execute(sql).fetchall()
