@@ -116,6 +116,10 @@ class DataHost(Protocol):
         ...
 
 
+# How long a protected export waits for another operation on its environment to end.
+EXPORT_WAIT_SECONDS = 30.0
+
+
 class DataOps:
     """Resolves environments and runs data operations for one engine."""
 
@@ -132,6 +136,7 @@ class DataOps:
         self.mail = MailStore(host.data_dir / "mail")
         self._catcher: MailCatcher | None = None
         self._template_rate = TEMPLATE_BYTES_PER_SECOND
+        self.export_wait = EXPORT_WAIT_SECONDS
 
     def close(self) -> None:
         self.stop_mail_catcher()
@@ -438,10 +443,15 @@ class DataOps:
     def export(self, key: EnvKey, out: BinaryIO) -> dict[str, Any]:
         """Odoo's zip of the environment. A protected environment's export is its real data,
         so it holds the operation lock (no restore, import or deployment swaps the database
-        under pg_dump) and refuses at once when another operation runs rather than queueing
-        a download behind it."""
+        under pg_dump). It waits for the lock a little (a reconcile run after a copy, which
+        restarts the source, holds it for seconds) and then refuses rather than holding a
+        download open behind an hour-long restore."""
         want = self.environment(key)
-        lock = self.lifecycle.exclusive(key, wait=0) if want.spec.protected else nullcontext()
+        lock = (
+            self.lifecycle.exclusive(key, wait=self.export_wait)
+            if want.spec.protected
+            else nullcontext()
+        )
         with lock:
             stats = self.lifecycle.export_zip(self.site(want), out, want.project.odoo_version)
         return {"files": stats.files, "bytes": stats.bytes_in}

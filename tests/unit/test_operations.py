@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -42,11 +45,45 @@ class Host:
 def test_a_protected_export_takes_the_operation_lock_and_never_runs_mid_restore(
     tmp_path: Path,
 ) -> None:
-    """An export of production's live data waits for no one: busy means refused, nothing sent."""
+    """An export of production's live data waits a little for the lock, then is refused with
+    nothing sent."""
     ops = DataOps(cast(DataHost, Host(tmp_path)))
+    ops.export_wait = 0.2
     key = desired("prod").key
     out = io.BytesIO()
     with ops.lifecycle.exclusive(key), pytest.raises(OperationBusy) as info:
         ops.export(key, out)
     assert info.value.code == "operation_busy" and info.value.retryable
     assert out.getvalue() == b""
+
+
+def test_a_protected_export_starts_once_a_short_operation_ends(tmp_path: Path) -> None:
+    """A reconcile run holding the lock for a moment (after a copy restarts the source) does
+    not fail the export: it starts when the lock is free, and holds it while it runs."""
+    ops = DataOps(cast(DataHost, Host(tmp_path)))
+    key = desired("prod").key
+    held = threading.Event()
+    seen: list[bool] = []
+
+    def hold_briefly() -> None:
+        with ops.lifecycle.exclusive(key):
+            held.set()
+            time.sleep(0.3)
+
+    def export_zip(site: object, out: io.BytesIO, version: str) -> object:
+        # the export holds the lock while it writes
+        with pytest.raises(OperationBusy), ops.lifecycle.exclusive(key, wait=0):
+            pass
+        seen.append(True)
+        out.write(b"zip")
+        return SimpleNamespace(files=1, bytes_in=3)
+
+    ops.lifecycle.export_zip = export_zip  # type: ignore[method-assign,assignment]
+    ops.site = lambda want: None  # type: ignore[method-assign,assignment,return-value]
+    holder = threading.Thread(target=hold_briefly)
+    holder.start()
+    held.wait(5)
+    out = io.BytesIO()
+    assert ops.export(key, out) == {"files": 1, "bytes": 3}
+    holder.join()
+    assert seen == [True] and out.getvalue() == b"zip"
