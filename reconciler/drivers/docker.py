@@ -250,33 +250,33 @@ class DockerDriver:
 
     # ------------------------------------------------------------------------------ images
     def has_image(self, ref: str) -> bool:
-        try:
-            self.client.images.get(ref)
-            return True
-        except docker.errors.ImageNotFound:
-            return False
-        except docker.errors.APIError as exc:
-            raise DriverError(f"cannot inspect image {ref}: {exc.explanation}") from exc
+        with self._errors(f"inspect image {ref}"):
+            try:
+                self.client.images.get(ref)
+            except docker.errors.ImageNotFound:
+                return False
+        return True
 
     def image_id(self, ref: str, *, pull: bool = True) -> str:
         """The local image ID of a base image, pulling it once when absent."""
-        try:
-            return str(self.client.images.get(ref).id)
-        except docker.errors.ImageNotFound:
-            if not pull:
+        with self._errors(f"inspect image {ref}"):  # an engine away is docker_unreachable
+            try:
+                return str(self.client.images.get(ref).id)
+            except docker.errors.ImageNotFound:
+                if not pull:
+                    raise DriverError(
+                        f"image {ref} is not available locally",
+                        code="image_missing",
+                        remediation=f"docker pull {ref}",
+                    ) from None
+            try:
+                return str(self.client.images.pull(ref).id)
+            except docker.errors.DockerException as exc:
                 raise DriverError(
-                    f"image {ref} is not available locally",
+                    f"base image {ref} is not available locally and cannot be pulled",
                     code="image_missing",
-                    remediation=f"docker pull {ref}",
-                ) from None
-        try:
-            return str(self.client.images.pull(ref).id)
-        except docker.errors.DockerException as exc:
-            raise DriverError(
-                f"base image {ref} is not available locally and cannot be pulled",
-                code="image_missing",
-                remediation=f"docker pull {ref}  (or set odoo.image in the project file)",
-            ) from exc
+                    remediation=f"docker pull {ref}  (or set odoo.image in the project file)",
+                ) from exc
 
     def build_image(self, tag: str, base: str, app_tar: bytes, labels: Mapping[str, str]) -> str:
         """Layer the app tree on the base image; the tag is content addressed by the caller."""
@@ -533,8 +533,8 @@ class DockerDriver:
     def logs(self, name: str, tail: int = 40) -> str:
         try:
             return bytes(self.client.containers.get(name).logs(tail=tail)).decode(errors="replace")
-        except docker.errors.DockerException:
-            return ""
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return ""  # context for an error message; the error itself says what failed
 
     async def environment_logs(
         self, key: EnvKey, *, follow: bool, since: int | None, tail: int
@@ -635,20 +635,19 @@ class DockerDriver:
         Filestore helpers and database tools run in it, never in a project's image: a
         project's image is built from code the platform does not control.
         """
-        try:
-            return dict(self.client.images.get(image).attrs)
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.APIError as exc:
-            raise DriverError(f"cannot inspect image {image}: {exc.explanation}") from exc
-        try:
-            return dict(self.client.images.pull(image).attrs)
-        except docker.errors.DockerException as exc:
-            raise DriverError(
-                f"the platform image {image} is not available locally and cannot be pulled",
-                code="image_missing",
-                remediation=f"docker pull {image}  (or set dev_database.image in odooops.yaml)",
-            ) from exc
+        with self._errors(f"inspect image {image}"):  # an engine away is docker_unreachable
+            try:
+                return dict(self.client.images.get(image).attrs)
+            except docker.errors.ImageNotFound:
+                pass
+            try:
+                return dict(self.client.images.pull(image).attrs)
+            except docker.errors.DockerException as exc:
+                raise DriverError(
+                    f"the platform image {image} is not available locally and cannot be pulled",
+                    code="image_missing",
+                    remediation=f"docker pull {image}  (or set dev_database.image in odooops.yaml)",
+                ) from exc
 
     def _confined(self, image: str) -> dict[str, Any]:
         """What every throw-away container gets, whatever it runs.

@@ -1,0 +1,76 @@
+"""The Docker driver turns every failure of the engine into a structured error: an engine that
+went away mid-pass (a dockerd restart) is ``docker_unreachable``, never an ``internal`` crash
+of the step that happened to be talking to it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import docker
+import pytest
+import requests
+
+from reconciler.core.errors import DriverError
+from reconciler.drivers.docker import DockerDriver
+
+ABORTED = requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2))")
+
+
+class Images:
+    def __init__(self, get: BaseException, pull: BaseException | None = None) -> None:
+        self._get, self._pull = get, pull
+
+    def get(self, ref: str) -> Any:
+        raise self._get
+
+    def pull(self, ref: str) -> Any:
+        raise self._pull or AssertionError("no pull expected")
+
+
+class Containers:
+    def get(self, name: str) -> Any:
+        raise ABORTED
+
+
+def driver(images: Images) -> DockerDriver:
+    made = DockerDriver.__new__(DockerDriver)  # no engine: only the client is reached
+    made.client = SimpleNamespace(images=images, containers=Containers())  # type: ignore[assignment]
+    return made
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d: d.has_image("odooops/p:1"),
+        lambda d: d.image_id("odoo:19.0"),
+        lambda d: d._platform_image("odooops/tools:1"),
+    ],
+    ids=["has_image", "image_id", "platform_image"],
+)
+def test_an_engine_gone_mid_request_is_docker_unreachable(call: Any) -> None:
+    with pytest.raises(DriverError) as info:
+        call(driver(Images(get=ABORTED)))
+    assert info.value.code == "docker_unreachable"
+    assert info.value.remediation == "docker info"
+
+
+def test_a_pull_that_cannot_reach_the_engine_is_unreachable_not_a_missing_image() -> None:
+    missing = docker.errors.ImageNotFound("no such image")
+    with pytest.raises(DriverError) as info:
+        driver(Images(get=missing, pull=ABORTED)).image_id("odoo:19.0")
+    assert info.value.code == "docker_unreachable"
+
+
+def test_a_missing_image_is_still_reported_as_missing() -> None:
+    missing = docker.errors.ImageNotFound("no such image")
+    assert driver(Images(get=missing)).has_image("odooops/p:1") is False
+    refused = docker.errors.APIError("pull access denied")
+    with pytest.raises(DriverError) as info:
+        driver(Images(get=missing, pull=refused)).image_id("odoo:19.0")
+    assert info.value.code == "image_missing"
+    assert "docker pull odoo:19.0" in info.value.remediation
+
+
+def test_logs_for_an_error_message_are_empty_when_the_engine_is_gone() -> None:
+    assert driver(Images(get=ABORTED)).logs("odooops-acme-qa-odoo") == ""
