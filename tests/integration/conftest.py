@@ -5,6 +5,7 @@ A missing service fails the test loudly with the command that starts it; nothing
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 from collections.abc import Iterator
@@ -83,6 +84,9 @@ def world(tmp_path: Path, images: dict[str, str], postgres_server: None) -> Iter
         yield w
     finally:
         w.cleanup()
+        # A socket or file the test leaked is reported now, against this test (with its
+        # warning filters), not at the end of the session against none.
+        gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -259,6 +259,7 @@ class World:
     def cleanup(self) -> None:
         for engine in self._engines:
             engine.close()
+        self._engines.clear()  # garbage now, so the fixture's collection reports their leaks
         client = self.docker
         remove_instance(client, self.instance)
         for image in client.images.list(filters={"label": f"odooops.project={self.project}"}):
