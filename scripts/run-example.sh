@@ -9,10 +9,14 @@
 #   ODOOOPS_EXAMPLE_DIR   where the example lives (default .odooops/example)
 #   ODOOOPS_SKIP_SETUP=1  skip scripts/setup.sh (the services and images are known to be there)
 #   ODOOOPS_PYTHON        the Python that runs odooops (default .venv/bin/python)
+#   ODOOOPS_EXAMPLE_PROJECT  the example project's name (default acme). Container and database
+#                         names come from project names, so a second example beside a running
+#                         one (another checkout, another --instance) needs a name of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WORK=${ODOOOPS_EXAMPLE_DIR:-$ROOT/.odooops/example}
+PROJECT=${ODOOOPS_EXAMPLE_PROJECT:-acme}
 LOG=${ODOOOPS_SETUP_LOG:-$ROOT/build/setup.log}
 log() { printf '[run] %s\n' "$*" >&2; }
 quiet() {
@@ -92,7 +96,11 @@ if [ ! -d "$WORK/state.git" ]; then
   tmp=$(mktemp -d)
   cp -r state-repo-template/. "$tmp/"
   cp -r examples/state/. "$tmp/"
-  sed -i "s|@APP_REPO_URL@|file://$WORK/app.git|; s|@ODOO_IMAGE@|$ODOO_IMAGE|" "$tmp/projects/acme.yaml"
+  if [ "$PROJECT" != acme ]; then
+    mv "$tmp/projects/acme.yaml" "$tmp/projects/$PROJECT.yaml"
+    mv "$tmp/environments/acme" "$tmp/environments/$PROJECT"
+  fi
+  sed -i "s|@APP_REPO_URL@|file://$WORK/app.git|; s|@ODOO_IMAGE@|$ODOO_IMAGE|" "$tmp/projects/$PROJECT.yaml"
   sed -i "s|image: postgres:15|image: $DEV_DB_IMAGE|" "$tmp/odooops.yaml"
   sed -i "s|file:///var/lib/odooops/backups|file://$WORK/backups|" "$tmp/odooops.yaml"
   quiet odooops validate "$tmp"

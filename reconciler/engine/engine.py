@@ -71,6 +71,31 @@ BACKOFF_START, BACKOFF_CAP = 5.0, 180.0
 # A service that does not answer is retried sooner and more often than a failing deployment:
 # nothing was changed, and the environment should heal as soon as the service is back.
 UNAVAILABLE_CAP = 60.0
+# Errors that say "not yet" (an order between environments), retried like an unavailable service
+# and logged as waiting, not as failures: a first `make run` prints no error for its staging copy.
+WAITING_CODES = frozenset({"copy_source_not_ready"})
+
+
+def retry_delay(exc: OdooOpsError, attempts: int) -> float:
+    """Seconds before an environment's run is retried after its ``attempts``-th failure in a row:
+    at once after an interrupted step, doubling from 5 s otherwise, capped sooner for a service
+    that does not answer or an order to wait for (nothing was changed, and it should go on as
+    soon as it can)."""
+    if isinstance(exc, Interrupted):
+        return 0.0
+    unavailable = exc.code in ("docker_unreachable", "database_unreachable") or (
+        exc.code in WAITING_CODES
+    )
+    cap = UNAVAILABLE_CAP if unavailable else BACKOFF_CAP
+    return float(min(cap, BACKOFF_START * 2 ** (attempts - 1)))
+
+
+def report_failure(key: EnvKey, exc: OdooOpsError) -> None:
+    """An error with its remediation, or a waiting line for an order between environments."""
+    if exc.code in WAITING_CODES:
+        log.info("%s: waiting: %s", key, exc.message)
+    else:
+        log.error("%s: %s", key, exc.render())
 
 
 @dataclass(frozen=True)
@@ -641,18 +666,12 @@ class Engine:
         self.status.modify(str(key), change, key.project, key.env)
 
     def _fail(self, key: EnvKey, want: DesiredEnvironment | None, exc: OdooOpsError) -> float:
-        info = ErrorInfo.of(exc)
-        self.errors[key] = info
-        log.error("%s: %s", key, exc.render())
+        self.errors[key] = ErrorInfo.of(exc)
+        report_failure(key, exc)
         fp = _fingerprint(want)
         old = self._backoff.get(key)
         attempts = old.attempts + 1 if old and old.fingerprint == fp else 1
-        unavailable = exc.code in ("docker_unreachable", "database_unreachable")
-        if isinstance(exc, Interrupted):
-            delay = 0.0
-        else:
-            cap = UNAVAILABLE_CAP if unavailable else BACKOFF_CAP
-            delay = min(cap, BACKOFF_START * 2 ** (attempts - 1))
+        delay = retry_delay(exc, attempts)
         self._backoff[key] = _Backoff(fp, attempts, self._clock() + delay)
         return max(delay, 0.1)
 

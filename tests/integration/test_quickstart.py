@@ -7,8 +7,11 @@ command by command in one bash session whose working directory stands for the us
 every command must succeed, and what the README promises must hold (the QA environment through
 git, then through the CLI; piped psql that ends; the data commands with both name forms).
 
-The example's project is ``acme``, whose container and database names are not instance-scoped:
-the test refuses to run while another ``acme`` (a ``make run``) lives on this engine.
+Container and database names come from project names, not from the daemon's instance, and a
+``make run`` may well be living on this engine with its ``acme`` (CI follows the quick start
+before it runs the tests). So the example project gets a name of its own here
+(``ODOOOPS_EXAMPLE_PROJECT``), and the README's ``acme/`` names are read as that name: nothing
+else of what is pasted changes.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
-import psycopg
 import pytest
 
 from tests.integration.world import REPO_ROOT, remove_instance
@@ -139,6 +141,7 @@ class Example:
         self.checkout = root / "checkout"
         self.work = self.checkout / ".odooops" / "example"
         self.instance = "q" + secrets.token_hex(4)
+        self.project = "qs" + secrets.token_hex(3)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -178,6 +181,7 @@ class Example:
         env = {
             **self.env,
             "ODOOOPS_EXAMPLE_DIR": str(self.work),
+            "ODOOOPS_EXAMPLE_PROJECT": self.project,
             "ODOOOPS_SKIP_SETUP": "1",
             "ODOOOPS_PYTHON": sys.executable,
             "ODOOOPS_SETUP_LOG": str(self.daemon_log.with_name("setup.log")),
@@ -221,7 +225,7 @@ class Example:
             doc = json.loads(path.read_text())
         except (OSError, ValueError):
             return {}
-        found: dict[str, object] = doc["environments"].get(f"acme/{env}", {})
+        found: dict[str, object] = doc["environments"].get(f"{self.project}/{env}", {})
         return found
 
     def wait_healthy(self, envs: tuple[str, ...], timeout: float) -> None:
@@ -239,14 +243,6 @@ class Example:
         raise AssertionError(f"not converged within {timeout} s: {states}\n{self.log_tail()}")
 
 
-def _acme_in_use(client: docker.DockerClient) -> list[str]:
-    names = [c.name for c in client.containers.list(all=True, filters={"name": "odooops-acme-"})]
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'acme\\_\\_%'")
-        names += [name for (name,) in rows.fetchall()]
-    return names
-
-
 @pytest.fixture
 def example(
     tmp_path: Path,
@@ -254,13 +250,6 @@ def example(
     images: dict[str, str],
     postgres_server: None,
 ) -> Iterator[Example]:
-    in_use = _acme_in_use(docker_engine)
-    if in_use:
-        pytest.fail(
-            f"the example project acme already lives on this engine ({', '.join(in_use[:5])}): "
-            "stop that `make run` (and remove its environments) to run the quick-start test"
-        )
-    before = {i.id for i in docker_engine.images.list(filters={"label": "odooops.project=acme"})}
     ex = Example(tmp_path)
     ex.start()
     try:
@@ -268,15 +257,15 @@ def example(
     finally:
         ex.stop()
         remove_instance(docker_engine, ex.instance)
-        for image in docker_engine.images.list(filters={"label": "odooops.project=acme"}):
-            if image.id not in before:
-                docker_engine.images.remove(image.id, force=True)
+        for image in docker_engine.images.list(filters={"label": f"odooops.project={ex.project}"}):
+            docker_engine.images.remove(image.id, force=True)
 
 
 def paste(shell: Shell, block: str, example: Example) -> str:
     """Every command of a README block, in order; each must succeed."""
     seen = ""
     for command in commands(readme_block(block)):
+        command = re.sub(r"\bacme/", f"{example.project}/", command)
         status, output = shell.run(command)
         seen += output
         assert status == 0, (
@@ -305,7 +294,7 @@ def test_the_readme_quick_start_works_as_written(example: Example) -> None:
     shell = Shell(example.checkout, example.env)
     try:
         paste(shell, "git", example)
-        assert (example.checkout / "state" / "environments" / "acme" / "qa.yaml").is_file()
+        assert (example.checkout / "state" / "environments" / example.project / "qa.yaml").is_file()
         assert shell.run("pwd")[1].strip() == str(example.checkout)
         example.wait_healthy(("qa",), timeout=300)
         qa = example.status("qa")
@@ -314,8 +303,8 @@ def test_the_readme_quick_start_works_as_written(example: Example) -> None:
             assert resp.status == 200
 
         said = paste(shell, "api", example)
-        assert "acme/qa is gone" in said
-        assert "acme/qa is Healthy" in said
+        assert f"{example.project}/qa is gone" in said
+        assert f"{example.project}/qa is Healthy" in said
         assert re.search(r"^\s*count\s*$", said, re.MULTILINE), said  # psql's answer, then exit
         assert "(1 row)" in said
         assert "SERVING" in said and "WANTED" in said
