@@ -224,6 +224,7 @@ class MemoryDatabases:
     databases: dict[str, str] = field(default_factory=dict)  # name -> owner role
     roles: dict[str, str] = field(default_factory=dict)  # role -> password
     odoo: set[str] = field(default_factory=set)  # databases with Odoo's tables
+    claims: dict[str, str] = field(default_factory=dict)  # role -> another instance's name
     down: bool = False
 
     @property
@@ -258,6 +259,10 @@ class MemoryDatabases:
     def has_odoo(self, key: EnvKey) -> bool:
         self._up()
         return key.database in self.odoo
+
+    def foreign_claim(self, key: EnvKey) -> str | None:
+        self._up()
+        return self.claims.get(key.role)
 
     def drop_database(self, key: EnvKey) -> None:
         self._up()

@@ -153,6 +153,15 @@ class PostgresDriver:
             )
         return exists is not None
 
+    def foreign_claim(self, key: EnvKey) -> str | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
+                [key.role],
+            ).fetchone()
+        claimed = noted_instance(row[0] if row else None)
+        return claimed if claimed not in (None, self.instance) else None
+
     def create_database(self, key: EnvKey) -> None:
         db = sql.Identifier(key.database)
         with self._connect() as conn:
@@ -197,7 +206,8 @@ class PostgresDriver:
 
 def database_note(instance: str, key: EnvKey) -> str:
     """The ``COMMENT`` of our roles and databases: for humans and for cleaning up by hand
-    (``\\l+``); never read back by the daemon (the database's owner can rewrite it)."""
+    (``\\l+``). Ownership is never read from it (a database's owner can rewrite the database's);
+    a role's, which only an admin can write, is read to refuse another instance's name."""
     return json.dumps(
         {
             "odooops.instance": instance,
@@ -207,6 +217,18 @@ def database_note(instance: str, key: EnvKey) -> str:
         },
         sort_keys=True,
     )
+
+
+def noted_instance(note: object) -> str | None:
+    """The instance a ``database_note`` names; None when there is no note or it names none."""
+    if not isinstance(note, str):
+        return None
+    try:
+        doc = json.loads(note)
+    except ValueError:
+        return None
+    instance = doc.get("odooops.instance") if isinstance(doc, dict) else None
+    return instance if isinstance(instance, str) and instance else None
 
 
 class DedicatedDatabase:
@@ -238,6 +260,9 @@ class DedicatedDatabase:
         # The container made the role from its password file; keep it equal to the store's.
         self._psql(f"ALTER ROLE \"{key.role}\" PASSWORD '{scram_verifier(password)}'")
         return True
+
+    def foreign_claim(self, key: EnvKey) -> str | None:
+        return None  # the container is this instance's (its labels say so)
 
     def create_database(self, key: EnvKey) -> None:
         if key.database not in self.existing([key.database]):

@@ -152,6 +152,15 @@ class DatabaseAdmin(Protocol):
         """The environment's database, owned by its role (idempotent)."""
         ...
 
+    def foreign_claim(self, key: EnvKey) -> str | None:
+        """The other daemon instance the environment's role is noted as belonging to, if any.
+
+        Read only to refuse: names come from projects, not instances, so two daemons sharing a
+        server may both declare ``acme/production``. Only an admin can write a role's note (the
+        environment's role has no CREATEROLE), and a note can only make the daemon do less.
+        """
+        ...
+
     def has_odoo(self, key: EnvKey) -> bool:
         """Whether Odoo is installed in the database (asked live, before anything destructive)."""
         ...

@@ -56,6 +56,12 @@ class DatabaseNotOwned(OdooOpsError):
     code = "database_not_owned"
 
 
+class ClaimedElsewhere(OdooOpsError):
+    """Another daemon instance on the same server declares an environment of the same name."""
+
+    code = "claimed_by_other_instance"
+
+
 @dataclass(frozen=True)
 class StepResult:
     """What one step did: ``done``, or ``skipped`` with why (the live check said it was done)."""
@@ -213,6 +219,9 @@ class Steps:
         record = self.ledger.database(key)
         if record is not None and record.state is DbState.INITIALISED:
             return "skipped", "the ledger records it as initialised"
+        admin = self._admin(key, w.server)
+        if record is None:
+            self._refuse_foreign(admin, key)
         # Written before the database exists: a crash after CREATE DATABASE leaves a record
         # that says "ours, never initialised", which makes the next run recreate it.
         self.ledger.put_database(
@@ -225,7 +234,6 @@ class Steps:
                 w.spec.tier.value,
             )
         )
-        admin = self._admin(key, w.server)
         admin.ensure_role(key, self._password(key))
         admin.create_database(key)
         self.ledger.update_database(key, state=DbState.CREATED)
@@ -241,6 +249,7 @@ class Steps:
         admin = self._admin(key, w.server)
         if w.server is None:
             self._wait(key.db_container, DB_READY_TIMEOUT)
+        self._refuse_foreign(admin, key)
         if admin.has_odoo(key):
             state, detail = DbState.INITIALISED, "holds Odoo: adopted as initialised"
         elif w.server is None:
@@ -408,6 +417,21 @@ class Steps:
         return "done", ""
 
     # ------------------------------------------------------------------------- helpers
+    def _refuse_foreign(self, admin: DatabaseAdmin, key: EnvKey) -> None:
+        """Before the ledger takes a database it does not record: never take another daemon
+        instance's (adopting would give its role this daemon's password: its Odoo could no
+        longer log in). Once recorded, the ledger decides, so a renamed instance goes on."""
+        other = admin.foreign_claim(key)
+        if other is None:
+            return
+        raise ClaimedElsewhere(
+            f"{key}: role {key.role} on {admin.name} belongs to daemon instance {other!r}, "
+            f"which runs an environment of the same name; {key.database} is left alone",
+            remediation=f"name the project differently, or run it from instance {other}; to "
+            f"hand the environment over to this daemon, stop the other one first, then: "
+            f"psql -d postgres -c 'COMMENT ON ROLE \"{key.role}\" IS NULL'",
+        )
+
     def _before_odoo(self, want: DesiredEnvironment) -> None:
         """Before any Odoo starts: its role has the store's password (kept data re-declared
         gets it back), and non-production data is neutralised."""

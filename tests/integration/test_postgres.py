@@ -78,3 +78,28 @@ def test_ensure_role_creates_a_missing_role_without_privileges(driver: PostgresD
             [key.role],
         ).fetchone()
     assert comment is not None and driver.instance in str(comment[0])  # for humans
+
+
+def test_a_role_another_instance_noted_is_its_claim_and_the_role_cannot_rewrite_it(
+    driver: PostgresDriver,
+) -> None:
+    """Two daemons sharing a server may both declare the same PROJECT/ENV: the role's note names
+    the instance that made it, and the environment's own login cannot change that note."""
+    key = EnvKey("p" + secrets.token_hex(3), "production")
+    driver.made.append(key)  # type: ignore[attr-defined]
+    assert driver.foreign_claim(key) is None  # no role yet
+    other = PostgresDriver(driver.server, "other-" + secrets.token_hex(2), driver.secrets)
+    other.ensure_role(key, "other-password")
+    other.create_database(key)
+    assert driver.foreign_claim(key) == other.instance
+    assert other.foreign_claim(key) is None  # its own
+    with (
+        psycopg.connect(
+            host="127.0.0.1", user=key.role, password="other-password", dbname=key.database
+        ) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(f'COMMENT ON ROLE "{key.role}" IS \'{{"odooops.instance": "x"}}\'')
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
+        conn.execute(f'COMMENT ON ROLE "{key.role}" IS NULL')  # the documented hand-over
+    assert driver.foreign_claim(key) is None

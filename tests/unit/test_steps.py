@@ -20,6 +20,7 @@ from reconciler.drivers.protocols import DatabaseAdmin
 from reconciler.engine.engine import observed_environment
 from reconciler.engine.ledger import DatabaseRecord, DbState, Ledger
 from reconciler.engine.steps import (
+    ClaimedElsewhere,
     DatabaseNotOwned,
     DestructiveRefused,
     Interrupted,
@@ -262,6 +263,47 @@ def test_nothing_is_changed_while_the_runtime_is_down(world: World) -> None:
         world.converge(want)
     assert err.value.code == "docker_unreachable"
     assert world.ledger.database(want.key) is None
+
+
+def test_another_instance_s_production_is_neither_adopted_nor_given_a_password(
+    world: World,
+) -> None:
+    """A second daemon on the same server declaring acme/production: adopting the first one's
+    database would set its role's password and lock its Odoo out. Refused, nothing recorded."""
+    want = desired()
+    world.server.create_database(want.key)
+    world.server.odoo.add(want.key.database)
+    world.server.roles[want.key.role] = "the-other-instance-s"
+    world.server.claims[want.key.role] = "prod-1"
+    with pytest.raises(ClaimedElsewhere) as err:
+        world.converge(want)
+    assert "prod-1" in err.value.message and "COMMENT ON ROLE" in err.value.remediation
+    assert world.server.roles[want.key.role] == "the-other-instance-s"
+    assert world.ledger.database(want.key) is None
+
+
+def test_a_role_another_instance_made_is_not_taken_for_a_new_database(world: World) -> None:
+    """The other instance's role exists without its database (between its own steps): no
+    ledger record is written, so no later run takes the other's database as ours to recreate."""
+    want = desired("qa", Tier.STAGING)
+    world.server.roles[want.key.role] = "the-other-instance-s"
+    world.server.claims[want.key.role] = "prod-1"
+    with pytest.raises(ClaimedElsewhere):
+        world.converge(want)
+    assert world.ledger.database(want.key) is None
+    assert want.key.database not in world.server.databases
+    assert world.server.roles[want.key.role] == "the-other-instance-s"
+
+
+def test_a_database_the_ledger_records_goes_on_under_a_renamed_instance(world: World) -> None:
+    """The ledger decides once it records a database: a daemon whose instance was renamed (its
+    roles still noted with the old name) keeps running its environments."""
+    want = desired()
+    world.converge(want)
+    world.server.claims[want.key.role] = "old-name"
+    world.runtime.containers.clear()
+    world.converge(want)
+    assert world.runtime.containers[want.key.odoo_container].state == "running"
 
 
 def plan_action(want: DesiredEnvironment, kind: Kind):
