@@ -167,22 +167,22 @@ class Sources:
                 base_images[image] = self._image_id(image)
             except DriverError as exc:
                 log.error("%s", exc.render())
-        busy = self._busy_ports(config)
         ports = self.status.ports()
+        free = port_probe(config.platform.publish_host)
 
         def port_for(key: EnvKey) -> int:
             if not allocate:
-                taken = set(ports.values()) | busy
+                taken = set(ports.values())
                 return ports.get(str(key)) or next(
                     (
                         p
                         for p in range(config.platform.port_start, config.platform.port_end + 1)
-                        if p not in taken
+                        if p not in taken and free(p)
                     ),
                     0,
                 )
             return self.status.port_for(
-                str(key), config.platform.port_start, config.platform.port_end, busy
+                str(key), config.platform.port_start, config.platform.port_end, free
             )
 
         return resolve(
@@ -208,23 +208,21 @@ class Sources:
             out[branch] = head
         return out
 
-    def _busy_ports(self, config: StateConfig) -> set[int]:
-        """Ports in the range that something else already listens on (never hand those out)."""
-        owned = set(self.status.ports().values())
-        busy: set[int] = set()
-        for port in range(config.platform.port_start, config.platform.port_end + 1):
-            if port in owned:
-                continue
-            if len(busy) > 64:
-                break
-            with socket.socket() as s:
-                try:
-                    s.bind((config.platform.publish_host, port))
-                except OSError:
-                    busy.add(port)
-                else:
-                    break
-        return busy
+
+def port_probe(host: str) -> Callable[[int], bool]:
+    """Whether nothing listens on a port of ``host``, asked once per port and pass (a port is
+    only probed when an environment needs a new one)."""
+
+    @functools.cache
+    def free(port: int) -> bool:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+        return True
+
+    return free
 
 
 @functools.lru_cache(maxsize=4096)

@@ -18,6 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.errors import OdooOpsError
+
 
 class Sync(StrEnum):
     SYNCED = "Synced"
@@ -279,18 +281,30 @@ class StatusStore:
         with self._lock:
             return dict(self._ports)
 
-    def port_for(self, key: str, start: int, end: int, busy: set[int]) -> int:
-        """A stable HTTP port for an environment: reused across replacements and restarts."""
+    def port_for(
+        self, key: str, start: int, end: int, free: Callable[[int], bool] = lambda port: True
+    ) -> int:
+        """A stable HTTP port for an environment: reused across replacements and restarts.
+
+        A new one is the first port of the range that no environment holds and ``free`` says
+        nothing else listens on (asked per candidate: another program, or another daemon's
+        container, may hold any port of the range, not only the first ones)."""
         with self._lock:
             if key in self._ports:
                 return self._ports[key]
-            taken = set(self._ports.values()) | busy
+            taken = set(self._ports.values())
             for port in range(start, end + 1):
-                if port not in taken:
+                if port not in taken and free(port):
                     self._ports[key] = port
                     self._save()
                     return port
-        raise RuntimeError(f"no free port left in {start}-{end} (runtime.port_range)")
+        raise OdooOpsError(
+            f"no free port left in {start}-{end} for {key}: {len(taken)} held by environments, "
+            "the others in use by something else",
+            code="port_range_exhausted",
+            remediation="widen runtime.port_range in odooops.yaml (commit it to the state "
+            "repository), or remove environments that are no longer needed",
+        )
 
     def adopt_port(self, key: str, port: int) -> None:
         """Remember the port a live container already uses (a store lost or moved)."""

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+import pytest
+
+from reconciler.core.errors import OdooOpsError
+from reconciler.engine.sources import port_probe
 from reconciler.engine.status import (
     Condition,
     DaemonStatus,
@@ -33,10 +38,42 @@ def test_condition_and_health_changes_become_events_that_survive_a_restart(tmp_p
 
 def test_ports_are_stable_and_never_handed_out_twice(tmp_path: Path) -> None:
     store = StatusStore(tmp_path / "status.json")
-    a = store.port_for("acme/a", 18000, 18010, busy={18000})
-    b = store.port_for("acme/b", 18000, 18010, busy={18000})
+    a = store.port_for("acme/a", 18000, 18010, lambda port: port != 18000)
+    b = store.port_for("acme/b", 18000, 18010, lambda port: port != 18000)
     assert (a, b) == (18001, 18002)
-    assert StatusStore(tmp_path / "status.json").port_for("acme/a", 18000, 18010, set()) == a
+    assert StatusStore(tmp_path / "status.json").port_for("acme/a", 18000, 18010) == a
+
+
+def test_a_port_in_use_anywhere_in_the_range_is_skipped(tmp_path: Path) -> None:
+    """Another daemon's containers hold 18000-18003 and something else 18005: the third new
+    environment of a pass gets 18006, never a port that is already listened on."""
+    in_use = {18000, 18001, 18002, 18003, 18005}
+    store = StatusStore(tmp_path / "status.json")
+    got = [store.port_for(f"acme/e{i}", 18000, 18010, lambda p: p not in in_use) for i in range(3)]
+    assert got == [18004, 18006, 18007]
+
+
+def test_a_full_port_range_is_a_structured_error_for_that_environment(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path / "status.json")
+    store.port_for("acme/a", 18000, 18001)
+    with pytest.raises(OdooOpsError) as err:
+        store.port_for("acme/b", 18000, 18001, lambda port: port != 18001)
+    assert err.value.code == "port_range_exhausted"
+    assert "runtime.port_range" in err.value.remediation
+    assert store.ports() == {"acme/a": 18000}
+
+
+def test_theport_probe_sees_a_listening_socket(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        free = port_probe("127.0.0.1")
+        assert free(port) is False
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        unused = probe.getsockname()[1]
+    assert port_probe("127.0.0.1")(unused) is True
 
 
 def test_read_only_store_never_writes(tmp_path: Path) -> None:
