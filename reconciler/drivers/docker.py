@@ -141,6 +141,33 @@ class DockerDriver:
             labels += [f"{_label('project')}={key.project}", f"{_label('env')}={key.env}"]
         return {"label": labels}
 
+    def _check_owner(self, labels: Mapping[str, str] | None, kind: str, name: str) -> None:
+        """Refuse to act on an object of our name that this instance did not make.
+
+        Names come from PROJECT/ENV, not from the instance, so a second daemon on this engine
+        declaring the same environment (or anything else under our name) would otherwise have
+        its container removed, its network or volume taken as ours. Labels are set by the
+        daemon at creation and cannot be changed afterwards, by a workload or anyone.
+        """
+        owner = (labels or {}).get(_label("instance"))
+        if owner == self.instance:
+            return
+        made_by = f"daemon instance {owner!r}" if owner else "something other than OdooOps"
+        raise DriverError(
+            f"{kind} {name} was made by {made_by}, not by this daemon ({self.instance}): "
+            "left alone",
+            code="claimed_by_other_instance",
+            remediation="name the project differently in this daemon's state repository, or "
+            f"run the environment from that instance; look at it with: docker {kind} inspect "
+            f"{name}",
+        )
+
+    def _own_container(self, name: str) -> Any:
+        """The container of this name, if this instance made it (``NotFound`` propagates)."""
+        container = self.client.containers.get(name)
+        self._check_owner(container.labels, "container", name)
+        return container
+
     def ping(self) -> None:
         with self._errors("ping the Docker engine"):
             self.client.ping()
@@ -213,8 +240,12 @@ class DockerDriver:
     # --------------------------------------------------------------------- networks/volumes
     def create_network(self, key: EnvKey, protected: bool, origin: str = "file") -> None:
         with self._errors(f"create network {key.network}"):
-            existing = self.client.networks.list(names=[key.network])
-            if any(n.name == key.network for n in existing):
+            existing = [
+                n for n in self.client.networks.list(names=[key.network]) if n.name == key.network
+            ]
+            for net in existing:
+                self._check_owner(net.attrs.get("Labels"), "network", key.network)
+            if existing:
                 return
             try:
                 self.client.networks.create(
@@ -235,18 +266,26 @@ class DockerDriver:
     def remove_network(self, name: str) -> None:
         with self._errors(f"remove network {name}"):
             for net in self.client.networks.list(names=[name]):
-                if net.name == name:
+                # Docker allows two networks of one name: only ours is removed.
+                if (
+                    net.name == name
+                    and (net.attrs.get("Labels") or {}).get(_label("instance")) == self.instance
+                ):
                     net.remove()
 
     def create_volume(self, key: EnvKey, name: str, protected: bool) -> None:
         with self._errors(f"create volume {name}"):
+            with contextlib.suppress(docker.errors.NotFound):
+                self._check_owner(self.client.volumes.get(name).attrs.get("Labels"), "volume", name)
             self.client.volumes.create(
                 name=name, labels=self.labels(key, protected=str(protected).lower())
             )
 
     def remove_volume(self, name: str) -> None:
         with self._errors(f"remove volume {name}"), contextlib.suppress(docker.errors.NotFound):
-            self.client.volumes.get(name).remove(force=True)
+            volume = self.client.volumes.get(name)
+            self._check_owner(volume.attrs.get("Labels"), "volume", name)
+            volume.remove(force=True)
 
     # ------------------------------------------------------------------------------ images
     def has_image(self, ref: str) -> bool:
@@ -439,6 +478,8 @@ class DockerDriver:
         scratch = f"{key.db_container}-creating"
         self.remove_container(scratch)
         with self._errors(f"create container {key.db_container}"):
+            with contextlib.suppress(docker.errors.NotFound):
+                self._own_container(key.db_container)  # another instance's: refused here
             container = self.client.containers.create(
                 image=want.dev_db_image,
                 name=scratch,
@@ -481,7 +522,7 @@ class DockerDriver:
 
     def exec_psql(self, container_name: str, user: str, database: str, sql: str) -> str:
         with self._errors(f"query {container_name}"):
-            container = self.client.containers.get(container_name)
+            container = self._own_container(container_name)
             code, out = container.exec_run(
                 ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database, "-tAc", sql],
                 user="postgres",
@@ -493,19 +534,19 @@ class DockerDriver:
 
     def start(self, name: str) -> None:
         with self._errors(f"start {name}"):
-            self.client.containers.get(name).start()
+            self._own_container(name).start()
 
     def stop(self, name: str, timeout: int = 20) -> None:
         with self._errors(f"stop {name}"):
-            self.client.containers.get(name).stop(timeout=timeout)
+            self._own_container(name).stop(timeout=timeout)
 
     def rename(self, name: str, new_name: str) -> None:
         with self._errors(f"rename {name}"):
-            self.client.containers.get(name).rename(new_name)
+            self._own_container(name).rename(new_name)
 
     def remove_container(self, name: str) -> None:
         with self._errors(f"remove {name}"), contextlib.suppress(docker.errors.NotFound):
-            self.client.containers.get(name).remove(force=True, v=True)
+            self._own_container(name).remove(force=True, v=True)
 
     def wait_healthy(
         self, name: str, timeout: float, cancel: threading.Event | None = None

@@ -89,6 +89,18 @@ def world(tmp_path: Path, images: dict[str, str], postgres_server: None) -> Iter
         gc.collect()
 
 
+@pytest.fixture
+def twin_world(world: World, images: dict[str, str]) -> Iterator[World]:
+    """A second daemon instance on the same engine and server, whose state declares a project
+    of the same name as ``world``'s (two installs that both call their customer ``acme``)."""
+    w = World(world.root / "twin", images, next(_PORTS), project=world.project)
+    try:
+        yield w
+    finally:
+        w.cleanup()
+        gc.collect()
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A SeaweedFS S3 server on loopback for the whole session (fails loudly, never skips)."""

@@ -6,7 +6,8 @@
 - stopping the daemon ends within Docker's stop timeout, even in the middle of a ``-u``;
 - a PostgreSQL outage changes nothing and the environment heals when the server is back;
 - a restart of the Docker engine during a pass is recorded, and the next pass converges;
-- a container is never named as the environment's before its password file is in it.
+- a container is never named as the environment's before its password file is in it;
+- a second daemon instance declaring the same environment takes nothing of the first's.
 """
 
 from __future__ import annotations
@@ -314,3 +315,48 @@ def test_a_container_is_named_as_the_environments_only_with_its_password_in_it(
     assert f"{key.odoo_container}-creating" in names
     converge(world, "qa")
     assert f"{key.odoo_container}-creating" not in set(world.containers())
+
+
+@pytest.mark.parametrize(
+    ("env", "branch", "tier"), [("prod", "main", "production"), ("dev", "release/v1", "dev")]
+)
+def test_a_second_instance_declaring_the_same_environment_takes_nothing_of_the_first(
+    world: World, twin_world: World, env: str, branch: str, tier: str
+) -> None:
+    """Names come from PROJECT/ENV, not from the instance: a second daemon whose state declares
+    the same environment is held with claimed_by_other_instance at the first object of that
+    name it meets (the network) and changes nothing: it took the first one's network and
+    volumes as its own, removed its container before creating one, and would have set the
+    role's password. The first goes on serving and converging."""
+    world.declare(env, branch=branch, tier=tier)
+    converge(world, env)
+    key = EnvKey(world.project, env)
+    serving = world.docker.containers.get(key.odoo_container)
+    twin_world.declare(env, branch=branch, tier=tier)
+    for _ in range(2):  # a retry takes nothing either
+        result = twin_world.reconcile()
+        error = result.errors[key]
+        assert error.code == "claimed_by_other_instance", result.errors
+        assert f"network {key.network} was made by daemon instance" in error.message
+        assert world.instance in error.message
+    after = world.docker.containers.get(key.odoo_container)
+    assert (after.id, after.status) == (serving.id, "running")
+    if tier == "production":
+        with psycopg.connect(
+            host="127.0.0.1",
+            user=key.role,
+            password=world.engine().password(key),
+            dbname=key.database,
+        ) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    twin = {"label": f"odooops.instance={twin_world.instance}"}
+    assert world.docker.containers.list(all=True, filters=twin) == []
+    assert world.docker.volumes.list(filters=twin) == []
+    assert world.docker.networks.list(filters=twin) == []
+    assert twin_world.engine().ledger.database(key) is None
+    world.docker.containers.get(key.odoo_container).kill()  # the first heals its own
+    wait_for("the first instance to heal", lambda: converged(world, env), timeout=120)
+
+
+def converged(world: World, env: str) -> bool:
+    return world.reconcile().errors == {} and healthy(world, env)

@@ -131,10 +131,15 @@ class Checkout:
 
 
 class World:
-    def __init__(self, root: Path, images: Mapping[str, str], port_base: int) -> None:
+    def __init__(
+        self, root: Path, images: Mapping[str, str], port_base: int, project: str | None = None
+    ) -> None:
         self.root = root
         self.instance = "t" + secrets.token_hex(4)
-        self.project = "p" + secrets.token_hex(3)
+        self.project = project or "p" + secrets.token_hex(3)
+        # Images are tagged by project and commit, so a twin of another world's project shares
+        # them: only the world that made the project removes them.
+        self.owns_images = project is None
         self.images = images
         self.port_base = port_base
         self.data_dir = root / "data"
@@ -262,8 +267,9 @@ class World:
         self._engines.clear()  # garbage now, so the fixture's collection reports their leaks
         client = self.docker
         remove_instance(client, self.instance)
-        for image in client.images.list(filters={"label": f"odooops.project={self.project}"}):
-            client.images.remove(str(image.id), force=True)
+        if self.owns_images:
+            for image in client.images.list(filters={"label": f"odooops.project={self.project}"}):
+                client.images.remove(str(image.id), force=True)
         client.close()
 
     # ------------------------------------------------------------------------- looking
