@@ -37,15 +37,8 @@ RECIPE=(
 
 LOG=${ODOOOPS_SETUP_LOG:-$OUT_DIR/setup.log}
 log() { printf 'build-images: %s\n' "$*" >&2; }
-# Run a command with its output in the log only; a failure shows the log's tail.
-quiet() {
-  printf '\n$ %s\n' "$*" >>"$LOG"
-  if ! "$@" >>"$LOG" 2>&1; then
-    log "failed: $*; the last lines of $LOG:"
-    tail -n 25 "$LOG" | sed 's/^/  | /' >&2
-    exit 1
-  fi
-}
+# shellcheck source=scripts/lib/quiet.sh
+source "$ROOT/scripts/lib/quiet.sh"
 
 # Hash of a tree: sorted relative paths with their contents; caches are not inputs.
 tree_hash() {

@@ -19,14 +19,8 @@ WORK=${ODOOOPS_EXAMPLE_DIR:-$ROOT/.odooops/example}
 PROJECT=${ODOOOPS_EXAMPLE_PROJECT:-acme}
 LOG=${ODOOOPS_SETUP_LOG:-$ROOT/build/setup.log}
 log() { printf '[run] %s\n' "$*" >&2; }
-quiet() {
-  printf '\n$ %s\n' "$*" >>"$LOG"
-  if ! "$@" >>"$LOG" 2>&1; then
-    log "failed: $*; the last lines of $LOG:"
-    tail -n 25 "$LOG" | sed 's/^/  | /' >&2
-    exit 1
-  fi
-}
+# shellcheck source=scripts/lib/quiet.sh
+source "$ROOT/scripts/lib/quiet.sh"
 # `-m` from the checkout: this checkout's code, whichever environment provides the packages.
 odooops() { "${ODOOOPS_PYTHON:-.venv/bin/python}" -m reconciler.cli "$@"; }
 

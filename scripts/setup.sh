@@ -16,16 +16,8 @@ mkdir -p build
 LOG=${ODOOOPS_SETUP_LOG:-$PWD/build/setup.log}
 export ODOOOPS_SETUP_LOG=$LOG  # scripts run from here log to the same file
 log() { printf '[setup] %s\n' "$*" >&2; }
-fail() {
-  log "$1; the last lines of $LOG:"
-  tail -n 25 "$LOG" | sed 's/^/  | /' >&2
-  exit 1
-}
-# Run a command with its output in the log only; a failure shows the log's tail.
-quiet() {
-  printf '\n$ %s\n' "$*" >>"$LOG"
-  "$@" >>"$LOG" 2>&1 || fail "failed: $*"
-}
+# shellcheck source=scripts/lib/quiet.sh
+source scripts/lib/quiet.sh
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
