@@ -298,9 +298,16 @@ class DockerDriver:
 
     def image_id(self, ref: str, *, pull: bool = True) -> str:
         """The local image ID of a base image, pulling it once when absent."""
+        image = self._local_or_pulled(
+            ref, pull=pull, what="base image", hint="or set odoo.image in the project file"
+        )
+        return str(image.id)
+
+    def _local_or_pulled(self, ref: str, *, pull: bool, what: str, hint: str) -> Any:
+        """An image from the local store, else pulled once; ``image_missing`` when neither."""
         with self._errors(f"inspect image {ref}"):  # an engine away is docker_unreachable
             try:
-                return str(self.client.images.get(ref).id)
+                return self.client.images.get(ref)
             except docker.errors.ImageNotFound:
                 if not pull:
                     raise DriverError(
@@ -309,12 +316,12 @@ class DockerDriver:
                         remediation=f"docker pull {ref}",
                     ) from None
             try:
-                return str(self.client.images.pull(ref).id)
+                return self.client.images.pull(ref)
             except docker.errors.DockerException as exc:
                 raise DriverError(
-                    f"base image {ref} is not available locally and cannot be pulled",
+                    f"{what} {ref} is not available locally and cannot be pulled",
                     code="image_missing",
-                    remediation=f"docker pull {ref}  (or set odoo.image in the project file)",
+                    remediation=f"docker pull {ref}  ({hint})",
                 ) from exc
 
     def build_image(self, tag: str, base: str, app_tar: bytes, labels: Mapping[str, str]) -> str:
@@ -676,19 +683,13 @@ class DockerDriver:
         Filestore helpers and database tools run in it, never in a project's image: a
         project's image is built from code the platform does not control.
         """
-        with self._errors(f"inspect image {image}"):  # an engine away is docker_unreachable
-            try:
-                return dict(self.client.images.get(image).attrs)
-            except docker.errors.ImageNotFound:
-                pass
-            try:
-                return dict(self.client.images.pull(image).attrs)
-            except docker.errors.DockerException as exc:
-                raise DriverError(
-                    f"the platform image {image} is not available locally and cannot be pulled",
-                    code="image_missing",
-                    remediation=f"docker pull {image}  (or set dev_database.image in odooops.yaml)",
-                ) from exc
+        found = self._local_or_pulled(
+            image,
+            pull=True,
+            what="the platform image",
+            hint="or set dev_database.image in odooops.yaml",
+        )
+        return dict(found.attrs)
 
     def _confined(self, image: str) -> dict[str, Any]:
         """What every throw-away container gets, whatever it runs.

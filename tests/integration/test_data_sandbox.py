@@ -238,27 +238,23 @@ def test_a_meta_command_that_got_past_the_check_runs_nowhere_but_the_sandbox(
     staging = sandbox.site("staging")
     pwned = f"/tmp/odooops-pwned-{secrets.token_hex(4)}"
     unchecked = f"\\! id; touch {pwned} || echo refused-write\nSELECT current_user;\n"
-    code, out = sandbox.driver.run_database_tool(
-        staging.image,
-        staging.reach,
-        user=staging.owner,
-        password=staging.login.password or "",
-        dbname=staging.database,
-        command=["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1"],
-        stdin=[unchecked.encode()],
-    )
+
+    def psql(script: str) -> tuple[int, str]:
+        return sandbox.driver.run_database_tool(
+            staging.image,
+            staging.reach,
+            user=staging.owner,
+            password=staging.login.password or "",
+            dbname=staging.database,
+            command=["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1"],
+            stdin=[script.encode()],
+        )
+
+    code, out = psql(unchecked)
     assert code == 0, out
     assert "uid=65534(nobody)" in out and "refused-write" in out and staging.owner in out
     assert not Path(pwned).exists()
-    code, out = sandbox.driver.run_database_tool(
-        staging.image,
-        staging.reach,
-        user=staging.owner,
-        password=staging.login.password or "",
-        dbname=staging.database,
-        command=["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1"],
-        stdin=[f"\\restrict k3y\n{unchecked}".encode()],
-    )
+    code, out = psql(f"\\restrict k3y\n{unchecked}")
     assert code != 0 and "restricted" in out and "uid=" not in out
 
 

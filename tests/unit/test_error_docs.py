@@ -72,18 +72,19 @@ def _text(node: ast.expr, constants: dict[str, str]) -> str | None:
     return None
 
 
+def _assigned(stmt: ast.stmt) -> ast.expr | None:
+    """The target of ``NAME = ...`` or ``NAME: T = ...``; None for anything else."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        return stmt.targets[0]
+    return stmt.target if isinstance(stmt, ast.AnnAssign) else None
+
+
 def _constants(tree: ast.Module) -> dict[str, str]:
     """Module-level ``NAME = "..."`` or ``NAME: Final = "..."`` (or an f-string of earlier
     ones), in order."""
     found: dict[str, str] = {}
     for stmt in tree.body:
-        target = (
-            stmt.targets[0]
-            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-            else stmt.target
-            if isinstance(stmt, ast.AnnAssign)
-            else None
-        )
+        target = _assigned(stmt)
         value = getattr(stmt, "value", None)
         if isinstance(target, ast.Name) and value is not None:
             text = _text(value, found)
@@ -116,13 +117,7 @@ def raised_codes() -> dict[str, str]:
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 for stmt in node.body:
-                    target = (
-                        stmt.targets[0]
-                        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-                        else stmt.target
-                        if isinstance(stmt, ast.AnnAssign)
-                        else None
-                    )
+                    target = _assigned(stmt)
                     if isinstance(target, ast.Name) and target.id == "code":
                         for code in _codes(getattr(stmt, "value", None), constants):
                             note(code, path, stmt)
