@@ -148,6 +148,8 @@ class Settings:
     ttl: timedelta | None
     demo: bool
     backup_retention: Retention = field(default_factory=lambda: Retention(days=7))
+    init_memory: int = 2 * 1024**3
+    worker_memory: int | None = None  # explicit limit_memory_soft per worker
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -155,9 +157,10 @@ class Settings:
         return doc
 
     def container_settings(self) -> dict[str, Any]:
-        """The settings that shape the Odoo container (backup settings do not replace it)."""
+        """The settings that shape the Odoo container (backup settings and the one-off
+        containers' memory do not replace it)."""
         doc = self.to_dict()
-        del doc["backup_schedule"], doc["backup_retention"]
+        del doc["backup_schedule"], doc["backup_retention"], doc["init_memory"]
         return doc
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from reconciler.core import durations, globs
+from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import BranchRule, EnvironmentSpec, EnvKey, Policies, Settings, Tier
 from reconciler.core.retention import Retention
 
@@ -41,7 +43,7 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
     Tier.DEV: {
         "workers": 2,
         "max_cron_threads": 1,
-        "resource_limits": {"cpu": 1, "memory": "2Gi"},
+        "resource_limits": {"cpu": 1, "memory": "3Gi"},
         "backup_schedule": "never",
         "backup_retention": {"days": 7},
         "ttl": "14d",
@@ -50,7 +52,7 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
     Tier.EPHEMERAL: {
         "workers": 1,
         "max_cron_threads": 1,
-        "resource_limits": {"cpu": 0.5, "memory": "1Gi"},
+        "resource_limits": {"cpu": 0.5, "memory": "2Gi"},
         "backup_schedule": "never",
         "backup_retention": {"days": 7},
         "ttl": "7d",
@@ -92,7 +94,8 @@ def resolve_settings(
     limits = raw["resource_limits"]
     ttl: timedelta | None = None if raw["ttl"] is None else durations.parse_duration(raw["ttl"])
     durations.parse_schedule(str(raw["backup_schedule"]))
-    return Settings(
+    worker_memory = limits.get("worker_memory")
+    settings = Settings(
         workers=int(raw["workers"]),
         max_cron_threads=int(raw["max_cron_threads"]),
         cpu=durations.parse_cpu(limits["cpu"]),
@@ -101,7 +104,84 @@ def resolve_settings(
         ttl=ttl,
         demo=bool(raw["demo"]),
         backup_retention=_retention(raw["backup_retention"]),
+        init_memory=durations.parse_size(limits.get("init_memory", INIT_MEMORY)),
+        worker_memory=None if worker_memory is None else durations.parse_size(worker_memory),
     )
+    odoo_memory(settings, tier)  # refuses a budget the processes cannot fit in
+    return settings
+
+
+# Odoo's own sample configuration: 600 MiB soft, 1.6 GiB hard per worker. The hard limit is
+# an address-space limit (RLIMIT_AS), which a Python process reaches well before its resident
+# memory does, so it keeps Odoo's ratio to the soft one rather than the container's size.
+WORKER_SOFT_SAMPLE = 600 * 2**20
+HARD_PER_SOFT = 8 / 3
+MASTER_MEMORY = 200 * 2**20  # the prefork master: no registry, sockets and bookkeeping
+INIT_MEMORY = "2Gi"
+
+
+class MemoryTooSmall(OdooOpsError):
+    """A tier's memory cannot hold its Odoo processes at Odoo's sample limits."""
+
+    code = "memory_too_small"
+
+
+@dataclass(frozen=True)
+class OdooMemory:
+    """How one environment's memory is shared by its Odoo processes."""
+
+    processes: int  # HTTP workers + cron workers + the gevent process (0 workers: 1)
+    soft: int  # limit_memory_soft per process (bytes)
+    hard: int  # limit_memory_hard per process (bytes)
+
+
+def odoo_memory(settings: Settings, tier: Tier | None = None) -> OdooMemory:
+    """The per-process limits from the container's memory and the real process count.
+
+    With ``workers > 0`` Odoo runs a master, one process per HTTP worker, one per cron worker
+    and a gevent process for the websocket, each with its own limits; threaded mode
+    (``workers: 0``) is one process. The container's memory is what they share, so the soft
+    limit is ``(memory - master) / processes``; it must not fall under Odoo's sample (600 MiB)
+    unless ``resource_limits.worker_memory`` says so explicitly, and even then the processes
+    must fit in the container.
+    """
+    w, c = settings.workers, settings.max_cron_threads
+    processes = w + c + 1 if w > 0 else 1
+    master = MASTER_MEMORY if w > 0 else 0
+    shared = (settings.memory - master) // processes
+    soft = settings.worker_memory or shared
+    where = f"the {tier.value} tier" if tier is not None else "this environment"
+    arithmetic = (
+        f"{_mib(settings.memory)} for {w} HTTP worker(s) + {c} cron worker(s) + 1 gevent "
+        f"process + the master ({_mib(master)}) leaves {_mib(shared)} per process"
+        if w > 0
+        else f"{_mib(settings.memory)} for one threaded process"
+    )
+    needed = master + processes * (settings.worker_memory or WORKER_SOFT_SAMPLE)
+    fix = (
+        f"set resource_limits.memory to at least {_gib(needed)} for {where} (or fewer "
+        "workers / max_cron_threads, or an explicit resource_limits.worker_memory), then: "
+        "odooops validate ."
+    )
+    if settings.worker_memory is not None and settings.worker_memory > shared:
+        raise MemoryTooSmall(
+            f"{where}: worker_memory {_mib(settings.worker_memory)} does not fit: {arithmetic}",
+            remediation=fix,
+        )
+    if settings.worker_memory is None and shared < WORKER_SOFT_SAMPLE:
+        raise MemoryTooSmall(
+            f"{where}: {arithmetic}, under Odoo's sample of {_mib(WORKER_SOFT_SAMPLE)} per worker",
+            remediation=fix,
+        )
+    return OdooMemory(processes, soft, int(soft * HARD_PER_SOFT))
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.0f}Mi"
+
+
+def _gib(size: int) -> str:
+    return f"{-(-size // 2**28) / 4:g}Gi"  # rounded up to a quarter GiB
 
 
 def _retention(raw: Mapping[str, Any]) -> Retention:

@@ -102,6 +102,9 @@ class Sanitising:
     mask: bool
     rules: masking.MaskingRules
     salt: str = ""
+    # Odoo's own neutralisation SQL for a database name (``odoo neutralize --stdout`` in the
+    # target's image); None only where no Odoo image is involved (tests of the steps alone).
+    odoo_sql: Callable[[str], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -232,13 +235,19 @@ class Lifecycle:
         """
         out: dict[str, Any] = {}
         login = target.login.with_db(scratch.dbname)
+        odoo_sql = ""
+        if not target.production and sanitising is not None and sanitising.odoo_sql is not None:
+            progress("reading the modules' neutralisation scripts", 0, 0)
+            odoo_sql = sanitising.odoo_sql(scratch.dbname)
         with login.connect() as conn:  # each step is one transaction of its own
             if copied:
                 neutralize.reidentify(conn)
             if target.production or sanitising is None:
                 return out
             progress("neutralising", 0, 0)
-            report = neutralize.neutralize(conn, sanitising.mail, masked=sanitising.mask)
+            report = neutralize.neutralize(
+                conn, sanitising.mail, masked=sanitising.mask, odoo_sql=odoo_sql
+            )
             out["neutralized"] = list(report.applied)
             out["credentials_removed"] = dict(report.removed)
             if sanitising.mask:

@@ -28,10 +28,11 @@ from reconciler.core.model import (
     StateConfig,
     Tier,
 )
+from reconciler.core.modules import ModuleSnapshot
 from reconciler.data.backup.crypto import BackupKey
 from reconciler.data.backup.errors import BackupError
 from reconciler.data.backup.storage import BackupStorage, open_storage
-from reconciler.data.database import masking, neutralize
+from reconciler.data.database import masking, modules, neutralize
 from reconciler.data.database.copy import TEMPLATE_BYTES_PER_SECOND
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.data.lifecycle import (
@@ -118,6 +119,8 @@ class DataHost(Protocol):
 
 # How long a protected export waits for another operation on its environment to end.
 EXPORT_WAIT_SECONDS = 30.0
+# `odoo neutralize --stdout` only reads the module table and the addons' files.
+NEUTRALIZE_TIMEOUT = 300.0
 
 
 class DataOps:
@@ -211,7 +214,8 @@ class DataOps:
         return neutralize.MailTarget(MAIL_CATCHER_HOST, port, creds.user, creds.password)
 
     def sanitising(self, want: DesiredEnvironment, mask: bool | None = None) -> Sanitising | None:
-        """Non-production data is always neutralised; masked as the environment says."""
+        """Non-production data is always neutralised (with the scripts of the environment's
+        own image); masked as the environment says."""
         if want.spec.tier is Tier.PRODUCTION:
             return None
         config = self.config()
@@ -224,7 +228,49 @@ class DataOps:
             mask=want.spec.mask if mask is None else mask,
             rules=rules,
             salt=salt,
+            odoo_sql=lambda database: self.odoo_neutralize_sql(want, database),
         )
+
+    def odoo_neutralize_sql(self, want: DesiredEnvironment, database: str) -> str:
+        """The SQL ``odoo neutralize -d DATABASE --stdout`` prints in a one-off container of
+        the environment's own image: the ``data/neutralize.sql`` of every installed module,
+        custom addons included, which no fixed list in the platform can know.
+
+        The environment's image, not the project's base: a copy made before the image of its
+        revision exists waits for it (the engine builds it before it initialises anything).
+        """
+        docker = self.host.docker
+        if not docker.has_image(want.image):
+            raise OdooOpsError(
+                f"{want.key}: the image of revision {want.revision[:12]} is not built yet, and "
+                "its modules' neutralisation scripts are read from it",
+                code="image_not_built",
+                retryable=True,
+                remediation=f"odooops status {want.key}  (the daemon builds it; then retry the "
+                "copy)",
+            )
+        run = docker.run_once(
+            want,
+            self.host.password(want.key),
+            ["-d", database, "--stdout"],
+            NEUTRALIZE_TIMEOUT,
+            command="neutralize",
+            stdout=True,
+        )
+        if run.code != 0:
+            raise OdooOpsError(
+                f"odoo neutralize -d {database} --stdout exited {run.code} in the image of "
+                f"{want.key}; nothing was changed:\n{run.logs[-1500:]}",
+                code="neutralize_failed",
+                remediation=f"odooops logs {want.key}; fix the module named in the log and "
+                "push, then: odooops reconcile",
+            )
+        return run.stdout
+
+    def module_snapshot(self, want: DesiredEnvironment) -> ModuleSnapshot:
+        """The module table after an ``odoo -i``/``-u``, read as the environment's role."""
+        with self.site(want).login.connect() as conn:
+            return modules.snapshot(conn)
 
     def storage(self) -> BackupStorage:
         settings = self.config().platform.backups
@@ -277,8 +323,10 @@ class DataOps:
         with site.login.connect() as conn:
             if neutralize.is_neutralized(conn):
                 return
-            log.info("%s: neutralising before Odoo starts", want.key)
-            neutralize.neutralize(conn, self.mail_target(want.key))
+        log.info("%s: neutralising before Odoo starts", want.key)
+        odoo_sql = self.odoo_neutralize_sql(want, want.key.database)
+        with site.login.connect() as conn:
+            neutralize.neutralize(conn, self.mail_target(want.key), odoo_sql=odoo_sql)
         self.host.note(want.key, "Neutralized", True, "BeforeStart")
 
     def recover(self, key: EnvKey | None = None) -> list[str]:

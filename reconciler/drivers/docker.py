@@ -45,8 +45,9 @@ from reconciler.core.model import (
     check_instance,
 )
 from reconciler.core.observed import ObservedContainer, Role
+from reconciler.core.policies import odoo_memory
 from reconciler.drivers.logstream import Source, stream_logs
-from reconciler.drivers.protocols import Listing, RuntimeEvent
+from reconciler.drivers.protocols import Listing, OneOff, RuntimeEvent
 from reconciler.drivers.tarstream import empty_tar, owned
 
 SECRET_DIR = "/run/odooops"
@@ -59,6 +60,9 @@ HEALTH_CMD = (
     ".status == 200 else 1)"
 )
 _SECONDS = 1_000_000_000
+# Lines of a one-off run's log kept: enough for the lines that name a module left out of an
+# install (reconciler.core.modules picks those), not only the traceback at the end.
+ONE_OFF_LOG_LINES = 2000
 # Container events that mean an environment may need healing.
 _EVENT_ACTIONS = ("die", "destroy", "stop", "kill", "oom", "health_status: unhealthy", "pause")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
@@ -361,18 +365,23 @@ class DockerDriver:
         return [f"--addons-path={','.join(want.addons_paths)}", f"--data-dir={FILESTORE}"]
 
     def odoo_command(self, want: DesiredEnvironment) -> list[str]:
+        """The server's options; the memory limits are per process, shared out of the
+        container's memory by ``odoo_memory`` (workers, cron workers, gevent, master)."""
         s = want.settings
-        per_worker = s.memory // max(s.workers + 1, 2)
+        memory = odoo_memory(s)
         return [
             *self.common_args(want),
             f"--database={want.key.database}",
             f"--db-filter=^{want.key.database}$",
             "--no-database-list",
+            # Published ports reach the container's own interface: all of them, said
+            # explicitly (Odoo 19 warns that its default becomes 127.0.0.1 in 20.0).
+            "--http-interface=0.0.0.0",
             "--proxy-mode",
             f"--workers={s.workers}",
             f"--max-cron-threads={s.max_cron_threads}",
-            f"--limit-memory-soft={int(per_worker * 0.8)}",
-            f"--limit-memory-hard={per_worker}",
+            f"--limit-memory-soft={memory.soft}",
+            f"--limit-memory-hard={memory.hard}",
         ]
 
     def _db_endpoint(self, want: DesiredEnvironment) -> tuple[dict[str, str], dict[str, str]]:
@@ -444,25 +453,46 @@ class DockerDriver:
         args: Sequence[str],
         timeout: float,
         cancel: threading.Event | None = None,
-    ) -> tuple[int, str]:
-        """Run ``odoo <args>`` in a one-off container; return exit code and the log tail.
+        *,
+        command: str | None = None,
+        stdout: bool = False,
+    ) -> OneOff:
+        """Run ``odoo [command] <args>`` in a one-off container and say how it ended.
 
         124 when ``timeout`` passes, 130 when ``cancel`` is set (the daemon is stopping): the
-        container is removed either way, and the step is redone by the next run.
+        container is removed either way, and the step is redone by the next run. The container
+        has the one-off budget (``init_memory``, at least one core), not the server's: an
+        install of several apps takes far more than a request, and a kill by the memory limit
+        is reported as such (``oom_killed``).
         """
         name = want.key.init_container
         self.remove_container(name)
-        kwargs = self._odoo_kwargs(want, name, [*self.common_args(want), *args], Role.INIT)
+        argv = [*self.common_args(want), *args]
+        if command is not None:  # `odoo neutralize ...`: the entrypoint passes `odoo` through
+            argv = ["odoo", command, *argv]
+        kwargs = self._odoo_kwargs(want, name, argv, Role.INIT)
+        kwargs["mem_limit"] = want.settings.init_memory
+        kwargs["nano_cpus"] = int(min(max(want.settings.cpu, 1.0), self._ncpu) * _SECONDS)
+        out = ""
         with self._errors(f"run {name}"):
             container = self.client.containers.create(**kwargs)
             try:
                 container.put_archive("/run", _secret_tar({"db_password": password}))
                 container.start()
                 code = self._wait_exit(container, timeout, cancel)
-                logs = bytes(container.logs(tail=60)).decode(errors="replace")
+                logs = bytes(container.logs(tail=ONE_OFF_LOG_LINES)).decode(errors="replace")
+                if stdout:
+                    out = bytes(container.logs(stdout=True, stderr=False)).decode(errors="replace")
+                state = self.client.api.inspect_container(str(container.id))["State"]
             finally:
                 container.remove(force=True, v=True)
-        return code, sanitize(logs.replace(password, "***"))
+        return OneOff(
+            code,
+            sanitize(logs.replace(password, "***")),
+            out,
+            oom_killed=bool(state.get("OOMKilled")),
+            memory_limit=want.settings.init_memory,
+        )
 
     @staticmethod
     def _wait_exit(container: Any, timeout: float, cancel: threading.Event | None) -> int:

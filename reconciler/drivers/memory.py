@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from reconciler.core.errors import DriverError
 from reconciler.core.model import DesiredEnvironment, EnvKey
 from reconciler.core.observed import ObservedContainer, Role
-from reconciler.drivers.protocols import Listing, RuntimeEvent
+from reconciler.drivers.protocols import Listing, OneOff, RuntimeEvent
 
 
 @dataclass
@@ -47,6 +47,8 @@ class MemoryRuntime:
     unbuildable: set[str] = field(default_factory=set)
     exit_codes: dict[str, int] = field(default_factory=dict)
     runs: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    modules: dict[str, dict[str, str]] = field(default_factory=dict)  # database -> name -> state
+    uninstallable: set[str] = field(default_factory=set)
     down: bool = False
     pending_events: list[RuntimeEvent] = field(default_factory=list)
 
@@ -168,11 +170,31 @@ class MemoryRuntime:
         args: Sequence[str],
         timeout: float,
         cancel: threading.Event | None = None,
-    ) -> tuple[int, str]:
+        *,
+        command: str | None = None,
+        stdout: bool = False,
+    ) -> OneOff:
+        """Runs leave what real Odoo leaves in ``modules``: ``-i``/``-u`` names installed,
+        except the ``uninstallable`` ones (exit 0, as Odoo does) or when ``exit_codes``
+        fails the run (nothing changes)."""
         self._up()
-        self.runs.append((str(want.key), tuple(args)))
+        self.runs.append((str(want.key), (*((command,) if command else ()), *args)))
         code = max((self.exit_codes.get(a, 0) for a in args), default=0)
-        return code, "" if code == 0 else "odoo failed"
+        if code == 0 and command is None:
+            installed = self.modules.setdefault(want.key.database, {})
+            for flag in ("-i", "-u"):
+                if flag in args:
+                    for name in args[args.index(flag) + 1].split(","):
+                        if name in self.uninstallable:
+                            installed[name] = "uninstallable"
+                        else:
+                            installed[name] = "installed"
+        return OneOff(
+            code,
+            "" if code == 0 else "odoo failed",
+            oom_killed=code == 137,
+            memory_limit=want.settings.init_memory,
+        )
 
     def wait_healthy(
         self, name: str, timeout: float, cancel: threading.Event | None = None

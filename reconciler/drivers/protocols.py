@@ -26,6 +26,7 @@ from reconciler.core.observed import ObservedContainer, Role
 __all__ = [
     "DatabaseAdmin",
     "Listing",
+    "OneOff",
     "Role",
     "Runtime",
     "RuntimeEvent",
@@ -52,6 +53,25 @@ class RuntimeEvent:
     key: EnvKey
     container: str
     action: str  # die, destroy, stop, health_status: unhealthy, ...
+
+
+@dataclass(frozen=True)
+class OneOff:
+    """How a one-off ``odoo`` run ended.
+
+    ``code`` alone does not say what happened: real Odoo exits 0 with modules left out (see
+    ``reconciler.core.modules``), and 137 is any SIGKILL. ``oom_killed`` is the runtime's own
+    word that the memory limit (``memory_limit`` bytes) was hit, so the step can say "out of
+    memory" instead of "fix the code". ``logs`` is the secret-free tail of both streams;
+    ``stdout`` is the standard output alone, kept only when asked (``odoo neutralize --stdout``
+    prints SQL there and its log on stderr).
+    """
+
+    code: int
+    logs: str
+    stdout: str = ""
+    oom_killed: bool = False
+    memory_limit: int = 0
 
 
 class Runtime(Protocol):
@@ -96,8 +116,12 @@ class Runtime(Protocol):
         args: Sequence[str],
         timeout: float,
         cancel: threading.Event | None = None,
-    ) -> tuple[int, str]:
-        """``odoo ARGS`` in a one-off container: exit code and the (secret-free) log tail."""
+        *,
+        command: str | None = None,
+        stdout: bool = False,
+    ) -> OneOff:
+        """``odoo [COMMAND] ARGS`` in a one-off container of the environment's image, on its
+        network, as its role, within the one-off memory budget (``Settings.init_memory``)."""
         ...
 
     def wait_healthy(

@@ -24,6 +24,7 @@ from typing import Protocol
 from reconciler.core.errors import OdooOpsError, sanitize
 from reconciler.core.faults import boundary
 from reconciler.core.model import DatabaseServer, DesiredEnvironment, EnvKey, Tier
+from reconciler.core.modules import ModuleSnapshot, explaining_lines, problems
 from reconciler.core.planner import Action, Kind
 from reconciler.drivers.protocols import DatabaseAdmin, Runtime, server_name
 from reconciler.engine.ledger import DatabaseRecord, DbState, Ledger
@@ -37,6 +38,27 @@ DB_READY_TIMEOUT = 120.0
 class DeployFailed(OdooOpsError):
     code = "deploy_failed"
     retryable = True
+
+
+class ModulesNotInstalled(DeployFailed):
+    """``odoo -i``/``-u`` exited 0 and the database says a wanted module is not installed."""
+
+    code = "modules_not_installed"
+    retryable = False
+
+
+class PartiallyUpdated(DeployFailed):
+    """Odoo commits module by module: a failure part-way leaves the first ones updated."""
+
+    code = "partially_updated"
+    retryable = False
+
+
+class OutOfMemory(DeployFailed):
+    """The one-off container was killed by its memory limit (exit 137, OOMKilled)."""
+
+    code = "out_of_memory"
+    retryable = False
 
 
 class Interrupted(OdooOpsError):
@@ -90,6 +112,10 @@ class DataHooks(Protocol):
 
     def backup_before(self, want: DesiredEnvironment, reason: str) -> object:
         """The automatic backup before a production update."""
+        ...
+
+    def module_snapshot(self, want: DesiredEnvironment) -> ModuleSnapshot:
+        """What the module table says after a run, read as the environment's role."""
         ...
 
 
@@ -340,8 +366,10 @@ class Steps:
             detail = f"copy of {w.spec.db_source}"
         else:
             args = ["-d", w.key.database, "-i", ",".join(w.modules), "--stop-after-init"]
-            # Odoo 19 loads demo data only when asked; older habits pass --without-demo too.
-            args.append("--with-demo" if w.settings.demo else "--without-demo=all")
+            # Odoo 19 loads demo data only when asked (--without-demo takes a boolean now and
+            # logs "invalid boolean value" for the old `all`).
+            if w.settings.demo:
+                args.append("--with-demo")
             self._odoo(w, args, "database initialisation")
             detail = f"odoo -i {','.join(w.modules)}"
         self.ledger.update_database(w.key, state=DbState.INITIALISED, revision=w.revision)
@@ -439,18 +467,52 @@ class Steps:
         self._data.ensure_neutralized(want)
 
     def _odoo(self, want: DesiredEnvironment, args: list[str], what: str) -> None:
-        code, logs = self.runtime.run_once(
-            want, self._password(want.key), args, INIT_TIMEOUT, self.cancel
-        )
-        if code == 130:
+        """Run ``odoo ARGS`` and judge it by what the database says, not by the exit code:
+        every wanted module ``installed``, none left half-way, no partial update."""
+        run = self.runtime.run_once(want, self._password(want.key), args, INIT_TIMEOUT, self.cancel)
+        if run.code == 130:
             raise Interrupted(f"{what} interrupted: the daemon is stopping", remediation="")
-        if code != 0:
-            raise DeployFailed(
-                f"{what} failed (odoo {' '.join(args)} exited {code}):\n{logs[-1500:]}",
-                retryable=False,
-                remediation=f"read the log above: fix the code of revision {want.revision[:12]} "
-                f"and push, or fix database_servers in odooops.yaml; odooops status {want.key}",
+        command = f"odoo {' '.join(args)}"
+        if run.oom_killed:
+            limit = f"{run.memory_limit / 2**20:.0f}Mi"
+            raise OutOfMemory(
+                f"{what} ran out of memory: {command} was killed at the one-off container's "
+                f"limit of {limit} (resource_limits.init_memory)",
+                remediation=f"raise resource_limits.init_memory (now {limit}) for the "
+                f"{want.spec.tier.value} tier in odooops.yaml or in environments/{want.key}.yaml "
+                f"overrides, commit, then: odooops status {want.key}",
             )
+        snapshot = self._data.module_snapshot(want)
+        found = problems(snapshot, want.modules)
+        if run.code == 0 and not found and not snapshot.partially_updated:
+            return
+        lines = explaining_lines(run.logs, [p.name for p in found])
+        said: list[str] = []
+        if snapshot.partially_updated:
+            said.append(
+                "the database is half-updated (base.partially_updated_database is set): Odoo "
+                "commits module by module, so the modules before the failure are updated and "
+                "the rest are not"
+            )
+        said.extend(str(p) for p in found)
+        kind: type[DeployFailed] = DeployFailed
+        if snapshot.partially_updated:
+            kind = PartiallyUpdated
+        elif run.code == 0:
+            kind = ModulesNotInstalled
+        if run.code != 0:
+            head = f"{what} failed ({command} exited {run.code})"
+            tail = "\n".join(lines) or run.logs[-1500:]
+        else:
+            head = f"{what} left modules out ({command} exited 0)"
+            tail = "\n".join(lines)
+        raise kind(
+            head + "".join(f"\n- {s}" for s in said) + (f"\nlog:\n{tail}" if tail else ""),
+            retryable=False,
+            remediation=f"fix the code of revision {want.revision[:12]} (the modules named "
+            f"above) and push a new commit, or fix database_servers in odooops.yaml; "
+            f"odooops logs {want.key}; odooops status {want.key}",
+        )
 
     def _wait(self, name: str, timeout: float) -> None:
         ok, detail = self.runtime.wait_healthy(name, timeout, self.cancel)

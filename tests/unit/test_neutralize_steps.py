@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 import pytest
 
+from reconciler.core.errors import OdooOpsError
+from reconciler.data.database import neutralize
 from reconciler.data.database.neutralize import (
     _CREDENTIALS,
     _PAYMENT_SECRET,
@@ -153,3 +155,14 @@ def test_named_columns_are_cleared_where_they_exist() -> None:
     )
     found = catalog({"base"}, {"ir_mail_server": {"google_gmail_refresh_token": TEXT}})
     assert _clearable(place, found) == ["google_gmail_refresh_token"]
+
+
+def test_odoos_printed_script_loses_its_wrapper_and_is_checked() -> None:
+    """``odoo neutralize --stdout`` wraps its statements in BEGIN/COMMIT; the platform runs
+    them inside its own transaction, after the same check an uploaded dump gets."""
+    printed = "BEGIN;\nUPDATE ir_cron SET active = false;\nCOMMIT;\n"
+    assert neutralize.odoo_script(printed) == "UPDATE ir_cron SET active = false;"
+    assert neutralize.odoo_script("") == ""
+    with pytest.raises(OdooOpsError) as caught:
+        neutralize.odoo_script("BEGIN;\n\\! id\nCOMMIT;\n")
+    assert caught.value.code == "dump_forbidden"

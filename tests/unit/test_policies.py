@@ -9,9 +9,13 @@ import pytest
 
 from reconciler.core.model import BranchRule, EnvKey, Policies, Tier
 from reconciler.core.policies import (
+    MASTER_MEMORY,
+    MemoryTooSmall,
+    OdooMemory,
     auto_environments,
     env_name_for_branch,
     hashed_env_name,
+    odoo_memory,
     over_quota,
     resolve_settings,
     rule_for,
@@ -35,8 +39,8 @@ RULES = Policies(
     [
         (Tier.PRODUCTION, 8, 4.0, 8 * GiB, "6h", None),
         (Tier.STAGING, 4, 2.0, 4 * GiB, "24h", None),
-        (Tier.DEV, 2, 1.0, 2 * GiB, "never", timedelta(days=14)),
-        (Tier.EPHEMERAL, 1, 0.5, 1 * GiB, "never", timedelta(days=7)),
+        (Tier.DEV, 2, 1.0, 3 * GiB, "never", timedelta(days=14)),
+        (Tier.EPHEMERAL, 1, 0.5, 2 * GiB, "never", timedelta(days=7)),
     ],
 )
 def test_tier_defaults(
@@ -61,13 +65,67 @@ def test_precedence_is_tier_then_platform_then_app_then_environment() -> None:
 
 
 def test_app_layer_overrides_platform_layer() -> None:
-    s = resolve_settings(Tier.STAGING, {"staging": {"workers": 2}}, {"staging": {"workers": 7}}, {})
-    assert s.workers == 7
+    s = resolve_settings(Tier.STAGING, {"staging": {"workers": 2}}, {"staging": {"workers": 3}}, {})
+    assert s.workers == 3
 
 
 def test_nested_resource_limits_merge_key_by_key() -> None:
-    s = resolve_settings(Tier.PRODUCTION, {}, {}, {"resource_limits": {"memory": "2Gi"}})
-    assert (s.cpu, s.memory) == (4.0, 2 * GiB)
+    s = resolve_settings(Tier.PRODUCTION, {}, {}, {"resource_limits": {"memory": "7Gi"}})
+    assert (s.cpu, s.memory) == (4.0, 7 * GiB)
+
+
+MiB = 2**20
+
+
+@pytest.mark.parametrize("tier", list(Tier))
+def test_every_tier_default_holds_its_processes_at_odoos_sample(tier: Tier) -> None:
+    s = resolve_settings(tier, {}, {}, {})
+    m = odoo_memory(s, tier)
+    assert m.processes == s.workers + s.max_cron_threads + 1
+    assert m.soft >= 600 * MiB
+    assert MASTER_MEMORY + m.processes * m.soft <= s.memory
+    assert m.hard == int(m.soft * 8 / 3)  # Odoo's sample ratio: 600 MiB soft, 1.6 GiB hard
+    assert s.init_memory == 2 * GiB
+
+
+def test_memory_is_shared_by_workers_cron_gevent_and_the_master() -> None:
+    s = resolve_settings(
+        Tier.STAGING,
+        {},
+        {},
+        {"workers": 2, "max_cron_threads": 1, "resource_limits": {"memory": "3Gi"}},
+    )
+    assert odoo_memory(s).soft == (3 * GiB - 200 * MiB) // 4
+
+
+def test_threaded_mode_is_one_process_with_the_whole_memory() -> None:
+    s = resolve_settings(Tier.DEV, {}, {}, {"workers": 0, "resource_limits": {"memory": "1Gi"}})
+    assert odoo_memory(s) == OdooMemory(1, GiB, int(GiB * 8 / 3))
+
+
+def test_a_tier_too_small_for_its_workers_is_refused_with_the_arithmetic() -> None:
+    with pytest.raises(MemoryTooSmall) as caught:
+        resolve_settings(Tier.DEV, {}, {}, {"resource_limits": {"memory": "2Gi"}})
+    message, fix = caught.value.message, caught.value.remediation
+    assert "2048Mi for 2 HTTP worker(s) + 1 cron worker(s) + 1 gevent process" in message
+    assert "leaves 462Mi per process, under Odoo's sample of 600Mi" in message
+    assert "at least 2.75Gi for the dev tier" in fix
+
+
+def test_an_explicit_worker_memory_may_go_under_the_sample_but_must_fit() -> None:
+    small = {"resource_limits": {"memory": "2Gi", "worker_memory": "400Mi"}}
+    s = resolve_settings(Tier.DEV, {}, {}, small)
+    assert odoo_memory(s).soft == 400 * MiB
+    too_big = {"resource_limits": {"memory": "2Gi", "worker_memory": "800Mi"}}
+    with pytest.raises(MemoryTooSmall, match="worker_memory 800Mi does not fit"):
+        resolve_settings(Tier.DEV, {}, {}, too_big)
+
+
+def test_init_memory_is_its_own_budget_and_does_not_replace_the_container() -> None:
+    a = resolve_settings(Tier.DEV, {}, {}, {})
+    b = resolve_settings(Tier.DEV, {}, {}, {"resource_limits": {"init_memory": "4Gi"}})
+    assert b.init_memory == 4 * GiB
+    assert a.container_settings() == b.container_settings()
 
 
 @pytest.mark.parametrize(

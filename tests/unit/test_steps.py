@@ -14,6 +14,7 @@ import pytest
 
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import Desired, DesiredEnvironment, EnvKey, Tier
+from reconciler.core.modules import ModuleSnapshot
 from reconciler.core.planner import Kind, plan_environment
 from reconciler.drivers.memory import MemoryDatabases, MemoryRuntime
 from reconciler.drivers.protocols import DatabaseAdmin
@@ -24,6 +25,9 @@ from reconciler.engine.steps import (
     DatabaseNotOwned,
     DestructiveRefused,
     Interrupted,
+    ModulesNotInstalled,
+    OutOfMemory,
+    PartiallyUpdated,
     StepResult,
     Steps,
 )
@@ -34,9 +38,16 @@ from tests.factories import desired
 class DataPlane:
     """The data plane's side of a reconcile, as state: what was neutralised, backed up, copied."""
 
+    runtime: MemoryRuntime
     neutralized: list[EnvKey] = field(default_factory=list)
     backups: list[tuple[EnvKey, str]] = field(default_factory=list)
     copies: list[EnvKey] = field(default_factory=list)
+    partial: set[str] = field(default_factory=set)  # databases an update left half-way
+
+    def module_snapshot(self, want: DesiredEnvironment) -> ModuleSnapshot:
+        """What the in-memory Odoo runs left in the module table."""
+        states = self.runtime.modules.get(want.key.database, {})
+        return ModuleSnapshot(dict(states), want.key.database in self.partial)
 
     def ensure_neutralized(self, want: DesiredEnvironment) -> None:
         if want.spec.tier is not Tier.PRODUCTION:
@@ -58,7 +69,7 @@ class World:
         self.dedicated: dict[EnvKey, MemoryDatabases] = {}
         self.ledger = Ledger(tmp_path / "ledger.db")
         self.passwords: dict[EnvKey, str] = {}
-        self.data = DataPlane()
+        self.data = DataPlane(self.runtime)
         self.final_backups: list[EnvKey] = []
         self.cancel = threading.Event()
         self.steps = Steps(
@@ -227,6 +238,39 @@ def test_a_failing_production_update_is_backed_up_once_per_revision(world: World
     assert len(world.data.backups) == 2
 
 
+def test_an_install_that_exits_0_with_a_module_left_out_fails_naming_it(world: World) -> None:
+    """Real Odoo exits 0 when a module's version is of another series: judged by the table."""
+    want = desired("qa", Tier.STAGING)
+    world.runtime.uninstallable.add("base")
+    with pytest.raises(ModulesNotInstalled) as caught:
+        world.converge(want)
+    assert "base (uninstallable): not installable" in caught.value.message
+    assert "exited 0" in caught.value.message and not caught.value.retryable
+    record = world.ledger.database(want.key)
+    assert record is not None and not record.initialised  # never recorded as done
+
+
+def test_a_half_updated_database_is_reported_as_such(world: World) -> None:
+    old = desired()
+    world.converge(old)
+    new = desired(revision="b" * 40)
+    world.runtime.exit_codes["-u"] = 255
+    world.data.partial.add(new.key.database)
+    with pytest.raises(PartiallyUpdated, match="half-updated"):
+        world.converge(new)
+    record = world.ledger.database(new.key)
+    assert record is not None and record.revision == old.revision
+
+
+def test_an_init_killed_by_its_memory_limit_is_reported_as_out_of_memory(world: World) -> None:
+    want = desired("qa", Tier.STAGING)
+    world.runtime.exit_codes["-i"] = 137
+    with pytest.raises(OutOfMemory) as caught:
+        world.converge(want)
+    assert "limit of 2048Mi (resource_limits.init_memory)" in caught.value.message
+    assert "raise resource_limits.init_memory" in caught.value.remediation
+
+
 def test_kept_data_declared_again_gets_the_password_of_the_store(world: World) -> None:
     """Re-declaring an environment whose data was kept sets the role's password again."""
     want = desired()
@@ -240,7 +284,7 @@ def test_kept_data_declared_again_gets_the_password_of_the_store(world: World) -
 def test_a_failed_rollout_puts_the_previous_container_back(world: World) -> None:
     old = desired("qa", Tier.STAGING)
     world.converge(old)
-    new = desired("qa", Tier.STAGING, workers=5)
+    new = desired("qa", Tier.STAGING, workers=3)
     world.runtime.unhealthy.add(new.image)  # same image, a setting changed
     with pytest.raises(OdooOpsError, match="previous container is serving again"):
         world.converge(new)

@@ -46,6 +46,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler.core.errors import DriverError
+from reconciler.data.database import plainsql
 
 __all__ = [
     "CATCHER_NAME",
@@ -625,22 +626,52 @@ def _failure(
     )
 
 
+def odoo_script(printed: str) -> str:
+    """The statements ``odoo neutralize --stdout`` printed, without its ``BEGIN;``/``COMMIT;``
+    wrapper (``neutralize`` runs them inside its own transaction).
+
+    The scripts come from the environment's image, so from its addons: they run as the
+    environment's role, like its Odoo, after the same check an uploaded dump gets (no psql
+    meta-command, no role change); a script that ends the transaction itself is caught by
+    ``neutralize`` and the whole neutralisation refused.
+    """
+    lines = printed.strip().splitlines()
+    if lines and lines[0].strip().upper() == "BEGIN;":
+        lines = lines[1:]
+    if lines and lines[-1].strip().upper() == "COMMIT;":
+        lines = lines[:-1]
+    script = "\n".join(lines).strip()
+    if script:
+        plainsql.check([script.encode() + b"\n"], "the output of odoo neutralize --stdout")
+    return script
+
+
 def neutralize(
-    conn: psycopg.Connection[Any], mail: MailTarget | None, *, masked: bool = False
+    conn: psycopg.Connection[Any],
+    mail: MailTarget | None,
+    *,
+    masked: bool = False,
+    odoo_sql: str = "",
 ) -> NeutralizeReport:
     """Neutralise the database of ``conn`` for the installed modules, in one transaction.
 
-    Outgoing mail goes to ``mail`` (the platform's mail catcher), or nowhere when it is None.
-    ``masked`` says the copy is masked next, so its password hashes go too (masking leaves
-    them to this step). On an idle connection the transaction is committed here; inside a
-    transaction the caller already holds, it is a savepoint and the caller commits. Raises
-    ``DriverError`` when the database is not an initialised Odoo database or a statement
-    fails (nothing is changed).
+    ``odoo_sql`` is what ``odoo neutralize -d DB --stdout`` printed in the environment's own
+    image: every installed module's ``data/neutralize.sql``, custom addons included. It runs
+    first; the platform's own steps follow (mail to the catcher, credentials removed, each
+    idempotent), and the result is verified before the commit, fail-closed: no active
+    scheduled action but the ones Odoo keeps, no active outgoing server but ours, and the
+    ``database.is_neutralized`` flag. Outgoing mail goes to ``mail`` (the platform's mail
+    catcher), or nowhere when it is None. ``masked`` says the copy is masked next, so its
+    password hashes go too (masking leaves them to this step). On an idle connection the
+    transaction is committed here; inside a transaction the caller already holds, it is a
+    savepoint and the caller commits. Raises ``DriverError`` when the database is not an
+    initialised Odoo database, a statement fails or the check fails (nothing is changed).
     """
     applied: list[str] = []
     skipped: list[str] = []
     removed: dict[str, int] = {}
     step_name = "reading the catalogue"
+    script = odoo_script(odoo_sql)
     try:
         with conn.transaction(), conn.cursor() as cur:
             catalog = _catalog(cur)
@@ -654,6 +685,10 @@ def neutralize(
                     remediation=f"psql -h {info.host} -p {info.port} -U {info.user} -d"
                     f" {info.dbname} -c \"SELECT state FROM ir_module_module WHERE name = 'base'\"",
                 )
+            if script:
+                step_name = "the modules' neutralize.sql (odoo neutralize --stdout)"
+                _run_odoo_script(cur, script)
+                applied.append("odoo.neutralize")
             for step in _STEPS:
                 reason = _skip_reason(step, catalog, masked)
                 if reason is not None:
@@ -663,9 +698,74 @@ def neutralize(
                 found = step.run(cur, catalog, mail) or {}
                 removed |= {target: count for target, count in found.items() if count}
                 applied.append(step.name)
+            step_name = "checking the neutralisation"
+            _verify(cur, catalog, mail)
     except psycopg.Error as exc:
         raise _failure(conn, step_name, exc, code="neutralize_failed") from exc
     return NeutralizeReport(tuple(applied), tuple(skipped), removed)
+
+
+_MARK = "odooops.neutralizing"
+
+
+def _run_odoo_script(cur: psycopg.Cursor[Any], script: str) -> None:
+    """Run the modules' scripts (several statements, no parameters: the simple protocol)
+    and make sure they left the transaction open: a ``COMMIT`` in a script would commit half
+    a neutralisation. A transaction-local setting made before is gone if it ended."""
+    token = uuid.uuid4().hex
+    cur.execute("SELECT set_config(%s, %s, true)", (_MARK, token))
+    cur.execute(script.encode())
+    cur.execute("SELECT current_setting(%s, true)", (_MARK,))
+    row = cur.fetchone()
+    if row is None or row[0] != token:
+        raise DriverError(
+            "a module's data/neutralize.sql ends the transaction (COMMIT, ROLLBACK or END): "
+            "the neutralisation was refused and the copy is not used",
+            code="neutralize_script_refused",
+            retryable=False,
+            remediation="grep -rniE '^(commit|rollback|end)' */data/neutralize.sql in the "
+            "app repository; remove the statement, push, then: odooops reconcile",
+        )
+
+
+def _verify(cur: psycopg.Cursor[Any], catalog: _Catalog, mail: MailTarget | None) -> None:
+    """Fail closed: what a neutralised copy must not have, checked inside the transaction."""
+    left: list[str] = []
+    if catalog.has("ir_cron", "active") and catalog.has("ir_model_data", "res_id", "model"):
+        cur.execute(
+            "SELECT count(*) FROM ir_cron AS c WHERE c.active AND NOT EXISTS ("
+            " SELECT 1 FROM ir_model_data AS d WHERE d.res_id = c.id AND d.model = 'ir.cron'"
+            " AND d.module = 'base' AND d.name = 'autovacuum_job')"
+        )
+        if count := _count(cur):
+            left.append(f"{count} active scheduled action(s) besides base.autovacuum_job")
+    if catalog.has("ir_mail_server", "active", "name"):
+        ours = _DUMMY_NAME if mail is None else CATCHER_NAME
+        cur.execute("SELECT count(*) FROM ir_mail_server WHERE active AND name <> %s", (ours,))
+        if count := _count(cur):
+            left.append(f"{count} active outgoing mail server(s) besides {ours!r}")
+    if catalog.has("ir_config_parameter", "key", "value"):
+        cur.execute(
+            "SELECT 1 FROM ir_config_parameter WHERE key = 'database.is_neutralized'"
+            " AND lower(value) = 'true'"
+        )
+        if cur.fetchone() is None:
+            left.append("database.is_neutralized is not set")
+    if left:
+        raise DriverError(
+            "the copy is not neutralised after every step: " + "; ".join(left) + "; nothing "
+            "was changed",
+            code="neutralize_unverified",
+            retryable=False,
+            remediation="a module's data/neutralize.sql or a trigger re-enables what the steps "
+            "turned off: odooops logs ENV, fix it in the app repository, push, then: "
+            "odooops reconcile",
+        )
+
+
+def _count(cur: psycopg.Cursor[Any]) -> int:
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 def is_neutralized(conn: psycopg.Connection[Any]) -> bool:
