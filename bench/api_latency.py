@@ -258,6 +258,9 @@ class BenchPlane:
     def trigger(self) -> None:
         self.triggers += 1
 
+    def retry(self) -> None:
+        self.triggers += 1
+
     def events(self, key: EnvKey) -> list[dict[str, Any]]:
         raise not_benchmarked("events")
 

@@ -89,7 +89,7 @@ tiers:
   production:
     workers: 4
     backup_schedule: "0 */6 * * *"
-    resource_limits: {cpu: "2000m", memory: "4Gi"}
+    resource_limits: {cpu: "2000m", memory: "5Gi"}
 """
 # One project of ten: production and staging on the shared server, the rest with their own
 # database container, which is the mix the issue describes (mostly dev, some shared).

@@ -146,6 +146,9 @@ class UncalledPlane:
     def trigger(self) -> None:
         raise AssertionError("the control plane was called")
 
+    def retry(self) -> None:
+        raise AssertionError("the control plane was called")
+
     def state_repository(self) -> str:
         raise AssertionError("the control plane was called")
 

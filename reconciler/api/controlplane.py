@@ -53,6 +53,9 @@ class GitControlPlane:
     def trigger(self) -> None:
         self._trigger()
 
+    def retry(self) -> None:
+        self._trigger()
+
     def state_repository(self) -> str:
         return self.writer.repo.url
 
@@ -84,6 +87,10 @@ class DaemonControlPlane(GitControlPlane):
         self.engine = engine
         self._sessions_lock = threading.Lock()
         self._jobs = JobStore(records=engine.ledger)
+
+    def retry(self) -> None:
+        self.engine.release()
+        self._trigger()
 
     def data(self) -> DataOps:
         return self.engine.data

@@ -109,6 +109,11 @@ class ControlPlane(Protocol):
 
     def trigger(self) -> None: ...
 
+    def retry(self) -> None:
+        """An operator's explicit request (``odooops reconcile``): a pass now, and the
+        environments held after a failure that waiting cannot fix run again too."""
+        ...
+
     def state_repository(self) -> str:
         """The state repository's URL (credentials hidden): its pushes concern the daemon."""
         ...

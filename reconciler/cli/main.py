@@ -249,7 +249,10 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--tail", type=int, default=200)
     lo.set_defaults(func=cmd_logs)
     add_data_commands(sub)
-    rc = sub.add_parser("reconcile", help="ask the daemon for a pass now (through the API)")
+    rc = sub.add_parser(
+        "reconcile",
+        help="ask the daemon for a pass now, retrying environments held after a failure (API)",
+    )
     rc.set_defaults(func=cmd_reconcile)
 
     co = sub.add_parser("completion", help="print a shell completion script")

@@ -160,8 +160,8 @@ def odoo_memory(settings: Settings, tier: Tier | None = None) -> OdooMemory:
     needed = master + processes * (settings.worker_memory or WORKER_SOFT_SAMPLE)
     fix = (
         f"set resource_limits.memory to at least {_gib(needed)} for {where} (or fewer "
-        "workers / max_cron_threads, or an explicit resource_limits.worker_memory), then: "
-        "odooops validate ."
+        "workers / max_cron_threads, or an explicit resource_limits.worker_memory), commit, then: "
+        "odooops plan"
     )
     if settings.worker_memory is not None and settings.worker_memory > shared:
         raise MemoryTooSmall(

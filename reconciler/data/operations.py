@@ -10,8 +10,9 @@ changes, and runs the per-tier schedules (backups, retention, restore tests).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -392,7 +393,7 @@ class DataOps:
                 f"--backup=ID --to={target_key.env} --confirm",
             )
         source = self.environment(source_key)
-        with self.lifecycle.exclusive(target_key):
+        with self.lifecycle.exclusive(target_key), self._serving_again(target_key):
             self._safety_backup(target, f"before copy of {source_key}")
             return self._clone(source, target, progress)
 
@@ -473,7 +474,7 @@ class DataOps:
         storage, key = self.storage(), self.backup_key()
         record = self.lifecycle.find_backup(storage, source_key, backup_id)
         check_key(record, key, source_key)
-        with self.lifecycle.exclusive(target_key):
+        with self.lifecycle.exclusive(target_key), self._serving_again(target_key):
             self._safety_backup(target, f"before restore of {source_key} {record.id}")
             result = self.lifecycle.restore(
                 storage,
@@ -510,7 +511,7 @@ class DataOps:
         target = self.environment(key)
         self._confirmed(target, confirm, f"odooops db import {key.env} FILE --confirm")
         self.lifecycle.check_dump(path)  # a refused dump changes nothing, not even a backup
-        with self.lifecycle.exclusive(key):
+        with self.lifecycle.exclusive(key), self._serving_again(key):
             self._safety_backup(target, "before import")
             result = self.lifecycle.import_dump(
                 path, self.site(target), self.sanitising(target), progress
@@ -518,6 +519,22 @@ class DataOps:
         self.host.note(key, "Imported", True, result["format"], path.name)
         self.host.changed(target.key)
         return result
+
+    @contextlib.contextmanager
+    def _serving_again(self, key: EnvKey) -> Iterator[None]:
+        """A restore, import or copy stops Odoo for its swap; it starts it again itself when
+        it ends (done or rolled back), instead of leaving the environment down until the
+        next pass. Non-production data was neutralised before the swap, fail-closed."""
+        docker = self.host.docker
+        was_running = docker.running(key.odoo_container)
+        try:
+            yield
+        finally:
+            if was_running and docker.running(key.odoo_container) is False:
+                try:
+                    docker.start(key.odoo_container)
+                except OdooOpsError as exc:  # the engine's next run starts it or says why
+                    log.warning("%s: starting Odoo again failed: %s", key, exc.message)
 
     def _confirmed(self, target: DesiredEnvironment, confirm: bool, command: str) -> None:
         if target.spec.protected and not confirm:

@@ -63,6 +63,7 @@ _SECONDS = 1_000_000_000
 # Lines of a one-off run's log kept: enough for the lines that name a module left out of an
 # install (reconciler.core.modules picks those), not only the traceback at the end.
 ONE_OFF_LOG_LINES = 2000
+_PORT_TAKEN = re.compile(r"port is already allocated|address already in use", re.IGNORECASE)
 # Container events that mean an environment may need healing.
 _EVENT_ACTIONS = ("die", "destroy", "stop", "kill", "oom", "health_status: unhealthy", "pause")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
@@ -573,6 +574,14 @@ class DockerDriver:
         with self._errors(f"start {name}"):
             self._own_container(name).start()
 
+    def running(self, name: str) -> bool | None:
+        """Whether our container of that name runs; None when there is none."""
+        with self._errors(f"inspect {name}"):
+            try:
+                return bool(self._own_container(name).status == "running")
+            except docker.errors.NotFound:
+                return None
+
     def stop(self, name: str, timeout: int = 20) -> None:
         with self._errors(f"stop {name}"):
             self._own_container(name).stop(timeout=timeout)
@@ -1074,7 +1083,18 @@ class DockerDriver:
             if exc is None or isinstance(exc, DriverError):
                 return False
             if isinstance(exc, docker.errors.APIError):
-                raise DriverError(f"{self.what}: {exc.explanation or exc}") from exc
+                said = str(exc.explanation or exc)
+                if _PORT_TAKEN.search(said):
+                    # Another program (or another daemon's container) took the port after it
+                    # was handed out: the engine gives the environment another one.
+                    raise DriverError(
+                        f"{self.what}: {said}",
+                        code="port_in_use",
+                        retryable=True,
+                        remediation="nothing to do: the environment moves to another port of "
+                        "runtime.port_range by itself; to see it: odooops status",
+                    ) from exc
+                raise DriverError(f"{self.what}: {said}") from exc
             if isinstance(
                 exc, (docker.errors.DockerException, requests.exceptions.RequestException)
             ):

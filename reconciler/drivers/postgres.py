@@ -22,6 +22,7 @@ import json
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -164,6 +165,7 @@ class PostgresDriver:
 
     def create_database(self, key: EnvKey) -> None:
         db = sql.Identifier(key.database)
+        created = False
         with self._connect() as conn:
             if not conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", [key.database]
@@ -174,10 +176,14 @@ class PostgresDriver:
                         "TEMPLATE template0"
                     ).format(db, sql.Identifier(key.role))
                 )
+                created = True
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
             conn.execute(
                 sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(self._note(key)))
             )
+        if created:  # only while nothing of the workload's is in it
+            with self._connect(key.database) as conn:
+                create_trigram(conn, key.role)
 
     def has_odoo(self, key: EnvKey) -> bool:
         with self._connect(key.database) as conn:
@@ -202,6 +208,19 @@ class PostgresDriver:
 
     def _note(self, key: EnvKey) -> str:
         return database_note(self.instance, key)
+
+
+def create_trigram(conn: psycopg.Connection[Any], owner: str) -> None:
+    """``pg_trgm`` in a database the platform made, owned by the environment's role.
+
+    Odoo creates it only in databases it creates itself (its fuzzy search and trigram
+    indexes need it); a database made by the platform gets it here, as its owner would (it
+    is a trusted extension), so a dump's ``COMMENT ON EXTENSION pg_trgm`` loaded as that
+    role later still succeeds. Run on a new, empty database only.
+    """
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
 
 
 def database_note(instance: str, key: EnvKey) -> str:
@@ -267,6 +286,7 @@ class DedicatedDatabase:
     def create_database(self, key: EnvKey) -> None:
         if key.database not in self.existing([key.database]):
             self._psql(f'CREATE DATABASE "{key.database}" OWNER "{key.role}"')
+            self._psql("CREATE EXTENSION IF NOT EXISTS pg_trgm", key.database)
 
     def has_odoo(self, key: EnvKey) -> bool:
         out = self._psql(

@@ -21,6 +21,7 @@ tight loop, and a new commit is tried at once.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -74,6 +75,7 @@ UNAVAILABLE_CAP = 60.0
 # Errors that say "not yet" (an order between environments), retried like an unavailable service
 # and logged as waiting, not as failures: a first `make run` prints no error for its staging copy.
 WAITING_CODES = frozenset({"copy_source_not_ready"})
+BUSY_RETRY = 5.0  # seconds before a run that met a data operation of its environment retries
 
 
 def retry_delay(exc: OdooOpsError, attempts: int) -> float:
@@ -547,6 +549,8 @@ class Engine:
             return None
         backoff = self._backoff.get(key)
         if backoff is not None and backoff.fingerprint == _fingerprint(want):
+            if backoff.next_at == math.inf:
+                return None  # held: the failure needs a change, not time
             wait = backoff.next_at - self._clock()
             if wait > 0:
                 return wait
@@ -556,8 +560,9 @@ class Engine:
             with self.data.lifecycle.exclusive(key, wait=0):
                 return self._run(key, want, snapshot)
         except OperationBusy as exc:
+            # Run again once it is over (a trigger sent from inside the operation lands here).
             self._mark(key, Condition("Reconciling", False, "DataOperation", exc.message))
-            return None
+            return BUSY_RETRY
 
     def _run(
         self, key: EnvKey, want: DesiredEnvironment | None, snapshot: Snapshot
@@ -572,14 +577,25 @@ class Engine:
             self._preflight(key, want, config)
             if want is not None:
                 self._sync_ledger(want)
-            observed = self.observe(config, key)
-            have = observed.environments.get(key, ObservedEnvironment(key))
-            actions, _kept = plan_environment(snapshot.desired, key, have, observed.images)
-            for action in actions:
-                current = f"{action.kind.value} {action.target}"
-                log.info("%s: %s (%s)", key, current, action.reason)
-                self._mark(key, Condition("Reconciling", True, "Applying", current))
-                results.append(self.steps.run(want, action))
+            moved = False
+            while True:
+                observed = self.observe(config, key)
+                have = observed.environments.get(key, ObservedEnvironment(key))
+                actions, _kept = plan_environment(snapshot.desired, key, have, observed.images)
+                try:
+                    for action in actions:
+                        current = f"{action.kind.value} {action.target}"
+                        log.info("%s: %s (%s)", key, current, action.reason)
+                        self._mark(key, Condition("Reconciling", True, "Applying", current))
+                        results.append(self.steps.run(want, action))
+                    break
+                except DriverError as exc:
+                    if exc.code != "port_in_use" or moved or want is None:
+                        raise
+                    # Something took the port after it was handed out: another port, once.
+                    log.warning("%s: %s; moving to another port", key, exc.message)
+                    snapshot = self._move_port(key, config, snapshot)
+                    want, moved = snapshot.desired.environments.get(key), True
         except OdooOpsError as exc:
             error = exc
         except Exception as exc:  # a bug must not kill the worker; it becomes a condition
@@ -665,15 +681,45 @@ class Engine:
 
         self.status.modify(str(key), change, key.project, key.env)
 
-    def _fail(self, key: EnvKey, want: DesiredEnvironment | None, exc: OdooOpsError) -> float:
+    def _fail(
+        self, key: EnvKey, want: DesiredEnvironment | None, exc: OdooOpsError
+    ) -> float | None:
+        """Record the failure and say when to run again: with back-off while waiting may
+        help, never while it cannot (``retryable`` False: a deploy that failed on its code
+        runs again only when its inputs change, or on an explicit ``odooops reconcile``, so
+        a failing production update does not take a backup on every pass)."""
         self.errors[key] = ErrorInfo.of(exc)
         report_failure(key, exc)
         fp = _fingerprint(want)
         old = self._backoff.get(key)
         attempts = old.attempts + 1 if old and old.fingerprint == fp else 1
+        if not exc.retryable:
+            self._backoff[key] = _Backoff(fp, attempts, math.inf)
+            log.warning(
+                "%s: not retried until its inputs change (a commit), or: odooops reconcile",
+                key,
+            )
+            return None
         delay = retry_delay(exc, attempts)
         self._backoff[key] = _Backoff(fp, attempts, self._clock() + delay)
         return max(delay, 0.1)
+
+    def _move_port(self, key: EnvKey, config: StateConfig, snapshot: Snapshot) -> Snapshot:
+        """Its port was taken by something else: hand out another and resolve again, so the
+        run goes on with a container on the new one."""
+        self.status.move_port(str(key))
+        desired = self.resolve_desired(config, fetch=False)
+        moved = replace(snapshot, desired=desired)
+        with self._refresh_lock:
+            if self.snapshot is not None and self.snapshot.config.commit == config.commit:
+                self.snapshot = replace(self.snapshot, desired=desired)
+        return moved
+
+    def release(self, key: EnvKey | None = None) -> None:
+        """An explicit request to try again: environments held after a failure that waiting
+        cannot fix (or one of them) run on the next trigger."""
+        for held in [k for k in self._backoff if key is None or k == key]:
+            self._backoff.pop(held, None)
 
     def _forget(self, key: EnvKey) -> None:
         """An environment is gone: its status, and its secrets unless its data is kept."""

@@ -143,6 +143,7 @@ class StatusStore:
         self._lock = threading.Lock()
         self._envs: dict[str, EnvironmentStatus] = {}
         self._ports: dict[str, int] = {}
+        self._refused: dict[str, set[int]] = {}  # ports found taken at start, per environment
         self._events: dict[str, list[dict[str, Any]]] = {}
         self.daemon = DaemonStatus()
         if path.exists():
@@ -277,6 +278,16 @@ class StatusStore:
             self.daemon = status
             self._save()
 
+    def move_port(self, key: str) -> None:
+        """Forget the port of ``key`` because something else holds it: the next resolution
+        hands out another one (the taken one is skipped while it stays taken, and never
+        handed to this environment again in this process)."""
+        with self._lock:
+            port = self._ports.pop(key, None)
+            if port is not None:
+                self._refused.setdefault(key, set()).add(port)
+                self._save()
+
     def ports(self) -> dict[str, int]:
         with self._lock:
             return dict(self._ports)
@@ -292,7 +303,7 @@ class StatusStore:
         with self._lock:
             if key in self._ports:
                 return self._ports[key]
-            taken = set(self._ports.values())
+            taken = set(self._ports.values()) | self._refused.get(key, set())
             for port in range(start, end + 1):
                 if port not in taken and free(port):
                     self._ports[key] = port

@@ -103,3 +103,19 @@ def test_a_role_another_instance_noted_is_its_claim_and_the_role_cannot_rewrite_
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
         conn.execute(f'COMMENT ON ROLE "{key.role}" IS NULL')  # the documented hand-over
     assert driver.foreign_claim(key) is None
+
+
+def test_a_database_the_platform_creates_has_pg_trgm_owned_by_its_role(
+    driver: PostgresDriver,
+) -> None:
+    """Odoo creates pg_trgm only in databases it creates itself: the platform's get it too,
+    owned by the environment's role, as Odoo's own would be."""
+    key = EnvKey("p" + secrets.token_hex(3), "staging")
+    driver.made.append(key)  # type: ignore[attr-defined]
+    driver.ensure_role(key, "store-password")
+    driver.create_database(key)
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=key.database) as conn:
+        row = conn.execute(
+            "SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'pg_trgm'"
+        ).fetchone()
+    assert row == (key.role,)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -360,3 +361,25 @@ def test_a_second_instance_declaring_the_same_environment_takes_nothing_of_the_f
 
 def converged(world: World, env: str) -> bool:
     return world.reconcile().errors == {} and healthy(world, env)
+
+
+def test_a_port_taken_by_another_program_moves_the_environment_to_another(world: World) -> None:
+    """Something binds the environment's port while its Odoo is stopped: the start fails
+    with "address already in use", and the run hands out another port and goes on, instead
+    of failing on the same port on every pass."""
+    world.declare("stage", branch="release/v1", tier="staging")
+    converge(world, "stage")
+    key = EnvKey(world.project, "stage")
+    engine = world.engine()
+    old = engine.status.ports()[str(key)]
+    world.docker.containers.get(key.odoo_container).stop(timeout=5)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen()
+        converge(world, "stage")
+        new = engine.status.ports()[str(key)]
+        assert new != old
+        ports = world.docker.api.inspect_container(key.odoo_container)["HostConfig"]["PortBindings"]
+        assert ports["8069/tcp"][0]["HostPort"] == str(new)
+    status = engine.status.get(str(key))
+    assert status is not None and status.url.endswith(f":{new}"), status

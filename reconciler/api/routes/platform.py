@@ -87,8 +87,9 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
 
     @guarded("deploy")
     async def reconcile(request: Request) -> Response:
-        """Run a pass now instead of waiting for the poll."""
-        plane.trigger()
+        """Run a pass now instead of waiting for the poll; environments held after a failure
+        that waiting cannot fix (a deploy that failed on its code) are tried again too."""
+        plane.retry()
         return JSONResponse({"triggered": True}, status_code=202)
 
     @guarded("env:read")

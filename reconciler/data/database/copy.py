@@ -47,6 +47,7 @@ from psycopg import sql
 
 from reconciler.core.errors import OdooOpsError
 from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_args
+from reconciler.drivers.postgres import create_trigram
 
 # Measured FILE_COPY throughput (1 GB in 0.9 s); conservative so the pause estimate errs long.
 TEMPLATE_BYTES_PER_SECOND = 800 * 1024**2
@@ -180,7 +181,8 @@ def _exists(target: Endpoint) -> bool:
 
 
 def create_empty(target: Endpoint, owner: str) -> None:
-    """An empty UTF-8 database with the collation Odoo's own databases get (``C``)."""
+    """An empty UTF-8 database with the collation Odoo's own databases get (``C``) and the
+    ``pg_trgm`` extension Odoo would have created in it."""
     with target.with_db("postgres").connect() as conn:
         conn.execute(
             sql.SQL(
@@ -191,6 +193,8 @@ def create_empty(target: Endpoint, owner: str) -> None:
         conn.execute(
             sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(target.dbname))
         )
+    with target.connect() as conn:
+        create_trigram(conn, owner)
 
 
 # ------------------------------------------------------------------------------- template
