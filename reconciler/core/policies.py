@@ -121,9 +121,14 @@ INIT_MEMORY = "2Gi"
 
 
 class MemoryTooSmall(OdooOpsError):
-    """A tier's memory cannot hold its Odoo processes at Odoo's sample limits."""
+    """A tier's memory cannot hold its Odoo processes at Odoo's sample limits; ``action`` is
+    the fix alone, for a caller that says itself how to check it (``odooops validate``)."""
 
     code = "memory_too_small"
+
+    def __init__(self, message: str, *, action: str) -> None:
+        super().__init__(message, remediation=f"{action}, commit, then: odooops plan")
+        self.action = action
 
 
 @dataclass(frozen=True)
@@ -160,18 +165,17 @@ def odoo_memory(settings: Settings, tier: Tier | None = None) -> OdooMemory:
     needed = master + processes * (settings.worker_memory or WORKER_SOFT_SAMPLE)
     fix = (
         f"set resource_limits.memory to at least {_gib(needed)} for {where} (or fewer "
-        "workers / max_cron_threads, or an explicit resource_limits.worker_memory), commit, then: "
-        "odooops plan"
+        "workers / max_cron_threads, or an explicit resource_limits.worker_memory)"
     )
     if settings.worker_memory is not None and settings.worker_memory > shared:
         raise MemoryTooSmall(
             f"{where}: worker_memory {_mib(settings.worker_memory)} does not fit: {arithmetic}",
-            remediation=fix,
+            action=fix,
         )
     if settings.worker_memory is None and shared < WORKER_SOFT_SAMPLE:
         raise MemoryTooSmall(
             f"{where}: {arithmetic}, under Odoo's sample of {_mib(WORKER_SOFT_SAMPLE)} per worker",
-            remediation=fix,
+            action=fix,
         )
     return OdooMemory(processes, soft, int(soft * HARD_PER_SOFT))
 

@@ -45,7 +45,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from reconciler.core.durations import parse_cpu, parse_duration, parse_schedule, parse_size
 from reconciler.core.errors import InvalidState, Location, Problem, sanitize
 from reconciler.core.globs import matches, shadows
-from reconciler.core.model import SecretRef
+from reconciler.core.model import SecretRef, Tier
+from reconciler.core.policies import MemoryTooSmall, resolve_settings
 from reconciler.core.secretrefs import SecretPolicy, refusal
 
 __all__ = [
@@ -947,7 +948,27 @@ def _settings_problems(
 def _tier_settings(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
     problems: list[Problem] = []
     for tier in TIERS:
-        problems.extend(_settings_problems(doc, ("tiers", tier), flagged, recheck))
+        found = _settings_problems(doc, ("tiers", tier), flagged, recheck)
+        problems.extend(found)
+        block = _get(doc.data, ("tiers", tier))
+        if (
+            found
+            or not isinstance(block, Mapping)
+            or any(p[:2] == ("tiers", tier) for p in flagged)
+        ):
+            continue
+        # The tier's block over the built-in default: its memory must hold its processes (an
+        # environment's own overrides are checked again when it is resolved).
+        try:
+            resolve_settings(Tier(tier), {tier: block}, {}, {})
+        except MemoryTooSmall as exc:
+            path: JsonPath = ("tiers", tier, "resource_limits", "memory")
+            location = doc.location(path if _get(doc.data, path) is not None else ("tiers", tier))
+            problems.append(
+                _problem("memory_too_small", exc.message, location, recheck.fix(exc.action))
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # a value the schema or the parsers above report
     return problems
 
 

@@ -120,6 +120,8 @@ class DataHost(Protocol):
 
 # How long a protected export waits for another operation on its environment to end.
 EXPORT_WAIT_SECONDS = 30.0
+# How long a data operation waits for the Odoo it started again to answer its health check.
+RESTART_WAIT = 180.0
 # `odoo neutralize --stdout` only reads the module table and the addons' files.
 NEUTRALIZE_TIMEOUT = 300.0
 
@@ -533,6 +535,9 @@ class DataOps:
             if was_running and docker.running(key.odoo_container) is False:
                 try:
                     docker.start(key.odoo_container)
+                    ok, detail = docker.wait_healthy(key.odoo_container, RESTART_WAIT)
+                    if not ok:
+                        log.warning("%s: Odoo started again but %s", key, detail)
                 except OdooOpsError as exc:  # the engine's next run starts it or says why
                     log.warning("%s: starting Odoo again failed: %s", key, exc.message)
 

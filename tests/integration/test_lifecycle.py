@@ -350,3 +350,27 @@ def test_a_pass_leaves_an_environment_alone_during_its_data_operation(world: Wor
     converge(world, "staging")
     container = world.containers()[f"odooops-{world.project}-staging-odoo"]
     assert "--workers=3" in container.attrs["Args"]
+
+
+def test_a_custom_addons_own_neutralize_sql_is_applied_on_a_staging_copy(world: World) -> None:
+    """``odoo neutralize`` runs the ``data/neutralize.sql`` of every installed module, custom
+    addons included: the platform reads them from the environment's own image, so a copy of
+    production with the project's own payment gateway has it turned off."""
+    files = {
+        "acme_base/data/install.sql": "CREATE TABLE acme_gateway (id serial PRIMARY KEY,"
+        " live boolean NOT NULL);\nINSERT INTO acme_gateway (live) VALUES (true);\n",
+        "acme_base/data/neutralize.sql": "UPDATE acme_gateway SET live = false;\n",
+    }
+    for branch in ("main", "release/v1"):
+        world.app.write(files, "our own payment gateway", branch=branch)
+    world.declare("prod", branch="main", tier="production")
+    converge(world, "prod")
+    world.declare("staging", branch="release/v1", db={"source": "prod"})
+    converge(world, "staging")
+    assert world.query(db(world, "staging"), "SELECT live FROM acme_gateway") == [(False,)]
+    assert world.query(db(world, "prod"), "SELECT live FROM acme_gateway") == [(True,)]
+    assert param(world, "staging", "database.is_neutralized") == "true"
+    # Exactly one active outgoing server (the catcher): Odoo's script inserted its dummy,
+    # the platform's step left only its own on.
+    active = world.query(db(world, "staging"), "SELECT name FROM ir_mail_server WHERE active")
+    assert active == [("OdooOps mail catcher",)]

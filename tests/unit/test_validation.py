@@ -45,7 +45,7 @@ tiers:
   dev:
     ttl: null
     backup_schedule: "0 */6 * * *"
-    resource_limits: {cpu: "1500m", memory: 1.5Gi}
+    resource_limits: {cpu: "1500m", memory: 3.5Gi}
 quotas:
   dev_environments_per_user: 5
   max_concurrent_deployments: 10
@@ -1499,3 +1499,17 @@ def test_the_mail_catcher_listens_on_loopback_and_the_gateway_unless_told(
 def test_the_mail_catcher_needs_an_address() -> None:
     problems = problems_of({"odooops.yaml": PLATFORM + "mail_catcher:\n  listen: []\n"})
     assert [p.location.key for p in problems] == ["mail_catcher.listen"]
+
+
+def test_a_tier_whose_memory_cannot_hold_its_processes_is_refused_with_the_arithmetic() -> None:
+    """8 workers + 2 cron + gevent + master need more than 4Gi at Odoo's 600Mi per worker."""
+    with pytest.raises(InvalidState) as info:
+        validate_app_config(APP.replace('"8Gi"', '"4Gi"').encode(), "acme/.odooops.yaml")
+    problem = only(list(info.value.problems), "memory_too_small")
+    assert problem.location.key == "tiers.production.resource_limits.memory"
+    assert "8 HTTP worker(s) + 2 cron worker(s) + 1 gevent process" in problem.message
+    assert problem.remediation == (
+        "set resource_limits.memory to at least 6.75Gi for the production tier (or fewer "
+        "workers / max_cron_threads, or an explicit resource_limits.worker_memory), then push "
+        "the fix to the application repository"
+    )

@@ -1,10 +1,16 @@
-"""Neutralisation of a copied database: what ``odoo neutralize`` does, without starting Odoo.
+"""Neutralisation of a copied database: Odoo's own scripts, then the platform's steps, checked.
 
 A staging or dev copy of production must never send a customer an e-mail, charge a card, call
 a webhook, ship a parcel, spend IAP credits or get indexed under production's domain. Odoo
-makes a copy safe by running the ``data/neutralize.sql`` of every installed module; the daemon
-reproduces those effects itself, so it needs no Odoo container for it, can point outgoing mail
-at the platform's mail catcher in the same pass, and can report what it did step by step.
+makes a copy safe by running the ``data/neutralize.sql`` of every installed module, custom
+addons included, and Odoo 19 ships such scripts in many modules no fixed list could follow
+(e-invoicing, payment providers, POS terminals...). So the scripts themselves are run: the
+caller reads them with ``odoo neutralize -d DB --stdout`` in a one-off container of the
+environment's own image, and ``neutralize`` runs them first, in its one transaction. The
+platform's own steps follow: they repeat the effects of Odoo's core scripts idempotently (a
+database copied without an image, in tests, is still safe), point outgoing mail at the
+platform's mail catcher, remove credentials, and report what they did step by step; last, the
+result is checked fail-closed before the commit.
 
 Each step belongs to a module and runs only when that module is installed (Odoo's rule: state
 ``installed``, ``to upgrade`` or ``to remove``) and every table and column it writes exists.

@@ -1,0 +1,159 @@
+"""Real Odoo 19's ways of failing with exit code 0 (or half-way), each a failed deploy naming
+the module, against the stand-in that reproduces them (ODOO-CONTRACT.md, "How real Odoo 19
+fails")."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Mapping
+
+import psycopg
+import pytest
+import yaml
+
+from reconciler.core.errors import ErrorInfo
+from reconciler.core.model import EnvKey
+from reconciler.engine.status import Health, Sync
+from tests.integration.world import World
+
+pytestmark = pytest.mark.integration
+
+OLD, NEW = "19.0.1.0.0", "19.0.1.1.0"
+
+
+def manifest(
+    name: str, version: str = OLD, depends: tuple[str, ...] = ("base",), **extra: str
+) -> str:
+    return repr(
+        {"name": name, "version": version, "depends": list(depends), "license": "LGPL-3", **extra}
+    )
+
+
+def app_yaml(modules: list[str]) -> str:
+    return yaml.safe_dump({"version": 1, "modules": ["acme_sale", *modules]})
+
+
+def deploy(
+    world: World, files: Mapping[str, str], modules: list[str], **fields: object
+) -> ErrorInfo:
+    """A new staging environment on an app revision with ``files``, installing ``modules``:
+    the error its first pass ends with."""
+    world.app.write({**files, ".odooops.yaml": app_yaml(modules)}, "add", branch="release/v1")
+    world.declare("staging", branch="release/v1", tier="staging", **fields)
+    errors = world.reconcile().errors
+    key = EnvKey(world.project, "staging")
+    assert key in errors, "the deploy was reported good"
+    return errors[key]
+
+
+def states(world: World, *names: str) -> dict[str, tuple[str, str]]:
+    key = EnvKey(world.project, "staging")
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=key.database) as conn:
+        rows = conn.execute(
+            "SELECT name, state, latest_version FROM ir_module_module WHERE name = ANY(%s)",
+            [list(names)],
+        ).fetchall()
+    return {name: (state, version) for name, state, version in rows}
+
+
+def partially_updated(world: World) -> bool:
+    key = EnvKey(world.project, "staging")
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=key.database) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM ir_config_parameter WHERE key = 'base.partially_updated_database'"
+        ).fetchone()
+    return row is not None
+
+
+def test_a_module_whose_manifest_does_not_parse_fails_the_deploy_naming_it(world: World) -> None:
+    """Odoo 19 logs an unreadable manifest at DEBUG and exits 0: the module is simply absent."""
+    error = deploy(
+        world,
+        {"x_broken/__init__.py": "", "x_broken/__manifest__.py": "{'name': 'broken',"},
+        ["x_broken"],
+    )
+    assert error.code == "modules_not_installed"
+    assert "x_broken (unknown to Odoo)" in error.message
+    assert "__manifest__.py does not parse" in error.message
+    assert "exited 0" in error.message and not error.retryable
+    assert "x_broken" not in states(world, "x_broken")
+
+
+def test_a_module_of_another_series_fails_the_deploy_naming_it(world: World) -> None:
+    error = deploy(
+        world,
+        {"x_old/__init__.py": "", "x_old/__manifest__.py": manifest("x_old", "18.0.1.0.0")},
+        ["x_old"],
+    )
+    assert error.code == "modules_not_installed"
+    assert "x_old (uninstallable)" in error.message
+    assert "incompatible version" in error.message  # Odoo's own warning, quoted
+    assert states(world, "x_old")["x_old"][0] == "uninstallable"
+
+
+def test_a_module_whose_dependency_is_missing_fails_the_deploy_naming_both(world: World) -> None:
+    error = deploy(
+        world,
+        {
+            "x_dep/__init__.py": "",
+            "x_dep/__manifest__.py": manifest("x_dep", depends=("no_such_module",)),
+        },
+        ["x_dep"],
+    )
+    assert error.code in ("deploy_failed", "partially_updated")
+    assert "x_dep" in error.message and "no_such_module" in error.message
+
+
+def test_an_update_failing_on_the_third_of_five_modules_is_reported_half_updated(
+    world: World,
+) -> None:
+    """Odoo commits module by module: the first two stay updated, the flag says so, and the
+    previous revision keeps serving."""
+    chain = [f"x_m{i}" for i in range(1, 6)]
+    first = {f"{m}/__init__.py": "" for m in chain}
+    for i, m in enumerate(chain):
+        first[f"{m}/__manifest__.py"] = manifest(m, OLD, (chain[i - 1],) if i else ("base",))
+    world.app.write(
+        {**first, ".odooops.yaml": app_yaml(chain)}, "five modules", branch="release/v1"
+    )
+    world.declare("staging", branch="release/v1", tier="staging")
+    assert world.reconcile().errors == {}
+    status = world.engine().status.get(f"{world.project}/staging")
+    assert status is not None and (status.sync, status.health) == (Sync.SYNCED, Health.HEALTHY)
+
+    bumped = {f"{m}/__manifest__.py": manifest(m, NEW, (chain[i - 1],) if i else ("base",))
+              for i, m in enumerate(chain)}  # fmt: skip
+    bumped["x_m3/migrations/19.0.1.1.0/post-migrate.py"] = (
+        "def migrate(cr, version):\n    raise ValueError('x_m3 cannot migrate this data')\n"
+    )
+    world.app.write(bumped, "bump all five", branch="release/v1")
+    errors = world.reconcile().errors
+    error = errors[EnvKey(world.project, "staging")]
+    assert error.code == "partially_updated", error
+    assert "half-updated" in error.message and "x_m3" in error.message
+    found = states(world, *chain)
+    assert [found[m][1] for m in chain] == [NEW, NEW, OLD, OLD, OLD]
+    assert all(state == "installed" for state, _ in found.values())
+    assert partially_updated(world)
+    with urllib.request.urlopen(f"{status.url}/web/health", timeout=5) as resp:
+        assert resp.status == 200  # the previous revision still serves
+
+
+def test_an_init_over_its_memory_is_reported_as_out_of_memory(world: World) -> None:
+    """The one-off container has its own budget (init_memory); a kill at it says so."""
+    heavy = (
+        "def allocate(env):\n"
+        "    hog = b'x' * (600 * 1024 * 1024)\n"
+        "    env.cr.execute('SELECT %s', (len(hog),))\n"
+    )
+    error = deploy(
+        world,
+        {
+            "x_heavy/__init__.py": heavy,
+            "x_heavy/__manifest__.py": manifest("x_heavy", post_init_hook="allocate"),
+        },
+        ["x_heavy"],
+        overrides={"resource_limits": {"init_memory": "256Mi"}},
+    )
+    assert error.code == "out_of_memory", error
+    assert "limit of 256Mi (resource_limits.init_memory)" in error.message
