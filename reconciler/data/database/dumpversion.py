@@ -171,7 +171,7 @@ def refusal(
             remediation=f"load it into a PostgreSQL {source.major_text} (or newer) server: "
             "give the environment such a server (database_server of its project, or "
             f"dev_database.image: postgres:{source.major_text} for dev tiers; "
-            f"`psql -Atc 'SHOW server_version'` shows what a server runs); a pg_dump "
+            "`psql -Atc 'SHOW server_version'` shows what a server runs); a pg_dump "
             f"{target.major_text} cannot dump the newer source again",
         )
     if writer is None:
