@@ -59,6 +59,7 @@ HTTP_STATUS = {
     "backup_corrupt": 422,
     "odoo_dump_invalid": 422,
     "dump_forbidden": 422,
+    "dump_too_new": 422,
     "filestore_invalid": 422,
     "not_an_odoo_database": 422,
     "pg_client_missing": 503,

@@ -23,6 +23,7 @@ neutralisation and masking of a scratch copy, and every restore and import, whos
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import secrets
@@ -44,7 +45,7 @@ from reconciler.data.backup.errors import BackupCorrupt, BackupError, BackupKeyM
 from reconciler.data.backup.framing import PartWriter, read_parts
 from reconciler.data.backup.storage import BackupStorage
 from reconciler.data.database import copy as dbcopy
-from reconciler.data.database import masking, neutralize, odoozip, plainsql
+from reconciler.data.database import dumpversion, masking, neutralize, odoozip, plainsql
 from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_args
 from reconciler.data.moves import Moves
 from reconciler.drivers.docker import DatabaseReach, DockerDriver
@@ -492,6 +493,14 @@ class Lifecycle:
         return doomed
 
     # ---------------------------------------------------------------------- restore
+    def check_restore(self, record: BackupRecord, target: Site) -> None:
+        """Refuse, before anything is backed up or created, a backup taken from a newer
+        PostgreSQL than ``target``'s server (its manifest names the server's version; the
+        dump's own header is checked again when it is loaded)."""
+        pg_version = str(record.doc.get("pg_version") or "")
+        claimed = dumpversion.with_manifest(dumpversion.DumpVersions(), pg_version, "its manifest")
+        self._check_versions(claimed, target, "pgdump", f"backup {record.id}")
+
     def restore(
         self,
         storage: BackupStorage,
@@ -611,19 +620,60 @@ class Lifecycle:
             proc.wait()
             err.join()
 
-    def check_dump(self, path: Path) -> str:
-        """Refuse a dump before anything is created (or backed up): its format, and plain
-        SQL read through whole by ``plainsql`` (a zip's ``dump.sql`` as well)."""
+    def check_dump(self, path: Path, target: Site) -> str:
+        """Refuse a dump before anything is created (or backed up): its format, the
+        PostgreSQL versions it names against ``target``'s server and loader, and plain SQL
+        read through whole by ``plainsql`` (a zip's ``dump.sql`` as well)."""
         kind = odoozip.detect_format(path)
         if kind == "zip":
             with odoozip.read_odoo_zip(path) as archive:
-                if archive.dump_sql_format() == "sql":
+                shown, load = f"dump.sql in {path.name}", archive.dump_sql_format()
+                with archive.open_dump_sql() as dump:
+                    head = dump.read(dumpversion.HEAD_BYTES)
+                claimed = dumpversion.of_head(head, load)
+                claimed = dumpversion.with_manifest(claimed, archive.manifest.pg_version)
+                self._check_versions(claimed, target, load, shown)
+                if load == "sql":
                     with archive.open_dump_sql() as dump:
-                        plainsql.check(_chunks(dump), f"dump.sql in {path.name}")
-        elif kind == "sql":
+                        plainsql.check(_chunks(dump), shown)
+        else:
             with path.open("rb") as dump:
-                plainsql.check(_chunks(dump), path.name)
+                head = dump.read(dumpversion.HEAD_BYTES)
+            self._check_versions(dumpversion.of_head(head, kind), target, kind, path.name)
+            if kind == "sql":
+                with path.open("rb") as dump:
+                    plainsql.check(_chunks(dump), path.name)
         return kind
+
+    def _check_versions(
+        self,
+        claimed: dumpversion.DumpVersions,
+        site: Site,
+        kind: Literal["pgdump", "sql"],
+        shown: str,
+    ) -> None:
+        """``dump_too_new`` when the dump names a PostgreSQL newer than ``site``'s server or
+        the client that would load it (the platform image's, asked once per image)."""
+        if claimed.server is None and claimed.pg_dump is None:
+            return  # SQL written by hand: nothing to compare
+        tool: Literal["psql", "pg_restore"] = "pg_restore" if kind == "pgdump" else "psql"
+        client = None
+        if claimed.pg_dump is not None:  # only what wrote the dump is compared with the client
+            client = dumpversion.of_tool(self.docker.database_tool_version(site.image, tool))
+        with site.endpoint.with_db("postgres").connect() as conn:
+            server = dumpversion.PgVersion.of_number(
+                int(conn.info.server_version), conn.info.parameter_status("server_version") or ""
+            )
+        refused = dumpversion.refusal(
+            claimed,
+            name=shown,
+            target=server,
+            target_name=f"of {site.key} ({site.endpoint.server})",
+            client=client,
+            tool=tool,
+        )
+        if refused is not None:
+            raise refused
 
     def import_dump(
         self,
@@ -691,15 +741,18 @@ class Lifecycle:
         nothing the environment's own Odoo could not.
 
         Plain SQL reaches ``psql`` through ``plainsql`` only, behind a ``\\restrict`` with a
-        key of ours: ``psql`` itself then refuses every meta-command.
+        key of ours: ``psql`` itself then refuses every meta-command. Whoever calls, the
+        versions the dump's header names are checked before the tool starts.
         """
+        head, chunks = _head(_chunks(source), dumpversion.HEAD_BYTES)
+        self._check_versions(dumpversion.of_head(head, kind), site, kind, shown)
         if kind == "pgdump":
             command = ["pg_restore", *pg_restore_args(dbname)]
-            stdin: Iterator[bytes] = _chunks(source)
+            stdin: Iterator[bytes] = chunks
         else:
             command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null"]
             key = secrets.token_hex(32)
-            guarded = plainsql.guarded(_chunks(source), shown)
+            guarded = plainsql.guarded(chunks, shown)
             stdin = _prefixed(f"\\restrict {key}\n".encode(), guarded)
         code, out = self.docker.run_database_tool(
             site.image,
@@ -796,6 +849,18 @@ def _feed(cmd: list[str], env: Mapping[str, str], source: Any, what: str) -> str
             remediation="read the error above; the environment was left unchanged",
         )
     return out.text
+
+
+def _head(chunks: Iterator[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
+    """The first ``size`` bytes (or all there are), and the whole stream still to read."""
+    taken: list[bytes] = []
+    got = 0
+    for chunk in chunks:
+        taken.append(chunk)
+        got += len(chunk)
+        if got >= size:
+            break
+    return b"".join(taken)[:size], itertools.chain(taken, chunks)
 
 
 def _prefixed(head: bytes, rest: Iterable[bytes]) -> Iterator[bytes]:

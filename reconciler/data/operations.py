@@ -476,6 +476,7 @@ class DataOps:
         storage, key = self.storage(), self.backup_key()
         record = self.lifecycle.find_backup(storage, source_key, backup_id)
         check_key(record, key, source_key)
+        self.lifecycle.check_restore(record, self.site(target))
         with self.lifecycle.exclusive(target_key), self._serving_again(target_key):
             self._safety_backup(target, f"before restore of {source_key} {record.id}")
             result = self.lifecycle.restore(
@@ -512,7 +513,8 @@ class DataOps:
     ) -> dict[str, Any]:
         target = self.environment(key)
         self._confirmed(target, confirm, f"odooops db import {key.env} FILE --confirm")
-        self.lifecycle.check_dump(path)  # a refused dump changes nothing, not even a backup
+        # A refused dump changes nothing, not even a backup.
+        self.lifecycle.check_dump(path, self.site(target))
         with self.lifecycle.exclusive(key), self._serving_again(key):
             self._safety_backup(target, "before import")
             result = self.lifecycle.import_dump(

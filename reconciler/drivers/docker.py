@@ -110,6 +110,7 @@ class DockerDriver:
     ) -> None:
         self.instance = check_instance(instance)
         self.health_interval = health_interval
+        self._tool_versions: dict[tuple[str, str], str] = {}  # (image ID, tool) -> --version
         url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self.url = url
         if url.startswith("unix://") and not os.path.exists(url.removeprefix("unix://")):
@@ -1070,6 +1071,29 @@ class DockerDriver:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True, v=True)
         return code, sanitize(out.replace(password, "***") if password else out)[-4000:]
+
+    def database_tool_version(self, image: str, tool: Literal["psql", "pg_restore"]) -> str:
+        """What ``TOOL --version`` prints in the platform's image (``psql (PostgreSQL) 15.14
+        ...``): which dumps ``run_database_tool`` can load. Asked once per image ID, in a
+        confined container with no network; a re-pulled tag is asked again."""
+        key = (str(self._platform_image(image).get("Id") or image), tool)
+        if key not in self._tool_versions:
+            kwargs = {
+                **self._confined(image),
+                "entrypoint": [tool, "--version"],
+                "command": [],
+                "user": NOBODY,
+                "network_mode": "none",
+            }
+            code, out = self._run(kwargs, f"ask {tool} of {image} for its version", 120)
+            if code != 0:
+                raise DriverError(
+                    f"{tool} of the platform image {image} does not run: {out.strip()[-300:]}",
+                    remediation=f"docker run --rm --entrypoint {tool} {image} --version  (set "
+                    "dev_database.image in odooops.yaml to a postgres image)",
+                )
+            self._tool_versions[key] = out.strip()
+        return self._tool_versions[key]
 
     # ------------------------------------------------------------------------------ errors
     class _ErrorScope:

@@ -27,6 +27,7 @@ from psycopg import sql
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import DatabaseServer, EnvKey, Tier
 from reconciler.data.database import masking, neutralize
+from reconciler.data.database.dumpversion import DumpTooNew
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.data.database.plainsql import DumpForbidden
 from reconciler.data.lifecycle import Lifecycle, Sanitising, Site
@@ -219,7 +220,7 @@ def test_a_plain_sql_import_that_runs_a_command_or_changes_role_is_refused(
     dump = tmp_path / "dump.sql"
     dump.write_bytes(b"SET client_encoding = 'UTF8';\n" + body.replace(b"{role}", b"x"))
     with pytest.raises(DumpForbidden) as refused:
-        sandbox.lifecycle.check_dump(dump)
+        sandbox.lifecycle.check_dump(dump, staging)
     assert refused.value.code == "dump_forbidden" and "[rule " in refused.value.message
     assert "line 3" in refused.value.message
     # Even past the check (a caller that skipped it), the load refuses the same line.
@@ -228,6 +229,120 @@ def test_a_plain_sql_import_that_runs_a_command_or_changes_role_is_refused(
     assert not pwned.exists()
     assert "planted" not in sandbox.tables("staging")
     assert sandbox.scratch_left() == [] and sandbox.superusers() == set()
+
+
+def pg_dump_plain(site: Site) -> bytes:
+    """``pg_dump -Fp`` of the host, a current one: it writes pg_dump's \\restrict pair."""
+    done = subprocess.run(
+        ["pg_dump", "--format=plain", "--no-owner", "--no-acl"],
+        env={"PATH": "/usr/bin:/bin", **site.login.env()},
+        capture_output=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def server_version(sandbox: Sandbox) -> str:
+    with sandbox.admin() as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+NEWER_SQL = b"""--
+-- PostgreSQL database dump
+--
+
+\\restrict PtbcRj0bLqzNj1SlsjuMwLTZiSb0BYb6JX8Ir6nZ1IclPDDZfxoqQbNvdhj8aK4
+
+-- Dumped from database version 18.0 (Debian 18.0-1.pgdg13+3)
+-- Dumped by pg_dump version 18.0 (Debian 18.0-1.pgdg13+3)
+
+SET statement_timeout = 0;
+CREATE TABLE public.planted (id integer);
+
+--
+-- PostgreSQL database dump complete
+--
+
+\\unrestrict PtbcRj0bLqzNj1SlsjuMwLTZiSb0BYb6JX8Ir6nZ1IclPDDZfxoqQbNvdhj8aK4
+
+"""
+
+
+def test_a_plain_dump_with_pg_dump_s_restrict_pair_imports(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """What a current pg_dump writes loads: the pair is checked and dropped (forwarded,
+    psql would refuse the dump's key behind the loader's own \\restrict)."""
+    prod, staging = sandbox.site("prod"), sandbox.site("staging")
+    odoo_data(prod)
+    plain = pg_dump_plain(prod)
+    assert plain.count(b"\n\\restrict ") == 1 and plain.count(b"\n\\unrestrict ") == 1
+    assert b"-- Dumped from database version " in plain
+    dump = tmp_path / "prod.sql"
+    dump.write_bytes(plain)
+    assert sandbox.lifecycle.check_dump(dump, staging) == "sql"
+    report = sandbox.lifecycle.import_dump(dump, staging, None)
+    assert report["format"] == "sql"
+    people = "SELECT count(*) FROM res_partner WHERE email LIKE '%@real.example.com'"
+    with staging.login.connect() as conn:
+        row = conn.execute(people).fetchone()
+    assert row == (50,)
+    assert sandbox.scratch_left() == []
+
+
+def test_a_plain_dump_from_a_newer_server_is_refused_and_the_database_is_untouched(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Its header says PostgreSQL 18, the server runs 15: dump_too_new, naming both, before
+    anything is created; a caller that skipped the check meets it again before psql runs."""
+    staging = sandbox.site("staging")
+    with staging.login.connect() as conn:
+        conn.execute("CREATE TABLE kept (id integer)")
+    dump = tmp_path / "newer.sql"
+    dump.write_bytes(NEWER_SQL)
+    with pytest.raises(DumpTooNew) as refused:
+        sandbox.lifecycle.check_dump(dump, staging)
+    error = refused.value
+    assert error.code == "dump_too_new"
+    assert "newer.sql was dumped from PostgreSQL 18.0 (Debian 18.0-1.pgdg13+3)" in error.message
+    assert f"PostgreSQL {server_version(sandbox)}" in error.message
+    assert "PostgreSQL 18 (or newer) server" in error.remediation
+    with pytest.raises(DumpTooNew):
+        sandbox.lifecycle.import_dump(dump, staging, None)
+    assert sandbox.tables("staging") == {"kept"} and sandbox.scratch_left() == []
+
+
+def test_a_custom_format_dump_or_odoo_zip_from_a_newer_server_is_refused(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The archive's own header, and an Odoo zip's manifest.json, say where it came from."""
+    prod, staging = sandbox.site("prod"), sandbox.site("staging")
+    with prod.login.connect() as conn:
+        conn.execute("CREATE TABLE planted (id integer)")
+    archive = pg_dump_custom(prod)
+    major = server_version(sandbox).split(".")[0].encode()
+    head = archive[:200].replace(major + b".", b"18.")
+    assert head != archive[:200] and len(head) == 200, "same-length version strings"
+    forged = tmp_path / "newer.dump"
+    forged.write_bytes(head + archive[200:])
+    with pytest.raises(DumpTooNew) as refused:
+        sandbox.lifecycle.check_dump(forged, staging)
+    assert "newer.dump was dumped from PostgreSQL 18." in refused.value.message
+    with pytest.raises(DumpTooNew):
+        sandbox.lifecycle.import_dump(forged, staging, None)
+    upload = tmp_path / "newer.zip"
+    with zipfile.ZipFile(upload, "w") as zipped:
+        zipped.writestr("dump.sql", b"CREATE TABLE planted (id integer);\n")  # no header
+        zipped.writestr(
+            "manifest.json", json.dumps({"odoo_dump": "1", "major_version": "19.0",
+                                         "pg_version": "18.0"})
+        )  # fmt: skip
+    with pytest.raises(DumpTooNew) as refused:
+        sandbox.lifecycle.check_dump(upload, staging)
+    assert "(as its manifest.json says)" in refused.value.message
+    assert sandbox.tables("staging") == set() and sandbox.scratch_left() == []
 
 
 def test_a_meta_command_that_got_past_the_check_runs_nowhere_but_the_sandbox(
@@ -525,3 +640,13 @@ def test_an_import_refused_through_the_api_path_changes_nothing_not_even_a_backu
     assert not pwned.exists()
     assert data.backups(key) == backups
     assert world.query(database, "SELECT count(*) FROM res_partner") == before
+    # A dump from a newer PostgreSQL than the server: refused as early, as harmlessly.
+    newer = tmp_path / "newer.sql"
+    newer.write_bytes(NEWER_SQL)
+    with pytest.raises(DumpTooNew) as too_new:
+        data.import_dump(key, newer, confirm=True)
+    assert too_new.value.code == "dump_too_new" and "PostgreSQL 18.0" in too_new.value.message
+    assert data.backups(key) == backups
+    assert world.query(database, "SELECT count(*) FROM res_partner") == before
+    tables = "SELECT count(*) FROM pg_tables WHERE tablename = 'planted'"
+    assert world.query(database, tables) == [(0,)]

@@ -120,6 +120,20 @@ REFUSED = [
     ),
     ("unclear_sql", 1, b"SELECT 1$x$'$x$ \\! id --';\n"),
     ("unclear_sql", 1, b"SELECT 1; \x00 '\n\\! id\n"),
+    # Of \restrict and \unrestrict, only pg_dump's exact pair; any other form is a command.
+    ("meta_command", 1, b"\\restrict abc def\nSELECT 1;\n"),
+    ("meta_command", 1, b"\\restrict ab-c\nSELECT 1;\n"),
+    ("meta_command", 1, b"\\restrict\nSELECT 1;\n"),
+    ("meta_command", 2, b"\\restrict abc\n \\unrestrict abc\n"),
+    ("meta_command", 3, b"\\restrict abc\nSELECT 1;\n\\unrestrict  abc\n"),
+    ("restrict_pair", 2, b"SELECT 1;\n\\unrestrict abc\n"),
+    ("restrict_pair", 3, b"\\restrict abc\nSELECT 1;\n\\unrestrict abd\n"),
+    ("restrict_pair", 2, b"\\restrict abc\n\\restrict abc\nSELECT 1;\n\\unrestrict abc\n"),
+    ("restrict_pair", 3, b"\\restrict abc\n\\unrestrict abc\n\\restrict abc\n"),
+    ("restrict_pair", 3, b"\\restrict abc\n\\unrestrict abc\n\\unrestrict abc\n"),
+    ("restrict_pair", 2, b"SELECT 1;\n\\restrict abc\nSELECT 2;\n\\unrestrict abc\n"),
+    ("restrict_pair", 4, b"\\restrict abc\nSELECT 1;\n\\unrestrict abc\nSELECT 2;\n"),
+    ("meta_command", 3, b"\\restrict abc\n\\unrestrict abc\n\\! id\n"),
 ]
 
 
@@ -137,6 +151,41 @@ def test_forbidden_input_is_refused_with_its_line_and_rule(
         assert f"up.sql, line {line}: " in error.message and f"[rule {rule}]" in error.message
         assert RULES[rule] in error.message
         assert f"sed -n '{line}p'" in error.remediation and "pg_dump" in error.remediation
+
+
+def test_the_restrict_pair_is_dropped_whatever_the_line_ends_and_comments_around_it() -> None:
+    """CRLF lines, a last line without a newline, comments after \\unrestrict: accepted; the
+    two lines reach psql as empty lines, so its line numbers still match the file."""
+    dump = (
+        b"-- header\r\n\\restrict K3y\r\n\r\nSELECT 1;\r\n-- complete\r\n"
+        b"\\unrestrict K3y\r\n\r\n-- a last comment\n\\unrestrict K3y"
+    )
+    with pytest.raises(DumpForbidden):  # that second \\unrestrict is one too many
+        check(split(dump, 3))
+    dump = dump.rsplit(b"\n", 1)[0] + b"\n"
+    for size in (1, 4, len(dump)):
+        out = b"".join(guarded(split(dump, size)))
+        assert b"restrict" not in out
+        assert out.count(b"\n") == dump.count(b"\n")
+    assert b"".join(guarded([b"\\restrict k\n\\unrestrict k"])) == b"\n"
+
+
+def test_a_restrict_whose_unrestrict_never_comes_is_refused_at_the_end() -> None:
+    """A dump cut short (or edited): refused at its end, naming the \\restrict line, before
+    psql reads its end of input; nothing after the cut is guessed."""
+    dump = b"--\n\\restrict abc123\n\nCREATE TABLE t (id int);\nCOPY t (id) FROM stdin;\n1\n"
+    for size in (1, 7, len(dump)):
+        with pytest.raises(DumpForbidden) as refused:
+            check(split(dump, size), "up.sql")
+        error = refused.value
+        assert error.code == "dump_forbidden"
+        assert error.message.startswith("up.sql, line 2: its \\unrestrict never comes; ")
+        assert "[rule restrict_pair]: \\restrict abc123" in error.message
+        assert "tail -n 5 dump.sql" in error.remediation and "cut short" in error.remediation
+    passed: list[bytes] = []
+    with pytest.raises(DumpForbidden):
+        passed.extend(guarded(split(dump, 5)))
+    assert b"restrict" not in b"".join(passed)
 
 
 def test_a_refused_line_never_reaches_the_loader() -> None:

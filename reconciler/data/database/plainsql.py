@@ -17,8 +17,14 @@ The lexer follows ``psqlscan.l`` (PostgreSQL 15): quotes (standard, ``E''`` esca
 differently (a number run into a name, a quote or ``$``; a NUL byte; a ``\\.`` line with more
 on it) is refused as unclear rather than guessed. ``COPY`` is accepted only the way
 ``pg_dump`` writes it, alone on its line, so the data that follows is data for ``psql`` too.
-The ``\\restrict``/``\\unrestrict`` lines ``pg_dump`` writes since 15.14 are blanked: the
-loader sets its own restriction key, so ``psql`` itself refuses any meta-command that got
+The ``\\restrict KEY``/``\\unrestrict KEY`` pair ``pg_dump`` writes since August 2025 (13.22,
+14.19, 15.14, 16.10, 17.6) is the one exception, taken exactly as ``pg_dump`` writes it: one
+``\\restrict`` before the first statement, the ``\\unrestrict`` with the same key after the last,
+nothing but comments after it. Both exist to stop meta-commands a malicious server smuggles
+into a dump, which this check refuses anyway, so both lines are blanked, never passed on: an
+older ``psql`` would reject them. A stray, repeated or mismatched one, or a ``\\restrict``
+whose ``\\unrestrict`` never comes (a dump cut short), is refused (rule ``restrict_pair``).
+The loader sets its own restriction key, so ``psql`` itself refuses any meta-command that got
 past this check (a different reading of the file, say).
 
 ``guarded`` passes on only complete lines that were checked, so ``psql`` never receives a
@@ -31,7 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NoReturn
 
 from reconciler.core.errors import OdooOpsError
 
@@ -53,6 +59,9 @@ RULES: Final[Mapping[str, str]] = {
     "file is read",
     "unclear_sql": "text psql versions may read differently (a number run into a name, a "
     "quote or $, a NUL byte, an over-long line) is refused",
+    "restrict_pair": "of psql's \\restrict and \\unrestrict, only the pair pg_dump writes is "
+    "accepted: \\restrict KEY before the first statement and \\unrestrict with the same KEY "
+    "after the last, once each",
 }
 
 MAX_LINE: Final = 64 * 1024 * 1024  # outside COPY data; a COPY row streams whatever its size
@@ -113,7 +122,7 @@ _MARKS = {
 _ENDS = {"string": b"'", "escape_string": b"'", "name": b'"'}
 _KEPT = 256  # of a literal, enough for the rules (a set_config name); the rest is only scanned
 _COMMENT_MARK = re.compile(rb"/\*|\*+/")
-_RESTRICT = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]+\r?\n?")
+_RESTRICT = re.compile(rb"\\(?P<un>un)?restrict (?P<key>[A-Za-z0-9]+)\r?\n?")
 _NAME = rb'(?:[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*+|"(?:[^"\n]|"")++")'
 _PG_DUMP_COPY = re.compile(
     rb"[ \t]*COPY[ \t]+" + _NAME + rb"(?:\." + _NAME + rb")?"
@@ -176,6 +185,10 @@ class Checker:
         self._statement = _Statement()
         self._literal = b""
         self._copy_mid_line = False  # inside a COPY row longer than a chunk
+        self._begun = False  # a statement has started: a \restrict comes too late
+        self._restrict_key = b""  # of the dump's \restrict
+        self._restrict_line = 0  # where it was, 0 before it
+        self._unrestricted = False  # its \unrestrict came: only comments may follow
 
     # ------------------------------------------------------------------------- stream
     def feed(self, data: bytes) -> bytes:
@@ -215,6 +228,16 @@ class Checker:
         self._pending = b""
         if self._state != "copy" and self._statement.tokens:
             self._judge(self._statement, out, first_on_line=False)
+        if self._restrict_line and not self._unrestricted:
+            self._refuse(
+                "restrict_pair",
+                b"\\restrict " + self._restrict_key,
+                "its \\unrestrict never comes",
+                at=self._restrict_line,
+                remediation=f"tail -n 5 dump.sql  (pg_dump ends a dump with \\unrestrict "
+                f"{self._restrict_key.decode()}: without it the file was cut short or edited); "
+                "download or dump it again; nothing was changed",
+            )
         return out
 
     def _copy(self, buf: bytes, at: int, out: list[bytes]) -> int:
@@ -261,8 +284,11 @@ class Checker:
         self.line_no += 1
         if b"\x00" in line:
             self._refuse("unclear_sql", line)
-        if self._state == "normal" and not self._statement.tokens and _RESTRICT.fullmatch(line):
-            return b"\n" if line.endswith(b"\n") else b""  # the loader restricts psql itself
+        if self._state == "normal" and not self._statement.tokens:
+            pair = _RESTRICT.fullmatch(line)
+            if pair is not None:
+                self._restrict(pair, line)
+                return b"\n" if line.endswith(b"\n") else b""  # never passed on to psql
         at, first_on_line, size = 0, True, len(line)
         if self.line_no == 1 and line.startswith(_BOM):
             at = len(_BOM)  # a byte-order mark is no part of the first word
@@ -289,7 +315,10 @@ class Checker:
             if kind == "backslash":
                 self._refuse("meta_command", line)
             if not self._statement.tokens:
+                if self._unrestricted:
+                    self._refuse("restrict_pair", line, "a statement after \\unrestrict")
                 self._statement.first_line = self.line_no
+                self._begun = True
             if kind in ("literal", "name", "dollar_literal"):
                 text = token.group(kind)
                 if b"_" in text and any(k in text.lower() for k in _READING_SETTINGS):
@@ -318,6 +347,29 @@ class Checker:
                 self._parens = max(0, self._parens - 1)
             self._keep("punct", text.decode("utf-8", "replace"))
         return line
+
+    def _restrict(self, pair: re.Match[bytes], line: bytes) -> None:
+        """Take ``\\restrict KEY`` and ``\\unrestrict KEY`` only as ``pg_dump`` writes them:
+        the one before the first statement, the other with the same key after the last."""
+        key, first = pair["key"], self._restrict_line
+        if pair["un"] is None:
+            if first:
+                why = f"a second \\restrict (the first: line {first})"
+                self._refuse("restrict_pair", line, why)
+            if self._begun:
+                self._refuse("restrict_pair", line, "a \\restrict after the first statement")
+            self._restrict_key, self._restrict_line = key, self.line_no
+            return
+        if not first:
+            why = "an \\unrestrict without a \\restrict before it"
+        elif self._unrestricted:
+            why = "a second \\unrestrict"
+        elif key != self._restrict_key:
+            why = f"an \\unrestrict whose key is not the one of the \\restrict on line {first}"
+        else:
+            self._unrestricted = True
+            return
+        self._refuse("restrict_pair", line, why)
 
     def _keep(self, kind: str, text: str) -> None:
         """Remember a token for the rules: the first ones of a statement, and the two after
@@ -416,12 +468,19 @@ class Checker:
         if rule is not None:
             self._refuse(rule, line)
 
-    def _refuse(self, rule: str, line: bytes) -> None:
+    def _refuse(
+        self, rule: str, line: bytes, why: str = "", *, at: int = 0, remediation: str = ""
+    ) -> NoReturn:
+        """Refuse the dump, showing ``line`` as line number ``at`` (by default the one being
+        read) of the file."""
+        at = at or self.line_no
         shown = line.decode("utf-8", "replace").strip()
         shown = shown if len(shown) <= 120 else shown[:117] + "..."
+        because = f"{why}; " if why else ""
         raise DumpForbidden(
-            f"{self.name}, line {self.line_no}: {RULES[rule]} [rule {rule}]: {shown}",
-            remediation=f"sed -n '{self.line_no}p' dump.sql  (shows the line); remove it, or "
+            f"{self.name}, line {at}: {because}{RULES[rule]} [rule {rule}]: {shown}",
+            remediation=remediation
+            or f"sed -n '{at}p' dump.sql  (shows the line); remove it, or "
             "dump the database again with: pg_dump --format=plain --no-owner --no-acl DBNAME "
             "> dump.sql; nothing was changed",
         )
