@@ -31,6 +31,7 @@ from reconciler.core.model import (
 from reconciler.data.backup.crypto import BackupKey
 from reconciler.data.backup.errors import BackupError
 from reconciler.data.backup.storage import BackupStorage, open_storage
+from reconciler.data.credentials import AdminPasswords
 from reconciler.data.database import masking, neutralize
 from reconciler.data.database.copy import TEMPLATE_BYTES_PER_SECOND
 from reconciler.data.database.endpoint import Endpoint
@@ -141,6 +142,11 @@ class DataOps:
     def close(self) -> None:
         self.stop_mail_catcher()
 
+    @property
+    def admins(self) -> AdminPasswords:
+        """The environments' Odoo administrator passwords, in the engine's secret store."""
+        return AdminPasswords(self.host.secrets)
+
     # --------------------------------------------------------------------- resolution
     def config(self) -> StateConfig:
         state = self.host.state()
@@ -200,6 +206,7 @@ class DataOps:
             instance=self.host.instance,
             revision=want.revision,
             state_commit=want.state_commit,
+            admin_password=self.admins.password(key),
         )
 
     def mail_secret(self) -> bytes:
@@ -324,6 +331,38 @@ class DataOps:
     def backup_before(self, want: DesiredEnvironment, reason: str) -> BackupRecord:
         """The automatic backup before a production update or a destructive change."""
         return self._backup(want, reason, _quiet)
+
+    def set_admin_login(self, want: DesiredEnvironment) -> None:
+        """A new database, just initialised, gets its own administrator password (a copy got
+        it with its data: ``Lifecycle._prepare``)."""
+        admin = self.admins.set(want.key, self.site(want).login)
+        self.host.note(want.key, "AdminLogin", True, "Set", f"password of {admin.login} set")
+
+    # ------------------------------------------------------- the administrator's login
+    def admin_credentials(self, key: EnvKey) -> dict[str, Any]:
+        """The administrator's login and password (``verified``: the database holds it)."""
+        want = self._initialised(key)
+        return self.admins.show(key, self.site(want).login).to_dict()
+
+    def rotate_admin_password(self, key: EnvKey) -> dict[str, Any]:
+        """A new administrator password, under the operation lock: never while a copy or a
+        restore swaps the database, whose new data would get the password of before."""
+        want = self._initialised(key)
+        with self.lifecycle.exclusive(key, wait=self.export_wait):
+            credentials = self.admins.rotate(key, self.site(want).login)
+        self.host.note(key, "AdminLogin", True, "Rotated", f"new password of {credentials.login}")
+        return credentials.to_dict()
+
+    def _initialised(self, key: EnvKey) -> DesiredEnvironment:
+        want = self.environment(key)
+        if not self.host.is_initialised(want):
+            raise OdooOpsError(
+                f"the database of {key} is not initialised yet: it has no administrator "
+                "password to show or change",
+                code="database_not_initialised",
+                remediation=f"odooops status {key}  (it is set when the database is made)",
+            )
+        return want
 
     # --------------------------------------------------------------- imperative
     def clone(

@@ -92,6 +92,10 @@ class DataHooks(Protocol):
         """The automatic backup before a production update."""
         ...
 
+    def set_admin_login(self, want: DesiredEnvironment) -> None:
+        """A new database gets its own administrator password, never Odoo's admin/admin."""
+        ...
+
 
 # The final backup of a database about to be dropped (its environment is no longer declared,
 # so only the key and the ledger's record are known).
@@ -343,6 +347,7 @@ class Steps:
             # Odoo 19 loads demo data only when asked; older habits pass --without-demo too.
             args.append("--with-demo" if w.settings.demo else "--without-demo=all")
             self._odoo(w, args, "database initialisation")
+            self._data.set_admin_login(w)  # before the ledger says initialised: a crash redoes it
             detail = f"odoo -i {','.join(w.modules)}"
         self.ledger.update_database(w.key, state=DbState.INITIALISED, revision=w.revision)
         return "done", detail

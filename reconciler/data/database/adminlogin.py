@@ -10,8 +10,9 @@ the daemon needs no passlib and never runs Odoo to set a password.
 The administrator is the user Odoo knows as ``base.user_admin`` (``ir_model_data``), whatever
 its login became; a database whose ``ir_model_data`` does not name it falls back to the user
 whose login is ``admin``. Setting the password is one ``UPDATE`` in its own transaction, run
-as the environment's own role; Odoo derives its session tokens from the password hash, so the
-sessions opened with the previous password end with the change.
+as the environment's own role. Odoo derives its session tokens from the password hash, so the
+sessions opened with a previous password are refused once Odoo computes their token again
+(a running worker may keep one in its cache until it restarts).
 """
 
 from __future__ import annotations
