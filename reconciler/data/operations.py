@@ -119,6 +119,8 @@ class DataHost(Protocol):
 
 # How long a protected export waits for another operation on its environment to end.
 EXPORT_WAIT_SECONDS = 30.0
+# How long a rotation of the administrator's password waits for one (a pass, a backup).
+ROTATION_WAIT_SECONDS = 30.0
 
 
 class DataOps:
@@ -348,7 +350,7 @@ class DataOps:
         """A new administrator password, under the operation lock: never while a copy or a
         restore swaps the database, whose new data would get the password of before."""
         want = self._initialised(key)
-        with self.lifecycle.exclusive(key, wait=self.export_wait):
+        with self.lifecycle.exclusive(key, wait=ROTATION_WAIT_SECONDS):
             credentials = self.admins.rotate(key, self.site(want).login)
         self.host.note(key, "AdminLogin", True, "Rotated", f"new password of {credentials.login}")
         return credentials.to_dict()

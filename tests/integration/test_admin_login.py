@@ -257,6 +257,12 @@ def test_a_staging_copy_of_production_gets_staging_s_password_and_rotation_chang
     world.engine().data.clone(EnvKey(world.project, "prod"), key)
     assert adminlogin.verify(rotated["password"], stored_hash(world, "staging"))
 
+    # Its password goes with the environment (production's stays).
+    world.remove("staging")
+    converge(world, "prod")
+    assert world.engine().secrets.get(f"odoo-admin/{world.project}/staging") is None
+    assert password(world, "prod")
+
 
 def test_a_restore_into_production_keeps_production_s_own_password(world: World) -> None:
     """A backup taken before a rotation restores the data, not the password of then."""
