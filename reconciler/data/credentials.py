@@ -74,9 +74,9 @@ class AdminCredentials:
 class AdminPasswords:
     """The administrator passwords of environments, over the daemon's secret store.
 
-    Callers hold the environment's operation lock for ``set`` and ``rotate`` (``settle`` may
-    drop a ``-next`` entry, which must not be one a rotation is writing right now); ``show``
-    only reads, and needs none.
+    Callers hold the environment's operation lock for ``set`` and ``rotate`` (a rotation may
+    drop a ``-next`` entry, which must not be one another rotation is writing right now);
+    ``show`` changes nothing (but makes a first password when there is none), and needs none.
     """
 
     def __init__(self, store: SecretStore) -> None:

@@ -347,8 +347,9 @@ class DataOps:
         return self.admins.show(key, self.site(want).login).to_dict()
 
     def rotate_admin_password(self, key: EnvKey) -> dict[str, Any]:
-        """A new administrator password, under the operation lock: never while a copy or a
-        restore swaps the database, whose new data would get the password of before."""
+        """A new administrator password, under the operation lock: a copy or a restore in
+        flight wrote the password in force into its new data, which a rotation meanwhile
+        would find outdated once it is swapped in."""
         want = self._initialised(key)
         with self.lifecycle.exclusive(key, wait=ROTATION_WAIT_SECONDS):
             credentials = self.admins.rotate(key, self.site(want).login)
