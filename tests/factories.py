@@ -192,6 +192,7 @@ class MemoryData:
         self._state = state
         self.records: dict[EnvKey, list[dict[str, Any]]] = {}
         self.mail: dict[EnvKey, list[dict[str, Any]]] = {}
+        self.admin_passwords: dict[EnvKey, str] = {}
 
     def _spec(self, key: EnvKey) -> Any:
         state = self._state()
@@ -276,3 +277,14 @@ class MemoryData:
             if item["id"] == mail_id:
                 return item
         raise OdooOpsError("no such mail", code="mail_not_found", remediation="odooops mail list")
+
+    def admin_credentials(self, key: EnvKey) -> dict[str, Any]:
+        self._spec(key)
+        password = self.admin_passwords.setdefault(key, f"pw-{key.env}-0")
+        return {"environment": str(key), "login": "admin", "password": password, "verified": True}
+
+    def rotate_admin_password(self, key: EnvKey) -> dict[str, Any]:
+        self._spec(key)
+        turn = int(self.admin_passwords.get(key, "pw-x-0").rsplit("-", 1)[1]) + 1
+        self.admin_passwords[key] = f"pw-{key.env}-{turn}"
+        return self.admin_credentials(key)

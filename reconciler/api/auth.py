@@ -229,7 +229,8 @@ class Revocations(Protocol):
         ...
 
     def record(self, event: Mapping[str, str]) -> None:
-        """Append one event (a token minted...) to the token audit log."""
+        """Append one event (a token minted, a credential viewed...) to the token audit log;
+        raises ``OSError`` when it cannot be written."""
         ...
 
 

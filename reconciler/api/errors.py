@@ -68,6 +68,10 @@ HTTP_STATUS = {
     "restore_failed": 422,
     "mask_failed": 422,
     "neutralize_failed": 503,
+    "audit_unavailable": 503,
+    "database_not_initialised": 409,
+    "admin_user_missing": 422,
+    "admin_password_failed": 503,
 }
 # A 401 about the bearer token (not a webhook's signature) tells the client how to authenticate.
 _BEARER_REFUSALS = frozenset(

@@ -57,6 +57,15 @@ class DataPlane(Protocol):
 
     def mail_get(self, key: EnvKey, mail_id: str) -> dict[str, Any]: ...
 
+    def admin_credentials(self, key: EnvKey) -> dict[str, Any]:
+        """The Odoo administrator's ``login`` and ``password`` (``verified``: the database
+        holds that password)."""
+        ...
+
+    def rotate_admin_password(self, key: EnvKey) -> dict[str, Any]:
+        """A new administrator password, in the secret store and the database."""
+        ...
+
 
 class Terminal(Protocol):
     """A process with stdin, with or without a TTY (``ShellSession`` of the Docker driver)."""

@@ -10,7 +10,9 @@ re-reads it whenever its inode, size or times change (one ``stat`` per request).
 A list that exists but cannot be read refuses every token (fail closed): a damaged file must
 never bring revoked tokens back to life. Every revocation, and every token minted, is appended
 to ``DATA_DIR/token-audit.jsonl`` (one JSON object per line, opened ``O_APPEND``), so who did
-what to which token stays on record even after an entry of the list is pruned.
+what to which token stays on record even after an entry of the list is pruned. So is every
+view and rotation of an environment's Odoo administrator password, by whose token (never the
+password itself): what a token did with a credential is read beside its minting and revocation.
 """
 
 from __future__ import annotations

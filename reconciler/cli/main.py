@@ -372,6 +372,19 @@ def _write_commands(sub: Any) -> None:
     ls.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     _allowlist_args(ls)
     ls.set_defaults(func=cmd_env_list)
+    cr = env_sub.add_parser(
+        "credentials",
+        help="the Odoo administrator's login and password (API, scope shell; each view is "
+        "recorded in the daemon's audit log)",
+    )
+    cr.add_argument("name", help="PROJECT/ENV, or ENV with a single project")
+    cr.add_argument(
+        "--rotate",
+        action="store_true",
+        help="set a new password first (the old one stops working), then show it",
+    )
+    cr.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    cr.set_defaults(func=cmd_env_credentials)
 
     dep = sub.add_parser("deploy", help="point an environment at a branch or a commit")
     dep.add_argument("name")
@@ -1123,6 +1136,28 @@ def _show_audit(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
             r["date"], r["author"], r["change"], r["via"], r["request_id"], r["commit"][:12]
         )
     out.print(table)
+    return EXIT_OK
+
+
+def cmd_env_credentials(args: argparse.Namespace) -> int:
+    """The administrator's login, through the API: the daemon records who saw it and when."""
+    client = _client()
+    key = client.resolve(args.name)
+    path = f"/environments/{key.project}/{key.env}/credentials"
+    doc = client.request("POST", f"{path}/rotate") if args.rotate else client.get(path)
+    if args.output != "table":
+        _emit(doc, args.output)
+        return EXIT_OK
+    if args.rotate:
+        out.print(f"[green]new administrator password of {key}[/]", highlight=False)
+    print(f"login:    {doc['login']}\npassword: {doc['password']}", flush=True)
+    if not doc["verified"]:
+        err.print(
+            f"[yellow]warning[/]: the database of {key} holds another administrator password "
+            "(changed in Odoo itself, or set before OdooOps managed it); set this one with: "
+            f"odooops env credentials {key} --rotate",
+            highlight=False,
+        )
     return EXIT_OK
 
 

@@ -31,7 +31,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -46,6 +46,7 @@ from reconciler.data.backup.framing import PartWriter, read_parts
 from reconciler.data.backup.storage import BackupStorage
 from reconciler.data.database import copy as dbcopy
 from reconciler.data.database import dumpversion, masking, neutralize, odoozip, plainsql
+from reconciler.data.database.adminlogin import set_password as set_admin_password
 from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_args
 from reconciler.data.moves import Moves
 from reconciler.drivers.docker import DatabaseReach, DockerDriver
@@ -80,6 +81,8 @@ class Site:
     instance: str
     revision: str = ""
     state_commit: str = ""
+    # The environment's own Odoo administrator password, set on every copy into it (none: kept)
+    admin_password: str = field(default="", repr=False)
 
     @property
     def database(self) -> str:
@@ -229,7 +232,8 @@ class Lifecycle:
         copied: bool,
         progress: ProgressFn,
     ) -> dict[str, Any]:
-        """New identity, neutralisation and masking, on the scratch database before the swap.
+        """New identity, neutralisation, masking and the target's own administrator password,
+        on the scratch database before the swap.
 
         Logged in as the target's role, which owns the scratch copy: a trigger or a rule the
         copied data carries fires with that role's rights, never the admin's.
@@ -244,6 +248,7 @@ class Lifecycle:
             if copied:
                 neutralize.reidentify(conn)
             if target.production or sanitising is None:
+                _admin_login(conn, target)
                 return out
             progress("neutralising", 0, 0)
             report = neutralize.neutralize(
@@ -256,6 +261,7 @@ class Lifecycle:
                 masked = masking.mask(conn, sanitising.rules, sanitising.salt)
                 out["masked_rows"] = sum(masked.rows.values())
                 out["masking_seconds"] = round(masked.seconds, 2)
+            _admin_login(conn, target)  # last: neutralising a masked copy removes every password
         return out
 
     def _move(self, target: Site, op: str, initialised: bool = True) -> Any:
@@ -791,6 +797,12 @@ def check_key(record: BackupRecord, key: BackupKey, env: EnvKey) -> None:
             remediation="set backups.encryption_key in odooops.yaml to the key file with id "
             f"{want_key} (`odooops db backups {env}` shows each backup's key id)",
         )
+
+
+def _admin_login(conn: Any, target: Site) -> None:
+    """The target's own administrator password, never the one the data came with."""
+    if target.admin_password:
+        set_admin_password(conn, target.admin_password)
 
 
 def _prefix(key: EnvKey) -> str:

@@ -33,6 +33,7 @@ from reconciler.core.modules import ModuleSnapshot
 from reconciler.data.backup.crypto import BackupKey
 from reconciler.data.backup.errors import BackupError
 from reconciler.data.backup.storage import BackupStorage, open_storage
+from reconciler.data.credentials import AdminPasswords
 from reconciler.data.database import masking, modules, neutralize
 from reconciler.data.database.copy import TEMPLATE_BYTES_PER_SECOND
 from reconciler.data.database.endpoint import Endpoint
@@ -124,6 +125,8 @@ EXPORT_WAIT_SECONDS = 30.0
 RESTART_WAIT = 180.0
 # `odoo neutralize --stdout` only reads the module table and the addons' files.
 NEUTRALIZE_TIMEOUT = 300.0
+# How long a rotation of the administrator's password waits for one (a pass, a backup).
+ROTATION_WAIT_SECONDS = 30.0
 
 
 class DataOps:
@@ -146,6 +149,11 @@ class DataOps:
 
     def close(self) -> None:
         self.stop_mail_catcher()
+
+    @property
+    def admins(self) -> AdminPasswords:
+        """The environments' Odoo administrator passwords, in the engine's secret store."""
+        return AdminPasswords(self.host.secrets)
 
     # --------------------------------------------------------------------- resolution
     def config(self) -> StateConfig:
@@ -206,6 +214,7 @@ class DataOps:
             instance=self.host.instance,
             revision=want.revision,
             state_commit=want.state_commit,
+            admin_password=self.admins.password(key),
         )
 
     def mail_secret(self) -> bytes:
@@ -375,6 +384,39 @@ class DataOps:
     def backup_before(self, want: DesiredEnvironment, reason: str) -> BackupRecord:
         """The automatic backup before a production update or a destructive change."""
         return self._backup(want, reason, _quiet)
+
+    def set_admin_login(self, want: DesiredEnvironment) -> None:
+        """A new database, just initialised, gets its own administrator password (a copy got
+        it with its data: ``Lifecycle._prepare``)."""
+        admin = self.admins.set(want.key, self.site(want).login)
+        self.host.note(want.key, "AdminLogin", True, "Set", f"password of {admin.login} set")
+
+    # ------------------------------------------------------- the administrator's login
+    def admin_credentials(self, key: EnvKey) -> dict[str, Any]:
+        """The administrator's login and password (``verified``: the database holds it)."""
+        want = self._initialised(key)
+        return self.admins.show(key, self.site(want).login).to_dict()
+
+    def rotate_admin_password(self, key: EnvKey) -> dict[str, Any]:
+        """A new administrator password, under the operation lock: a copy or a restore in
+        flight wrote the password in force into its new data, which a rotation meanwhile
+        would find outdated once it is swapped in."""
+        want = self._initialised(key)
+        with self.lifecycle.exclusive(key, wait=ROTATION_WAIT_SECONDS):
+            credentials = self.admins.rotate(key, self.site(want).login)
+        self.host.note(key, "AdminLogin", True, "Rotated", f"new password of {credentials.login}")
+        return credentials.to_dict()
+
+    def _initialised(self, key: EnvKey) -> DesiredEnvironment:
+        want = self.environment(key)
+        if not self.host.is_initialised(want):
+            raise OdooOpsError(
+                f"the database of {key} is not initialised yet: it has no administrator "
+                "password to show or change",
+                code="database_not_initialised",
+                remediation=f"odooops status {key}  (it is set when the database is made)",
+            )
+        return want
 
     # --------------------------------------------------------------- imperative
     def clone(

@@ -5,8 +5,8 @@ database) but never reach git or logs. The store is one file encrypted with AES-
 master key taken from ``ODOOOPS_MASTER_KEY`` (base64) or a key file; it is rewritten atomically
 so a crash never leaves a torn file.
 
-Two kinds of entries share it: the daemon's own (``db/<env>``, ``mail/catcher``,
-``masking/salt``), which no state file can name, and the operator's named secrets
+Two kinds of entries share it: the daemon's own (``db/<env>``, ``odoo-admin/<env>``,
+``mail/catcher``, ``masking/salt``), which no state file can name, and the operator's named secrets
 (``user/<name>``, set with ``odooops secret set``), each with the hosts it may be sent to.
 The CLI writes named secrets while the daemon runs, so every change is a read-modify-write
 under an exclusive ``flock`` and every read notices a newer file: neither process loses the
@@ -27,7 +27,7 @@ import os
 import secrets
 import string
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +46,11 @@ NAMED_PREFIX = "user/"
 _AAD = b"odooops-secrets-v1"
 _ALPHABET = string.ascii_letters + string.digits
 _Stamp = tuple[int, int, int] | None
+
+
+def generate(length: int = 32) -> str:
+    """A new secret of letters and digits only (about 190 bits at 32 characters)."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
 def load_master_key(key_file: Path | None) -> bytes:
@@ -177,9 +182,22 @@ class SecretStore:
         with self._changing() as data:
             value = data.get(name)
             if value is None:
-                value = "".join(secrets.choice(_ALPHABET) for _ in range(length))
+                value = generate(length)
                 data[name] = value
             return value
+
+    def update(self, changes: Mapping[str, str | None]) -> None:
+        """Set (a value) or remove (``None``) several of the daemon's own entries in one
+        atomic write: a reader, or a daemon killed meanwhile, sees all of them or none."""
+        named = sorted(n for n in changes if n.startswith(NAMED_PREFIX))
+        if named:
+            raise ValueError(f"{named[0]} is a named secret: set it with set_named")
+        with self._changing() as data:
+            for name, value in changes.items():
+                if value is None:
+                    data.pop(name, None)
+                else:
+                    data[name] = value
 
     def get(self, name: str) -> str | None:
         with self._lock:

@@ -731,6 +731,7 @@ class Engine:
         self.data.mail.purge(key)
         if record is None:
             self.secrets.delete(f"db/{key}")
+            self.data.admins.forget(key)
 
     def _mark(self, key: EnvKey, *conds: Condition) -> None:
         def change(status: EnvironmentStatus) -> EnvironmentStatus:

@@ -118,6 +118,10 @@ class DataHooks(Protocol):
         """What the module table says after a run, read as the environment's role."""
         ...
 
+    def set_admin_login(self, want: DesiredEnvironment) -> None:
+        """A new database gets its own administrator password, never Odoo's admin/admin."""
+        ...
+
 
 # The final backup of a database about to be dropped (its environment is no longer declared,
 # so only the key and the ledger's record are known).
@@ -371,6 +375,7 @@ class Steps:
             if w.settings.demo:
                 args.append("--with-demo")
             self._odoo(w, args, "database initialisation")
+            self._data.set_admin_login(w)  # before the ledger says initialised: a crash redoes it
             detail = f"odoo -i {','.join(w.modules)}"
         self.ledger.update_database(w.key, state=DbState.INITIALISED, revision=w.revision)
         return "done", detail

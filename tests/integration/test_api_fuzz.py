@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 
 from reconciler.api.app import RateLimiter, create_app
 from reconciler.api.auth import AuthConfig, TokenAuthority
+from reconciler.api.revocations import RevocationList
 from reconciler.gitops.gitsource import GitSource
 from reconciler.gitops.statewriter import StateWriter
 from tests.factories import UncalledPlane
@@ -52,11 +53,13 @@ schema = schemathesis.openapi.from_asgi(
 
 @pytest.fixture
 def app(tmp_path: Path) -> Starlette:
-    """The API over a fresh state repository (project acme; environments production and qa)."""
+    """The API over a fresh state repository (project acme; environments production and qa),
+    with the daemon's token audit log (the credential routes show nothing without one)."""
     bare = acme_state_remote(tmp_path)
     plane = Plane(StateWriter(GitSource(f"file://{bare}", tmp_path / "cache")))
+    authority = TokenAuthority(AUTHORITY.config, revocations=RevocationList(tmp_path))
     # One subject sends hundreds of requests here; the limiter is tested in test_api.py.
-    return create_app(plane, AUTHORITY, limiter=RateLimiter(rate=1e6, burst=1_000_000))
+    return create_app(plane, authority, limiter=RateLimiter(rate=1e6, burst=1_000_000))
 
 
 @schema.parametrize()

@@ -20,6 +20,7 @@ import pytest
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey
 from reconciler.data.backup.errors import BackupCorrupt, BackupKeyMismatch
+from reconciler.data.database.adminlogin import verify
 from reconciler.engine.status import Health, Sync
 from tests.integration.containers import run_once, throwaway
 from tests.integration.world import World
@@ -144,11 +145,12 @@ def test_declared_copy_is_a_neutralised_masked_copy_with_its_own_files(
     prod_files, staging_files = filestore_files(world, "prod"), filestore_files(world, "staging")
     assert prod_files and prod_files.keys() == staging_files.keys()
     assert not set(prod_files.values()) & set(staging_files.values()), "no inode is shared"
-    # No credential of production's users: no API key, no password hash (a masked copy).
+    # No credential of production's users: no API key, no password hash of theirs (a masked
+    # copy); the one password left is the administrator's, staging's own.
     assert world.query(db(world, "staging"), "SELECT count(*) FROM res_users_apikeys") == [(0,)]
-    assert world.query(
-        db(world, "staging"), "SELECT count(*) FROM res_users WHERE password IS NOT NULL"
-    ) == [(0,)]
+    hashes = world.query(db(world, "staging"), "SELECT password FROM res_users WHERE password > ''")
+    staging_admin = world.engine().secrets.get(f"odoo-admin/{world.project}/staging")
+    assert len(hashes) == 1 and staging_admin and verify(staging_admin, hashes[0][0])
     # Production itself is untouched.
     assert prod["emails"] <= values(world, "prod")
     assert param(world, "prod", "database.is_neutralized") is None

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 
+from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import Desired, Tier
 from reconciler.data.lifecycle import OperationBusy
 from reconciler.data.operations import DataHost, DataOps
@@ -40,6 +41,9 @@ class Host:
     @property
     def instance(self) -> str:
         return "unit"
+
+    def is_initialised(self, want: Any) -> bool:
+        return False  # no database was made in these tests
 
 
 def test_a_protected_export_takes_the_operation_lock_and_never_runs_mid_restore(
@@ -87,3 +91,16 @@ def test_a_protected_export_starts_once_a_short_operation_ends(tmp_path: Path) -
     assert ops.export(key, out) == {"files": 1, "bytes": 3}
     holder.join()
     assert seen == [True] and out.getvalue() == b"zip"
+
+
+@pytest.mark.parametrize("operation", ["admin_credentials", "rotate_admin_password"])
+def test_an_environment_without_its_database_has_no_administrator_to_show_or_rotate(
+    tmp_path: Path, operation: str
+) -> None:
+    """Refused before any secret is made or any database reached."""
+    ops = DataOps(cast(DataHost, Host(tmp_path)))
+    key = desired("qa", Tier.STAGING).key
+    with pytest.raises(OdooOpsError) as refused:
+        getattr(ops, operation)(key)
+    assert refused.value.code == "database_not_initialised"
+    assert refused.value.remediation.startswith(f"odooops status {key}")

@@ -97,6 +97,28 @@ def test_two_processes_sharing_the_store_never_lose_each_other_s_entries(tmp_pat
     assert reopened.resolve(SecretRef(secret="acme-git")) == "ghp_t0ken"
 
 
+def test_an_update_sets_and_removes_several_entries_at_once_for_every_reader(
+    tmp_path: Path,
+) -> None:
+    """What a rotation needs: the new value in and the old one out in one write."""
+    daemon, other = store_in(tmp_path), store_in(tmp_path)
+    daemon.update({"odoo-admin/acme/prod": "old", "odoo-admin-next/acme/prod": "new"})
+    assert other.get("odoo-admin-next/acme/prod") == "new"
+    other.update({"odoo-admin/acme/prod": "new", "odoo-admin-next/acme/prod": None})
+    assert daemon.get("odoo-admin/acme/prod") == "new"
+    assert daemon.get("odoo-admin-next/acme/prod") is None
+    daemon.update({"never-there": None})  # removing what is not there is no error
+
+
+def test_an_update_never_touches_a_named_secret(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    store.set_named("acme-git", "ghp_t0ken")
+    with pytest.raises(ValueError, match="named secret"):
+        store.update({"odoo-admin/acme/prod": "x", "user/acme-git": None})
+    assert store.get("odoo-admin/acme/prod") is None
+    assert store.resolve(SecretRef(secret="acme-git")) == "ghp_t0ken"
+
+
 @pytest.mark.parametrize(
     ("name", "value", "hosts"),
     [

@@ -43,6 +43,7 @@ class DataPlane:
     backups: list[tuple[EnvKey, str]] = field(default_factory=list)
     copies: list[EnvKey] = field(default_factory=list)
     partial: set[str] = field(default_factory=set)  # databases an update left half-way
+    admin_logins: list[EnvKey] = field(default_factory=list)
 
     def module_snapshot(self, want: DesiredEnvironment) -> ModuleSnapshot:
         """What the in-memory Odoo runs left in the module table."""
@@ -54,12 +55,17 @@ class DataPlane:
             self.neutralized.append(want.key)
 
     def copy_for_init(self, want: DesiredEnvironment) -> object:
+        """A copy carries its source's module table (an initialised Odoo: base installed)."""
         self.copies.append(want.key)
+        self.runtime.modules[want.key.database] = {"base": "installed"}
         return {}
 
     def backup_before(self, want: DesiredEnvironment, reason: str) -> object:
         self.backups.append((want.key, reason))
         return {}
+
+    def set_admin_login(self, want: DesiredEnvironment) -> None:
+        self.admin_logins.append(want.key)
 
 
 class World:
@@ -134,6 +140,40 @@ def test_a_new_environment_gets_everything_and_the_ledger_records_each_step(worl
     assert world.runtime.containers[want.key.odoo_container].state == "running"
     assert world.data.neutralized == [want.key]
     assert world.converge(want) == []  # converged: nothing more to do
+
+
+def test_a_new_database_gets_its_admin_password_once_right_after_its_initialisation(
+    world: World,
+) -> None:
+    want = desired("qa", Tier.STAGING)
+    world.converge(want)
+    world.converge(want)
+    assert world.data.admin_logins == [want.key]
+
+
+def test_a_failed_initialisation_sets_no_admin_password_and_is_redone_with_it(
+    world: World,
+) -> None:
+    want = desired("qa", Tier.STAGING)
+    world.runtime.exit_codes["-i"] = 1
+    with pytest.raises(OdooOpsError) as failed:
+        world.converge(want)
+    assert failed.value.code == "deploy_failed"
+    assert world.data.admin_logins == []
+    world.runtime.exit_codes.clear()
+    world.converge(want)
+    assert world.data.admin_logins == [want.key]
+
+
+def test_a_declared_copy_gets_its_admin_password_with_its_data_not_from_the_init_step(
+    world: World,
+) -> None:
+    """The copy's own password is set on the sanitised copy before the swap (the data plane's
+    ``_prepare``); the init step only sets it on a database it made with ``-i``."""
+    want = desired("qa", Tier.STAGING, db_source="prod")
+    world.converge(want)
+    assert world.data.copies == [want.key]
+    assert world.data.admin_logins == []
 
 
 def test_a_crash_after_create_database_makes_the_next_run_recreate_it(world: World) -> None:

@@ -1,16 +1,27 @@
-"""Environments: declare, change, remove, suspend, deploy (commits); status, events, logs."""
+"""Environments: declare, change, remove, suspend, deploy (commits); status, events, logs;
+the Odoo administrator's login (shown and rotated, each time recorded in the audit log).
+
+The administrator's password is a credential to the environment's whole Odoo: it needs the
+``shell`` scope (whose ``psql`` and ``odoo shell`` reach as much) and, on a protected
+environment, a client in the production allowlist. Every view and rotation is appended to
+the token audit log (``reconciler.api.revocations``, beside the tokens' minting and
+revocation, so what a leaked token did is read in one place) *before* the password is read
+or changed: when nothing can record it, nothing is shown. The password never reaches a log.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from reconciler.api.auth import authorize
+from reconciler.api.auth import authorize, check_production_write
 from reconciler.api.context import (
     NAME,
     WAIT,
@@ -25,9 +36,11 @@ from reconciler.api.context import (
     unknown,
     unknown_project,
 )
-from reconciler.api.httpbody import InvalidRequest
+from reconciler.api.httpbody import InvalidRequest, json_object
 from reconciler.api.writes import commit_write
 from reconciler.core import durations
+from reconciler.core.errors import OdooOpsError
+from reconciler.core.model import EnvKey
 from reconciler.core.validation import is_branch_name
 from reconciler.gitops import changes
 
@@ -37,6 +50,8 @@ CREATE_FIELDS = {"project", "name", "branch", "tier", "revision", "owner", "over
     ROUTING_FIELDS
 )
 PATCH_FIELDS = {"branch", "tier", "revision", "owner", "overrides", "protected"} | ROUTING_FIELDS
+# A password in an answer is kept by no cache between the daemon and the client.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
@@ -182,6 +197,70 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
 
         return StreamingResponse(body_lines(), media_type="text/plain; charset=utf-8")
 
+    async def credential_access(request: Request, event: str) -> EnvKey:
+        """The checks before a credential is touched, then the audit record of the access."""
+        key = env_key(request)
+        if any(s.key == key and s.protected for s in ctx.state().environments):
+            client = request.client.host if request.client else ""
+            check_production_write(principal_of(request), client, ctx.production_allowlist)
+        try:
+            await run_in_threadpool(plane.data().environment, key)
+        except OdooOpsError as exc:
+            if exc.code == "environment_not_found":
+                raise unknown(key) from None
+            raise
+        await run_in_threadpool(audit, request, event, key)
+        return key
+
+    def audit(request: Request, event: str, key: EnvKey, **extra: str) -> None:
+        principal = principal_of(request)
+        log = ctx.authority.revocations
+        if log is None:
+            raise AuditUnavailable(
+                "this API keeps no audit log, so it shows and changes no credential",
+                remediation="ask the daemon's own API, which records each access in "
+                "DATA_DIR/token-audit.jsonl (odooops daemon --state-repo URL)",
+            )
+        entry = {
+            "event": event,
+            "environment": str(key),
+            "subject": principal.subject,
+            "jti": principal.token_id,
+            "client": request.client.host if request.client else "",
+            **extra,
+        }
+        try:
+            log.record(entry)
+        except OSError as exc:
+            raise AuditUnavailable(
+                f"the audit log cannot be written ({exc.strerror or type(exc).__name__}): no "
+                "credential is shown or changed",
+                remediation="odooops status (then check the daemon's data directory: free "
+                "space, permissions of token-audit.jsonl)",
+            ) from None
+
+    @guarded("shell", per_env=True)
+    async def environment_credentials(request: Request) -> Response:
+        """The Odoo administrator's login and password, recorded in the audit log first."""
+        key = await credential_access(request, "credentials_viewed")
+        doc = await run_in_threadpool(plane.data().admin_credentials, key)
+        return JSONResponse(doc, headers=NO_STORE)
+
+    @guarded("shell", per_env=True)
+    async def rotate_credentials(request: Request) -> Response:
+        """A new administrator password, into the secret store and the database."""
+        await json_object(request, {})
+        key = await credential_access(request, "credentials_rotated")
+        try:
+            doc = await run_in_threadpool(plane.data().rotate_admin_password, key)
+        except OdooOpsError as exc:
+            with contextlib.suppress(OdooOpsError):  # the client sees the rotation's own error
+                await run_in_threadpool(
+                    audit, request, "credentials_rotate_failed", key, error=exc.code
+                )
+            raise
+        return JSONResponse(doc, headers=NO_STORE)
+
     return [
         Route("/v1/environments", list_environments, methods=["GET"]),
         Route("/v1/environments", create_environment, methods=["POST"]),
@@ -194,7 +273,15 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         Route(f"{env}/deploy", deploy_environment, methods=["POST"]),
         Route(f"{env}/logs", environment_logs, methods=["GET"]),
         Route(f"{env}/events", environment_events, methods=["GET"]),
+        Route(f"{env}/credentials", environment_credentials, methods=["GET"]),
+        Route(f"{env}/credentials/rotate", rotate_credentials, methods=["POST"]),
     ]
+
+
+class AuditUnavailable(OdooOpsError):
+    """503: no audit log can record the access, so no credential is shown or changed."""
+
+    code = "audit_unavailable"
 
 
 def check_branch(fields: dict[str, Any]) -> None:

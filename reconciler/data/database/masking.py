@@ -20,8 +20,8 @@ partners of the companies (``res_company.partner_id``), so one can still log in 
 documents still show the company; rules may keep more rows, never by free SQL (see
 ``schemas/masking.schema.json``). Keep conditions are read before any table is masked, so
 they see the original data whatever the order of the rules. Credentials are not masking's:
-neutralisation removes them from every user of a masked copy, the admin's password too, so
-the admin logs in once given a new one.
+neutralisation removes them from every user of a masked copy, the admin's password too, and
+the copy then gets its environment's own administrator password (``reconciler.data.credentials``).
 
 Columns and tables that do not exist are skipped (the rules name columns of several Odoo
 releases and of optional modules). Odoo defines no triggers on its tables, so none need to
