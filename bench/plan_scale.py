@@ -181,6 +181,9 @@ class MemoryAppRepo:
     def tree_id(self, commit: str, path: str = "") -> str:
         return hashlib.sha1(f"{commit}:{path}".encode()).hexdigest()
 
+    def addon_trees(self, commit: str, paths: tuple[str, ...]) -> dict[str, str]:
+        return {}
+
 
 def load_app_config(content: bytes, label: str) -> Mapping[str, Any]:
     """The engine's loader (``engine._load_app_config``): full validation of ``.odooops.yaml``."""

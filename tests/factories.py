@@ -48,6 +48,7 @@ def desired(
     tier: Tier = Tier.PRODUCTION,
     revision: str = "a" * 40,
     workers: int | None = None,
+    addons: Mapping[str, str] | None = None,
     **spec_kw: Any,
 ) -> DesiredEnvironment:
     overrides = {} if workers is None else {"workers": workers}
@@ -64,6 +65,9 @@ def desired(
         server=None if tier.dedicated_database else SERVER,
         dev_db_image="postgres:15",
         state_commit="c" * 40,
+        # Each revision changes the app's one addon, unless a test says otherwise.
+        addons=tuple(sorted((addons or {"acme_base": f"tree-{revision[:12]}"}).items())),
+        base_image_id="sha256:base",
     )
 
 

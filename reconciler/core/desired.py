@@ -42,6 +42,11 @@ class AppRepo(Protocol):
 
     def tree_id(self, commit: str, path: str = "") -> str: ...
 
+    def addon_trees(self, commit: str, paths: tuple[str, ...]) -> Mapping[str, str]:
+        """Each addon folder (a directory with ``__manifest__.py``) directly under one of
+        ``paths``, with the tree id of its folder; the first path holding a name wins."""
+        ...
+
 
 AppConfigLoader = Callable[[bytes, str], Mapping[str, Any]]
 
@@ -185,4 +190,6 @@ def _resolve_one(
         server=server,
         dev_db_image=config.platform.dev_db_image,
         state_commit=config.commit,
+        addons=tuple(sorted(repo.addon_trees(revision, project.addons_paths).items())),
+        base_image_id=base_id,
     )

@@ -312,6 +312,11 @@ class DesiredEnvironment:
     server: DatabaseServer | None  # None: a dedicated container
     dev_db_image: str
     state_commit: str
+    # Each addon of the app at ``revision`` with the git tree id of its folder, and the base
+    # image's id: what decides which modules an update runs ``-u`` on (never in the spec hash:
+    # the revision and the image already are).
+    addons: tuple[tuple[str, str], ...] = ()
+    base_image_id: str = ""
 
     @property
     def key(self) -> EnvKey:

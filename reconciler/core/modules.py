@@ -21,8 +21,11 @@ __all__ = [
     "PARTIAL_KEY",
     "ModuleProblem",
     "ModuleSnapshot",
+    "UpdatePlan",
+    "applied",
     "explaining_lines",
     "problems",
+    "update_plan",
 ]
 
 PARTIAL_KEY = "base.partially_updated_database"
@@ -95,3 +98,78 @@ def explaining_lines(logs: str, names: Sequence[str]) -> list[str]:
         )
     ]
     return picked[-MAX_LINES:]
+
+
+# ---------------------------------------------------------------------- which to update
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """What an update runs: ``-i`` for wanted modules not installed yet, ``-u`` for installed
+    modules whose code changed; nothing at all when neither (a code-only deploy)."""
+
+    install: tuple[str, ...]
+    update: tuple[str, ...]
+    why: str
+
+    @property
+    def empty(self) -> bool:
+        return not self.install and not self.update
+
+    def args(self) -> list[str]:
+        out: list[str] = []
+        if self.install:
+            out += ["-i", ",".join(self.install)]
+        if self.update:
+            out += ["-u", ",".join(self.update)]
+        return out
+
+    def __str__(self) -> str:
+        parts = [f"-i {','.join(self.install)}"] if self.install else []
+        parts += [f"-u {','.join(self.update)}"] if self.update else []
+        return f"{' '.join(parts) or 'no module to update'} ({self.why})"
+
+
+def applied(
+    addons: Mapping[str, str], base_image_id: str, wanted: Iterable[str]
+) -> dict[str, object]:
+    """What the ledger keeps after a successful ``-i``/``-u``: the tree id of each app addon,
+    the base image, and the modules that were wanted."""
+    return {"addons": dict(addons), "base": base_image_id, "wanted": sorted(set(wanted))}
+
+
+def update_plan(
+    recorded: Mapping[str, object] | None,
+    addons: Mapping[str, str],
+    base_image_id: str,
+    wanted: Sequence[str],
+    installed: Iterable[str] | None = None,
+) -> UpdatePlan:
+    """Which modules to install and update, from git alone.
+
+    An app addon whose folder's tree id differs from the one recorded at the last successful
+    update changed; a wanted module that is not installed (``installed``, when the database
+    was read; else: not wanted last time) is new. A new base image (Odoo itself changed), or
+    nothing recorded (a database updated before the platform kept hashes), updates every
+    wanted module, as before.
+    """
+    own = [m for m in wanted if m != "base"] or ["base"]
+    old_addons = recorded.get("addons") if recorded else None
+    if not isinstance(old_addons, Mapping) or recorded is None:
+        return UpdatePlan(tuple(own), tuple(own), "no module hashes recorded yet")
+    if recorded.get("base") != base_image_id:
+        return UpdatePlan(tuple(own), tuple(own), "the Odoo base image changed")
+    old_wanted = recorded.get("wanted")
+    have = (
+        set(installed)
+        if installed is not None
+        else set(old_wanted if isinstance(old_wanted, list) else ())
+    )
+    install = tuple(m for m in wanted if m not in have)
+    changed = sorted(
+        name
+        for name, tree in addons.items()
+        if name in have and old_addons.get(name) != tree and name not in install
+    )
+    why = "changed since the last update" if changed else "new modules" if install else ""
+    return UpdatePlan(install, tuple(changed), why or "no addon changed")

@@ -47,6 +47,8 @@ class ObservedDatabase:
     initialised: bool
     protected: bool = False
     owned: bool = True  # the ledger records it as the daemon's
+    # What its modules were at the last successful -i/-u (reconciler.core.modules.applied).
+    modules: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True)

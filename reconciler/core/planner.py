@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from reconciler.core.model import Desired, DesiredEnvironment, EnvKey, Tier
+from reconciler.core.modules import update_plan
 from reconciler.core.observed import Observed, ObservedEnvironment, Role
 
 
@@ -232,10 +233,13 @@ def _converge(
         return
     if odoo.spec_hash != want.odoo_spec_hash():
         if initialised and odoo.revision not in (None, want.revision):
+            # What git says to update (the step reads the module table to decide for good).
+            recorded = db.modules if db is not None else None
+            which = update_plan(recorded, dict(want.addons), want.base_image_id, want.modules)
             yield act(
                 Kind.UPDATE_MODULES,
                 key.database,
-                f"revision {odoo.revision[:12]} -> {want.revision[:12]}",
+                f"revision {odoo.revision[:12]} -> {want.revision[:12]}: {which}",
             )
         yield act(Kind.REPLACE_ODOO, key.odoo_container, _what_changed(want, odoo.revision))
     elif not odoo.running:

@@ -440,7 +440,15 @@ class Engine:
         }
         servers = frozenset(config.platform.database_servers)
         envs = {
-            k: observed_environment(k, listing, records.get(k), candidates.get(k), exists, servers)
+            k: observed_environment(
+                k,
+                listing,
+                records.get(k),
+                candidates.get(k),
+                exists,
+                servers,
+                self.ledger.modules(k) if k in records else None,
+            )
             for k in keys
             if k not in unreachable
         }
@@ -820,6 +828,7 @@ def observed_environment(
     server: str | None,
     exists: Mapping[str, set[str]],
     servers: frozenset[str],
+    modules: Mapping[str, object] | None = None,
 ) -> ObservedEnvironment:
     """One environment as the planner sees it: the runtime's objects (their labels are the
     daemon's: only the Docker API writes them) joined with the ledger's word on its database.
@@ -840,7 +849,12 @@ def observed_environment(
             present = True  # a server no longer declared: kept, never guessed away
         if present:
             database = ObservedDatabase(
-                record.name, record.server, record.initialised, record.protected, owned=True
+                record.name,
+                record.server,
+                record.initialised,
+                record.protected,
+                owned=True,
+                modules=modules,
             )
     elif Role.DB in containers:
         database = ObservedDatabase(key.database, "dedicated", False, owned=False)

@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS journal (
     doc TEXT NOT NULL,
     opened TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS modules (
+    env TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL,
@@ -182,6 +187,28 @@ class Ledger:
             return
         with self._tx() as db:
             db.execute("DELETE FROM databases WHERE env = ?", [str(key)])
+            db.execute("DELETE FROM modules WHERE env = ?", [str(key)])
+
+    # -------------------------------------------------------------------------- modules
+    def modules(self, key: EnvKey) -> dict[str, Any] | None:
+        """What the database's modules were at their last successful ``-i``/``-u``
+        (``reconciler.core.modules.applied``), or None when never recorded."""
+        with self._tx() as db:
+            row = db.execute("SELECT doc FROM modules WHERE env = ?", [str(key)]).fetchone()
+        if row is None:
+            return None
+        doc = json.loads(row[0])
+        return doc if isinstance(doc, dict) else None
+
+    def put_modules(self, key: EnvKey, doc: Mapping[str, Any]) -> None:
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO modules (env, doc, updated) VALUES (?, ?, ?) ON CONFLICT(env) DO "
+                "UPDATE SET doc = excluded.doc, updated = excluded.updated",
+                [str(key), json.dumps(doc, sort_keys=True), now()],
+            )
 
     # -------------------------------------------------------------------------- journal
     def open_entry(self, key: EnvKey, kind: str, doc: Mapping[str, Any]) -> int:

@@ -24,7 +24,13 @@ from typing import Protocol
 from reconciler.core.errors import OdooOpsError, sanitize
 from reconciler.core.faults import boundary
 from reconciler.core.model import DatabaseServer, DesiredEnvironment, EnvKey, Tier
-from reconciler.core.modules import ModuleSnapshot, explaining_lines, problems
+from reconciler.core.modules import (
+    ModuleSnapshot,
+    applied,
+    explaining_lines,
+    problems,
+    update_plan,
+)
 from reconciler.core.planner import Action, Kind
 from reconciler.drivers.protocols import DatabaseAdmin, Runtime, server_name
 from reconciler.engine.ledger import DatabaseRecord, DbState, Ledger
@@ -377,24 +383,37 @@ class Steps:
             self._odoo(w, args, "database initialisation")
             self._data.set_admin_login(w)  # before the ledger says initialised: a crash redoes it
             detail = f"odoo -i {','.join(w.modules)}"
+        self.ledger.put_modules(w.key, applied(dict(w.addons), w.base_image_id, w.modules))
         self.ledger.update_database(w.key, state=DbState.INITIALISED, revision=w.revision)
         return "done", detail
 
     def _update_modules(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        """``-u`` only the installed modules whose addon folder changed in git since the last
+        successful update, ``-i`` the newly wanted ones, nothing at all when neither (a
+        code-only deploy takes no backup and runs no Odoo)."""
         w = _need(want, a)
         record = self.ledger.database(w.key)
+        snapshot = self._data.module_snapshot(w)
+        installed = [name for name, state in snapshot.states.items() if state == "installed"]
+        plan = update_plan(
+            self.ledger.modules(w.key), dict(w.addons), w.base_image_id, w.modules, installed
+        )
+        done = applied(dict(w.addons), w.base_image_id, w.modules)
+        if plan.empty and not snapshot.partially_updated:
+            self.ledger.put_modules(w.key, done)
+            self.ledger.update_database(w.key, revision=w.revision)
+            return "skipped", str(plan)
         # Migrations cannot be undone: the way back is this backup, taken once per target
         # revision (a failing update retried ten times takes one backup, not ten).
         backed_up = record is not None and record.backup_revision == w.revision
         if (w.spec.protected or w.spec.tier is Tier.PRODUCTION) and not backed_up:
             self._data.backup_before(w, f"before update to {w.revision[:12]}")
             self.ledger.update_database(w.key, backup_revision=w.revision)
-        mods = ",".join(m for m in w.modules if m != "base") or "base"
-        self._odoo(
-            w, ["-d", w.key.database, "-i", mods, "-u", mods, "--stop-after-init"], "module update"
-        )
+        args = plan.args() or ["-u", ",".join(m for m in w.modules if m != "base") or "base"]
+        self._odoo(w, ["-d", w.key.database, *args, "--stop-after-init"], "module update")
+        self.ledger.put_modules(w.key, done)
         self.ledger.update_database(w.key, revision=w.revision)
-        return "done", f"-u {mods}"
+        return "done", str(plan)
 
     def _create_odoo(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
         w = _need(want, a)

@@ -197,6 +197,7 @@ class GitSource:
         self._mirror = Path(cache_dir) / f"{key}.git"
         self._local = _local_path(url)
         self._lock = threading.RLock()
+        self._addon_cache: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
 
     @property
     def display_url(self) -> str:
@@ -335,6 +336,31 @@ class GitSource:
     def tree_id(self, commit: str, path: str = "") -> str:
         """The tree object id of a directory: equal ids mean byte-identical content."""
         return str(self._tree(self._open(), commit, path).id)
+
+    def addon_trees(self, commit: str, paths: tuple[str, ...]) -> dict[str, str]:
+        """Each addon folder directly under one of ``paths`` (the first holding a name wins,
+        as on Odoo's addons path), with its tree id: the same idea as click-odoo-update's
+        checksums, read from git instead of hashing files in a running Odoo. A commit never
+        changes, so the answer is kept per commit."""
+        cache_key = (commit, paths)
+        found = self._addon_cache.get(cache_key)
+        if found is not None:
+            return dict(found)
+        repo = self._open()
+        trees: dict[str, str] = {}
+        for path in paths:
+            folder = self._lookup(repo, commit, path)
+            if not isinstance(folder, pygit2.Tree):
+                continue
+            for entry in folder:
+                if entry.name in trees or not isinstance(entry, pygit2.Tree):
+                    continue
+                if "__manifest__.py" in entry:
+                    trees[cast(str, entry.name)] = str(entry.id)
+        if len(self._addon_cache) > 256:
+            self._addon_cache.clear()
+        self._addon_cache[cache_key] = dict(trees)
+        return trees
 
     def commit_info(self, commit: str) -> CommitInfo:
         """Author, committer time (UTC) and first message line of a commit."""

@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from reconciler.core.errors import DriverError
-from reconciler.core.model import EnvKey
-from reconciler.core.planner import Kind
+from reconciler.core.model import DesiredEnvironment, EnvKey
+from reconciler.core.planner import Action, Kind
 from reconciler.engine.status import Health, Sync
+from reconciler.engine.steps import StepResult
 from tests.integration.world import GIT_ENV, World, git
 
 pytestmark = pytest.mark.integration
@@ -446,3 +447,33 @@ def test_an_unhealthy_start_reports_the_log_tail_without_the_password(world: Wor
     password = engine.secrets.get(f"db/{world.project}/staging")
     assert password and password not in error.message
     assert password not in (world.data_dir / "status.json").read_text()
+
+
+def test_a_commit_changing_one_addon_updates_exactly_that_module(world: World) -> None:
+    """Which modules to update comes from git: the addon folder whose tree changed is the only
+    -u; a commit touching no addon runs no update at all."""
+    world.declare("staging", branch="release/v1")
+    converge(world, "staging")
+    engine = world.engine()
+    results: list[StepResult] = []
+    run = engine.steps.run
+
+    def recording(want: DesiredEnvironment | None, action: Action) -> StepResult:
+        results.append(run(want, action))
+        return results[-1]
+
+    engine.steps.run = recording  # type: ignore[method-assign]
+    world.app.write(
+        {"acme_base/models/res_partner.py": "# a change\n"}, "touch acme_base", branch="release/v1"
+    )
+    converge(world, "staging")
+    update = next(r for r in results if r.kind is Kind.UPDATE_MODULES)
+    assert (update.outcome, update.detail) == (
+        "done",
+        "-u acme_base (changed since the last update)",
+    )
+    results.clear()
+    world.app.write({"README.md": "docs only\n"}, "docs", branch="release/v1")
+    converge(world, "staging")
+    update = next(r for r in results if r.kind is Kind.UPDATE_MODULES)
+    assert (update.outcome, update.detail) == ("skipped", "no module to update (no addon changed)")

@@ -44,6 +44,9 @@ class MemoryRepo:
     def tree_id(self, commit: str, path: str = "") -> str:
         return "tree-" + str(sorted(self._files(commit).items()))[:40]
 
+    def addon_trees(self, commit: str, paths: tuple[str, ...]) -> dict[str, str]:
+        return {}
+
 
 def state(envs: Mapping[str, Mapping[str, Any]], **platform: Any) -> StateConfig:
     files = {

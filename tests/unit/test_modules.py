@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from reconciler.core.modules import ModuleSnapshot, explaining_lines, problems
+import pytest
+
+from reconciler.core.modules import (
+    ModuleSnapshot,
+    applied,
+    explaining_lines,
+    problems,
+    update_plan,
+)
 
 LOG = """\
 2026-12-03 10:00:00,001 1 INFO db odoo.modules.loading: updating modules list
@@ -39,3 +47,48 @@ def test_the_lines_kept_are_warnings_naming_a_module_or_saying_why() -> None:
     assert len(lines) == 2
     assert "incompatible version" in lines[0] and "invalid module names" in lines[1]
     assert explaining_lines("", []) == []
+
+
+RECORDED = {"addons": {"a": "t1", "b": "t2"}, "base": "img1", "wanted": ["a", "base"]}
+
+
+def test_only_installed_addons_whose_tree_changed_are_updated() -> None:
+    plan = update_plan(RECORDED, {"a": "t1", "b": "t9"}, "img1", ["base", "a"], ["base", "a", "b"])
+    assert (plan.install, plan.update) == ((), ("b",))
+    assert plan.args() == ["-u", "b"]
+
+
+def test_a_newly_wanted_module_is_installed_not_updated() -> None:
+    plan = update_plan(
+        RECORDED, {"a": "t1", "b": "t2", "c": "t3"}, "img1", ["base", "a", "c"], ["base", "a", "b"]
+    )
+    assert (plan.install, plan.update) == (("c",), ())
+
+
+def test_nothing_changed_is_an_empty_plan_a_code_only_deploy() -> None:
+    plan = update_plan(RECORDED, {"a": "t1", "b": "t2"}, "img1", ["base", "a"], ["base", "a", "b"])
+    assert plan.empty and str(plan) == "no module to update (no addon changed)"
+
+
+@pytest.mark.parametrize(
+    ("recorded", "why"),
+    [
+        (None, "no module hashes recorded yet"),
+        ({**RECORDED, "base": "img0"}, "the Odoo base image changed"),
+    ],
+)
+def test_a_new_base_image_or_no_record_updates_every_wanted_module(
+    recorded: dict[str, object] | None, why: str
+) -> None:
+    plan = update_plan(recorded, {"a": "t1"}, "img1", ["base", "a", "sale"], ["base", "a"])
+    assert (plan.install, plan.update, plan.why) == (("a", "sale"), ("a", "sale"), why)
+
+
+def test_without_the_database_the_modules_wanted_last_time_count_as_installed() -> None:
+    plan = update_plan(RECORDED, {"a": "t5", "b": "t2"}, "img1", ["base", "a"])
+    assert (plan.install, plan.update) == ((), ("a",))
+    assert applied({"a": "t5"}, "img1", ["a", "base", "a"]) == {
+        "addons": {"a": "t5"},
+        "base": "img1",
+        "wanted": ["a", "base"],
+    }

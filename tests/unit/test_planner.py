@@ -257,3 +257,20 @@ def test_an_environment_whose_server_did_not_answer_gets_no_action() -> None:
     )
     result = plan(Desired("c", {want.key: want}, allow_empty=True), observed)
     assert result.actions == ()
+
+
+def test_the_plan_names_the_modules_a_new_revision_updates() -> None:
+    """From git alone: the addon whose folder's tree changed since the recorded update."""
+    want = desired(revision="b" * 40, addons={"acme_base": "t2", "acme_x": "t9"})
+    have = live(want, spec_hash="0" * 16, revision="a" * 40)
+    assert have.database is not None
+    recorded = {"addons": {"acme_base": "t1", "acme_x": "t9"}, "base": want.base_image_id,
+                "wanted": ["acme_base", "base"]}  # fmt: skip
+    have = replace(have, database=replace(have.database, modules=recorded))
+    result = plan(
+        Desired("c", {want.key: want}), Observed({want.key: have}, frozenset({want.image}))
+    )
+    update = next(a for a in result.actions if a.kind is Kind.UPDATE_MODULES)
+    assert update.reason == (
+        f"revision {'a' * 12} -> {'b' * 12}: -u acme_base (changed since the last update)"
+    )

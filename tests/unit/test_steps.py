@@ -311,6 +311,35 @@ def test_an_init_killed_by_its_memory_limit_is_reported_as_out_of_memory(world: 
     assert "raise resource_limits.init_memory" in caught.value.remediation
 
 
+def test_a_code_only_revision_runs_no_update_and_takes_no_backup(world: World) -> None:
+    """Git says no addon folder changed: no -u, no Odoo run, no backup; the container is
+    still replaced with the new revision's image."""
+    old = desired()
+    world.converge(old)
+    runs = len(world.runtime.runs)
+    new = desired(revision="b" * 40, addons={"acme_base": "tree-aaaaaaaaaaaa"})
+    results = world.converge(new)
+    update = next(r for r in results if r.kind is Kind.UPDATE_MODULES)
+    assert (update.outcome, update.detail) == ("skipped", "no module to update (no addon changed)")
+    assert len(world.runtime.runs) == runs and world.data.backups == []
+    assert world.runtime.containers[new.key.odoo_container].revision == new.revision
+
+
+def test_only_the_changed_addon_is_updated(world: World) -> None:
+    old = desired(addons={"acme_base": "t1", "acme_extra": "t2"})
+    world.runtime.modules[old.key.database] = {"acme_extra": "installed"}
+    world.converge(old)
+    new = desired(revision="b" * 40, addons={"acme_base": "t1", "acme_extra": "t3"})
+    world.converge(new)
+    assert world.runtime.runs[-1][1] == (
+        "-d",
+        new.key.database,
+        "-u",
+        "acme_extra",
+        "--stop-after-init",
+    )
+
+
 def test_kept_data_declared_again_gets_the_password_of_the_store(world: World) -> None:
     """Re-declaring an environment whose data was kept sets the role's password again."""
     want = desired()
