@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import secrets
 import subprocess
 import time
@@ -206,6 +207,10 @@ def _write_module(addons: Path, name: str, manifest: str, install_sql: str | Non
         (module / "data" / "install.sql").write_text(install_sql)
 
 
+def _states(pg: Postgres, dbname: str) -> dict[str, str]:
+    return dict(pg.query(dbname, "SELECT name, state FROM ir_module_module"))
+
+
 @pytest.fixture
 def addons(tmp_path: Path) -> Path:
     """A custom addons directory holding `odooops_probe` (depends on contacts)."""
@@ -389,6 +394,149 @@ def test_unknown_option_is_a_usage_error(run_odoo: Callable[..., Exited]) -> Non
     assert "odoo: error: no such option: --no-such-option" in result.logs
 
 
+# --- configuration: flags and variables -------------------------------------------------------
+
+INVALID_DEMO = "option --without-demo: since 19.0, invalid boolean value: 'all', assume True"
+
+
+@pytest.mark.parametrize(
+    ("dbname", "options", "demo", "warning"),
+    [
+        ("demo_none", [], False, None),
+        ("demo_with", ["--with-demo"], True, None),
+        ("demo_all", ["--without-demo=all"], False, INVALID_DEMO),
+        ("demo_true", ["--without-demo=True"], False, None),
+        ("demo_bare", ["--without-demo"], False, None),
+        ("demo_false", ["--without-demo=False"], True, None),
+    ],
+)
+def test_demo_flags_of_odoo_19(
+    run_odoo: Callable[..., Exited],
+    pg: Postgres,
+    dbname: str,
+    options: list[str],
+    demo: bool,
+    warning: str | None,
+) -> None:
+    """--with-demo turns demo data on; --without-demo takes a boolean, and anything else is a
+    WARNING "invalid boolean value" that leaves demo data off."""
+    result = run_odoo("-d", dbname, *options, "--stop-after-init")
+    assert result.exit_code == 0, result.logs
+    assert pg.query(dbname, "SELECT demo FROM ir_module_module WHERE name = 'base'") == [(demo,)]
+    assert (warning is not None) == ("invalid boolean value" in result.logs)
+    if warning:
+        assert f"WARNING ? odoo.tools.config: {warning}" in result.logs
+
+
+def test_test_enable_implies_stop_after_init(run_odoo: Callable[..., Exited]) -> None:
+    """With --test-enable the server initialises the database and exits instead of serving."""
+    result = run_odoo("-d", "testenable", "--test-enable")
+    assert result.exit_code == 0, result.logs
+    assert "Modules loaded." in result.logs
+    assert "HTTP service" not in result.logs
+
+
+MISSING_INTERFACE = (
+    "WARNING ? odoo.tools.config: missing --http-interface/http_interface, using 0.0.0.0 by "
+    "default, will change to 127.0.0.1 in 20.0"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "environment", "warned"),
+    [
+        ([], {}, True),
+        (["--http-interface=0.0.0.0"], {}, False),
+        ([], {"ODOO_HTTP_INTERFACE": "0.0.0.0"}, False),
+        (["--no-http"], {}, False),
+    ],
+)
+def test_missing_http_interface_is_a_warning(
+    run_odoo: Callable[..., Exited],
+    initialised: tuple[str, Path],
+    options: list[str],
+    environment: dict[str, str],
+    warned: bool,
+) -> None:
+    """Without an http_interface, Odoo 19 warns that its default changes in 20.0."""
+    result = run_odoo("-d", initialised[0], *options, "--stop-after-init", environment=environment)
+    assert result.exit_code == 0, result.logs
+    assert (MISSING_INTERFACE in result.logs) == warned
+
+
+@pytest.mark.parametrize(
+    ("options", "environment", "expected"),
+    [
+        ([], {}, "/mnt/extra-addons"),
+        ([], {"ODOO_ADDONS_PATH": "/mnt/other"}, "/mnt/other"),
+        (
+            ["--addons-path=/mnt/extra-addons"],
+            {"ODOO_ADDONS_PATH": "/mnt/other"},
+            "/mnt/extra-addons",
+        ),
+    ],
+)
+def test_odoo_variables_sit_between_command_line_and_file(
+    run_odoo: Callable[..., Exited],
+    initialised: tuple[str, Path],
+    addons: Path,
+    options: list[str],
+    environment: dict[str, str],
+    expected: str,
+) -> None:
+    """ODOO_<OPTION> overrides the configuration file and yields to the command line."""
+    other = addons.parent / "other"
+    _write_module(other, "odooops_other", repr(PROBE_MANIFEST))
+    mounts = {**_mounts(addons), str(other): {"bind": "/mnt/other", "mode": "ro"}}
+    result = run_odoo(
+        "-d", initialised[0], *options, "--stop-after-init", environment=environment,
+        volumes=mounts,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.logs
+    assert f"addons paths: ['/usr/lib/python3/dist-packages/odoo/addons', '{expected}']" in (
+        result.logs
+    )
+
+
+def test_odoo_variable_turns_demo_data_on(run_odoo: Callable[..., Exited], pg: Postgres) -> None:
+    """ODOO_WITH_DEMO=1 is --with-demo."""
+    result = run_odoo("-d", "envdemo", "--stop-after-init", environment={"ODOO_WITH_DEMO": "1"})
+    assert result.exit_code == 0, result.logs
+    assert pg.query("envdemo", "SELECT demo FROM ir_module_module WHERE name = 'base'") == [(True,)]
+
+
+def test_pgdatabase_names_the_database(run_odoo: Callable[..., Exited], pg: Postgres) -> None:
+    """PGDATABASE is the database when -d is not given: created and initialised."""
+    result = run_odoo("--stop-after-init", environment={"PGDATABASE": "fromenv"})
+    assert result.exit_code == 0, result.logs
+    assert _states(pg, "fromenv")["base"] == "installed"
+
+
+def test_pgappname_names_the_connections(
+    run_odoo: Callable[..., Exited], initialised: tuple[str, Path]
+) -> None:
+    """PGAPPNAME becomes the application_name of Odoo's connections ({pid} substituted)."""
+    script = (
+        "echo \"env.cr.execute('SHOW application_name'); print('app=' + env.cr.fetchone()[0])\""
+        f" | odoo shell -d {initialised[0]}"
+    )
+    environment = {"PGHOST": "db", "PGUSER": "odoo", "PGPASSWORD": DB_PASSWORD}
+    result = run_odoo("bash", "-c", script, environment={**environment, "PGAPPNAME": "ops-{pid}"})
+    assert result.exit_code == 0, result.logs
+    assert re.search(r"^app=ops-\d+$", result.logs, re.MULTILINE), result.logs
+
+
+def test_pgsslmode_reaches_the_connections(run_odoo: Callable[..., Exited]) -> None:
+    """PGSSLMODE=require is Odoo's db_sslmode: the fixture server has no SSL, so it fails."""
+    environment = {"PGHOST": "db", "PGUSER": "odoo", "PGPASSWORD": DB_PASSWORD}
+    result = run_odoo(
+        "bash", "-c", "exec odoo -d sslmode --stop-after-init",
+        environment={**environment, "PGSSLMODE": "require"},
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "server does not support SSL" in result.logs
+
+
 # --- initialisation and update ----------------------------------------------------------------
 
 
@@ -454,6 +602,46 @@ def test_unknown_module_is_a_warning(run_odoo: Callable[..., Exited], pg: Postgr
     assert (
         "WARNING unknownmod odoo.modules.loading: invalid module names, ignored: "
         "no_such_module" in result.logs
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "warnings"),
+    [
+        (
+            ["--addons-path=/nowhere,/tmp,/mnt/extra-addons"],
+            [
+                "option --addons-path, no such directory '/nowhere', skipped",
+                "option --addons-path, invalid addons directory '/tmp', skipped",
+            ],
+        ),
+        (["--addons-path=/mnt/extra-addons"], []),
+    ],
+)
+def test_bad_addons_path_entries_are_skipped_with_a_warning(
+    run_odoo: Callable[..., Exited], addons: Path, options: list[str], warnings: list[str]
+) -> None:
+    """A missing directory, or one without modules, is a WARNING and skipped; the rest works."""
+    dbname = f"adpath{len(warnings)}"
+    result = run_odoo(
+        "-d", dbname, "-i", "odooops_probe", *options, "--stop-after-init",
+        volumes=_mounts(addons),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.logs
+    logged = [line.split("odoo.tools.config: ", 1)[1] for line in result.logs.splitlines()
+              if "WARNING ? odoo.tools.config: option" in line]  # fmt: skip
+    assert logged == warnings
+    assert "'/usr/lib/python3/dist-packages/odoo/addons', '/mnt/extra-addons']" in result.logs
+
+
+def test_empty_extra_addons_volume_is_a_warning(run_odoo: Callable[..., Exited]) -> None:
+    """The image's own addons_path (/mnt/extra-addons) holding no module is skipped with the
+    WARNING real Odoo 19 logs on every start of a bare image."""
+    result = run_odoo("-d", "bareimage", "--stop-after-init")
+    assert result.exit_code == 0, result.logs
+    assert (
+        "WARNING ? odoo.tools.config: option addons_path, invalid addons directory "
+        "'/mnt/extra-addons', skipped" in result.logs
     )
 
 

@@ -2,6 +2,8 @@
 
 As in odoo/sql_db.py, an unset db_host/db_port/db_user/db_password is left to libpq,
 which then reads the PG* variables or uses its defaults (the local socket).
+Connections carry db_app_name as their application_name (PGAPPNAME, by default
+`odoo-{pid}`, `{pid}` replaced by the process id), so pg_stat_activity shows who they are.
 As in odoo/service/db.py, a database named by -d is created when missing
 (ENCODING unicode, LC_COLLATE C with template0) and gets pg_trgm when allowed.
 """
@@ -27,7 +29,7 @@ def connect(config: Any, dbname: str) -> Any:
         user=config["db_user"] or None,
         password=config["db_password"] or None,
         sslmode=config["db_sslmode"],
-        application_name=f"odoo-{os.getpid()}",
+        application_name=(config["db_app_name"] or "").replace("{pid}", str(os.getpid())),
     )
 
 
