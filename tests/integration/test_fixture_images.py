@@ -207,8 +207,27 @@ def _write_module(addons: Path, name: str, manifest: str, install_sql: str | Non
         (module / "data" / "install.sql").write_text(install_sql)
 
 
+def _write_migration(addons: Path, module: str, version: str, script: str, body: str) -> None:
+    """migrations/<version>/<script>.py of a module: `body` defines migrate(cr, version)."""
+    folder = addons / module / "migrations" / version
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{script}.py").write_text(body)
+
+
 def _states(pg: Postgres, dbname: str) -> dict[str, str]:
     return dict(pg.query(dbname, "SELECT name, state FROM ir_module_module"))
+
+
+def _latest_versions(pg: Postgres, dbname: str, modules: list[str]) -> list[str]:
+    rows = dict(pg.query(dbname, "SELECT name, latest_version FROM ir_module_module"))
+    return [rows[name] for name in modules]
+
+
+def _partial_flag(pg: Postgres, dbname: str) -> list[tuple[Any, ...]]:
+    return pg.query(
+        dbname,
+        "SELECT value FROM ir_config_parameter WHERE key = 'base.partially_updated_database'",
+    )
 
 
 @pytest.fixture
@@ -605,6 +624,69 @@ def test_unknown_module_is_a_warning(run_odoo: Callable[..., Exited], pg: Postgr
     )
 
 
+def test_unparsable_manifest_is_invisible(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """A manifest that is not a Python literal is logged at DEBUG only: the module gets no row,
+    -i of it is an unknown name, and the run succeeds."""
+    _write_module(addons, "broken", "{'name': 'Broken',")
+    result = run_odoo(
+        "-d", "broken", "-i", "odooops_probe,broken", "--log-level=debug", "--stop-after-init",
+        volumes=_mounts(addons),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.logs
+    assert (
+        "DEBUG broken odoo.modules.module: Failed to parse the manifest file at "
+        "'/mnt/extra-addons/broken'" in result.logs
+    )
+    assert "odoo.modules.loading: invalid module names, ignored: broken" in result.logs
+    states = _states(pg, "broken")
+    assert "broken" not in states
+    assert states["odooops_probe"] == "installed"
+
+
+def test_version_of_another_series_is_uninstallable(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """A manifest version of 18.0 makes the module uninstallable with a warning; -i of it
+    installs nothing and still exits 0."""
+    manifest = {**PROBE_MANIFEST, "name": "Old", "version": "18.0.1.0.0"}
+    _write_module(addons, "odooops_old", repr(manifest), "CREATE TABLE odooops_old (id int);")
+    result = run_odoo(
+        "-d", "oldseries", "-i", "odooops_old", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 0, result.logs
+    assert (
+        "WARNING oldseries odoo.modules.module: The module odooops_old has an incompatible "
+        "version, setting installable=False" in result.logs
+    )
+    assert _states(pg, "oldseries")["odooops_old"] == "uninstallable"
+    assert pg.query("oldseries", "SELECT to_regclass('odooops_old')") == [(None,)]
+
+
+def test_dependency_of_another_series_leaves_the_module_pending(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """A module depending on an uninstallable one stays 'to install', two ERROR lines say so,
+    base.partially_updated_database is set for the next start, and the run exits 0."""
+    _write_module(addons, "odooops_old", repr({**PROBE_MANIFEST, "version": "18.0.1.0.0"}))
+    _write_module(addons, "odooops_new", repr({**PROBE_MANIFEST, "depends": ["odooops_old"]}))
+    result = run_odoo(
+        "-d", "pending", "-i", "odooops_new", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 0, result.logs
+    assert (
+        "INFO pending odoo.modules.module_graph: module odooops_new: some depends are not "
+        "loaded, skipped" in result.logs
+    )
+    assert (
+        "ERROR pending odoo.modules.loading: Some modules have inconsistent states, some "
+        "dependencies may be missing: ['odooops_new']" in result.logs
+    )
+    assert _states(pg, "pending")["odooops_new"] == "to install"
+    assert _partial_flag(pg, "pending") == [("1",)]
+
+
 @pytest.mark.parametrize(
     ("options", "warnings"),
     [
@@ -645,14 +727,27 @@ def test_empty_extra_addons_volume_is_a_warning(run_odoo: Callable[..., Exited])
     )
 
 
-def test_unparsable_manifest_fails_init(run_odoo: Callable[..., Exited], addons: Path) -> None:
-    """A manifest that is not a Python literal crashes the load: traceback, non-zero exit."""
-    _write_module(addons, "broken", "{'name': 'Broken',")
+def test_missing_dependency_fails_the_run(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """Installing a module whose dependency is nowhere is Odoo's UserError: CRITICAL, exit
+    255, the module left uninstalled; base, committed first, stays installed."""
+    _write_module(addons, "odooops_orphan", repr({**PROBE_MANIFEST, "depends": ["ghost"]}))
     result = run_odoo(
-        "-d", "broken", "-i", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+        "-d", "ghostdep", "-i", "odooops_orphan", "--stop-after-init", volumes=_mounts(addons)
     )
-    assert result.exit_code != 0
-    assert "SyntaxError" in result.logs
+    assert result.exit_code == 255
+    assert (
+        "CRITICAL ghostdep odoo.service.server: Failed to initialize database `ghostdep`."
+        in result.logs
+    )
+    assert (
+        "odoo.exceptions.UserError: You try to install module 'odooops_orphan' that depends on "
+        "module 'ghost'." in result.logs
+    )
+    states = _states(pg, "ghostdep")
+    assert (states["base"], states["odooops_orphan"]) == ("installed", "uninstalled")
+    assert not [name for name, state in states.items() if state.startswith("to ")]
 
 
 def test_update_refreshes_latest_version(
@@ -673,6 +768,173 @@ def test_update_refreshes_latest_version(
     assert pg.query(
         "upd", "SELECT latest_version FROM ir_module_module WHERE name = 'odooops_probe'"
     ) == [("19.0.1.1",)]
+
+
+# --- module by module: migrations, hooks, failures -------------------------------------------
+
+STEPS = [f"odooops_step{n}" for n in range(1, 6)]
+NOTE_VERSION = """
+def migrate(cr, version):
+    cr.execute("INSERT INTO {table} (note) VALUES (%s)", ("{stage} from " + version,))
+"""
+REFUSE = """
+def migrate(cr, version):
+    raise RuntimeError("{module} refuses to migrate")
+"""
+
+
+def _write_steps(addons: Path, version: str) -> None:
+    """Five independent modules at `version`, each with a table of notes its scripts fill."""
+    for module in STEPS:
+        manifest = {**PROBE_MANIFEST, "name": module, "version": version, "depends": ["base"]}
+        _write_module(addons, module, repr(manifest), f"CREATE TABLE {module} (note text);")
+
+
+@pytest.fixture(scope="module")
+def failed_update(
+    image_refs: dict[str, str], pg: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Exited]:
+    """Five modules installed at 1.0, then `-u` of all five at 1.1: each has pre- and post-
+    migration scripts writing a note, and the third's post-migration raises."""
+    addons = tmp_path_factory.mktemp("steps") / "addons"
+    _write_steps(addons, "1.0")
+    dbname, mounts = "stepsfail", _mounts(addons)
+    install = ("-d", dbname, "-i", ",".join(STEPS), "--stop-after-init")
+    installed = _run_odoo(image_refs["odoo"], pg, install, volumes=mounts)
+    assert installed.exit_code == 0, installed.logs
+    _write_steps(addons, "1.1")
+    for module in STEPS:
+        for stage in ("pre", "post"):
+            body = NOTE_VERSION.format(table=module, stage=stage)
+            _write_migration(addons, module, "1.1", f"{stage}-note", body)
+    _write_migration(addons, STEPS[2], "1.1", "post-refuse", REFUSE.format(module=STEPS[2]))
+    update = ("-d", dbname, "-u", ",".join(STEPS), "--stop-after-init")
+    return dbname, _run_odoo(image_refs["odoo"], pg, update, volumes=mounts)
+
+
+def test_failed_update_exits_255_with_odoos_critical_line(
+    failed_update: tuple[str, Exited],
+) -> None:
+    """The failing script's traceback comes with CRITICAL "Failed to initialize database"."""
+    dbname, result = failed_update
+    assert result.exit_code == 255, result.logs
+    critical = f"CRITICAL {dbname} odoo.service.server: Failed to initialize database `{dbname}`."
+    assert critical in result.logs
+    assert f"RuntimeError: {STEPS[2]} refuses to migrate" in result.logs
+    assert (
+        f"INFO {dbname} odoo.modules.migration: module {STEPS[2]}: Running upgrade [1.1>] "
+        "post-refuse" in result.logs
+    )
+
+
+def test_failed_update_keeps_the_modules_done_before(
+    pg: Postgres, failed_update: tuple[str, Exited]
+) -> None:
+    """Modules are committed one by one: the two before the failing one have their new version
+    and their notes, the failing one and those after it keep the old version."""
+    dbname, _result = failed_update
+    assert _latest_versions(pg, dbname, STEPS) == ["19.0.1.1"] * 2 + ["19.0.1.0"] * 3
+    for module in STEPS[:2]:
+        notes = pg.query(dbname, f"SELECT note FROM {module} ORDER BY note")
+        assert notes == [("post from 19.0.1.0",), ("pre from 19.0.1.0",)]
+
+
+def test_failed_update_rolls_the_failing_module_back(
+    pg: Postgres, failed_update: tuple[str, Exited]
+) -> None:
+    """What the failing module's pre-migration wrote went with its transaction; the modules
+    after it never started."""
+    dbname, _result = failed_update
+    for module in STEPS[2:]:
+        assert pg.query(dbname, f"SELECT note FROM {module}") == []
+
+
+def test_failed_update_resets_the_transient_states(
+    pg: Postgres, failed_update: tuple[str, Exited]
+) -> None:
+    """No module is left 'to upgrade': Odoo's reset_modules_state, with its warning. Nothing is
+    pending, so Odoo 19 does not set base.partially_updated_database."""
+    dbname, result = failed_update
+    assert f"WARNING {dbname} odoo.modules.loading: Transient module states were reset" in (
+        result.logs
+    )
+    states = _states(pg, dbname)
+    assert [states[module] for module in STEPS] == ["installed"] * 5
+    assert not [name for name, state in states.items() if state.startswith("to ")]
+    assert _partial_flag(pg, dbname) == []
+
+
+def test_migrations_run_only_for_newer_versions(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """Only the folders above the installed version and up to the manifest's run, in order."""
+    run_odoo("-d", "migorder", "-i", "odooops_probe", "--stop-after-init", volumes=_mounts(addons))
+    _write_module(addons, "odooops_probe", repr({**PROBE_MANIFEST, "version": "1.2"}))
+    for version in ("1.0", "1.1", "19.0.1.2", "1.3"):
+        body = f"""
+def migrate(cr, version):
+    cr.execute("INSERT INTO odooops_probe_note (body) VALUES ('{version}')")
+"""
+        _write_migration(addons, "odooops_probe", version, "post-note", body)
+    result = run_odoo(
+        "-d", "migorder", "-u", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 0, result.logs
+    notes = pg.query("migorder", "SELECT body FROM odooops_probe_note ORDER BY id")
+    assert notes == [("installed",), ("1.1",), ("19.0.1.2",)]
+
+
+def test_successful_update_clears_the_partial_flag(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """A start finds base.partially_updated_database, deletes it and finishes the update."""
+    mounts = _mounts(addons)
+    run_odoo("-d", "flagged", "-i", "odooops_probe", "--stop-after-init", volumes=mounts)
+    pg.execute(
+        "flagged",
+        "INSERT INTO ir_config_parameter (key, value)"
+        " VALUES ('base.partially_updated_database', '1')",
+    )
+    result = run_odoo("-d", "flagged", "-u", "odooops_probe", "--stop-after-init", volumes=mounts)
+    assert result.exit_code == 0, result.logs
+    assert _partial_flag(pg, "flagged") == []
+
+
+def test_post_init_hook_runs_with_env(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """On install, the manifest's post_init_hook is called from the module's package with an
+    `env` whose cursor writes in the module's transaction."""
+    manifest = {**PROBE_MANIFEST, "post_init_hook": "_note_hook"}
+    _write_module(addons, "odooops_probe", repr(manifest), PROBE_INSTALL_SQL)
+    (addons / "odooops_probe" / "__init__.py").write_text(
+        "def _note_hook(env):\n"
+        "    env.cr.execute(\"INSERT INTO odooops_probe_note (body) VALUES ('hooked')\")\n"
+    )
+    result = run_odoo(
+        "-d", "hooked", "-i", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 0, result.logs
+    notes = pg.query("hooked", "SELECT body FROM odooops_probe_note ORDER BY id")
+    assert notes == [("installed",), ("hooked",)]
+
+
+def test_failing_post_init_hook_fails_the_install(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """An exception in the hook rolls the module back: exit 255, the module uninstalled."""
+    manifest = {**PROBE_MANIFEST, "post_init_hook": "_refuse"}
+    _write_module(addons, "odooops_probe", repr(manifest), PROBE_INSTALL_SQL)
+    (addons / "odooops_probe" / "__init__.py").write_text(
+        "def _refuse(env):\n    raise ValueError('odooops_probe refuses to install')\n"
+    )
+    result = run_odoo(
+        "-d", "hookfails", "-i", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 255
+    assert "ValueError: odooops_probe refuses to install" in result.logs
+    assert _states(pg, "hookfails")["odooops_probe"] == "uninstalled"
+    assert pg.query("hookfails", "SELECT to_regclass('odooops_probe_note')") == [(None,)]
 
 
 # --- neutralisation and shell -----------------------------------------------------------------

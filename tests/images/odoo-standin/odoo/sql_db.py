@@ -6,6 +6,7 @@ Connections carry db_app_name as their application_name (PGAPPNAME, by default
 `odoo-{pid}`, `{pid}` replaced by the process id), so pg_stat_activity shows who they are.
 As in odoo/service/db.py, a database named by -d is created when missing
 (ENCODING unicode, LC_COLLATE C with template0) and gets pg_trgm when allowed.
+Cursor is the part of Odoo's cursor that SQL-only code (shell, migration scripts, hooks) uses.
 """
 
 from __future__ import annotations
@@ -63,3 +64,21 @@ def is_initialized(cr: Any) -> bool:
     """Odoo's test: the module registry table exists."""
     cr.execute("SELECT 1 FROM pg_class WHERE relkind = 'r' AND relname = 'ir_module_module'")
     return cr.fetchone() is not None
+
+
+class Cursor:
+    """Odoo's cursor as SQL-only code sees it: execute, fetch*, dictfetchall, commit, rollback.
+
+    It shares the connection's transaction: commit() commits whatever the caller did too.
+    """
+
+    def __init__(self, conn: Any, dbname: str) -> None:
+        self._conn, self._cr, self.dbname = conn, conn.cursor(), dbname
+        self.commit, self.rollback = conn.commit, conn.rollback
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cr, name)  # execute, fetchone, fetchall, rowcount, ...
+
+    def dictfetchall(self) -> list[dict[str, Any]]:
+        columns = [col.name for col in self._cr.description]
+        return [dict(zip(columns, row, strict=True)) for row in self._cr.fetchall()]
