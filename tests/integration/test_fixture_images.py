@@ -272,16 +272,18 @@ def _health(odoo: DockerContainer, path: str) -> tuple[int, dict[str, Any]]:
 @pytest.fixture
 def serve(
     image_refs: dict[str, str], start_container: Callable[[DockerContainer], DockerContainer]
-) -> Callable[[Network], DockerContainer]:
-    """`serve(network)`: the stand-in serving beside that network's `db`, once its HTTP socket
-    is bound; removed at the end of the test."""
+) -> Callable[..., DockerContainer]:
+    """`serve(network, *options, environment=...)`: the stand-in serving database `servedb`
+    beside that network's `db`, once its HTTP socket is bound; removed at the end of the test."""
 
-    def start(network: Network) -> DockerContainer:
+    def start(
+        network: Network, *options: str, environment: dict[str, str] | None = None
+    ) -> DockerContainer:
         odoo = throwaway(
             image_refs["odoo"],
             "odoo",
-            command=["odoo", "-d", "servedb"],
-            env={"PASSWORD": DB_PASSWORD},
+            command=["odoo", "-d", "servedb", *options],
+            env={"PASSWORD": DB_PASSWORD, **(environment or {})},
             network=network,
         ).waiting_for(odoo_serving())
         return start_container(odoo)
@@ -1044,6 +1046,44 @@ def test_health_fails_db_server_status_when_the_database_is_down(
         500,
         {"status": "fail", "db_server_status": False},
     )
+    assert _health(odoo, "/web/health") == (200, {"status": "pass"})
+
+
+def _address_space_limit(odoo: DockerContainer) -> str:
+    """The soft 'Max address space' of the server process (PID 1) once its database is loaded
+    (the moment a worker would start)."""
+    server = odoo.get_wrapped_container()
+    deadline = time.monotonic() + 30
+    while b"Registry loaded" not in server.logs() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    deadline = time.monotonic() + 3
+    while True:
+        limits = odoo.exec(["grep", "Max address space", "/proc/1/limits"]).output.decode()
+        soft = limits.split()[3]
+        if soft != "unlimited" or time.monotonic() > deadline:
+            return soft
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize(
+    ("options", "environment", "limit"),
+    [
+        (["--workers=2", "--limit-memory-hard=1073741824"], {}, "1073741824"),
+        ([], {"ODOO_WORKERS": "2", "ODOO_LIMIT_MEMORY_HARD": "1258291200"}, "1258291200"),
+        (["--workers=0", "--limit-memory-hard=1073741824"], {}, "unlimited"),
+    ],
+)
+def test_workers_get_the_hard_memory_limit_as_address_space(
+    serve: Callable[..., DockerContainer],
+    pg: Postgres,
+    options: list[str],
+    environment: dict[str, str],
+    limit: str,
+) -> None:
+    """With workers, --limit-memory-hard is RLIMIT_AS of the serving process, which still
+    answers; the threaded server (workers 0) has no limit."""
+    odoo = serve(pg.network, *options, environment=environment)
+    assert _address_space_limit(odoo) == limit
     assert _health(odoo, "/web/health") == (200, {"status": "pass"})
 
 

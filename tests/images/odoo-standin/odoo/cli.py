@@ -8,7 +8,7 @@
   it exits 0, or 255 when loading failed (Odoo's -1, after CRITICAL "Failed to initialize
   database `DB`." and the traceback); otherwise it serves HTTP until SIGTERM/SIGINT, then
   exits 0. A database that fails to load is logged and the server keeps serving, as Odoo's
-  does.
+  does. With --workers > 0 the process then takes a worker's memory limit (server.py).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def run_server(args: list[str]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     servers = server.start(config) if config["http_enable"] else []
     _preload(config, created)
+    server.limit_memory_hard(config)
     while not stopping.wait(0.5):
         pass
     server.stop(servers)
