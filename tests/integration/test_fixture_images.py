@@ -991,6 +991,27 @@ def test_neutralize_disables_webhooks_and_shows_the_banner(pg: Postgres, neutral
     ) == [(True,)]
 
 
+def test_neutralize_stdout_prints_custom_addon_scripts(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """`odoo neutralize --stdout` prints every installed module's data/neutralize.sql, custom
+    addons on the addons path included, between BEGIN and COMMIT on stdout, runs none of it,
+    and logs on stderr only."""
+    script = "UPDATE odooops_probe_note SET body = 'neutralized';"
+    (addons / "odooops_probe" / "data" / "neutralize.sql").write_text(script + "\n")
+    mounts = _mounts(addons)
+    run_odoo("-d", "neutralsql", "-i", "odooops_probe", "--stop-after-init", volumes=mounts)
+    result = run_odoo("odoo", "neutralize", "-d", "neutralsql", "--stdout", volumes=mounts)
+    assert result.exit_code == 0, result.logs
+    out = result.stdout.decode().strip().splitlines()
+    assert (out[0], out[-1]) == ("BEGIN;", "COMMIT;")
+    assert script in out
+    assert "UPDATE ir_mail_server" in out  # base's own script
+    assert not [line for line in out if " odoo." in line]  # no log line on stdout
+    assert "BEGIN;" not in result.stderr.decode()
+    assert pg.query("neutralsql", "SELECT body FROM odooops_probe_note") == [("installed",)]
+
+
 def test_neutralize_refuses_an_uninitialised_database(
     run_odoo: Callable[..., Exited], pg: Postgres
 ) -> None:
