@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import secrets
 import subprocess
 import time
@@ -206,6 +207,29 @@ def _write_module(addons: Path, name: str, manifest: str, install_sql: str | Non
         (module / "data" / "install.sql").write_text(install_sql)
 
 
+def _write_migration(addons: Path, module: str, version: str, script: str, body: str) -> None:
+    """migrations/<version>/<script>.py of a module: `body` defines migrate(cr, version)."""
+    folder = addons / module / "migrations" / version
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{script}.py").write_text(body)
+
+
+def _states(pg: Postgres, dbname: str) -> dict[str, str]:
+    return dict(pg.query(dbname, "SELECT name, state FROM ir_module_module"))
+
+
+def _latest_versions(pg: Postgres, dbname: str, modules: list[str]) -> list[str]:
+    rows = dict(pg.query(dbname, "SELECT name, latest_version FROM ir_module_module"))
+    return [rows[name] for name in modules]
+
+
+def _partial_flag(pg: Postgres, dbname: str) -> list[tuple[Any, ...]]:
+    return pg.query(
+        dbname,
+        "SELECT value FROM ir_config_parameter WHERE key = 'base.partially_updated_database'",
+    )
+
+
 @pytest.fixture
 def addons(tmp_path: Path) -> Path:
     """A custom addons directory holding `odooops_probe` (depends on contacts)."""
@@ -248,16 +272,18 @@ def _health(odoo: DockerContainer, path: str) -> tuple[int, dict[str, Any]]:
 @pytest.fixture
 def serve(
     image_refs: dict[str, str], start_container: Callable[[DockerContainer], DockerContainer]
-) -> Callable[[Network], DockerContainer]:
-    """`serve(network)`: the stand-in serving beside that network's `db`, once its HTTP socket
-    is bound; removed at the end of the test."""
+) -> Callable[..., DockerContainer]:
+    """`serve(network, *options, environment=...)`: the stand-in serving database `servedb`
+    beside that network's `db`, once its HTTP socket is bound; removed at the end of the test."""
 
-    def start(network: Network) -> DockerContainer:
+    def start(
+        network: Network, *options: str, environment: dict[str, str] | None = None
+    ) -> DockerContainer:
         odoo = throwaway(
             image_refs["odoo"],
             "odoo",
-            command=["odoo", "-d", "servedb"],
-            env={"PASSWORD": DB_PASSWORD},
+            command=["odoo", "-d", "servedb", *options],
+            env={"PASSWORD": DB_PASSWORD, **(environment or {})},
             network=network,
         ).waiting_for(odoo_serving())
         return start_container(odoo)
@@ -389,6 +415,149 @@ def test_unknown_option_is_a_usage_error(run_odoo: Callable[..., Exited]) -> Non
     assert "odoo: error: no such option: --no-such-option" in result.logs
 
 
+# --- configuration: flags and variables -------------------------------------------------------
+
+INVALID_DEMO = "option --without-demo: since 19.0, invalid boolean value: 'all', assume True"
+
+
+@pytest.mark.parametrize(
+    ("dbname", "options", "demo", "warning"),
+    [
+        ("demo_none", [], False, None),
+        ("demo_with", ["--with-demo"], True, None),
+        ("demo_all", ["--without-demo=all"], False, INVALID_DEMO),
+        ("demo_true", ["--without-demo=True"], False, None),
+        ("demo_bare", ["--without-demo"], False, None),
+        ("demo_false", ["--without-demo=False"], True, None),
+    ],
+)
+def test_demo_flags_of_odoo_19(
+    run_odoo: Callable[..., Exited],
+    pg: Postgres,
+    dbname: str,
+    options: list[str],
+    demo: bool,
+    warning: str | None,
+) -> None:
+    """--with-demo turns demo data on; --without-demo takes a boolean, and anything else is a
+    WARNING "invalid boolean value" that leaves demo data off."""
+    result = run_odoo("-d", dbname, *options, "--stop-after-init")
+    assert result.exit_code == 0, result.logs
+    assert pg.query(dbname, "SELECT demo FROM ir_module_module WHERE name = 'base'") == [(demo,)]
+    assert (warning is not None) == ("invalid boolean value" in result.logs)
+    if warning:
+        assert f"WARNING ? odoo.tools.config: {warning}" in result.logs
+
+
+def test_test_enable_implies_stop_after_init(run_odoo: Callable[..., Exited]) -> None:
+    """With --test-enable the server initialises the database and exits instead of serving."""
+    result = run_odoo("-d", "testenable", "--test-enable")
+    assert result.exit_code == 0, result.logs
+    assert "Modules loaded." in result.logs
+    assert "HTTP service" not in result.logs
+
+
+MISSING_INTERFACE = (
+    "WARNING ? odoo.tools.config: missing --http-interface/http_interface, using 0.0.0.0 by "
+    "default, will change to 127.0.0.1 in 20.0"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "environment", "warned"),
+    [
+        ([], {}, True),
+        (["--http-interface=0.0.0.0"], {}, False),
+        ([], {"ODOO_HTTP_INTERFACE": "0.0.0.0"}, False),
+        (["--no-http"], {}, False),
+    ],
+)
+def test_missing_http_interface_is_a_warning(
+    run_odoo: Callable[..., Exited],
+    initialised: tuple[str, Path],
+    options: list[str],
+    environment: dict[str, str],
+    warned: bool,
+) -> None:
+    """Without an http_interface, Odoo 19 warns that its default changes in 20.0."""
+    result = run_odoo("-d", initialised[0], *options, "--stop-after-init", environment=environment)
+    assert result.exit_code == 0, result.logs
+    assert (MISSING_INTERFACE in result.logs) == warned
+
+
+@pytest.mark.parametrize(
+    ("options", "environment", "expected"),
+    [
+        ([], {}, "/mnt/extra-addons"),
+        ([], {"ODOO_ADDONS_PATH": "/mnt/other"}, "/mnt/other"),
+        (
+            ["--addons-path=/mnt/extra-addons"],
+            {"ODOO_ADDONS_PATH": "/mnt/other"},
+            "/mnt/extra-addons",
+        ),
+    ],
+)
+def test_odoo_variables_sit_between_command_line_and_file(
+    run_odoo: Callable[..., Exited],
+    initialised: tuple[str, Path],
+    addons: Path,
+    options: list[str],
+    environment: dict[str, str],
+    expected: str,
+) -> None:
+    """ODOO_<OPTION> overrides the configuration file and yields to the command line."""
+    other = addons.parent / "other"
+    _write_module(other, "odooops_other", repr(PROBE_MANIFEST))
+    mounts = {**_mounts(addons), str(other): {"bind": "/mnt/other", "mode": "ro"}}
+    result = run_odoo(
+        "-d", initialised[0], *options, "--stop-after-init", environment=environment,
+        volumes=mounts,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.logs
+    assert f"addons paths: ['/usr/lib/python3/dist-packages/odoo/addons', '{expected}']" in (
+        result.logs
+    )
+
+
+def test_odoo_variable_turns_demo_data_on(run_odoo: Callable[..., Exited], pg: Postgres) -> None:
+    """ODOO_WITH_DEMO=1 is --with-demo."""
+    result = run_odoo("-d", "envdemo", "--stop-after-init", environment={"ODOO_WITH_DEMO": "1"})
+    assert result.exit_code == 0, result.logs
+    assert pg.query("envdemo", "SELECT demo FROM ir_module_module WHERE name = 'base'") == [(True,)]
+
+
+def test_pgdatabase_names_the_database(run_odoo: Callable[..., Exited], pg: Postgres) -> None:
+    """PGDATABASE is the database when -d is not given: created and initialised."""
+    result = run_odoo("--stop-after-init", environment={"PGDATABASE": "fromenv"})
+    assert result.exit_code == 0, result.logs
+    assert _states(pg, "fromenv")["base"] == "installed"
+
+
+def test_pgappname_names_the_connections(
+    run_odoo: Callable[..., Exited], initialised: tuple[str, Path]
+) -> None:
+    """PGAPPNAME becomes the application_name of Odoo's connections ({pid} substituted)."""
+    script = (
+        "echo \"env.cr.execute('SHOW application_name'); print('app=' + env.cr.fetchone()[0])\""
+        f" | odoo shell -d {initialised[0]}"
+    )
+    environment = {"PGHOST": "db", "PGUSER": "odoo", "PGPASSWORD": DB_PASSWORD}
+    result = run_odoo("bash", "-c", script, environment={**environment, "PGAPPNAME": "ops-{pid}"})
+    assert result.exit_code == 0, result.logs
+    assert re.search(r"^app=ops-\d+$", result.logs, re.MULTILINE), result.logs
+
+
+def test_pgsslmode_reaches_the_connections(run_odoo: Callable[..., Exited]) -> None:
+    """PGSSLMODE=require is Odoo's db_sslmode: the fixture server has no SSL, so it fails."""
+    environment = {"PGHOST": "db", "PGUSER": "odoo", "PGPASSWORD": DB_PASSWORD}
+    result = run_odoo(
+        "bash", "-c", "exec odoo -d sslmode --stop-after-init",
+        environment={**environment, "PGSSLMODE": "require"},
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "server does not support SSL" in result.logs
+
+
 # --- initialisation and update ----------------------------------------------------------------
 
 
@@ -457,14 +626,130 @@ def test_unknown_module_is_a_warning(run_odoo: Callable[..., Exited], pg: Postgr
     )
 
 
-def test_unparsable_manifest_fails_init(run_odoo: Callable[..., Exited], addons: Path) -> None:
-    """A manifest that is not a Python literal crashes the load: traceback, non-zero exit."""
+def test_unparsable_manifest_is_invisible(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """A manifest that is not a Python literal is logged at DEBUG only: the module gets no row,
+    -i of it is an unknown name, and the run succeeds."""
     _write_module(addons, "broken", "{'name': 'Broken',")
     result = run_odoo(
-        "-d", "broken", "-i", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+        "-d", "broken", "-i", "odooops_probe,broken", "--log-level=debug", "--stop-after-init",
+        volumes=_mounts(addons),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.logs
+    assert (
+        "DEBUG broken odoo.modules.module: Failed to parse the manifest file at "
+        "'/mnt/extra-addons/broken'" in result.logs
     )
-    assert result.exit_code != 0
-    assert "SyntaxError" in result.logs
+    assert "odoo.modules.loading: invalid module names, ignored: broken" in result.logs
+    states = _states(pg, "broken")
+    assert "broken" not in states
+    assert states["odooops_probe"] == "installed"
+
+
+def test_version_of_another_series_is_uninstallable(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """A manifest version of 18.0 makes the module uninstallable with a warning; -i of it
+    installs nothing and still exits 0."""
+    manifest = {**PROBE_MANIFEST, "name": "Old", "version": "18.0.1.0.0"}
+    _write_module(addons, "odooops_old", repr(manifest), "CREATE TABLE odooops_old (id int);")
+    result = run_odoo(
+        "-d", "oldseries", "-i", "odooops_old", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 0, result.logs
+    assert (
+        "WARNING oldseries odoo.modules.module: The module odooops_old has an incompatible "
+        "version, setting installable=False" in result.logs
+    )
+    assert _states(pg, "oldseries")["odooops_old"] == "uninstallable"
+    assert pg.query("oldseries", "SELECT to_regclass('odooops_old')") == [(None,)]
+
+
+def test_dependency_of_another_series_leaves_the_module_pending(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """A module depending on an uninstallable one stays 'to install', two ERROR lines say so,
+    base.partially_updated_database is set for the next start, and the run exits 0."""
+    _write_module(addons, "odooops_old", repr({**PROBE_MANIFEST, "version": "18.0.1.0.0"}))
+    _write_module(addons, "odooops_new", repr({**PROBE_MANIFEST, "depends": ["odooops_old"]}))
+    result = run_odoo(
+        "-d", "pending", "-i", "odooops_new", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 0, result.logs
+    assert (
+        "INFO pending odoo.modules.module_graph: module odooops_new: some depends are not "
+        "loaded, skipped" in result.logs
+    )
+    assert (
+        "ERROR pending odoo.modules.loading: Some modules have inconsistent states, some "
+        "dependencies may be missing: ['odooops_new']" in result.logs
+    )
+    assert _states(pg, "pending")["odooops_new"] == "to install"
+    assert _partial_flag(pg, "pending") == [("1",)]
+
+
+@pytest.mark.parametrize(
+    ("options", "warnings"),
+    [
+        (
+            ["--addons-path=/nowhere,/tmp,/mnt/extra-addons"],
+            [
+                "option --addons-path, no such directory '/nowhere', skipped",
+                "option --addons-path, invalid addons directory '/tmp', skipped",
+            ],
+        ),
+        (["--addons-path=/mnt/extra-addons"], []),
+    ],
+)
+def test_bad_addons_path_entries_are_skipped_with_a_warning(
+    run_odoo: Callable[..., Exited], addons: Path, options: list[str], warnings: list[str]
+) -> None:
+    """A missing directory, or one without modules, is a WARNING and skipped; the rest works."""
+    dbname = f"adpath{len(warnings)}"
+    result = run_odoo(
+        "-d", dbname, "-i", "odooops_probe", *options, "--stop-after-init",
+        volumes=_mounts(addons),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.logs
+    logged = [line.split("odoo.tools.config: ", 1)[1] for line in result.logs.splitlines()
+              if "WARNING ? odoo.tools.config: option" in line]  # fmt: skip
+    assert logged == warnings
+    assert "'/usr/lib/python3/dist-packages/odoo/addons', '/mnt/extra-addons']" in result.logs
+
+
+def test_empty_extra_addons_volume_is_a_warning(run_odoo: Callable[..., Exited]) -> None:
+    """The image's own addons_path (/mnt/extra-addons) holding no module is skipped with the
+    WARNING real Odoo 19 logs on every start of a bare image."""
+    result = run_odoo("-d", "bareimage", "--stop-after-init")
+    assert result.exit_code == 0, result.logs
+    assert (
+        "WARNING ? odoo.tools.config: option addons_path, invalid addons directory "
+        "'/mnt/extra-addons', skipped" in result.logs
+    )
+
+
+def test_missing_dependency_fails_the_run(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """Installing a module whose dependency is nowhere is Odoo's UserError: CRITICAL, exit
+    255, the module left uninstalled; base, committed first, stays installed."""
+    _write_module(addons, "odooops_orphan", repr({**PROBE_MANIFEST, "depends": ["ghost"]}))
+    result = run_odoo(
+        "-d", "ghostdep", "-i", "odooops_orphan", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 255
+    assert (
+        "CRITICAL ghostdep odoo.service.server: Failed to initialize database `ghostdep`."
+        in result.logs
+    )
+    assert (
+        "odoo.exceptions.UserError: You try to install module 'odooops_orphan' that depends on "
+        "module 'ghost'." in result.logs
+    )
+    states = _states(pg, "ghostdep")
+    assert (states["base"], states["odooops_orphan"]) == ("installed", "uninstalled")
+    assert not [name for name, state in states.items() if state.startswith("to ")]
 
 
 def test_update_refreshes_latest_version(
@@ -485,6 +770,173 @@ def test_update_refreshes_latest_version(
     assert pg.query(
         "upd", "SELECT latest_version FROM ir_module_module WHERE name = 'odooops_probe'"
     ) == [("19.0.1.1",)]
+
+
+# --- module by module: migrations, hooks, failures -------------------------------------------
+
+STEPS = [f"odooops_step{n}" for n in range(1, 6)]
+NOTE_VERSION = """
+def migrate(cr, version):
+    cr.execute("INSERT INTO {table} (note) VALUES (%s)", ("{stage} from " + version,))
+"""
+REFUSE = """
+def migrate(cr, version):
+    raise RuntimeError("{module} refuses to migrate")
+"""
+
+
+def _write_steps(addons: Path, version: str) -> None:
+    """Five independent modules at `version`, each with a table of notes its scripts fill."""
+    for module in STEPS:
+        manifest = {**PROBE_MANIFEST, "name": module, "version": version, "depends": ["base"]}
+        _write_module(addons, module, repr(manifest), f"CREATE TABLE {module} (note text);")
+
+
+@pytest.fixture(scope="module")
+def failed_update(
+    image_refs: dict[str, str], pg: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Exited]:
+    """Five modules installed at 1.0, then `-u` of all five at 1.1: each has pre- and post-
+    migration scripts writing a note, and the third's post-migration raises."""
+    addons = tmp_path_factory.mktemp("steps") / "addons"
+    _write_steps(addons, "1.0")
+    dbname, mounts = "stepsfail", _mounts(addons)
+    install = ("-d", dbname, "-i", ",".join(STEPS), "--stop-after-init")
+    installed = _run_odoo(image_refs["odoo"], pg, install, volumes=mounts)
+    assert installed.exit_code == 0, installed.logs
+    _write_steps(addons, "1.1")
+    for module in STEPS:
+        for stage in ("pre", "post"):
+            body = NOTE_VERSION.format(table=module, stage=stage)
+            _write_migration(addons, module, "1.1", f"{stage}-note", body)
+    _write_migration(addons, STEPS[2], "1.1", "post-refuse", REFUSE.format(module=STEPS[2]))
+    update = ("-d", dbname, "-u", ",".join(STEPS), "--stop-after-init")
+    return dbname, _run_odoo(image_refs["odoo"], pg, update, volumes=mounts)
+
+
+def test_failed_update_exits_255_with_odoos_critical_line(
+    failed_update: tuple[str, Exited],
+) -> None:
+    """The failing script's traceback comes with CRITICAL "Failed to initialize database"."""
+    dbname, result = failed_update
+    assert result.exit_code == 255, result.logs
+    critical = f"CRITICAL {dbname} odoo.service.server: Failed to initialize database `{dbname}`."
+    assert critical in result.logs
+    assert f"RuntimeError: {STEPS[2]} refuses to migrate" in result.logs
+    assert (
+        f"INFO {dbname} odoo.modules.migration: module {STEPS[2]}: Running upgrade [1.1>] "
+        "post-refuse" in result.logs
+    )
+
+
+def test_failed_update_keeps_the_modules_done_before(
+    pg: Postgres, failed_update: tuple[str, Exited]
+) -> None:
+    """Modules are committed one by one: the two before the failing one have their new version
+    and their notes, the failing one and those after it keep the old version."""
+    dbname, _result = failed_update
+    assert _latest_versions(pg, dbname, STEPS) == ["19.0.1.1"] * 2 + ["19.0.1.0"] * 3
+    for module in STEPS[:2]:
+        notes = pg.query(dbname, f"SELECT note FROM {module} ORDER BY note")
+        assert notes == [("post from 19.0.1.0",), ("pre from 19.0.1.0",)]
+
+
+def test_failed_update_rolls_the_failing_module_back(
+    pg: Postgres, failed_update: tuple[str, Exited]
+) -> None:
+    """What the failing module's pre-migration wrote went with its transaction; the modules
+    after it never started."""
+    dbname, _result = failed_update
+    for module in STEPS[2:]:
+        assert pg.query(dbname, f"SELECT note FROM {module}") == []
+
+
+def test_failed_update_resets_the_transient_states(
+    pg: Postgres, failed_update: tuple[str, Exited]
+) -> None:
+    """No module is left 'to upgrade': Odoo's reset_modules_state, with its warning. Nothing is
+    pending, so Odoo 19 does not set base.partially_updated_database."""
+    dbname, result = failed_update
+    assert f"WARNING {dbname} odoo.modules.loading: Transient module states were reset" in (
+        result.logs
+    )
+    states = _states(pg, dbname)
+    assert [states[module] for module in STEPS] == ["installed"] * 5
+    assert not [name for name, state in states.items() if state.startswith("to ")]
+    assert _partial_flag(pg, dbname) == []
+
+
+def test_migrations_run_only_for_newer_versions(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """Only the folders above the installed version and up to the manifest's run, in order."""
+    run_odoo("-d", "migorder", "-i", "odooops_probe", "--stop-after-init", volumes=_mounts(addons))
+    _write_module(addons, "odooops_probe", repr({**PROBE_MANIFEST, "version": "1.2"}))
+    for version in ("1.0", "1.1", "19.0.1.2", "1.3"):
+        body = f"""
+def migrate(cr, version):
+    cr.execute("INSERT INTO odooops_probe_note (body) VALUES ('{version}')")
+"""
+        _write_migration(addons, "odooops_probe", version, "post-note", body)
+    result = run_odoo(
+        "-d", "migorder", "-u", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 0, result.logs
+    notes = pg.query("migorder", "SELECT body FROM odooops_probe_note ORDER BY id")
+    assert notes == [("installed",), ("1.1",), ("19.0.1.2",)]
+
+
+def test_successful_update_clears_the_partial_flag(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """A start finds base.partially_updated_database, deletes it and finishes the update."""
+    mounts = _mounts(addons)
+    run_odoo("-d", "flagged", "-i", "odooops_probe", "--stop-after-init", volumes=mounts)
+    pg.execute(
+        "flagged",
+        "INSERT INTO ir_config_parameter (key, value)"
+        " VALUES ('base.partially_updated_database', '1')",
+    )
+    result = run_odoo("-d", "flagged", "-u", "odooops_probe", "--stop-after-init", volumes=mounts)
+    assert result.exit_code == 0, result.logs
+    assert _partial_flag(pg, "flagged") == []
+
+
+def test_post_init_hook_runs_with_env(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """On install, the manifest's post_init_hook is called from the module's package with an
+    `env` whose cursor writes in the module's transaction."""
+    manifest = {**PROBE_MANIFEST, "post_init_hook": "_note_hook"}
+    _write_module(addons, "odooops_probe", repr(manifest), PROBE_INSTALL_SQL)
+    (addons / "odooops_probe" / "__init__.py").write_text(
+        "def _note_hook(env):\n"
+        "    env.cr.execute(\"INSERT INTO odooops_probe_note (body) VALUES ('hooked')\")\n"
+    )
+    result = run_odoo(
+        "-d", "hooked", "-i", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 0, result.logs
+    notes = pg.query("hooked", "SELECT body FROM odooops_probe_note ORDER BY id")
+    assert notes == [("installed",), ("hooked",)]
+
+
+def test_failing_post_init_hook_fails_the_install(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """An exception in the hook rolls the module back: exit 255, the module uninstalled."""
+    manifest = {**PROBE_MANIFEST, "post_init_hook": "_refuse"}
+    _write_module(addons, "odooops_probe", repr(manifest), PROBE_INSTALL_SQL)
+    (addons / "odooops_probe" / "__init__.py").write_text(
+        "def _refuse(env):\n    raise ValueError('odooops_probe refuses to install')\n"
+    )
+    result = run_odoo(
+        "-d", "hookfails", "-i", "odooops_probe", "--stop-after-init", volumes=_mounts(addons)
+    )
+    assert result.exit_code == 255
+    assert "ValueError: odooops_probe refuses to install" in result.logs
+    assert _states(pg, "hookfails")["odooops_probe"] == "uninstalled"
+    assert pg.query("hookfails", "SELECT to_regclass('odooops_probe_note')") == [(None,)]
 
 
 # --- neutralisation and shell -----------------------------------------------------------------
@@ -537,6 +989,27 @@ def test_neutralize_disables_webhooks_and_shows_the_banner(pg: Postgres, neutral
     assert pg.query(
         neutralized, "SELECT active FROM ir_ui_view WHERE key = 'web.neutralize_banner'"
     ) == [(True,)]
+
+
+def test_neutralize_stdout_prints_custom_addon_scripts(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """`odoo neutralize --stdout` prints every installed module's data/neutralize.sql, custom
+    addons on the addons path included, between BEGIN and COMMIT on stdout, runs none of it,
+    and logs on stderr only."""
+    script = "UPDATE odooops_probe_note SET body = 'neutralized';"
+    (addons / "odooops_probe" / "data" / "neutralize.sql").write_text(script + "\n")
+    mounts = _mounts(addons)
+    run_odoo("-d", "neutralsql", "-i", "odooops_probe", "--stop-after-init", volumes=mounts)
+    result = run_odoo("odoo", "neutralize", "-d", "neutralsql", "--stdout", volumes=mounts)
+    assert result.exit_code == 0, result.logs
+    out = result.stdout.decode().strip().splitlines()
+    assert (out[0], out[-1]) == ("BEGIN;", "COMMIT;")
+    assert script in out
+    assert "UPDATE ir_mail_server" in out  # base's own script
+    assert not [line for line in out if " odoo." in line]  # no log line on stdout
+    assert "BEGIN;" not in result.stderr.decode()
+    assert pg.query("neutralsql", "SELECT body FROM odooops_probe_note") == [("installed",)]
 
 
 def test_neutralize_refuses_an_uninitialised_database(
@@ -594,6 +1067,44 @@ def test_health_fails_db_server_status_when_the_database_is_down(
         500,
         {"status": "fail", "db_server_status": False},
     )
+    assert _health(odoo, "/web/health") == (200, {"status": "pass"})
+
+
+def _address_space_limit(odoo: DockerContainer) -> str:
+    """The soft 'Max address space' of the server process (PID 1) once its database is loaded
+    (the moment a worker would start)."""
+    server = odoo.get_wrapped_container()
+    deadline = time.monotonic() + 30
+    while b"Registry loaded" not in server.logs() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    deadline = time.monotonic() + 3
+    while True:
+        limits = odoo.exec(["grep", "Max address space", "/proc/1/limits"]).output.decode()
+        soft = limits.split()[3]
+        if soft != "unlimited" or time.monotonic() > deadline:
+            return soft
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize(
+    ("options", "environment", "limit"),
+    [
+        (["--workers=2", "--limit-memory-hard=1073741824"], {}, "1073741824"),
+        ([], {"ODOO_WORKERS": "2", "ODOO_LIMIT_MEMORY_HARD": "1258291200"}, "1258291200"),
+        (["--workers=0", "--limit-memory-hard=1073741824"], {}, "unlimited"),
+    ],
+)
+def test_workers_get_the_hard_memory_limit_as_address_space(
+    serve: Callable[..., DockerContainer],
+    pg: Postgres,
+    options: list[str],
+    environment: dict[str, str],
+    limit: str,
+) -> None:
+    """With workers, --limit-memory-hard is RLIMIT_AS of the serving process, which still
+    answers; the threaded server (workers 0) has no limit."""
+    odoo = serve(pg.network, *options, environment=environment)
+    assert _address_space_limit(odoo) == limit
     assert _health(odoo, "/web/health") == (200, {"status": "pass"})
 
 

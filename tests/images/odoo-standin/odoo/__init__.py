@@ -4,9 +4,11 @@ It honours docs/ODOO-CONTRACT.md so the product can be tested offline, and
 nothing more: every behaviour here reproduces one the real server has, and the
 module docstrings say which. Modules:
 
-- config: the command line, $ODOO_RC and the PG* variables
+- config: the command line, the ODOO_* and PG* variables, $ODOO_RC
 - modules: addons paths and manifests
-- loading: database creation, module installation (-i) and update (-u)
+- loading: database creation, module installation (-i) and update (-u), module by module
+- module_graph, migration: the loading order, migration scripts
+- sql_db, api, exceptions: connections and cursors, `env`, UserError
 - server: the HTTP service (/web/health)
 - neutralize, shell: the `odoo neutralize` and `odoo shell` commands
 - cli: command dispatch, `odoo --version`

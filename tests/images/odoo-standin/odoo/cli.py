@@ -4,9 +4,11 @@
   `server`; others are an error (the stand-in has no `db`, `scaffold`, ...).
 - The server command refuses database user `postgres` ("Using the database user
   'postgres' is a security risk, aborting.", exit 1), creates each database named by -d
-  when missing, then loads it (-i/-u). With --stop-after-init it exits 0, or 255 when
-  loading failed (Odoo's -1); otherwise it serves HTTP until SIGTERM/SIGINT, then exits 0.
-  A database that fails to load is logged and the server keeps serving, as Odoo's does.
+  when missing, then loads it (-i/-u). With --stop-after-init (implied by --test-enable)
+  it exits 0, or 255 when loading failed (Odoo's -1, after CRITICAL "Failed to initialize
+  database `DB`." and the traceback); otherwise it serves HTTP until SIGTERM/SIGINT, then
+  exits 0. A database that fails to load is logged and the server keeps serving, as Odoo's
+  does. With --workers > 0 the process then takes a worker's memory limit (server.py).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ def _preload(config: Any, created: dict[str, bool]) -> int:
         try:
             loading.load(config, dbname, was_created)
         except Exception:
-            _logger.critical("Failed to initialize database `%s`.", dbname, exc_info=True)
+            logging.getLogger("odoo.service.server").critical(
+                "Failed to initialize database `%s`.", dbname, exc_info=True
+            )
             return -1
         finally:
             logs.use_database(None)
@@ -78,6 +82,7 @@ def run_server(args: list[str]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     servers = server.start(config) if config["http_enable"] else []
     _preload(config, created)
+    server.limit_memory_hard(config)
     while not stopping.wait(0.5):
         pass
     server.stop(servers)

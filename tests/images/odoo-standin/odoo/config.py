@@ -1,18 +1,32 @@
-"""Configuration of the stand-in: Odoo's command line, $ODOO_RC and the PG* variables.
+"""Configuration of the stand-in: Odoo's command line, environment and $ODOO_RC.
 
-Reproduces odoo/tools/config.py as far as the contract reaches:
+Reproduces odoo/tools/config.py of Odoo 19 as far as the contract reaches:
 - optparse, like Odoo: `--opt=value` and `--opt value` both work, an unknown option or a
   stray positional argument exits 2 with optparse's usage error;
-- precedence command line > PGHOST/PGPORT/PGUSER/PGPASSWORD ("read natively on 19.0")
-  > the file named by -c, else $ODOO_RC > defaults;
+- precedence command line > environment > the file named by -c, else $ODOO_RC > defaults.
+  The environment is ODOO_<OPTION> for every option the file may hold (ODOO_WORKERS=2,
+  ODOO_PROXY_MODE=1, booleans as 1/0/true/false/yes/no/on/off) and the PG* variables of
+  libpq for the database options: PGDATABASE (-d), PGHOST, PGPORT, PGUSER, PGPASSWORD,
+  PGSSLMODE, PGAPPNAME (db_app_name, `{pid}` replaced) and PGDATABASE_TEMPLATE. -i, -u,
+  --stop-after-init and the test options are never read from the environment;
+- an addons path entry that is no directory, or holds no module, is skipped with a WARNING
+  ("option --addons-path, no such directory '/x', skipped"; from the file or the
+  environment the option reads `addons_path`);
 - Odoo 19 loads no demo data unless --with-demo (or `with_demo = True`); --without-demo
-  is its deprecated inverse and, as in Odoo, takes a value.
+  is its inverse and takes a boolean: any other value ('all') is a WARNING "invalid boolean
+  value" and means no demo data, the default anyway;
+- --test-enable and --test-tags imply --stop-after-init (a WARNING when no -d is given);
+- without --http-interface (or with an empty `http_interface` in the file) every command
+  logs the WARNING of Odoo 19: the default 0.0.0.0 becomes 127.0.0.1 in 20.0.
+Messages raised while parsing wait in config["log_entries"] until logs.setup() has a
+handler for them, as Odoo keeps them until its logging is configured.
 Options the real server accepts but the stand-in has no use for are accepted and ignored.
 """
 
 from __future__ import annotations
 
 import configparser
+import logging
 import optparse
 import os
 from collections import ChainMap
@@ -32,7 +46,6 @@ OPTIONS: list[tuple[str, str, Any, Any]] = [
     ("-i --init", "init", str, ""),
     ("-u --update", "update", str, ""),
     ("--with-demo", "with_demo", "on", False),
-    ("--without-demo", "without_demo", str, False),
     ("--addons-path", "addons_path", str, ""),
     ("-D --data-dir", "data_dir", str, os.path.expanduser("~/.local/share/Odoo")),
     ("--http-interface", "http_interface", str, ""),
@@ -51,6 +64,7 @@ OPTIONS: list[tuple[str, str, Any, Any]] = [
     ("--db_host", "db_host", str, ""),
     ("--db_port", "db_port", int, None),
     ("--db_sslmode", "db_sslmode", SSL_MODES, "prefer"),
+    ("--db_app_name", "db_app_name", str, "odoo-{pid}"),
     ("--db-template", "db_template", str, "template0"),
     ("--load-language", "load_language", str, None),
     ("--no-database-list", "list_db", "off", True),
@@ -82,13 +96,39 @@ OPTIONS += [
 ]
 # Renamed keys still read from configuration files (Odoo < 17 spellings).
 FILE_ALIASES = dict(xmlrpc_port="http_port", xmlrpc_interface="http_interface")
-# The PG* variables Odoo 19 reads natively.
-ENVIRON = dict(PGHOST="db_host", PGPORT="db_port", PGUSER="db_user", PGPASSWORD="db_password")
+# Variables named otherwise than ODOO_<OPTION>: libpq's, read natively by Odoo 19.
+ENVIRON = dict(
+    db_name="PGDATABASE", db_host="PGHOST", db_port="PGPORT", db_user="PGUSER",
+    db_password="PGPASSWORD", db_sslmode="PGSSLMODE", db_app_name="PGAPPNAME",
+    db_template="PGDATABASE_TEMPLATE", pg_path="PGPATH",
+)  # fmt: skip
+# Options Odoo reads from the command line only (file_loadable=False): no ODOO_ variable.
+CLI_ONLY = {"config", "save", "init", "update", "reinit", "import_partial", "test_file",
+            "test_enable", "test_tags", "stop_after_init"}  # fmt: skip
+BOOLEANS = {"1": True, "yes": True, "true": True, "on": True,
+            "0": False, "no": False, "false": False, "off": False}  # fmt: skip
+MISSING_INTERFACE = (
+    "missing --http-interface/http_interface, using 0.0.0.0 by default, "
+    "will change to 127.0.0.1 in 20.0"
+)
 
-Config = ChainMap  # command line, environment, file, defaults: first hit wins
+Config = ChainMap  # runtime, command line, environment, file, defaults: first hit wins
+LogEntries = list[tuple[int, str, tuple[Any, ...]]]
 
 
-def build_parser(extra: list[tuple[str, str, Any, Any]] = ()) -> optparse.OptionParser:
+def _without_demo(raw: str, opt: str, entries: LogEntries) -> bool:
+    """with_demo from a --without-demo value: its inverse, or False for a non-boolean."""
+    value = BOOLEANS.get(raw.lower())
+    if value is None:
+        message = "option %s: since 19.0, invalid boolean value: %r, assume %s"
+        entries.append((logging.WARNING, message, (opt, raw, raw != "None")))
+        return raw == "None"
+    return not value
+
+
+def build_parser(
+    extra: list[tuple[str, str, Any, Any]], entries: LogEntries
+) -> optparse.OptionParser:
     """Odoo's parser: usage `odoo [options]`, `--version` prints `Odoo Server 19.0`."""
     parser = optparse.OptionParser(prog="odoo", version=f"{DESCRIPTION} {VERSION}")
     for flags, dest, kind, _default in [*OPTIONS, *extra]:
@@ -102,8 +142,25 @@ def build_parser(extra: list[tuple[str, str, Any, Any]] = ()) -> optparse.Option
         elif kind in (int, float):
             attrs["type"] = kind.__name__
         parser.add_option(*flags.split(), **attrs)
+
+    def without_demo(_option: Any, opt: str, value: str, parser: Any) -> None:
+        parser.values.with_demo = _without_demo(value, opt, entries)
+
+    parser.add_option(
+        "--without-demo", action="callback", callback=without_demo, type="string", nargs=1
+    )
     parser.set_defaults(**{dest: None for _f, dest, _k, _d in [*OPTIONS, *extra]})
     return parser
+
+
+def _bare_without_demo(args: list[str]) -> list[str]:
+    """`--without-demo` alone means True, as Odoo's nargs='?' option does."""
+    return [
+        "--without-demo=True"
+        if arg == "--without-demo" and (i + 1 == len(args) or args[i + 1].startswith("-"))
+        else arg
+        for i, arg in enumerate(args)
+    ]
 
 
 def _cast(kind: Any, raw: str) -> Any:
@@ -114,7 +171,7 @@ def _cast(kind: Any, raw: str) -> Any:
     return kind(raw) if kind in (int, float) else raw
 
 
-def read_file(path: str) -> dict[str, Any]:
+def read_file(path: str, entries: LogEntries) -> dict[str, Any]:
     """The [options] section of a configuration file; a missing file is no error."""
     parser = configparser.RawConfigParser()
     parser.read([path])
@@ -122,40 +179,110 @@ def read_file(path: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if parser.has_section("options"):
         for key, raw in parser.items("options"):
+            if key == "without_demo":
+                values["with_demo"] = _without_demo(raw.strip(), key, entries)
+                continue
             key = FILE_ALIASES.get(key, key)
             values[key] = _cast(kinds.get(key, str), raw.strip())
     return values
 
 
+def _env_value(parser: optparse.OptionParser, dest: str, kind: Any, var: str) -> Any:
+    """An environment variable read as Odoo parses it: by the option's type."""
+    raw = os.environ[var]
+    if raw == "None":
+        return None
+    if kind in ("on", "off"):
+        if raw.lower() not in BOOLEANS:
+            parser.error(f"option {dest}: invalid boolean value: {raw!r}")
+        return BOOLEANS[raw.lower()]
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            parser.error(f"option {dest}: invalid {kind.__name__} value: {raw!r}")
+    if isinstance(kind, str) and raw not in kind.split():
+        parser.error(f"option {dest}: invalid choice: {raw!r}")
+    return raw
+
+
+def read_environ(parser: optparse.OptionParser) -> dict[str, Any]:
+    """ODOO_<OPTION> and the PG* variables that are set."""
+    values: dict[str, Any] = {}
+    for _flags, dest, kind, _default in OPTIONS:
+        if dest in CLI_ONLY:
+            continue
+        var = ENVIRON.get(dest, f"ODOO_{dest.upper()}")
+        if var in os.environ:
+            values[dest] = _env_value(parser, dest, kind, var)
+    return values
+
+
+def _normalize(path: str) -> str:
+    """Odoo's spelling of a path: variables and ~ expanded, absolute, symlinks resolved."""
+    return os.path.realpath(os.path.abspath(os.path.expanduser(os.path.expandvars(path))))
+
+
+def _checked_addons_path(value: Any, opt: str, entries: LogEntries) -> str:
+    """The entries of an addons_path that exist and hold a module; others are a WARNING."""
+    kept: list[str] = []
+    for path in (_normalize(p.strip()) for p in str(value).split(",") if p.strip()):
+        if not os.path.isdir(path):
+            message = "option %s, no such directory %r, skipped"
+        elif not is_addons_dir(path):
+            message = "option %s, invalid addons directory %r, skipped"
+        else:
+            kept.append(path)
+            continue
+        entries.append((logging.WARNING, message, (opt, path)))
+    return ",".join(kept)
+
+
+def _postprocess(config: Config, entries: LogEntries) -> None:
+    """What Odoo derives after reading every source: test runs stop after init."""
+    runtime = config.maps[0]
+    if config["test_enable"] or config["test_tags"]:
+        runtime["test_enable"] = runtime["stop_after_init"] = True
+        if not config["db_name"]:
+            entries.append(
+                (logging.WARNING, "Empty %s, tests won't run", ("-d/--database/db_name",))
+            )
+    if config["http_enable"] and not config["http_interface"]:
+        entries.append((logging.WARNING, MISSING_INTERFACE, ()))
+    runtime["log_entries"] = entries
+
+
 def parse(args: list[str], extra: list[tuple[str, str, Any, Any]] = ()) -> Config:
     """Parse a command line (exit 2 on misuse, as optparse does) into the merged configuration."""
-    parser = build_parser(extra)
-    opts, rest = parser.parse_args(args)
+    entries: LogEntries = []
+    parser = build_parser(extra, entries)
+    opts, rest = parser.parse_args(_bare_without_demo(args))
     if rest:
         parser.error(f"unrecognized parameters: '{' '.join(rest)}'")
     cli = {key: value for key, value in vars(opts).items() if value is not None}
-    for path in filter(None, (p.strip() for p in cli.get("addons_path", "").split(","))):
-        if not os.path.isdir(path):
-            parser.error(f"option --addons-path: no such directory: {path!r}")
-        if not is_addons_dir(path):
-            parser.error(f"option --addons-path: invalid addons directory: {path!r}")
-    environ = {key: os.environ[var] for var, key in ENVIRON.items() if var in os.environ}
-    if "db_port" in environ:
-        environ["db_port"] = int(environ["db_port"])
+    environ = read_environ(parser)
     rcfile = os.path.abspath(
         cli.get("config") or os.environ.get("ODOO_RC") or os.path.expanduser("~/.odoorc")
     )
+    from_file = read_file(rcfile, entries)
+    for opt, source in (
+        ("addons_path", from_file),
+        ("addons_path", environ),
+        ("--addons-path", cli),
+    ):
+        if source.get("addons_path"):
+            source["addons_path"] = _checked_addons_path(source["addons_path"], opt, entries)
     defaults = {dest: default for _f, dest, _k, default in [*OPTIONS, *extra]}
     defaults["rcfile"] = rcfile
-    config = Config(cli, environ, read_file(rcfile), defaults)
-    config["with_demo"] = bool(config["with_demo"]) and not config["without_demo"]
+    config = Config({}, cli, environ, from_file, defaults)
+    _postprocess(config, entries)
     return config
 
 
 def addons_paths(config: Config) -> list[str]:
     """Where modules are looked up: Odoo's own addons first, then the configured paths."""
-    configured = (os.path.abspath(p.strip()) for p in (config["addons_path"] or "").split(","))
-    return [CORE_ADDONS, *(p for p in dict.fromkeys(configured) if os.path.isdir(p))]
+    configured = (p for p in (config["addons_path"] or "").split(",") if p)
+    return [CORE_ADDONS, *dict.fromkeys(configured)]
 
 
 def names(value: Any) -> list[str]:

@@ -24,7 +24,8 @@ class _Formatter(logging.Formatter):
 
 
 def setup(config: Any) -> None:
-    """Install the handler once; --log-level sets the root level."""
+    """Install the handler once; --log-level sets the root level. Then log what parsing the
+    configuration had to say before there was a handler (Odoo flushes it the same way)."""
     handler: logging.Handler = (
         logging.FileHandler(config["logfile"]) if config["logfile"] else logging.StreamHandler()
     )
@@ -33,6 +34,8 @@ def setup(config: Any) -> None:
     root.handlers[:] = [handler]
     name = config["log_level"] or "info"
     root.setLevel("DEBUG" if name.startswith("debug") else ALIASES.get(name, name.upper()))
+    for level, message, args in config.get("log_entries", ()):
+        logging.getLogger("odoo.tools.config").log(level, message, *args)
 
 
 def use_database(dbname: str | None) -> None:

@@ -9,6 +9,15 @@
   gevent port (8072) serves too, as Odoo's prefork server does.
 - The service starts before the databases named by -d are loaded, as Odoo's threaded
   server does, so /web/health passes while an install is still running.
+- Memory: Odoo's prefork server sets RLIMIT_AS (the address space, not the resident size) of
+  each worker and of the gevent process to --limit-memory-hard when it starts; past it any
+  allocation fails. The stand-in has no worker processes: with --workers > 0 its one process
+  takes the limit itself once it serves and its databases are loaded (as Odoo's workers are
+  forked after the preload). That process already holds the interpreter, psycopg2, the
+  thread stacks and malloc arenas, so a limit below its current address space plus
+  LIMIT_HEADROOM is raised to that floor; a worker of real Odoo with so low a limit would
+  die on its first request instead. With --workers 0 (threaded) Odoo sets no limit, nor
+  does the stand-in; --limit-memory-hard 0 means no limit.
 - Each request is logged like Odoo's werkzeug logger:
   `werkzeug: 1.2.3.4 - - [18/Jan/2026 10:00:00] "GET /web/health HTTP/1.1" 200 - 1 0.001 0.002`.
 """
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import socket
 import threading
 import time
@@ -41,6 +51,7 @@ ROUTES = {  # path: (status, body, extra headers)
     "/web/database/selector": (200, "<h1>Select a database</h1>", {}),
 }
 DISABLED = "The database manager has been disabled by the administrator"
+LIMIT_HEADROOM = 256 * 1024 * 1024  # room for request threads above what the process holds
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -125,3 +136,22 @@ def stop(servers: list[ThreadingHTTPServer]) -> None:
     for httpd in servers:
         httpd.shutdown()
         httpd.server_close()
+
+
+def _address_space() -> int:
+    """The process's current virtual size (VmSize), in bytes."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmSize missing from /proc/self/status")
+
+
+def limit_memory_hard(config: Any) -> None:
+    """Odoo's set_limit_memory_hard for a worker: RLIMIT_AS soft limit, hard limit kept."""
+    limit = config["limit_memory_hard"]
+    if not config["workers"] or not limit:
+        return
+    soft = max(limit, _address_space() + LIMIT_HEADROOM)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

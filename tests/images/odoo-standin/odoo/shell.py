@@ -16,33 +16,10 @@ from typing import Any
 import odoo
 from odoo import config as odoo_config
 from odoo import logs, sql_db
+from odoo.api import Environment
+from odoo.sql_db import Cursor
 
 _logger = logging.getLogger("odoo.cli.shell")
-
-
-class Cursor:
-    """The part of Odoo's cursor that SQL-only scripts use: execute, fetch*, commit, rollback."""
-
-    def __init__(self, conn: Any, dbname: str) -> None:
-        self._conn, self._cr, self.dbname = conn, conn.cursor(), dbname
-        self.commit, self.rollback = conn.commit, conn.rollback
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cr, name)  # execute, fetchone, fetchall, rowcount, ...
-
-    def dictfetchall(self) -> list[dict[str, Any]]:
-        columns = [col.name for col in self._cr.description]
-        return [dict(zip(columns, row, strict=True)) for row in self._cr.fetchall()]
-
-
-class Environment:
-    """`env` with its cursor; models are not available in the stand-in."""
-
-    def __init__(self, cr: Cursor) -> None:
-        self.cr, self.uid, self.context = cr, 1, {}
-
-    def __getitem__(self, model: str) -> Any:
-        raise KeyError(f"{model}: the Odoo stand-in has no ORM, use env.cr")
 
 
 def main(args: list[str]) -> int:

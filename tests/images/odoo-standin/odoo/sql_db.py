@@ -2,8 +2,11 @@
 
 As in odoo/sql_db.py, an unset db_host/db_port/db_user/db_password is left to libpq,
 which then reads the PG* variables or uses its defaults (the local socket).
+Connections carry db_app_name as their application_name (PGAPPNAME, by default
+`odoo-{pid}`, `{pid}` replaced by the process id), so pg_stat_activity shows who they are.
 As in odoo/service/db.py, a database named by -d is created when missing
 (ENCODING unicode, LC_COLLATE C with template0) and gets pg_trgm when allowed.
+Cursor is the part of Odoo's cursor that SQL-only code (shell, migration scripts, hooks) uses.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def connect(config: Any, dbname: str) -> Any:
         user=config["db_user"] or None,
         password=config["db_password"] or None,
         sslmode=config["db_sslmode"],
-        application_name=f"odoo-{os.getpid()}",
+        application_name=(config["db_app_name"] or "").replace("{pid}", str(os.getpid())),
     )
 
 
@@ -61,3 +64,21 @@ def is_initialized(cr: Any) -> bool:
     """Odoo's test: the module registry table exists."""
     cr.execute("SELECT 1 FROM pg_class WHERE relkind = 'r' AND relname = 'ir_module_module'")
     return cr.fetchone() is not None
+
+
+class Cursor:
+    """Odoo's cursor as SQL-only code sees it: execute, fetch*, dictfetchall, commit, rollback.
+
+    It shares the connection's transaction: commit() commits whatever the caller did too.
+    """
+
+    def __init__(self, conn: Any, dbname: str) -> None:
+        self._conn, self._cr, self.dbname = conn, conn.cursor(), dbname
+        self.commit, self.rollback = conn.commit, conn.rollback
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cr, name)  # execute, fetchone, fetchall, rowcount, ...
+
+    def dictfetchall(self) -> list[dict[str, Any]]:
+        columns = [col.name for col in self._cr.description]
+        return [dict(zip(columns, row, strict=True)) for row in self._cr.fetchall()]
