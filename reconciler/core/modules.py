@@ -8,6 +8,11 @@ that fails part-way leaves the modules before it updated, resets the pending sta
 ``base.partially_updated_database``. So a step is judged by what the database says, read after
 every run; the log lines that name a module left out are kept to say why.
 
+Real Odoo sets ``base.partially_updated_database`` only when a run that succeeded leaves
+modules pending (the next start would go on with them, with whatever code it runs); a run
+that fails resets the pending states instead, so a half-updated database is seen by comparing
+each module's ``latest_version`` before and after.
+
 Pure: ``reconciler.data.database.modules`` reads the snapshot, the engine's steps decide.
 """
 
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "PARTIAL_KEY",
@@ -31,6 +36,9 @@ __all__ = [
 PARTIAL_KEY = "base.partially_updated_database"
 TRANSIENT = ("to install", "to upgrade", "to remove")
 MAX_LINES = 12
+RECORD_LINES = 4  # of a record on several lines (a traceback is not read whole)
+_STAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_LEVEL = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b")
 
 _WHY = {
     None: "Odoo does not know it: its __manifest__.py does not parse (Odoo 19 says so only at "
@@ -52,6 +60,16 @@ class ModuleSnapshot:
 
     states: Mapping[str, str]  # ir_module_module: name -> state
     partially_updated: bool  # base.partially_updated_database is set
+    versions: Mapping[str, str] = field(default_factory=dict)  # name -> latest_version
+
+    def advanced(self, before: ModuleSnapshot) -> list[str]:
+        """Modules whose recorded version moved since ``before``: the ones a failed run
+        committed before it stopped (Odoo commits module by module)."""
+        return sorted(
+            name
+            for name, version in self.versions.items()
+            if name in before.versions and before.versions[name] != version
+        )
 
 
 @dataclass(frozen=True)
@@ -84,20 +102,42 @@ def problems(snapshot: ModuleSnapshot, wanted: Iterable[str]) -> list[ModuleProb
 
 
 def explaining_lines(logs: str, names: Sequence[str]) -> list[str]:
-    """The log lines (warnings and worse, or naming one of ``names``) that say why, at most
-    ``MAX_LINES``, the last ones when there are more."""
+    """The log records (warnings and worse naming one of ``names``, or saying why in general)
+    that explain a run, at most ``MAX_LINES`` lines, the last ones when there are more.
+
+    A record is a line that starts with Odoo's timestamp and the lines after it that do not
+    (a message on several lines, such as "You try to install module 'x' that depends on
+    module 'y'. / But the latter module is not available", or a traceback, cut short).
+    """
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b") if names else None
-    picked = [
-        line.rstrip()
-        for line in logs.splitlines()
-        if _GENERAL.search(line)
-        or (
-            pattern is not None
-            and pattern.search(line)
-            and re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)
-        )
-    ]
+    picked: list[str] = []
+    for record in _records(logs):
+        text = "\n".join(record)
+        serious = _LEVEL.search(record[0]) is not None
+        if _GENERAL.search(text) or (serious and pattern is not None and pattern.search(text)):
+            picked.extend(_shortened(record))
     return picked[-MAX_LINES:]
+
+
+def _shortened(record: list[str]) -> list[str]:
+    """A record's first line and the message at the end of its traceback, if any (the
+    indented frames and the "Traceback" header say nothing a user can act on)."""
+    said = [
+        line.rstrip()
+        for line in record[1:]
+        if line.strip() and not line.startswith((" ", "\t", "Traceback (most recent call"))
+    ]
+    return [record[0].rstrip(), *said[-(RECORD_LINES - 1) :]]
+
+
+def _records(logs: str) -> list[list[str]]:
+    records: list[list[str]] = []
+    for line in logs.splitlines():
+        if _STAMP.match(line) or not records:
+            records.append([line])
+        else:
+            records[-1].append(line)
+    return records
 
 
 # ---------------------------------------------------------------------- which to update

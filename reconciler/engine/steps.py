@@ -410,7 +410,7 @@ class Steps:
             self._data.backup_before(w, f"before update to {w.revision[:12]}")
             self.ledger.update_database(w.key, backup_revision=w.revision)
         args = plan.args() or ["-u", ",".join(m for m in w.modules if m != "base") or "base"]
-        self._odoo(w, ["-d", w.key.database, *args, "--stop-after-init"], "module update")
+        self._odoo(w, ["-d", w.key.database, *args, "--stop-after-init"], "module update", snapshot)
         self.ledger.put_modules(w.key, done)
         self.ledger.update_database(w.key, revision=w.revision)
         return "done", str(plan)
@@ -490,9 +490,16 @@ class Steps:
         self._admin(want.key, want.server).ensure_role(want.key, self._password(want.key))
         self._data.ensure_neutralized(want)
 
-    def _odoo(self, want: DesiredEnvironment, args: list[str], what: str) -> None:
+    def _odoo(
+        self,
+        want: DesiredEnvironment,
+        args: list[str],
+        what: str,
+        before: ModuleSnapshot | None = None,
+    ) -> None:
         """Run ``odoo ARGS`` and judge it by what the database says, not by the exit code:
-        every wanted module ``installed``, none left half-way, no partial update."""
+        every wanted module ``installed``, none left pending, no partial update (against
+        ``before``, the module table as the run found it)."""
         run = self.runtime.run_once(want, self._password(want.key), args, INIT_TIMEOUT, self.cancel)
         if run.code == 130:
             raise Interrupted(f"{what} interrupted: the daemon is stopping", remediation="")
@@ -510,17 +517,23 @@ class Steps:
         found = problems(snapshot, want.modules)
         if run.code == 0 and not found and not snapshot.partially_updated:
             return
+        advanced = snapshot.advanced(before) if before is not None and run.code != 0 else []
         lines = explaining_lines(run.logs, [p.name for p in found])
         said: list[str] = []
+        if advanced:
+            said.append(
+                "the database is half-updated: Odoo commits module by module, and "
+                f"{', '.join(advanced)} were updated before the failure; the rest were not"
+            )
         if snapshot.partially_updated:
             said.append(
-                "the database is half-updated (base.partially_updated_database is set): Odoo "
-                "commits module by module, so the modules before the failure are updated and "
-                "the rest are not"
+                "the database is half-updated: modules are left pending and Odoo set "
+                "base.partially_updated_database, so the next start of any Odoo on it goes "
+                "on with them"
             )
         said.extend(str(p) for p in found)
         kind: type[DeployFailed] = DeployFailed
-        if snapshot.partially_updated:
+        if snapshot.partially_updated or advanced:
             kind = PartiallyUpdated
         elif run.code == 0:
             kind = ModulesNotInstalled

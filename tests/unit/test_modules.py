@@ -12,12 +12,19 @@ from reconciler.core.modules import (
     update_plan,
 )
 
-LOG = """\
-2026-12-03 10:00:00,001 1 INFO db odoo.modules.loading: updating modules list
-WARNING db odoo.modules.module: module old_mod: incompatible version, setting installable=False
-2026-12-03 10:00:00,003 1 WARNING db odoo.modules.loading: invalid module names, ignored: typo_mod
-2026-12-03 10:00:00,004 1 INFO db odoo.modules.loading: Loading module fine_mod (3/5)
-2026-12-03 10:00:00,005 1 INFO db odoo.modules.loading: loading old_mod mentioned at INFO only
+T = "2026-12-03 10:00:00,001 1"
+LOG = f"""\
+{T} INFO db odoo.modules.loading: updating modules list
+{T} WARNING db odoo.modules.module: module old_mod: incompatible version, setting installable=False
+{T} WARNING db odoo.modules.loading: invalid module names, ignored: typo_mod
+{T} INFO db odoo.modules.loading: Loading module fine_mod (3/5)
+{T} INFO db odoo.modules.loading: loading old_mod mentioned at INFO only
+{T} CRITICAL db odoo.service.server: Failed to initialize database `db`.
+Traceback (most recent call last):
+odoo.exceptions.UserError: You try to install module 'x_dep' that depends on module 'nope'.
+But the latter module is not available in your system.
+  more traceback
+  and more
 """
 
 
@@ -43,9 +50,13 @@ def test_all_installed_is_no_problem() -> None:
 
 
 def test_the_lines_kept_are_warnings_naming_a_module_or_saying_why() -> None:
-    lines = explaining_lines(LOG, ["old_mod", "typo_mod"])
-    assert len(lines) == 2
+    lines = explaining_lines(LOG, ["old_mod", "typo_mod", "x_dep"])
+    assert len(lines) == 5
     assert "incompatible version" in lines[0] and "invalid module names" in lines[1]
+    # A record on several lines: its first line and the message its traceback ends with.
+    assert "Failed to initialize" in lines[2]
+    assert "depends on module 'nope'" in lines[3] and "not available" in lines[4]
+    assert "traceback" not in "".join(lines).lower()
     assert explaining_lines("", []) == []
 
 
@@ -92,3 +103,10 @@ def test_without_the_database_the_modules_wanted_last_time_count_as_installed() 
         "base": "img1",
         "wanted": ["a", "base"],
     }
+
+
+def test_the_modules_a_failed_run_committed_are_the_ones_whose_version_moved() -> None:
+    before = ModuleSnapshot({}, False, {"m1": "19.0.1.0", "m2": "19.0.1.0", "m3": "19.0.1.0"})
+    after = ModuleSnapshot({}, False, {"m1": "19.0.1.1", "m2": "19.0.1.1", "m3": "19.0.1.0"})
+    assert after.advanced(before) == ["m1", "m2"]
+    assert before.advanced(before) == []

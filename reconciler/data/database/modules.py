@@ -27,11 +27,13 @@ def snapshot(conn: psycopg.Connection[Any]) -> ModuleSnapshot:
         row = cur.fetchone()
         has_modules, has_params = (bool(row[0]), bool(row[1])) if row else (False, False)
         states: dict[str, str] = {}
+        versions: dict[str, str] = {}
         if has_modules:
-            cur.execute("SELECT name, state FROM ir_module_module")
-            states = {str(name): str(state) for name, state in cur.fetchall()}
+            cur.execute("SELECT name, state, coalesce(latest_version, '') FROM ir_module_module")
+            for name, state, version in cur.fetchall():
+                states[str(name)], versions[str(name)] = str(state), str(version)
         partial = False
         if has_params:
             cur.execute("SELECT 1 FROM ir_config_parameter WHERE key = %s", [PARTIAL_KEY])
             partial = cur.fetchone() is not None
-    return ModuleSnapshot(states, partial)
+    return ModuleSnapshot(states, partial, versions)
