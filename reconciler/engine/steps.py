@@ -296,7 +296,7 @@ class Steps:
                 f"database {key.database} on {admin.name} exists, holds no Odoo, and this "
                 f"daemon's ledger does not record it: {key} is left alone",
                 remediation=f"look at it (psql -d {key.database}), then drop or rename it "
-                "yourself if it is not needed; the next pass creates a fresh one",
+                "yourself if it is not needed, then: odooops reconcile (a fresh one is created)",
             )
         admin.ensure_role(key, self._password(key))
         self.ledger.put_database(
@@ -481,7 +481,8 @@ class Steps:
             f"which runs an environment of the same name; {key.database} is left alone",
             remediation=f"name the project differently, or run it from instance {other}; to "
             f"hand the environment over to this daemon, stop the other one first, then: "
-            f"psql -d postgres -c 'COMMENT ON ROLE \"{key.role}\" IS NULL'",
+            f"psql -d postgres -c 'COMMENT ON ROLE \"{key.role}\" IS NULL'; then: "
+            "odooops reconcile",
         )
 
     def _before_odoo(self, want: DesiredEnvironment) -> None:
