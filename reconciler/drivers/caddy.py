@@ -546,16 +546,18 @@ def _parse_storage(archive: bytes) -> Iterator[Certificate]:
 
 
 def _acme_excerpt(log: str, hosts: Iterable[str]) -> str:
-    """The last error lines Caddy logged about ``hosts``' certificates, short."""
+    """The last errors Caddy logged (one JSON object a line) about ``hosts``, short."""
     wanted = list(hosts)
     lines = []
     for line in log.splitlines():
-        if '"level":"error"' not in line or not any(h in line for h in wanted):
-            continue
-        with contextlib.suppress(ValueError):
+        try:
             entry = json.loads(line)
-            line = f"{entry.get('msg', '')}: {entry.get('error', '')}"
-        lines.append(line.strip())
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("level") != "error":
+            continue
+        if any(h in line for h in wanted):
+            lines.append(f"{entry.get('msg', '')}: {entry.get('error', '')}".strip())
     if not lines:
         return " (the proxy logged no error about them yet)"
     return "; the proxy said: " + " | ".join(lines[-3:])[:1200]
