@@ -430,6 +430,14 @@ INVALID_DEMO = "option --without-demo: since 19.0, invalid boolean value: 'all',
         ("demo_bare", ["--without-demo"], False, None),
         ("demo_false", ["--without-demo=False"], True, None),
     ],
+    ids=[
+        "default",
+        "with-demo",
+        "without-demo-all",
+        "without-demo-true",
+        "without-demo",
+        "without-demo-false",
+    ],
 )
 def test_demo_flags_of_odoo_19(
     run_odoo: Callable[..., Exited],
