@@ -1,11 +1,11 @@
 """`odoo neutralize -d DB`: make a copy of a production database safe (odoo/cli/neutralize.py).
 
 It runs data/neutralize.sql of every installed module (state installed, to upgrade or
-to remove), each found on the addons paths (custom addons included), in one transaction. Tables of modules that
-are not installed are never touched. Without -d, or when anything fails (a database that
-does not exist or is not initialised), it logs and exits 1: "THE DATABASE IS NOT
-NEUTRALIZED!". --stdout prints the SQL instead of running it: `BEGIN;`, each script,
-`COMMIT;` on stdout, while the log stays on stderr as always.
+to remove), each found on the addons paths (custom addons included), in one transaction.
+Tables of modules that are not installed are never touched. Without -d, or when anything
+fails (a database that does not exist or is not initialised), it logs and exits 1: "THE
+DATABASE IS NOT NEUTRALIZED!". --stdout prints the SQL instead of running it: `BEGIN;`,
+each script, `COMMIT;` on stdout, while the log stays on stderr as always.
 """
 
 from __future__ import annotations
