@@ -329,6 +329,9 @@ def test_odoo_dump_zip_exports_and_imports_into_another_environment(
     dump.write_bytes(out.getvalue())
     result = world.engine().data.import_dump(EnvKey(world.project, "staging"), dump)
     assert result["format"] == "zip" and result["filestore_files"] >= 1
+    # The import stopped Odoo for its swap and started it again itself, before any pass.
+    odoo = world.docker.api.inspect_container(f"odooops-{world.project}-staging-odoo")["State"]
+    assert odoo["Running"] and odoo["Health"]["Status"] == "healthy", odoo
     converge(world, "staging")
     count = world.query(db(world, "staging"), "SELECT count(*) FROM res_partner")[0][0]
     assert count >= PEOPLE
