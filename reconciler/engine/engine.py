@@ -439,6 +439,7 @@ class Engine:
             if s in down
         }
         servers = frozenset(config.platform.database_servers)
+        modules = self.ledger.all_modules()
         envs = {
             k: observed_environment(
                 k,
@@ -447,7 +448,7 @@ class Engine:
                 candidates.get(k),
                 exists,
                 servers,
-                self.ledger.modules(k) if k in records else None,
+                modules.get(str(k)) if k in records else None,
             )
             for k in keys
             if k not in unreachable

@@ -200,6 +200,13 @@ class Ledger:
         doc = json.loads(row[0])
         return doc if isinstance(doc, dict) else None
 
+    def all_modules(self) -> dict[str, dict[str, Any]]:
+        """``modules`` of every environment at once, by ``str(key)`` (one read per pass)."""
+        with self._tx() as db:
+            rows = db.execute("SELECT env, doc FROM modules").fetchall()
+        docs = {str(env): json.loads(doc) for env, doc in rows}
+        return {env: doc for env, doc in docs.items() if isinstance(doc, dict)}
+
     def put_modules(self, key: EnvKey, doc: Mapping[str, Any]) -> None:
         if self.read_only:
             return
