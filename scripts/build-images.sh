@@ -4,9 +4,12 @@
 #   odooops-fixture/base:<hash>          mmdebstrap bookworm + tests/images/base-packages.txt
 #   odooops-fixture/odoo-standin:<hash>  tests/images/odoo-standin (contract of odoo:19.0)
 #   odooops-fixture/postgres:<hash>      tests/images/postgres (contract of postgres:15)
+#   odooops-fixture/caddy:<hash>         tests/images/caddy (Debian's caddy; contract of caddy:2)
+#   odooops-fixture/pebble:<hash>        tests/images/pebble (Debian's pebble, the ACME test CA)
 #
 # No registry is reachable, so the base is bootstrapped from Debian packages and
-# imported; the two fixtures are `docker build`s FROM it. Each tag is a hash of
+# imported; the fixtures are `docker build`s FROM it (caddy and pebble install their
+# Debian package in their own build, so the shared base stays as it is). Each tag is a hash of
 # its inputs, so a rerun with unchanged inputs builds nothing. Consumers use the
 # hashed tags written to build/images.env (`:latest` is only a convenience).
 #
@@ -87,7 +90,7 @@ main() {
   exec 9>"$OUT_DIR/.build-images.lock"
   flock 9
 
-  local base_hash base odoo_hash odoo pg_hash pg
+  local base_hash base odoo_hash odoo pg_hash pg caddy_hash caddy pebble_hash pebble
   base_hash="$( { cat "$IMAGES/base-packages.txt"; printf '%s\n' "$SUITE" "${RECIPE[@]}"; } | short_hash)"
   base="odooops-fixture/base:$base_hash"
   have_image "$base" || build_base "$base"
@@ -100,11 +103,22 @@ main() {
   pg="odooops-fixture/postgres:$pg_hash"
   have_image "$pg" || build_fixture "$pg" "$IMAGES/postgres" "$base"
 
+  caddy_hash="$( { echo "$base"; tree_hash "$IMAGES/caddy"; } | short_hash)"
+  caddy="odooops-fixture/caddy:$caddy_hash"
+  have_image "$caddy" || build_fixture "$caddy" "$IMAGES/caddy" "$base"
+
+  pebble_hash="$( { echo "$base"; tree_hash "$IMAGES/pebble"; } | short_hash)"
+  pebble="odooops-fixture/pebble:$pebble_hash"
+  have_image "$pebble" || build_fixture "$pebble" "$IMAGES/pebble" "$base"
+
   quiet docker tag "$base" odooops-fixture/base:latest
   quiet docker tag "$odoo" odooops-fixture/odoo-standin:latest
   quiet docker tag "$pg" odooops-fixture/postgres:latest
+  quiet docker tag "$caddy" odooops-fixture/caddy:latest
+  quiet docker tag "$pebble" odooops-fixture/pebble:latest
 
   printf '%s\n' "ODOOOPS_FIXTURE_ODOO_IMAGE=$odoo" "ODOOOPS_FIXTURE_POSTGRES_IMAGE=$pg" \
+    "ODOOOPS_FIXTURE_CADDY_IMAGE=$caddy" "ODOOOPS_FIXTURE_PEBBLE_IMAGE=$pebble" \
     > "$OUT_DIR/images.env.tmp"
   mv "$OUT_DIR/images.env.tmp" "$OUT_DIR/images.env"
   cat "$OUT_DIR/images.env"

@@ -1,0 +1,225 @@
+"""The whole Caddy configuration for a route table, as one JSON document.
+
+The proxy is configured by replacing its entire configuration in one ``POST /load``: Caddy
+starts the new servers on the listeners the old ones hold (nothing is closed, no connection is
+refused), then drains the old ones, and keeps the old configuration if the new one fails to
+load. So the document is rendered whole from the route table every time, never patched, and
+the same table renders the same bytes (keys sorted): "no change" is a byte comparison.
+
+Shape (Caddy 2 JSON, valid from 2.6, Debian bookworm's version):
+
+- ``admin``: a unix socket in a directory the daemon bind-mounts into the proxy container
+  (``ADMIN_DIR``); never a TCP port, because the proxy joins every environment's network and
+  a port listening there would let any workload rewrite the routes. The socket is the only
+  way in; ``origins`` names the Host the daemon sends. Every loaded document carries this
+  block: a document without it would move the admin endpoint to Caddy's default and lock the
+  daemon out. ``config.persist`` autosaves each load, so a restarted proxy (``caddy run
+  --resume``) serves the last routes before the daemon has said anything.
+- ``apps.http.servers.https`` listens on ``:443`` with one route per environment, matched by
+  its hosts, whose subroute runs in this order: the allowlist (403 to any other source
+  address; the connection's own address, never a forwarded header), the maintenance page
+  (503 with ``Retry-After`` and the environment's text), the tier's body limit
+  (``request_body``), ``/websocket*`` to the gevent port (8072), everything else to 8069.
+  ``reverse_proxy`` sets ``X-Forwarded-For``/``-Proto``/``-Host`` itself and, with no
+  ``trusted_proxies`` anywhere (none are configured, on purpose), replaces whatever a client
+  sent in them, so Odoo's ``proxy_mode`` sees the real client address.
+- ``apps.http.servers.http`` listens on ``:80`` and answers every request with a 308 to the
+  same URL over HTTPS. Caddy answers ACME HTTP-01 challenges before any route, on every server,
+  so the redirect does not hide them.
+- ``apps.tls.automation.policies``: one policy for every routed host, with the ACME issuer of
+  the settings (Let's Encrypt by default; pebble in tests, whose endpoint is trusted through
+  ``trusted_roots_pem_files``). Certificates and the ACME account live in ``storage``, a
+  directory on the proxy's data volume.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.core.ingress import EnvironmentRoute, Maintenance, RouteTable
+
+__all__ = [
+    "ADMIN_DIR",
+    "ADMIN_ORIGIN",
+    "ADMIN_SOCKET",
+    "FILES_DIR",
+    "GRACE_PERIOD",
+    "LETS_ENCRYPT",
+    "STORAGE_ROOT",
+    "AcmeSettings",
+    "ProxyConfig",
+    "caddy_config",
+]
+
+ADMIN_DIR = "/run/odooops-proxy"
+"""Inside the proxy container: the directory the daemon mounts, holding the admin socket."""
+
+ADMIN_SOCKET = f"{ADMIN_DIR}/admin.sock"
+ADMIN_ORIGIN = "odooops-proxy"
+"""The Host header the daemon's admin requests carry (Caddy checks it against ``origins``)."""
+
+STORAGE_ROOT = "/data/caddy"
+"""Certificates, keys and the ACME account: on the proxy's data volume."""
+
+FILES_DIR = "/etc/odooops-proxy"
+"""Inside the proxy container: files a configuration refers to (placed before it is loaded)."""
+
+ACME_ROOTS_FILE = f"{FILES_DIR}/acme-roots.pem"
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+GRACE_PERIOD = "60s"
+"""How long a replaced configuration's in-flight requests may run before they are cut."""
+
+_TOO_LARGE = "request body too large"
+_WEBSOCKET_PATHS = ["/websocket*"]  # as Odoo's documented nginx `location /websocket`
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    """Where certificates come from: the ACME directory ``ca``, an optional account ``email``,
+    and ``trusted_roots_pem``, the PEM of the roots that sign the CA's own HTTPS endpoint when
+    the system's roots do not (a test CA such as pebble); None trusts the system's."""
+
+    ca: str = LETS_ENCRYPT
+    email: str | None = None
+    trusted_roots_pem: str | None = None
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """A Caddy configuration and the files it refers to, by their path in the container."""
+
+    document: Mapping[str, Any]
+    files: Mapping[str, bytes] = field(default_factory=dict)
+
+    def body(self) -> bytes:
+        """The document as ``POST /load`` sends it: the same table, the same bytes."""
+        return json.dumps(self.document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def caddy_config(table: RouteTable, acme: AcmeSettings | None = None) -> ProxyConfig:
+    """The whole configuration for ``table``; an empty table gives a proxy that serves only
+    the HTTPS redirect (the bootstrap configuration is this with no routes)."""
+    acme = acme or AcmeSettings()
+    files: dict[str, bytes] = {}
+    issuer: dict[str, Any] = {"module": "acme", "ca": acme.ca}
+    if acme.email:
+        issuer["email"] = acme.email
+    if acme.trusted_roots_pem:
+        files[ACME_ROOTS_FILE] = acme.trusted_roots_pem.encode()
+        issuer["trusted_roots_pem_files"] = [ACME_ROOTS_FILE]
+    subjects = [h.host for h in table.hosts]
+    apps: dict[str, Any] = {
+        "http": {
+            "grace_period": GRACE_PERIOD,
+            "servers": {
+                "https": {
+                    "listen": [":443"],
+                    # No HTTP/3: only TCP ports are published, so h3 must not be advertised.
+                    "protocols": ["h1", "h2"],
+                    # An environment without a host has no route: an empty host
+                    # matcher would match every host.
+                    "routes": [
+                        _environment(r, table) for r in table.environments if table.hosts_of(r.key)
+                    ],
+                    "automatic_https": {"disable_redirects": True},
+                    "errors": {"routes": [_too_large()]},
+                },
+                "http": {
+                    "listen": [":80"],
+                    "routes": [{"handle": [_redirect_to_https()], "terminal": True}],
+                },
+            },
+        },
+    }
+    if subjects:
+        apps["tls"] = {"automation": {"policies": [{"subjects": subjects, "issuers": [issuer]}]}}
+    document = {
+        "admin": {
+            "listen": f"unix/{ADMIN_SOCKET}",
+            "origins": [ADMIN_ORIGIN],
+            "config": {"persist": True},
+        },
+        "storage": {"module": "file_system", "root": STORAGE_ROOT},
+        "apps": apps,
+    }
+    return ProxyConfig(document, files)
+
+
+def _environment(route: EnvironmentRoute, table: RouteTable) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    if route.allowlist:
+        steps.append(
+            {
+                "match": [
+                    {"not": [{"remote_ip": {"ranges": [a.strip() for a in route.allowlist]}}]}
+                ],
+                "handle": [_static(403, "Forbidden: this address may not reach this site.\n")],
+                "terminal": True,
+            }
+        )
+    if route.maintenance is not None:
+        steps.append({"handle": [_maintenance(route.maintenance)], "terminal": True})
+    steps.append({"handle": [{"handler": "request_body", "max_size": table.body_limit(route)}]})
+    steps.append(
+        {
+            "match": [{"path": _WEBSOCKET_PATHS}],
+            "handle": [_proxy(route.upstream, route.websocket_port)],
+            "terminal": True,
+        }
+    )
+    steps.append({"handle": [_proxy(route.upstream, route.http_port)]})
+    return {
+        "match": [{"host": list(table.hosts_of(route.key))}],
+        "handle": [{"handler": "subroute", "routes": steps}],
+        "terminal": True,
+    }
+
+
+def _too_large() -> dict[str, Any]:
+    """A body over the limit: Caddy stops reading it and ``reverse_proxy`` fails with Go's
+    "request body too large", which it reports as 502; the client is told 413 instead."""
+    return {
+        "match": [{"vars_regexp": {"{http.error.message}": {"pattern": _TOO_LARGE}}}],
+        "handle": [_static(413, "Request body too large for this site.\n")],
+    }
+
+
+def _proxy(upstream: str, port: int) -> dict[str, Any]:
+    return {"handler": "reverse_proxy", "upstreams": [{"dial": f"{upstream}:{port}"}]}
+
+
+def _redirect_to_https() -> dict[str, Any]:
+    return {
+        "handler": "static_response",
+        "status_code": 308,
+        "headers": {"Location": ["https://{http.request.host}{http.request.uri}"]},
+    }
+
+
+def _maintenance(page: Maintenance) -> dict[str, Any]:
+    response = _static(503, page.text if page.text.endswith("\n") else page.text + "\n")
+    response["headers"]["Retry-After"] = [str(max(0, int(page.retry_after)))]
+    response["headers"]["Cache-Control"] = ["no-store"]
+    return response
+
+
+def _static(status: int, text: str) -> dict[str, Any]:
+    return {
+        "handler": "static_response",
+        "status_code": status,
+        "headers": {"Content-Type": ["text/plain; charset=utf-8"]},
+        "body": _literal(text),
+    }
+
+
+def _literal(text: str) -> str:
+    """``text`` with Caddy's placeholders escaped: a response body is expanded by Caddy, so an
+    environment's maintenance text ``{env.SECRET}`` would otherwise print the proxy's
+    environment. ``\\{`` and ``\\}`` are Caddy's escapes (one backslash before a brace is
+    consumed, anything else is kept as written)."""
+    return text.replace("{", "\\{").replace("}", "\\}")

@@ -1,0 +1,124 @@
+"""What the Caddy driver reads without Docker: certificates in Caddy's storage layout, the
+ACME errors it logged, and when its container must be replaced."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from reconciler.drivers.caddy import Certificate, ProxySettings, _acme_excerpt, _parse_storage
+
+NOW = datetime(2026, 1, 18, 10, 0, tzinfo=UTC)
+
+
+def pem(host: str, not_after: datetime) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(not_after - timedelta(days=90))
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def storage(files: dict[str, bytes]) -> bytes:
+    """A tar as ``get_archive`` of ``/data/caddy/certificates`` gives it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_each_hosts_leaf_certificate_is_read_with_its_issuer_and_expiry() -> None:
+    expiry = NOW + timedelta(days=60)
+    archive = storage(
+        {
+            "certificates/acme-v02.api.letsencrypt.org-directory/erp.example.com/"
+            "erp.example.com.crt": pem("erp.example.com", expiry),
+            "certificates/acme-v02.api.letsencrypt.org-directory/erp.example.com/"
+            "erp.example.com.key": b"not a certificate",
+            "certificates/acme-v02.api.letsencrypt.org-directory/erp.example.com/"
+            "erp.example.com.json": b"{}",
+        }
+    )
+    (cert,) = _parse_storage(archive)
+    assert cert.host == "erp.example.com"
+    assert cert.issuer == "acme-v02.api.letsencrypt.org-directory"
+    assert cert.not_after == expiry
+    assert cert.managed and cert.days_left(NOW) == 60
+
+
+def test_files_out_of_the_layout_and_half_written_ones_are_skipped() -> None:
+    archive = storage(
+        {
+            "certificates/ca/a.example.com/b.example.com.crt": pem("b.example.com", NOW),
+            "certificates/ca/a.example.com/a.example.com.crt": b"-----BEGIN CERT",
+            "certificates/top.crt": pem("top", NOW),
+        }
+    )
+    assert list(_parse_storage(archive)) == []
+    assert list(_parse_storage(b"")) == []
+
+
+def test_a_host_without_a_certificate_is_not_managed() -> None:
+    assert not Certificate("erp.example.com").managed
+    assert Certificate("erp.example.com").days_left(NOW) is None
+    assert Certificate("x.example.com", NOW, "ca").to_dict() == {
+        "host": "x.example.com",
+        "managed": True,
+        "not_after": NOW.isoformat(),
+        "issuer": "ca",
+    }
+
+
+def test_the_acme_excerpt_keeps_the_last_errors_about_the_hosts_asked_for() -> None:
+    lines = [
+        json.dumps({"level": "info", "msg": "obtaining certificate", "identifier": "a.example"}),
+        json.dumps(
+            {
+                "level": "error",
+                "msg": "could not get certificate from issuer",
+                "identifier": "a.example",
+                "error": "dial tcp: lookup pebble: no such host",
+            }
+        ),
+        json.dumps({"level": "error", "msg": "other", "identifier": "b.example", "error": "x"}),
+    ]
+    said = _acme_excerpt("\n".join(lines), ["a.example"])
+    assert "could not get certificate from issuer: dial tcp: lookup pebble" in said
+    assert "other" not in said
+    assert "no error" in _acme_excerpt("", ["a.example"])
+
+
+def test_changed_settings_replace_the_container_and_labels_do_not() -> None:
+    base = ProxySettings(image="caddy:2", admin_dir=Path("/var/lib/odooops/proxy"))
+    assert (
+        base.spec_hash()
+        == ProxySettings(
+            image="caddy:2", admin_dir=Path("/var/lib/odooops/proxy"), labels={"x": "y"}
+        ).spec_hash()
+    )
+    for changed in (
+        ProxySettings(image="caddy:2.8", admin_dir=base.admin_dir),
+        ProxySettings(image="caddy:2", admin_dir=base.admin_dir, https_port=8443),
+        ProxySettings(image="caddy:2", admin_dir=base.admin_dir, publish_host="127.0.0.1"),
+        ProxySettings(image="caddy:2", admin_dir=Path("/run/odooops-proxy")),
+    ):
+        assert changed.spec_hash() != base.spec_hash()

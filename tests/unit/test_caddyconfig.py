@@ -1,0 +1,204 @@
+"""The Caddy configuration rendered from a route table: one whole document, deterministic."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.core.caddyconfig import (
+    ACME_ROOTS_FILE,
+    ADMIN_ORIGIN,
+    ADMIN_SOCKET,
+    LETS_ENCRYPT,
+    STORAGE_ROOT,
+    AcmeSettings,
+    caddy_config,
+)
+from reconciler.core.ingress import EnvironmentRoute, Maintenance, RouteTable, route_table
+from reconciler.core.model import EnvKey, Tier
+
+PROD = EnvKey("acme", "production")
+QA = EnvKey("acme", "qa")
+
+
+def table(*routes: EnvironmentRoute) -> RouteTable:
+    return route_table(routes, "example.net")
+
+
+def prod(**kw: Any) -> EnvironmentRoute:
+    return EnvironmentRoute(
+        PROD, Tier.PRODUCTION, "odooops-acme-production-odoo", PROD.network, **kw
+    )
+
+
+def qa(**kw: Any) -> EnvironmentRoute:
+    return EnvironmentRoute(QA, Tier.STAGING, "odooops-acme-qa-odoo", QA.network, **kw)
+
+
+def server(doc: Any, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = doc["apps"]["http"]["servers"][name]
+    return found
+
+
+def steps(doc: Any, index: int = 0) -> list[dict[str, Any]]:
+    """The subroute of the index-th environment on the HTTPS server."""
+    found: list[dict[str, Any]] = server(doc, "https")["routes"][index]["handle"][0]["routes"]
+    return found
+
+
+def handlers(step: dict[str, Any]) -> list[str]:
+    return [h["handler"] for h in step["handle"]]
+
+
+def test_https_on_443_and_a_redirect_on_80() -> None:
+    doc = caddy_config(table(qa())).document
+    assert server(doc, "https")["listen"] == [":443"]
+    assert server(doc, "http")["listen"] == [":80"]
+    (redirect,) = server(doc, "http")["routes"]
+    response = redirect["handle"][0]
+    assert response["status_code"] == 308
+    assert response["headers"]["Location"] == ["https://{http.request.host}{http.request.uri}"]
+    assert "match" not in redirect  # every host, so a typed http:// URL never dead-ends
+
+
+def test_an_environment_is_matched_by_all_its_hosts() -> None:
+    doc = caddy_config(table(qa(domains=("erp.example.com",)))).document
+    (route,) = server(doc, "https")["routes"]
+    assert route["match"] == [{"host": ["qa.acme.example.net", "erp.example.com"]}]
+    assert route["terminal"] is True
+
+
+def test_websocket_goes_to_the_gevent_port_and_the_rest_to_http() -> None:
+    *_, websocket, rest = steps(caddy_config(table(qa())).document)
+    assert websocket["match"] == [{"path": ["/websocket*"]}]
+    assert websocket["handle"] == [
+        {"handler": "reverse_proxy", "upstreams": [{"dial": "odooops-acme-qa-odoo:8072"}]}
+    ]
+    assert websocket["terminal"] is True
+    assert rest == {
+        "handle": [
+            {"handler": "reverse_proxy", "upstreams": [{"dial": "odooops-acme-qa-odoo:8069"}]}
+        ]
+    }
+
+
+def test_no_proxy_is_trusted_so_forwarded_headers_are_caddys_own() -> None:
+    """reverse_proxy replaces a client's X-Forwarded-* unless the client is a trusted proxy."""
+    body = caddy_config(table(qa(), prod(allowlist=("203.0.113.7",)))).body().decode()
+    assert "trusted_proxies" not in body
+    assert '"forwarded"' not in body  # the allowlist looks at the connection, not a header
+    assert "header_up" not in body
+
+
+def test_the_tiers_body_limit_comes_before_the_upstream() -> None:
+    doc = caddy_config(route_table([qa(domains=("q.example.com",))], None, {Tier.STAGING: 1234}))
+    assert steps(doc.document)[0]["handle"] == [{"handler": "request_body", "max_size": 1234}]
+
+
+def test_an_environment_without_a_host_has_no_route() -> None:
+    """An empty host matcher would match every host: the route is left out instead."""
+    doc = caddy_config(route_table([qa(), prod(domains=("erp.example.com",))], None)).document
+    (route,) = server(doc, "https")["routes"]
+    assert route["match"] == [{"host": ["erp.example.com"]}]
+
+
+def test_a_body_over_the_limit_is_answered_413() -> None:
+    (too_large,) = server(caddy_config(table(qa())).document, "https")["errors"]["routes"]
+    assert too_large["handle"][0]["status_code"] == 413
+    assert "request body too large" in json.dumps(too_large["match"])
+
+
+def test_production_with_an_allowlist_refuses_other_addresses_first() -> None:
+    first, *_ = steps(caddy_config(table(prod(allowlist=("203.0.113.7", " 10.0.0.0/8")))).document)
+    assert first["match"] == [{"not": [{"remote_ip": {"ranges": ["203.0.113.7", "10.0.0.0/8"]}}]}]
+    assert first["handle"][0]["status_code"] == 403
+    assert first["terminal"] is True
+
+
+def test_without_an_allowlist_nobody_is_refused() -> None:
+    assert all(
+        "match" not in s or "path" in s["match"][0]
+        for s in steps(caddy_config(table(prod())).document)
+    )
+
+
+def test_maintenance_answers_503_with_retry_after_and_the_text() -> None:
+    route = qa(maintenance=Maintenance("Back at 14:00.", retry_after=300))
+    page = steps(caddy_config(table(route)).document)[0]
+    assert page["terminal"] is True
+    (response,) = page["handle"]
+    assert response["status_code"] == 503
+    assert response["headers"]["Retry-After"] == ["300"]
+    assert response["body"] == "Back at 14:00.\n"
+
+
+def test_the_allowlist_still_applies_during_maintenance() -> None:
+    route = prod(allowlist=("203.0.113.7",), maintenance=Maintenance("x"))
+    first, second, *_ = steps(caddy_config(table(route)).document)
+    assert first["handle"][0]["status_code"] == 403
+    assert second["handle"][0]["status_code"] == 503
+
+
+def test_maintenance_text_cannot_expand_caddy_placeholders() -> None:
+    """A body is expanded by Caddy: ``{env.X}`` would print the proxy's environment."""
+    route = qa(maintenance=Maintenance("{env.HOME} and \\{x}"))
+    (response,) = steps(caddy_config(table(route)).document)[0]["handle"]
+    assert response["body"] == "\\{env.HOME\\} and \\\\{x\\}\n"
+
+
+def test_certificates_come_from_lets_encrypt_by_default_for_every_host() -> None:
+    config = caddy_config(table(qa(domains=("erp.example.com",)), prod()))
+    (policy,) = config.document["apps"]["tls"]["automation"]["policies"]
+    assert policy["subjects"] == [
+        "erp.example.com",
+        "production.acme.example.net",
+        "qa.acme.example.net",
+    ]
+    assert policy["issuers"] == [{"module": "acme", "ca": LETS_ENCRYPT}]
+    assert config.files == {}
+    assert config.document["storage"] == {"module": "file_system", "root": STORAGE_ROOT}
+
+
+def test_a_test_ca_and_the_roots_of_its_endpoint_come_from_the_settings() -> None:
+    acme = AcmeSettings(
+        ca="https://pebble:14000/dir", email="ops@example.com", trusted_roots_pem="PEM"
+    )
+    config = caddy_config(table(qa()), acme)
+    (policy,) = config.document["apps"]["tls"]["automation"]["policies"]
+    assert policy["issuers"] == [
+        {
+            "module": "acme",
+            "ca": "https://pebble:14000/dir",
+            "email": "ops@example.com",
+            "trusted_roots_pem_files": [ACME_ROOTS_FILE],
+        }
+    ]
+    assert config.files == {ACME_ROOTS_FILE: b"PEM"}
+
+
+def test_no_host_no_certificate_policy() -> None:
+    assert "tls" not in caddy_config(RouteTable()).document["apps"]
+
+
+def test_the_admin_api_is_only_the_unix_socket_in_every_document() -> None:
+    for doc in (caddy_config(RouteTable()).document, caddy_config(table(qa())).document):
+        assert doc["admin"] == {
+            "listen": f"unix/{ADMIN_SOCKET}",
+            "origins": [ADMIN_ORIGIN],
+            "config": {"persist": True},
+        }
+
+
+def test_http3_is_not_advertised_since_only_tcp_is_published() -> None:
+    assert server(caddy_config(table(qa())).document, "https")["protocols"] == ["h1", "h2"]
+
+
+def test_the_same_table_renders_the_same_bytes() -> None:
+    a = caddy_config(
+        route_table([qa(domains=("b.example.com", "a.example.com")), prod()], "example.net")
+    )
+    b = caddy_config(
+        route_table([prod(), qa(domains=("a.example.com", "b.example.com"))], "example.net")
+    )
+    assert a.body() == b.body()
+    assert json.loads(a.body()) == a.document
