@@ -17,6 +17,7 @@ from reconciler.core.model import (
     DatabaseServer,
     EnvironmentSpec,
     EnvKey,
+    IngressSettings,
     MailCatcherSettings,
     Platform,
     Policies,
@@ -78,7 +79,7 @@ def _platform(raw: Mapping[str, Any]) -> Platform:
         port_end=int(ports.get("end", defaults.port_end)),
         database_servers=servers,
         dev_db_image=raw.get("dev_database", {}).get("image", defaults.dev_db_image),
-        domain=raw.get("ingress", {}).get("domain"),
+        ingress=_ingress(raw["ingress"]) if "ingress" in raw else None,
         tier_overrides=raw.get("tiers", {}),
         quotas=Quotas(
             dev_environments_per_user=int(
@@ -113,6 +114,22 @@ def _platform(raw: Mapping[str, Any]) -> Platform:
             ),
             jobs=int(copy.get("jobs", CopySettings.jobs)),
         ),
+    )
+
+
+def _ingress(raw: Mapping[str, Any]) -> IngressSettings:
+    acme, proxy, defaults = raw.get("acme", {}), raw.get("proxy", {}), IngressSettings()
+    return IngressSettings(
+        domain=raw.get("domain"),
+        acme_ca=acme.get("ca", defaults.acme_ca),
+        acme_email=acme.get("email"),
+        acme_trusted_roots=SecretRef.parse(acme.get("trusted_roots")),
+        image=proxy.get("image", defaults.image),
+        listen=proxy.get("listen", defaults.listen),
+        http_port=int(proxy.get("http_port", defaults.http_port)),
+        https_port=int(proxy.get("https_port", defaults.https_port)),
+        production_allowlist=tuple(raw.get("production_allowlist", ())),
+        maintenance_text=raw.get("maintenance_text", defaults.maintenance_text),
     )
 
 
@@ -168,4 +185,6 @@ def _environment(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> Env
         neutralize=bool(db.get("neutralize", True)),
         mask=bool(db.get("mask", True)),
         origin="file",
+        domains=tuple(raw.get("domains", ())),
+        allowlist=tuple(raw["allowlist"]) if "allowlist" in raw else None,
     )

@@ -192,4 +192,5 @@ def _resolve_one(
         state_commit=config.commit,
         addons=tuple(sorted(repo.addon_trees(revision, project.addons_paths).items())),
         base_image_id=base_id,
+        routed=config.platform.ingress is not None,
     )

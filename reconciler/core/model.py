@@ -223,6 +223,37 @@ class CopySettings:
     jobs: int = 4
 
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+INTERNAL_CA = "internal"
+"""``ingress.acme.ca: internal``: the proxy's own local CA (no public name needed; browsers
+must be told to trust its root), for a platform on a laptop or a private network."""
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    """The shared reverse proxy (``ingress`` in odooops.yaml). With it, every environment is
+    reached through the proxy at its host names and no Odoo port is published on the host,
+    so a new container can start beside the old one (blue/green) and take over its traffic."""
+
+    domain: str | None = None
+    acme_ca: str = LETS_ENCRYPT
+    acme_email: str | None = None
+    acme_trusted_roots: SecretRef | None = None
+    image: str = "caddy:2"
+    listen: str = "0.0.0.0"
+    http_port: int = 80
+    https_port: int = 443
+    production_allowlist: tuple[str, ...] = ()
+    maintenance_text: str = (
+        "This site is being updated and will be back in a few minutes. Thank you for waiting."
+    )
+
+    @property
+    def public(self) -> bool:
+        """Certificates from a public CA: host names must be public ones."""
+        return self.acme_ca != INTERNAL_CA
+
+
 @dataclass(frozen=True)
 class Platform:
     publish_host: str = "127.0.0.1"
@@ -230,7 +261,6 @@ class Platform:
     port_end: int = 18999
     database_servers: Mapping[str, DatabaseServer] = field(default_factory=dict)
     dev_db_image: str = "postgres:15"
-    domain: str | None = None
     tier_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     quotas: Quotas = Quotas()
     interval: int = 60
@@ -238,6 +268,7 @@ class Platform:
     backups: BackupSettings = BackupSettings()
     mail_catcher: MailCatcherSettings = MailCatcherSettings()
     copy: CopySettings = CopySettings()
+    ingress: IngressSettings | None = None  # None: no proxy; Odoo published on a host port
 
 
 @dataclass(frozen=True)
@@ -283,6 +314,8 @@ class EnvironmentSpec:
     neutralize: bool = True
     mask: bool = True
     origin: str = "file"  # "file" or "branch"
+    domains: tuple[str, ...] = ()  # custom host names, beside the generated one
+    allowlist: tuple[str, ...] | None = None  # None: the tier's default (production's list)
 
 
 @dataclass(frozen=True)
@@ -317,6 +350,9 @@ class DesiredEnvironment:
     # the revision and the image already are).
     addons: tuple[tuple[str, str], ...] = ()
     base_image_id: str = ""
+    # Reached through the platform's reverse proxy: no host port is published (a second
+    # container can then start beside the first for a blue/green switch).
+    routed: bool = False
 
     @property
     def key(self) -> EnvKey:
@@ -336,7 +372,7 @@ class DesiredEnvironment:
             "image": self.image,
             "settings": self.settings.container_settings(),
             "addons_paths": self.addons_paths,
-            "port": self.port,
+            "port": None if self.routed else self.port,
             "server": None
             if self.server is None
             else [self.server.container_host, self.server.port],

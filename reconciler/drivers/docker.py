@@ -431,8 +431,9 @@ class DockerDriver:
         """
         final = name or want.key.odoo_container
         kwargs = self._odoo_kwargs(want, f"{final}-creating", self.odoo_command(want), Role.ODOO)
+        if not want.routed:  # routed: the proxy reaches it on its network, by name
+            kwargs["ports"] = {"8069/tcp": ("127.0.0.1", want.port)}
         kwargs.update(
-            ports={"8069/tcp": ("127.0.0.1", want.port)},
             restart_policy={"Name": "unless-stopped"},
             healthcheck={
                 "test": ["CMD", "python3", "-c", HEALTH_CMD],

@@ -133,9 +133,9 @@ class MemoryRuntime:
         self.images.add(tag)
         return "built"
 
-    def create_odoo(self, want: DesiredEnvironment, password: str) -> None:
+    def create_odoo(self, want: DesiredEnvironment, password: str, name: str | None = None) -> None:
         self._up()
-        name = want.key.odoo_container
+        name = name or want.key.odoo_container
         if name in self.containers:
             raise DriverError(f"container {name} exists")
         self.containers[name] = MemoryContainer(

@@ -101,8 +101,9 @@ class Runtime(Protocol):
         self, tag: str, base: str, app_tar: bytes, labels: Mapping[str, str]
     ) -> str: ...
 
-    def create_odoo(self, want: DesiredEnvironment, password: str) -> None:
-        """Create (not start) the Odoo container, its password file already in place."""
+    def create_odoo(self, want: DesiredEnvironment, password: str, name: str | None = None) -> None:
+        """Create (not start) the Odoo container, its password file already in place; under
+        ``name`` instead of the environment's own (a blue/green rollout's new container)."""
         ...
 
     def create_db_container(self, want: DesiredEnvironment, password: str) -> None:

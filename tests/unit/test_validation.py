@@ -39,7 +39,7 @@ database_servers:
 dev_database:
   image: postgres:15
 ingress:
-  domain: odooops.localhost
+  domain: apps.example.com
 tiers:
   staging: {workers: 2}
   dev:
@@ -478,8 +478,9 @@ def test_unknown_keys_are_reported_on_the_key_at_any_depth(
 def test_unknown_key_remediation_lists_the_allowed_keys_and_the_line() -> None:
     problem = only(problems_of({"environments/acme/prod.yaml": PROD + "foo: 1\n"}), "unknown_key")
     assert problem.remediation == (
-        "remove `foo` from environments/acme/prod.yaml line 12 (allowed keys: branch, db, "
-        "overrides, owner, protected, revision, suspended, tier), then run: odooops validate ."
+        "remove `foo` from environments/acme/prod.yaml line 12 (allowed keys: allowlist, branch, "
+        "db, domains, overrides, owner, protected, revision, suspended, tier), then run: "
+        "odooops validate ."
     )
 
 
@@ -691,10 +692,10 @@ def test_an_unquoted_odoo_version_is_invalid_and_quoting_is_suggested() -> None:
         ),
         (
             "odooops.yaml",
-            PLATFORM.replace("domain: odooops.localhost", "domain: -bad-"),
+            PLATFORM.replace("domain: apps.example.com", "domain: -bad-"),
             16,
             11,
-            'ingress.domain must be a DNS domain name such as "odooops.localhost", got "-bad-"',
+            'ingress.domain must be a DNS domain name such as "apps.example.com", got "-bad-"',
         ),
         (
             "odooops.yaml",
