@@ -232,6 +232,9 @@ class BenchPlane:
     def plan(self) -> Plan:
         return Plan()
 
+    def routes(self) -> dict[str, Any]:
+        return {"enabled": False, "domain": None, "proxy": None, "routes": []}
+
     def write(
         self,
         op: changes.Operation | changes.FileOperation,

@@ -135,6 +135,9 @@ class UncalledPlane:
     def plan(self) -> Plan:
         raise AssertionError("the control plane was called")
 
+    def routes(self) -> dict[str, Any]:
+        raise AssertionError("the control plane was called")
+
     def write(
         self,
         op: changes.Operation | changes.FileOperation,

@@ -78,6 +78,10 @@ class GitControlPlane:
     def change_requests(self) -> ChangeRequests:
         return ChangeRequests(self.writer.repo, self.writer.branch, self.writer.secrets)
 
+    def routes(self) -> dict[str, Any]:
+        """Without a daemon no proxy runs: no route is served."""
+        return {"enabled": False, "domain": None, "proxy": None, "routes": []}
+
 
 class DaemonControlPlane(GitControlPlane):
     """The daemon's current view (status, plan, logs, shells) on top of the git side."""
@@ -115,6 +119,9 @@ class DaemonControlPlane(GitControlPlane):
 
     def plan(self) -> Plan:
         return self.engine.plan(fetch=False)[3]
+
+    def routes(self) -> dict[str, Any]:
+        return self.engine.routes.describe()
 
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> AsyncIterator[str]:
         return self.engine.docker.environment_logs(key, follow=follow, since=since, tail=tail)

@@ -103,6 +103,10 @@ class ControlPlane(Protocol):
 
     def plan(self) -> Plan: ...
 
+    def routes(self) -> dict[str, Any]:
+        """The proxy's route table and certificates (``Routes.describe``)."""
+        ...
+
     def write(
         self,
         op: changes.Operation | changes.FileOperation,

@@ -35,7 +35,7 @@ Shape (Caddy 2 JSON, valid from 2.6, Debian bookworm's version):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,9 @@ GRACE_PERIOD = "60s"
 """How long a replaced configuration's in-flight requests may run before they are cut."""
 
 _TOO_LARGE = "request body too large"
+_TRY_DURATION = "5s"  # a rollout's rename takes well under this
+_TRY_INTERVAL = "50ms"
+_FAIL_DURATION = "3s"
 _WEBSOCKET_PATHS = ["/websocket*"]  # as Odoo's documented nginx `location /websocket`
 
 
@@ -168,11 +171,11 @@ def _environment(route: EnvironmentRoute, table: RouteTable) -> dict[str, Any]:
     steps.append(
         {
             "match": [{"path": _WEBSOCKET_PATHS}],
-            "handle": [_proxy(route.upstream, route.websocket_port)],
+            "handle": [_proxy(route.upstreams, route.websocket_port)],
             "terminal": True,
         }
     )
-    steps.append({"handle": [_proxy(route.upstream, route.http_port)]})
+    steps.append({"handle": [_proxy(route.upstreams, route.http_port)]})
     return {
         "match": [{"host": list(table.hosts_of(route.key))}],
         "handle": [{"handler": "subroute", "routes": steps}],
@@ -189,8 +192,21 @@ def _too_large() -> dict[str, Any]:
     }
 
 
-def _proxy(upstream: str, port: int) -> dict[str, Any]:
-    return {"handler": "reverse_proxy", "upstreams": [{"dial": f"{upstream}:{port}"}]}
+def _proxy(upstreams: Sequence[str], port: int) -> dict[str, Any]:
+    """The first upstream that answers: a dial that fails (the name does not resolve, the
+    port refuses) marks that upstream down for ``_FAIL_DURATION`` and the request is tried
+    on the next one, for up to ``_TRY_DURATION``. Only a failed dial is retried for any
+    method (nothing was sent); an answer, even a 5xx, is passed on as it is."""
+    return {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": f"{u}:{port}"} for u in upstreams],
+        "load_balancing": {
+            "selection_policy": {"policy": "first"},
+            "try_duration": _TRY_DURATION,
+            "try_interval": _TRY_INTERVAL,
+        },
+        "health_checks": {"passive": {"fail_duration": _FAIL_DURATION, "max_fails": 1}},
+    }
 
 
 def _redirect_to_https() -> dict[str, Any]:

@@ -17,11 +17,13 @@ from typing import Any, Protocol
 
 from reconciler.core import policies
 from reconciler.core.errors import InvalidState, OdooOpsError
+from reconciler.core.ingress import generated_host
 from reconciler.core.model import (
     Desired,
     DesiredEnvironment,
     EnvironmentSpec,
     EnvKey,
+    IngressSettings,
     Project,
     StateConfig,
 )
@@ -193,4 +195,18 @@ def _resolve_one(
         addons=tuple(sorted(repo.addon_trees(revision, project.addons_paths).items())),
         base_image_id=base_id,
         routed=config.platform.ingress is not None,
+        public_url=public_url(spec, config.platform.ingress),
     )
+
+
+def public_url(spec: EnvironmentSpec, ingress: IngressSettings | None) -> str:
+    """Where the proxy serves the environment: its generated host, else its first domain
+    ("" without ingress, or with neither: the route table then has no host for it)."""
+    if ingress is None:
+        return ""
+    host = generated_host(spec.key, ingress.domain) if ingress.domain else None
+    host = host or (spec.domains[0].strip().lower() if spec.domains else None)
+    if host is None:
+        return ""
+    port = "" if ingress.https_port == 443 else f":{ingress.https_port}"
+    return f"https://{host}{port}"

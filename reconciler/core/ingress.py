@@ -87,10 +87,12 @@ def generated_host(key: EnvKey, domain: str) -> str:
     return f"{key.env}.{key.project}.{domain.lower()}"
 
 
-def domain_problem(name: str) -> str | None:
+def domain_problem(name: str, public: bool = True) -> str | None:
     """Why ``name`` cannot be a route's host name, or None when it can.
 
     ``name`` is taken as written: callers lower-case it first if they accept upper case.
+    ``public`` False (the proxy's own internal CA) allows special-use names such as
+    ``erp.localhost``: that CA certifies any name.
     """
     shown = repr(name[:80])
     if not name:
@@ -117,7 +119,7 @@ def domain_problem(name: str) -> str | None:
             )
     if labels[-1].isdigit():
         return f"{shown} is an address, not a domain: routes are by host name"
-    for special in _SPECIAL_USE:
+    for special in _SPECIAL_USE if public else ():
         if name == special or name.endswith("." + special):
             return f"{shown} is under the special-use name {special!r}: no public CA certifies it"
     return None
@@ -135,15 +137,18 @@ class Maintenance:
 class EnvironmentRoute:
     """What the proxy needs to know of one environment.
 
-    ``upstream`` is the Odoo container's name, resolved by Docker's DNS on the environment's
-    ``network`` (which the proxy joins). ``allowlist`` (addresses or networks) is given for
-    production by the engine; an empty one lets everyone in. ``max_body_bytes`` overrides the
-    tier's limit.
+    ``upstreams`` are Odoo containers' names, resolved by Docker's DNS on the environment's
+    ``network`` (which the proxy joins), in order of preference: the first that answers gets
+    the request, and a refused dial (a name that no longer resolves, a stopped container)
+    fails over to the next. That is what lets a blue/green rollout switch and rename its
+    containers without a failed request.
+    ``allowlist`` (addresses or networks) is given for production by the engine; an empty
+    one lets everyone in. ``max_body_bytes`` overrides the tier's limit.
     """
 
     key: EnvKey
     tier: Tier
-    upstream: str
+    upstreams: tuple[str, ...]
     network: str
     domains: tuple[str, ...] = ()
     allowlist: tuple[str, ...] = ()
@@ -151,6 +156,15 @@ class EnvironmentRoute:
     maintenance: Maintenance | None = None
     http_port: int = HTTP_PORT
     websocket_port: int = WEBSOCKET_PORT
+
+    def __post_init__(self) -> None:
+        if isinstance(self.upstreams, str) or not self.upstreams:
+            raise ValueError(f"{self.key}: upstreams must be a non-empty tuple of names")
+
+    @property
+    def upstream(self) -> str:
+        """The preferred upstream."""
+        return self.upstreams[0]
 
 
 @dataclass(frozen=True)
@@ -207,6 +221,7 @@ def route_table(
     routes: Iterable[EnvironmentRoute],
     domain: str | None,
     body_limits: Mapping[Tier, int] | None = None,
+    public: bool = True,
 ) -> RouteTable:
     """The validated table of ``routes`` under the platform ``domain`` (None: custom domains
     only). Raises ``InvalidState`` listing every problem; nothing partial is returned."""
@@ -215,7 +230,7 @@ def route_table(
     if len(set(keys)) != len(keys):
         raise ValueError(f"an environment is routed twice: {sorted(keys)}")
     problems: list[Problem] = []
-    if domain is not None and (why := domain_problem(domain.lower())) is not None:
+    if domain is not None and (why := domain_problem(domain.lower(), public)) is not None:
         problems.append(
             Problem(
                 "invalid_domain",
@@ -229,7 +244,7 @@ def route_table(
     normalised: list[EnvironmentRoute] = []
     for route in ordered:
         problems.extend(_allowlist_problems(route))
-        own = _hosts(route, domain, problems)
+        own = _hosts(route, domain, problems, public)
         for host, kind in own.items():
             claims.setdefault(host, []).append((route.key, kind))
         custom = tuple(sorted(h for h, kind in own.items() if kind == "custom"))
@@ -251,12 +266,14 @@ def route_table(
     return RouteTable(hosts, tuple(normalised), domain.lower() if domain else None, limits)
 
 
-def _hosts(route: EnvironmentRoute, domain: str | None, problems: list[Problem]) -> dict[str, str]:
+def _hosts(
+    route: EnvironmentRoute, domain: str | None, problems: list[Problem], public: bool = True
+) -> dict[str, str]:
     """The route's hosts (lower case, each once) and their kind; bad ones become problems."""
     found: dict[str, str] = {}
     if domain is not None:
         host = generated_host(route.key, domain)
-        why = domain_problem(host)
+        why = domain_problem(host, public)
         if why is None:
             found[host] = "generated"
         else:
@@ -271,7 +288,7 @@ def _hosts(route: EnvironmentRoute, domain: str | None, problems: list[Problem])
             )
     for index, raw in enumerate(route.domains):
         name = raw.strip().lower()
-        why = domain_problem(name)
+        why = domain_problem(name, public)
         if why is not None:
             problems.append(
                 Problem(
@@ -324,7 +341,7 @@ def describe(table: RouteTable) -> list[dict[str, Any]]:
             "env": r.key.env,
             "tier": r.tier.value,
             "hosts": list(table.hosts_of(r.key)),
-            "upstream": r.upstream,
+            "upstreams": list(r.upstreams),
             "allowlist": list(r.allowlist),
             "max_body_bytes": table.body_limit(r),
             "maintenance": r.maintenance is not None,

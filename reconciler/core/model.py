@@ -91,6 +91,11 @@ class EnvKey:
         return f"{self.slug}-odoo"
 
     @property
+    def odoo_next_container(self) -> str:
+        """A blue/green rollout's new container, until it takes ``odoo_container``'s name."""
+        return f"{self.slug}-odoo-next"
+
+    @property
     def db_container(self) -> str:
         return f"{self.slug}-db"
 
@@ -353,6 +358,7 @@ class DesiredEnvironment:
     # Reached through the platform's reverse proxy: no host port is published (a second
     # container can then start beside the first for a blue/green switch).
     routed: bool = False
+    public_url: str = ""  # routed: where users reach it through the proxy ("" if no name)
 
     @property
     def key(self) -> EnvKey:
@@ -360,7 +366,7 @@ class DesiredEnvironment:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.public_url if self.routed else f"http://127.0.0.1:{self.port}"
 
     def odoo_spec_hash(self) -> str:
         """Hash of exactly what we declare for the Odoo container; a change means replace.

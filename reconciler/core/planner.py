@@ -33,6 +33,7 @@ class Kind(StrEnum):
     INIT_DATABASE = "init-database"
     UPDATE_MODULES = "update-modules"
     CREATE_ODOO = "create-odoo"
+    FINISH_ROLLOUT = "finish-rollout"
     REPLACE_ODOO = "replace-odoo"
     START_ODOO = "start-odoo"
     STOP_ODOO = "stop-odoo"
@@ -51,6 +52,7 @@ _SYMBOL = {
     "start": "~",
     "stop": "~",
     "update": "~",
+    "finish": "~",
     "replace": "-/+",
     "recreate": "-/+",
     "remove": "-",
@@ -194,8 +196,18 @@ def _converge(
     def act(kind: Kind, target: str, reason: str) -> Action:
         return Action(key, kind, target, reason)
 
+    # A blue/green rollout stopped after its switch (the old container gone, the new one not
+    # yet renamed) is finished, not undone: the new container is what the proxy serves.
+    odoo = have.container(Role.ODOO)
+    finishing = (
+        want.routed
+        and not want.spec.suspended
+        and odoo is None
+        and key.odoo_next_container in have.stale
+    )
     for name in have.stale:
-        yield act(Kind.REMOVE_STALE, name, "left behind by an interrupted apply")
+        if not (finishing and name == key.odoo_next_container):
+            yield act(Kind.REMOVE_STALE, name, "left behind by an interrupted apply")
     if not have.network:
         yield act(Kind.CREATE_NETWORK, key.network, "private network missing")
     if key.filestore_volume not in have.volumes:
@@ -223,10 +235,16 @@ def _converge(
     if not initialised:
         yield act(Kind.INIT_DATABASE, key.database, _init_reason(want))
 
-    odoo = have.container(Role.ODOO)
     if want.spec.suspended:
         if odoo is not None and odoo.running:
             yield act(Kind.STOP_ODOO, key.odoo_container, "environment is suspended")
+        return
+    if finishing:
+        yield act(
+            Kind.FINISH_ROLLOUT,
+            key.odoo_next_container,
+            "a rollout was interrupted after its switch: the new container takes the name",
+        )
         return
     if odoo is None:
         yield act(Kind.CREATE_ODOO, key.odoo_container, "Odoo container missing")

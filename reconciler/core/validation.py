@@ -29,7 +29,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -45,7 +45,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from reconciler.core.durations import parse_cpu, parse_duration, parse_schedule, parse_size
 from reconciler.core.errors import InvalidState, Location, Problem, sanitize
 from reconciler.core.globs import matches, shadows
-from reconciler.core.model import SecretRef, Tier
+from reconciler.core.ingress import EnvironmentRoute, route_table
+from reconciler.core.model import INTERNAL_CA, EnvKey, SecretRef, Tier
 from reconciler.core.policies import MemoryTooSmall, resolve_settings
 from reconciler.core.secretrefs import SecretPolicy, refusal
 
@@ -1083,6 +1084,7 @@ SECRET_REF_PATHS: Mapping[str, tuple[JsonPath, ...]] = {
         ("backups", "s3", "access_key"),
         ("backups", "s3", "secret_key"),
         ("backups", "encryption_key"),
+        ("ingress", "acme", "trusted_roots"),
     ),
     "project": (("repository", "token"), ("repository", "ssh_key")),
     "masking": (("salt",),),
@@ -1397,6 +1399,58 @@ class _StateCheck:
                     f"`{branch}` to branches in {POLICIES_FILE}",
                 )
 
+    def routes(self, platform: Document | None, policies: Document | None) -> None:
+        """Every host reaches one environment: the route table the proxy would be given is
+        built here, so a malformed or doubly claimed domain fails validation (and the commit
+        or API write that brings it) instead of reaching the proxy."""
+        if platform is None or not isinstance(platform.data, Mapping):
+            return
+        ingress = platform.data.get("ingress")
+        if not isinstance(ingress, Mapping):
+            for (_project, _env), doc in sorted(self.environments.items()):
+                for key in ("domains", "allowlist"):
+                    if _get(doc.data, (key,)):
+                        location = doc.location((key,))
+                        self.add(
+                            "ingress_disabled",
+                            f"{key} has no effect: {PLATFORM_FILE} has no ingress block, so no "
+                            "proxy routes traffic to environments",
+                            location,
+                            f"add an ingress block to {PLATFORM_FILE} (README: Ingress), or "
+                            f"remove {key} at {_at(location)}",
+                        )
+            return
+        domain = ingress.get("domain")
+        acme = ingress.get("acme")
+        ca = acme.get("ca") if isinstance(acme, Mapping) else None
+        routes = []
+        for (project, env), doc in sorted(self.environments.items()):
+            if not isinstance(doc.data, Mapping):
+                continue
+            tier = doc.data.get("tier") or self.tier_by_rule(policies, doc.data.get("branch"))
+            domains, allowlist = doc.data.get("domains", []), doc.data.get("allowlist", [])
+            if not isinstance(domains, list) or not isinstance(allowlist, list):
+                continue  # the schema said so already
+            routes.append(
+                EnvironmentRoute(
+                    EnvKey(project, env),
+                    Tier(tier) if tier in TIERS else Tier.DEV,
+                    ("-",),
+                    "-",
+                    domains=tuple(d for d in domains if isinstance(d, str)),
+                    allowlist=tuple(a for a in allowlist if isinstance(a, str)),
+                )
+            )
+        try:
+            route_table(
+                routes, domain if isinstance(domain, str) else None, public=ca != INTERNAL_CA
+            )
+        except InvalidState as exc:
+            self.problems.extend(
+                replace(p, remediation=self.recheck.fix(p.remediation.split(", then")[0]))
+                for p in exc.problems
+            )
+
 
 def validate_state(
     files: Mapping[str, bytes], repo_label: str = ".", policy: SecretPolicy | None = None
@@ -1429,6 +1483,7 @@ def validate_state(
     check.unknown_projects()
     check.database_servers(platform)
     check.environment_references(policies)
+    check.routes(platform, policies)
 
     if check.problems or platform is None or policies is None:
         problems = _sorted(check.problems)

@@ -50,6 +50,7 @@ from reconciler.drivers.protocols import DatabaseAdmin, Listing
 from reconciler.drivers.secrets import SecretStore
 from reconciler.engine.ledger import DatabaseRecord, DbState, JournalEntry, Ledger
 from reconciler.engine.metrics import Metrics
+from reconciler.engine.routing import Routes
 from reconciler.engine.schedules import DataSchedules
 from reconciler.engine.sources import Sources
 from reconciler.engine.status import (
@@ -190,6 +191,7 @@ class Engine:
             self.is_initialised,
             lambda: self.last_good_or_raise().platform.backups.restore_test,
         )
+        self.routes = Routes(config.instance, config.data_dir, self.status, secrets.resolve)
         self.steps = Steps(
             runtime=self.docker,
             ledger=self.ledger,
@@ -201,6 +203,7 @@ class Engine:
             final_backup=self._final_backup,
             health_timeout=config.health_timeout,
             cancel=self.cancel,
+            routes=self.routes,
         )
 
     def close(self) -> None:
@@ -208,6 +211,7 @@ class Engine:
         self.cancel.set()
         self.schedules.close()
         self.data.close()
+        self.routes.close()
         self.docker.close()
         self.ledger.close()
 
@@ -511,6 +515,11 @@ class Engine:
             )
             running = {k for k in desired.environments if busy(k)}
             self._write_quiet(desired, observed, set(to_run) | set(guarded) | running)
+            self.routes.sync(
+                config.platform.ingress,
+                desired,
+                (k.network for k, e in observed.environments.items() if e.network),
+            )
             seconds = time.monotonic() - started
             self.metrics.pass_seconds.observe(seconds)
             self.metrics.passes.labels("ok").inc()

@@ -68,6 +68,7 @@ class EnvironmentStatus:
     last_backup: str = ""  # finish time of the newest good backup (ISO 8601), for the RPO metric
     last_backup_id: str = ""
     last_restore_test: str = ""  # finish time of the newest successful restore test
+    certificate_expires: str = ""  # the earliest expiry of its hosts' certificates (ISO 8601)
 
     def with_condition(self, cond: Condition) -> EnvironmentStatus:
         """Replace the condition of the same type, keeping ``since`` if nothing changed."""
@@ -106,6 +107,7 @@ class EnvironmentStatus:
             "last_backup": self.last_backup,
             "last_backup_id": self.last_backup_id,
             "last_restore_test": self.last_restore_test,
+            "certificate_expires": self.certificate_expires,
         }
 
     @classmethod

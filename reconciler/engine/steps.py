@@ -135,6 +135,38 @@ FinalBackup = Callable[[EnvKey, DatabaseRecord], None]
 AppArchive = Callable[[DesiredEnvironment], bytes]
 
 
+class Router(Protocol):
+    """What a blue/green rollout needs of the shared reverse proxy (``engine.routing``)."""
+
+    def attach(self, key: EnvKey, network: str) -> None:
+        """Route ``key`` now: the proxy joins ``network`` and loads the table."""
+
+    def serve(self, key: EnvKey, upstreams: tuple[str, ...] | None = None) -> None:
+        """Send ``key``'s traffic to ``upstreams``, in that order; loaded when it returns."""
+
+    def release(self, key: EnvKey) -> None:
+        """``key``'s default route again (its own container, then its ``-next``)."""
+
+
+class _NoRouter:
+    """Without ingress nothing routes: an environment is published on its host port, and a
+    step that asks for a route is a bug."""
+
+    def attach(self, key: EnvKey, network: str) -> None:
+        raise AssertionError(f"{key}: routed without a router")
+
+    def serve(self, key: EnvKey, upstreams: tuple[str, ...] | None = None) -> None:
+        raise AssertionError(f"{key}: routed without a router")
+
+    def release(self, key: EnvKey) -> None:
+        raise AssertionError(f"{key}: routed without a router")
+
+
+DRAIN_SECONDS = 30
+"""How long the old container of a rollout gets to finish its requests (Odoo stops its HTTP
+workers gracefully on SIGTERM) once the proxy sends nothing new to it."""
+
+
 class Steps:
     """Applies actions for the engine; holds nothing but what it is given."""
 
@@ -150,8 +182,10 @@ class Steps:
         final_backup: FinalBackup,
         health_timeout: float,
         cancel: threading.Event,
+        routes: Router | None = None,
     ) -> None:
         self.runtime, self.ledger = runtime, ledger
+        self.routes: Router = routes or _NoRouter()
         self._admin, self._admin_named = admin, admin_named
         self._password, self._data, self._archive = password, data, archive
         self._final_backup = final_backup
@@ -422,8 +456,21 @@ class Steps:
         self.runtime.remove_container(key.odoo_container)
         self.runtime.create_odoo(w, self._password(key))
         self.runtime.start(key.odoo_container)
+        if w.routed:
+            self.routes.attach(key, key.network)
         self._wait_odoo(w, key.odoo_container)
         return "done", ""
+
+    def _finish_rollout(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        """The daemon stopped between a rollout's switch and its rename: the new container
+        (serving already) takes the environment's name, and the route goes back to default."""
+        w = _need(want, a)
+        rt, name, nxt = self.runtime, w.key.odoo_container, w.key.odoo_next_container
+        rt.start(nxt)  # idempotent: it is running unless something stopped it
+        self._wait_odoo(w, nxt)
+        rt.rename(nxt, name)
+        self.routes.release(w.key)
+        return "done", f"{nxt} renamed {name}"
 
     def _start_odoo(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
         w = _need(want, a)
@@ -443,6 +490,8 @@ class Steps:
         previous revision back in service instead of leaving the environment down.
         """
         w = _need(want, a)
+        if w.routed:
+            return self._blue_green(w)
         rt, name = self.runtime, w.key.odoo_container
         self._before_odoo(w)
         previous = f"{name}-previous"
@@ -467,6 +516,43 @@ class Steps:
             ) from exc
         rt.remove_container(previous)
         return "done", ""
+
+    def _blue_green(self, w: DesiredEnvironment) -> tuple[str, str]:
+        """The new container starts beside the old one; the proxy switches to it only once
+        it is healthy, then the old one drains and goes, and the new one takes its name.
+
+        A new container that does not become healthy is removed and the old one never stopped
+        serving. Every step is one the daemon may be killed after: before the switch, the
+        next run removes the ``-next`` container (the old one serves); after it, the next run
+        finishes the rollout (``FINISH_ROLLOUT``). Between the switch and the rename the route
+        lists both names, so a request whose name does not resolve is retried on the other.
+        """
+        rt, key = self.runtime, w.key
+        name, nxt = key.odoo_container, key.odoo_next_container
+        self._before_odoo(w)
+        rt.remove_container(nxt)
+        rt.create_odoo(w, self._password(key), name=nxt)
+        boundary("steps", "blue/green: new container created")
+        try:
+            rt.start(nxt)
+            self._wait_odoo(w, nxt)
+        except OdooOpsError as exc:
+            rt.remove_container(nxt)
+            raise DeployFailed(
+                f"rollout of revision {w.revision[:12]} failed; {name} keeps serving the "
+                f"previous revision. {exc.message}",
+                remediation=exc.remediation,
+            ) from exc
+        self.routes.attach(key, key.network)
+        self.routes.serve(key, (nxt, name))
+        boundary("steps", "blue/green: traffic switched")
+        rt.stop(name, timeout=DRAIN_SECONDS)
+        rt.remove_container(name)
+        boundary("steps", "blue/green: old container removed")
+        rt.rename(nxt, name)
+        boundary("steps", "blue/green: new container renamed")
+        self.routes.release(key)
+        return "done", f"blue/green to {w.revision[:12]}"
 
     # ------------------------------------------------------------------------- helpers
     def _refuse_foreign(self, admin: DatabaseAdmin, key: EnvKey) -> None:
@@ -600,6 +686,7 @@ _HANDLERS: dict[Kind, _Handler] = {
     Kind.INIT_DATABASE: Steps._init_database,
     Kind.UPDATE_MODULES: Steps._update_modules,
     Kind.CREATE_ODOO: Steps._create_odoo,
+    Kind.FINISH_ROLLOUT: Steps._finish_rollout,
     Kind.REPLACE_ODOO: Steps._replace_odoo,
     Kind.START_ODOO: Steps._start_odoo,
     Kind.STOP_ODOO: Steps._stop_odoo,

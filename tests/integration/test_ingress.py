@@ -187,12 +187,12 @@ def stage(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         prod_route = EnvironmentRoute(
             PROD,
             Tier.PRODUCTION,
-            odoo.get_wrapped_container().name,
+            (odoo.get_wrapped_container().name,),
             prod_net,
             domains=(f"erp.{DOMAIN}",),
         )
         qa_route = EnvironmentRoute(
-            QA, Tier.STAGING, echo.get_wrapped_container().name, qa_net, max_body_bytes=4096
+            QA, Tier.STAGING, (echo.get_wrapped_container().name,), qa_net, max_body_bytes=4096
         )
         world = Stage(
             proxy,

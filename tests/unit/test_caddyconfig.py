@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from reconciler.core.caddyconfig import (
     ACME_ROOTS_FILE,
     ADMIN_ORIGIN,
@@ -27,12 +29,13 @@ def table(*routes: EnvironmentRoute) -> RouteTable:
 
 def prod(**kw: Any) -> EnvironmentRoute:
     return EnvironmentRoute(
-        PROD, Tier.PRODUCTION, "odooops-acme-production-odoo", PROD.network, **kw
+        PROD, Tier.PRODUCTION, ("odooops-acme-production-odoo",), PROD.network, **kw
     )
 
 
 def qa(**kw: Any) -> EnvironmentRoute:
-    return EnvironmentRoute(QA, Tier.STAGING, "odooops-acme-qa-odoo", QA.network, **kw)
+    kw.setdefault("upstreams", ("odooops-acme-qa-odoo",))
+    return EnvironmentRoute(QA, Tier.STAGING, network=QA.network, **kw)
 
 
 def server(doc: Any, name: str) -> dict[str, Any]:
@@ -71,15 +74,36 @@ def test_an_environment_is_matched_by_all_its_hosts() -> None:
 def test_websocket_goes_to_the_gevent_port_and_the_rest_to_http() -> None:
     *_, websocket, rest = steps(caddy_config(table(qa())).document)
     assert websocket["match"] == [{"path": ["/websocket*"]}]
-    assert websocket["handle"] == [
-        {"handler": "reverse_proxy", "upstreams": [{"dial": "odooops-acme-qa-odoo:8072"}]}
-    ]
+    (ws_proxy,) = websocket["handle"]
+    assert ws_proxy["upstreams"] == [{"dial": "odooops-acme-qa-odoo:8072"}]
     assert websocket["terminal"] is True
-    assert rest == {
-        "handle": [
-            {"handler": "reverse_proxy", "upstreams": [{"dial": "odooops-acme-qa-odoo:8069"}]}
+    (http_proxy,) = rest["handle"]
+    assert http_proxy["upstreams"] == [{"dial": "odooops-acme-qa-odoo:8069"}]
+    assert "match" not in rest
+
+
+def test_upstreams_are_tried_in_order_and_a_failed_dial_goes_to_the_next() -> None:
+    """A rollout lists [new, old] then [name, name-next]: the first that answers serves, and a
+    name that no longer resolves costs a retry, not a failed request."""
+    route = qa(upstreams=("odooops-acme-qa-odoo-next", "odooops-acme-qa-odoo"))
+    *_, websocket, rest = steps(caddy_config(table(route)).document)
+    for step, port in ((websocket, 8072), (rest, 8069)):
+        (proxy,) = step["handle"]
+        assert proxy["upstreams"] == [
+            {"dial": f"odooops-acme-qa-odoo-next:{port}"},
+            {"dial": f"odooops-acme-qa-odoo:{port}"},
         ]
-    }
+        balancing = proxy["load_balancing"]
+        assert balancing["selection_policy"] == {"policy": "first"}
+        assert balancing["try_duration"] == "5s"
+        assert proxy["health_checks"]["passive"]["max_fails"] == 1
+
+
+def test_a_route_needs_an_upstream_tuple() -> None:
+    with pytest.raises(ValueError, match="non-empty tuple"):
+        qa(upstreams=())
+    with pytest.raises(ValueError, match="non-empty tuple"):
+        qa(upstreams="odooops-acme-qa-odoo")
 
 
 def test_no_proxy_is_trusted_so_forwarded_headers_are_caddys_own() -> None:

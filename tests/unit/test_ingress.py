@@ -25,7 +25,7 @@ def route(key: EnvKey, *domains: str, tier: Tier = Tier.STAGING, **kw: object) -
     return EnvironmentRoute(
         key,
         tier,
-        f"{key.slug}-odoo",
+        (f"{key.slug}-odoo",),
         key.network,
         domains=tuple(domains),
         **kw,  # type: ignore[arg-type]
@@ -229,7 +229,7 @@ def test_the_description_of_an_environment_lists_its_hosts_and_limits() -> None:
             "env": "production",
             "tier": "production",
             "hosts": ["production.acme.example.net", "erp.example.com"],
-            "upstream": "odooops-acme-production-odoo",
+            "upstreams": ["odooops-acme-production-odoo"],
             "allowlist": ["203.0.113.7"],
             "max_body_bytes": DEFAULT_BODY_LIMITS[Tier.PRODUCTION],
             "maintenance": False,

@@ -85,6 +85,17 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         result = await run_in_threadpool(plane.plan)
         return JSONResponse(plan_doc(result, principal_of(request)))
 
+    @guarded("env:read")
+    async def get_routes(request: Request) -> Response:
+        """The route table the proxy serves (each environment's hosts, upstreams, allowlist,
+        body limit, maintenance) and each host's certificate, within the token's globs."""
+        doc = plane.routes()
+        principal = principal_of(request)
+        doc["routes"] = [
+            r for r in doc["routes"] if principal.may_touch(f"{r['project']}/{r['env']}")
+        ]
+        return JSONResponse(doc)
+
     @guarded("deploy")
     async def reconcile(request: Request) -> Response:
         """Run a pass now instead of waiting for the poll; environments held after a failure
@@ -251,6 +262,7 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         Route("/v1/ready", ready, methods=["GET"]),
         Route("/v1/daemon", daemon_status, methods=["GET"]),
         Route("/v1/plan", get_plan, methods=["GET"]),
+        Route("/v1/routes", get_routes, methods=["GET"]),
         Route("/v1/reconcile", reconcile, methods=["POST"]),
         Route("/v1/policies", get_policies, methods=["GET"]),
         Route("/v1/projects", list_projects, methods=["GET"]),
