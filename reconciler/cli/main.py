@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,11 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("-n", "--limit", type=int, default=30)
     au.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     au.set_defaults(func=cmd_audit)
+    ro = sub.add_parser(
+        "routes", help="what the reverse proxy serves: hosts, upstreams, certificates (API)"
+    )
+    ro.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    ro.set_defaults(func=cmd_routes)
     sh = sub.add_parser("shell", help="odoo shell, psql or bash in an environment (API)")
     sh.add_argument("name")
     sh.add_argument("--kind", choices=["odoo", "psql", "bash"], default="odoo")
@@ -1139,6 +1145,58 @@ def _show_audit(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+INGRESS_OFF = (
+    "ingress is off: no reverse proxy runs and each Odoo is published on a loopback port. "
+    "To turn it on, add an ingress: block to odooops.yaml in the state repository (for "
+    "example ingress: {domain: apps.example.com}; README, Ingress), then odooops validate . "
+    "and commit"
+)
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    """The route table the daemon's proxy serves (``GET /v1/routes``), within the token's
+    globs: which host reaches which environment, and how long each certificate has left."""
+    doc = _client().get("/routes")
+    if args.output != "table":
+        _emit(doc, args.output)
+        return EXIT_OK
+    if not doc["enabled"]:
+        out.print(INGRESS_OFF, markup=False, highlight=False)
+        return EXIT_OK
+    under = f" under {doc['domain']}" if doc["domain"] else ""
+    table = Table(title=f"Routes of {doc['proxy'] or 'the proxy'}{under}", title_justify="left")
+    for col in ROUTE_COLUMNS:
+        table.add_column(col)
+    now = datetime.now(UTC)
+    for r in doc["routes"]:
+        table.add_row(
+            f"{r['project']}/{r['env']}",
+            r["tier"],
+            "\n".join(r["hosts"]) or "-",
+            "\n".join(r["upstreams"]),
+            ", ".join(r["allowlist"]) or "everyone",
+            "\n".join(_days_left(c, now) for c in r["certificates"]) or "-",
+            "yes" if r["maintenance"] else "-",
+        )
+    out.print(table)
+    if not doc["routes"]:
+        out.print("no environment is routed yet", highlight=False)
+    return EXIT_OK
+
+
+def _days_left(cert: dict[str, Any], now: datetime) -> str:
+    """One host's certificate as the table shows it: whole days left, or why there are none."""
+    if not cert["managed"] or not cert["not_after"]:
+        return "pending"
+    expires = datetime.fromisoformat(cert["not_after"])
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    left = (expires - now).total_seconds() / 86400
+    if left <= 0:
+        return "expired"
+    return f"{int(left)} day" + ("" if int(left) == 1 else "s")
+
+
 def cmd_env_credentials(args: argparse.Namespace) -> int:
     """The administrator's login, through the API: the daemon records who saw it and when."""
     client = _client()
@@ -1332,6 +1390,15 @@ def cmd_init_key(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- output
 STATUS_COLUMNS = ("ENVIRONMENT", "BRANCH", "TIER", "SERVING", "WANTED", "SYNC", "HEALTH", "URL")
+ROUTE_COLUMNS = (
+    "ENVIRONMENT",
+    "TIER",
+    "HOSTS",
+    "UPSTREAMS",
+    "ALLOWLIST",
+    "CERTIFICATE",
+    "MAINTENANCE",
+)
 _STYLE = {
     "Synced": "green",
     "OutOfSync": "yellow",

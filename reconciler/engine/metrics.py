@@ -26,7 +26,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class _EnvironmentCollector(Collector):
     """The per-environment families; ``visible`` (``project/env`` -> bool) narrows them."""
 
-    NAMES = frozenset({"odooops_environments", "odooops_backup_last_good_age_seconds"})
+    NAMES = frozenset(
+        {
+            "odooops_environments",
+            "odooops_backup_last_good_age_seconds",
+            "odooops_certificate_expiry_days",
+        }
+    )
 
     def __init__(
         self,
@@ -59,11 +65,27 @@ class _EnvironmentCollector(Collector):
         now = datetime.now(UTC)
         for status in self._shown():
             if status.last_backup:
-                taken = datetime.fromisoformat(status.last_backup)
-                if taken.tzinfo is None:
-                    taken = taken.replace(tzinfo=UTC)
+                taken = _aware(datetime.fromisoformat(status.last_backup))
                 age.add_metric([status.project, status.env], (now - taken).total_seconds())
         yield age
+        expiry = GaugeMetricFamily(
+            "odooops_certificate_expiry_days",
+            "Days until the earliest expiry of the certificates of each routed environment's "
+            "hosts (negative once expired; none before the first is issued).",
+            labels=["project", "env"],
+        )
+        for status in self._shown():
+            if status.certificate_expires:
+                expires = _aware(datetime.fromisoformat(status.certificate_expires))
+                expiry.add_metric(
+                    [status.project, status.env], (expires - now).total_seconds() / 86400
+                )
+        yield expiry
+
+
+def _aware(moment: datetime) -> datetime:
+    """A stored time without a zone is UTC (every writer records UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class _Narrowed(Collector):

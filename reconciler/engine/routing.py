@@ -34,6 +34,7 @@ from reconciler.core.ingress import (
     Maintenance,
     RouteTable,
     describe,
+    environment_file,
     route_table,
 )
 from reconciler.core.model import (
@@ -99,8 +100,14 @@ class Routes:
         self._overrides: dict[EnvKey, tuple[str, ...]] = {}
         self._maintenance: dict[EnvKey, Maintenance] = {}
         self._loaded: _Loaded | None = None
+        # Load even an unchanged table: the proxy or its settings are new, or a load (or what
+        # precedes it) failed and the environments' Routed condition still says so.
+        self._stale = True
+        # No proxy container of ours is known to exist; False at start, since a daemon
+        # restarted after the ingress block went never made the proxy that may still run.
+        self._removed = False
         self._certificates: dict[str, Certificate] = {}
-        self._checked = 0.0
+        self._checked: float | None = None  # monotonic time of the last read; None: read soon
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------------ accessors
@@ -166,11 +173,18 @@ class Routes:
 
     def attach(self, key: EnvKey, network: str) -> None:
         """Route ``key`` now (its network exists now, a container is about to serve): a new
-        environment need not wait for the next pass to be reachable."""
+        environment need not wait for the next pass to be reachable. A failure is ``key``'s
+        ``Routed`` condition, as in a pass, and the next pass tries again: the run that made
+        the environment goes on (a rollout's switch, ``serve``, is what must not)."""
         with self._lock:
             self._networks = self._networks | {network}
-            if self._settings is not None:
+            if self._settings is None:
+                return
+            try:
                 self._apply(self._settings)
+            except OdooOpsError as exc:
+                log.error("ingress: %s", exc.render())
+                self._condition((key,), Condition("Routed", False, exc.code, exc.message))
 
     def serve(
         self,
@@ -179,14 +193,21 @@ class Routes:
         maintenance: Maintenance | None = None,
     ) -> None:
         """During a rollout: send ``key``'s traffic to ``upstreams`` (in that order) or show
-        ``maintenance``; the load is done when this returns (raises on failure)."""
+        ``maintenance``; the load is done when this returns (raises on failure). A failed
+        load keeps the route as it was, so the next pass does not make the switch the
+        rollout was told did not happen."""
         with self._lock:
+            overrides, maintenances = dict(self._overrides), dict(self._maintenance)
             if upstreams is not None:
                 self._overrides[key] = upstreams
             if maintenance is not None:
                 self._maintenance[key] = maintenance
             if self._settings is not None:
-                self._apply(self._settings)
+                try:
+                    self._apply(self._settings)
+                except BaseException:
+                    self._overrides, self._maintenance = overrides, maintenances
+                    raise
 
     def release(self, key: EnvKey) -> None:
         """The rollout of ``key`` is over: its default route again."""
@@ -198,6 +219,13 @@ class Routes:
 
     # ------------------------------------------------------------------------ internals
     def _apply(self, settings: IngressSettings) -> None:
+        try:
+            self._load_table(settings)
+        except BaseException:
+            self._stale = True
+            raise
+
+    def _load_table(self, settings: IngressSettings) -> None:
         proxy = self._ensure(settings)
         desired = self._desired
         wants = dict(desired.environments) if desired else {}
@@ -217,17 +245,15 @@ class Routes:
         )
         config = caddy_config(table, acme)
         body = config.body()
-        if self._loaded is not None and self._loaded.body == body:
+        if not self._stale and self._loaded is not None and self._loaded.body == body:
             return
         self._load(proxy, config)
         self._loaded = _Loaded(body, table)
-        self._checked = 0.0  # new hosts: look at their certificates soon
-        self._condition(
-            routed,
-            Condition(
-                "Routed", True, "Loaded", ", ".join(sorted({h.host for h in table.hosts}))[:400]
-            ),
-        )
+        self._stale = False
+        self._checked = None  # new hosts: look at their certificates soon
+        changes = {str(key): _with(_routed_condition(table, key)) for key in routed}
+        if changes:
+            self.status.modify_many(changes)
 
     def _load(self, proxy: CaddyDriver, config: ProxyConfig) -> None:
         started = time.monotonic()
@@ -247,10 +273,11 @@ class Routes:
             if self._proxy is not None:
                 self._proxy.close()
             self._proxy = self._factory(self.instance, wanted)
-            self._loaded = None
+            self._stale = True
         if self._settings != settings:
             self._settings = settings
-            self._loaded = None
+            self._stale = True
+        self._removed = False
         self._proxy.ensure()
         return self._proxy
 
@@ -271,22 +298,44 @@ class Routes:
 
     def _disable(self) -> None:
         """No ingress block (any more): the proxy container goes, its certificates stay in
-        their volume for the day the block comes back."""
-        if self._proxy is not None or self._settings is not None:
-            log.info("ingress: no ingress block; removing the proxy container")
-            try:
-                if self._proxy is not None:
-                    self._proxy.remove(volumes=False)
-            except OdooOpsError as exc:
-                log.error("ingress: %s", exc.render())
-            self.close()
+        their volume for the day the block comes back.
+
+        Also on the first pass of a daemon that never made a proxy: one restarted after the
+        block went would otherwise leave the old proxy running (Docker restarts it with the
+        host, and it resumes its last routes), still serving the environments' networks. A
+        removal that fails is tried again on the next pass. No certificate is watched any
+        more: the environments' expiries go, and with them their expiry metric.
+        """
         self._settings = None
         self._loaded = None
+        self._stale = True
+        self._certificates = {}
+        watched = {k: _unwatched for k, s in self.status.all().items() if s.certificate_expires}
+        if watched:
+            self.status.modify_many(watched)
+        if self._removed:
+            return
+        if self._proxy is not None:
+            log.info("ingress: no ingress block; removing the proxy container")
+        try:
+            proxy = self._proxy or self._factory(
+                self.instance, ProxySettings(image="", admin_dir=self.admin_dir)
+            )
+            self._proxy = proxy
+            proxy.remove(volumes=False)
+        except OdooOpsError as exc:
+            log.error("ingress: %s", exc.render())
+        else:
+            self._removed = True
+        finally:
+            self.close()
 
     def _check_certificates(self) -> None:
         if self._proxy is None or self._loaded is None:
             return
-        if time.monotonic() - self._checked < CERTIFICATE_CHECK_SECONDS:
+        if self._checked is not None and (
+            time.monotonic() - self._checked < CERTIFICATE_CHECK_SECONDS
+        ):
             return
         table = self._loaded.table
         try:
@@ -318,6 +367,25 @@ def _with(cond: Condition) -> Callable[[EnvironmentStatus], EnvironmentStatus]:
     return change
 
 
+def _unwatched(status: EnvironmentStatus) -> EnvironmentStatus:
+    return replace(status, certificate_expires="")
+
+
+def _routed_condition(table: RouteTable, key: EnvKey) -> Condition:
+    """``Routed`` of one environment: its own hosts (never the other environments': a token
+    limited to one project reads this), or why it has none."""
+    hosts = table.hosts_of(key)
+    if not hosts:
+        return Condition(
+            "Routed",
+            False,
+            "NoHost",
+            "no host name reaches it: set ingress.domain in odooops.yaml or domains in "
+            f"{environment_file(key)}",
+        )
+    return Condition("Routed", True, "Loaded", ", ".join(hosts)[:400])
+
+
 def _certificate_status(
     certs: list[Certificate], now: datetime
 ) -> Callable[[EnvironmentStatus], EnvironmentStatus]:
@@ -326,7 +394,9 @@ def _certificate_status(
     missing = [c.host for c in certs if not c.managed]
     expiries = [c.not_after for c in certs if c.not_after is not None]
     earliest = min(expiries) if expiries else None
-    if missing:
+    if not certs:
+        cond = Condition("Certificate", True, "NoHost", "no host name: no certificate to hold")
+    elif missing:
         cond = Condition(
             "Certificate", False, "Pending", f"no certificate yet for {', '.join(missing)}"
         )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client.parser import text_string_to_metric_families
+
 from reconciler.engine.metrics import Metrics
 from reconciler.engine.status import EnvironmentStatus, Health, Sync
 
@@ -49,3 +53,33 @@ def test_a_narrowed_scrape_recounts_and_drops_other_environments() -> None:
     assert 'project="b"' not in text
     assert 'odooops_reconcile_passes_total{result="ok"} 1.0' in text
     assert 'env="w",project="b"' in metrics.render().decode()
+
+
+def test_certificate_expiry_is_days_left_per_routed_environment_at_scrape_time() -> None:
+    """Computed from the stored expiry when scraped; none for an environment without one."""
+    in_ten_days = (datetime.now(UTC) + timedelta(days=10)).isoformat(timespec="seconds")
+    expired = (datetime.now(UTC) - timedelta(days=2)).isoformat(timespec="seconds")
+    found = {
+        **statuses(),
+        "b/w": EnvironmentStatus("b", "w", certificate_expires=in_ten_days),
+        "b/v": EnvironmentStatus("b", "v", certificate_expires=expired),
+    }
+    metrics = Metrics(lambda: found)
+    days = {
+        labels["env"]: value
+        for labels, value in samples(metrics.render(), "odooops_certificate_expiry_days")
+    }
+    assert set(days) == {"w", "v"}
+    assert 9.99 < days["w"] <= 10 and -2.01 < days["v"] <= -2
+    narrowed = samples(metrics.render(lambda key: key == "b/v"), "odooops_certificate_expiry_days")
+    assert [labels["env"] for labels, _ in narrowed] == ["v"]
+
+
+def samples(text: bytes, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of one family in a text exposition."""
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(text.decode())
+        if family.name == name
+        for sample in family.samples
+    ]
