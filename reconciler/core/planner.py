@@ -196,13 +196,13 @@ def _converge(
     def act(kind: Kind, target: str, reason: str) -> Action:
         return Action(key, kind, target, reason)
 
-    # A blue/green rollout stopped after its switch (the old container gone, the new one not
-    # yet renamed) is finished, not undone: the new container is what the proxy serves.
+    # A blue/green rollout stopped after its switch (the old container stopped or gone, the
+    # new one not yet renamed) is finished, not undone: the new one is what the proxy serves.
     odoo = have.container(Role.ODOO)
     finishing = (
         want.routed
         and not want.spec.suspended
-        and odoo is None
+        and (odoo is None or not odoo.running)
         and key.odoo_next_container in have.stale
     )
     for name in have.stale:

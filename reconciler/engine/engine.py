@@ -111,6 +111,9 @@ class EngineConfig:
     health_timeout: float = HEALTH_TIMEOUT
     health_interval: int = 5
     read_only: bool = False  # plan only: no status, ledger or port allocation is written
+    # The proxy's admin socket directory (default: <data_dir>/proxy); a unix socket's path has
+    # at most 107 bytes, which a deep data directory can exceed.
+    proxy_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,12 @@ class Engine:
             self.is_initialised,
             lambda: self.last_good_or_raise().platform.backups.restore_test,
         )
-        self.routes = Routes(config.instance, config.data_dir, self.status, secrets.resolve)
+        self.routes = Routes(
+            config.instance,
+            config.proxy_dir or config.data_dir / "proxy",
+            self.status,
+            secrets.resolve,
+        )
         self.steps = Steps(
             runtime=self.docker,
             ledger=self.ledger,

@@ -81,14 +81,14 @@ class Routes:
     def __init__(
         self,
         instance: str,
-        data_dir: Path,
+        admin_dir: Path,
         status: StatusStore,
         resolve_secret: Callable[[SecretRef], str],
         labels: Mapping[str, str] | None = None,
         factory: ProxyFactory = CaddyDriver,
     ) -> None:
         self.instance = instance
-        self.admin_dir = data_dir / "proxy"
+        self.admin_dir = admin_dir
         self.status = status
         self._resolve = resolve_secret
         self._labels = dict(labels or {})

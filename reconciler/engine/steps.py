@@ -462,12 +462,18 @@ class Steps:
         return "done", ""
 
     def _finish_rollout(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
-        """The daemon stopped between a rollout's switch and its rename: the new container
-        (serving already) takes the environment's name, and the route goes back to default."""
+        """The daemon stopped between a rollout's switch (the old container stopped) and its
+        rename: the new container, serving already, takes the environment's name. If it does
+        not answer after all it is removed, and the next run starts the environment again."""
         w = _need(want, a)
         rt, name, nxt = self.runtime, w.key.odoo_container, w.key.odoo_next_container
-        rt.start(nxt)  # idempotent: it is running unless something stopped it
-        self._wait_odoo(w, nxt)
+        try:
+            rt.start(nxt)  # idempotent: it is running unless something stopped it
+            self._wait_odoo(w, nxt)
+        except OdooOpsError:
+            rt.remove_container(nxt)
+            raise
+        rt.remove_container(name)
         rt.rename(nxt, name)
         self.routes.release(w.key)
         return "done", f"{nxt} renamed {name}"
@@ -518,14 +524,18 @@ class Steps:
         return "done", ""
 
     def _blue_green(self, w: DesiredEnvironment) -> tuple[str, str]:
-        """The new container starts beside the old one; the proxy switches to it only once
-        it is healthy, then the old one drains and goes, and the new one takes its name.
+        """The new container starts beside the old one; traffic moves to it only once it is
+        healthy, when the old one stops; then the new one takes the old one's name.
 
-        A new container that does not become healthy is removed and the old one never stopped
-        serving. Every step is one the daemon may be killed after: before the switch, the
-        next run removes the ``-next`` container (the old one serves); after it, the next run
-        finishes the rollout (``FINISH_ROLLOUT``). Between the switch and the rename the route
-        lists both names, so a request whose name does not resolve is retried on the other.
+        The proxy's route lists both names, ``<odoo>`` then ``<odoo>-next``, and sends each
+        request to the first that accepts a connection: a refused or unresolvable dial is
+        retried on the other, never failed. So the switch needs no configuration reload
+        (a reload can cut a request the replaced server had just accepted): stopping the old
+        container (Odoo finishes its requests in flight on SIGTERM) moves the traffic, and
+        the rename is invisible. A new container that does not become healthy is removed;
+        the old one never stopped serving. After a kill: before the stop, the next run
+        removes the ``-next`` container (the old one serves); after it, the next run finishes
+        the rollout (``FINISH_ROLLOUT``).
         """
         rt, key = self.runtime, w.key
         name, nxt = key.odoo_container, key.odoo_next_container
@@ -543,12 +553,11 @@ class Steps:
                 f"previous revision. {exc.message}",
                 remediation=exc.remediation,
             ) from exc
-        self.routes.attach(key, key.network)
-        self.routes.serve(key, (nxt, name))
-        boundary("steps", "blue/green: traffic switched")
+        self.routes.attach(key, key.network)  # the proxy is on the network, the route loaded
+        boundary("steps", "blue/green: new container healthy")
         rt.stop(name, timeout=DRAIN_SECONDS)
+        boundary("steps", "blue/green: old container stopped, traffic on the new one")
         rt.remove_container(name)
-        boundary("steps", "blue/green: old container removed")
         rt.rename(nxt, name)
         boundary("steps", "blue/green: new container renamed")
         self.routes.release(key)

@@ -7,7 +7,7 @@ real planner from the real observation join, applies with the real steps, and re
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -424,3 +424,157 @@ def plan_action(want: DesiredEnvironment, kind: Kind):
 
     target = want.key.filestore_volume if kind is Kind.REMOVE_VOLUME else want.key.database
     return Action(want.key, kind, target, "test")
+
+
+# ------------------------------------------------------------------ blue/green (routed)
+class RecordingRouter:
+    """The proxy as the steps see it: records each call with the containers running then."""
+
+    def __init__(self, runtime: MemoryRuntime) -> None:
+        self.runtime = runtime
+        self.calls: list[tuple[str, EnvKey, object, frozenset[str]]] = []
+
+    def _running(self) -> frozenset[str]:
+        return frozenset(n for n, c in self.runtime.containers.items() if c.state == "running")
+
+    def attach(self, key: EnvKey, network: str) -> None:
+        self.calls.append(("attach", key, network, self._running()))
+
+    def serve(self, key: EnvKey, upstreams: tuple[str, ...] | None = None) -> None:
+        self.calls.append(("serve", key, upstreams, self._running()))
+
+    def release(self, key: EnvKey) -> None:
+        self.calls.append(("release", key, None, self._running()))
+
+
+def routed(want: DesiredEnvironment) -> DesiredEnvironment:
+    return replace(want, routed=True, public_url=f"https://{want.key.env}.acme.example.com")
+
+
+@pytest.fixture
+def router(world: World) -> RecordingRouter:
+    found = RecordingRouter(world.runtime)
+    world.steps.routes = found
+    return found
+
+
+def test_a_routed_environment_is_attached_to_the_proxy_when_made(
+    world: World, router: RecordingRouter
+) -> None:
+    want = routed(desired("qa", Tier.STAGING))
+    world.converge(want)
+    assert [c[:3] for c in router.calls] == [("attach", want.key, want.key.network)]
+
+
+def test_a_routed_rollout_switches_only_once_the_new_container_is_healthy(
+    world: World, router: RecordingRouter
+) -> None:
+    """No reload moves the traffic: the route lists both names, the new one serves when the
+    old one stops, which happens only after the new one is healthy."""
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    router.calls.clear()
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    world.runtime.images.add(new.image)
+    results = world.converge(new)
+    key, name, nxt = new.key, new.key.odoo_container, new.key.odoo_next_container
+    assert [r.kind for r in results][-1] is Kind.REPLACE_ODOO
+    assert [c[0] for c in router.calls] == ["attach", "release"]
+    # When the route is made sure of, both run: the new one is healthy, the old one serves.
+    assert {name, nxt} <= router.calls[0][3]
+    # The end: one container, under the environment's name, with the new revision.
+    assert set(world.runtime.containers) == {name}
+    container = world.runtime.containers[name]
+    assert container.revision == new.revision and container.state == "running"
+    assert router.calls[1][1] == key
+
+
+def test_a_routed_rollout_that_never_gets_healthy_leaves_the_old_one_serving_untouched(
+    world: World, router: RecordingRouter
+) -> None:
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    router.calls.clear()
+    new = routed(desired("qa", Tier.STAGING, workers=3))
+    world.runtime.unhealthy.add(new.image)
+    with pytest.raises(OdooOpsError, match="keeps serving the previous revision"):
+        world.converge(new)
+    assert set(world.runtime.containers) == {old.key.odoo_container}
+    container = world.runtime.containers[old.key.odoo_container]
+    assert container.spec_hash == old.odoo_spec_hash() and container.state == "running"
+    assert router.calls == []  # no traffic ever moved
+
+
+@pytest.mark.parametrize("old_container", ["stopped", "removed"])
+def test_a_rollout_killed_after_its_switch_is_finished_not_undone(
+    world: World, router: RecordingRouter, old_container: str
+) -> None:
+    """The old container is stopped (or gone), the new one serves as -next: the next run
+    renames it (no new container, no moment without one)."""
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    world.runtime.images.add(new.image)
+    name, nxt = new.key.odoo_container, new.key.odoo_next_container
+    world.runtime.create_odoo(new, "pw-qa", name=nxt)
+    world.runtime.start(nxt)
+    if old_container == "stopped":
+        world.runtime.stop(name)
+    else:
+        world.runtime.remove_container(name)
+    router.calls.clear()
+    actions, _ = plan_environment(
+        Desired("c" * 40, {new.key: new}, allow_empty=True),
+        new.key,
+        world.observe(new.key, new),
+        world.runtime.images,
+    )
+    assert [a.kind for a in actions] == [Kind.FINISH_ROLLOUT]
+    world.converge(new)
+    assert set(world.runtime.containers) == {name}
+    assert world.runtime.containers[name].revision == new.revision
+    assert world.runtime.containers[name].state == "running"
+    assert [c[0] for c in router.calls] == ["release"]
+
+
+def test_a_finish_whose_new_container_does_not_answer_removes_it(
+    world: World, router: RecordingRouter
+) -> None:
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    world.runtime.images.add(new.image)
+    world.runtime.unhealthy.add(new.image)
+    name, nxt = new.key.odoo_container, new.key.odoo_next_container
+    world.runtime.create_odoo(new, "pw-qa", name=nxt)
+    world.runtime.stop(name)
+    with pytest.raises(OdooOpsError, match="not healthy"):
+        world.converge(new)
+    assert set(world.runtime.containers) == {name}  # the old one, started by the next run
+
+
+def test_a_rollout_killed_before_its_switch_drops_the_new_container(
+    world: World, router: RecordingRouter
+) -> None:
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    world.runtime.images.add(new.image)
+    nxt = new.key.odoo_next_container
+    world.runtime.create_odoo(new, "pw-qa", name=nxt)
+    world.runtime.start(nxt)
+    actions, _ = plan_environment(
+        Desired("c" * 40, {old.key: old}, allow_empty=True),
+        old.key,
+        world.observe(old.key, old),
+        world.runtime.images,
+    )
+    assert [(a.kind, a.target) for a in actions] == [(Kind.REMOVE_STALE, nxt)]
+
+
+def test_a_routed_environment_publishes_no_port_and_its_hash_ignores_the_port() -> None:
+    want = routed(desired("qa", Tier.STAGING))
+    assert want.odoo_spec_hash() == replace(want, port=19999).odoo_spec_hash()
+    unrouted = desired("qa", Tier.STAGING)
+    assert unrouted.odoo_spec_hash() != replace(unrouted, port=19999).odoo_spec_hash()
+    assert want.url == "https://qa.acme.example.com"
