@@ -1,0 +1,286 @@
+"""Environments behind the daemon's own reverse proxy: HTTPS by ACME, blue/green deploys.
+
+A world (real git remotes, Docker, PostgreSQL, the Odoo stand-in) whose ``odooops.yaml`` has an
+``ingress`` block: the engine starts the proxy (the caddy fixture, Debian's Caddy) itself, gets
+certificates from pebble (Let's Encrypt's test CA), and replaces Odoo containers blue/green.
+Pebble runs on the proxy's own network (the test makes that network first, labelled as the
+proxy's, so the daemon adopts it), where the proxy reaches the CA as ``pebble``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+import pytest
+import yaml
+from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+from reconciler.core.model import EnvKey
+from reconciler.core.planner import Kind
+from reconciler.engine.engine import Engine
+from reconciler.engine.status import Health, Sync
+from tests.integration.containers import LABELS, publish_on_loopback, running, throwaway
+from tests.integration.world import World
+
+pytestmark = pytest.mark.integration
+
+DOMAIN = "rollout.odooops.test"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Routed:
+    """A world with ingress on, and how to reach its environments through the proxy."""
+
+    world: World
+    engine: Engine
+    https_port: int
+    http_port: int
+    trust: ssl.SSLContext
+
+    def host(self, env: str) -> str:
+        return f"{env}.{self.world.project}.{DOMAIN}"
+
+    def get(
+        self, env: str, path: str = "/web/health", client: httpx.Client | None = None, **kw: Any
+    ) -> httpx.Response:
+        headers = {"Host": self.host(env), **kw.pop("headers", {})}
+        url = f"https://127.0.0.1:{self.https_port}{path}"
+        extensions = {"sni_hostname": self.host(env)}
+        if client is not None:
+            return client.get(url, headers=headers, extensions=extensions, **kw)
+        with httpx.Client(verify=self.trust, timeout=10) as own:
+            return own.get(url, headers=headers, extensions=extensions, **kw)
+
+    def converge(self, env: str) -> None:
+        result = self.engine.reconcile()
+        assert result.errors == {}, result.errors
+        status = self.engine.status.get(f"{self.world.project}/{env}")
+        assert status is not None
+        assert (status.sync, status.health) == (Sync.SYNCED, Health.HEALTHY), status
+
+
+@pytest.fixture
+def routed(world: World, images: dict[str, str]) -> Iterator[Routed]:
+    client = docker.from_env()
+    proxy_net = f"odooops-{world.instance}-proxy"
+    # The proxy's network, made as the daemon makes it (the daemon adopts it: same labels).
+    network = client.networks.create(
+        proxy_net,
+        driver="bridge",
+        labels={
+            **LABELS,
+            "odooops.instance": world.instance,
+            "odooops.managed-by": "odooops",
+            "odooops.role": "proxy",
+        },
+    )
+    admin_dir = Path(tempfile.mkdtemp(prefix="odooops-proxy-"))  # a short socket path
+    with contextlib.ExitStack() as stack:
+        stack.callback(client.close)
+        stack.callback(lambda: _remove_network(client, proxy_net))
+        pebble = throwaway(images["ODOOOPS_FIXTURE_PEBBLE_IMAGE"], "pebble")
+        pebble.with_kwargs(labels=LABELS, network=proxy_net)
+        publish_on_loopback(pebble, 15000)
+        pebble.waiting_for(
+            LogMessageWaitStrategy("ACME directory available").with_startup_timeout(30)
+        )
+        stack.enter_context(running(pebble))
+        inner = pebble.get_wrapped_container()
+        network.disconnect(inner)
+        network.connect(inner, aliases=["pebble"])
+        ca = inner.exec_run(["cat", "/run/pebble/ca.pem"]).output.decode()
+        management = pebble.get_exposed_port(15000)
+        root = httpx.get(
+            f"https://127.0.0.1:{management}/roots/0",
+            verify=ssl.create_default_context(cadata=ca),
+            timeout=10,
+        ).text
+        roots_file = world.secrets_dir / "acme-roots.pem"
+        roots_file.write_text(ca)
+        https_port, http_port = _free_port(), _free_port()
+        platform = yaml.safe_load((world.state.dir / "odooops.yaml").read_text())
+        platform["ingress"] = {
+            "domain": DOMAIN,
+            "acme": {"ca": "https://pebble:14000/dir", "trusted_roots": {"file": str(roots_file)}},
+            "proxy": {
+                "image": images["ODOOOPS_FIXTURE_CADDY_IMAGE"],
+                "listen": "127.0.0.1",
+                "http_port": http_port,
+                "https_port": https_port,
+            },
+        }
+        world.state.write({"odooops.yaml": yaml.safe_dump(platform)}, "ingress on")
+        engine = world.engine(proxy_dir=admin_dir)
+        yield Routed(world, engine, https_port, http_port, ssl.create_default_context(cadata=root))
+        # The world's cleanup (after this) removes the proxy with the rest of the instance;
+        # pebble and the proxy's network are this fixture's, removed now.
+
+
+def _remove_network(client: docker.DockerClient, name: str) -> None:
+    with contextlib.suppress(docker.errors.NotFound):
+        net = client.networks.get(name)
+        net.reload()
+        for attached in net.containers:
+            net.disconnect(attached, force=True)
+        net.remove()
+
+
+def _wait_certificate(routed: Routed, env: str) -> None:
+    proxy = routed.engine.routes.proxy
+    assert proxy is not None
+    proxy.wait_certificates([routed.host(env)], timeout=60)
+
+
+def test_an_environment_answers_over_https_at_its_generated_host(routed: Routed) -> None:
+    routed.world.declare("staging", branch="release/v1")
+    routed.converge("staging")
+    key = EnvKey(routed.world.project, "staging")
+    status = routed.engine.status.get(str(key))
+    assert status is not None
+    assert status.url == f"https://{routed.host('staging')}:{routed.https_port}"
+    # No host port: the proxy is the only way in.
+    container = routed.world.containers()[key.odoo_container]
+    assert not any(container.attrs["NetworkSettings"]["Ports"].get("8069/tcp") or [])
+    _wait_certificate(routed, "staging")
+    answer = routed.get("staging")
+    assert answer.status_code == 200 and answer.json() == {"status": "pass"}
+    redirect = httpx.get(
+        f"http://127.0.0.1:{routed.http_port}/web/login",
+        headers={"Host": routed.host("staging")},
+        follow_redirects=False,
+    )
+    assert redirect.status_code == 308
+    # The route table as the API shows it, with the certificate pebble issued.
+    routed.engine.routes._checked = 0.0  # read the storage now, not in a minute
+    routed.engine.reconcile()
+    doc = routed.engine.routes.describe()
+    (row,) = [r for r in doc["routes"] if r["env"] == "staging"]
+    assert row["hosts"] == [routed.host("staging")]
+    assert row["upstreams"] == [key.odoo_container, key.odoo_next_container]
+    assert row["certificates"][0]["managed"] is True
+    status = routed.engine.status.get(str(key))
+    assert status is not None and status.certificate_expires
+    assert any(c.type == "Certificate" and c.status for c in status.conditions)
+
+
+def test_a_code_only_deploy_switches_traffic_with_no_failed_request(routed: Routed) -> None:
+    world = routed.world
+    world.declare("staging", branch="release/v1")
+    routed.converge("staging")
+    _wait_certificate(routed, "staging")
+    key = EnvKey(world.project, "staging")
+    old_id = world.containers()[key.odoo_container].id
+
+    outcomes: list[int | str] = []
+    retried: list[str] = []
+    stop = threading.Event()
+
+    def load(keep_alive: bool) -> None:
+        """Requests in a loop; a keep-alive connection the proxy closed as idle at the very
+        moment a request went out is retried once (what browsers do; RFC 9110 9.2.2)."""
+        headers = {} if keep_alive else {"Connection": "close"}
+        with httpx.Client(verify=routed.trust, timeout=15) as client:
+            while not stop.is_set():
+                for attempt in (1, 2):
+                    try:
+                        answer = routed.get("staging", "/web/login", client, headers=headers)
+                        outcomes.append(answer.status_code)
+                        break
+                    except httpx.RemoteProtocolError as exc:
+                        if keep_alive and attempt == 1 and "without sending" in str(exc):
+                            retried.append(str(exc))
+                            continue
+                        outcomes.append(f"{type(exc).__name__}: {exc}")
+                    except httpx.HTTPError as exc:
+                        outcomes.append(f"{type(exc).__name__}: {exc}")
+                        break
+
+    sha = world.app.write({"NOTES.md": "v2, no addon changed\n"}, "notes", branch="release/v1")
+    workers = [threading.Thread(target=load, args=(n % 2 == 0,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(1)
+        result = routed.engine.reconcile()
+        time.sleep(1)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert result.errors == {}, result.errors
+    kinds = [a.kind for a in result.plan.actions]
+    assert Kind.REPLACE_ODOO in kinds
+    failures = [o for o in outcomes if o != 200]
+    if failures:
+        proxy = routed.engine.routes.proxy
+        assert proxy is not None
+        Path("/tmp/rollout-proxy.log").write_text(proxy.logs(3000))
+    assert len(outcomes) > 50, len(outcomes)
+    assert failures == [], (
+        f"{len(failures)} of {len(outcomes)} failed ({len(retried)} retried): {failures[:5]}"
+    )
+    containers = world.containers()
+    assert key.odoo_next_container not in containers
+    serving = containers[key.odoo_container]
+    assert serving.id != old_id
+    assert serving.labels["odooops.revision"] == sha
+    status = routed.engine.status.get(str(key))
+    assert status is not None
+    reconciling = next(c for c in status.conditions if c.type == "Reconciling")
+    assert "blue/green" in reconciling.message, reconciling
+    # The update step ran no Odoo (no addon changed): it is not among the steps done.
+    assert "update-modules" not in reconciling.message, reconciling
+
+
+def test_a_rollout_that_never_gets_healthy_leaves_the_old_container_serving(
+    routed: Routed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new container exits at start (an option its Odoo refuses): it is removed, the old
+    one was never stopped, and the environment still answers through the proxy."""
+    world, engine = routed.world, routed.engine
+    world.declare("staging", branch="release/v1")
+    routed.converge("staging")
+    _wait_certificate(routed, "staging")
+    key = EnvKey(world.project, "staging")
+    old_id = world.containers()[key.odoo_container].id
+    command, create = engine.docker.odoo_command, engine.docker.create_odoo
+
+    def create_broken(want: Any, password: str, name: str | None = None) -> None:
+        if name == key.odoo_next_container:
+            monkeypatch.setattr(
+                engine.docker, "odoo_command", lambda w: [*command(w), "--no-such-option"]
+            )
+        try:
+            create(want, password, name)
+        finally:
+            monkeypatch.setattr(engine.docker, "odoo_command", command)
+
+    monkeypatch.setattr(engine.docker, "create_odoo", create_broken)
+    world.declare("staging", branch="release/v1", overrides={"workers": 2})
+    result = engine.reconcile()
+    error = result.errors.get(key)
+    assert error is not None, result
+    assert "keeps serving the previous revision" in error.message
+    containers = world.containers()
+    assert containers[key.odoo_container].id == old_id
+    assert containers[key.odoo_container].status == "running"
+    assert key.odoo_next_container not in containers
+    assert routed.get("staging").status_code == 200
