@@ -30,14 +30,34 @@ Shape (Caddy 2 JSON, valid from 2.6, Debian bookworm's version):
   the settings (Let's Encrypt by default; pebble in tests, whose endpoint is trusted through
   ``trusted_roots_pem_files``). Certificates and the ACME account live in ``storage``, a
   directory on the proxy's data volume.
+
+Two things are added by the driver at load time, from what the storage holds
+(``with_stored_certificates``, ``restricted``), because the pure table cannot know them:
+
+- Caddy 2.6 starts every load with an empty certificate cache and fills it from storage only
+  after the new servers already accept connections (caddyserver/caddy#5589; 2.7 reuses the
+  cache), so a handshake in that gap fails with "no certificate available" (a TLS internal
+  error for the client). ``tls.certificates.load_files`` is loaded while the configuration is
+  provisioned, before any server starts, so a copy of each stored certificate loaded that way
+  covers the gap; ``automatic_https.ignore_loaded_certificates`` keeps the hosts managed
+  anyway. Caddy's cache is keyed by the hash of the chain, and an unmanaged copy with the
+  managed one's hash would keep the managed one out of the cache, and so out of the timer
+  that renews it: the copy's chain therefore repeats its last certificate (an extraneous
+  certificate clients ignore, RFC 8446 4.4.2), which makes it a distinct entry.
+- Caddy 2.6 registers an ACME account per certificate it starts at once and can save a key
+  that does not match the account, after which every order fails. Without an account in
+  storage the driver first loads the configuration ``restricted`` to one host, waits for its
+  account, then loads the whole.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from reconciler.core.ingress import EnvironmentRoute, Maintenance, RouteTable
 
@@ -45,13 +65,21 @@ __all__ = [
     "ADMIN_DIR",
     "ADMIN_ORIGIN",
     "ADMIN_SOCKET",
+    "BRIDGE_DIR",
     "FILES_DIR",
     "GRACE_PERIOD",
     "LETS_ENCRYPT",
     "STORAGE_ROOT",
     "AcmeSettings",
     "ProxyConfig",
+    "StoredCertificate",
+    "acme_account",
     "caddy_config",
+    "issuer_key",
+    "managed_subjects",
+    "restricted",
+    "storage_key",
+    "with_stored_certificates",
 ]
 
 ADMIN_DIR = "/run/odooops-proxy"
@@ -69,6 +97,10 @@ FILES_DIR = "/etc/odooops-proxy"
 
 ACME_ROOTS_FILE = f"{FILES_DIR}/acme-roots.pem"
 
+BRIDGE_DIR = "/data/odooops/bridge"
+"""The copies of stored certificates each load carries (``with_stored_certificates``): on the
+data volume, beside the storage, so a proxy made anew can resume a configuration naming them."""
+
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
 GRACE_PERIOD = "60s"
@@ -77,7 +109,10 @@ GRACE_PERIOD = "60s"
 _TOO_LARGE = "request body too large"
 _TRY_DURATION = "5s"  # a rollout's rename takes well under this
 _TRY_INTERVAL = "50ms"
-_FAIL_DURATION = "3s"
+_FAIL_DURATION = "1s"  # the longest a request waits for a renamed upstream
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----\r?\n?", re.DOTALL
+)
 _WEBSOCKET_PATHS = ["/websocket*"]  # as Odoo's documented nginx `location /websocket`
 
 
@@ -150,6 +185,90 @@ def caddy_config(table: RouteTable, acme: AcmeSettings | None = None) -> ProxyCo
         "storage": {"module": "file_system", "root": STORAGE_ROOT},
         "apps": apps,
     }
+    return ProxyConfig(document, files)
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    """A certificate in Caddy's storage: its host, the PEM chain (leaf first) and key."""
+
+    host: str
+    chain_pem: bytes
+    key_pem: bytes
+
+
+def issuer_key(ca: str) -> str:
+    """The folder an ACME CA's certificates and accounts have in Caddy's storage, as certmagic
+    names it: the directory URL's host and path, made one safe path component
+    (``https://pebble:14000/dir`` gives ``pebble-14000-dir``)."""
+    parts = urlsplit(ca)
+    key = parts.netloc if parts.scheme else ca
+    path = parts.path.replace("\\", "/").replace("/", "-").strip("-") if parts.scheme else ""
+    if path:
+        key += "-" + path
+    return storage_key(key)
+
+
+def storage_key(name: str) -> str:
+    """``name`` as a component of a path in Caddy's storage (certmagic's ``StorageKeys.Safe``)."""
+    name = name.lower().strip()
+    for old, new in ((" ", "_"), ("+", "_plus_"), ("*", "wildcard_"), (":", "-"), ("..", "")):
+        name = name.replace(old, new)
+    return re.sub(r"[^\w@.-]", "", name)
+
+
+def managed_subjects(config: ProxyConfig) -> list[str]:
+    """The hosts the configuration obtains certificates for, as listed in its policies."""
+    tls = config.document.get("apps", {}).get("tls", {})
+    return [s for p in tls.get("automation", {}).get("policies", []) for s in p["subjects"]]
+
+
+def acme_account(config: ProxyConfig) -> tuple[str, str | None] | None:
+    """The ACME CA and account email of the configuration's certificates (None: no ACME)."""
+    tls = config.document.get("apps", {}).get("tls", {})
+    for policy in tls.get("automation", {}).get("policies", []):
+        for issuer in policy.get("issuers", []):
+            if issuer.get("module") == "acme":
+                return str(issuer["ca"]), issuer.get("email")
+    return None
+
+
+def restricted(config: ProxyConfig, keep: Collection[str]) -> ProxyConfig:
+    """``config`` obtaining certificates for the ``keep`` hosts only: every route still serves,
+    the other hosts are left out of automatic HTTPS (``skip_certificates``) until the whole
+    configuration is loaded."""
+    document = json.loads(config.body())
+    skipped = [s for s in managed_subjects(config) if s not in keep]
+    if skipped:
+        https = document["apps"]["http"]["servers"]["https"]
+        https["automatic_https"]["skip_certificates"] = skipped
+    return ProxyConfig(document, config.files)
+
+
+def with_stored_certificates(
+    config: ProxyConfig, stored: Iterable[StoredCertificate]
+) -> ProxyConfig:
+    """``config`` loading a copy of each stored certificate of its hosts while it is
+    provisioned (``BRIDGE_DIR``), so no handshake finds the new configuration's cache empty;
+    the hosts stay managed and renewed by automatic HTTPS. The copy's chain repeats its last
+    certificate to be a distinct cache entry (see the module's docstring)."""
+    wanted = set(managed_subjects(config))
+    files = dict(config.files)
+    loaded: list[dict[str, Any]] = []
+    for cert in sorted(stored, key=lambda c: c.host):
+        blocks = _PEM_CERTIFICATE.findall(cert.chain_pem)
+        if cert.host not in wanted or not blocks or not cert.key_pem:
+            continue
+        chain = b"".join(b if b.endswith(b"\n") else b + b"\n" for b in [*blocks, blocks[-1]])
+        base = f"{BRIDGE_DIR}/{storage_key(cert.host)}"
+        files[f"{base}.crt"], files[f"{base}.key"] = chain, cert.key_pem
+        loaded.append({"certificate": f"{base}.crt", "key": f"{base}.key", "format": "pem"})
+    if not loaded:
+        return config
+    document = json.loads(config.body())
+    document["apps"]["tls"]["certificates"] = {"load_files": loaded}
+    https = document["apps"]["http"]["servers"]["https"]
+    https["automatic_https"]["ignore_loaded_certificates"] = True
     return ProxyConfig(document, files)
 
 

@@ -19,7 +19,14 @@ in a container that mounts the same host path at the same place).
 ``load`` sends the whole configuration in one ``POST /load``; Caddy swaps it in without
 closing its listeners and keeps the previous one if the new one fails. Certificates are read
 from the storage on the data volume (``get_archive`` of the certificates folder, parsed
-here): Caddy's API reports certificates only for its internal CA.
+here): Caddy's API reports certificates only for its internal CA. Each load carries a copy of
+the stored certificates of its hosts, and the first load of a storage without an ACME account
+obtains one host's certificate before the others (both in ``reconciler.core.caddyconfig``).
+
+Caddy 2.6 binds each configuration's listeners anew with ``SO_REUSEPORT`` and closes the old
+ones after the swap; Linux drops the connections still queued on a closed one, which a client
+sees as a reset handshake. ``net.ipv4.tcp_migrate_req`` (Linux 5.14, per network namespace)
+moves them to the new listener instead, so the container gets it where the kernel has it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import io
 import json
 import os
 import re
+import socket
 import tarfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,12 +45,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
 import httpx
 import requests.exceptions
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from reconciler.core.caddyconfig import (
     ADMIN_DIR,
@@ -50,7 +60,14 @@ from reconciler.core.caddyconfig import (
     FILES_DIR,
     STORAGE_ROOT,
     ProxyConfig,
+    StoredCertificate,
+    acme_account,
     caddy_config,
+    issuer_key,
+    managed_subjects,
+    restricted,
+    storage_key,
+    with_stored_certificates,
 )
 from reconciler.core.errors import DriverError
 from reconciler.core.ingress import RouteTable
@@ -61,6 +78,8 @@ __all__ = ["CaddyDriver", "Certificate", "ProxySettings", "ReverseProxy"]
 BOOTSTRAP_FILE = f"{FILES_DIR}/bootstrap.json"
 ADMIN_SOCKET_NAME = "admin.sock"
 LOAD_TIMEOUT = 90.0  # above the configuration's grace period: a load waits for the old to drain
+ACCOUNT_TIMEOUT = 60.0  # how long a first load waits for the ACME account before the others
+_MIGRATE_REQ = "net.ipv4.tcp_migrate_req"
 _LOG_LINES = 400
 _PORT_TAKEN = re.compile(r"port is already allocated|address already in use", re.IGNORECASE)
 
@@ -89,6 +108,7 @@ class ProxySettings:
             "admin_dir": str(self.admin_dir),
             "publish": [self.publish_host, self.http_port, self.https_port],
             "bootstrap": BOOTSTRAP_FILE,
+            "sysctls": _sysctls(),
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -279,6 +299,29 @@ class CaddyDriver:
 
     # ---------------------------------------------------------------------------- routes
     def load(self, config: ProxyConfig) -> None:
+        """Replace the whole configuration, with a copy of the stored certificates of its
+        hosts (so none is missing while Caddy 2.6 refills its cache).
+
+        When the storage holds no account with the configuration's ACME CA and more than one
+        host needs a certificate, the configuration restricted to one host is loaded first
+        and the account awaited (``ACCOUNT_TIMEOUT``): Caddy 2.6 would otherwise register
+        an account per certificate at once and may save a key that matches none of them.
+        ``acme_failed`` when the account does not come; the restricted configuration then
+        serves every route, and the next load tries again.
+        """
+        subjects = managed_subjects(config)
+        account = acme_account(config)
+        issuer = issuer_key(account[0]) if account else None
+        with _errors(f"read the storage of {self.name}"):
+            archive = self._archive(f"{STORAGE_ROOT}/certificates")
+        stored = _stored_certificates(archive, issuer, datetime.now(UTC))
+        config = with_stored_certificates(config, stored)
+        if account is not None and len(subjects) > 1 and not self._has_account(*account):
+            self._load(restricted(config, subjects[:1]))
+            self._wait_account(*account)
+        self._load(config)
+
+    def _load(self, config: ProxyConfig) -> None:
         """Place the files ``config`` refers to, then replace the whole configuration in one
         ``POST /load``. Caddy keeps the previous configuration when it refuses the new one."""
         if config.files:
@@ -294,6 +337,27 @@ class CaddyDriver:
                 retryable=False,
                 remediation=f"look at the proxy's log: docker logs {self.name}",
             )
+
+    def _has_account(self, ca: str, email: str | None) -> bool:
+        """An ACME account with ``ca`` (for ``email``, or any without one) is in storage."""
+        users = f"{STORAGE_ROOT}/acme/{issuer_key(ca)}/users"
+        with _errors(f"read the storage of {self.name}"):
+            return _holds_account(self._archive(users), email)
+
+    def _wait_account(self, ca: str, email: str | None) -> None:
+        deadline = time.monotonic() + ACCOUNT_TIMEOUT
+        while not self._has_account(ca, email):
+            if time.monotonic() >= deadline:
+                raise DriverError(
+                    f"no ACME account with {ca} after {ACCOUNT_TIMEOUT:.0f} s; every route "
+                    "serves, and a certificate is asked for one host only until it exists"
+                    + _acme_excerpt(self.logs(_LOG_LINES), [urlsplit(ca).netloc or ca]),
+                    code="acme_failed",
+                    retryable=True,
+                    remediation="check that the proxy reaches the CA (the next run tries "
+                    f"again); the proxy's log: docker logs {self.name}",
+                )
+            time.sleep(0.5)
 
     def config(self) -> Any:
         """The configuration in force, as Caddy reports it."""
@@ -315,12 +379,7 @@ class CaddyDriver:
         """
         found: dict[str, Certificate] = {}
         with _errors(f"read the certificates of {self.name}"):
-            container = self._running()
-            try:
-                stream, _ = container.get_archive(f"{STORAGE_ROOT}/certificates")
-            except docker.errors.NotFound:  # nothing issued yet
-                stream = iter(())
-            for cert in _parse_storage(b"".join(stream)):
+            for cert in _parse_storage(self._archive(f"{STORAGE_ROOT}/certificates")):
                 held = found.get(cert.host)
                 if held is None or (held.not_after or datetime.min.replace(tzinfo=UTC)) < (
                     cert.not_after or datetime.min.replace(tzinfo=UTC)
@@ -356,6 +415,14 @@ class CaddyDriver:
             time.sleep(interval)
 
     # ---------------------------------------------------------------------------- internals
+    def _archive(self, path: str) -> bytes:
+        """A tar of ``path`` in the running proxy; empty when it does not exist (yet)."""
+        try:
+            stream, _ = self._running().get_archive(path)
+        except docker.errors.NotFound:
+            return b""
+        return b"".join(stream)
+
     def _admin_dir(self) -> None:
         path = Path(self.settings.admin_dir)
         path.mkdir(parents=True, exist_ok=True)
@@ -419,6 +486,7 @@ class CaddyDriver:
                 str(s.admin_dir): {"bind": ADMIN_DIR, "mode": "rw"},
             },
             restart_policy={"Name": "unless-stopped"},  # type: ignore[arg-type]
+            sysctls=_sysctls(),
             cap_drop=["ALL"],
             cap_add=["NET_BIND_SERVICE"],
             security_opt=["no-new-privileges"],
@@ -461,7 +529,8 @@ class CaddyDriver:
                         info.type, info.mode = tarfile.DIRTYPE, 0o755
                         tar.addfile(info)
                 info = tarfile.TarInfo("/".join(parts))
-                info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+                mode = 0o600 if path.endswith(".key") else 0o644
+                info.size, info.mode, info.mtime = len(data), mode, int(time.time())
                 tar.addfile(info, io.BytesIO(data))
         container.put_archive("/", buffer.getvalue())
 
@@ -501,8 +570,21 @@ class CaddyDriver:
         body: bytes | None = None,
         timeout: float = 30.0,
     ) -> httpx.Response:
-        transport = httpx.HTTPTransport(uds=str(self.socket))
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        try:
+            # httpcore leaves a unix socket it failed to connect unclosed (a ResourceWarning
+            # when it is collected): a connection is tried here first, and closed.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(timeout)
+                probe.connect(str(self.socket))
+        except OSError as exc:
+            raise DriverError(
+                f"the proxy's admin API ({self.socket}) is unreachable: {exc}",
+                code="proxy_unavailable",
+                retryable=True,
+                remediation=f"is the proxy running? docker ps --filter name={self.name}",
+            ) from exc
+        transport = httpx.HTTPTransport(uds=str(self.socket))
         try:
             with httpx.Client(
                 transport=transport, base_url=f"http://{ADMIN_ORIGIN}", timeout=timeout
@@ -545,6 +627,55 @@ def _parse_storage(archive: bytes) -> Iterator[Certificate]:
             yield Certificate(parts[2].lower(), leaf.not_valid_after_utc, parts[1])
 
 
+def _stored_certificates(
+    archive: bytes, issuer: str | None, now: datetime
+) -> list[StoredCertificate]:
+    """The unexpired certificates and keys of a tar of ``<storage>/certificates`` issued by
+    ``issuer`` (a storage key; None: by any), each checked to be whole: a certificate Caddy
+    is writing, or whose key does not match, would make Caddy refuse the load."""
+    if not archive:
+        return []
+    found: dict[tuple[str, str], dict[str, bytes]] = {}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar:
+            parts = PurePosixPath(member.name).parts
+            if not member.isfile() or len(parts) != 4 or (issuer and parts[1] != issuer):
+                continue
+            stem, _, ext = parts[3].rpartition(".")
+            handle = tar.extractfile(member)
+            if stem == parts[2] and ext in ("crt", "key") and handle is not None:
+                found.setdefault((parts[1], parts[2]), {})[ext] = handle.read()
+    newest: dict[str, tuple[datetime, StoredCertificate]] = {}
+    for (_, host), pair in sorted(found.items()):
+        try:
+            leaf = x509.load_pem_x509_certificate(pair["crt"])
+            key = serialization.load_pem_private_key(pair["key"], password=None)
+        except (KeyError, ValueError, TypeError):
+            continue
+        if leaf.not_valid_after_utc <= now or key.public_key() != leaf.public_key():
+            continue
+        if host not in newest or newest[host][0] < leaf.not_valid_after_utc:
+            newest[host] = (
+                leaf.not_valid_after_utc,
+                StoredCertificate(host.lower(), pair["crt"], pair["key"]),
+            )
+    return [cert for _, cert in newest.values()]
+
+
+def _holds_account(archive: bytes, email: str | None) -> bool:
+    """A tar of ``<storage>/acme/<issuer>/users`` holds a registration: for ``email``, in its
+    own folder; without one, any (Caddy then uses the most recent)."""
+    if not archive:
+        return False
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar:
+            parts = PurePosixPath(member.name).parts
+            registration = member.isfile() and len(parts) == 3 and parts[2].endswith(".json")
+            if registration and (email is None or parts[1] == storage_key(email)):
+                return True
+    return False
+
+
 def _acme_excerpt(log: str, hosts: Iterable[str]) -> str:
     """The last errors Caddy logged (one JSON object a line) about ``hosts``, short."""
     wanted = list(hosts)
@@ -561,6 +692,13 @@ def _acme_excerpt(log: str, hosts: Iterable[str]) -> str:
     if not lines:
         return " (the proxy logged no error about them yet)"
     return "; the proxy said: " + " | ".join(lines[-3:])[:1200]
+
+
+def _sysctls() -> dict[str, str]:
+    """``tcp_migrate_req`` where the kernel has it (it is visible in every namespace then)."""
+    if Path("/proc/sys/net/ipv4/tcp_migrate_req").exists():
+        return {_MIGRATE_REQ: "1"}
+    return {}
 
 
 def _unreachable(what: str, exc: BaseException) -> DriverError:
