@@ -1,7 +1,8 @@
 """An upstream for the ingress tests, run by python3 in a throwaway container (stdlib only).
 
 On 8069 it answers every request with JSON naming the port, the method, the path, the request
-headers and how many body bytes it read (it reads them all, as Odoo does). On 8072 it answers
+headers, how many body bytes it read (it reads them all, as Odoo does) and ``name``, the
+environment variable ECHO_NAME (which of two upstreams answered). On 8072 it answers
 a WebSocket upgrade on any path (RFC 6455 handshake) and echoes each text frame back prefixed
 with ``8072:``, so a test can tell which port the proxy chose. Plain HTTP on 8072 gets the JSON
 answer too.
@@ -10,6 +11,7 @@ answer too.
 import base64
 import hashlib
 import json
+import os
 import struct
 import sys
 import threading
@@ -39,6 +41,7 @@ class Handler(BaseHTTPRequestHandler):
                 "path": self.path,
                 "headers": {k: v for k, v in self.headers.items()},
                 "body_bytes": read,
+                "name": os.environ.get("ECHO_NAME", ""),
             }
         ).encode()
         self.send_response(200)

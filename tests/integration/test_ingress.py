@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -204,10 +204,6 @@ def stage(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
             ports[80][1],
             trust,
         )
-        # One host first: Caddy 2.6 registers an ACME account per certificate it starts at
-        # once and can save a key that does not match the account (every later order then
-        # fails); with one account made first, the other hosts share it.
-        world.serve(replace(prod_route, domains=()))
         world.serve(prod_route, qa_route)
         yield world
 
@@ -308,8 +304,26 @@ def test_maintenance_answers_503_with_retry_after_and_the_text(stage: Stage) -> 
         stage.serve(stage.prod, stage.qa)
 
 
-def test_loading_new_routes_while_requests_run_fails_none(stage: Stage) -> None:
-    """Each load replaces the whole configuration while loops of requests count failures.
+@dataclass
+class Traffic:
+    """What loops of requests saw: per answered request, when it started and who answered
+    (an echo upstream's ``name``, else ""); per failed one (an error, or a status other than
+    200), what went wrong."""
+
+    answers: list[tuple[float, str]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        return (
+            f"{len(self.failures)} of {len(self.answers) + len(self.failures)} failed "
+            f"({len(self.retried)} retried): {self.failures[:5]}"
+        )
+
+
+@contextlib.contextmanager
+def _traffic(stage: Stage, host: str, path: str) -> Iterator[Traffic]:
+    """Four loops of requests to ``host`` for the length of the block.
 
     Half the loops open a connection per request: none may fail (no connection is refused,
     no request in flight is cut). The other half keep connections alive, as browsers do; Caddy
@@ -318,33 +332,54 @@ def test_loading_new_routes_while_requests_run_fails_none(stage: Stage) -> None:
     case for idempotent requests (RFC 9110 9.2.2; browsers do, httpx does not), so these loops
     retry it once; a second failure, or any other, counts.
     """
-    outcomes: list[int | str] = []
-    retried: list[str] = []
+    seen = Traffic()
     stop = threading.Event()
 
     def loop(keep_alive: bool) -> None:
-        headers = {"Host": _host(PROD)} | ({} if keep_alive else {"Connection": "close"})
+        headers = {"Host": host} | ({} if keep_alive else {"Connection": "close"})
         with httpx.Client(verify=stage.trust, timeout=10) as client:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 90
             while not stop.is_set() and time.monotonic() < deadline:
+                started = time.monotonic()
                 for attempt in (1, 2):
                     try:
                         answer = client.get(
-                            f"https://127.0.0.1:{stage.https_port}/web/health",
+                            f"https://127.0.0.1:{stage.https_port}{path}",
                             headers=headers,
-                            extensions={"sni_hostname": _host(PROD)},
+                            extensions={"sni_hostname": host},
                         )
-                        outcomes.append(answer.status_code)
+                        if answer.status_code != 200:
+                            seen.failures.append(f"{answer.status_code}: {answer.text[:200]}")
+                        else:
+                            named = answer.headers.get("content-type") == "application/json"
+                            seen.answers.append(
+                                (started, answer.json().get("name", "") if named else "")
+                            )
                         break
                     except httpx.RemoteProtocolError as exc:
                         if keep_alive and attempt == 1 and "without sending" in str(exc):
-                            retried.append(str(exc))
+                            seen.retried.append(str(exc))
                             continue
-                        outcomes.append(f"{type(exc).__name__}: {exc}")
+                        seen.failures.append(f"{type(exc).__name__}: {exc}")
                     except httpx.HTTPError as exc:
-                        outcomes.append(f"{type(exc).__name__}: {exc}")
+                        seen.failures.append(f"{type(exc).__name__}: {exc}")
                         break
 
+    workers = [threading.Thread(target=loop, args=(n % 2 == 0,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+
+
+def test_loading_new_routes_while_requests_run_fails_none(stage: Stage) -> None:
+    """Each load replaces the whole configuration while loops of requests count failures
+    (see ``_traffic``): also the handshakes that meet Caddy 2.6 refilling its certificate
+    cache, and the connections queued on the listener a load closes."""
     # Two tables to alternate: the second adds a domain (its certificate is obtained now, so
     # the loop measures the loads, not the CA) and changes the other environment's limit.
     tables = [
@@ -356,23 +391,76 @@ def test_loading_new_routes_while_requests_run_fails_none(stage: Stage) -> None:
     ]
     stage.serve(*tables[1])
     stage.serve(*tables[0])
-    workers = [threading.Thread(target=loop, args=(n % 2 == 0,)) for n in range(4)]
-    for worker in workers:
-        worker.start()
-    try:
+    with _traffic(stage, _host(PROD), "/web/health") as seen:
         for round_ in range(6):
             time.sleep(0.3)
             stage.serve(*tables[(round_ + 1) % 2])
         time.sleep(0.3)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join()
-    failures = [o for o in outcomes if o != 200]
-    assert len(outcomes) > 50, len(outcomes)
-    assert failures == [], (
-        f"{len(failures)} of {len(outcomes)} failed ({len(retried)} retried): {failures[:5]}"
+    assert len(seen.answers) > 50, seen.report()
+    assert seen.failures == [], seen.report()
+
+
+def _echo(images: dict[str, str], network: str, label: str) -> DockerContainer:
+    echo = throwaway(
+        images["ODOOOPS_FIXTURE_ODOO_IMAGE"],
+        "echo",
+        command=["python3", "/echo.py"],
+        env={"ECHO_NAME": label},
+        volumes={str(ECHO): {"bind": "/echo.py", "mode": "ro"}},
     )
+    echo.with_kwargs(labels=LABELS, network=network)
+    return echo.waiting_for(
+        LogMessageWaitStrategy("echo upstream serving").with_startup_timeout(30)
+    )
+
+
+def _resolves(stage: Stage, name: str) -> bool:
+    """``name`` resolves on the proxy's networks (Docker's embedded DNS, as Caddy dials)."""
+    proxy = stage.proxy.client.containers.get(stage.proxy.name)
+    return bool(proxy.exec_run(["getent", "hosts", name]).exit_code == 0)
+
+
+def test_a_blue_green_switch_and_rename_fails_no_request(
+    stage: Stage, images: dict[str, str]
+) -> None:
+    """The engine's rollout: load [new, old], stop and remove the old container, rename the
+    new one to the old name, load [name, name-next]. A dial to a name that no longer resolves
+    is retried on the next upstream; every answer after the first load is the new one's."""
+    key = EnvKey("acme", "bluegreen")
+    host = _host(key)
+    with contextlib.ExitStack() as stack:
+        net = stack.enter_context(_network(stage.proxy.client, stage.proxy.instance, "bg"))
+        networks = stage.proxy.networks()
+        stage.proxy.join(networks | {net})
+        stack.callback(stage.proxy.join, networks)
+        old = stack.enter_context(running(_echo(images, net, "old"))).get_wrapped_container()
+        new = stack.enter_context(running(_echo(images, net, "new"))).get_wrapped_container()
+        name = old.name
+
+        def route(*upstreams: str) -> EnvironmentRoute:
+            return EnvironmentRoute(key, Tier.STAGING, upstreams, net)
+
+        stage.serve(stage.prod, stage.qa, route(name))
+        with _traffic(stage, host, "/web/login") as seen:
+            time.sleep(0.5)
+            stage.serve(stage.prod, stage.qa, route(new.name, name))
+            switched = time.monotonic()
+            time.sleep(0.5)
+            old.stop(timeout=5)
+            old.remove(force=True, v=True)
+            time.sleep(0.5)
+            new.rename(name)
+            time.sleep(0.5)
+            assert _resolves(stage, name) and not _resolves(stage, new.name)
+            stage.serve(stage.prod, stage.qa, route(name, f"{name}-next"))
+            time.sleep(1)
+        stage.serve(stage.prod, stage.qa)
+    assert len(seen.answers) > 50, seen.report()
+    assert seen.failures == [], seen.report()
+    before = {o for t, o in seen.answers if t < switched - 0.1}
+    after = {o for t, o in seen.answers if t > switched}
+    assert before == {"old"}, before
+    assert after == {"new"}, after
 
 
 @pytest.mark.parametrize(
