@@ -14,13 +14,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from reconciler.drivers.caddy import Certificate, ProxySettings, _acme_excerpt, _parse_storage
+from reconciler.drivers.caddy import (
+    Certificate,
+    ProxySettings,
+    _acme_excerpt,
+    _holds_account,
+    _parse_storage,
+    _stored_certificates,
+)
 
 NOW = datetime(2026, 1, 18, 10, 0, tzinfo=UTC)
 
 
-def pem(host: str, not_after: datetime) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
+def pem(host: str, not_after: datetime, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
+    key = key or ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     cert = (
         x509.CertificateBuilder()
@@ -122,3 +129,47 @@ def test_changed_settings_replace_the_container_and_labels_do_not() -> None:
         ProxySettings(image="caddy:2", admin_dir=Path("/run/odooops-proxy")),
     ):
         assert changed.spec_hash() != base.spec_hash()
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def test_the_stored_certificates_to_load_are_whole_unexpired_and_of_the_ca() -> None:
+    """A pair Caddy is writing (the key not matching) or an expired one would make Caddy
+    refuse the whole load; another CA's certificate would be served before the managed one."""
+    good, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    later = NOW + timedelta(days=60)
+    files = {
+        "certificates/ca/a.example.com/a.example.com.crt": pem("a.example.com", later, good),
+        "certificates/ca/a.example.com/a.example.com.key": key_pem(good),
+        "certificates/ca/b.example.com/b.example.com.crt": pem("b.example.com", later, good),
+        "certificates/ca/b.example.com/b.example.com.key": key_pem(other),  # mid-renewal
+        "certificates/ca/c.example.com/c.example.com.crt": pem("c.example.com", NOW, good),
+        "certificates/ca/c.example.com/c.example.com.key": key_pem(good),  # expired
+        "certificates/ca/d.example.com/d.example.com.crt": pem("d.example.com", later, good),
+        "certificates/old/e.example.com/e.example.com.crt": pem("e.example.com", later, good),
+        "certificates/old/e.example.com/e.example.com.key": key_pem(good),
+    }
+    (only,) = _stored_certificates(storage(files), "ca", NOW)
+    assert only.host == "a.example.com"
+    assert only.chain_pem == files["certificates/ca/a.example.com/a.example.com.crt"]
+    assert only.key_pem == key_pem(good)
+    assert {c.host for c in _stored_certificates(storage(files), None, NOW)} == {
+        "a.example.com",
+        "e.example.com",
+    }
+    assert _stored_certificates(b"", "ca", NOW) == []
+
+
+def test_an_acme_account_is_a_registration_in_the_users_folder() -> None:
+    registered = storage({"users/default/default.json": b"{}", "users/default/default.key": b"k"})
+    assert _holds_account(registered, None)
+    assert not _holds_account(registered, "ops@example.com")
+    assert _holds_account(storage({"users/ops@example.com/ops.json": b"{}"}), "Ops@example.com")
+    assert not _holds_account(storage({"users/default/default.key": b"k"}), None)
+    assert not _holds_account(b"", None)

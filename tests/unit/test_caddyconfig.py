@@ -11,10 +11,18 @@ from reconciler.core.caddyconfig import (
     ACME_ROOTS_FILE,
     ADMIN_ORIGIN,
     ADMIN_SOCKET,
+    BRIDGE_DIR,
     LETS_ENCRYPT,
     STORAGE_ROOT,
     AcmeSettings,
+    StoredCertificate,
+    acme_account,
     caddy_config,
+    issuer_key,
+    managed_subjects,
+    restricted,
+    storage_key,
+    with_stored_certificates,
 )
 from reconciler.core.ingress import EnvironmentRoute, Maintenance, RouteTable, route_table
 from reconciler.core.model import EnvKey, Tier
@@ -226,3 +234,66 @@ def test_the_same_table_renders_the_same_bytes() -> None:
     )
     assert a.body() == b.body()
     assert json.loads(a.body()) == a.document
+
+
+def test_the_storage_key_of_an_acme_ca_is_certmagics() -> None:
+    assert issuer_key("https://pebble:14000/dir") == "pebble-14000-dir"
+    assert issuer_key(LETS_ENCRYPT) == "acme-v02.api.letsencrypt.org-directory"
+    assert issuer_key("https://acme.zerossl.com/v2/DV90") == "acme.zerossl.com-v2-dv90"
+    assert storage_key("Ops+Caddy@Example.com") == "ops_plus_caddy@example.com"
+
+
+LEAF = b"-----BEGIN CERTIFICATE-----\nTEFG\n-----END CERTIFICATE-----\n"
+CHAIN = LEAF + b"-----BEGIN CERTIFICATE-----\nSU5U\n-----END CERTIFICATE-----\n"
+
+
+def test_a_stored_certificate_is_loaded_as_a_copy_that_is_its_own_cache_entry() -> None:
+    """Loaded while provisioning (before any server starts); the chain repeats its last
+    certificate so its hash differs from the managed copy's, which stays managed."""
+    config = caddy_config(table(qa(domains=("erp.example.com",))))
+    stored = [
+        StoredCertificate("qa.acme.example.net", CHAIN, b"KEY"),
+        StoredCertificate("gone.example.org", CHAIN, b"KEY"),  # no longer routed: left out
+    ]
+    bridged = with_stored_certificates(config, stored)
+    base = f"{BRIDGE_DIR}/qa.acme.example.net"
+    assert bridged.document["apps"]["tls"]["certificates"] == {
+        "load_files": [{"certificate": f"{base}.crt", "key": f"{base}.key", "format": "pem"}]
+    }
+    https = server(bridged.document, "https")
+    assert https["automatic_https"]["ignore_loaded_certificates"] is True
+    assert bridged.files[f"{base}.crt"] == CHAIN + CHAIN[len(LEAF) :]
+    assert bridged.files[f"{base}.key"] == b"KEY"
+    assert (
+        bridged.document["apps"]["tls"]["automation"]
+        == config.document["apps"]["tls"]["automation"]
+    )
+    assert "certificates" not in config.document["apps"]["tls"]  # the input is unchanged
+
+
+def test_without_stored_certificates_the_configuration_is_as_rendered() -> None:
+    config = caddy_config(table(qa()))
+    assert with_stored_certificates(config, []) is config
+    no_chain = StoredCertificate("qa.acme.example.net", b"", b"KEY")
+    assert with_stored_certificates(config, [no_chain]) is config
+
+
+def test_a_restricted_configuration_serves_every_route_and_certifies_the_kept_hosts() -> None:
+    config = caddy_config(table(qa(domains=("erp.example.com",)), prod()))
+    subjects = managed_subjects(config)
+    assert subjects == ["erp.example.com", "production.acme.example.net", "qa.acme.example.net"]
+    first = restricted(config, subjects[:1])
+    https = server(first.document, "https")
+    assert https["automatic_https"]["skip_certificates"] == subjects[1:]
+    assert https["routes"] == server(config.document, "https")["routes"]
+    assert restricted(config, subjects).body() == config.body()
+
+
+def test_the_acme_account_is_the_policys_issuer() -> None:
+    acme = AcmeSettings(ca="https://pebble:14000/dir", email="ops@example.com")
+    assert acme_account(caddy_config(table(qa()), acme)) == (
+        "https://pebble:14000/dir",
+        "ops@example.com",
+    )
+    assert acme_account(caddy_config(table(qa()))) == (LETS_ENCRYPT, None)
+    assert acme_account(caddy_config(RouteTable())) is None
