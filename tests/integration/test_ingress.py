@@ -73,6 +73,7 @@ class Stage:
     https_port: int
     http_port: int
     trust: ssl.SSLContext
+    pebble: str  # the ACME CA's container
 
     def serve(self, *routes: EnvironmentRoute, acme: AcmeSettings | None = None) -> RouteTable:
         """Load the routes, wait for their certificates, return the table in force."""
@@ -203,6 +204,7 @@ def stage(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
             ports[443][1],
             ports[80][1],
             trust,
+            pebble.get_wrapped_container().name,
         )
         world.serve(prod_route, qa_route)
         yield world
@@ -513,6 +515,33 @@ def test_a_failing_acme_ca_is_acme_failed_and_the_other_hosts_keep_serving(stage
     finally:
         stage.proxy.join(networks)
     assert stage.proxy.networks() == networks
+
+
+def test_a_fresh_storage_gets_every_certificate_when_several_hosts_come_at_once(
+    stage: Stage, tmp_path: Path
+) -> None:
+    """No ACME account yet and four hosts in one load: the driver makes the account with one
+    host first, so Caddy 2.6 cannot save a key that matches no account."""
+    instance = f"ingress-{uuid.uuid4().hex[:8]}"
+    client = stage.proxy.client
+    with contextlib.ExitStack() as stack:
+        acme_net = stack.enter_context(_network(client, instance, "acme"))
+        client.networks.get(acme_net).connect(
+            client.containers.get(stage.pebble), aliases=["pebble"]
+        )
+        proxy = CaddyDriver(instance, replace(stage.proxy.settings, admin_dir=tmp_path))
+        LEDGER.built += 1
+        stack.callback(proxy.close)
+        stack.callback(proxy.remove, volumes=True)
+        proxy.ensure()
+        proxy.join([acme_net])
+        hosts = tuple(f"h{n}.fresh.{DOMAIN}" for n in range(4))
+        route = EnvironmentRoute(
+            EnvKey("fresh", "main"), Tier.STAGING, ("nowhere",), acme_net, hosts
+        )
+        proxy.load(caddy_config(route_table([route], None), stage.acme))
+        held = proxy.wait_certificates(hosts, timeout=60)
+        assert sorted(held) == sorted(hosts)
 
 
 def test_ensure_again_keeps_the_proxy_and_its_routes(stage: Stage) -> None:
