@@ -186,5 +186,6 @@ def _environment(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> Env
         mask=bool(db.get("mask", True)),
         origin="file",
         domains=tuple(raw.get("domains", ())),
+        maintenance_text=raw.get("maintenance_text"),
         allowlist=tuple(raw["allowlist"]) if "allowlist" in raw else None,
     )

@@ -196,6 +196,8 @@ def _resolve_one(
         base_image_id=base_id,
         routed=config.platform.ingress is not None,
         public_url=public_url(spec, config.platform.ingress),
+        maintenance_text=spec.maintenance_text
+        or (config.platform.ingress.maintenance_text if config.platform.ingress else ""),
     )
 
 

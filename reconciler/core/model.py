@@ -155,6 +155,9 @@ class Settings:
     backup_retention: Retention = field(default_factory=lambda: Retention(days=7))
     init_memory: int = 2 * 1024**3
     worker_memory: int | None = None  # explicit limit_memory_soft per worker
+    # A module update of a routed environment may show the maintenance page while it runs on
+    # a copy; False holds such a deploy (MIGRATION_PENDING) for a person to schedule.
+    maintenance: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -166,6 +169,7 @@ class Settings:
         containers' memory do not replace it)."""
         doc = self.to_dict()
         del doc["backup_schedule"], doc["backup_retention"], doc["init_memory"]
+        del doc["maintenance"]
         return doc
 
 
@@ -320,6 +324,7 @@ class EnvironmentSpec:
     mask: bool = True
     origin: str = "file"  # "file" or "branch"
     domains: tuple[str, ...] = ()  # custom host names, beside the generated one
+    maintenance_text: str | None = None  # None: the platform's ingress.maintenance_text
     allowlist: tuple[str, ...] | None = None  # None: the tier's default (production's list)
 
 
@@ -359,6 +364,7 @@ class DesiredEnvironment:
     # container can then start beside the first for a blue/green switch).
     routed: bool = False
     public_url: str = ""  # routed: where users reach it through the proxy ("" if no name)
+    maintenance_text: str = ""  # routed: the page shown while its modules update on a copy
 
     @property
     def key(self) -> EnvKey:

@@ -106,6 +106,7 @@ def resolve_settings(
         backup_retention=_retention(raw["backup_retention"]),
         init_memory=durations.parse_size(limits.get("init_memory", INIT_MEMORY)),
         worker_memory=None if worker_memory is None else durations.parse_size(worker_memory),
+        maintenance=bool(raw.get("maintenance", True)),
     )
     odoo_memory(settings, tier)  # refuses a budget the processes cannot fit in
     return settings

@@ -1408,7 +1408,7 @@ class _StateCheck:
         ingress = platform.data.get("ingress")
         if not isinstance(ingress, Mapping):
             for (_project, _env), doc in sorted(self.environments.items()):
-                for key in ("domains", "allowlist"):
+                for key in ("domains", "allowlist", "maintenance_text"):
                     if _get(doc.data, (key,)):
                         location = doc.location((key,))
                         self.add(

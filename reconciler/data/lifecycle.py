@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from reconciler.core.errors import OdooOpsError
+from reconciler.core.faults import boundary
 from reconciler.core.model import EnvKey, Tier
 from reconciler.core.retention import BackupEntry, Retention, expired
 from reconciler.data.backup.crypto import BackupKey, open_sealed, seal
@@ -221,6 +222,45 @@ class Lifecycle:
             "bytes": result.bytes,
             "filestore_files": files,
             **report,
+        }
+
+    def update_on_copy(self, target: Site, update: Callable[[str], object]) -> dict[str, Any]:
+        """Run ``update`` (a module update of the scratch database named) on a copy of
+        ``target``'s database and filestore, and swap the copy in only when it returns.
+
+        The copy is a template copy (Odoo is stopped: nothing waits on the pause) and a hard
+        linked filestore, both in seconds; the move is journalled like a restore, so a kill
+        before the swap leaves the live data as it was, and one during it finishes it. When
+        ``update`` raises, the copy is dropped and the live database is untouched.
+        """
+        with self.moves.begin(
+            target.key,
+            target.endpoint,
+            target.image,
+            op="update",
+            volume=target.volume,
+            owner=target.owner,
+            staged_as_scratch=True,
+        ) as move:
+            scratch = target.endpoint.with_db(move.scratch)
+            result = dbcopy.copy_database(
+                target.endpoint,
+                scratch,
+                source_login=target.login,
+                target_login=target.login,
+                strategy=dbcopy.Strategy.TEMPLATE,
+            )
+            boundary("lifecycle", "update: database copied")
+            files = self.docker.filestore_link_copy(
+                target.image, target.volume, target.database, move.scratch
+            )
+            boundary("lifecycle", "update: filestore linked")
+            update(move.scratch)
+            boundary("lifecycle", "update: copy updated")
+        return {
+            "copy_seconds": round(result.seconds, 2),
+            "bytes": result.bytes,
+            "filestore_files": files,
         }
 
     def _prepare(

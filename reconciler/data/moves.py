@@ -135,10 +135,17 @@ class Moves:
         volume: str,
         owner: str,
         initialised: bool = True,
+        staged_as_scratch: bool = False,
     ) -> Iterator[Move]:
         """Journal a move before anything is built; on any failure while building, remove what
-        was built and close the entry (the live data is untouched)."""
+        was built and close the entry (the live data is untouched).
+
+        ``staged_as_scratch``: the new filestore is built under the scratch database's name,
+        where an Odoo run on the scratch database (a module update on a copy) reads and
+        writes its attachments."""
         move = Move.new(op, endpoint.dbname, volume, owner, initialised, _server(endpoint))
+        if staged_as_scratch:
+            move = Move.of({**move.doc(), "staged": move.scratch})
         journal = self._journal()
         entry = journal.open_entry(key, KIND, move.doc())
         boundary("moves", f"{op}: journal opened")

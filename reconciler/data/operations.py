@@ -279,10 +279,20 @@ class DataOps:
             )
         return run.stdout
 
-    def module_snapshot(self, want: DesiredEnvironment) -> ModuleSnapshot:
-        """The module table after an ``odoo -i``/``-u``, read as the environment's role."""
-        with self.site(want).login.connect() as conn:
+    def module_snapshot(
+        self, want: DesiredEnvironment, database: str | None = None
+    ) -> ModuleSnapshot:
+        """The module table after an ``odoo -i``/``-u``, read as the environment's role (of
+        ``database``, a copy being updated, instead of the environment's own)."""
+        login = self.site(want).login
+        with (login.with_db(database) if database else login).connect() as conn:
             return modules.snapshot(conn)
+
+    def update_on_copy(
+        self, want: DesiredEnvironment, update: Callable[[str], object]
+    ) -> dict[str, Any]:
+        """Run ``update`` on a copy of the environment's data; swap it in when it returns."""
+        return self.lifecycle.update_on_copy(self.site(want), update)
 
     def storage(self) -> BackupStorage:
         settings = self.config().platform.backups

@@ -181,7 +181,8 @@ class MemoryRuntime:
         self.runs.append((str(want.key), (*((command,) if command else ()), *args)))
         code = max((self.exit_codes.get(a, 0) for a in args), default=0)
         if code == 0 and command is None:
-            installed = self.modules.setdefault(want.key.database, {})
+            database = args[args.index("-d") + 1] if "-d" in args else want.key.database
+            installed = self.modules.setdefault(database, {})
             for flag in ("-i", "-u"):
                 if flag in args:
                     for name in args[args.index(flag) + 1].split(","):

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from reconciler.core.errors import OdooOpsError, sanitize
 from reconciler.core.faults import boundary
+from reconciler.core.ingress import Maintenance
 from reconciler.core.model import DatabaseServer, DesiredEnvironment, EnvKey, Tier
 from reconciler.core.modules import (
     ModuleSnapshot,
@@ -64,6 +65,13 @@ class OutOfMemory(DeployFailed):
     """The one-off container was killed by its memory limit (exit 137, OOMKilled)."""
 
     code = "out_of_memory"
+    retryable = False
+
+
+class MigrationPending(OdooOpsError):
+    """A module update would show the maintenance page, which the tier does not allow."""
+
+    code = "migration_pending"
     retryable = False
 
 
@@ -120,8 +128,16 @@ class DataHooks(Protocol):
         """The automatic backup before a production update."""
         ...
 
-    def module_snapshot(self, want: DesiredEnvironment) -> ModuleSnapshot:
-        """What the module table says after a run, read as the environment's role."""
+    def module_snapshot(
+        self, want: DesiredEnvironment, database: str | None = None
+    ) -> ModuleSnapshot:
+        """What the module table says after a run, read as the environment's role (of
+        ``database``, a copy being updated, instead of the environment's own)."""
+        ...
+
+    def update_on_copy(self, want: DesiredEnvironment, update: Callable[[str], object]) -> object:
+        """Run ``update`` (given the copy's database name) on a journalled copy of the
+        environment's database and filestore; swap the copy in only when it returns."""
         ...
 
     def set_admin_login(self, want: DesiredEnvironment) -> None:
@@ -141,8 +157,14 @@ class Router(Protocol):
     def attach(self, key: EnvKey, network: str) -> None:
         """Route ``key`` now: the proxy joins ``network`` and loads the table."""
 
-    def serve(self, key: EnvKey, upstreams: tuple[str, ...] | None = None) -> None:
-        """Send ``key``'s traffic to ``upstreams``, in that order; loaded when it returns."""
+    def serve(
+        self,
+        key: EnvKey,
+        upstreams: tuple[str, ...] | None = None,
+        maintenance: Maintenance | None = None,
+    ) -> None:
+        """Send ``key``'s traffic to ``upstreams``, in that order, or answer with the
+        ``maintenance`` page; loaded when it returns."""
 
     def release(self, key: EnvKey) -> None:
         """``key``'s default route again (its own container, then its ``-next``)."""
@@ -155,7 +177,12 @@ class _NoRouter:
     def attach(self, key: EnvKey, network: str) -> None:
         raise AssertionError(f"{key}: routed without a router")
 
-    def serve(self, key: EnvKey, upstreams: tuple[str, ...] | None = None) -> None:
+    def serve(
+        self,
+        key: EnvKey,
+        upstreams: tuple[str, ...] | None = None,
+        maintenance: Maintenance | None = None,
+    ) -> None:
         raise AssertionError(f"{key}: routed without a router")
 
     def release(self, key: EnvKey) -> None:
@@ -444,10 +471,75 @@ class Steps:
             self._data.backup_before(w, f"before update to {w.revision[:12]}")
             self.ledger.update_database(w.key, backup_revision=w.revision)
         args = plan.args() or ["-u", ",".join(m for m in w.modules if m != "base") or "base"]
-        self._odoo(w, ["-d", w.key.database, *args, "--stop-after-init"], "module update", snapshot)
+        if w.routed and not w.settings.maintenance:
+            raise MigrationPending(
+                f"{w.key}: revision {w.revision[:12]} updates modules ({plan}), which takes the "
+                "site down behind the maintenance page, and this tier says maintenance: false; "
+                "the previous revision keeps serving",
+                remediation=f"to deploy it now, set overrides: {{maintenance: true}} in "
+                f"environments/{w.key}.yaml (or maintenance: true for the "
+                f"{w.spec.tier.value} tier in odooops.yaml), commit, then: odooops status "
+                f"{w.key}; remove it again afterwards",
+            )
+        if w.routed:
+            detail = self._update_on_copy(w, args, snapshot, str(plan))
+        else:
+            self._odoo(
+                w, ["-d", w.key.database, *args, "--stop-after-init"], "module update", snapshot
+            )
+            detail = str(plan)
         self.ledger.put_modules(w.key, done)
         self.ledger.update_database(w.key, revision=w.revision)
-        return "done", str(plan)
+        return "done", detail
+
+    def _update_on_copy(
+        self, w: DesiredEnvironment, args: list[str], before: ModuleSnapshot, plan: str
+    ) -> str:
+        """The update runs on a copy, never on the live database: the proxy shows the
+        maintenance page, the old container stops (no write is lost to the copy), the
+        database and filestore are copied (a template copy, hard links), ``odoo -u`` runs on
+        the copy and is judged there, and only then is the copy swapped in. On failure the
+        copy is dropped and the old container serves the untouched database again. The new
+        container is started by the REPLACE_ODOO step that follows, which lifts the page."""
+        rt, key, name = self.runtime, w.key, w.key.odoo_container
+        self.routes.serve(key, maintenance=Maintenance(w.maintenance_text))
+        started = time.monotonic()
+        rt.stop(name, timeout=DRAIN_SECONDS)
+        boundary("steps", "update on a copy: old container stopped")
+
+        def update(database: str) -> None:
+            self._odoo(
+                w,
+                ["-d", database, *args, "--stop-after-init"],
+                "module update (on a copy)",
+                before,
+                database=database,
+            )
+
+        try:
+            report = self._data.update_on_copy(w, update)
+        except OdooOpsError as exc:
+            self._serve_again(w)
+            # A copy left half-updated is dropped: the live database is not partially updated.
+            code = "deploy_failed" if exc.code == PartiallyUpdated.code else exc.code
+            raise DeployFailed(
+                f"{exc.message}\nthe live database was not touched: the update ran on a copy, "
+                f"which is dropped; {name} serves the previous revision again",
+                code=code,
+                retryable=exc.retryable,
+                remediation=exc.remediation,
+            ) from exc
+        log.info(
+            "%s: modules updated on a copy in %.1f s (%s)", key, time.monotonic() - started, report
+        )
+        return f"{plan}, on a copy swapped in"
+
+    def _serve_again(self, w: DesiredEnvironment) -> None:
+        """After a failed update on a copy: the old container on the untouched database, and
+        the page lifted once it answers (left up if it does not: better than errors)."""
+        self.runtime.start(w.key.odoo_container)
+        self._wait_odoo(w, w.key.odoo_container)
+        self.routes.release(w.key)
 
     def _create_odoo(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
         w = _need(want, a)
@@ -592,6 +684,7 @@ class Steps:
         args: list[str],
         what: str,
         before: ModuleSnapshot | None = None,
+        database: str | None = None,
     ) -> None:
         """Run ``odoo ARGS`` and judge it by what the database says, not by the exit code:
         every wanted module ``installed``, none left pending, no partial update (against
@@ -609,7 +702,7 @@ class Steps:
                 f"{want.spec.tier.value} tier in odooops.yaml or in environments/{want.key}.yaml "
                 f"overrides, commit, then: odooops status {want.key}",
             )
-        snapshot = self._data.module_snapshot(want)
+        snapshot = self._data.module_snapshot(want, database)
         found = problems(snapshot, want.modules)
         if run.code == 0 and not found and not snapshot.partially_updated:
             return

@@ -284,3 +284,102 @@ def test_a_rollout_that_never_gets_healthy_leaves_the_old_container_serving(
     assert containers[key.odoo_container].status == "running"
     assert key.odoo_next_container not in containers
     assert routed.get("staging").status_code == 200
+
+
+OLD, NEW = "19.0.1.0.0", "19.0.1.1.0"
+CHAIN = ["x_m1", "x_m2", "x_m3"]
+
+
+def _manifest(name: str, version: str, depends: str) -> str:
+    return repr({"name": name, "version": version, "depends": [depends], "license": "LGPL-3"})
+
+
+def _modules(version: str, failing: str | None = None) -> dict[str, str]:
+    files = {".odooops.yaml": yaml.safe_dump({"version": 1, "modules": ["acme_sale", *CHAIN]})}
+    for i, m in enumerate(CHAIN):
+        files[f"{m}/__init__.py"] = ""
+        files[f"{m}/__manifest__.py"] = _manifest(m, version, CHAIN[i - 1] if i else "base")
+    if failing is not None:
+        files[f"{failing}/migrations/{version}/post-migrate.py"] = (
+            "def migrate(cr, version):\n    raise ValueError('cannot migrate this data')\n"
+        )
+    return files
+
+
+def _fingerprint(world: World, database: str) -> tuple[Any, ...]:
+    """The module table whole (states and versions: the migration state) and a checksum of
+    its rows, as the admin reads them."""
+    rows = world.query(
+        database,
+        "SELECT md5(string_agg(m::text, '|' ORDER BY m.id)), "
+        "string_agg(m.name || '=' || m.state || '@' || coalesce(m.latest_version, ''), ',' "
+        "ORDER BY m.name) FROM ir_module_module m",
+    )
+    return tuple(rows[0])
+
+
+def _probe(routed: Routed, env: str, stop: threading.Event, seen: list[tuple[int, str]]) -> None:
+    with httpx.Client(verify=routed.trust, timeout=15) as client:
+        while not stop.is_set():
+            try:
+                answer = routed.get(env, "/web/login", client, headers={"Connection": "close"})
+                seen.append((answer.status_code, answer.headers.get("Retry-After", "")))
+            except httpx.HTTPError as exc:
+                seen.append((0, type(exc).__name__))
+            time.sleep(0.05)
+
+
+def test_a_module_update_runs_on_a_copy_behind_the_maintenance_page(routed: Routed) -> None:
+    world = routed.world
+    world.app.write(_modules(OLD), "three modules", branch="release/v1")
+    world.declare("staging", branch="release/v1")
+    routed.converge("staging")
+    _wait_certificate(routed, "staging")
+    key = EnvKey(world.project, "staging")
+    world.app.write(_modules(NEW), "bump", branch="release/v1")
+    seen: list[tuple[int, str]] = []
+    stop = threading.Event()
+    probe = threading.Thread(target=_probe, args=(routed, "staging", stop, seen))
+    probe.start()
+    try:
+        result = routed.engine.reconcile()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        probe.join()
+    assert result.errors == {}, result.errors
+    statuses = [s for s, _ in seen]
+    assert 503 in statuses, seen  # the maintenance page, not errors
+    assert all(s in (200, 503) for s in statuses), seen
+    assert {r for s, r in seen if s == 503} == {"120"}
+    assert statuses[-1] == 200
+    _hash, modules = _fingerprint(world, key.database)
+    assert all(f"{m}=installed@{NEW}" in modules for m in CHAIN), modules
+    assert world.scratch_databases() == set()
+
+
+def test_a_failed_update_leaves_the_live_database_as_it_was_and_the_old_code_serving(
+    routed: Routed,
+) -> None:
+    world = routed.world
+    world.app.write(_modules(OLD), "three modules", branch="release/v1")
+    world.declare("staging", branch="release/v1")
+    routed.converge("staging")
+    _wait_certificate(routed, "staging")
+    key = EnvKey(world.project, "staging")
+    before = _fingerprint(world, key.database)
+    old_id = world.containers()[key.odoo_container].id
+    world.app.write(_modules(NEW, failing="x_m2"), "bump, x_m2 fails", branch="release/v1")
+    result = routed.engine.reconcile()
+    error = result.errors.get(key)
+    assert error is not None, result
+    assert "the live database was not touched" in error.message, error.message
+    assert "cannot migrate this data" in error.message
+    assert error.code == "deploy_failed"  # the copy was half-updated, not the live database
+    assert _fingerprint(world, key.database) == before
+    assert world.scratch_databases() == set()
+    containers = world.containers()
+    assert containers[key.odoo_container].id == old_id
+    assert containers[key.odoo_container].status == "running"
+    assert key.odoo_next_container not in containers
+    assert routed.get("staging").status_code == 200  # the page is lifted, the old code serves

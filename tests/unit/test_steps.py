@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.errors import OdooOpsError
+from reconciler.core.ingress import Maintenance
 from reconciler.core.model import Desired, DesiredEnvironment, EnvKey, Tier
 from reconciler.core.modules import ModuleSnapshot
 from reconciler.core.planner import Kind, plan_environment
@@ -45,10 +46,29 @@ class DataPlane:
     partial: set[str] = field(default_factory=set)  # databases an update left half-way
     admin_logins: list[EnvKey] = field(default_factory=list)
 
-    def module_snapshot(self, want: DesiredEnvironment) -> ModuleSnapshot:
+    updated_on_copy: list[EnvKey] = field(default_factory=list)
+
+    def module_snapshot(
+        self, want: DesiredEnvironment, database: str | None = None
+    ) -> ModuleSnapshot:
         """What the in-memory Odoo runs left in the module table."""
-        states = self.runtime.modules.get(want.key.database, {})
-        return ModuleSnapshot(dict(states), want.key.database in self.partial)
+        name = database or want.key.database
+        states = self.runtime.modules.get(name, {})
+        return ModuleSnapshot(dict(states), name in self.partial)
+
+    def update_on_copy(self, want: DesiredEnvironment, update) -> object:  # type: ignore[no-untyped-def]
+        """The copy is a second module table; it replaces the live one only if ``update``
+        returns, and is gone either way."""
+        live = want.key.database
+        scratch = f"odooops_tmp_{live}"
+        self.runtime.modules[scratch] = dict(self.runtime.modules.get(live, {}))
+        try:
+            update(scratch)
+            self.runtime.modules[live] = self.runtime.modules[scratch]
+            self.updated_on_copy.append(want.key)
+        finally:
+            del self.runtime.modules[scratch]
+        return {}
 
     def ensure_neutralized(self, want: DesiredEnvironment) -> None:
         if want.spec.tier is not Tier.PRODUCTION:
@@ -440,8 +460,13 @@ class RecordingRouter:
     def attach(self, key: EnvKey, network: str) -> None:
         self.calls.append(("attach", key, network, self._running()))
 
-    def serve(self, key: EnvKey, upstreams: tuple[str, ...] | None = None) -> None:
-        self.calls.append(("serve", key, upstreams, self._running()))
+    def serve(
+        self,
+        key: EnvKey,
+        upstreams: tuple[str, ...] | None = None,
+        maintenance: Maintenance | None = None,
+    ) -> None:
+        self.calls.append(("serve", key, upstreams or maintenance, self._running()))
 
     def release(self, key: EnvKey) -> None:
         self.calls.append(("release", key, None, self._running()))
@@ -474,11 +499,13 @@ def test_a_routed_rollout_switches_only_once_the_new_container_is_healthy(
     old = routed(desired("qa", Tier.STAGING))
     world.converge(old)
     router.calls.clear()
-    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    # A code-only revision: the addon's folder is the same tree.
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40, addons=dict(old.addons)))
     world.runtime.images.add(new.image)
     results = world.converge(new)
     key, name, nxt = new.key, new.key.odoo_container, new.key.odoo_next_container
     assert [r.kind for r in results][-1] is Kind.REPLACE_ODOO
+    assert world.data.updated_on_copy == []  # nothing to update
     assert [c[0] for c in router.calls] == ["attach", "release"]
     # When the route is made sure of, both run: the new one is healthy, the old one serves.
     assert {name, nxt} <= router.calls[0][3]
@@ -578,3 +605,66 @@ def test_a_routed_environment_publishes_no_port_and_its_hash_ignores_the_port() 
     unrouted = desired("qa", Tier.STAGING)
     assert unrouted.odoo_spec_hash() != replace(unrouted, port=19999).odoo_spec_hash()
     assert want.url == "https://qa.acme.example.com"
+
+
+def test_a_routed_module_update_runs_on_a_copy_behind_the_maintenance_page(
+    world: World, router: RecordingRouter
+) -> None:
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    router.calls.clear()
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    world.runtime.images.add(new.image)
+    world.converge(new)
+    assert world.data.updated_on_copy == [new.key]
+    kinds = [c[0] for c in router.calls]
+    assert kinds == ["serve", "attach", "release"]
+    page = router.calls[0][2]
+    assert isinstance(page, Maintenance)
+    # The page went up while the old container still served, and was lifted only after the
+    # new one had taken over (the release of the blue/green step).
+    assert new.key.odoo_container in router.calls[0][3]
+    assert router.calls[2][3] == frozenset({new.key.odoo_container})
+    assert world.runtime.containers[new.key.odoo_container].revision == new.revision
+    updates = [a for k, a in world.runtime.runs if "-u" in a]
+    assert updates and all(a[a.index("-d") + 1].startswith("odooops_tmp_") for a in updates)
+
+
+def test_a_failed_update_on_a_copy_leaves_the_live_database_and_the_old_container(
+    world: World, router: RecordingRouter
+) -> None:
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    live_before = dict(world.runtime.modules[old.key.database])
+    router.calls.clear()
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    world.runtime.images.add(new.image)
+    world.runtime.exit_codes["-u"] = 1
+    with pytest.raises(OdooOpsError, match="the live database was not touched") as exc:
+        world.converge(new)
+    assert "previous revision again" in exc.value.message
+    assert world.runtime.modules[old.key.database] == live_before
+    assert not any(name.startswith("odooops_tmp_") for name in world.runtime.modules)
+    container = world.runtime.containers[old.key.odoo_container]
+    assert container.revision == old.revision and container.state == "running"
+    assert [c[0] for c in router.calls] == ["serve", "release"]
+    assert set(world.runtime.containers) == {old.key.odoo_container}
+
+
+def test_a_tier_without_maintenance_holds_a_module_update_and_changes_nothing(
+    world: World, router: RecordingRouter
+) -> None:
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    router.calls.clear()
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    new = replace(new, settings=replace(new.settings, maintenance=False))
+    world.runtime.images.add(new.image)
+    with pytest.raises(OdooOpsError) as exc:
+        world.converge(new)
+    assert exc.value.code == "migration_pending" and not exc.value.retryable
+    assert "acme_base" in exc.value.message
+    assert router.calls == []
+    container = world.runtime.containers[old.key.odoo_container]
+    assert container.revision == old.revision and container.state == "running"
+    assert world.data.updated_on_copy == []
