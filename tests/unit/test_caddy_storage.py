@@ -3,18 +3,24 @@ ACME errors it logged, and when its container must be replaced."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
+import docker
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from reconciler.core.errors import DriverError
 from reconciler.drivers.caddy import (
+    CaddyDriver,
     Certificate,
     ProxySettings,
     _acme_excerpt,
@@ -173,3 +179,19 @@ def test_an_acme_account_is_a_registration_in_the_users_folder() -> None:
     assert _holds_account(storage({"users/ops@example.com/ops.json": b"{}"}), "Ops@example.com")
     assert not _holds_account(storage({"users/default/default.key": b"k"}), None)
     assert not _holds_account(b"", None)
+
+
+def test_an_admin_socket_that_does_not_answer_is_proxy_unavailable_and_leaks_nothing(
+    tmp_path: Path,
+) -> None:
+    """httpcore leaves the socket of a failed unix connect open; the driver's probe does not
+    get that far (warnings are errors here, so a collected open socket fails the test)."""
+    settings = ProxySettings(image="caddy:2", admin_dir=tmp_path)
+    driver = CaddyDriver("unit", settings, client=cast(docker.DockerClient, object()))
+    (tmp_path / "admin.sock").touch()  # a stale file, no listener
+    for _ in range(2):
+        with pytest.raises(DriverError) as exc:
+            driver.config()
+        assert exc.value.code == "proxy_unavailable"
+        (tmp_path / "admin.sock").unlink(missing_ok=True)
+    gc.collect()
