@@ -145,6 +145,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--once", action="store_true", help="one pass, then exit (1 on errors)")
     d.add_argument("--health-timeout", type=float, default=300.0)
     d.add_argument(
+        "--health-interval",
+        type=int,
+        default=5,
+        help="seconds between Docker's health checks of Odoo containers (how soon a started "
+        "container is seen healthy)",
+    )
+    d.add_argument(
         "--listen", default="127.0.0.1:8089", help="HOST:PORT of the REST API ('off' to disable)"
     )
     _jwt_args(d)
@@ -450,6 +457,7 @@ def _engine(args: argparse.Namespace) -> Any:
         instance=args.instance,
         state_branch=args.state_branch,
         health_timeout=getattr(args, "health_timeout", 300.0),
+        health_interval=getattr(args, "health_interval", 5),
         read_only=args.func is cmd_plan,
     )
     return open_engine(config, args.master_key_file, _secret_policy(args))

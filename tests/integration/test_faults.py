@@ -10,6 +10,7 @@ what was killed where is printed (``pytest -rP`` shows it).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from reconciler.core.model import EnvKey
 from reconciler.engine.ledger import Ledger
@@ -89,6 +91,8 @@ def daemon_once(world: World, **env: str) -> subprocess.CompletedProcess[str]:
             world.instance,
             "--health-timeout",
             "90",
+            "--health-interval",
+            "1",
             "--listen",
             "off",
         ],
@@ -134,14 +138,21 @@ def assert_clean(world: World, envs: tuple[str, ...]) -> None:
     keys = [EnvKey(world.project, e) for e in envs]
     expected_containers = {k.odoo_container for k in keys}
     names = set(world.containers())
-    stray = {n for n in names if n not in expected_containers and not n.endswith("-db")}
+    proxy = f"odooops-{world.instance}-proxy"  # the daemon's reverse proxy, when routed
+    stray = {
+        n for n in names if n not in expected_containers and not n.endswith("-db") and n != proxy
+    }
     assert not stray, f"containers left behind: {stray}"
     assert expected_containers <= names
     volumes = {
         v.name
         for v in world.docker.volumes.list(filters={"label": f"odooops.instance={world.instance}"})
     }
-    stray_volumes = {v for v in volumes if not any(v.startswith(k.slug + "-") for k in keys)}
+    stray_volumes = {
+        v
+        for v in volumes
+        if not any(v.startswith(k.slug + "-") for k in keys) and not v.startswith(proxy + "-")
+    }
     assert not stray_volumes, f"volumes left behind: {stray_volumes}"
     assert world.owned_databases() == {k.database for k in keys}
     ledger = Ledger(world.data_dir / "ledger.db", read_only=True)
@@ -294,3 +305,47 @@ def test_restore_and_clone_killed_at_every_step_finish_or_roll_back(prod: World)
 
     clone = lambda **e: data_op(world, "clone", "prod", "stage", **e)  # noqa: E731
     assert kill_each(world, Matrix("clone"), "moves", lambda n: None, clone, check_clone) >= 6
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("scope", ["steps", "moves", "lifecycle"])
+def test_routed_update_on_a_copy_and_blue_green_killed_at_every_step_lose_nothing(
+    world: World, images: dict[str, str], scope: str
+) -> None:
+    """Staging behind the daemon's proxy, a module update on a copy then a blue/green
+    replacement, killed at each boundary of one scope: the run's steps (the blue/green ones
+    among them), the journalled move, the copy. After a restart it serves the old or the new
+    revision, with the marker row kept and no copy, container or journal entry left. The
+    proxy's CA is never reached (no certificate is needed to route)."""
+    platform = yaml.safe_load((world.state.dir / "odooops.yaml").read_text())
+    platform["ingress"] = {
+        "domain": "faults.odooops.test",
+        "acme": {"ca": "https://ca.invalid/dir"},
+        "proxy": {
+            "image": images["ODOOOPS_FIXTURE_CADDY_IMAGE"],
+            "listen": "127.0.0.1",
+            "http_port": _free_port(),
+            "https_port": _free_port(),
+        },
+    }
+    world.state.write({"odooops.yaml": yaml.safe_dump(platform)}, "ingress on")
+    world.declare("qa", branch="release/v1", tier="staging")
+    converged(world, "qa")
+    mark(world, "qa", "precious")
+    key = EnvKey(world.project, "qa")
+    assert not world.containers()[key.odoo_container].attrs["HostConfig"]["PortBindings"]
+
+    def prepare(n: int) -> None:
+        world.app.write({"acme_base/fault.txt": f"{n}\n"}, f"change {n}", branch="release/v1")
+
+    def check(n: int) -> None:
+        converged(world, "qa")
+        assert marker(world, "qa") == "precious"
+
+    once = lambda **e: daemon_once(world, **e)  # noqa: E731
+    assert kill_each(world, Matrix(f"update-{scope}"), scope, prepare, once, check) >= 3
