@@ -92,8 +92,10 @@ ADMIN_ORIGIN = "odooops-proxy"
 STORAGE_ROOT = "/data/caddy"
 """Certificates, keys and the ACME account: on the proxy's data volume."""
 
-FILES_DIR = "/etc/odooops-proxy"
-"""Inside the proxy container: files a configuration refers to (placed before it is loaded)."""
+FILES_DIR = "/data/odooops/files"
+"""Inside the proxy container: files a configuration refers to (placed before it is loaded).
+On the data volume, like the storage: a proxy made anew (a changed image) resumes its last
+configuration, which names these files, before the daemon has loaded anything."""
 
 ACME_ROOTS_FILE = f"{FILES_DIR}/acme-roots.pem"
 
@@ -102,6 +104,7 @@ BRIDGE_DIR = "/data/odooops/bridge"
 data volume, beside the storage, so a proxy made anew can resume a configuration naming them."""
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+INTERNAL_CA = "internal"  # as ``ingress.acme.ca``: Caddy's own CA, not an ACME directory
 
 GRACE_PERIOD = "60s"
 """How long a replaced configuration's in-flight requests may run before they are cut."""
@@ -145,9 +148,13 @@ def caddy_config(table: RouteTable, acme: AcmeSettings | None = None) -> ProxyCo
     acme = acme or AcmeSettings()
     files: dict[str, bytes] = {}
     issuer: dict[str, Any] = {"module": "acme", "ca": acme.ca}
-    if acme.email:
+    if acme.ca == INTERNAL_CA:
+        # Caddy's own local CA: any name, no ACME, no account; browsers trust it only once
+        # its root (in the proxy's storage, pki/authorities/local) is installed.
+        issuer = {"module": "internal"}
+    if acme.email and acme.ca != INTERNAL_CA:
         issuer["email"] = acme.email
-    if acme.trusted_roots_pem:
+    if acme.trusted_roots_pem and acme.ca != INTERNAL_CA:
         files[ACME_ROOTS_FILE] = acme.trusted_roots_pem.encode()
         issuer["trusted_roots_pem_files"] = [ACME_ROOTS_FILE]
     subjects = [h.host for h in table.hosts]

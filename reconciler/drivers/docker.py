@@ -54,10 +54,12 @@ SECRET_DIR = "/run/odooops"
 PASSWORD_FILE = f"{SECRET_DIR}/db_password"
 APP_ROOT = "/opt/odooops/app"
 FILESTORE = "/var/lib/odoo"
+# Odoo's health route, asked to check its database server too (ODOO-CONTRACT.md, Health): a
+# container whose PostgreSQL is unreachable is not healthy, so no rollout switches to it.
 HEALTH_CMD = (
     "import sys, urllib.request; "
-    "sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8069/web/health', timeout=4)"
-    ".status == 200 else 1)"
+    "sys.exit(0 if urllib.request.urlopen("
+    "'http://127.0.0.1:8069/web/health?db_server_status=1', timeout=4).status == 200 else 1)"
 )
 _SECONDS = 1_000_000_000
 # Lines of a one-off run's log kept: enough for the lines that name a module left out of an

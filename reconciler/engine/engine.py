@@ -212,6 +212,9 @@ class Engine:
             health_timeout=config.health_timeout,
             cancel=self.cancel,
             routes=self.routes,
+            phase=lambda key, phase, active, message: self._mark(
+                key, Condition("Rollout", active, phase, message)
+            ),
         )
 
     def close(self) -> None:

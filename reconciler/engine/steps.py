@@ -189,6 +189,10 @@ class _NoRouter:
         raise AssertionError(f"{key}: routed without a router")
 
 
+PhaseReport = Callable[[EnvKey, str, bool, str], None]
+"""``(key, phase, in_progress, message)``: a rollout's phase, for the ``Rollout`` condition
+(UpdatingCopy, Starting, Switching while in progress; Complete, RolledBack once over)."""
+
 DRAIN_SECONDS = 30
 """How long the old container of a rollout gets to finish its requests (Odoo stops its HTTP
 workers gracefully on SIGTERM) once the proxy sends nothing new to it."""
@@ -210,9 +214,14 @@ class Steps:
         health_timeout: float,
         cancel: threading.Event,
         routes: Router | None = None,
+        phase: PhaseReport | None = None,
     ) -> None:
         self.runtime, self.ledger = runtime, ledger
         self.routes: Router = routes or _NoRouter()
+        self._phase: PhaseReport = phase or (lambda key, phase, active, message: None)
+        # When each environment's maintenance page went up (a module update on a copy): the
+        # rollout that lifts it reports the window's length.
+        self._maintenance_since: dict[EnvKey, float] = {}
         self._admin, self._admin_named = admin, admin_named
         self._password, self._data, self._archive = password, data, archive
         self._final_backup = final_backup
@@ -503,7 +512,8 @@ class Steps:
         container is started by the REPLACE_ODOO step that follows, which lifts the page."""
         rt, key, name = self.runtime, w.key, w.key.odoo_container
         self.routes.serve(key, maintenance=Maintenance(w.maintenance_text))
-        started = time.monotonic()
+        started = self._maintenance_since.setdefault(key, time.monotonic())
+        self._phase(key, "UpdatingCopy", True, f"maintenance page up; {plan} on a copy")
         rt.stop(name, timeout=DRAIN_SECONDS)
         boundary("steps", "update on a copy: old container stopped")
 
@@ -519,7 +529,17 @@ class Steps:
         try:
             report = self._data.update_on_copy(w, update)
         except OdooOpsError as exc:
+            failed = time.monotonic()
             self._serve_again(w)
+            self._maintenance_since.pop(key, None)
+            self._phase(
+                key,
+                "RolledBack",
+                False,
+                f"the update failed on the copy; revision {w.revision[:12]} not deployed; the "
+                f"previous revision serves again {time.monotonic() - failed:.1f} s after the "
+                f"failure (maintenance window {time.monotonic() - started:.1f} s)",
+            )
             # A copy left half-updated is dropped: the live database is not partially updated.
             code = "deploy_failed" if exc.code == PartiallyUpdated.code else exc.code
             raise DeployFailed(
@@ -631,8 +651,10 @@ class Steps:
         """
         rt, key = self.runtime, w.key
         name, nxt = key.odoo_container, key.odoo_next_container
+        started = time.monotonic()
         self._before_odoo(w)
         rt.remove_container(nxt)
+        self._phase(key, "Starting", True, f"{nxt} starting on revision {w.revision[:12]}")
         rt.create_odoo(w, self._password(key), name=nxt)
         boundary("steps", "blue/green: new container created")
         try:
@@ -640,6 +662,7 @@ class Steps:
             self._wait_odoo(w, nxt)
         except OdooOpsError as exc:
             rt.remove_container(nxt)
+            self._phase(key, "RolledBack", False, f"{nxt} never got healthy; {name} keeps serving")
             raise DeployFailed(
                 f"rollout of revision {w.revision[:12]} failed; {name} keeps serving the "
                 f"previous revision. {exc.message}",
@@ -647,13 +670,19 @@ class Steps:
             ) from exc
         self.routes.attach(key, key.network)  # the proxy is on the network, the route loaded
         boundary("steps", "blue/green: new container healthy")
+        self._phase(key, "Switching", True, f"{name} drains its requests and stops")
         rt.stop(name, timeout=DRAIN_SECONDS)
         boundary("steps", "blue/green: old container stopped, traffic on the new one")
         rt.remove_container(name)
         rt.rename(nxt, name)
         boundary("steps", "blue/green: new container renamed")
         self.routes.release(key)
-        return "done", f"blue/green to {w.revision[:12]}"
+        done = f"blue/green to {w.revision[:12]} in {time.monotonic() - started:.1f} s"
+        since = self._maintenance_since.pop(key, None)
+        if since is not None:
+            done += f"; maintenance window {time.monotonic() - since:.1f} s"
+        self._phase(key, "Complete", False, done)
+        return "done", done
 
     # ------------------------------------------------------------------------- helpers
     def _refuse_foreign(self, admin: DatabaseAdmin, key: EnvKey) -> None:

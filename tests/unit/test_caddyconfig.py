@@ -297,3 +297,19 @@ def test_the_acme_account_is_the_policys_issuer() -> None:
     )
     assert acme_account(caddy_config(table(qa()))) == (LETS_ENCRYPT, None)
     assert acme_account(caddy_config(RouteTable())) is None
+
+
+def test_the_internal_ca_is_caddys_own_issuer_without_acme_settings() -> None:
+    config = caddy_config(
+        table(qa()), AcmeSettings(ca="internal", email="ops@example.com", trusted_roots_pem="x")
+    )
+    (policy,) = config.document["apps"]["tls"]["automation"]["policies"]
+    assert policy["issuers"] == [{"module": "internal"}]
+    assert config.files == {}
+
+
+def test_files_a_configuration_names_live_on_the_data_volume() -> None:
+    """A proxy made anew resumes its saved configuration before any load: its files must
+    still be there."""
+    config = caddy_config(table(qa()), AcmeSettings(trusted_roots_pem="PEM"))
+    assert all(path.startswith("/data/") for path in config.files)

@@ -668,3 +668,24 @@ def test_a_tier_without_maintenance_holds_a_module_update_and_changes_nothing(
     container = world.runtime.containers[old.key.odoo_container]
     assert container.revision == old.revision and container.state == "running"
     assert world.data.updated_on_copy == []
+
+
+def test_a_rollout_reports_its_phases_and_the_maintenance_window(
+    world: World, router: RecordingRouter
+) -> None:
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    phases: list[tuple[str, bool, str]] = []
+    world.steps._phase = lambda key, phase, active, message: phases.append(
+        (phase, active, message)
+    )
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    world.runtime.images.add(new.image)
+    world.converge(new)
+    assert [(p, a) for p, a, _ in phases] == [
+        ("UpdatingCopy", True),
+        ("Starting", True),
+        ("Switching", True),
+        ("Complete", False),
+    ]
+    assert "maintenance window" in phases[-1][2]
