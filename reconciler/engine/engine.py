@@ -182,6 +182,7 @@ class Engine:
         self._pass_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._guard = threading.Lock()
+        self._running_spec: dict[EnvKey, str | None] = {}  # what each run in progress rolls out
         self.snapshot: Snapshot | None = None
         self.errors: dict[EnvKey, ErrorInfo] = {}  # the last run's failure, per environment
         self.on_change: Callable[[], None] = lambda: None  # the daemon's refresh trigger
@@ -511,6 +512,10 @@ class Engine:
                 self.status.set_daemon(replace(self.status.daemon, last_poll=now()))
                 self.metrics.passes.labels("failed").inc()
                 return Refresh(self.snapshot, Plan(), (), info)
+            with self._guard:
+                for key in superseded_runs(self._running_spec, desired):
+                    log.info("%s: a newer revision was committed; its rollout is superseded", key)
+                    self.steps.superseded[key].set()
             guarded = guarded_by_empty_state(desired, observed)
             self.snapshot = Snapshot(config, desired, guarded)
             the_plan = plan(desired, observed)
@@ -594,6 +599,21 @@ class Engine:
             return BUSY_RETRY
 
     def _run(
+        self, key: EnvKey, want: DesiredEnvironment | None, snapshot: Snapshot
+    ) -> float | None:
+        """One run, during which a refresh that finds a newer revision of ``key`` ends the
+        run's wait for a new container (``superseded_runs``)."""
+        with self._guard:
+            self._running_spec[key] = None if want is None else want.odoo_spec_hash()
+            self.steps.superseded[key] = threading.Event()
+        try:
+            return self._run_steps(key, want, snapshot)
+        finally:
+            with self._guard:
+                self._running_spec.pop(key, None)
+                self.steps.superseded.pop(key, None)
+
+    def _run_steps(
         self, key: EnvKey, want: DesiredEnvironment | None, snapshot: Snapshot
     ) -> float | None:
         config = snapshot.config
@@ -960,6 +980,20 @@ def _held_status(why: str) -> Callable[[EnvironmentStatus], EnvironmentStatus]:
     return change
 
 
+def superseded_runs(running: Mapping[EnvKey, str | None], desired: Desired) -> list[EnvKey]:
+    """The runs in progress whose environment has since changed what it runs (another
+    revision, image or setting: the Odoo spec hash) or was removed; a new state commit that
+    leaves an environment's container as it was supersedes nothing."""
+    found = []
+    for key, spec in running.items():
+        if spec is None:
+            continue
+        want = desired.environments.get(key)
+        if want is None or want.odoo_spec_hash() != spec:
+            found.append(key)
+    return sorted(found)
+
+
 def health_of(want: DesiredEnvironment, have: ObservedEnvironment) -> Health:
     """Worst health of the parts, in the words users know."""
     if want.spec.suspended:
@@ -980,4 +1014,12 @@ def health_of(want: DesiredEnvironment, have: ObservedEnvironment) -> Health:
     }.get(odoo.health or "", Health.UNKNOWN)
 
 
-__all__ = ["Engine", "EngineConfig", "PassResult", "Refresh", "Snapshot", "health_of"]
+__all__ = [
+    "Engine",
+    "EngineConfig",
+    "PassResult",
+    "Refresh",
+    "Snapshot",
+    "health_of",
+    "superseded_runs",
+]

@@ -68,6 +68,25 @@ class OutOfMemory(DeployFailed):
     retryable = False
 
 
+class Superseded(OdooOpsError):
+    """A newer revision (or setting) was committed while this rollout waited for its new
+    container: the wait ends, the new container goes, and the newer one is rolled out."""
+
+    code = "superseded"
+    retryable = True
+
+
+class _Either(threading.Event):
+    """Set when any of ``events`` is (only ``is_set`` is asked of a cancel event)."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        super().__init__()
+        self._events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self._events)
+
+
 class MigrationPending(OdooOpsError):
     """A module update would show the maintenance page, which the tier does not allow."""
 
@@ -222,6 +241,9 @@ class Steps:
         # When each environment's maintenance page went up (a module update on a copy): the
         # rollout that lifts it reports the window's length.
         self._maintenance_since: dict[EnvKey, float] = {}
+        # Per environment whose run is going on: set by the engine when a newer revision of
+        # it is committed, which ends that run's wait for a new container's health.
+        self.superseded: dict[EnvKey, threading.Event] = {}
         self._admin, self._admin_named = admin, admin_named
         self._password, self._data, self._archive = password, data, archive
         self._final_backup = final_backup
@@ -663,6 +685,8 @@ class Steps:
         except OdooOpsError as exc:
             rt.remove_container(nxt)
             self._phase(key, "RolledBack", False, f"{nxt} never got healthy; {name} keeps serving")
+            if isinstance(exc, Superseded | Interrupted):
+                raise
             raise DeployFailed(
                 f"rollout of revision {w.revision[:12]} failed; {name} keeps serving the "
                 f"previous revision. {exc.message}",
@@ -779,9 +803,17 @@ class Steps:
             )
 
     def _wait_odoo(self, want: DesiredEnvironment, name: str) -> None:
-        ok, detail = self.runtime.wait_healthy(name, self.health_timeout, self.cancel)
+        newer = self.superseded.get(want.key)
+        cancel = self.cancel if newer is None else _Either(self.cancel, newer)
+        ok, detail = self.runtime.wait_healthy(name, self.health_timeout, cancel)
         if self.cancel.is_set():
             raise Interrupted(f"stopped while waiting for {name}", remediation="")
+        if newer is not None and newer.is_set():
+            raise Superseded(
+                f"{name} (revision {want.revision[:12]}) was still not healthy when a newer "
+                "commit changed the environment: the newer one is rolled out instead",
+                remediation=f"odooops status {want.key}",
+            )
         if not ok:
             # The log tail reaches status and errors: the password is cut out of it first.
             password = self._password(want.key)

@@ -7,6 +7,7 @@ real planner from the real observation join, applies with the real steps, and re
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from reconciler.core.modules import ModuleSnapshot
 from reconciler.core.planner import Kind, plan_environment
 from reconciler.drivers.memory import MemoryDatabases, MemoryRuntime
 from reconciler.drivers.protocols import DatabaseAdmin
-from reconciler.engine.engine import observed_environment
+from reconciler.engine.engine import observed_environment, superseded_runs
 from reconciler.engine.ledger import DatabaseRecord, DbState, Ledger
 from reconciler.engine.steps import (
     ClaimedElsewhere,
@@ -31,6 +32,7 @@ from reconciler.engine.steps import (
     PartiallyUpdated,
     StepResult,
     Steps,
+    Superseded,
 )
 from tests.factories import desired
 
@@ -676,9 +678,7 @@ def test_a_rollout_reports_its_phases_and_the_maintenance_window(
     old = routed(desired("qa", Tier.STAGING))
     world.converge(old)
     phases: list[tuple[str, bool, str]] = []
-    world.steps._phase = lambda key, phase, active, message: phases.append(
-        (phase, active, message)
-    )
+    world.steps._phase = lambda key, phase, active, message: phases.append((phase, active, message))
     new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
     world.runtime.images.add(new.image)
     world.converge(new)
@@ -689,3 +689,52 @@ def test_a_rollout_reports_its_phases_and_the_maintenance_window(
         ("Complete", False),
     ]
     assert "maintenance window" in phases[-1][2]
+
+
+class StuckRuntime(MemoryRuntime):
+    """A new container that never gets healthy: the wait lasts until it is cancelled."""
+
+    def wait_healthy(
+        self, name: str, timeout: float, cancel: threading.Event | None = None
+    ) -> tuple[bool, str]:
+        if not name.endswith("-next"):
+            return super().wait_healthy(name, timeout, cancel)
+        assert cancel is not None
+        deadline = time.monotonic() + 10
+        while not cancel.is_set():
+            assert time.monotonic() < deadline, "the wait was never cancelled"
+            time.sleep(0.01)
+        return False, "interrupted"
+
+
+def test_a_newer_commit_ends_a_rollout_stuck_waiting_for_health(
+    world: World, router: RecordingRouter
+) -> None:
+    stuck = StuckRuntime()
+    stuck.__dict__.update(world.runtime.__dict__)
+    world.runtime = world.steps.runtime = world.data.runtime = router.runtime = stuck
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40, addons=dict(old.addons)))
+    stuck.images.add(new.image)
+    newer = world.steps.superseded[new.key] = threading.Event()
+    threading.Timer(0.2, newer.set).start()
+    with pytest.raises(Superseded):
+        world.converge(new)
+    assert set(stuck.containers) == {old.key.odoo_container}  # the -next one is gone
+    container = stuck.containers[old.key.odoo_container]
+    assert container.revision == old.revision and container.state == "running"
+
+
+def test_only_runs_whose_container_changes_are_superseded() -> None:
+    qa, prod = desired("qa", Tier.STAGING), desired("prod")
+    running = {qa.key: qa.odoo_spec_hash(), prod.key: prod.odoo_spec_hash()}
+    newer_qa = desired("qa", Tier.STAGING, revision="b" * 40)
+    # Another state commit, same containers: nothing; qa's revision moves: qa; gone: prod.
+    same = Desired("d" * 40, {qa.key: replace(qa, state_commit="d" * 40), prod.key: prod})
+    assert superseded_runs(running, same) == []
+    assert superseded_runs(running, Desired("d" * 40, {qa.key: newer_qa, prod.key: prod})) == [
+        qa.key
+    ]
+    assert superseded_runs(running, Desired("d" * 40, {qa.key: qa})) == [prod.key]
+    assert superseded_runs({qa.key: None}, Desired("d" * 40, {})) == []
