@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import io
 import ipaddress
+import logging
 import os
 import re
 import socket
@@ -68,6 +69,10 @@ ONE_OFF_LOG_LINES = 2000
 _PORT_TAKEN = re.compile(r"port is already allocated|address already in use", re.IGNORECASE)
 # Container events that mean an environment may need healing.
 _EVENT_ACTIONS = ("die", "destroy", "stop", "kill", "oom", "health_status: unhealthy", "pause")
+log = logging.getLogger("odooops.docker")
+
+# A build whose cached layer was removed under it (Docker's own words), not a fault of the app.
+_ENGINE_CACHE_RACE = re.compile(r"failed to get digest|/var/lib/docker/\S* no such file", re.I)
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 # Where the throw-away containers see volumes: paths no image has, so Docker never copies the
 # platform image's own files into a new volume (only Odoo's image may fill one: ``prime``).
@@ -346,29 +351,38 @@ class DockerDriver:
         dockerfile = (f"FROM {base}\nCOPY app/ {APP_ROOT}/\n").encode()
         context = _tar_with(app_tar, {"Dockerfile": dockerfile})
         all_labels = {_label("built-by"): "odooops", **labels}
-        with self._errors(f"build image {tag}"):
-            try:
-                _image, logs = self.client.images.build(
-                    fileobj=io.BytesIO(context),
-                    custom_context=True,
-                    tag=tag,
-                    rm=True,
-                    forcerm=True,
-                    pull=False,
-                    labels=all_labels,
-                )
-            except docker.errors.BuildError as exc:
-                tail = "".join(
-                    str(x.get("stream", x.get("error", "")))
-                    for x in exc.build_log
-                    if isinstance(x, dict)
-                )
-                raise DriverError(
-                    f"image build failed: {exc.msg}\n{tail[-2000:]}",
-                    code="build_failed",
-                    retryable=False,
-                    remediation="fix the app repository and push a new commit",
-                ) from exc
+        for nocache in (False, True):
+            with self._errors(f"build image {tag}"):
+                try:
+                    _image, logs = self.client.images.build(
+                        fileobj=io.BytesIO(context),
+                        custom_context=True,
+                        tag=tag,
+                        rm=True,
+                        forcerm=True,
+                        pull=False,
+                        nocache=nocache,
+                        labels=all_labels,
+                    )
+                    break
+                except docker.errors.BuildError as exc:
+                    tail = "".join(
+                        str(x.get("stream", x.get("error", "")))
+                        for x in exc.build_log
+                        if isinstance(x, dict)
+                    )
+                    if not nocache and _ENGINE_CACHE_RACE.search(f"{exc.msg}\n{tail}"):
+                        # A cached layer was deleted under the build (an image removed at the
+                        # same moment): the engine's trouble, not the app's; built again
+                        # without the cache, once.
+                        log.warning("build of %s lost a cached layer; building without cache", tag)
+                        continue
+                    raise DriverError(
+                        f"image build failed: {exc.msg}\n{tail[-2000:]}",
+                        code="build_failed",
+                        retryable=False,
+                        remediation="fix the app repository and push a new commit",
+                    ) from exc
         return "".join(str(x.get("stream", "")) for x in logs if isinstance(x, dict))
 
     # -------------------------------------------------------------------------- containers

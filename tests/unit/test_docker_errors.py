@@ -4,6 +4,8 @@ of the step that happened to be talking to it."""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from types import SimpleNamespace
 from typing import Any
 
@@ -74,3 +76,46 @@ def test_a_missing_image_is_still_reported_as_missing() -> None:
 
 def test_logs_for_an_error_message_are_empty_when_the_engine_is_gone() -> None:
     assert driver(Images(get=ABORTED)).logs("odooops-acme-qa-odoo") == ""
+
+
+class Builds:
+    """``images.build`` failing as ``failures`` say, once each, then succeeding."""
+
+    def __init__(self, *failures: str) -> None:
+        self.failures = list(failures)
+        self.calls: list[bool] = []
+
+    def build(self, **kwargs: Any) -> Any:
+        self.calls.append(bool(kwargs["nocache"]))
+        if self.failures:
+            said = self.failures.pop(0)
+            raise docker.errors.BuildError(said, [{"error": said}])
+        return None, [{"stream": "built"}]
+
+
+def app_tar() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("app/README")
+        tar.addfile(info, io.BytesIO(b""))
+    return buffer.getvalue()
+
+
+RACE = (
+    "failed to get digest sha256:78e5: open /var/lib/docker/image/overlay2/imagedb/content/"
+    "sha256/78e5: no such file or directory"
+)
+
+
+def test_a_build_that_lost_a_cached_layer_is_built_again_without_the_cache() -> None:
+    builds = Builds(RACE)
+    assert driver(builds).build_image("odooops/p:1", "odoo:19.0", app_tar(), {}) == "built"  # type: ignore[arg-type]
+    assert builds.calls == [False, True]
+
+
+def test_a_build_the_app_breaks_fails_at_once_as_build_failed() -> None:
+    builds = Builds("COPY failed: stat app/: file does not exist")
+    with pytest.raises(DriverError) as info:
+        driver(builds).build_image("odooops/p:1", "odoo:19.0", app_tar(), {})  # type: ignore[arg-type]
+    assert info.value.code == "build_failed" and not info.value.retryable
+    assert builds.calls == [False]
