@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import psycopg
 import yaml
 
@@ -274,9 +275,20 @@ class World:
 
     # ------------------------------------------------------------------------- looking
     def containers(self) -> dict[str, Any]:
+        """This world's containers, inspected. A listing inspects each container it found, so
+        one the daemon removes in between (a scratch ``-creating`` one, a finished one-off)
+        fails it with NotFound: the listing is then simply taken again."""
         client = self.docker
         label: dict[str, str | list[str] | bool] = {"label": f"odooops.instance={self.instance}"}
-        return {str(c.name): c for c in client.containers.list(all=True, filters=label)}
+        for attempt in range(5):
+            try:
+                found = client.containers.list(all=True, filters=label)
+            except docker.errors.NotFound:
+                if attempt == 4:
+                    raise
+                continue
+            return {str(c.name): c for c in found}
+        raise AssertionError("unreachable")
 
     def databases(self) -> dict[str, dict[str, str]]:
         with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
