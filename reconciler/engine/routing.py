@@ -309,12 +309,12 @@ class Routes:
         self._settings = None
         self._loaded = None
         self._stale = True
+        if self._removed:
+            return  # every later pass of a daemon without ingress: nothing to do, no status read
         self._certificates = {}
         watched = {k: _unwatched for k, s in self.status.all().items() if s.certificate_expires}
         if watched:
             self.status.modify_many(watched)
-        if self._removed:
-            return
         if self._proxy is not None:
             log.info("ingress: no ingress block; removing the proxy container")
         try:
