@@ -341,6 +341,7 @@ def describe(table: RouteTable) -> list[dict[str, Any]]:
             "env": r.key.env,
             "tier": r.tier.value,
             "hosts": list(table.hosts_of(r.key)),
+            "internal": r.key.internal_name,
             "upstreams": list(r.upstreams),
             "allowlist": list(r.allowlist),
             "max_body_bytes": table.body_limit(r),

@@ -96,6 +96,16 @@ class EnvKey:
         return f"{self.slug}-odoo-next"
 
     @property
+    def odoo_check_container(self) -> str:
+        """An updated copy's trial server: checked, then removed before the copy is swapped in."""
+        return f"{self.slug}-odoo-check"
+
+    @property
+    def internal_name(self) -> str:
+        """The Odoo server's name on the environment's network (the proxy's and its own)."""
+        return f"{self.env}.{self.project}.internal"
+
+    @property
     def db_container(self) -> str:
         return f"{self.slug}-db"
 
@@ -158,10 +168,20 @@ class Settings:
     # A module update of a routed environment may show the maintenance page while it runs on
     # a copy; False holds such a deploy (MIGRATION_PENDING) for a person to schedule.
     maintenance: bool = True
+    # Paths a new Odoo must answer (below 400, after redirects) before traffic moves to it or
+    # an updated copy is swapped in: /web/health says the server runs, these that it serves.
+    smoke_paths: tuple[str, ...] = ("/web/login",)
+    # How long the database an update on a copy replaced is kept (renamed) for a data rollback;
+    # None drops it at once.
+    keep_previous: timedelta | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["ttl"] = None if self.ttl is None else int(self.ttl.total_seconds())
+        doc["smoke_paths"] = list(self.smoke_paths)
+        doc["keep_previous"] = (
+            None if self.keep_previous is None else int(self.keep_previous.total_seconds())
+        )
         return doc
 
     def container_settings(self) -> dict[str, Any]:
@@ -169,7 +189,7 @@ class Settings:
         containers' memory do not replace it)."""
         doc = self.to_dict()
         del doc["backup_schedule"], doc["backup_retention"], doc["init_memory"]
-        del doc["maintenance"]
+        del doc["maintenance"], doc["smoke_paths"], doc["keep_previous"]
         return doc
 
 

@@ -30,6 +30,7 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
         "backup_retention": {"days": 90},
         "ttl": None,
         "demo": False,
+        "keep_previous": "24h",
     },
     Tier.STAGING: {
         "workers": 4,
@@ -107,9 +108,16 @@ def resolve_settings(
         init_memory=durations.parse_size(limits.get("init_memory", INIT_MEMORY)),
         worker_memory=None if worker_memory is None else durations.parse_size(worker_memory),
         maintenance=bool(raw.get("maintenance", True)),
+        smoke_paths=tuple(str(p) for p in raw.get("smoke_paths", ("/web/login",))),
+        keep_previous=_keep(raw.get("keep_previous")),
     )
     odoo_memory(settings, tier)  # refuses a budget the processes cannot fit in
     return settings
+
+
+def _keep(raw: Any) -> timedelta | None:
+    """``keep_previous``: null keeps nothing (the schema has checked the duration's form)."""
+    return None if raw is None else durations.parse_duration(str(raw))
 
 
 # Odoo's own sample configuration: 600 MiB soft, 1.6 GiB hard per worker. The hard limit is

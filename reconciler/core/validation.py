@@ -916,6 +916,7 @@ def _settings_problems(
             '"never", an interval such as "6h" or a 5-field cron',
         ),
         ((*block_path, "ttl"), parse_duration, 'null or a duration such as "7d"'),
+        ((*block_path, "keep_previous"), parse_duration, 'null or a duration such as "24h"'),
     ]
     problems: list[Problem] = []
     for path, parse, expected in checks:

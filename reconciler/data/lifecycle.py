@@ -224,14 +224,23 @@ class Lifecycle:
             **report,
         }
 
-    def update_on_copy(self, target: Site, update: Callable[[str], object]) -> dict[str, Any]:
+    def update_on_copy(
+        self,
+        target: Site,
+        update: Callable[[str], object],
+        *,
+        keep_until: str = "",
+        revision: str = "",
+    ) -> dict[str, Any]:
         """Run ``update`` (a module update of the scratch database named) on a copy of
         ``target``'s database and filestore, and swap the copy in only when it returns.
 
         The copy is a template copy (Odoo is stopped: nothing waits on the pause) and a hard
         linked filestore, both in seconds; the move is journalled like a restore, so a kill
         before the swap leaves the live data as it was, and one during it finishes it. When
-        ``update`` raises, the copy is dropped and the live database is untouched.
+        ``update`` raises, the copy is dropped and the live database is untouched. With
+        ``keep_until``, the replaced database and filestore are kept, renamed, until then (the
+        environment's ``keep_previous``), labelled with the ``revision`` they were at.
         """
         with self.moves.begin(
             target.key,
@@ -241,6 +250,8 @@ class Lifecycle:
             volume=target.volume,
             owner=target.owner,
             staged_as_scratch=True,
+            keep_until=keep_until,
+            revision=revision,
         ) as move:
             scratch = target.endpoint.with_db(move.scratch)
             result = dbcopy.copy_database(

@@ -7,7 +7,9 @@ so the move is written to the journal before its first step and closed after its
 - **building** (scratch and staged data being made): a crash rolls back: the scratch database
   and the staged directory are removed, the live data was never touched;
 - **swapping** (the scratch data is complete): a crash rolls forward: live database renamed
-  aside, scratch renamed into place, filestore swapped the same way, the old ones dropped.
+  aside, scratch renamed into place, filestore swapped the same way, the old ones dropped,
+  or, for a move that keeps them (an update on a copy, ``keep_previous``), recorded as the
+  environment's *kept* data, replacing (and removing) any kept before.
 
 Every step checks the live state before it acts, so running recovery twice, or after a crash
 in recovery, converges the same way. Names are unique per move (a random tag), so nothing a
@@ -65,6 +67,12 @@ class Journal(Protocol):
 
     def close_entry(self, entry_id: int) -> None: ...
 
+    def kept(self, key: EnvKey) -> Mapping[str, Any] | None: ...
+
+    def put_kept(self, key: EnvKey, doc: Mapping[str, Any]) -> None: ...
+
+    def forget_kept(self, key: EnvKey) -> None: ...
+
 
 @dataclass(frozen=True)
 class Move:
@@ -81,6 +89,8 @@ class Move:
     initialised: bool  # whether the new database counts as initialised once in place
     server: str = ""  # the server holding the database (a name, or "dedicated")
     phase: str = "building"
+    keep_until: str = ""  # ISO time: keep the replaced data until then ("": drop it)
+    revision: str = ""  # the app revision the replaced data was at (kept data's label)
 
     @classmethod
     def new(
@@ -136,16 +146,21 @@ class Moves:
         owner: str,
         initialised: bool = True,
         staged_as_scratch: bool = False,
+        keep_until: str = "",
+        revision: str = "",
     ) -> Iterator[Move]:
         """Journal a move before anything is built; on any failure while building, remove what
         was built and close the entry (the live data is untouched).
 
         ``staged_as_scratch``: the new filestore is built under the scratch database's name,
         where an Odoo run on the scratch database (a module update on a copy) reads and
-        writes its attachments."""
+        writes its attachments. ``keep_until``: the replaced database and filestore are kept,
+        renamed, until then (``expire_kept`` removes them), labelled with ``revision``."""
         move = Move.new(op, endpoint.dbname, volume, owner, initialised, _server(endpoint))
+        extra: dict[str, Any] = {"keep_until": keep_until, "revision": revision}
         if staged_as_scratch:
-            move = Move.of({**move.doc(), "staged": move.scratch})
+            extra["staged"] = move.scratch
+        move = Move.of({**move.doc(), **extra})
         journal = self._journal()
         entry = journal.open_entry(key, KIND, move.doc())
         boundary("moves", f"{op}: journal opened")
@@ -233,16 +248,76 @@ class Moves:
             conn.execute(
                 sql.SQL("COMMENT ON DATABASE {} IS {}").format(live, sql.Literal(self._note(key)))
             )
-        self.docker.filestore_swap(image, move.volume, move.staged, move.live, move.fs_old)
+        keep = bool(move.keep_until)
+        self.docker.filestore_swap(
+            image, move.volume, move.staged, move.live, move.fs_old, keep_old=keep
+        )
         boundary("moves", f"{move.op}: filestore swapped")
         # The ledger learns of the new database before the old one is gone: a crash between
         # the two leaves an old database that the next recovery drops, never a lost record.
         self._replaced(key, move.initialised)
         boundary("moves", f"{move.op}: recorded in the ledger")
+        if keep:
+            self._keep(key, endpoint, image, move)
+            return
         with endpoint.with_db("postgres").connect() as conn:
             if move.old in _existing(conn, move.old):
                 _drop(conn, move.old)
         boundary("moves", f"{move.op}: old database dropped")
+
+    # --------------------------------------------------------------------------- kept data
+    def _keep(self, key: EnvKey, endpoint: Endpoint, image: str, move: Move) -> None:
+        """Record the replaced data as the environment's kept data. Data kept by an earlier
+        move is removed first, then forgotten, then this one recorded: a crash in between
+        leaves the journal entry open, and its recovery comes back here (never a database
+        the ledger has forgotten but not dropped)."""
+        journal = self._journal()
+        earlier = journal.kept(key)
+        if earlier is not None and earlier.get("database") != move.old:
+            self._discard(endpoint, image, earlier)
+            journal.forget_kept(key)
+            boundary("moves", f"{move.op}: earlier kept data removed")
+        with endpoint.with_db("postgres").connect() as conn:
+            present = move.old in _existing(conn, move.old)
+        if not present:
+            return  # nothing was replaced (a first database): nothing to keep
+        journal.put_kept(
+            key,
+            {
+                "database": move.old,
+                "filestore": move.fs_old,
+                "volume": move.volume,
+                "server": move.server,
+                "revision": move.revision,
+                "until": move.keep_until,
+                "op": move.op,
+            },
+        )
+        boundary("moves", f"{move.op}: replaced data kept")
+
+    def expire_kept(self, key: EnvKey, endpoint: Endpoint, image: str, now: str) -> str | None:
+        """Remove the environment's kept data when its time is up (or ``now`` is ``""``:
+        at once, the environment going away); returns the database removed."""
+        journal = self._journal()
+        kept = journal.kept(key)
+        if kept is None or (now and str(kept.get("until", "")) > now):
+            return None
+        self._discard(endpoint, image, kept)
+        journal.forget_kept(key)
+        return str(kept.get("database", ""))
+
+    def _discard(self, endpoint: Endpoint, image: str, kept: Mapping[str, Any]) -> None:
+        """Drop a kept database and its filestore directory (both idempotent)."""
+        database = str(kept.get("database", ""))
+        if not database.startswith("odooops_old_"):  # only ever a name this module made
+            raise OdooOpsError(
+                f"the ledger's kept data names {database!r}, not a database a move kept",
+                code="move_inconsistent",
+                remediation="odooops status  (and look at the ledger's kept table)",
+            )
+        with endpoint.with_db("postgres").connect() as conn:
+            _drop(conn, database)
+        self.docker.filestore_remove(image, str(kept["volume"]), str(kept["filestore"]))
 
 
 def _server(endpoint: Endpoint) -> str:

@@ -119,6 +119,11 @@ class DataHost(Protocol):
         ...
 
 
+def _iso(at: datetime) -> str:
+    """A UTC time as kept data's ``until`` (ISO, seconds: compared as text)."""
+    return at.astimezone(UTC).isoformat(timespec="seconds")
+
+
 # How long a protected export waits for another operation on its environment to end.
 EXPORT_WAIT_SECONDS = 30.0
 # How long a data operation waits for the Odoo it started again to answer its health check.
@@ -289,10 +294,45 @@ class DataOps:
             return modules.snapshot(conn)
 
     def update_on_copy(
-        self, want: DesiredEnvironment, update: Callable[[str], object]
+        self, want: DesiredEnvironment, update: Callable[[str], object], previous_revision: str = ""
     ) -> dict[str, Any]:
-        """Run ``update`` on a copy of the environment's data; swap it in when it returns."""
-        return self.lifecycle.update_on_copy(self.site(want), update)
+        """Run ``update`` on a copy of the environment's data; swap it in when it returns.
+        The data it replaces is kept for ``keep_previous`` (labelled ``previous_revision``)."""
+        kept_for = want.settings.keep_previous
+        until = "" if kept_for is None else _iso(self.clock() + kept_for)
+        report = self.lifecycle.update_on_copy(
+            self.site(want), update, keep_until=until, revision=previous_revision
+        )
+        if until:
+            report["kept_until"] = until
+            self.host.note(
+                want.key,
+                "PreviousData",
+                True,
+                "Kept",
+                f"the data as it was at revision {previous_revision[:12] or 'unknown'} is kept "
+                f"until {until}",
+            )
+        return report
+
+    def kept_expired(self, key: EnvKey, now: datetime) -> bool:
+        """Whether the environment has kept data whose time is up."""
+        kept = self.host.journal().kept(key)
+        return kept is not None and str(kept.get("until", "")) <= _iso(now)
+
+    def expire_kept(self, want: DesiredEnvironment) -> str | None:
+        """Remove the environment's kept data once its ``keep_previous`` time is up (not
+        while another operation moves its data)."""
+        site = self.site(want)
+        with self.lifecycle.exclusive(want.key):
+            dropped = self.moves.expire_kept(
+                want.key, site.endpoint, site.image, _iso(self.clock())
+            )
+        if dropped:
+            self.host.note(
+                want.key, "PreviousData", False, "Expired", f"{dropped} removed (keep_previous)"
+            )
+        return dropped
 
     def storage(self) -> BackupStorage:
         settings = self.config().platform.backups

@@ -62,6 +62,21 @@ HEALTH_CMD = (
     "sys.exit(0 if urllib.request.urlopen("
     "'http://127.0.0.1:8069/web/health?db_server_status=1', timeout=4).status == 200 else 1)"
 )
+# A smoke check run inside the container: each path must answer below 400 (after redirects).
+SMOKE_CMD = """import sys, urllib.error, urllib.request
+bad = []
+for path in sys.argv[1:]:
+    try:
+        status = urllib.request.urlopen("http://127.0.0.1:8069" + path, timeout=30).status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except Exception as exc:
+        status = type(exc).__name__
+    if not isinstance(status, int) or status >= 400:
+        bad.append(f"{path} answered {status}")
+print("; ".join(bad))
+sys.exit(1 if bad else 0)
+"""
 _SECONDS = 1_000_000_000
 # Lines of a one-off run's log kept: enough for the lines that name a module left out of an
 # install (reconciler.core.modules picks those), not only the traceback at the end.
@@ -391,22 +406,27 @@ class DockerDriver:
         """Options every Odoo process of the environment shares (server and one-off runs)."""
         return [f"--addons-path={','.join(want.addons_paths)}", f"--data-dir={FILESTORE}"]
 
-    def odoo_command(self, want: DesiredEnvironment) -> list[str]:
+    def odoo_command(
+        self, want: DesiredEnvironment, trial_database: str | None = None
+    ) -> list[str]:
         """The server's options; the memory limits are per process, shared out of the
-        container's memory by ``odoo_memory`` (workers, cron workers, gevent, master)."""
+        container's memory by ``odoo_memory`` (workers, cron workers, gevent, master).
+        A trial server (``create_odoo``) serves ``trial_database`` and runs no cron."""
         s = want.settings
         memory = odoo_memory(s)
+        database = trial_database or want.key.database
+        crons = 0 if trial_database is not None else s.max_cron_threads
         return [
             *self.common_args(want),
-            f"--database={want.key.database}",
-            f"--db-filter=^{want.key.database}$",
+            f"--database={database}",
+            f"--db-filter=^{database}$",
             "--no-database-list",
             # Published ports reach the container's own interface: all of them, said
             # explicitly (Odoo 19 warns that its default becomes 127.0.0.1 in 20.0).
             "--http-interface=0.0.0.0",
             "--proxy-mode",
             f"--workers={s.workers}",
-            f"--max-cron-threads={s.max_cron_threads}",
+            f"--max-cron-threads={crons}",
             f"--limit-memory-soft={memory.soft}",
             f"--limit-memory-hard={memory.hard}",
         ]
@@ -446,18 +466,35 @@ class DockerDriver:
             "mem_limit": want.settings.memory,
         }
 
-    def create_odoo(self, want: DesiredEnvironment, password: str, name: str | None = None) -> None:
+    def create_odoo(
+        self,
+        want: DesiredEnvironment,
+        password: str,
+        name: str | None = None,
+        *,
+        trial_database: str | None = None,
+    ) -> None:
         """Create (not start) the Odoo container with its password file in place.
 
         It is created under a scratch name and renamed only once the password file is in it:
         a daemon killed in between leaves a container that observation reports as stale (and
         the next run removes), never one under the real name that would start without its
-        password.
+        password. The server answers to the environment's internal name on its network.
+
+        ``trial_database``: a trial server on that database (an updated copy, checked before
+        it is swapped in): no published port, no internal name, no scheduled actions (a cron
+        must not act for a copy that may be dropped).
         """
         final = name or want.key.odoo_container
-        kwargs = self._odoo_kwargs(want, f"{final}-creating", self.odoo_command(want), Role.ODOO)
-        if not want.routed:  # routed: the proxy reaches it on its network, by name
-            kwargs["ports"] = {"8069/tcp": ("127.0.0.1", want.port)}
+        command = self.odoo_command(want, trial_database)
+        kwargs = self._odoo_kwargs(want, f"{final}-creating", command, Role.ODOO)
+        if trial_database is None:
+            endpoint = docker.types.EndpointConfig(
+                self.client.api.api_version, aliases=[want.key.internal_name]
+            )
+            kwargs["networking_config"] = {want.key.network: endpoint}
+            if not want.routed:  # routed: the proxy reaches it on its network, by name
+                kwargs["ports"] = {"8069/tcp": ("127.0.0.1", want.port)}
         kwargs.update(
             restart_policy={"Name": "unless-stopped"},
             healthcheck={
@@ -654,6 +691,25 @@ class DockerDriver:
             detail = f"health: {status or state.get('Status')}"
             time.sleep(0.5)
         return False, f"not healthy after {int(timeout)} s ({detail})"
+
+    def smoke(self, name: str, paths: Sequence[str]) -> tuple[bool, str]:
+        """GET each of ``paths`` inside the container, on Odoo's own port; ``(ok, detail)``.
+
+        Run after the health check passes: ``/web/health`` answers before the registry is
+        loaded, a login page answers only once the database and its modules serve. The
+        paths travel as arguments, never through a shell."""
+        if not paths:
+            return True, "no smoke paths"
+        try:
+            found = self.client.api.exec_create(name, ["python3", "-c", SMOKE_CMD, *paths])
+            out = bytes(self.client.api.exec_start(found["Id"])).decode(errors="replace")
+            code = self.client.api.exec_inspect(found["Id"]).get("ExitCode")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return False, f"smoke check could not run in {name}: {exc}"
+        if code == 0:
+            return True, f"{', '.join(paths)} answered"
+        lines = [line for line in out.strip().splitlines() if line.strip()]
+        return False, sanitize(lines[-1] if lines else f"smoke check exited with code {code}")
 
     def _probe(self, found: Mapping[str, Any]) -> bool:
         """Run the container's own health check command in it once: did it pass?"""
@@ -1019,19 +1075,23 @@ class DockerDriver:
             finally:
                 container.remove(force=True, v=True)  # and its anonymous volumes
 
-    def filestore_swap(self, image: str, volume: str, staged: str, db: str, old: str) -> None:
+    def filestore_swap(
+        self, image: str, volume: str, staged: str, db: str, old: str, *, keep_old: bool = False
+    ) -> None:
         """Swap a staged filestore in for the live one of ``db``; safe to run again.
 
-        The live directory is moved aside first and removed last, so a crash between any two
-        commands leaves either the old or the new files under ``db``, never neither for good:
-        the next run finds ``staged`` and finishes the same way.
+        The live directory is moved aside first and removed last (``keep_old``: kept there,
+        for a data rollback), so a crash between any two commands leaves either the old or
+        the new files under ``db``, never neither for good: the next run finds ``staged``
+        and finishes the same way.
         """
+        remove = "" if keep_old else f'if [ -e "$OLD" ]; then {_REMOVE.format(path="$OLD")}; fi'
         self._helper(
             image,
             f'set -e; cd "{VOLUME_MOUNT}/filestore" 2>/dev/null || exit 0; '
             'if [ -d "$STAGED" ]; then '
             'if [ -d "$DB" ]; then mv "$DB" "$OLD"; fi; mv "$STAGED" "$DB"; fi; '
-            f'if [ -e "$OLD" ]; then {_REMOVE.format(path="$OLD")}; fi',
+            f"{remove}",
             {"STAGED": staged, "DB": db, "OLD": old},
             volume,
             self._owner(image, volume),

@@ -32,18 +32,21 @@ class MemoryContainer:
     port: int | None = None
     protected: bool = False
     password: str = ""
+    database: str | None = None  # a trial server's database (None: the environment's)
 
 
 @dataclass
 class MemoryRuntime:
     """A Docker engine in a dict. ``unhealthy`` images never pass their health check,
-    ``exit_codes`` maps an argument (``-u``, ``-i``) to the exit code of a one-off run."""
+    ``failing_paths`` never pass a smoke check, ``exit_codes`` maps an argument (``-u``,
+    ``-i``) to the exit code of a one-off run."""
 
     networks: dict[EnvKey, dict[str, str]] = field(default_factory=dict)
     volumes: dict[str, tuple[EnvKey, bool]] = field(default_factory=dict)
     containers: dict[str, MemoryContainer] = field(default_factory=dict)
     images: set[str] = field(default_factory=set)
     unhealthy: set[str] = field(default_factory=set)
+    failing_paths: set[str] = field(default_factory=set)  # smoke paths that answer 500
     unbuildable: set[str] = field(default_factory=set)
     exit_codes: dict[str, int] = field(default_factory=dict)
     runs: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
@@ -133,7 +136,14 @@ class MemoryRuntime:
         self.images.add(tag)
         return "built"
 
-    def create_odoo(self, want: DesiredEnvironment, password: str, name: str | None = None) -> None:
+    def create_odoo(
+        self,
+        want: DesiredEnvironment,
+        password: str,
+        name: str | None = None,
+        *,
+        trial_database: str | None = None,
+    ) -> None:
         self._up()
         name = name or want.key.odoo_container
         if name in self.containers:
@@ -148,6 +158,7 @@ class MemoryRuntime:
             port=want.port,
             protected=want.spec.protected,
             password=password,
+            database=trial_database,
         )
 
     def create_db_container(self, want: DesiredEnvironment, password: str) -> None:
@@ -207,6 +218,13 @@ class MemoryRuntime:
         if c.health == "unhealthy":
             return False, "health check on /web/health failed"
         return True, "healthy"
+
+    def smoke(self, name: str, paths: Sequence[str]) -> tuple[bool, str]:
+        self._up()
+        bad = [p for p in paths if p in self.failing_paths]
+        if bad:
+            return False, "; ".join(f"{p} answered 500" for p in bad)
+        return True, "answered"
 
     def logs(self, name: str, tail: int = 40) -> str:
         return ""
@@ -287,10 +305,10 @@ class MemoryDatabases:
         self._up()
         return self.claims.get(key.role)
 
-    def drop_database(self, key: EnvKey) -> None:
+    def drop_database(self, key: EnvKey, name: str | None = None) -> None:
         self._up()
-        self.databases.pop(key.database, None)
-        self.odoo.discard(key.database)
+        self.databases.pop(name or key.database, None)
+        self.odoo.discard(name or key.database)
 
     def drop_role(self, key: EnvKey) -> None:
         self._up()

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -194,11 +195,11 @@ class PostgresDriver:
             ).fetchone()
         return row is not None
 
-    def drop_database(self, key: EnvKey) -> None:
+    def drop_database(self, key: EnvKey, name: str | None = None) -> None:
         with self._connect() as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(key.database)
+                    sql.Identifier(name or key.database)
                 )
             )
 
@@ -294,8 +295,11 @@ class DedicatedDatabase:
         )
         return out.strip() not in ("", "0")
 
-    def drop_database(self, key: EnvKey) -> None:
-        self._psql(f'DROP DATABASE IF EXISTS "{key.database}" WITH (FORCE)')
+    def drop_database(self, key: EnvKey, name: str | None = None) -> None:
+        database = name or key.database
+        if not re.fullmatch(r"[a-z0-9_]+", database):  # made by this daemon: never quoted text
+            raise DriverError(f"refusing to drop a database named {database!r}")
+        self._psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     def drop_role(self, key: EnvKey) -> None:
         return None  # the role is the container's own superuser: it goes with the container

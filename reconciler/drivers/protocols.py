@@ -101,9 +101,17 @@ class Runtime(Protocol):
         self, tag: str, base: str, app_tar: bytes, labels: Mapping[str, str]
     ) -> str: ...
 
-    def create_odoo(self, want: DesiredEnvironment, password: str, name: str | None = None) -> None:
+    def create_odoo(
+        self,
+        want: DesiredEnvironment,
+        password: str,
+        name: str | None = None,
+        *,
+        trial_database: str | None = None,
+    ) -> None:
         """Create (not start) the Odoo container, its password file already in place; under
-        ``name`` instead of the environment's own (a blue/green rollout's new container)."""
+        ``name`` instead of the environment's own (a blue/green rollout's new container);
+        ``trial_database``: a trial server on an updated copy (no port, no cron)."""
         ...
 
     def create_db_container(self, want: DesiredEnvironment, password: str) -> None:
@@ -128,6 +136,10 @@ class Runtime(Protocol):
     def wait_healthy(
         self, name: str, timeout: float, cancel: threading.Event | None = None
     ) -> tuple[bool, str]: ...
+
+    def smoke(self, name: str, paths: Sequence[str]) -> tuple[bool, str]:
+        """Each path answers below 400 inside the running container: ``(ok, detail)``."""
+        ...
 
     def logs(self, name: str, tail: int = 40) -> str: ...
 
@@ -190,7 +202,9 @@ class DatabaseAdmin(Protocol):
         """Whether Odoo is installed in the database (asked live, before anything destructive)."""
         ...
 
-    def drop_database(self, key: EnvKey) -> None: ...
+    def drop_database(self, key: EnvKey, name: str | None = None) -> None:
+        """Drop the environment's database, or ``name`` (its kept data, ``data.moves``)."""
+        ...
 
     def drop_role(self, key: EnvKey) -> None: ...
 

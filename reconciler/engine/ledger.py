@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS modules (
     doc TEXT NOT NULL,
     updated TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS kept (
+    env TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL,
@@ -216,6 +221,27 @@ class Ledger:
                 "UPDATE SET doc = excluded.doc, updated = excluded.updated",
                 [str(key), json.dumps(doc, sort_keys=True), now()],
             )
+
+    # ----------------------------------------------------------------------------- kept
+    def kept(self, key: EnvKey) -> dict[str, Any] | None:
+        """The data an update on a copy replaced, kept renamed for a data rollback
+        (``reconciler.data.moves``): at most one per environment, or None."""
+        with self._tx() as db:
+            row = db.execute("SELECT doc FROM kept WHERE env = ?", [str(key)]).fetchone()
+        doc = None if row is None else json.loads(row[0])
+        return doc if isinstance(doc, dict) else None
+
+    def put_kept(self, key: EnvKey, doc: Mapping[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO kept (env, doc, updated) VALUES (?, ?, ?) ON CONFLICT(env) DO "
+                "UPDATE SET doc = excluded.doc, updated = excluded.updated",
+                [str(key), json.dumps(dict(doc), sort_keys=True), now()],
+            )
+
+    def forget_kept(self, key: EnvKey) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM kept WHERE env = ?", [str(key)])
 
     # -------------------------------------------------------------------------- journal
     def open_entry(self, key: EnvKey, kind: str, doc: Mapping[str, Any]) -> int:

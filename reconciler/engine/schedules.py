@@ -69,7 +69,8 @@ def _names(field: str) -> str:
 
 
 class DataSchedules:
-    """Starts the backups, retention runs and restore tests that are due.
+    """Starts the backups, retention runs, restore tests and removals of kept data (an
+    update's replaced database, past ``keep_previous``) that are due.
 
     Each runs in a small pool (at most two at once), never in the reconcile loop, and one
     environment never has the same task twice in flight.
@@ -110,6 +111,11 @@ class DataSchedules:
                     self._submit("backup", key, partial(self.data.scheduled_backup, want))
                 )
                 started.append(f"backup {key}")
+            if self.data.kept_expired(key, now):
+                futures.extend(
+                    self._submit("expire-kept", key, partial(self.data.expire_kept, want))
+                )
+                started.append(f"removal of the kept data of {key}")
             if want.settings.backup_schedule == "never" or last is None:
                 continue
             tested = parse_time(status.last_restore_test) if status else None

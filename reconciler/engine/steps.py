@@ -154,9 +154,15 @@ class DataHooks(Protocol):
         ``database``, a copy being updated, instead of the environment's own)."""
         ...
 
-    def update_on_copy(self, want: DesiredEnvironment, update: Callable[[str], object]) -> object:
+    def update_on_copy(
+        self,
+        want: DesiredEnvironment,
+        update: Callable[[str], object],
+        previous_revision: str = "",
+    ) -> object:
         """Run ``update`` (given the copy's database name) on a journalled copy of the
-        environment's database and filestore; swap the copy in only when it returns."""
+        environment's database and filestore; swap the copy in only when it returns (the
+        replaced data is kept for ``keep_previous``, labelled ``previous_revision``)."""
         ...
 
     def set_admin_login(self, want: DesiredEnvironment) -> None:
@@ -424,6 +430,12 @@ class Steps:
                     remediation="declare the server again in database_servers, or drop the "
                     "database yourself",
                 )
+            kept = self.ledger.kept(key)
+            if kept is not None:  # data an update replaced (owned by the role: before it)
+                name = str(kept.get("database", ""))
+                if name.startswith("odooops_old_"):
+                    admin.drop_database(key, name)
+                self.ledger.forget_kept(key)
             if not admin.existing([record.name]):
                 self.ledger.forget_database(key)
                 return "skipped", "already gone"
@@ -547,9 +559,14 @@ class Steps:
                 before,
                 database=database,
             )
+            self._phase(
+                key, "CheckingCopy", True, "the new revision serves the updated copy on trial"
+            )
+            self._trial(w, database)
 
         try:
-            report = self._data.update_on_copy(w, update)
+            record = self.ledger.database(key)
+            report = self._data.update_on_copy(w, update, record.revision if record else "")
         except OdooOpsError as exc:
             failed = time.monotonic()
             self._serve_again(w)
@@ -576,11 +593,27 @@ class Steps:
         )
         return f"{plan}, on a copy swapped in"
 
+    def _trial(self, w: DesiredEnvironment, database: str) -> None:
+        """The new revision serves the updated copy in a trial container, which must pass the
+        health check and the smoke paths before the copy may replace the live database: an
+        update that succeeds but leaves a server that cannot start or render a page is
+        rolled back like a failed one. The trial runs no cron and is removed either way."""
+        rt, trial = self.runtime, w.key.odoo_check_container
+        rt.remove_container(trial)
+        rt.create_odoo(w, self._password(w.key), name=trial, trial_database=database)
+        try:
+            rt.start(trial)
+            self._wait_odoo(w, trial)
+            boundary("steps", "update on a copy: trial server passed")
+        finally:
+            rt.remove_container(trial)
+
     def _serve_again(self, w: DesiredEnvironment) -> None:
         """After a failed update on a copy: the old container on the untouched database, and
         the page lifted once it answers (left up if it does not: better than errors)."""
         self.runtime.start(w.key.odoo_container)
-        self._wait_odoo(w, w.key.odoo_container)
+        # The old revision served before: its health decides (the smoke paths are the new's).
+        self._wait_odoo(w, w.key.odoo_container, smoke=False)
         self.routes.release(w.key)
 
     def _create_odoo(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
@@ -802,7 +835,8 @@ class Steps:
                 f"{name} did not become ready: {detail}", remediation=f"docker logs {name}"
             )
 
-    def _wait_odoo(self, want: DesiredEnvironment, name: str) -> None:
+    def _wait_odoo(self, want: DesiredEnvironment, name: str, smoke: bool = True) -> None:
+        """Until ``name`` is healthy and (``smoke``) answers the tier's smoke paths."""
         newer = self.superseded.get(want.key)
         cancel = self.cancel if newer is None else _Either(self.cancel, newer)
         ok, detail = self.runtime.wait_healthy(name, self.health_timeout, cancel)
@@ -814,6 +848,9 @@ class Steps:
                 "commit changed the environment: the newer one is rolled out instead",
                 remediation=f"odooops status {want.key}",
             )
+        if ok and smoke:
+            ok, detail = self.runtime.smoke(name, want.settings.smoke_paths)
+            detail = detail if ok else f"its smoke check failed: {detail}"
         if not ok:
             # The log tail reaches status and errors: the password is cut out of it first.
             password = self._password(want.key)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,13 @@ from reconciler.core.model import EnvKey
 from reconciler.core.planner import Kind
 from reconciler.engine.engine import Engine
 from reconciler.engine.status import Health, Sync
-from tests.integration.containers import LABELS, publish_on_loopback, running, throwaway
+from tests.integration.containers import (
+    LABELS,
+    publish_on_loopback,
+    run_once,
+    running,
+    throwaway,
+)
 from tests.integration.world import World
 
 pytestmark = pytest.mark.integration
@@ -175,6 +182,12 @@ def test_an_environment_answers_over_https_at_its_generated_host(routed: Routed)
     (row,) = [r for r in doc["routes"] if r["env"] == "staging"]
     assert row["hosts"] == [routed.host("staging")]
     assert row["upstreams"] == [key.odoo_container, key.odoo_next_container]
+    # The internal name: the Odoo server on the environment's network, as the proxy sees it.
+    assert row["internal"] == f"staging.{routed.world.project}.internal"
+    proxy = routed.world.docker.containers.get(f"odooops-{routed.world.instance}-proxy")
+    code, out = proxy.exec_run(["getent", "hosts", row["internal"]])
+    odoo_ip = container.attrs["NetworkSettings"]["Networks"][key.network]["IPAddress"]
+    assert code == 0 and out.decode().split()[0] == odoo_ip, out
     assert row["certificates"][0]["managed"] is True
     status = routed.engine.status.get(str(key))
     assert status is not None and status.certificate_expires
@@ -383,3 +396,80 @@ def test_a_failed_update_leaves_the_live_database_as_it_was_and_the_old_code_ser
     assert containers[key.odoo_container].status == "running"
     assert key.odoo_next_container not in containers
     assert routed.get("staging").status_code == 200  # the page is lifted, the old code serves
+
+
+def _filestore_dirs(world: World, env: str) -> set[str]:
+    """The directories under the environment's ``filestore/`` (one per database)."""
+    listed = run_once(
+        throwaway(
+            world.images["ODOOOPS_FIXTURE_ODOO_IMAGE"],
+            "filestore",
+            entrypoint=["/bin/sh", "-c", "ls -1 /v/filestore"],
+            volumes={f"odooops-{world.project}-{env}-filestore": {"bind": "/v", "mode": "ro"}},
+            user="0",
+        )
+    )
+    return {line for line in listed.stdout.decode().split() if line}
+
+
+def test_an_update_keeps_the_data_it_replaced_for_keep_previous_then_removes_it(
+    routed: Routed,
+) -> None:
+    """The database and filestore an update on a copy replaced stay, renamed, for
+    ``keep_previous`` (one set per environment: a newer update replaces them), and go when
+    their time is up or the environment is removed."""
+    world, engine = routed.world, routed.engine
+    key = EnvKey(world.project, "staging")
+    world.app.write(_modules(OLD), "three modules", branch="release/v1")
+    world.declare("staging", branch="release/v1", overrides={"keep_previous": "1h"})
+    routed.converge("staging")
+    before = _fingerprint(world, key.database)
+    record = engine.ledger.database(key)
+    assert record is not None and engine.ledger.kept(key) is None
+    world.app.write(_modules(NEW), "bump", branch="release/v1")
+    routed.converge("staging")
+    kept = engine.ledger.kept(key)
+    assert kept is not None
+    assert kept["revision"] == record.revision
+    assert world.scratch_databases() == {kept["database"]}
+    assert _fingerprint(world, kept["database"]) == before  # the data as it was, untouched
+    assert kept["filestore"] in _filestore_dirs(world, "staging")
+    status = engine.status.get(str(key))
+    assert status is not None
+    event = next(e for e in engine.status.events(str(key)) if e["type"] == "PreviousData")
+    assert event["reason"] == "Kept" and kept["until"] in event["message"]
+
+    # A newer update replaces the kept data: never two sets.
+    world.app.write(_modules("19.0.1.2.0"), "bump again", branch="release/v1")
+    routed.converge("staging")
+    newer = engine.ledger.kept(key)
+    assert newer is not None and newer["database"] != kept["database"]
+    assert world.scratch_databases() == {newer["database"]}
+    assert kept["filestore"] not in _filestore_dirs(world, "staging")
+
+    # Its time up, the next check of the schedules removes it.
+    later = datetime.now(UTC) + timedelta(hours=2)
+    engine.data.clock = lambda: later
+    want = engine.current.environments[key] if engine.current else None
+    assert want is not None and engine.data.kept_expired(key, later)
+    assert engine.data.expire_kept(want) == newer["database"]
+    assert engine.ledger.kept(key) is None
+    assert world.scratch_databases() == set()
+    assert _filestore_dirs(world, "staging") == {key.database}
+
+
+def test_kept_data_goes_with_its_environment(routed: Routed) -> None:
+    world, engine = routed.world, routed.engine
+    key = EnvKey(world.project, "staging")
+    world.app.write(_modules(OLD), "three modules", branch="release/v1")
+    world.declare("staging", branch="release/v1", overrides={"keep_previous": "1h"})
+    routed.converge("staging")
+    world.app.write(_modules(NEW), "bump", branch="release/v1")
+    routed.converge("staging")
+    assert len(world.scratch_databases()) == 1
+    world.allow_empty()
+    world.remove("staging")
+    result = engine.reconcile()
+    assert result.errors == {}, result.errors
+    assert engine.ledger.kept(key) is None
+    assert world.owned_databases() == set()

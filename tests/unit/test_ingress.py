@@ -229,6 +229,7 @@ def test_the_description_of_an_environment_lists_its_hosts_and_limits() -> None:
             "env": "production",
             "tier": "production",
             "hosts": ["production.acme.example.net", "erp.example.com"],
+            "internal": "production.acme.internal",
             "upstreams": ["odooops-acme-production-odoo"],
             "allowlist": ["203.0.113.7"],
             "max_body_bytes": DEFAULT_BODY_LIMITS[Tier.PRODUCTION],

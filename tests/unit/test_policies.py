@@ -128,6 +128,24 @@ def test_init_memory_is_its_own_budget_and_does_not_replace_the_container() -> N
     assert a.container_settings() == b.container_settings()
 
 
+def test_production_keeps_its_pre_update_database_a_day_and_others_none_by_default() -> None:
+    assert resolve_settings(Tier.PRODUCTION, {}, {}, {}).keep_previous == timedelta(hours=24)
+    assert resolve_settings(Tier.STAGING, {}, {}, {}).keep_previous is None
+    staging = resolve_settings(Tier.STAGING, {}, {}, {"keep_previous": "36h"})
+    assert staging.keep_previous == timedelta(hours=36)
+    assert resolve_settings(Tier.PRODUCTION, {}, {}, {"keep_previous": None}).keep_previous is None
+
+
+def test_smoke_paths_and_data_retention_do_not_replace_the_container() -> None:
+    a = resolve_settings(Tier.STAGING, {}, {}, {})
+    b = resolve_settings(
+        Tier.STAGING, {}, {}, {"smoke_paths": ["/shop", "/web/login"], "keep_previous": "2d"}
+    )
+    assert a.smoke_paths == ("/web/login",) and b.smoke_paths == ("/shop", "/web/login")
+    assert a.container_settings() == b.container_settings()
+    assert b.to_dict()["keep_previous"] == 2 * 86400
+
+
 @pytest.mark.parametrize(
     ("branch", "tier"),
     [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class DataPlane:
         states = self.runtime.modules.get(name, {})
         return ModuleSnapshot(dict(states), name in self.partial)
 
-    def update_on_copy(self, want: DesiredEnvironment, update) -> object:  # type: ignore[no-untyped-def]
+    def update_on_copy(self, want: DesiredEnvironment, update, previous_revision="") -> object:  # type: ignore[no-untyped-def]
         """The copy is a second module table; it replaces the live one only if ``update``
         returns, and is gone either way."""
         live = want.key.database
@@ -653,6 +654,78 @@ def test_a_failed_update_on_a_copy_leaves_the_live_database_and_the_old_containe
     assert set(world.runtime.containers) == {old.key.odoo_container}
 
 
+class SmokeRecordingRuntime(MemoryRuntime):
+    """Records which server (and on which database) each smoke check ran against."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.smoked: list[tuple[str, str | None]] = []
+
+    def smoke(self, name: str, paths: Sequence[str]) -> tuple[bool, str]:
+        self.smoked.append((name, self.containers[name].database))
+        return super().smoke(name, paths)
+
+
+def test_an_updated_copy_is_served_on_trial_before_it_is_swapped_in(
+    world: World, router: RecordingRouter
+) -> None:
+    """The new revision must start on the updated copy and answer its smoke paths before the
+    copy replaces the live database; the trial server is gone afterwards."""
+    runtime = SmokeRecordingRuntime()
+    runtime.__dict__.update(world.runtime.__dict__, smoked=[])
+    world.runtime = world.steps.runtime = world.data.runtime = router.runtime = runtime
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    runtime.smoked.clear()
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    runtime.images.add(new.image)
+    world.converge(new)
+    trial, nxt = new.key.odoo_check_container, new.key.odoo_next_container
+    assert [name for name, _ in runtime.smoked] == [trial, nxt]
+    assert (runtime.smoked[0][1] or "").startswith("odooops_tmp_")  # the copy, not the live one
+    assert runtime.smoked[1][1] is None
+    assert set(runtime.containers) == {new.key.odoo_container}
+
+
+def test_a_copy_whose_new_server_fails_its_smoke_paths_is_never_swapped_in(
+    world: World, router: RecordingRouter
+) -> None:
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    live_before = dict(world.runtime.modules[old.key.database])
+    router.calls.clear()
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    new = replace(new, settings=replace(new.settings, smoke_paths=("/web/login", "/shop")))
+    world.runtime.images.add(new.image)
+    world.runtime.failing_paths.add("/shop")
+    with pytest.raises(OdooOpsError, match="the live database was not touched") as exc:
+        world.converge(new)
+    assert "/shop answered 500" in exc.value.message
+    assert world.data.updated_on_copy == []
+    assert world.runtime.modules[old.key.database] == live_before
+    container = world.runtime.containers[old.key.odoo_container]
+    assert container.revision == old.revision and container.state == "running"
+    assert set(world.runtime.containers) == {old.key.odoo_container}  # no trial left
+    assert [c[0] for c in router.calls] == ["serve", "release"]
+
+
+def test_a_rollout_whose_new_server_fails_its_smoke_paths_leaves_the_old_one_serving(
+    world: World, router: RecordingRouter
+) -> None:
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    router.calls.clear()
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40, addons=dict(old.addons)))
+    new = replace(new, settings=replace(new.settings, smoke_paths=("/shop",)))
+    world.runtime.images.add(new.image)
+    world.runtime.failing_paths.add("/shop")
+    with pytest.raises(OdooOpsError, match="smoke check failed: /shop answered 500"):
+        world.converge(new)
+    assert set(world.runtime.containers) == {old.key.odoo_container}
+    assert world.runtime.containers[old.key.odoo_container].revision == old.revision
+    assert router.calls == []
+
+
 def test_a_tier_without_maintenance_holds_a_module_update_and_changes_nothing(
     world: World, router: RecordingRouter
 ) -> None:
@@ -684,6 +757,7 @@ def test_a_rollout_reports_its_phases_and_the_maintenance_window(
     world.converge(new)
     assert [(p, a) for p, a, _ in phases] == [
         ("UpdatingCopy", True),
+        ("CheckingCopy", True),
         ("Starting", True),
         ("Switching", True),
         ("Complete", False),

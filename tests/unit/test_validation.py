@@ -1064,6 +1064,12 @@ def test_repository_urls_of_every_documented_kind_are_accepted(url: str) -> None
             "not a number from 0 to 23",
         ),
         (
+            "{keep_previous: 0h}",
+            28,
+            "overrides.keep_previous",
+            'overrides.keep_previous: "0h" is not a valid duration: it must be greater than zero',
+        ),
+        (
             "{backup_schedule: daily}",
             30,
             "overrides.backup_schedule",
@@ -1081,6 +1087,14 @@ def test_settings_values_are_parsed_and_reported_once_on_their_line(
     assert where(problem) == ("environments/acme/prod.yaml", 2, column)
     assert problem.location.key == key
     assert problem.message == message
+
+
+@pytest.mark.parametrize("path", ["http://elsewhere.example/", "/a b", "web/login", "/$(id)"])
+def test_a_smoke_path_is_a_path_on_the_server_and_nothing_else(path: str) -> None:
+    text = f'branch: main\noverrides: {{smoke_paths: ["{path}"]}}\n'
+    problem = only(problems_of({"environments/acme/prod.yaml": text}), "invalid_value")
+    assert problem.location.key == "overrides.smoke_paths[0]"
+    assert "a path on the server such as /web/login" in problem.message
 
 
 def test_settings_of_platform_tiers_are_parsed_too() -> None:
