@@ -265,7 +265,12 @@ def run(
     )
     storage = FileStorage(scratch.temp_dir("odooops-bench-backups-"))
     ledger = Ledger(scratch.temp_dir("odooops-bench-ledger-") / "ledger.db")
-    moves = Moves(driver, lambda: ledger, lambda key, initialised: None, lambda key: "bench")
+    moves = Moves(
+        driver,
+        lambda: ledger,
+        lambda key, initialised, revision, modules: None,
+        lambda key: "bench",
+    )
     lifecycle = Lifecycle(driver, moves)
     backup_rows, sizes, phases = measure_backup(lifecycle, site, storage, args.level)
     print(

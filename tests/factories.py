@@ -200,6 +200,7 @@ class MemoryData:
         self.records: dict[EnvKey, list[dict[str, Any]]] = {}
         self.mail: dict[EnvKey, list[dict[str, Any]]] = {}
         self.admin_passwords: dict[EnvKey, str] = {}
+        self.kept: dict[EnvKey, dict[str, Any]] = {}  # data an update replaced, per env
 
     def _spec(self, key: EnvKey) -> Any:
         state = self._state()
@@ -250,6 +251,19 @@ class MemoryData:
                 "no such backup", code="backup_not_found", remediation="odooops db backups"
             )
         return {"backup": found[0]["id"], "from": str(source_key)}
+
+    def request_rollback(self, key: EnvKey, confirm: bool = False) -> dict[str, Any]:
+        if self._spec(key).protected and not confirm:
+            raise OdooOpsError("protected", code="confirm_required", remediation="--confirm")
+        if key not in self.kept:
+            raise OdooOpsError(
+                "nothing kept", code="nothing_kept", remediation="odooops db backups"
+            )
+        self.kept[key]["rollback"] = True
+        return dict(self.kept[key])
+
+    def cancel_rollback(self, key: EnvKey) -> None:
+        self.kept.get(key, {}).pop("rollback", None)
 
     def clone(self, source_key: EnvKey, target_key: EnvKey, progress: Any = None) -> dict[str, Any]:
         self._spec(source_key)

@@ -49,6 +49,7 @@ HTTP_STATUS = {
     "backup_not_good": 409,
     "mail_not_found": 404,
     "confirm_required": 409,
+    "nothing_kept": 409,
     "copy_onto_protected": 409,
     "operation_busy": 409,
     "copy_source_not_ready": 409,

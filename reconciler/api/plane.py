@@ -47,6 +47,15 @@ class DataPlane(Protocol):
         self, source_key: EnvKey, target_key: EnvKey, progress: Progress
     ) -> dict[str, Any]: ...
 
+    def request_rollback(self, key: EnvKey, confirm: bool = False) -> dict[str, Any]:
+        """Mark the data an update replaced to be put back; returns its record (``revision``:
+        what the environment is then pinned to). ``nothing_kept``, ``confirm_required``."""
+        ...
+
+    def cancel_rollback(self, key: EnvKey) -> None:
+        """Take the mark back (the pin could not be committed)."""
+        ...
+
     def export(self, key: EnvKey, out: BinaryIO) -> dict[str, Any]: ...
 
     def import_dump(

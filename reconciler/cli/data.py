@@ -66,6 +66,19 @@ def add_commands(sub: Any) -> None:
     follow(rs)
     rs.set_defaults(func=cmd_restore)
 
+    rb = db_sub.add_parser(
+        "rollback",
+        help="put back the data an update on a copy replaced (kept for keep_previous), "
+        "pinning the environment to the revision it was at",
+    )
+    env_arg(rb)
+    rb.add_argument(
+        "--confirm", action="store_true", help="needed to replace a protected environment's data"
+    )
+    rb.add_argument("--pr", action="store_true", help="pin through a change request")
+    rb.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    rb.set_defaults(func=cmd_rollback)
+
     ex = db_sub.add_parser("export", help="download Odoo's dump zip (dump.sql, filestore)")
     env_arg(ex)
     ex.add_argument("-f", "--file", type=Path, help="where to write (default PROJECT-ENV.zip)")
@@ -236,6 +249,31 @@ def cmd_restore(args: argparse.Namespace) -> int:
         body["from"] = source.env
     job = _start(client, f"{_path(target)}/restore", body)
     return _follow(client, job, args)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """A data rollback is a pin (a commit) plus a mark on the kept data: the daemon puts the
+    data back when it deploys the pinned revision."""
+    client = _client()
+    key = _key(client, args.name)
+    body: dict[str, Any] = {"confirm": args.confirm}
+    if args.pr:
+        body["pr"] = True
+    doc = client.request("POST", f"{_path(key)}/rollback", body)
+    if args.output != "table":
+        _emit(doc, args.output)
+    elif doc["change_request"]:
+        out.print(
+            f"{key} is protected: the pin to the kept data's revision is on the change-request "
+            f"branch [bold]{doc['branch']}[/]; the data is put back once it is approved, "
+            "merged and deployed (odooops requests list)"
+        )
+    else:
+        out.print(
+            f"committed {doc['commit'][:12]} (the pin to the kept data's revision); the daemon "
+            f"puts the data back when it deploys it: odooops status {key}"
+        )
+    return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:

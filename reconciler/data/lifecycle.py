@@ -231,6 +231,9 @@ class Lifecycle:
         *,
         keep_until: str = "",
         revision: str = "",
+        modules: Mapping[str, Any] | None = None,
+        result_revision: str = "",
+        result_modules: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Run ``update`` (a module update of the scratch database named) on a copy of
         ``target``'s database and filestore, and swap the copy in only when it returns.
@@ -240,7 +243,8 @@ class Lifecycle:
         before the swap leaves the live data as it was, and one during it finishes it. When
         ``update`` raises, the copy is dropped and the live database is untouched. With
         ``keep_until``, the replaced database and filestore are kept, renamed, until then (the
-        environment's ``keep_previous``), labelled with the ``revision`` they were at.
+        environment's ``keep_previous``), labelled with the ``revision`` and ``modules``
+        record they were at; the swap records ``result_revision`` and ``result_modules``.
         """
         with self.moves.begin(
             target.key,
@@ -252,6 +256,9 @@ class Lifecycle:
             staged_as_scratch=True,
             keep_until=keep_until,
             revision=revision,
+            modules=modules,
+            result_revision=result_revision,
+            result_modules=result_modules,
         ) as move:
             scratch = target.endpoint.with_db(move.scratch)
             result = dbcopy.copy_database(
@@ -268,6 +275,61 @@ class Lifecycle:
             boundary("lifecycle", "update: filestore linked")
             update(move.scratch)
             boundary("lifecycle", "update: copy updated")
+        return {
+            "copy_seconds": round(result.seconds, 2),
+            "bytes": result.bytes,
+            "filestore_files": files,
+        }
+
+    def restore_kept(
+        self,
+        target: Site,
+        kept: Mapping[str, Any],
+        *,
+        keep_until: str = "",
+        revision: str = "",
+        modules: Mapping[str, Any] | None = None,
+        result_modules: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Put the data an update replaced (``kept``, recorded by ``moves``) back in place:
+        a template copy of the kept database and a hard-linked copy of its filestore are
+        built, then swapped in as journalled as any move. The kept data itself is only read,
+        so a failure or a kill leaves it there for another try; the data it replaces is kept
+        in turn (``keep_until``, labelled ``revision`` and ``modules``), so the rollback can
+        be undone; the swap records the kept data's revision and ``result_modules``."""
+        database = str(kept.get("database", ""))
+        if not database.startswith("odooops_old_"):
+            raise OdooOpsError(
+                f"the kept data of {target.key} names {database!r}, not a kept database",
+                code="nothing_kept",
+                remediation=f"odooops db backups {target.key.env}  (restore a backup instead)",
+            )
+        with self.moves.begin(
+            target.key,
+            target.endpoint,
+            target.image,
+            op="data-rollback",
+            volume=target.volume,
+            owner=target.owner,
+            staged_as_scratch=True,
+            keep_until=keep_until,
+            revision=revision,
+            modules=modules,
+            result_revision=str(kept.get("revision", "")),
+            result_modules=result_modules,
+        ) as move:
+            result = dbcopy.copy_database(
+                target.endpoint.with_db(database),
+                target.endpoint.with_db(move.scratch),
+                source_login=target.login,
+                target_login=target.login,
+                strategy=dbcopy.Strategy.TEMPLATE,
+            )
+            boundary("lifecycle", "data rollback: kept database copied")
+            files = self.docker.filestore_link_copy(
+                target.image, target.volume, str(kept["filestore"]), move.scratch
+            )
+            boundary("lifecycle", "data rollback: kept filestore linked")
         return {
             "copy_seconds": round(result.seconds, 2),
             "bytes": result.bytes,

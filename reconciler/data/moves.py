@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import secrets
 import time
@@ -91,6 +92,11 @@ class Move:
     phase: str = "building"
     keep_until: str = ""  # ISO time: keep the replaced data until then ("": drop it)
     revision: str = ""  # the app revision the replaced data was at (kept data's label)
+    modules: str = ""  # JSON: the ledger's module record of the replaced data (kept with it)
+    # What the new data is, recorded in the ledger by the swap itself (so a crash after the
+    # swap never leaves the ledger describing the old data): its revision and module record.
+    result_revision: str = ""
+    result_modules: str = ""
 
     @classmethod
     def new(
@@ -126,7 +132,7 @@ class Moves:
         self,
         docker: DockerDriver,
         journal: Callable[[], Journal],
-        replaced: Callable[[EnvKey, bool], None],
+        replaced: Callable[[EnvKey, bool, str, Mapping[str, Any] | None], None],
         note: Callable[[EnvKey], str],
     ) -> None:
         self.docker = docker
@@ -148,6 +154,9 @@ class Moves:
         staged_as_scratch: bool = False,
         keep_until: str = "",
         revision: str = "",
+        modules: Mapping[str, Any] | None = None,
+        result_revision: str = "",
+        result_modules: Mapping[str, Any] | None = None,
     ) -> Iterator[Move]:
         """Journal a move before anything is built; on any failure while building, remove what
         was built and close the entry (the live data is untouched).
@@ -155,9 +164,17 @@ class Moves:
         ``staged_as_scratch``: the new filestore is built under the scratch database's name,
         where an Odoo run on the scratch database (a module update on a copy) reads and
         writes its attachments. ``keep_until``: the replaced database and filestore are kept,
-        renamed, until then (``expire_kept`` removes them), labelled with ``revision``."""
+        renamed, until then (``expire_kept`` removes them), labelled with ``revision`` and
+        their ``modules`` record. ``result_revision`` and ``result_modules``: what the ledger
+        records of the new data, at the swap."""
         move = Move.new(op, endpoint.dbname, volume, owner, initialised, _server(endpoint))
-        extra: dict[str, Any] = {"keep_until": keep_until, "revision": revision}
+        extra: dict[str, Any] = {
+            "keep_until": keep_until,
+            "revision": revision,
+            "modules": _json(modules),
+            "result_revision": result_revision,
+            "result_modules": _json(result_modules),
+        }
         if staged_as_scratch:
             extra["staged"] = move.scratch
         move = Move.of({**move.doc(), **extra})
@@ -255,7 +272,8 @@ class Moves:
         boundary("moves", f"{move.op}: filestore swapped")
         # The ledger learns of the new database before the old one is gone: a crash between
         # the two leaves an old database that the next recovery drops, never a lost record.
-        self._replaced(key, move.initialised)
+        result = json.loads(move.result_modules) if move.result_modules else None
+        self._replaced(key, move.initialised, move.result_revision, result)
         boundary("moves", f"{move.op}: recorded in the ledger")
         if keep:
             self._keep(key, endpoint, image, move)
@@ -289,6 +307,7 @@ class Moves:
                 "volume": move.volume,
                 "server": move.server,
                 "revision": move.revision,
+                "modules": json.loads(move.modules) if move.modules else None,
                 "until": move.keep_until,
                 "op": move.op,
             },
@@ -318,6 +337,10 @@ class Moves:
         with endpoint.with_db("postgres").connect() as conn:
             _drop(conn, database)
         self.docker.filestore_remove(image, str(kept["volume"]), str(kept["filestore"]))
+
+
+def _json(doc: Mapping[str, Any] | None) -> str:
+    return "" if doc is None else json.dumps(dict(doc), sort_keys=True)
 
 
 def _server(endpoint: Endpoint) -> str:

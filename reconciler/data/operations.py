@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,13 +110,24 @@ class DataHost(Protocol):
         """Where data moves are journalled (the daemon's ledger)."""
         ...
 
-    def database_replaced(self, key: EnvKey, initialised: bool) -> None:
-        """A move swapped a new database in: the daemon records it as its own."""
+    def database_replaced(
+        self,
+        key: EnvKey,
+        initialised: bool,
+        revision: str = "",
+        modules: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A move swapped a new database in: the daemon records it as its own (with the
+        revision and module record of the new data, when the move knows them)."""
         ...
 
     def journal_entries(self, key: EnvKey | None) -> Sequence[JournalEntryLike]:
         """Open moves (of one environment, or all)."""
         ...
+
+
+# A revision and the ledger's module record at it (``Ledger.modules``), or None: unknown.
+Recorded = tuple[str, Mapping[str, Any] | None] | None
 
 
 def _iso(at: datetime) -> str:
@@ -294,14 +305,27 @@ class DataOps:
             return modules.snapshot(conn)
 
     def update_on_copy(
-        self, want: DesiredEnvironment, update: Callable[[str], object], previous_revision: str = ""
+        self,
+        want: DesiredEnvironment,
+        update: Callable[[str], object],
+        previous: Recorded = None,
+        result: Recorded = None,
     ) -> dict[str, Any]:
         """Run ``update`` on a copy of the environment's data; swap it in when it returns.
-        The data it replaces is kept for ``keep_previous`` (labelled ``previous_revision``)."""
+        The data it replaces is kept for ``keep_previous``, labelled with ``previous`` (the
+        revision and module record it was at); the swap records ``result`` for the new."""
         kept_for = want.settings.keep_previous
         until = "" if kept_for is None else _iso(self.clock() + kept_for)
+        previous_revision, previous_modules = previous or ("", None)
+        result_revision, result_modules = result or ("", None)
         report = self.lifecycle.update_on_copy(
-            self.site(want), update, keep_until=until, revision=previous_revision
+            self.site(want),
+            update,
+            keep_until=until,
+            revision=previous_revision,
+            modules=previous_modules,
+            result_revision=result_revision,
+            result_modules=result_modules,
         )
         if until:
             report["kept_until"] = until
@@ -313,6 +337,89 @@ class DataOps:
                 f"the data as it was at revision {previous_revision[:12] or 'unknown'} is kept "
                 f"until {until}",
             )
+        return report
+
+    # ------------------------------------------------------------------ data rollback
+    def request_rollback(self, key: EnvKey, confirm: bool = False) -> dict[str, Any]:
+        """Mark the environment's kept data to be put back (``odooops db rollback``); the
+        caller then pins the environment to the kept data's revision (a commit), and the
+        rollback runs when that revision is deployed (``roll_back_data``), so the code that
+        serves the data is always the code it was at. Returns the kept data's record."""
+        target = self.environment(key)
+        self._confirmed(target, confirm, f"odooops db rollback {key} --confirm")
+        journal = self.host.journal()
+        kept = journal.kept(key)
+        now = _iso(self.clock())
+        if kept is None or str(kept.get("until", "")) <= now or not kept.get("revision"):
+            raise OdooOpsError(
+                f"{key} has no kept data to roll back to: the data an update on a copy replaces "
+                "is kept only for keep_previous (production: 24h), and only when the update "
+                "ran behind the proxy",
+                code="nothing_kept",
+                remediation=f"odooops db backups {key}  (then: odooops db restore {key} "
+                "--backup=ID, after pinning the code to the backup's revision)",
+            )
+        journal.put_kept(key, {**kept, "rollback": True})
+        revision = str(kept["revision"])
+        self.host.note(
+            key,
+            "DataRollback",
+            True,
+            "Requested",
+            f"the data as it was at revision {revision[:12]} is put back when that revision "
+            "is deployed",
+        )
+        return dict(kept)
+
+    def cancel_rollback(self, key: EnvKey) -> None:
+        """The pin that goes with a requested rollback could not be committed: nothing
+        should happen, so the mark is taken back."""
+        journal = self.host.journal()
+        kept = journal.kept(key)
+        if kept is not None and kept.get("rollback"):
+            journal.put_kept(key, {k: v for k, v in kept.items() if k != "rollback"})
+
+    def rollback_requested(self, key: EnvKey, revision: str) -> bool:
+        """Whether a data rollback waits for ``revision`` (the kept data's) to be deployed."""
+        kept = self.host.journal().kept(key)
+        return bool(kept and kept.get("rollback") and kept.get("revision") == revision)
+
+    def roll_back_data(
+        self, want: DesiredEnvironment, current: Recorded, fallback: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Put the kept data back (Odoo stopped: the engine's step); the swap records its
+        revision and module record (``fallback`` when the kept data has none). The data it
+        replaces, at ``current`` (revision, module record), is kept in turn, for
+        ``keep_previous`` or as long as the data put back would have been: a rollback can
+        itself be rolled back."""
+        kept = self.host.journal().kept(want.key)
+        if kept is None:
+            raise OdooOpsError(
+                f"{want.key}: the kept data is gone (its time was up)",
+                code="nothing_kept",
+                remediation=f"odooops db backups {want.key}",
+            )
+        kept_for = want.settings.keep_previous
+        until = str(kept.get("until", "")) if kept_for is None else _iso(self.clock() + kept_for)
+        if want.spec.protected or want.spec.tier is Tier.PRODUCTION:
+            self._backup(want, f"before data rollback to {str(kept['revision'])[:12]}", _quiet)
+        current_revision, current_modules = current or ("", None)
+        report = self.lifecycle.restore_kept(
+            self.site(want),
+            kept,
+            keep_until=until,
+            revision=current_revision,
+            modules=current_modules,
+            result_modules=kept.get("modules") or fallback,
+        )
+        self.host.note(
+            want.key,
+            "DataRollback",
+            True,
+            "Done",
+            f"the data as it was at revision {str(kept['revision'])[:12]} is back; the data it "
+            f"replaced is kept until {until}",
+        )
         return report
 
     def kept_expired(self, key: EnvKey, now: datetime) -> bool:

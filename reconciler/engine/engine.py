@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from reconciler.core.errors import DriverError, ErrorInfo, OdooOpsError
 from reconciler.core.model import (
@@ -326,13 +327,27 @@ class Engine:
         counter = self.metrics.backups if metric == "backups" else self.metrics.restore_tests
         counter.labels(result).inc()
 
-    def database_replaced(self, key: EnvKey, initialised: bool) -> None:
-        """A data operation swapped a new database in: the ledger records it as ours."""
+    def database_replaced(
+        self,
+        key: EnvKey,
+        initialised: bool,
+        revision: str = "",
+        modules: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A data operation swapped a new database in: the ledger records it as ours, with
+        the revision and module record of the new data when the move says them (an update
+        on a copy, a data rollback): recorded by the swap, a crash after it leaves nothing
+        to redo."""
+        if modules is not None:
+            self.ledger.put_modules(key, modules)
         want = self.current.environments.get(key) if self.current else None
         record = self.ledger.database(key)
         state = DbState.INITIALISED if initialised else DbState.CREATED
         if record is not None:
-            self.ledger.update_database(key, state=state)
+            fields: dict[str, Any] = {"state": state}
+            if revision:
+                fields["revision"] = revision
+            self.ledger.update_database(key, **fields)
         elif want is not None:
             self.ledger.put_database(
                 DatabaseRecord(

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from reconciler.core.errors import OdooOpsError, sanitize
 from reconciler.core.faults import boundary
@@ -132,6 +132,10 @@ class StepResult:
         return f"{self.kind.value} {self.target}: {self.outcome}{extra}"
 
 
+# A revision and the ledger's module record at it (``Ledger.modules``), or None: unknown.
+Recorded = tuple[str, Mapping[str, Any] | None] | None
+
+
 class DataHooks(Protocol):
     """The data plane's part in a reconcile (``reconciler.data.operations.DataOps``)."""
 
@@ -158,11 +162,25 @@ class DataHooks(Protocol):
         self,
         want: DesiredEnvironment,
         update: Callable[[str], object],
-        previous_revision: str = "",
+        previous: Recorded = None,
+        result: Recorded = None,
     ) -> object:
         """Run ``update`` (given the copy's database name) on a journalled copy of the
-        environment's database and filestore; swap the copy in only when it returns (the
-        replaced data is kept for ``keep_previous``, labelled ``previous_revision``)."""
+        environment's database and filestore; swap the copy in only when it returns,
+        recording ``result`` (revision, module record) in the ledger at the swap; the
+        replaced data is kept for ``keep_previous``, labelled with ``previous``."""
+        ...
+
+    def rollback_requested(self, key: EnvKey, revision: str) -> bool:
+        """Whether a data rollback (``odooops db rollback``) waits for ``revision``."""
+        ...
+
+    def roll_back_data(
+        self, want: DesiredEnvironment, current: Recorded, fallback: Mapping[str, Any]
+    ) -> object:
+        """Put the data an update replaced back in place (Odoo is stopped), recording its
+        revision and module record (``fallback`` if it has none) at the swap; the data it
+        replaces, at ``current`` (revision, module record), is kept in turn."""
         ...
 
     def set_admin_login(self, want: DesiredEnvironment) -> None:
@@ -503,6 +521,11 @@ class Steps:
             self.ledger.modules(w.key), dict(w.addons), w.base_image_id, w.modules, installed
         )
         done = applied(dict(w.addons), w.base_image_id, w.modules)
+        current = (record.revision if record else "", self.ledger.modules(w.key))
+        if self._data.rollback_requested(w.key, w.revision):
+            # The environment is pinned to the revision its kept data was at: that data goes
+            # back instead of an update (its swap records the modules as they were then).
+            return "done", self._roll_back_data(w, current, done)
         if plan.empty and not snapshot.partially_updated:
             self.ledger.put_modules(w.key, done)
             self.ledger.update_database(w.key, revision=w.revision)
@@ -525,7 +548,7 @@ class Steps:
                 f"{w.key}; remove it again afterwards",
             )
         if w.routed:
-            detail = self._update_on_copy(w, args, snapshot, str(plan))
+            detail = self._update_on_copy(w, args, snapshot, str(plan), current, done)
         else:
             self._odoo(
                 w, ["-d", w.key.database, *args, "--stop-after-init"], "module update", snapshot
@@ -536,7 +559,13 @@ class Steps:
         return "done", detail
 
     def _update_on_copy(
-        self, w: DesiredEnvironment, args: list[str], before: ModuleSnapshot, plan: str
+        self,
+        w: DesiredEnvironment,
+        args: list[str],
+        before: ModuleSnapshot,
+        plan: str,
+        current: tuple[str, Mapping[str, Any] | None],
+        done: Mapping[str, Any],
     ) -> str:
         """The update runs on a copy, never on the live database: the proxy shows the
         maintenance page, the old container stops (no write is lost to the copy), the
@@ -565,8 +594,7 @@ class Steps:
             self._trial(w, database)
 
         try:
-            record = self.ledger.database(key)
-            report = self._data.update_on_copy(w, update, record.revision if record else "")
+            report = self._data.update_on_copy(w, update, current, (w.revision, done))
         except OdooOpsError as exc:
             failed = time.monotonic()
             self._serve_again(w)
@@ -593,6 +621,38 @@ class Steps:
         )
         return f"{plan}, on a copy swapped in"
 
+    def _roll_back_data(
+        self,
+        w: DesiredEnvironment,
+        current: tuple[str, Mapping[str, Any] | None],
+        done: Mapping[str, Any],
+    ) -> str:
+        """``odooops db rollback``: behind the maintenance page (routed), the old container
+        stops and the kept data is swapped in (a journalled move from a copy of it, so the
+        kept data stays intact until the swap); the REPLACE_ODOO step that follows starts the
+        pinned revision on it. On failure nothing changed and the old container serves."""
+        rt, key, name = self.runtime, w.key, w.key.odoo_container
+        if w.routed:
+            self.routes.serve(key, maintenance=Maintenance(w.maintenance_text))
+            self._maintenance_since.setdefault(key, time.monotonic())
+        self._phase(key, "RollingBackData", True, f"the data of revision {w.revision[:12]} back")
+        rt.stop(name, timeout=DRAIN_SECONDS)
+        boundary("steps", "data rollback: old container stopped")
+        try:
+            self._data.roll_back_data(w, current, done)
+        except OdooOpsError as exc:
+            self._serve_again(w)
+            self._maintenance_since.pop(key, None)
+            self._phase(key, "RolledBack", False, "the data rollback failed; nothing changed")
+            raise DeployFailed(
+                f"{exc.message}\nthe data rollback did not happen: the live data is as it was "
+                f"and {name} serves it again",
+                code=exc.code,
+                retryable=exc.retryable,
+                remediation=exc.remediation,
+            ) from exc
+        return f"data of revision {w.revision[:12]} put back (the replaced data is kept)"
+
     def _trial(self, w: DesiredEnvironment, database: str) -> None:
         """The new revision serves the updated copy in a trial container, which must pass the
         health check and the smoke paths before the copy may replace the live database: an
@@ -614,7 +674,8 @@ class Steps:
         self.runtime.start(w.key.odoo_container)
         # The old revision served before: its health decides (the smoke paths are the new's).
         self._wait_odoo(w, w.key.odoo_container, smoke=False)
-        self.routes.release(w.key)
+        if w.routed:
+            self.routes.release(w.key)
 
     def _create_odoo(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
         w = _need(want, a)

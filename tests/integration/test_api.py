@@ -1521,6 +1521,44 @@ def test_a_restore_from_another_environment_needs_db_backup_on_it(
     )
 
 
+def test_a_data_rollback_pins_the_kept_data_s_revision_by_a_commit(
+    client: TestClient, authority: TokenAuthority, plane: Plane, remote: Path
+) -> None:
+    """The kept data is marked and the environment pinned to its revision in one request;
+    without kept data nothing is committed; it needs deploy as well as db:restore."""
+    path = "/v1/environments/acme/qa/rollback"
+    before = head(remote)
+    none = client.post(path, json={}, headers=bearer(authority, "db:restore", "deploy"))
+    assert (none.status_code, none.json()["error"]) == (409, "nothing_kept")
+    assert head(remote) == before
+    plane.data().kept[EnvKey("acme", "qa")] = {"database": "odooops_old_x", "revision": "a" * 40}
+    refused = client.post(path, json={}, headers=bearer(authority, "db:restore"))
+    assert refused.status_code == 403 and "deploy" in refused.json()["message"]
+    assert "rollback" not in plane.data().kept[EnvKey("acme", "qa")]
+    done = client.post(path, json={}, headers=bearer(authority, "db:restore", "deploy"))
+    assert done.status_code == 202, done.json()
+    assert head(remote) == done.json()["commit"] != before
+    pinned = git("--git-dir", str(remote), "show", "main:environments/acme/qa.yaml")
+    assert f"revision: {'a' * 40}" in pinned
+    assert plane.data().kept[EnvKey("acme", "qa")]["rollback"] is True
+
+
+def test_a_data_rollback_of_production_needs_confirm_and_goes_through_a_change_request(
+    client: TestClient, authority: TokenAuthority, plane: Plane, remote: Path
+) -> None:
+    path = "/v1/environments/acme/production/rollback"
+    key = EnvKey("acme", "production")
+    plane.data().kept[key] = {"database": "odooops_old_y", "revision": "b" * 40}
+    headers = bearer(authority, "db:restore", "deploy")
+    before = head(remote)
+    unconfirmed = client.post(path, json={}, headers=headers)
+    assert (unconfirmed.status_code, unconfirmed.json()["error"]) == (409, "confirm_required")
+    assert head(remote) == before and "rollback" not in plane.data().kept[key]
+    done = client.post(path, json={"confirm": True}, headers=headers)
+    assert done.status_code == 202, done.json()
+    assert done.json()["change_request"] and head(remote) == before  # main untouched
+
+
 def test_a_protected_export_is_refused_outside_the_production_allowlist(
     plane: Plane, authority: TokenAuthority
 ) -> None:

@@ -110,7 +110,12 @@ def sandbox(
     store = SecretStore(tmp_path / "secrets.enc", secrets.token_bytes(32))
     pg = PostgresDriver(SERVER, instance, store)
     ledger = Ledger(tmp_path / "ledger.db")
-    moves = Moves(driver, lambda: ledger, lambda key, initialised: None, lambda key: "sandbox")
+    moves = Moves(
+        driver,
+        lambda: ledger,
+        lambda key, initialised, revision, modules: None,
+        lambda key: "sandbox",
+    )
     sites: dict[str, Site] = {}
     try:
         for env in ("prod", "staging"):

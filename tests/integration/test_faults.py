@@ -316,15 +316,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.parametrize("scope", ["steps", "moves", "lifecycle"])
-def test_routed_update_on_a_copy_and_blue_green_killed_at_every_step_lose_nothing(
-    world: World, images: dict[str, str], scope: str
-) -> None:
-    """Staging behind the daemon's proxy, a module update on a copy then a blue/green
-    replacement, killed at each boundary of one scope: the run's steps (the blue/green ones
-    among them), the journalled move, the copy. After a restart it serves the old or the new
-    revision, with the marker row kept and no copy, container or journal entry left. The
-    proxy's CA is never reached (no certificate is needed to route)."""
+def routed_staging(world: World, images: dict[str, str]) -> None:
+    """Staging ``qa`` behind the daemon's proxy, keeping replaced data (``keep_previous``),
+    converged, with the marker row. The proxy's CA is never reached (no certificate is
+    needed to route)."""
     platform = yaml.safe_load((world.state.dir / "odooops.yaml").read_text())
     platform["ingress"] = {
         "domain": "faults.odooops.test",
@@ -342,6 +337,18 @@ def test_routed_update_on_a_copy_and_blue_green_killed_at_every_step_lose_nothin
     world.declare("qa", branch="release/v1", tier="staging", overrides={"keep_previous": "1h"})
     converged(world, "qa")
     mark(world, "qa", "precious")
+
+
+@pytest.mark.parametrize("scope", ["steps", "moves", "lifecycle"])
+def test_routed_update_on_a_copy_and_blue_green_killed_at_every_step_lose_nothing(
+    world: World, images: dict[str, str], scope: str
+) -> None:
+    """Staging behind the daemon's proxy, a module update on a copy then a blue/green
+    replacement, killed at each boundary of one scope: the run's steps (the blue/green ones
+    among them), the journalled move, the copy. After a restart it serves the old or the new
+    revision, with the marker row kept and no copy, container or journal entry left. The
+    proxy's CA is never reached (no certificate is needed to route)."""
+    routed_staging(world, images)
     key = EnvKey(world.project, "qa")
     assert not world.containers()[key.odoo_container].attrs["HostConfig"]["PortBindings"]
 
@@ -354,3 +361,44 @@ def test_routed_update_on_a_copy_and_blue_green_killed_at_every_step_lose_nothin
 
     once = lambda **e: daemon_once(world, **e)  # noqa: E731
     assert kill_each(world, Matrix(f"update-{scope}"), scope, prepare, once, check) >= 3
+
+
+@pytest.mark.parametrize("scope", ["steps", "moves", "lifecycle"])
+def test_data_rollback_killed_at_every_step_serves_one_version_on_its_own_data(
+    world: World, images: dict[str, str], scope: str
+) -> None:
+    """``odooops db rollback`` (the kept data marked, the environment pinned to its revision),
+    killed at each boundary of one scope. Each round rolls back to the data the previous one
+    kept, so the rounds alternate between two revisions. After a restart the environment
+    serves the pinned revision, the marker row is kept, exactly one set of data is kept and
+    no copy, container or journal entry is left."""
+    routed_staging(world, images)
+    key = EnvKey(world.project, "qa")
+    world.app.write({"acme_base/fault.txt": "updated\n"}, "an update", branch="release/v1")
+    converged(world, "qa")
+
+    def prepare(n: int) -> None:
+        ledger = Ledger(world.data_dir / "ledger.db")
+        try:
+            kept = ledger.kept(key)
+            assert kept is not None, "the previous round kept no data"
+            ledger.put_kept(key, {**kept, "rollback": True})  # what the API route marks
+        finally:
+            ledger.close()
+        pinned = {"revision": kept["revision"], "overrides": {"keep_previous": "1h"}}
+        world.declare("qa", f"pin {n}", branch="release/v1", tier="staging", **pinned)
+
+    def check(n: int) -> None:
+        converged(world, "qa")
+        assert marker(world, "qa") == "precious"
+        ledger = Ledger(world.data_dir / "ledger.db", read_only=True)
+        try:
+            record, kept = ledger.database(key), ledger.kept(key)
+        finally:
+            ledger.close()
+        assert record is not None and kept is not None and not kept.get("rollback")
+        running = world.containers()[key.odoo_container].labels["odooops.revision"]
+        assert running == record.revision != kept["revision"]
+
+    once = lambda **e: daemon_once(world, **e)  # noqa: E731
+    assert kill_each(world, Matrix(f"data-rollback-{scope}"), scope, prepare, once, check) >= 2

@@ -279,7 +279,9 @@ def test_a_rollout_that_never_gets_healthy_leaves_the_old_container_serving(
     def create_broken(want: Any, password: str, name: str | None = None) -> None:
         if name == key.odoo_next_container:
             monkeypatch.setattr(
-                engine.docker, "odoo_command", lambda w: [*command(w), "--no-such-option"]
+                engine.docker,
+                "odoo_command",
+                lambda w, trial=None: [*command(w, trial), "--no-such-option"],
             )
         try:
             create(want, password, name)
@@ -473,3 +475,52 @@ def test_kept_data_goes_with_its_environment(routed: Routed) -> None:
     assert result.errors == {}, result.errors
     assert engine.ledger.kept(key) is None
     assert world.owned_databases() == set()
+
+
+def test_a_data_rollback_puts_the_kept_data_back_with_the_code_it_was_at(
+    routed: Routed,
+) -> None:
+    """``odooops db rollback``: the kept data is marked and the environment pinned to its
+    revision; the next pass puts that data back (the module table exactly as it was) and
+    runs that revision on it, and keeps the data it replaced in turn."""
+    world, engine = routed.world, routed.engine
+    key = EnvKey(world.project, "staging")
+    world.app.write(_modules(OLD), "three modules", branch="release/v1")
+    world.declare("staging", branch="release/v1", overrides={"keep_previous": "1h"})
+    routed.converge("staging")
+    before = _fingerprint(world, key.database)
+    old_record = engine.ledger.database(key)
+    assert old_record is not None
+    world.app.write(_modules(NEW), "bump", branch="release/v1")
+    routed.converge("staging")
+    updated = _fingerprint(world, key.database)
+    assert updated != before
+    new_record = engine.ledger.database(key)
+    assert new_record is not None and new_record.revision != old_record.revision
+
+    kept = engine.data.request_rollback(key)
+    assert kept["revision"] == old_record.revision
+    world.declare(
+        "staging",
+        branch="release/v1",
+        revision=old_record.revision,
+        overrides={"keep_previous": "1h"},
+    )
+    routed.converge("staging")
+    assert _fingerprint(world, key.database) == before  # the data as it was, exactly
+    assert world.containers()[key.odoo_container].labels["odooops.revision"] == (
+        old_record.revision
+    )
+    record = engine.ledger.database(key)
+    assert record is not None and record.revision == old_record.revision
+    # The data it replaced is kept in turn (the rollback can be rolled back); nothing else.
+    again = engine.ledger.kept(key)
+    assert again is not None and not again.get("rollback")
+    assert again["revision"] == new_record.revision
+    assert world.scratch_databases() == {again["database"]}
+    assert _fingerprint(world, again["database"]) == updated
+    events = engine.status.events(str(key))
+    assert any(e["type"] == "DataRollback" and e["reason"] == "Done" for e in events)
+    assert routed.get("staging", "/web/login").status_code == 200
+    # Converged: the next pass has nothing to do.
+    assert engine.reconcile().plan.actions == ()

@@ -35,7 +35,9 @@ class Host:
     def journal(self) -> Any:
         return None  # no data move starts in these tests
 
-    def database_replaced(self, key: object, initialised: bool) -> None:
+    def database_replaced(
+        self, key: object, initialised: bool, revision: str = "", modules: object = None
+    ) -> None:
         raise AssertionError("no data move swaps anything in these tests")
 
     @property

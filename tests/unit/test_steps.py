@@ -50,6 +50,26 @@ class DataPlane:
     admin_logins: list[EnvKey] = field(default_factory=list)
 
     updated_on_copy: list[EnvKey] = field(default_factory=list)
+    rollbacks: dict[EnvKey, str] = field(default_factory=dict)  # requested: to this revision
+    rolled_back: list[tuple[EnvKey, str]] = field(default_factory=list)
+    rollback_fails: bool = False
+    ledger: Ledger | None = None
+
+    def rollback_requested(self, key: EnvKey, revision: str) -> bool:
+        return self.rollbacks.get(key) == revision
+
+    def roll_back_data(self, want: DesiredEnvironment, current, fallback) -> object:  # type: ignore[no-untyped-def]
+        """As the real swap does: the ledger records the data put back (its revision, and
+        the module record it was kept with, here the ``fallback``)."""
+        if self.rollback_fails:
+            raise OdooOpsError("the copy of the kept data failed", code="copy_failed")
+        assert self.runtime.containers[want.key.odoo_container].state == "exited"
+        assert self.ledger is not None
+        self.rolled_back.append((want.key, current[0]))
+        del self.rollbacks[want.key]
+        self.ledger.put_modules(want.key, fallback)
+        self.ledger.update_database(want.key, revision=want.revision)
+        return {}
 
     def module_snapshot(
         self, want: DesiredEnvironment, database: str | None = None
@@ -59,7 +79,9 @@ class DataPlane:
         states = self.runtime.modules.get(name, {})
         return ModuleSnapshot(dict(states), name in self.partial)
 
-    def update_on_copy(self, want: DesiredEnvironment, update, previous_revision="") -> object:  # type: ignore[no-untyped-def]
+    def update_on_copy(
+        self, want: DesiredEnvironment, update, previous=None, result=None
+    ) -> object:  # type: ignore[no-untyped-def]
         """The copy is a second module table; it replaces the live one only if ``update``
         returns, and is gone either way."""
         live = want.key.database
@@ -98,7 +120,7 @@ class World:
         self.dedicated: dict[EnvKey, MemoryDatabases] = {}
         self.ledger = Ledger(tmp_path / "ledger.db")
         self.passwords: dict[EnvKey, str] = {}
-        self.data = DataPlane(self.runtime)
+        self.data = DataPlane(self.runtime, ledger=self.ledger)
         self.final_backups: list[EnvKey] = []
         self.cancel = threading.Event()
         self.steps = Steps(
@@ -763,6 +785,53 @@ def test_a_rollout_reports_its_phases_and_the_maintenance_window(
         ("Complete", False),
     ]
     assert "maintenance window" in phases[-1][2]
+
+
+def test_a_requested_data_rollback_runs_instead_of_an_update_once_its_revision_is_pinned(
+    world: World, router: RecordingRouter
+) -> None:
+    """``odooops db rollback`` pinned the environment to the revision its kept data was at:
+    that data goes back behind the maintenance page, no ``-u`` runs, and the modules are
+    recorded as they were at that revision."""
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    world.runtime.images.add(new.image)
+    world.converge(new)
+    world.data.rollbacks[old.key] = old.revision
+    world.runtime.runs.clear()
+    router.calls.clear()
+    phases: list[str] = []
+    world.steps._phase = lambda key, phase, active, message: phases.append(phase)
+    results = world.converge(old)
+    assert [r.kind for r in results] == [Kind.UPDATE_MODULES, Kind.REPLACE_ODOO]
+    assert world.data.rolled_back == [(old.key, new.revision)]
+    assert not any("-u" in args for _, args in world.runtime.runs)
+    assert phases[0] == "RollingBackData" and phases[-1] == "Complete"
+    assert [c[0] for c in router.calls] == ["serve", "attach", "release"]
+    assert world.runtime.containers[old.key.odoo_container].revision == old.revision
+    # The modules are recorded as at the pinned revision: nothing left to update.
+    assert world.converge(old) == []
+
+
+def test_a_failed_data_rollback_changes_nothing_and_the_old_container_serves_again(
+    world: World, router: RecordingRouter
+) -> None:
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    world.runtime.images.add(new.image)
+    world.converge(new)
+    world.data.rollbacks[old.key] = old.revision
+    world.data.rollback_fails = True
+    router.calls.clear()
+    with pytest.raises(OdooOpsError, match="the data rollback did not happen") as exc:
+        world.converge(old)
+    assert exc.value.code == "copy_failed"
+    container = world.runtime.containers[new.key.odoo_container]
+    assert container.revision == new.revision and container.state == "running"
+    assert [c[0] for c in router.calls] == ["serve", "release"]
+    assert world.data.rollbacks == {old.key: old.revision}  # tried again on the next run
 
 
 class StuckRuntime(MemoryRuntime):

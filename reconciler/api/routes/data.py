@@ -39,9 +39,11 @@ from reconciler.api.context import (
     wait_params,
 )
 from reconciler.api.httpbody import InvalidRequest, json_object
+from reconciler.api.writes import commit_write
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey
 from reconciler.engine.jobs import Job, JobStore, Progress, wait
+from reconciler.gitops import changes
 
 _BACKUP_ID = re.compile(
     r"latest|[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}(-[0-9]{2}(-[0-9]+)?)?"
@@ -177,6 +179,28 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
             ),
         )
         return await started(job, waiting, timeout)
+
+    @guarded("db:restore", per_env=True, query=WAIT)
+    async def rollback_data(request: Request) -> Response:
+        """Put back the data an update on a copy replaced (kept for ``keep_previous``), with
+        the code it was at: the kept data is marked, then the environment is pinned to its
+        revision by a commit (through a change request when protected), and the daemon swaps
+        the data back when it deploys that revision. 202 with the commit, as any write."""
+        body = await json_object(
+            request, {"confirm": bool, "pr": bool, "change_request": str}, required=set()
+        )
+        key = env_key(request)
+        principal = guard_target(request, key)
+        authorize(principal, "deploy", str(key))
+        await resolved(key)
+        ops = data()
+        kept = await run_in_threadpool(ops.request_rollback, key, body.get("confirm", False))
+        op = changes.Operation("deploy", key, {"revision": str(kept["revision"])})
+        try:
+            return await commit_write(ctx, request, op, body)
+        except BaseException:
+            await run_in_threadpool(ops.cancel_rollback, key)
+            raise
 
     @guarded("db:restore", per_env=True, query=WAIT)
     async def clone_database(request: Request) -> Response:
@@ -315,6 +339,7 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         Route(f"{env}/backups", create_backup, methods=["POST"]),
         Route(f"{env}/restore", restore_backup, methods=["POST"]),
         Route(f"{env}/clone", clone_database, methods=["POST"]),
+        Route(f"{env}/rollback", rollback_data, methods=["POST"]),
         Route(f"{env}/export", export_database, methods=["GET"]),
         Route(f"{env}/import", import_database, methods=["POST"]),
         Route(f"{env}/mail", list_mail, methods=["GET"]),
