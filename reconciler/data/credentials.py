@@ -26,6 +26,8 @@ dropped otherwise). The database is never written with a password the store does
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,15 +83,33 @@ class AdminPasswords:
 
     def __init__(self, store: SecretStore) -> None:
         self.store = store
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admin-hash")
+        self._prepared: dict[EnvKey, tuple[str, Future[str]]] = {}
+        self._lock = threading.Lock()
 
     def password(self, key: EnvKey) -> str:
         """The password in force (made on first use)."""
         return self.store.get_or_create(secret_name(key), PASSWORD_LENGTH)
 
+    def prepare(self, key: EnvKey) -> None:
+        """Start hashing the password in force in the background: Odoo's 600,000 PBKDF2
+        rounds take about half a second of CPU, which a new environment's ``odoo -i`` (in
+        its own container) leaves free; ``set`` then only writes the row."""
+        password = self.password(key)
+        with self._lock:
+            self._prepared[key] = (
+                password,
+                self._hasher.submit(adminlogin.hash_password, password),
+            )
+
     def set(self, key: EnvKey, login: Endpoint) -> adminlogin.AdminUser:
         """Write the password in force into the database ``login`` reaches."""
+        password = self.password(key)
+        with self._lock:
+            prepared = self._prepared.pop(key, None)
+        hashed = prepared[1].result() if prepared is not None and prepared[0] == password else None
         with login.connect() as conn:
-            return adminlogin.set_password(conn, self.password(key))
+            return adminlogin.set_password(conn, password, hashed=hashed)
 
     def show(self, key: EnvKey, login: Endpoint) -> AdminCredentials:
         """The administrator's login and the password its database holds (see the module's

@@ -31,6 +31,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -261,18 +262,30 @@ class Lifecycle:
             result_modules=result_modules,
         ) as move:
             scratch = target.endpoint.with_db(move.scratch)
-            result = dbcopy.copy_database(
-                target.endpoint,
-                scratch,
-                source_login=target.login,
-                target_login=target.login,
-                strategy=dbcopy.Strategy.TEMPLATE,
-            )
-            boundary("lifecycle", "update: database copied")
-            files = self.docker.filestore_link_copy(
-                target.image, target.volume, target.database, move.scratch
-            )
-            boundary("lifecycle", "update: filestore linked")
+
+            def link() -> int:
+                files = self.docker.filestore_link_copy(
+                    target.image, target.volume, target.database, move.scratch
+                )
+                boundary("lifecycle", "update: filestore linked")
+                return files
+
+            # The filestore is linked (in a helper container) while PostgreSQL copies the
+            # database: the maintenance window is the longer of the two, not their sum.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool:
+                linking = pool.submit(link)
+                try:
+                    result = dbcopy.copy_database(
+                        target.endpoint,
+                        scratch,
+                        source_login=target.login,
+                        target_login=target.login,
+                        strategy=dbcopy.Strategy.TEMPLATE,
+                    )
+                    boundary("lifecycle", "update: database copied")
+                finally:
+                    wait([linking])  # never roll back under a copy still being made
+                files = linking.result()
             update(move.scratch)
             boundary("lifecycle", "update: copy updated")
         return {

@@ -141,6 +141,9 @@ EXPORT_WAIT_SECONDS = 30.0
 RESTART_WAIT = 180.0
 # `odoo neutralize --stdout` only reads the module table and the addons' files.
 NEUTRALIZE_TIMEOUT = 300.0
+NEUTRALIZE_SQL_CACHED = 64  # outputs of it kept (a few KB each), oldest dropped first
+# The module states whose data/neutralize.sql Odoo's `neutralize` runs (its own query).
+_NEUTRALIZED_STATES = ("installed", "to upgrade", "to remove")
 # How long a rotation of the administrator's password waits for one (a pass, a backup).
 ROTATION_WAIT_SECONDS = 30.0
 
@@ -161,6 +164,8 @@ class DataOps:
         self.mail = MailStore(host.data_dir / "mail")
         self._catcher: MailCatcher | None = None
         self._template_rate = TEMPLATE_BYTES_PER_SECOND
+        # odoo neutralize --stdout, by (image, base image, installed modules): see its use.
+        self._neutralize_sql: dict[tuple[str, str, tuple[str, ...]], str] = {}
         self.export_wait = EXPORT_WAIT_SECONDS
 
     def close(self) -> None:
@@ -267,6 +272,13 @@ class DataOps:
         The environment's image, not the project's base: a copy made before the image of its
         revision exists waits for it (the engine builds it before it initialises anything).
         """
+        # The output is the data/neutralize.sql of each installed module, read from the
+        # image: the same for the same image and module set, so it is asked once for them.
+        states = self.module_snapshot(want, database).states
+        installed = tuple(sorted(n for n, st in states.items() if st in _NEUTRALIZED_STATES))
+        cached = (want.image, want.base_image_id, installed)
+        if cached in self._neutralize_sql:
+            return self._neutralize_sql[cached]
         docker = self.host.docker
         if not docker.has_image(want.image):
             raise OdooOpsError(
@@ -293,6 +305,9 @@ class DataOps:
                 remediation=f"odooops logs {want.key}; fix the module named in the log and "
                 "push, then: odooops reconcile",
             )
+        if len(self._neutralize_sql) >= NEUTRALIZE_SQL_CACHED:
+            self._neutralize_sql.pop(next(iter(self._neutralize_sql)))
+        self._neutralize_sql[cached] = run.stdout
         return run.stdout
 
     def module_snapshot(
@@ -541,6 +556,10 @@ class DataOps:
     def backup_before(self, want: DesiredEnvironment, reason: str) -> BackupRecord:
         """The automatic backup before a production update or a destructive change."""
         return self._backup(want, reason, _quiet)
+
+    def prepare_admin_login(self, want: DesiredEnvironment) -> None:
+        """Hash the new database's administrator password while its ``odoo -i`` runs."""
+        self.admins.prepare(want.key)
 
     def set_admin_login(self, want: DesiredEnvironment) -> None:
         """A new database, just initialised, gets its own administrator password (a copy got

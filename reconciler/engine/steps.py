@@ -183,6 +183,10 @@ class DataHooks(Protocol):
         replaces, at ``current`` (revision, module record), is kept in turn."""
         ...
 
+    def prepare_admin_login(self, want: DesiredEnvironment) -> None:
+        """The administrator password's hash is computed while ``odoo -i`` runs."""
+        ...
+
     def set_admin_login(self, want: DesiredEnvironment) -> None:
         """A new database gets its own administrator password, never Odoo's admin/admin."""
         ...
@@ -236,6 +240,9 @@ PhaseReport = Callable[[EnvKey, str, bool, str], None]
 """``(key, phase, in_progress, message)``: a rollout's phase, for the ``Rollout`` condition
 (UpdatingCopy, Starting, Switching while in progress; Complete, RolledBack once over)."""
 
+# How long a new environment's run waits for its route to be loaded (a proxy that does not
+# answer is the route's condition, not the run's failure).
+ROUTE_WAIT = 60.0
 DRAIN_SECONDS = 30
 """How long the old container of a rollout gets to finish its requests (Odoo stops its HTTP
 workers gracefully on SIGTERM) once the proxy sends nothing new to it."""
@@ -265,6 +272,8 @@ class Steps:
         # When each environment's maintenance page went up (a module update on a copy): the
         # rollout that lifts it reports the window's length.
         self._maintenance_since: dict[EnvKey, float] = {}
+        # A new routed environment's route, loaded while its database is initialised.
+        self._attaching: dict[EnvKey, threading.Thread] = {}
         # Per environment whose run is going on: set by the engine when a newer revision of
         # it is committed, which ends that run's wait for a new container's health.
         self.superseded: dict[EnvKey, threading.Event] = {}
@@ -344,7 +353,22 @@ class Steps:
     def _create_network(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
         w = _need(want, a)
         self.runtime.create_network(w.key, w.spec.protected, w.spec.origin)
+        if w.routed:
+            # The proxy joins the network and loads the route while the database is made and
+            # initialised (it needs no container: a request would fail over until one runs);
+            # CREATE_ODOO waits for it. ``attach`` reports its own failures, never raises.
+            attaching = threading.Thread(
+                target=self._attach, args=(w.key,), name=f"attach-{w.key}", daemon=True
+            )
+            self._attaching[w.key] = attaching
+            attaching.start()
         return "done", ""
+
+    def _attach(self, key: EnvKey) -> None:
+        try:
+            self.routes.attach(key, key.network)
+        except Exception:  # a background thread's error would be lost: logged, retried
+            log.exception("%s: routing the new environment failed (the next pass retries)", key)
 
     def _create_volume(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
         w = _need(want, a)
@@ -473,12 +497,17 @@ class Steps:
         with lock:
             if self.runtime.has_image(w.image):
                 return "skipped", "built meanwhile"
-            self.runtime.build_image(
-                w.image,
-                w.project.image,
-                self._archive(w),
-                {"odooops.project": w.project.name, "odooops.revision": w.revision},
-            )
+            self._phase(w.key, "Building", True, f"image of revision {w.revision[:12]}")
+            try:
+                self.runtime.build_image(
+                    w.image,
+                    w.project.image,
+                    self._archive(w),
+                    {"odooops.project": w.project.name, "odooops.revision": w.revision},
+                )
+            except OdooOpsError:
+                self._phase(w.key, "BuildFailed", False, f"revision {w.revision[:12]} not built")
+                raise
         return "done", ""
 
     def _init_database(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
@@ -502,6 +531,7 @@ class Steps:
             # logs "invalid boolean value" for the old `all`).
             if w.settings.demo:
                 args.append("--with-demo")
+            self._data.prepare_admin_login(w)
             self._odoo(w, args, "database initialisation")
             self._data.set_admin_login(w)  # before the ledger says initialised: a crash redoes it
             detail = f"odoo -i {','.join(w.modules)}"
@@ -684,9 +714,12 @@ class Steps:
         self.runtime.remove_container(key.odoo_container)
         self.runtime.create_odoo(w, self._password(key))
         self.runtime.start(key.odoo_container)
-        if w.routed:
+        attaching = self._attaching.pop(key, None)
+        if w.routed and attaching is None:
             self.routes.attach(key, key.network)
         self._wait_odoo(w, key.odoo_container)
+        if attaching is not None:
+            attaching.join(ROUTE_WAIT)
         return "done", ""
 
     def _finish_rollout(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
@@ -786,9 +819,10 @@ class Steps:
                 f"previous revision. {exc.message}",
                 remediation=exc.remediation,
             ) from exc
+        self._phase(key, "Switching", True, f"{nxt} healthy; the proxy's route made sure of")
         self.routes.attach(key, key.network)  # the proxy is on the network, the route loaded
         boundary("steps", "blue/green: new container healthy")
-        self._phase(key, "Switching", True, f"{name} drains its requests and stops")
+        self._phase(key, "Draining", True, f"{name} finishes its requests and stops")
         rt.stop(name, timeout=DRAIN_SECONDS)
         boundary("steps", "blue/green: old container stopped, traffic on the new one")
         rt.remove_container(name)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.world import World
+from tests.integration.world import World, git
 
 pytestmark = pytest.mark.integration
 
@@ -364,6 +364,8 @@ def test_data_commands_through_the_api(world: World, tmp_path: Path) -> None:
             "--scope",
             "db:restore",
             "--scope",
+            "deploy",  # a data rollback pins the revision too
+            "--scope",
             "env:read",
         ).stdout.strip()
         wait_for(
@@ -397,6 +399,15 @@ def test_data_commands_through_the_api(world: World, tmp_path: Path) -> None:
         assert restored.returncode == 0, restored.stdout + restored.stderr
         missing = cli("db", "restore", prod, "--backup=2001-01-01-00-00", "--to=staging")
         assert missing.returncode == 1 and "backup_not_found" in missing.stderr
+        # No update ran on a copy (no proxy here): nothing is kept, nothing is committed.
+        remote_main = ["--git-dir", str(world.state_remote), "rev-parse", "main"]
+        head = git(*remote_main)
+        unkept = cli("db", "rollback", staging)
+        assert unkept.returncode == 2 and "nothing_kept" in unkept.stderr, unkept.stderr
+        assert "odooops db backups" in unkept.stderr
+        unconfirmed_rollback = cli("db", "rollback", prod)
+        assert unconfirmed_rollback.returncode == 2 and "--confirm" in unconfirmed_rollback.stderr
+        assert git(*remote_main) == head
         dump = tmp_path / "prod.zip"
         exported = cli("db", "export", prod, "-f", str(dump))
         assert exported.returncode == 0, exported.stderr

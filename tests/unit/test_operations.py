@@ -106,3 +106,37 @@ def test_an_environment_without_its_database_has_no_administrator_to_show_or_rot
         getattr(ops, operation)(key)
     assert refused.value.code == "database_not_initialised"
     assert refused.value.remediation.startswith(f"odooops status {key}")
+
+
+def test_the_neutralisation_sql_is_asked_of_odoo_once_per_image_and_module_set(
+    tmp_path: Path,
+) -> None:
+    """``odoo neutralize --stdout`` reads the installed modules' scripts from the image: the
+    same image and module set give the same SQL, so a second environment (or copy) of them
+    costs no one-off container; another module set or image asks Odoo again."""
+    from reconciler.core.modules import ModuleSnapshot
+    from reconciler.drivers.protocols import OneOff
+
+    runs: list[str] = []
+
+    class Docker:
+        def has_image(self, image: str) -> bool:
+            return True
+
+        def run_once(self, want: Any, password: str, args: Any, timeout: float, **kw: Any) -> Any:
+            runs.append(want.image)
+            return OneOff(0, "", f"-- sql of {want.image}\n")
+
+    host = Host(tmp_path)
+    host.password = lambda key: "pw"  # type: ignore[attr-defined]
+    ops = DataOps(cast(DataHost, host))
+    ops.host = cast(DataHost, SimpleNamespace(docker=Docker(), password=lambda key: "pw"))
+    states = {"base": "installed", "sale": "installed", "crm": "uninstalled"}
+    ops.module_snapshot = lambda want, database=None: ModuleSnapshot(dict(states), False)  # type: ignore[method-assign]
+    qa, dev = desired("qa", Tier.STAGING), desired("dev", Tier.DEV)
+    assert qa.image == dev.image
+    first = ops.odoo_neutralize_sql(qa, "db1")
+    assert ops.odoo_neutralize_sql(dev, "db2") == first and runs == [qa.image]
+    states["crm"] = "installed"
+    ops.odoo_neutralize_sql(dev, "db2")
+    assert len(runs) == 2

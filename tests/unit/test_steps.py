@@ -109,6 +109,9 @@ class DataPlane:
         self.backups.append((want.key, reason))
         return {}
 
+    def prepare_admin_login(self, want: DesiredEnvironment) -> None:
+        pass  # the hash the real one computes ahead is no state of its own
+
     def set_admin_login(self, want: DesiredEnvironment) -> None:
         self.admin_logins.append(want.key)
 
@@ -782,6 +785,7 @@ def test_a_rollout_reports_its_phases_and_the_maintenance_window(
         ("CheckingCopy", True),
         ("Starting", True),
         ("Switching", True),
+        ("Draining", True),
         ("Complete", False),
     ]
     assert "maintenance window" in phases[-1][2]

@@ -129,14 +129,18 @@ def find_admin(conn: psycopg.Connection[Any]) -> AdminUser:
     return AdminUser(int(user_id), str(login), None if stored is None else str(stored))
 
 
-def set_password(conn: psycopg.Connection[Any], password: str) -> AdminUser:
+def set_password(
+    conn: psycopg.Connection[Any], password: str, *, hashed: str | None = None
+) -> AdminUser:
     """Store ``password``'s hash as the administrator's: the look-up and the ``UPDATE`` in one
     transaction (a savepoint inside one the caller holds), so a failure changes nothing.
 
     The hash is computed before the transaction opens (it takes a good part of a second), so
-    the row is locked only for the ``UPDATE``.
+    the row is locked only for the ``UPDATE``; ``hashed``: ``hash_password(password)``
+    computed ahead (``AdminPasswords.prepare``; checking it would cost as much again).
     """
-    hashed = hash_password(password)
+    if hashed is None:
+        hashed = hash_password(password)
     try:
         with conn.transaction():
             admin = find_admin(conn)
