@@ -857,6 +857,17 @@ class DockerDriver:
             "labels": {_label("instance"): self.instance, _label("role"): "helper"},
         }
 
+    def remove_leftover_helpers(self) -> int:
+        """Remove this instance's throw-away containers a killed daemon left (it removes its
+        own when they end): called at start-up, before anything runs one. Returns how many."""
+        labels = [f"{_label('instance')}={self.instance}", f"{_label('role')}=helper"]
+        with self._errors("list leftover helper containers"):
+            found = self.client.containers.list(all=True, filters={"label": labels})
+        for container in found:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True, v=True)
+        return len(found)
+
     def _run(self, kwargs: Mapping[str, Any], what: str, timeout: float) -> tuple[int, str]:
         """Create, start, wait for and remove one container; its exit code and output."""
         with self._errors(what):

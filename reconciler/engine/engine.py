@@ -866,7 +866,14 @@ class Engine:
 
         Recovery needs the state (where each server is); when it cannot be loaded yet, each
         environment's run recovers its own journal first, before anything else touches it.
+        A helper container a kill left running (a filestore copy) is removed first: the
+        move it worked for is rolled back or finished here, without it.
         """
+        try:
+            if left := self.docker.remove_leftover_helpers():
+                log.warning("removed %d helper container(s) a previous run left", left)
+        except OdooOpsError as exc:
+            log.error("leftover helper containers not removed: %s", exc.render())
         if not self.ledger.entries():
             return []
         try:
