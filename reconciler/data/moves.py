@@ -9,7 +9,9 @@ so the move is written to the journal before its first step and closed after its
 - **swapping** (the scratch data is complete): a crash rolls forward: live database renamed
   aside, scratch renamed into place, filestore swapped the same way, the old ones dropped,
   or, for a move that keeps them (an update on a copy, ``keep_previous``), recorded as the
-  environment's *kept* data, replacing (and removing) any kept before.
+  environment's *kept* data. Data kept before is then *superseded*: listed in the new record,
+  it is removed after the run (``expire_kept``, from the daemon's schedules), never inside
+  the maintenance window a swap is part of.
 
 Every step checks the live state before it acts, so running recovery twice, or after a crash
 in recovery, converges the same way. Names are unique per move (a random tag), so nothing a
@@ -285,20 +287,19 @@ class Moves:
 
     # --------------------------------------------------------------------------- kept data
     def _keep(self, key: EnvKey, endpoint: Endpoint, image: str, move: Move) -> None:
-        """Record the replaced data as the environment's kept data. Data kept by an earlier
-        move is removed first, then forgotten, then this one recorded: a crash in between
-        leaves the journal entry open, and its recovery comes back here (never a database
-        the ledger has forgotten but not dropped)."""
+        """Record the replaced data as the environment's kept data, in one write with the
+        data kept before, now superseded (removed later by ``expire_kept``): the ledger
+        never forgets a database that still exists. Running it again (a recovery) finds its
+        own record and changes nothing."""
         journal = self._journal()
         earlier = journal.kept(key)
-        if earlier is not None and earlier.get("database") != move.old:
-            self._discard(endpoint, image, earlier)
-            journal.forget_kept(key)
-            boundary("moves", f"{move.op}: earlier kept data removed")
+        if earlier is not None and earlier.get("database") == move.old:
+            return  # recorded already (this is a recovery of the same move)
         with endpoint.with_db("postgres").connect() as conn:
             present = move.old in _existing(conn, move.old)
         if not present:
             return  # nothing was replaced (a first database): nothing to keep
+        superseded = [] if earlier is None else [*_superseded(earlier), _place(earlier)]
         journal.put_kept(
             key,
             {
@@ -310,20 +311,31 @@ class Moves:
                 "modules": json.loads(move.modules) if move.modules else None,
                 "until": move.keep_until,
                 "op": move.op,
+                "superseded": superseded,
             },
         )
         boundary("moves", f"{move.op}: replaced data kept")
 
-    def expire_kept(self, key: EnvKey, endpoint: Endpoint, image: str, now: str) -> str | None:
-        """Remove the environment's kept data when its time is up (or ``now`` is ``""``:
-        at once, the environment going away); returns the database removed."""
+    def expire_kept(self, key: EnvKey, endpoint: Endpoint, image: str, now: str) -> list[str]:
+        """Remove the environment's superseded kept data, and its kept data once its time is
+        up (``until`` not after ``now``); returns the databases removed. Each removal is
+        idempotent and the record is rewritten only after them, so a crash in between
+        repeats them, never forgets one."""
         journal = self._journal()
         kept = journal.kept(key)
-        if kept is None or (now and str(kept.get("until", "")) > now):
-            return None
-        self._discard(endpoint, image, kept)
-        journal.forget_kept(key)
-        return str(kept.get("database", ""))
+        if kept is None:
+            return []
+        dropped: list[str] = []
+        for old in _superseded(kept):
+            self._discard(endpoint, image, old)
+            dropped.append(str(old["database"]))
+        if str(kept.get("until", "")) <= now:
+            self._discard(endpoint, image, kept)
+            journal.forget_kept(key)
+            dropped.append(str(kept.get("database", "")))
+        elif dropped:
+            journal.put_kept(key, {**kept, "superseded": []})
+        return dropped
 
     def _discard(self, endpoint: Endpoint, image: str, kept: Mapping[str, Any]) -> None:
         """Drop a kept database and its filestore directory (both idempotent)."""
@@ -337,6 +349,21 @@ class Moves:
         with endpoint.with_db("postgres").connect() as conn:
             _drop(conn, database)
         self.docker.filestore_remove(image, str(kept["volume"]), str(kept["filestore"]))
+
+
+def kept_databases(kept: Mapping[str, Any]) -> list[str]:
+    """Every database a kept record names: its own and the superseded ones."""
+    return [str(kept.get("database", "")), *(str(s["database"]) for s in _superseded(kept))]
+
+
+def _superseded(kept: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    found = kept.get("superseded") or []
+    return [s for s in found if isinstance(s, Mapping)]
+
+
+def _place(kept: Mapping[str, Any]) -> dict[str, Any]:
+    """Where kept data lives: what removing it needs."""
+    return {k: kept[k] for k in ("database", "filestore", "volume") if k in kept}
 
 
 def _json(doc: Mapping[str, Any] | None) -> str:

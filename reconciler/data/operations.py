@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -329,8 +329,10 @@ class DataOps:
         """Run ``update`` on a copy of the environment's data; swap it in when it returns.
         The data it replaces is kept for ``keep_previous``, labelled with ``previous`` (the
         revision and module record it was at); the swap records ``result`` for the new."""
+        # Kept even without keep_previous, until now: the schedules drop it after the run,
+        # outside the maintenance window (dropping a large database takes a while).
         kept_for = want.settings.keep_previous
-        until = "" if kept_for is None else _iso(self.clock() + kept_for)
+        until = _iso(self.clock() + (kept_for or timedelta(0)))
         previous_revision, previous_modules = previous or ("", None)
         result_revision, result_modules = result or ("", None)
         report = self.lifecycle.update_on_copy(
@@ -342,7 +344,7 @@ class DataOps:
             result_revision=result_revision,
             result_modules=result_modules,
         )
-        if until:
+        if kept_for is not None:
             report["kept_until"] = until
             self.host.note(
                 want.key,
@@ -362,6 +364,12 @@ class DataOps:
         serves the data is always the code it was at. Returns the kept data's record."""
         target = self.environment(key)
         self._confirmed(target, confirm, f"odooops db rollback {key} --confirm")
+        # Under the operation lock: a run replacing the kept data (an update) or the schedules
+        # removing it must not drop the mark between this read and the write.
+        with self.lifecycle.exclusive(key, wait=self.export_wait):
+            return self._mark_rollback(key)
+
+    def _mark_rollback(self, key: EnvKey) -> dict[str, Any]:
         journal = self.host.journal()
         kept = journal.kept(key)
         now = _iso(self.clock())
@@ -389,10 +397,11 @@ class DataOps:
     def cancel_rollback(self, key: EnvKey) -> None:
         """The pin that goes with a requested rollback could not be committed: nothing
         should happen, so the mark is taken back."""
-        journal = self.host.journal()
-        kept = journal.kept(key)
-        if kept is not None and kept.get("rollback"):
-            journal.put_kept(key, {k: v for k, v in kept.items() if k != "rollback"})
+        with self.lifecycle.exclusive(key, wait=self.export_wait):
+            journal = self.host.journal()
+            kept = journal.kept(key)
+            if kept is not None and kept.get("rollback"):
+                journal.put_kept(key, {k: v for k, v in kept.items() if k != "rollback"})
 
     def rollback_requested(self, key: EnvKey, revision: str) -> bool:
         """Whether a data rollback waits for ``revision`` (the kept data's) to be deployed."""
@@ -438,22 +447,23 @@ class DataOps:
         return report
 
     def kept_expired(self, key: EnvKey, now: datetime) -> bool:
-        """Whether the environment has kept data whose time is up."""
+        """Whether the environment has kept data to remove: superseded by a newer update, or
+        past its ``keep_previous``."""
         kept = self.host.journal().kept(key)
-        return kept is not None and str(kept.get("until", "")) <= _iso(now)
+        if kept is None:
+            return False
+        return bool(kept.get("superseded")) or str(kept.get("until", "")) <= _iso(now)
 
-    def expire_kept(self, want: DesiredEnvironment) -> str | None:
-        """Remove the environment's kept data once its ``keep_previous`` time is up (not
-        while another operation moves its data)."""
+    def expire_kept(self, want: DesiredEnvironment) -> list[str]:
+        """Remove the environment's superseded kept data, and its kept data once its
+        ``keep_previous`` time is up (not while another operation or a run moves its data)."""
         site = self.site(want)
         with self.lifecycle.exclusive(want.key):
             dropped = self.moves.expire_kept(
                 want.key, site.endpoint, site.image, _iso(self.clock())
             )
         if dropped:
-            self.host.note(
-                want.key, "PreviousData", False, "Expired", f"{dropped} removed (keep_previous)"
-            )
+            self.host.note(want.key, "PreviousData", False, "Removed", ", ".join(dropped))
         return dropped
 
     def storage(self) -> BackupStorage:

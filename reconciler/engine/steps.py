@@ -33,6 +33,7 @@ from reconciler.core.modules import (
     update_plan,
 )
 from reconciler.core.planner import Action, Kind
+from reconciler.data.moves import kept_databases
 from reconciler.drivers.protocols import DatabaseAdmin, Runtime, server_name
 from reconciler.engine.ledger import DatabaseRecord, DbState, Ledger
 
@@ -238,7 +239,8 @@ class _NoRouter:
 
 PhaseReport = Callable[[EnvKey, str, bool, str], None]
 """``(key, phase, in_progress, message)``: a rollout's phase, for the ``Rollout`` condition
-(UpdatingCopy, Starting, Switching while in progress; Complete, RolledBack once over)."""
+(Building, UpdatingCopy, CheckingCopy, RollingBackData, Starting, Switching, Draining while
+in progress; Complete, RolledBack, BuildFailed once over)."""
 
 # How long a new environment's run waits for its route to be loaded (a proxy that does not
 # answer is the route's condition, not the run's failure).
@@ -473,10 +475,10 @@ class Steps:
                     "database yourself",
                 )
             kept = self.ledger.kept(key)
-            if kept is not None:  # data an update replaced (owned by the role: before it)
-                name = str(kept.get("database", ""))
-                if name.startswith("odooops_old_"):
-                    admin.drop_database(key, name)
+            if kept is not None:  # data updates replaced (owned by the role: before it)
+                for name in kept_databases(kept):
+                    if name.startswith("odooops_old_"):
+                        admin.drop_database(key, name)
                 self.ledger.forget_kept(key)
             if not admin.existing([record.name]):
                 self.ledger.forget_database(key)

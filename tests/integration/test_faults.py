@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from reconciler.core.model import EnvKey
+from reconciler.data.moves import kept_databases
 from reconciler.engine.ledger import Ledger
 from tests.integration.world import REPO_ROOT, World
 
@@ -158,7 +159,12 @@ def assert_clean(world: World, envs: tuple[str, ...]) -> None:
     try:
         # Besides the live databases, only the data an update kept (keep_previous), each
         # recorded in the ledger: a kept database the ledger forgot would never be removed.
-        kept = {str(doc["database"]) for k in keys if (doc := ledger.kept(k)) is not None}
+        kept = {
+            name
+            for k in keys
+            if (doc := ledger.kept(k)) is not None
+            for name in kept_databases(doc)
+        }
         assert world.owned_databases() == {k.database for k in keys} | kept
         assert ledger.entries() == [], "a journal entry is still open"
         for key in keys:

@@ -370,7 +370,14 @@ def test_a_module_update_runs_on_a_copy_behind_the_maintenance_page(routed: Rout
     assert statuses[-1] == 200
     _hash, modules = _fingerprint(world, key.database)
     assert all(f"{m}=installed@{NEW}" in modules for m in CHAIN), modules
-    assert world.scratch_databases() == set()
+    # Without keep_previous the replaced data is dropped by the schedules right after the
+    # run (outside the maintenance window), not kept.
+    kept = routed.engine.ledger.kept(key)
+    assert kept is not None and world.scratch_databases() == {kept["database"]}
+    want = routed.engine.current.environments[key] if routed.engine.current else None
+    assert want is not None and routed.engine.data.kept_expired(key, datetime.now(UTC))
+    routed.engine.data.expire_kept(want)
+    assert world.scratch_databases() == set() and routed.engine.ledger.kept(key) is None
 
 
 def test_a_failed_update_leaves_the_live_database_as_it_was_and_the_old_code_serving(
@@ -441,20 +448,25 @@ def test_an_update_keeps_the_data_it_replaced_for_keep_previous_then_removes_it(
     event = next(e for e in engine.status.events(str(key)) if e["type"] == "PreviousData")
     assert event["reason"] == "Kept" and kept["until"] in event["message"]
 
-    # A newer update replaces the kept data: never two sets.
+    # A newer update replaces the kept data: the older set is superseded, and removed by the
+    # schedules' next check (after the run: never inside the maintenance window).
     world.app.write(_modules("19.0.1.2.0"), "bump again", branch="release/v1")
     routed.converge("staging")
     newer = engine.ledger.kept(key)
     assert newer is not None and newer["database"] != kept["database"]
+    assert [s["database"] for s in newer["superseded"]] == [kept["database"]]
+    want = engine.current.environments[key] if engine.current else None
+    assert want is not None and engine.data.kept_expired(key, datetime.now(UTC))
+    assert engine.data.expire_kept(want) == [kept["database"]]
     assert world.scratch_databases() == {newer["database"]}
     assert kept["filestore"] not in _filestore_dirs(world, "staging")
+    assert not engine.data.kept_expired(key, datetime.now(UTC))
 
     # Its time up, the next check of the schedules removes it.
     later = datetime.now(UTC) + timedelta(hours=2)
     engine.data.clock = lambda: later
-    want = engine.current.environments[key] if engine.current else None
-    assert want is not None and engine.data.kept_expired(key, later)
-    assert engine.data.expire_kept(want) == newer["database"]
+    assert engine.data.kept_expired(key, later)
+    assert engine.data.expire_kept(want) == [newer["database"]]
     assert engine.ledger.kept(key) is None
     assert world.scratch_databases() == set()
     assert _filestore_dirs(world, "staging") == {key.database}
@@ -517,6 +529,10 @@ def test_a_data_rollback_puts_the_kept_data_back_with_the_code_it_was_at(
     again = engine.ledger.kept(key)
     assert again is not None and not again.get("rollback")
     assert again["revision"] == new_record.revision
+    # The data put back was copied from the kept set, now superseded: removed after the run.
+    assert [s["database"] for s in again["superseded"]] == [kept["database"]]
+    want = engine.current.environments[key] if engine.current else None
+    assert want is not None and engine.data.expire_kept(want) == [kept["database"]]
     assert world.scratch_databases() == {again["database"]}
     assert _fingerprint(world, again["database"]) == updated
     events = engine.status.events(str(key))
