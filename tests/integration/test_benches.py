@@ -113,6 +113,7 @@ def test_smoke_stops_a_hung_run_with_sigterm_first(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize("script", benchmarks(), ids=lambda p: p.stem)
 def test_benchmark_runs_quick(
     script: Path, docker_engine: object, postgres_server: None, images: dict[str, str]

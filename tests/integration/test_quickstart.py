@@ -274,6 +274,7 @@ def paste(shell: Shell, block: str, example: Example) -> str:
     return seen
 
 
+@pytest.mark.slow
 def test_the_readme_quick_start_works_as_written(example: Example) -> None:
     """make run's bare repositories clone with main checked out; the QA example validates and
     converges through git, then through the CLI; piped psql runs and ends; data commands take
