@@ -50,7 +50,7 @@ from reconciler.data.database import copy as dbcopy
 from reconciler.data.database import dumpversion, masking, neutralize, odoozip, plainsql
 from reconciler.data.database.adminlogin import set_password as set_admin_password
 from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_args
-from reconciler.data.moves import Moves
+from reconciler.data.moves import DROP_REPLACED, Keeping, Moves
 from reconciler.drivers.docker import DatabaseReach, DockerDriver
 from reconciler.drivers.tarstream import empty_tar, rename_top
 
@@ -226,90 +226,29 @@ class Lifecycle:
         }
 
     def update_on_copy(
-        self,
-        target: Site,
-        update: Callable[[str], object],
-        *,
-        keep_until: str = "",
-        revision: str = "",
-        modules: Mapping[str, Any] | None = None,
-        result_revision: str = "",
-        result_modules: Mapping[str, Any] | None = None,
+        self, target: Site, update: Callable[[str], object], keeping: Keeping = DROP_REPLACED
     ) -> dict[str, Any]:
         """Run ``update`` (a module update of the scratch database named) on a copy of
         ``target``'s database and filestore, and swap the copy in only when it returns.
 
-        The copy is a template copy (Odoo is stopped: nothing waits on the pause) and a hard
-        linked filestore, both in seconds; the move is journalled like a restore, so a kill
-        before the swap leaves the live data as it was, and one during it finishes it. When
-        ``update`` raises, the copy is dropped and the live database is untouched. With
-        ``keep_until``, the replaced database and filestore are kept, renamed, until then (the
-        environment's ``keep_previous``), labelled with the ``revision`` and ``modules``
-        record they were at; the swap records ``result_revision`` and ``result_modules``.
+        The move is journalled like a restore, so a kill before the swap leaves the live
+        data as it was, and one during it finishes it. When ``update`` raises, the copy is
+        dropped and the live database is untouched. ``keeping``: what the swap keeps of the
+        replaced data (the environment's ``keep_previous``) and records of the new.
         """
-        with self.moves.begin(
-            target.key,
-            target.endpoint,
-            target.image,
-            op="update",
-            volume=target.volume,
-            owner=target.owner,
-            staged_as_scratch=True,
-            keep_until=keep_until,
-            revision=revision,
-            modules=modules,
-            result_revision=result_revision,
-            result_modules=result_modules,
-        ) as move:
-            scratch = target.endpoint.with_db(move.scratch)
-
-            def link() -> int:
-                files = self.docker.filestore_link_copy(
-                    target.image, target.volume, target.database, move.scratch
-                )
-                boundary("lifecycle", "update: filestore linked")
-                return files
-
-            # The filestore is linked (in a helper container) while PostgreSQL copies the
-            # database: the maintenance window is the longer of the two, not their sum.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool:
-                linking = pool.submit(link)
-                try:
-                    result = dbcopy.copy_database(
-                        target.endpoint,
-                        scratch,
-                        source_login=target.login,
-                        target_login=target.login,
-                        strategy=dbcopy.Strategy.TEMPLATE,
-                    )
-                    boundary("lifecycle", "update: database copied")
-                finally:
-                    wait([linking])  # never roll back under a copy still being made
-                files = linking.result()
+        copying = self._copy_in(target, "update", target.database, target.database, keeping)
+        with copying as (move, report):
             update(move.scratch)
             boundary("lifecycle", "update: copy updated")
-        return {
-            "copy_seconds": round(result.seconds, 2),
-            "bytes": result.bytes,
-            "filestore_files": files,
-        }
+        return report
 
     def restore_kept(
-        self,
-        target: Site,
-        kept: Mapping[str, Any],
-        *,
-        keep_until: str = "",
-        revision: str = "",
-        modules: Mapping[str, Any] | None = None,
-        result_modules: Mapping[str, Any] | None = None,
+        self, target: Site, kept: Mapping[str, Any], keeping: Keeping = DROP_REPLACED
     ) -> dict[str, Any]:
         """Put the data an update replaced (``kept``, recorded by ``moves``) back in place:
-        a template copy of the kept database and a hard-linked copy of its filestore are
-        built, then swapped in as journalled as any move. The kept data itself is only read,
+        copied, then swapped in as journalled as any move. The kept data itself is only read,
         so a failure or a kill leaves it there for another try; the data it replaces is kept
-        in turn (``keep_until``, labelled ``revision`` and ``modules``), so the rollback can
-        be undone; the swap records the kept data's revision and ``result_modules``."""
+        in turn (``keeping``), so the rollback can be undone."""
         database = str(kept.get("database", ""))
         if not database.startswith("odooops_old_"):
             raise OdooOpsError(
@@ -317,37 +256,60 @@ class Lifecycle:
                 code="nothing_kept",
                 remediation=f"odooops db backups {target.key.env}  (restore a backup instead)",
             )
+        filestore = str(kept["filestore"])
+        with self._copy_in(target, "data-rollback", database, filestore, keeping) as (_, report):
+            pass
+        return report
+
+    @contextlib.contextmanager
+    def _copy_in(
+        self, target: Site, op: str, database: str, filestore: str, keeping: Keeping
+    ) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """A journalled move into ``target`` built from its own data: a template copy of
+        ``database`` (Odoo is stopped: nothing waits on the pause) and a hard-linked copy of
+        the ``filestore`` directory, both in seconds and at once (the maintenance window is
+        the longer of the two, not their sum). The body may work on the copy; the swap
+        follows it."""
         with self.moves.begin(
             target.key,
             target.endpoint,
             target.image,
-            op="data-rollback",
+            op=op,
             volume=target.volume,
             owner=target.owner,
             staged_as_scratch=True,
-            keep_until=keep_until,
-            revision=revision,
-            modules=modules,
-            result_revision=str(kept.get("revision", "")),
-            result_modules=result_modules,
+            keeping=keeping,
         ) as move:
-            result = dbcopy.copy_database(
-                target.endpoint.with_db(database),
-                target.endpoint.with_db(move.scratch),
-                source_login=target.login,
-                target_login=target.login,
-                strategy=dbcopy.Strategy.TEMPLATE,
+
+            def link() -> int:
+                files = self.docker.filestore_link_copy(
+                    target.image, target.volume, filestore, move.scratch
+                )
+                boundary("lifecycle", f"{op}: filestore linked")
+                return files
+
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool:
+                linking = pool.submit(link)
+                try:
+                    result = dbcopy.copy_database(
+                        target.endpoint.with_db(database),
+                        target.endpoint.with_db(move.scratch),
+                        source_login=target.login,
+                        target_login=target.login,
+                        strategy=dbcopy.Strategy.TEMPLATE,
+                    )
+                    boundary("lifecycle", f"{op}: database copied")
+                finally:
+                    wait([linking])  # never roll back under a copy still being made
+                files = linking.result()
+            yield (
+                move,
+                {
+                    "copy_seconds": round(result.seconds, 2),
+                    "bytes": result.bytes,
+                    "filestore_files": files,
+                },
             )
-            boundary("lifecycle", "data rollback: kept database copied")
-            files = self.docker.filestore_link_copy(
-                target.image, target.volume, str(kept["filestore"]), move.scratch
-            )
-            boundary("lifecycle", "data rollback: kept filestore linked")
-        return {
-            "copy_seconds": round(result.seconds, 2),
-            "bytes": result.bytes,
-            "filestore_files": files,
-        }
 
     def _prepare(
         self,

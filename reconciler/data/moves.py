@@ -77,6 +77,25 @@ class Journal(Protocol):
     def forget_kept(self, key: EnvKey) -> None: ...
 
 
+# A revision and the ledger's module record at it (``Ledger.modules``), or None: unknown.
+Recorded = tuple[str, Mapping[str, Any] | None] | None
+
+
+@dataclass(frozen=True)
+class Keeping:
+    """What a swap does besides swapping: keeps the data it replaces until ``until`` ("":
+    drops it at once), labelled with the ``replaced`` revision and module record; records
+    the ``result`` revision and module record of the new data in the ledger."""
+
+    until: str = ""
+    replaced: Recorded = None
+    result: Recorded = None
+
+
+DROP_REPLACED = Keeping()
+"""A swap that drops the data it replaces and records nothing more (a restore, a copy)."""
+
+
 @dataclass(frozen=True)
 class Move:
     """The names of one move; all derived from the live database and a random tag."""
@@ -154,24 +173,21 @@ class Moves:
         owner: str,
         initialised: bool = True,
         staged_as_scratch: bool = False,
-        keep_until: str = "",
-        revision: str = "",
-        modules: Mapping[str, Any] | None = None,
-        result_revision: str = "",
-        result_modules: Mapping[str, Any] | None = None,
+        keeping: Keeping = DROP_REPLACED,
     ) -> Iterator[Move]:
         """Journal a move before anything is built; on any failure while building, remove what
         was built and close the entry (the live data is untouched).
 
         ``staged_as_scratch``: the new filestore is built under the scratch database's name,
         where an Odoo run on the scratch database (a module update on a copy) reads and
-        writes its attachments. ``keep_until``: the replaced database and filestore are kept,
-        renamed, until then (``expire_kept`` removes them), labelled with ``revision`` and
-        their ``modules`` record. ``result_revision`` and ``result_modules``: what the ledger
-        records of the new data, at the swap."""
+        writes its attachments. ``keeping``: the replaced database and filestore are kept,
+        renamed, until then (``expire_kept`` removes them), and the ledger records the new
+        data's revision and module record at the swap."""
         move = Move.new(op, endpoint.dbname, volume, owner, initialised, _server(endpoint))
+        revision, modules = keeping.replaced or ("", None)
+        result_revision, result_modules = keeping.result or ("", None)
         extra: dict[str, Any] = {
-            "keep_until": keep_until,
+            "keep_until": keeping.until,
             "revision": revision,
             "modules": _json(modules),
             "result_revision": result_revision,

@@ -47,7 +47,7 @@ from reconciler.data.lifecycle import (
 )
 from reconciler.data.mailcatcher import MailCatcher, MailStore, credentials_for, tls_context
 from reconciler.data.moves import KIND as MOVE
-from reconciler.data.moves import Journal, JournalEntryLike, Moves
+from reconciler.data.moves import Journal, JournalEntryLike, Keeping, Moves, Recorded
 from reconciler.drivers.docker import DockerDriver, database_reach
 from reconciler.drivers.postgres import database_note
 from reconciler.drivers.secrets import SecretStore
@@ -126,10 +126,6 @@ class DataHost(Protocol):
         ...
 
 
-# A revision and the ledger's module record at it (``Ledger.modules``), or None: unknown.
-Recorded = tuple[str, Mapping[str, Any] | None] | None
-
-
 def _iso(at: datetime) -> str:
     """A UTC time as kept data's ``until`` (ISO, seconds: compared as text)."""
     return at.astimezone(UTC).isoformat(timespec="seconds")
@@ -144,6 +140,9 @@ NEUTRALIZE_TIMEOUT = 300.0
 NEUTRALIZE_SQL_CACHED = 64  # outputs of it kept (a few KB each), oldest dropped first
 # The module states whose data/neutralize.sql Odoo's `neutralize` runs (its own query).
 _NEUTRALIZED_STATES = ("installed", "to upgrade", "to remove")
+# How long marking (or unmarking) kept data for a data rollback waits for a run or another
+# operation on the environment; then it answers operation_busy (retry it).
+MARK_WAIT_SECONDS = 30.0
 # How long a rotation of the administrator's password waits for one (a pass, a backup).
 ROTATION_WAIT_SECONDS = 30.0
 
@@ -333,17 +332,10 @@ class DataOps:
         # outside the maintenance window (dropping a large database takes a while).
         kept_for = want.settings.keep_previous
         until = _iso(self.clock() + (kept_for or timedelta(0)))
-        previous_revision, previous_modules = previous or ("", None)
-        result_revision, result_modules = result or ("", None)
         report = self.lifecycle.update_on_copy(
-            self.site(want),
-            update,
-            keep_until=until,
-            revision=previous_revision,
-            modules=previous_modules,
-            result_revision=result_revision,
-            result_modules=result_modules,
+            self.site(want), update, Keeping(until, previous, result)
         )
+        previous_revision = previous[0] if previous else ""
         if kept_for is not None:
             report["kept_until"] = until
             self.host.note(
@@ -366,7 +358,7 @@ class DataOps:
         self._confirmed(target, confirm, f"odooops db rollback {key} --confirm")
         # Under the operation lock: a run replacing the kept data (an update) or the schedules
         # removing it must not drop the mark between this read and the write.
-        with self.lifecycle.exclusive(key, wait=self.export_wait):
+        with self.lifecycle.exclusive(key, wait=MARK_WAIT_SECONDS):
             return self._mark_rollback(key)
 
     def _mark_rollback(self, key: EnvKey) -> dict[str, Any]:
@@ -397,7 +389,7 @@ class DataOps:
     def cancel_rollback(self, key: EnvKey) -> None:
         """The pin that goes with a requested rollback could not be committed: nothing
         should happen, so the mark is taken back."""
-        with self.lifecycle.exclusive(key, wait=self.export_wait):
+        with self.lifecycle.exclusive(key, wait=MARK_WAIT_SECONDS):
             journal = self.host.journal()
             kept = journal.kept(key)
             if kept is not None and kept.get("rollback"):
@@ -427,15 +419,8 @@ class DataOps:
         until = str(kept.get("until", "")) if kept_for is None else _iso(self.clock() + kept_for)
         if want.spec.protected or want.spec.tier is Tier.PRODUCTION:
             self._backup(want, f"before data rollback to {str(kept['revision'])[:12]}", _quiet)
-        current_revision, current_modules = current or ("", None)
-        report = self.lifecycle.restore_kept(
-            self.site(want),
-            kept,
-            keep_until=until,
-            revision=current_revision,
-            modules=current_modules,
-            result_modules=kept.get("modules") or fallback,
-        )
+        back = (str(kept["revision"]), kept.get("modules") or fallback)
+        report = self.lifecycle.restore_kept(self.site(want), kept, Keeping(until, current, back))
         self.host.note(
             want.key,
             "DataRollback",

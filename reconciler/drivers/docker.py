@@ -701,9 +701,7 @@ class DockerDriver:
         if not paths:
             return True, "no smoke paths"
         try:
-            found = self.client.api.exec_create(name, ["python3", "-c", SMOKE_CMD, *paths])
-            out = bytes(self.client.api.exec_start(found["Id"])).decode(errors="replace")
-            code = self.client.api.exec_inspect(found["Id"]).get("ExitCode")
+            code, out = self._exec(name, ["python3", "-c", SMOKE_CMD, *paths])
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             return False, f"smoke check could not run in {name}: {exc}"
         if code == 0:
@@ -718,11 +716,15 @@ class DockerDriver:
             return False
         argv = list(test[1:]) if test[0] == "CMD" else ["/bin/sh", "-c", str(test[1])]
         try:
-            result = self.client.api.exec_create(str(found["Id"]), argv, stdout=False)
-            self.client.api.exec_start(result["Id"])
-            return self.client.api.exec_inspect(result["Id"]).get("ExitCode") == 0
+            return self._exec(str(found["Id"]), argv)[0] == 0
         except (docker.errors.DockerException, requests.exceptions.RequestException):
             return False  # gone or not ready for exec yet: Docker's report decides
+
+    def _exec(self, container: str, argv: Sequence[str]) -> tuple[int | None, str]:
+        """Run ``argv`` in a running container to its end: its exit code and output."""
+        found = self.client.api.exec_create(container, list(argv))
+        out = bytes(self.client.api.exec_start(found["Id"])).decode(errors="replace")
+        return self.client.api.exec_inspect(found["Id"]).get("ExitCode"), out
 
     def logs(self, name: str, tail: int = 40) -> str:
         try:

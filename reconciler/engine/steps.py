@@ -33,7 +33,7 @@ from reconciler.core.modules import (
     update_plan,
 )
 from reconciler.core.planner import Action, Kind
-from reconciler.data.moves import kept_databases
+from reconciler.data.moves import Recorded, kept_databases
 from reconciler.drivers.protocols import DatabaseAdmin, Runtime, server_name
 from reconciler.engine.ledger import DatabaseRecord, DbState, Ledger
 
@@ -131,10 +131,6 @@ class StepResult:
     def __str__(self) -> str:
         extra = f" ({self.detail})" if self.detail else ""
         return f"{self.kind.value} {self.target}: {self.outcome}{extra}"
-
-
-# A revision and the ledger's module record at it (``Ledger.modules``), or None: unknown.
-Recorded = tuple[str, Mapping[str, Any] | None] | None
 
 
 class DataHooks(Protocol):

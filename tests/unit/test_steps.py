@@ -791,18 +791,24 @@ def test_a_rollout_reports_its_phases_and_the_maintenance_window(
     assert "maintenance window" in phases[-1][2]
 
 
-def test_a_requested_data_rollback_runs_instead_of_an_update_once_its_revision_is_pinned(
-    world: World, router: RecordingRouter
-) -> None:
-    """``odooops db rollback`` pinned the environment to the revision its kept data was at:
-    that data goes back behind the maintenance page, no ``-u`` runs, and the modules are
-    recorded as they were at that revision."""
+def rollback_requested(world: World) -> tuple[DesiredEnvironment, DesiredEnvironment]:
+    """qa updated from ``old`` to ``new`` (on a copy), then a rollback to ``old`` requested."""
     old = routed(desired("qa", Tier.STAGING))
     world.converge(old)
     new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
     world.runtime.images.add(new.image)
     world.converge(new)
     world.data.rollbacks[old.key] = old.revision
+    return old, new
+
+
+def test_a_requested_data_rollback_runs_instead_of_an_update_once_its_revision_is_pinned(
+    world: World, router: RecordingRouter
+) -> None:
+    """``odooops db rollback`` pinned the environment to the revision its kept data was at:
+    that data goes back behind the maintenance page, no ``-u`` runs, and the modules are
+    recorded as they were at that revision."""
+    old, new = rollback_requested(world)
     world.runtime.runs.clear()
     router.calls.clear()
     phases: list[str] = []
@@ -821,12 +827,7 @@ def test_a_requested_data_rollback_runs_instead_of_an_update_once_its_revision_i
 def test_a_failed_data_rollback_changes_nothing_and_the_old_container_serves_again(
     world: World, router: RecordingRouter
 ) -> None:
-    old = routed(desired("qa", Tier.STAGING))
-    world.converge(old)
-    new = routed(desired("qa", Tier.STAGING, revision="b" * 40))
-    world.runtime.images.add(new.image)
-    world.converge(new)
-    world.data.rollbacks[old.key] = old.revision
+    old, new = rollback_requested(world)
     world.data.rollback_fails = True
     router.calls.clear()
     with pytest.raises(OdooOpsError, match="the data rollback did not happen") as exc:
