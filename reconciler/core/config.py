@@ -7,6 +7,7 @@ validated as a whole is converted, so nothing downstream ever sees a half-valid 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.core import validation
@@ -42,16 +43,76 @@ def load_state(
 
     ``secrets`` is the daemon's allowlist of secret references (the defaults when ``None``).
     """
-    state = validation.validate_state(files, repo_label, secrets)
-    platform = _platform(state.platform.data or {})
-    policies = _policies(state.policies.data or {})
-    projects = {name: _project(name, doc.data or {}) for name, doc in state.projects.items()}
-    envs = tuple(
-        _environment(EnvKey(project, env), doc.data or {}, policies)
-        for (project, env), doc in sorted(state.environments.items())
-    )
-    masking = state.masking.data if state.masking is not None else None
-    return StateConfig(commit, platform, policies, projects, envs, masking or None)
+    return LoadedState.load(files, commit, repo_label, secrets).config
+
+
+@dataclass(frozen=True)
+class LoadedState:
+    """A validated commit: its model and what built it, so that a write (one or two files
+    changed) is validated and modelled from its changes alone (``update``), not from every
+    file of the repository again. The result is the one ``load_state`` gives."""
+
+    index: validation.StateIndex
+    config: StateConfig
+    specs: Mapping[tuple[str, str], EnvironmentSpec]
+
+    @classmethod
+    def load(
+        cls,
+        files: Mapping[str, bytes],
+        commit: str,
+        repo_label: str = ".",
+        secrets: SecretPolicy | None = None,
+    ) -> LoadedState:
+        return cls._model(validation.StateIndex.build(files, repo_label, secrets), commit)
+
+    def update(self, changes: Mapping[str, bytes | None], commit: str) -> LoadedState:
+        """The state after ``changes`` (path -> content, None deletes); ``InvalidState``
+        with every problem when it would be invalid."""
+        index = self.index.update(changes)
+        if any("/" not in path for path in changes):
+            return LoadedState._model(index, commit)  # a root file: every part may change
+        index.check()
+        projects = dict(self.config.projects)
+        specs = dict(self.specs)
+        for path in changes:
+            slot = validation.path_slot(path, index.repo_label)
+            if slot is None:
+                continue
+            if slot.kind == "project":
+                project_doc = index.projects.get(slot.project)
+                projects.pop(slot.project, None)
+                if project_doc is not None:
+                    projects[slot.project] = _project(slot.project, project_doc.data or {})
+            elif slot.kind == "environment":
+                key = (slot.project, slot.env)
+                doc = index.environments.get(key)
+                specs.pop(key, None)
+                if doc is not None:
+                    specs[key] = _environment(EnvKey(*key), doc.data or {}, self.config.policies)
+        config = replace(
+            self.config,
+            commit=commit,
+            projects=dict(sorted(projects.items())),
+            environments=tuple(specs[key] for key in sorted(specs)),
+        )
+        return LoadedState(index, config, specs)
+
+    @staticmethod
+    def _model(index: validation.StateIndex, commit: str) -> LoadedState:
+        state = index.validated()
+        platform = _platform(state.platform.data or {})
+        policies = _policies(state.policies.data or {})
+        projects = {name: _project(name, doc.data or {}) for name, doc in state.projects.items()}
+        specs = {
+            key: _environment(EnvKey(*key), doc.data or {}, policies)
+            for key, doc in state.environments.items()
+        }
+        masking = state.masking.data if state.masking is not None else None
+        config = StateConfig(
+            commit, platform, policies, projects, tuple(specs.values()), masking or None
+        )
+        return LoadedState(index, config, specs)
 
 
 def _platform(raw: Mapping[str, Any]) -> Platform:

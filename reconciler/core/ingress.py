@@ -49,6 +49,9 @@ __all__ = [
     "domain_problem",
     "environment_file",
     "generated_host",
+    "host_conflict",
+    "platform_domain_problem",
+    "route_hosts",
     "route_table",
 ]
 
@@ -230,26 +233,23 @@ def route_table(
     if len(set(keys)) != len(keys):
         raise ValueError(f"an environment is routed twice: {sorted(keys)}")
     problems: list[Problem] = []
-    if domain is not None and (why := domain_problem(domain.lower(), public)) is not None:
-        problems.append(
-            Problem(
-                "invalid_domain",
-                f"the platform domain: {why}",
-                Location("odooops.yaml", key="ingress.domain"),
-                f"set ingress.domain to a domain such as apps.example.com, {_RECHECK}",
-            )
-        )
+    if domain is not None and (found := platform_domain_problem(domain, public)) is not None:
+        problems.append(found)
         domain = None
     claims: dict[str, list[tuple[EnvKey, str]]] = {}
     normalised: list[EnvironmentRoute] = []
     for route in ordered:
-        problems.extend(_allowlist_problems(route))
-        own = _hosts(route, domain, problems, public)
+        found_problems, own = route_hosts(route, domain, public)
+        problems.extend(found_problems)
         for host, kind in own.items():
             claims.setdefault(host, []).append((route.key, kind))
         custom = tuple(sorted(h for h, kind in own.items() if kind == "custom"))
         normalised.append(replace(route, domains=custom))
-    problems.extend(_conflicts(claims))
+    problems.extend(
+        conflict
+        for host, owners in sorted(claims.items())
+        if (conflict := host_conflict(host, owners))
+    )
     if problems:
         raise InvalidState(
             f"the routes cannot be built: {len(problems)} problem"
@@ -266,10 +266,26 @@ def route_table(
     return RouteTable(hosts, tuple(normalised), domain.lower() if domain else None, limits)
 
 
-def _hosts(
-    route: EnvironmentRoute, domain: str | None, problems: list[Problem], public: bool = True
-) -> dict[str, str]:
-    """The route's hosts (lower case, each once) and their kind; bad ones become problems."""
+def platform_domain_problem(domain: str, public: bool = True) -> Problem | None:
+    """Why the platform's ``ingress.domain`` cannot carry generated hosts, or None."""
+    why = domain_problem(domain.lower(), public)
+    if why is None:
+        return None
+    return Problem(
+        "invalid_domain",
+        f"the platform domain: {why}",
+        Location("odooops.yaml", key="ingress.domain"),
+        f"set ingress.domain to a domain such as apps.example.com, {_RECHECK}",
+    )
+
+
+def route_hosts(
+    route: EnvironmentRoute, domain: str | None, public: bool = True
+) -> tuple[list[Problem], dict[str, str]]:
+    """One route's own problems (allowlist, malformed domains) and its hosts (lower case, each
+    once) with their kind. Only a host's other claimants can add a problem (``host_conflict``),
+    which is what lets validation re-check one environment's routes alone."""
+    problems = list(_allowlist_problems(route))
     found: dict[str, str] = {}
     if domain is not None:
         host = generated_host(route.key, domain)
@@ -300,7 +316,7 @@ def _hosts(
             )
             continue
         found.setdefault(name, "custom")  # its own generated host, or a repeat: once
-    return found
+    return problems, found
 
 
 def _allowlist_problems(route: EnvironmentRoute) -> Iterator[Problem]:
@@ -317,20 +333,20 @@ def _allowlist_problems(route: EnvironmentRoute) -> Iterator[Problem]:
             )
 
 
-def _conflicts(claims: Mapping[str, Sequence[tuple[EnvKey, str]]]) -> Iterator[Problem]:
-    """One problem per host claimed by more than one environment, naming every claimant; it
-    points at the last custom claimant, since a generated host is not the one to change."""
-    for host, owners in sorted(claims.items()):
-        if len(owners) < 2:
-            continue
-        named = " and ".join(f"{key} ({kind})" for key, kind in owners)
-        blamed = next((key for key, kind in reversed(owners) if kind == "custom"), owners[-1][0])
-        yield Problem(
-            "domain_conflict",
-            f"{host} is claimed by {named}: a host reaches one environment",
-            Location(environment_file(blamed), key="domains"),
-            f"remove {host} from all but one of them, {_RECHECK}",
-        )
+def host_conflict(host: str, owners: Sequence[tuple[EnvKey, str]]) -> Problem | None:
+    """The problem of a host claimed by more than one environment (``owners`` in key order),
+    naming every claimant; it points at the last custom claimant, since a generated host is not
+    the one to change. None for a host with one owner."""
+    if len(owners) < 2:
+        return None
+    named = " and ".join(f"{key} ({kind})" for key, kind in owners)
+    blamed = next((key for key, kind in reversed(owners) if kind == "custom"), owners[-1][0])
+    return Problem(
+        "domain_conflict",
+        f"{host} is claimed by {named}: a host reaches one environment",
+        Location(environment_file(blamed), key="domains"),
+        f"remove {host} from all but one of them, {_RECHECK}",
+    )
 
 
 def describe(table: RouteTable) -> list[dict[str, Any]]:

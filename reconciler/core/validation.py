@@ -45,7 +45,12 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from reconciler.core.durations import parse_cpu, parse_duration, parse_schedule, parse_size
 from reconciler.core.errors import InvalidState, Location, Problem, sanitize
 from reconciler.core.globs import matches, shadows
-from reconciler.core.ingress import EnvironmentRoute, route_table
+from reconciler.core.ingress import (
+    EnvironmentRoute,
+    host_conflict,
+    platform_domain_problem,
+    route_hosts,
+)
 from reconciler.core.model import INTERNAL_CA, EnvKey, SecretRef, Tier
 from reconciler.core.policies import MemoryTooSmall, resolve_settings
 from reconciler.core.secretrefs import SecretPolicy, refusal
@@ -57,9 +62,13 @@ __all__ = [
     "TIERS",
     "Document",
     "JsonPath",
+    "PathSlot",
+    "StateIndex",
     "ValidatedState",
     "is_branch_name",
     "load_yaml",
+    "path_slot",
+    "tier_by_rule",
     "validate_app_config",
     "validate_document",
     "validate_state",
@@ -1172,123 +1181,383 @@ def _suggest_name(stem: str) -> str:
     return suggestion or "a-valid-name"
 
 
-@dataclass
-class _StateCheck:
-    """Accumulates documents and problems while one commit is checked."""
+@dataclass(frozen=True)
+class PathSlot:
+    """What a path of ``projects/`` or ``environments/`` is, read from the path alone: a
+    project's file, an environment's, or a file the format does not read (``problems``)."""
 
-    files: Mapping[str, bytes]
-    repo_label: str
-    recheck: _Recheck
-    policy: SecretPolicy = field(default_factory=SecretPolicy)
-    problems: list[Problem] = field(default_factory=list)
-    projects: dict[str, Document] = field(default_factory=dict)
-    environments: dict[tuple[str, str], Document] = field(default_factory=dict)
-    project_paths: dict[str, str] = field(default_factory=dict)
-    environment_paths: dict[tuple[str, str], str] = field(default_factory=dict)
+    kind: str  # "project", "environment", or "" (not read: its problem says why)
+    project: str = ""
+    env: str = ""
+    problems: tuple[Problem, ...] = ()
 
-    def add(self, code: str, message: str, location: Location, action: str) -> None:
-        self.problems.append(_problem(code, message, location, self.recheck.fix(action)))
 
-    def parse(self, path: str, schema: str) -> Document | None:
-        text, problems = _decode(self.files[path], path, self.recheck)
-        self.problems.extend(problems)
-        if text is None:
-            return None
-        doc, problems = _load(text, path, self.recheck)
-        self.problems.extend(problems)
-        if doc is None:
-            return None
-        self.problems.extend(_validate(doc, schema, self.recheck))
-        self.problems.extend(_secret_ref_problems(doc, schema, self.policy, self.recheck))
-        return doc
+def _unexpected(path: str, why: str, recheck: _Recheck) -> Problem:
+    suffix = PurePosixPath(path).suffix
+    action = f"move or remove {path}"
+    if suffix == ".yml":
+        renamed = path.removesuffix(".yml") + ".yaml"
+        action = f"rename it: git mv {path} {renamed}"
+        why = "state files end in .yaml, and a .yml file is not read"
+    return _problem(
+        "unexpected_file",
+        f"{path} is not part of the state format: {why}",
+        Location(path),
+        recheck.fix(action),
+    )
 
-    def required_file(self, path: str, what: str) -> None:
+
+def _bad_name(name: str, kind: str, path: str, recheck: _Recheck) -> tuple[Problem, ...]:
+    if _is_name(name):
+        return ()
+    return (
+        _problem(
+            "invalid_name",
+            f"`{name}` is not a valid {kind} name: use {_NAME_RULE}",
+            Location(path),
+            recheck.fix(f"rename {path} using a valid name, e.g. `{_suggest_name(name)}`"),
+        ),
+    )
+
+
+@functools.lru_cache(maxsize=16384)
+def path_slot(path: str, repo_label: str = ".") -> PathSlot | None:
+    """The slot of a path of ``projects/`` or ``environments/``; None for every other path
+    (READMEs and dotfiles inside them included), which the state format ignores."""
+    recheck = _state_recheck(repo_label)
+    parts = PurePosixPath(path).parts
+    if len(parts) < 2 or parts[0] not in (PROJECTS_DIR, ENVIRONMENTS_DIR) or _ignored(parts[1:]):
+        return None
+    file = PurePosixPath(path)
+    if parts[0] == PROJECTS_DIR:
+        if len(parts) != 2:
+            why = "projects/ holds one <project>.yaml per project"
+        elif file.suffix != ".yaml":
+            why = "projects/ holds only <project>.yaml files"
+        else:
+            return PathSlot(
+                "project", file.stem, "", _bad_name(file.stem, "project", path, recheck)
+            )
+        return PathSlot("", problems=(_unexpected(path, why, recheck),))
+    if len(parts) != 3:
+        why = "environment files live in environments/<project>/<env>.yaml"
+    elif file.suffix != ".yaml":
+        why = "environments/<project>/ holds only <env>.yaml files"
+    else:
+        problems = _bad_name(file.stem, "environment", path, recheck)
+        return PathSlot("environment", parts[1], file.stem, problems)
+    return PathSlot("", problems=(_unexpected(path, why, recheck),))
+
+
+@functools.lru_cache(maxsize=16384)
+def _parsed(
+    path: str, content: bytes, schema: str, repo_label: str
+) -> tuple[Document | None, tuple[Problem, ...]]:
+    """One file decoded, parsed and checked against its schema and single-file rules.
+
+    Cached by content: a write changes one file, and every other file of the state is judged
+    again on every write and every poll. The document is shared between callers, so nothing
+    may change it (nothing does: every consumer builds its own values from it).
+    """
+    recheck = _state_recheck(repo_label)
+    text, problems = _decode(content, path, recheck)
+    if text is None:
+        return None, tuple(problems)
+    doc, found = _load(text, path, recheck)
+    problems.extend(found)
+    if doc is not None:
+        problems.extend(_validate(doc, schema, recheck))
+    return doc, tuple(problems)
+
+
+_Unit = tuple[str, ...]
+"""What one group of problems is about: ``("env", project, env)``, ``("host", name)``, ..."""
+
+
+class StateIndex:
+    """The validation of one state-repository commit, kept to judge the next commit from the
+    files that changed rather than from every file again.
+
+    ``build`` (what ``validate_state`` runs) and ``update`` run the same checks. Every
+    cross-file problem belongs to one *unit*, computed by one method from inputs it names:
+
+    - ``("dir", P)``: ``environments/P/`` (its name; whether ``projects/P.yaml`` exists);
+    - ``("project", P)``: the project's ``database_server`` against ``odooops.yaml``;
+    - ``("env", P, E)``: the environment's file, ``policies.yaml`` (its tier, the branch
+      rules) and, when it copies another's database, the names of P's environments;
+    - ``("branch", P, B)``: every environment of P deploying branch B (one may);
+    - ``("route", P, E)``: the environment's domains and allowlist (with an ingress block);
+    - ``("host", H)``: every environment claiming host H (one may).
+
+    ``update`` marks the units each changed file feeds and recomputes those alone; a file is
+    parsed only when its content is new (``_parsed``). The root files (``odooops.yaml``,
+    ``policies.yaml``, ``masking.yaml``) feed nearly every unit, so a change to one rebuilds
+    the index (from cached parses). A property test holds ``update`` to ``build``.
+
+    An index is never changed once made: ``update`` returns a new one (dictionaries copied,
+    documents shared), so the index of a commit stays valid for its readers.
+    """
+
+    def __init__(self, files: Mapping[str, bytes], repo_label: str, policy: SecretPolicy) -> None:
+        self.files = dict(files)
+        self.repo_label = repo_label
+        self.policy = policy
+        self.recheck = _state_recheck(repo_label)
+        self.platform: Document | None = None
+        self.policies: Document | None = None
+        self.masking: Document | None = None
+        self.root_problems: list[Problem] = []
+        self.file_problems: dict[str, tuple[Problem, ...]] = {}  # non-empty only
+        self.project_paths: dict[str, str] = {}
+        self.projects: dict[str, Document] = {}
+        self.environment_paths: dict[tuple[str, str], str] = {}
+        self.environments: dict[tuple[str, str], Document] = {}
+        self.dir_counts: dict[str, int] = {}  # environment files per environments/<P>/
+        self.siblings: dict[str, frozenset[str]] = {}  # parsed environments per project
+        self.sourced: dict[str, frozenset[str]] = {}  # those whose db.source names another
+        self.branch_groups: dict[tuple[str, str], tuple[str, ...]] = {}  # sorted env names
+        self.env_hosts: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        self.host_claims: dict[str, tuple[tuple[EnvKey, str], ...]] = {}  # in key order
+        self.units: dict[_Unit, tuple[Problem, ...]] = {}  # non-empty only
+        self.ingress = False  # an ingress block: routes are checked, else ingress_disabled
+        self.domain: str | None = None  # the platform domain, when valid
+        self.public = True
+
+    # -- building ---------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls, files: Mapping[str, bytes], repo_label: str = ".", policy: SecretPolicy | None = None
+    ) -> StateIndex:
+        """Validate every file of one commit (repo-relative posix path -> content)."""
+        index = cls(files, repo_label, policy or SecretPolicy())
+        index._root()
+        for path in sorted(index.files):
+            index._add(path, set())
+        # Every unit, not the ones ``_add`` marked: the property test then holds the marking
+        # that ``update`` relies on to a build that does not rely on it.
+        units: set[_Unit] = {("dir", p) for p in index.dir_counts}
+        units.update(("project", p) for p in index.project_paths)
+        units.update(("branch", *group) for group in index.branch_groups)
+        for p, e in index.environment_paths:
+            units.update({("env", p, e), ("route", p, e)})
+        index._recompute(units, every_host=True)
+        return index
+
+    def update(self, changes: Mapping[str, bytes | None]) -> StateIndex:
+        """The index of the files after ``changes`` (path -> content, None deletes)."""
+        files = {p: c for p, c in self.files.items() if p not in changes}
+        files.update({p: c for p, c in changes.items() if c is not None})
+        if any("/" not in path for path in changes):
+            return StateIndex.build(files, self.repo_label, self.policy)
+        index = self._copy(files)
+        dirty: set[_Unit] = set()
+        for path, content in changes.items():
+            if path in self.files:
+                if self.files[path] == content:
+                    continue
+                index._remove(path, dirty)
+            if content is not None:
+                index._add(path, dirty)
+        index._recompute(dirty)
+        return index
+
+    def _copy(self, files: dict[str, bytes]) -> StateIndex:
+        index = StateIndex.__new__(StateIndex)
+        index.__dict__.update(self.__dict__)
+        for name, value in self.__dict__.items():
+            if isinstance(value, dict | list):
+                setattr(index, name, type(value)(value))
+        index.files = files
+        return index
+
+    def _root(self) -> None:
+        """The root files: ``odooops.yaml``, ``policies.yaml``, ``masking.yaml``."""
+        found: dict[str, Document | None] = {}
+        for path, schema, what in (
+            (PLATFORM_FILE, "odooops", "the platform settings"),
+            (POLICIES_FILE, "policies", "the branch rules"),
+            (MASKING_FILE, "masking", ""),
+        ):
+            if path not in self.files:
+                found[path] = None
+                if what:
+                    self.root_problems.append(self._required(path, what))
+                continue
+            doc, problems = self._parse(path, schema)
+            found[path] = doc
+            self.root_problems.extend(problems)
+        self.platform, self.policies = found[PLATFORM_FILE], found[POLICIES_FILE]
+        self.masking = found[MASKING_FILE]
+        ingress = _get(self.platform.data, ("ingress",)) if self.platform else None
+        self.ingress = isinstance(ingress, Mapping)
+        if isinstance(ingress, Mapping):
+            domain, ca = ingress.get("domain"), _get(ingress, ("acme", "ca"))
+            self.public = ca != INTERNAL_CA
+            if isinstance(domain, str):
+                problem = platform_domain_problem(domain, self.public)
+                if problem is None:
+                    self.domain = domain
+                else:
+                    self.root_problems.append(self._rechecked(problem))
+
+    def _required(self, path: str, what: str) -> Problem:
         yml = path.removesuffix(".yaml") + ".yml"
         action = f"create {path} at the root of the state repository ({what})"
         if yml in self.files:
             action = f"rename {yml} to {path}: git mv {yml} {path}"
-        self.add("missing_file", f"{path} is missing: it holds {what}", Location(path), action)
+        return _problem(
+            "missing_file",
+            f"{path} is missing: it holds {what}",
+            Location(path),
+            self.recheck.fix(action),
+        )
 
-    def name(self, name: str, kind: str, path: str) -> None:
-        if _is_name(name):
+    def _parse(self, path: str, schema: str) -> tuple[Document | None, list[Problem]]:
+        doc, found = _parsed(path, self.files[path], schema, self.repo_label)
+        problems = list(found)
+        if doc is not None and schema in SECRET_REF_PATHS:
+            problems.extend(_secret_ref_problems(doc, schema, self.policy, self.recheck))
+        return doc, problems
+
+    def _rechecked(self, problem: Problem) -> Problem:
+        """A problem of ``core.ingress`` with this repository's re-check command."""
+        return replace(
+            problem, remediation=self.recheck.fix(problem.remediation.split(", then")[0])
+        )
+
+    # -- files in and out -------------------------------------------------------------------
+
+    def _add(self, path: str, dirty: set[_Unit]) -> None:
+        slot = path_slot(path, self.repo_label)
+        if slot is None:
             return
-        self.add(
-            "invalid_name",
-            f"`{name}` is not a valid {kind} name: use {_NAME_RULE}",
-            Location(path),
-            f"rename {path} using a valid name, e.g. `{_suggest_name(name)}`",
-        )
+        problems = list(slot.problems)
+        p, e = slot.project, slot.env
+        if slot.kind == "project":
+            self.project_paths[p] = path
+            doc, found = self._parse(path, "project")
+            problems.extend(found)
+            if doc is not None:
+                self.projects[p] = doc
+            dirty.update({("dir", p), ("project", p)})
+        elif slot.kind == "environment":
+            self.environment_paths[(p, e)] = path
+            self.dir_counts[p] = self.dir_counts.get(p, 0) + 1
+            dirty.update({("dir", p), ("env", p, e), ("route", p, e)})
+            doc, found = self._parse(path, "environment")
+            problems.extend(found)
+            if doc is not None:
+                self.environments[(p, e)] = doc
+                self._member(p, e, doc, dirty, joins=True)
+        if problems:
+            self.file_problems[path] = tuple(problems)
 
-    def unexpected(self, path: str, why: str) -> None:
-        suffix = PurePosixPath(path).suffix
-        action = f"move or remove {path}"
-        if suffix == ".yml":
-            renamed = path.removesuffix(".yml") + ".yaml"
-            action = f"rename it: git mv {path} {renamed}"
-            why = "state files end in .yaml, and a .yml file is not read"
-        self.add(
-            "unexpected_file",
-            f"{path} is not part of the state format: {why}",
-            Location(path),
-            action,
-        )
+    def _remove(self, path: str, dirty: set[_Unit]) -> None:
+        slot = path_slot(path, self.repo_label)
+        if slot is None:
+            return
+        self.file_problems.pop(path, None)
+        p, e = slot.project, slot.env
+        if slot.kind == "project":
+            del self.project_paths[p]
+            self.projects.pop(p, None)
+            dirty.update({("dir", p), ("project", p)})
+        elif slot.kind == "environment":
+            del self.environment_paths[(p, e)]
+            self.dir_counts[p] -= 1
+            if not self.dir_counts[p]:
+                del self.dir_counts[p]
+            dirty.update({("dir", p), ("env", p, e), ("route", p, e)})
+            doc = self.environments.pop((p, e), None)
+            if doc is not None:
+                self._member(p, e, doc, dirty, joins=False)
 
-    def classify(self) -> None:
-        """Sort the files of ``projects/`` and ``environments/``; everything else is ignored."""
-        invalid_dirs: set[str] = set()
-        for path in sorted(self.files):
-            parts = PurePosixPath(path).parts
-            if len(parts) < 2 or parts[0] not in (PROJECTS_DIR, ENVIRONMENTS_DIR):
-                continue
-            if _ignored(parts[1:]):
-                continue
-            file = PurePosixPath(path)
-            if parts[0] == PROJECTS_DIR:
-                if len(parts) != 2:
-                    self.unexpected(path, "projects/ holds one <project>.yaml per project")
-                elif file.suffix != ".yaml":
-                    self.unexpected(path, "projects/ holds only <project>.yaml files")
-                else:
-                    self.name(file.stem, "project", path)
-                    self.project_paths[file.stem] = path
-                continue
-            if len(parts) != 3:
-                self.unexpected(path, "environment files live in environments/<project>/<env>.yaml")
-            elif file.suffix != ".yaml":
-                self.unexpected(path, "environments/<project>/ holds only <env>.yaml files")
+    def _member(self, p: str, e: str, doc: Document, dirty: set[_Unit], *, joins: bool) -> None:
+        """A parsed environment joins or leaves the indexes other units read."""
+
+        def moved(index: dict[Any, Any], key: Any) -> None:
+            names = set(index.get(key, ()))
+            (names.add if joins else names.discard)(e)
+            if names:
+                index[key] = (
+                    tuple(sorted(names)) if index is self.branch_groups else frozenset(names)
+                )
             else:
-                project = parts[1]
-                if project not in invalid_dirs and not _is_name(project):
-                    invalid_dirs.add(project)
-                    self.name(project, "project", f"{ENVIRONMENTS_DIR}/{project}/")
-                self.name(file.stem, "environment", path)
-                self.environment_paths[(project, file.stem)] = path
+                index.pop(key, None)
 
-    def unknown_projects(self) -> None:
-        reported: set[str] = set()
-        for project, _ in self.environment_paths:
-            if project in self.project_paths or project in reported:
-                continue
-            reported.add(project)
-            directory = f"{ENVIRONMENTS_DIR}/{project}/"
-            self.add(
-                "unknown_project",
-                f"{directory} has no project: {PROJECTS_DIR}/{project}.yaml does not exist",
-                Location(directory),
-                f"add {PROJECTS_DIR}/{project}.yaml or rename {directory} to an existing project",
+        moved(self.siblings, p)
+        # A sibling that copies another environment names them all in its problem.
+        dirty.update(("env", p, s) for s in self.sourced.get(p, ()))
+        source = _get(doc.data, ("db", "source"))
+        if isinstance(source, str) and source != "fresh":
+            moved(self.sourced, p)
+        branch = _get(doc.data, ("branch",))
+        if isinstance(branch, str):
+            moved(self.branch_groups, (p, branch))
+            dirty.add(("branch", p, branch))
+
+    # -- units ------------------------------------------------------------------------------
+
+    def _recompute(self, dirty: set[_Unit], every_host: bool = False) -> None:
+        # Routes first: they move host claims, which dirty the hosts.
+        for unit in [u for u in dirty if u[0] == "route"]:
+            self._set(unit, self._route(unit[1], unit[2], dirty))
+        if every_host:
+            dirty.update(("host", host) for host in self.host_claims)
+        for unit in dirty:
+            kind = unit[0]
+            if kind == "dir":
+                self._set(unit, self._dir(unit[1]))
+            elif kind == "project":
+                self._set(unit, self._project(unit[1]))
+            elif kind == "env":
+                self._set(unit, self._environment(unit[1], unit[2]))
+            elif kind == "branch":
+                self._set(unit, self._branch(unit[1], unit[2]))
+            elif kind == "host":
+                owners = self.host_claims.get(unit[1], ())
+                conflict = host_conflict(unit[1], owners)
+                self._set(unit, (self._rechecked(conflict),) if conflict else ())
+
+    def _set(self, unit: _Unit, problems: Sequence[Problem]) -> None:
+        if problems:
+            self.units[unit] = tuple(problems)
+        else:
+            self.units.pop(unit, None)
+
+    def _problem(self, code: str, message: str, location: Location, action: str) -> Problem:
+        return _problem(code, message, location, self.recheck.fix(action))
+
+    def _dir(self, p: str) -> list[Problem]:
+        if not self.dir_counts.get(p):
+            return []
+        directory = f"{ENVIRONMENTS_DIR}/{p}/"
+        out = list(_bad_name(p, "project", directory, self.recheck))
+        if p not in self.project_paths:
+            out.append(
+                self._problem(
+                    "unknown_project",
+                    f"{directory} has no project: {PROJECTS_DIR}/{p}.yaml does not exist",
+                    Location(directory),
+                    f"add {PROJECTS_DIR}/{p}.yaml or rename {directory} to an existing project",
+                )
             )
+        return out
 
-    def database_servers(self, platform: Document | None) -> None:
-        servers = _get(platform.data, ("database_servers",)) if platform else None
-        if not isinstance(servers, Mapping):
-            return
+    def _project(self, p: str) -> list[Problem]:
+        doc = self.projects.get(p)
+        servers = _get(self.platform.data, ("database_servers",)) if self.platform else None
+        server = _get(doc.data, ("database_server",)) if doc else None
+        if doc is None or not isinstance(servers, Mapping) or not isinstance(server, str):
+            return []
+        if server in servers:
+            return []
         defined = ", ".join(sorted(servers)) or "none"
-        for doc in self.projects.values():
-            server = _get(doc.data, ("database_server",))
-            if not isinstance(server, str) or server in servers:
-                continue
-            location = doc.location(("database_server",))
-            self.add(
+        location = doc.location(("database_server",))
+        out: list[Problem] = []
+        out.append(
+            self._problem(
                 "unknown_reference",
                 f"database_server `{server}` is not defined in {PLATFORM_FILE} "
                 f"(defined: {defined})",
@@ -1296,123 +1565,77 @@ class _StateCheck:
                 f"set database_server at {_at(location)} to one of: {defined}, or add "
                 f"`{server}` under database_servers in {PLATFORM_FILE}",
             )
+        )
+        return out
 
-    def copy_target(self, doc: Document, policies: Document | None, source: object) -> None:
-        """A copy never lands on a protected environment, and never un-neutralised.
-
-        A production database is only ever replaced by an explicit, confirmed restore; a
-        non-production copy of real data always gets its mail, crons and payments disabled.
-        """
+    def _tier(self, doc: Document) -> str:
         tier = _get(doc.data, ("tier",))
-        if not isinstance(tier, str):
-            tier = self.tier_by_rule(policies, _get(doc.data, ("branch",)))
-        protected_tiers = _get(policies.data, ("protected_tiers",)) if policies else None
-        if not isinstance(protected_tiers, list):
-            protected_tiers = ["production"]
-        protected = _get(doc.data, ("protected",))
-        if not isinstance(protected, bool):
-            protected = tier in protected_tiers
-        if isinstance(source, str) and source != "fresh" and protected:
+        return (
+            tier
+            if isinstance(tier, str)
+            else tier_by_rule(self.policies, _get(doc.data, ("branch",)))
+        )
+
+    def _environment(self, p: str, e: str) -> list[Problem]:
+        doc = self.environments.get((p, e))
+        if doc is None:
+            return []
+        out = self._copy_target(doc)
+        source = _get(doc.data, ("db", "source"))
+        if isinstance(source, str) and source != "fresh":
             location = doc.location(("db", "source"))
-            self.add(
-                "copy_onto_protected",
-                f"db.source `{source}` would overwrite a protected environment's database "
-                "with a copy",
-                location,
-                f"remove db.source at {_at(location)} (replace a protected database only with "
-                "a confirmed restore: odooops db restore SOURCE --backup=ID --to=ENV --confirm)",
-            )
-        if _get(doc.data, ("db", "neutralize")) is False and tier != "production":
-            location = doc.location(("db", "neutralize"))
-            self.add(
-                "neutralize_required",
-                f"db.neutralize: false is not allowed for a {tier} environment: a copy of real "
-                "data outside production would send mail and run payments",
-                location,
-                f"remove db.neutralize at {_at(location)}",
-            )
-
-    @staticmethod
-    def tier_by_rule(policies: Document | None, branch: object) -> str:
-        rules = _get(policies.data, ("branches",)) if policies else None
-        if isinstance(rules, list) and isinstance(branch, str):
-            for rule in rules:
-                if (
-                    isinstance(rule, Mapping)
-                    and isinstance(rule.get("match"), str)
-                    and matches(rule["match"], branch)
-                ):
-                    return str(rule.get("tier", "dev"))
-        return "dev"
-
-    def environment_references(self, policies: Document | None) -> None:
-        rules = _get(policies.data, ("branches",)) if policies else None
-        globs: list[str] | None = None
-        if isinstance(rules, list):
-            found = [r.get("match") for r in rules if isinstance(r, Mapping)]
-            globs = [g for g in found if isinstance(g, str)]
-        branches: dict[tuple[str, str], str] = {}
-        for (project, env), doc in sorted(self.environments.items()):
-            siblings = sorted(e for p, e in self.environments if p == project)
-            source = _get(doc.data, ("db", "source"))
-            self.copy_target(doc, policies, source)
-            if isinstance(source, str) and source != "fresh":
-                location = doc.location(("db", "source"))
-                if source == env:
-                    self.add(
+            siblings = sorted(self.siblings.get(p, ()))
+            if source == e:
+                out.append(
+                    self._problem(
                         "unknown_reference",
-                        f"db.source names this environment itself: `{env}` cannot copy "
-                        "its own database",
+                        f"db.source names this environment itself: `{e}` cannot copy its "
+                        "own database",
                         location,
-                        f"set db.source at {_at(location)} to fresh or another environment "
-                        f"of {project}",
+                        f"set db.source at {_at(location)} to fresh or another environment of {p}",
                     )
-                elif source not in siblings:
-                    self.add(
+                )
+            elif source not in siblings:
+                out.append(
+                    self._problem(
                         "unknown_reference",
-                        f"db.source `{source}` is not an environment of project `{project}` "
+                        f"db.source `{source}` is not an environment of project `{p}` "
                         f"(environments: {', '.join(siblings)})",
                         location,
                         f"set db.source at {_at(location)} to fresh or one of: "
-                        f"{', '.join(e for e in siblings if e != env)}",
+                        f"{', '.join(s for s in siblings if s != e)}",
                     )
-            branch = _get(doc.data, ("branch",))
-            if not isinstance(branch, str):
-                continue
-            location = doc.location(("branch",))
-            first = branches.setdefault((project, branch), doc.path)
-            if first != doc.path:
-                self.add(
-                    "duplicate_branch",
-                    f"branch `{branch}` is already deployed by {first}: one branch has one "
-                    f"environment per project",
-                    location,
-                    f"change the branch at {_at(location)} or remove one of the two files",
                 )
-            tier = _get(doc.data, ("tier",))
-            if globs is not None and tier is None and not any(matches(g, branch) for g in globs):
-                self.add(
-                    "unmatched_branch",
-                    f"branch `{branch}` matches no rule of {POLICIES_FILE} and the file sets "
-                    "no tier",
-                    location,
-                    f"add `tier: <{'|'.join(TIERS)}>` to {doc.path} or a rule matching "
-                    f"`{branch}` to branches in {POLICIES_FILE}",
+        branch = _get(doc.data, ("branch",))
+        rules = _get(self.policies.data, ("branches",)) if self.policies else None
+        if (
+            isinstance(branch, str)
+            and isinstance(rules, list)
+            and _get(doc.data, ("tier",)) is None
+        ):
+            globs = [r.get("match") for r in rules if isinstance(r, Mapping)]
+            if not any(matches(g, branch) for g in globs if isinstance(g, str)):
+                location = doc.location(("branch",))
+                out.append(
+                    self._problem(
+                        "unmatched_branch",
+                        f"branch `{branch}` matches no rule of {POLICIES_FILE} and the file sets "
+                        "no tier",
+                        location,
+                        f"add `tier: <{'|'.join(TIERS)}>` to {doc.path} or a rule matching "
+                        f"`{branch}` to branches in {POLICIES_FILE}",
+                    )
                 )
-
-    def routes(self, platform: Document | None, policies: Document | None) -> None:
-        """Every host reaches one environment: the route table the proxy would be given is
-        built here, so a malformed or doubly claimed domain fails validation (and the commit
-        or API write that brings it) instead of reaching the proxy."""
-        if platform is None or not isinstance(platform.data, Mapping):
-            return
-        ingress = platform.data.get("ingress")
-        if not isinstance(ingress, Mapping):
-            for (_project, _env), doc in sorted(self.environments.items()):
-                for key in ("domains", "allowlist", "maintenance_text"):
-                    if _get(doc.data, (key,)):
-                        location = doc.location((key,))
-                        self.add(
+        if (
+            self.platform is not None
+            and isinstance(self.platform.data, Mapping)
+            and not self.ingress
+        ):
+            for key in ("domains", "allowlist", "maintenance_text"):
+                if _get(doc.data, (key,)):
+                    location = doc.location((key,))
+                    out.append(
+                        self._problem(
                             "ingress_disabled",
                             f"{key} has no effect: {PLATFORM_FILE} has no ingress block, so no "
                             "proxy routes traffic to environments",
@@ -1420,37 +1643,155 @@ class _StateCheck:
                             f"add an ingress block to {PLATFORM_FILE} (README: Ingress), or "
                             f"remove {key} at {_at(location)}",
                         )
-            return
-        domain = ingress.get("domain")
-        acme = ingress.get("acme")
-        ca = acme.get("ca") if isinstance(acme, Mapping) else None
-        routes = []
-        for (project, env), doc in sorted(self.environments.items()):
-            if not isinstance(doc.data, Mapping):
-                continue
-            tier = doc.data.get("tier") or self.tier_by_rule(policies, doc.data.get("branch"))
-            domains, allowlist = doc.data.get("domains", []), doc.data.get("allowlist", [])
-            if not isinstance(domains, list) or not isinstance(allowlist, list):
-                continue  # the schema said so already
-            routes.append(
-                EnvironmentRoute(
-                    EnvKey(project, env),
-                    Tier(tier) if tier in TIERS else Tier.DEV,
-                    ("-",),
-                    "-",
-                    domains=tuple(d for d in domains if isinstance(d, str)),
-                    allowlist=tuple(a for a in allowlist if isinstance(a, str)),
+                    )
+        return out
+
+    def _copy_target(self, doc: Document) -> list[Problem]:
+        """A copy never lands on a protected environment, and never un-neutralised.
+
+        A production database is only ever replaced by an explicit, confirmed restore; a
+        non-production copy of real data always gets its mail, crons and payments disabled.
+        """
+        out: list[Problem] = []
+        tier = self._tier(doc)
+        protected_tiers = _get(self.policies.data, ("protected_tiers",)) if self.policies else None
+        if not isinstance(protected_tiers, list):
+            protected_tiers = ["production"]
+        protected = _get(doc.data, ("protected",))
+        if not isinstance(protected, bool):
+            protected = tier in protected_tiers
+        source = _get(doc.data, ("db", "source"))
+        if isinstance(source, str) and source != "fresh" and protected:
+            location = doc.location(("db", "source"))
+            out.append(
+                self._problem(
+                    "copy_onto_protected",
+                    f"db.source `{source}` would overwrite a protected environment's database "
+                    "with a copy",
+                    location,
+                    f"remove db.source at {_at(location)} (replace a protected database only "
+                    "with a confirmed restore: odooops db restore SOURCE --backup=ID --to=ENV "
+                    "--confirm)",
                 )
             )
-        try:
-            route_table(
-                routes, domain if isinstance(domain, str) else None, public=ca != INTERNAL_CA
+        if _get(doc.data, ("db", "neutralize")) is False and tier != "production":
+            location = doc.location(("db", "neutralize"))
+            out.append(
+                self._problem(
+                    "neutralize_required",
+                    f"db.neutralize: false is not allowed for a {tier} environment: a copy of real "
+                    "data outside production would send mail and run payments",
+                    location,
+                    f"remove db.neutralize at {_at(location)}",
+                )
             )
-        except InvalidState as exc:
-            self.problems.extend(
-                replace(p, remediation=self.recheck.fix(p.remediation.split(", then")[0]))
-                for p in exc.problems
+        return out
+
+    def _branch(self, p: str, branch: str) -> list[Problem]:
+        members = self.branch_groups.get((p, branch), ())
+        if len(members) < 2:
+            return []
+        first = self.environments[(p, members[0])].path
+        out: list[Problem] = []
+        for e in members[1:]:
+            location = self.environments[(p, e)].location(("branch",))
+            out.append(
+                self._problem(
+                    "duplicate_branch",
+                    f"branch `{branch}` is already deployed by {first}: one branch has one "
+                    "environment per project",
+                    location,
+                    f"change the branch at {_at(location)} or remove one of the two files",
+                )
             )
+        return out
+
+    def _route(self, p: str, e: str, dirty: set[_Unit]) -> list[Problem]:
+        """Every host reaches one environment: the checks of the route table the proxy would
+        be given (``core.ingress``), so a malformed or doubly claimed domain fails validation
+        (and the commit or API write that brings it) instead of reaching the proxy."""
+        key = EnvKey(p, e)
+        for host, kind in self.env_hosts.pop((p, e), ()):
+            owners = tuple(o for o in self.host_claims.get(host, ()) if o != (key, kind))
+            self._claims(host, owners, dirty)
+        doc = self.environments.get((p, e))
+        if not self.ingress or doc is None or not isinstance(doc.data, Mapping):
+            return []
+        domains, allowlist = doc.data.get("domains", []), doc.data.get("allowlist", [])
+        if not isinstance(domains, list) or not isinstance(allowlist, list):
+            return []  # the schema said so already
+        tier = self._tier(doc)
+        route = EnvironmentRoute(
+            key,
+            Tier(tier) if tier in TIERS else Tier.DEV,
+            ("-",),
+            "-",
+            domains=tuple(d for d in domains if isinstance(d, str)),
+            allowlist=tuple(a for a in allowlist if isinstance(a, str)),
+        )
+        problems, hosts = route_hosts(route, self.domain, self.public)
+        self.env_hosts[(p, e)] = tuple(hosts.items())
+        for host, kind in hosts.items():
+            owners = tuple(sorted((*self.host_claims.get(host, ()), (key, kind))))
+            self._claims(host, owners, dirty)
+        return [self._rechecked(problem) for problem in problems]
+
+    def _claims(self, host: str, owners: tuple[tuple[EnvKey, str], ...], dirty: set[_Unit]) -> None:
+        if owners:
+            self.host_claims[host] = owners
+        else:
+            self.host_claims.pop(host, None)
+        dirty.add(("host", host))
+
+    # -- results ----------------------------------------------------------------------------
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Every problem, deduplicated and sorted by file, line and column."""
+        found = [*self.root_problems]
+        for problems in self.file_problems.values():
+            found.extend(problems)
+        for problems in self.units.values():
+            found.extend(problems)
+        return _sorted(found)
+
+    def check(self) -> None:
+        """Raise one ``InvalidState`` with every problem, if there is any."""
+        problems = self.problems
+        if problems or self.platform is None or self.policies is None:
+            files_count = len({p.location.file for p in problems})
+            raise InvalidState(
+                f"state repository is invalid: {_count(len(problems), 'problem')} in "
+                f"{_count(files_count, 'file')}",
+                remediation=f"fix the files listed, then run: odooops validate {self.repo_label}",
+                problems=tuple(problems),
+            )
+
+    def validated(self) -> ValidatedState:
+        """The documents, or one ``InvalidState`` with every problem."""
+        self.check()
+        assert self.platform is not None and self.policies is not None
+        return ValidatedState(
+            self.platform,
+            self.policies,
+            dict(sorted(self.projects.items())),
+            dict(sorted(self.environments.items())),
+            self.masking,
+        )
+
+
+def tier_by_rule(policies: Document | None, branch: object) -> str:
+    """The tier the first matching branch rule gives ``branch`` (dev when none matches)."""
+    rules = _get(policies.data, ("branches",)) if policies else None
+    if isinstance(rules, list) and isinstance(branch, str):
+        for rule in rules:
+            if (
+                isinstance(rule, Mapping)
+                and isinstance(rule.get("match"), str)
+                and matches(rule["match"], branch)
+            ):
+                return str(rule.get("tier", "dev"))
+    return "dev"
 
 
 def validate_state(
@@ -1463,41 +1804,7 @@ def validate_state(
     Files outside ``projects/`` and ``environments/`` other than ``odooops.yaml`` and
     ``policies.yaml`` are ignored, as are READMEs and dotfiles inside them.
     """
-    check = _StateCheck(files, repo_label, _state_recheck(repo_label), policy or SecretPolicy())
-    platform = policies = None
-    if PLATFORM_FILE in files:
-        platform = check.parse(PLATFORM_FILE, "odooops")
-    else:
-        check.required_file(PLATFORM_FILE, "the platform settings")
-    if POLICIES_FILE in files:
-        policies = check.parse(POLICIES_FILE, "policies")
-    else:
-        check.required_file(POLICIES_FILE, "the branch rules")
-    masking = check.parse(MASKING_FILE, "masking") if MASKING_FILE in files else None
-    check.classify()
-    for project, path in sorted(check.project_paths.items()):
-        if (doc := check.parse(path, "project")) is not None:
-            check.projects[project] = doc
-    for key, path in sorted(check.environment_paths.items()):
-        if (doc := check.parse(path, "environment")) is not None:
-            check.environments[key] = doc
-    check.unknown_projects()
-    check.database_servers(platform)
-    check.environment_references(policies)
-    check.routes(platform, policies)
-
-    if check.problems or platform is None or policies is None:
-        problems = _sorted(check.problems)
-        files_count = len({p.location.file for p in problems})
-        raise InvalidState(
-            f"state repository is invalid: {_count(len(problems), 'problem')} in "
-            f"{_count(files_count, 'file')}",
-            remediation=f"fix the files listed, then run: odooops validate {repo_label}",
-            problems=tuple(problems),
-        )
-    return ValidatedState(
-        platform, policies, dict(check.projects), dict(check.environments), masking
-    )
+    return StateIndex.build(files, repo_label, policy).validated()
 
 
 def validate_app_config(content: bytes, path: str = ".odooops.yaml") -> Document:
