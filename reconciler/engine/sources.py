@@ -9,11 +9,12 @@ environments rather than pruning them.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -225,10 +226,45 @@ def port_probe(host: str) -> Callable[[int], bool]:
     return free
 
 
-@functools.lru_cache(maxsize=4096)
-def load_app_config(content: bytes, label: str) -> Mapping[str, Any]:
-    """Validated ``.odooops.yaml``; cached because a commit's file never changes and a pass
-    would otherwise re-validate it for every environment on that commit."""
-    doc = validation.validate_app_config(content, label)
+@dataclass(frozen=True)
+class _Blob:
+    """An app repository file as a cache key: equal by content identity alone.
+
+    ``content`` and ``label`` ride along for the call that misses the cache (which parses the
+    content and names the file in errors) but take no part in equality or hashing, so a blob
+    read at any number of commits is one entry.
+    """
+
+    id: bytes
+    content: bytes = field(compare=False)
+    label: str = field(compare=False)
+
+
+def _validate_blob(blob: _Blob) -> Mapping[str, Any]:
+    doc = validation.validate_app_config(blob.content, blob.label)
     data = doc.data or {}
     return MappingProxyType(data) if isinstance(data, dict) else MappingProxyType({})
+
+
+class AppConfigCache:
+    """Validated ``.odooops.yaml`` files, cached by their content (an ``AppConfigLoader``).
+
+    A file's content, like its git blob id, is the same at every commit that did not change it,
+    so 1,000 environments on 1,000 commits sharing one ``.odooops.yaml`` parse it once, where a
+    cache keyed by the error label (``project@revision:.odooops.yaml``) parsed it once per
+    revision: on every pass after new commits, and on every pass once more revisions than the
+    cache holds cycle through it. The key is a SHA-256 of the content (equivalent to the blob
+    id, without needing git and without SHA-1's collisions, as one mapping is shared across
+    projects). Only a valid file is cached: the label matters only to errors, so an invalid one
+    is validated again on each read (as before) and its problems name the commit read at.
+    The mapping is shared by every environment reading the blob, hence read-only.
+    """
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        self._validated = functools.lru_cache(maxsize=maxsize)(_validate_blob)
+
+    def __call__(self, content: bytes, label: str) -> Mapping[str, Any]:
+        return self._validated(_Blob(hashlib.sha256(content).digest(), content, label))
+
+
+load_app_config = AppConfigCache()
