@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.core.config import load_state
+from reconciler.core.config import LoadedState, load_state
 from reconciler.core.errors import InvalidState, OdooOpsError
 from reconciler.core.model import EnvironmentSpec, EnvKey, Project, StateConfig
 from reconciler.core.policies import env_name_for_branch
@@ -95,19 +95,24 @@ def touched_protected(before: StateConfig, after: StateConfig) -> list[EnvKey]:
     A platform edit (``odooops.yaml``) touches every protected environment.
     """
 
-    def view(config: StateConfig) -> dict[EnvKey, tuple[EnvironmentSpec, Project | None]]:
-        return {s.key: (s, config.projects.get(s.key.project)) for s in config.environments}
-
-    b, a = view(before), view(after)
+    # Only environments protected on one side can count: those are few, the others many.
+    b = {s.key: s for s in before.environments if s.protected}
+    a = {s.key: s for s in after.environments if s.protected}
     platform_changed = before.platform != after.platform
     out = []
     for key in sorted(set(a) | set(b)):
-        sides = [v for v in (b.get(key), a.get(key)) if v is not None]
-        if any(spec.protected for spec, _ in sides) and (
-            platform_changed or b.get(key) != a.get(key)
-        ):
+        sides = [_side(config, key, known) for config, known in ((before, b), (after, a))]
+        if platform_changed or sides[0] != sides[1]:
             out.append(key)
     return out
+
+
+def _side(
+    config: StateConfig, key: EnvKey, protected: Mapping[EnvKey, EnvironmentSpec]
+) -> tuple[EnvironmentSpec | None, Project | None]:
+    """An environment's declaration and its project's, as one side of a write sees them."""
+    spec = protected.get(key) or next((s for s in config.environments if s.key == key), None)
+    return spec, config.projects.get(key.project) if spec is not None else None
 
 
 def env_path(key: EnvKey) -> str:
@@ -219,6 +224,21 @@ def validated(
     after.update({p: c for p, c in changes.items() if c is not None})
     try:
         return load_state(after, "pending", label, secrets)
+    except InvalidState as exc:
+        raise InvalidState(
+            f"refused: the change would make the state invalid: {exc.message}",
+            remediation="fix the request; nothing was committed",
+            problems=exc.problems,
+        ) from exc
+
+
+def validated_after(
+    loaded: LoadedState, changes: Mapping[str, bytes | None], commit: str = "pending"
+) -> LoadedState:
+    """Like ``validated``, from the validated state ``loaded`` the changes apply to: only the
+    files they touch and the checks those feed are run again (``StateIndex.update``)."""
+    try:
+        return loaded.update(changes, commit)
     except InvalidState as exc:
         raise InvalidState(
             f"refused: the change would make the state invalid: {exc.message}",

@@ -17,6 +17,7 @@ with the URL sanitised: a token embedded in a URL never reaches a message, a log
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import itertools
@@ -26,7 +27,7 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,16 @@ class Author:
 
     name: str
     email: str
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """One commit of a chain (``GitSource.commit_chain``): its own changes, message and author,
+    so a batch of writes pushed at once keeps one commit, and one author, per write."""
+
+    changes: Mapping[str, bytes | None]
+    message: str
+    author: Author
 
 
 @dataclass(frozen=True)
@@ -172,12 +183,11 @@ class _Callbacks(pygit2.RemoteCallbacks):
 class GitSource:
     """One remote repository, mirrored bare under ``cache_dir``.
 
-    ``fetch`` and ``commit_files`` are serialised per instance (a re-entrant lock, so a subclass
-    or a caller may fetch from inside a write); reads open their own handle on the mirror and
-    run concurrently. Use one instance per URL and cache directory: two instances sharing a
-    mirror would fetch into it unsynchronised. ``hint`` names where the URL is configured
-    (e.g. ``projects/shop.yaml``) so remediations point there. ``committer`` defaults to each
-    commit's author.
+    Fetches and commits are serialised per mirror (``_MirrorLock``: re-entrant, so a subclass
+    or a caller may fetch from inside a write, and held across processes sharing the cache
+    directory); reads open their own handle on the mirror and run concurrently. ``hint`` names
+    where the URL is configured (e.g. ``projects/shop.yaml``) so remediations point there.
+    ``committer`` defaults to each commit's author.
     """
 
     def __init__(
@@ -196,7 +206,7 @@ class GitSource:
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self._mirror = Path(cache_dir) / f"{key}.git"
         self._local = _local_path(url)
-        self._lock = threading.RLock()
+        self._lock = _MirrorLock(self._mirror)
         self._addon_cache: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
 
     @property
@@ -243,6 +253,34 @@ class GitSource:
                     remediation=f"check the remote answers: git ls-remote {self.display_url}"
                     f"{self._hint_suffix()}",
                 ) from None
+
+    def refresh(self, branch: str) -> bool:
+        """Fetch only when the remote's ``branch`` is not where the mirror has it; whether it
+        fetched. Asking where one branch points is one small round trip (a file read for a
+        local remote), where a fetch negotiates every branch: a writer asks before each batch
+        and fetches only when another writer moved the branch."""
+        with self._lock:
+            if not self._mirror.exists():
+                self.fetch()
+                return True
+            try:
+                current = self._remote_head(f"refs/heads/{branch}")
+            except _GIT_ERRORS:
+                current = None  # the fetch below says what is wrong, with its remediation
+            if current is not None and current == self.branches().get(branch):
+                return False
+            self.fetch()
+            return True
+
+    def _remote_head(self, refname: str) -> str | None:
+        """Where the remote's ``refname`` points now (None: no such branch)."""
+        self._check_local_remote()
+        if self._local is not None:
+            ref = _open_exactly(self._local).references.get(refname)
+            return str(ref.peel(pygit2.Commit).id) if ref is not None else None
+        remote = self._open().remotes.create_anonymous(self._url)
+        heads = remote.list_heads(callbacks=self._callbacks())
+        return next((str(head.oid) for head in heads if head.name == refname), None)
 
     def _clone(self) -> None:
         """Fill a fresh bare repository beside the mirror, then rename it into place.
@@ -504,6 +542,110 @@ class GitSource:
             branch, make, author, max_attempts, create_branch_from, allow_empty
         )
 
+    def commit_chain(
+        self,
+        branch: str,
+        build: Callable[[str], Sequence[ChainLink]],
+        *,
+        max_attempts: int = 5,
+    ) -> list[str]:
+        """Commit several changes as consecutive commits on ``branch``, pushed at once.
+
+        ``build(head)`` gets the branch head and returns the links, built on it in order; it
+        may answer some of its inputs itself (a write the merged state refuses) and leave them
+        out. The mirror is fetched only when the remote moved (``refresh``); when another
+        writer pushes between the build and the push, the remote refuses the push (it moves
+        its branch compare-and-swap), the mirror is fetched and ``build`` runs again on the
+        new head. Returns each link's commit, in order: a link that changes nothing gets the
+        commit before it. Nothing is committed when ``build`` returns no link.
+        """
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        refname = f"refs/heads/{branch}"
+        with self._lock:
+            for attempt in range(max_attempts):
+                if attempt:
+                    self.fetch()
+                else:
+                    self.refresh(branch)
+                repo = self._open()
+                existing = repo.references.get(refname)
+                if existing is None:
+                    raise self._error(
+                        f"branch {branch} does not exist in {self.display_url}",
+                        code="unknown_revision",
+                        retryable=False,
+                        remediation=f"git ls-remote --heads {self.display_url}",
+                    )
+                base = existing.peel(pygit2.Commit)
+                links = build(str(base.id))
+                if not links:
+                    return []
+                try:
+                    new, commits = base.id, []
+                    for link in links:
+                        edits = self._edits(link.changes)
+                        new = self._new_commit(repo, new, edits, link.message, link.author)
+                        commits.append(str(new))
+                    if new == base.id or self._publish(repo, refname, new, base.id):
+                        return commits
+                except SourceError:
+                    raise
+                except _GIT_ERRORS as exc:
+                    raise self._error(
+                        f"cannot commit to {branch} of {self.display_url}: {_describe(exc)}",
+                        code="push_failed",
+                        retryable=True,
+                        remediation=f"git ls-remote {self.display_url} {refname}",
+                    ) from None
+        raise self._error(
+            f"{branch} of {self.display_url} kept moving: {max_attempts} attempts to push "
+            f"{len(links)} commit(s) were overtaken by other pushes",
+            code="push_conflict",
+            retryable=True,
+            remediation=f"retry later; see who is writing with `git ls-remote {self.display_url} "
+            f"{refname}`",
+        )
+
+    def _new_commit(
+        self,
+        repo: pygit2.Repository,
+        parent: pygit2.Oid,
+        edits: _Edits,
+        message: str,
+        author: Author,
+        allow_empty: bool = False,
+    ) -> pygit2.Oid:
+        """A commit of ``edits`` on ``parent``; ``parent`` itself when they change nothing
+        (unless ``allow_empty``)."""
+        base = cast(pygit2.Commit, repo[parent])
+        tree = _apply(repo, base.tree, edits, self._invalid) or repo.TreeBuilder().write()
+        if tree == base.tree.id and not allow_empty:
+            return parent
+        now = int(time.time())
+        committer = self._committer or author
+        return repo.create_commit(
+            None,
+            pygit2.Signature(author.name, author.email, now, 0),
+            pygit2.Signature(committer.name, committer.email, now, 0),
+            message if message.endswith("\n") else message + "\n",
+            tree,
+            [parent],
+        )
+
+    def _publish(
+        self, repo: pygit2.Repository, refname: str, new: pygit2.Oid, expected: pygit2.Oid | None
+    ) -> bool:
+        """Push ``new`` to ``refname`` if the remote still has ``expected`` there, then move
+        the mirror's branch too; False when the remote moved meanwhile."""
+        if self._local is not None:
+            pushed = self._push_local(self._local, repo, refname, new, expected)
+        else:
+            pushed = self._push_network(repo, refname, new, expected)
+        if pushed:
+            repo.references.create(refname, new, force=True)
+        return pushed
+
     def _commit_loop(
         self,
         branch: str,
@@ -572,30 +714,10 @@ class GitSource:
                 retryable=False,
                 remediation=f"git ls-remote --heads {self.display_url}",
             )
-        tree = _apply(repo, base.tree, edits, self._invalid) or repo.TreeBuilder().write()
-        if tree == base.tree.id and not allow_empty:
-            if expected is not None:
-                return str(base.id)
-            new = base.id
-        else:
-            now = int(time.time())
-            committer = self._committer or author
-            new = repo.create_commit(
-                None,
-                pygit2.Signature(author.name, author.email, now, 0),
-                pygit2.Signature(committer.name, committer.email, now, 0),
-                message if message.endswith("\n") else message + "\n",
-                tree,
-                [base.id],
-            )
-        if self._local is not None:
-            pushed = self._push_local(self._local, repo, refname, new, expected)
-        else:
-            pushed = self._push_network(repo, refname, new, expected)
-        if not pushed:
-            return None
-        repo.references.create(refname, new, force=True)
-        return str(new)
+        new = self._new_commit(repo, base.id, edits, message, author, allow_empty)
+        if new == base.id and expected is not None:
+            return str(base.id)  # nothing to change
+        return str(new) if self._publish(repo, refname, new, expected) else None
 
     def _push_network(
         self, repo: pygit2.Repository, refname: str, new: pygit2.Oid, expected: pygit2.Oid | None
@@ -778,6 +900,46 @@ class GitSource:
                 message = message.replace(secret, "***")
                 remediation = remediation.replace(secret, "***")
         return SourceError(message, code=code, retryable=retryable, remediation=remediation)
+
+
+class _MirrorLock:
+    """Serialises the fetches and commits of one mirror: between threads (re-entrant, so a
+    write may fetch from inside its own lock) and between processes that share the cache
+    directory: an ``flock`` on a file inside the mirror, released by the kernel if its holder
+    dies. Two CLI invocations, or a CLI beside a daemon, then never fetch into one mirror at
+    once. Before the mirror exists there is nothing to share: a first clone fills a directory
+    of its own and renames it into place, and the lock is taken as soon as the mirror exists.
+    Reads take no lock: git writes objects and moves refs atomically."""
+
+    def __init__(self, mirror: Path) -> None:
+        self._file = mirror / "odooops.lock"
+        self._thread = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread.acquire()
+        try:
+            if self._fd is None and self._file.parent.is_dir():
+                fd = os.open(self._file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._fd = fd
+        except BaseException:
+            self._thread.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+        self._thread.release()
 
 
 def _local_path(url: str) -> Path | None:
