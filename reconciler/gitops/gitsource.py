@@ -582,12 +582,14 @@ class GitSource:
                 if not links:
                     return []
                 try:
-                    new, commits = base.id, []
+                    new, commits, created = base.id, [], _Created(base.id)
                     for link in links:
                         edits = self._edits(link.changes)
-                        new = self._new_commit(repo, new, edits, link.message, link.author)
+                        new = self._new_commit(
+                            repo, new, edits, link.message, link.author, created=created
+                        )
                         commits.append(str(new))
-                    if new == base.id or self._publish(repo, refname, new, base.id):
+                    if new == base.id or self._publish(repo, refname, new, base.id, created):
                         return commits
                 except SourceError:
                     raise
@@ -615,16 +617,17 @@ class GitSource:
         message: str,
         author: Author,
         allow_empty: bool = False,
+        created: _Created | None = None,
     ) -> pygit2.Oid:
         """A commit of ``edits`` on ``parent``; ``parent`` itself when they change nothing
-        (unless ``allow_empty``)."""
+        (unless ``allow_empty``). Every object written is noted in ``created``."""
         base = cast(pygit2.Commit, repo[parent])
-        tree = _apply(repo, base.tree, edits, self._invalid) or repo.TreeBuilder().write()
+        tree = _apply(repo, base.tree, edits, self._invalid, created) or _empty_tree(repo, created)
         if tree == base.tree.id and not allow_empty:
             return parent
         now = int(time.time())
         committer = self._committer or author
-        return repo.create_commit(
+        commit = repo.create_commit(
             None,
             pygit2.Signature(author.name, author.email, now, 0),
             pygit2.Signature(committer.name, committer.email, now, 0),
@@ -632,14 +635,24 @@ class GitSource:
             tree,
             [parent],
         )
+        if created is not None:
+            created.objects.append(commit)
+        return commit
 
     def _publish(
-        self, repo: pygit2.Repository, refname: str, new: pygit2.Oid, expected: pygit2.Oid | None
+        self,
+        repo: pygit2.Repository,
+        refname: str,
+        new: pygit2.Oid,
+        expected: pygit2.Oid | None,
+        created: _Created | None = None,
     ) -> bool:
         """Push ``new`` to ``refname`` if the remote still has ``expected`` there, then move
-        the mirror's branch too; False when the remote moved meanwhile."""
+        the mirror's branch too; False when the remote moved meanwhile. ``created``: the
+        objects written on top of a commit the remote has, so none of the others are asked
+        after."""
         if self._local is not None:
-            pushed = self._push_local(self._local, repo, refname, new, expected)
+            pushed = self._push_local(self._local, repo, refname, new, expected, created)
         else:
             pushed = self._push_network(repo, refname, new, expected)
         if pushed:
@@ -714,10 +727,11 @@ class GitSource:
                 retryable=False,
                 remediation=f"git ls-remote --heads {self.display_url}",
             )
-        new = self._new_commit(repo, base.id, edits, message, author, allow_empty)
+        created = _Created(base.id)
+        new = self._new_commit(repo, base.id, edits, message, author, allow_empty, created)
         if new == base.id and expected is not None:
             return str(base.id)  # nothing to change
-        return str(new) if self._publish(repo, refname, new, expected) else None
+        return str(new) if self._publish(repo, refname, new, expected, created) else None
 
     def _push_network(
         self, repo: pygit2.Repository, refname: str, new: pygit2.Oid, expected: pygit2.Oid | None
@@ -770,6 +784,7 @@ class GitSource:
         refname: str,
         new: pygit2.Oid,
         expected: pygit2.Oid | None,
+        created: _Created | None = None,
     ) -> bool:
         """Copy the new objects into a local remote and move its branch compare-and-swap.
 
@@ -788,7 +803,7 @@ class GitSource:
                 retryable=False,
                 remediation=f"use a bare repository: git clone --bare {path} <new path>",
             )
-        _copy_objects(repo, remote, new)
+        _copy_objects(repo, remote, new, created)
         with remote.transaction() as txn:
             try:
                 txn.lock_ref(refname)
@@ -994,6 +1009,7 @@ def _apply(
     tree: pygit2.Tree | None,
     edits: _Edits,
     invalid: Callable[[str], SourceError],
+    created: _Created | None = None,
 ) -> pygit2.Oid | None:
     """Write the tree ``tree`` becomes with ``edits``; None when nothing is left in it.
 
@@ -1017,7 +1033,10 @@ def _apply(
         else:
             keep = current is not None and current.filemode == FileMode.BLOB_EXECUTABLE
             mode = FileMode.BLOB_EXECUTABLE if keep else FileMode.BLOB
-            builder.insert(name, repo.create_blob(content), mode)
+            blob = repo.create_blob(content)
+            if created is not None:
+                created.objects.append(blob)
+            builder.insert(name, blob, mode)
     for name, sub in nested.items():
         current = builder.get(name)
         if current is not None and current.filemode != FileMode.TREE:
@@ -1025,29 +1044,62 @@ def _apply(
                 continue
             raise invalid(f"cannot write below {name!r}: it is a file")
         subtree = cast(pygit2.Tree, repo[current.id]) if current is not None else None
-        written = _apply(repo, subtree, sub, invalid)
+        written = _apply(repo, subtree, sub, invalid, created)
         if written is not None:
             builder.insert(name, written, FileMode.TREE)
         elif current is not None:
             builder.remove(name)
-    return builder.write() if len(builder) else None
+    if not len(builder):
+        return None
+    written = builder.write()
+    if created is not None:
+        created.objects.append(written)
+    return written
 
 
-def _copy_objects(source: pygit2.Repository, target: pygit2.Repository, root: pygit2.Oid) -> None:
+def _empty_tree(repo: pygit2.Repository, created: _Created | None) -> pygit2.Oid:
+    tree = repo.TreeBuilder().write()
+    if created is not None:
+        created.objects.append(tree)
+    return tree
+
+
+@dataclass
+class _Created:
+    """The objects one push wrote on top of ``base``, children before parents.
+
+    Each was written by ``_apply`` or ``_new_commit``, and everything they name is either
+    among them or part of ``base``; so when the remote has ``base`` (and with it, by
+    ``_copy_objects``' invariant, its whole tree and history), copying these is copying
+    everything it lacks, with no walk through trees of thousands of entries."""
+
+    base: pygit2.Oid
+    objects: list[pygit2.Oid] = field(default_factory=list)
+
+
+def _copy_objects(
+    source: pygit2.Repository,
+    target: pygit2.Repository,
+    root: pygit2.Oid,
+    created: _Created | None = None,
+) -> None:
     """Write into ``target`` every object reachable from ``root`` that it lacks.
 
     Children are written before their parents, so an object present in ``target`` always has
     its whole history and tree there too, which is what lets the walk stop at the first object
-    ``target`` already has.
+    ``target`` already has. When ``created`` says which objects are new and ``target`` has
+    their base, those alone are copied (as they are on disk when loose: no recompression).
     """
+    if created is not None and target.odb.exists(created.base):
+        for oid in created.objects:
+            _copy_object(source, target, oid)
     pending: list[tuple[pygit2.Oid, bool]] = [(root, False)]
     while pending:
         oid, expanded = pending.pop()
         if target.odb.exists(oid):
             continue
         if expanded:
-            kind, data = source.odb.read(oid)
-            target.odb.write(kind, data)
+            _copy_object(source, target, oid)
             continue
         pending.append((oid, True))
         obj = source[oid]
@@ -1060,3 +1112,24 @@ def _copy_objects(source: pygit2.Repository, target: pygit2.Repository, root: py
         else:
             children = []
         pending.extend((child, False) for child in children)
+
+
+def _copy_object(source: pygit2.Repository, target: pygit2.Repository, oid: pygit2.Oid) -> None:
+    """One object into ``target``: its loose file as it is (git's loose format is the same
+    in every repository: zlib of the object), else read and written again."""
+    if target.odb.exists(oid):
+        return
+    name = str(oid)
+    loose = Path(source.path) / "objects" / name[:2] / name[2:]
+    try:
+        data = loose.read_bytes()
+    except OSError:
+        kind, content = source.odb.read(oid)
+        target.odb.write(kind, content)
+        return
+    directory = Path(target.path) / "objects" / name[:2]
+    directory.mkdir(exist_ok=True)
+    partial = directory / f".tmp-{name[2:]}-{uuid.uuid4().hex[:8]}"
+    partial.write_bytes(data)
+    partial.chmod(0o444)
+    os.replace(partial, directory / name[2:])
