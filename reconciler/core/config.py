@@ -55,6 +55,7 @@ class LoadedState:
     index: validation.StateIndex
     config: StateConfig
     specs: Mapping[tuple[str, str], EnvironmentSpec]
+    """The environments by (project, env), in that order (``config.environments``' order)."""
 
     @classmethod
     def load(
@@ -87,14 +88,17 @@ class LoadedState:
             elif slot.kind == "environment":
                 key = (slot.project, slot.env)
                 doc = index.environments.get(key)
-                specs.pop(key, None)
-                if doc is not None:
+                if doc is None:
+                    specs.pop(key, None)
+                else:  # an existing key keeps its place
                     specs[key] = _environment(EnvKey(*key), doc.data or {}, self.config.policies)
+        if specs.keys() - self.specs.keys():
+            specs = dict(sorted(specs.items()))  # a new environment: kept in key order
         config = replace(
             self.config,
             commit=commit,
             projects=dict(sorted(projects.items())),
-            environments=tuple(specs[key] for key in sorted(specs)),
+            environments=tuple(specs.values()),
         )
         return LoadedState(index, config, specs)
 

@@ -1115,21 +1115,27 @@ def _copy_objects(
 
 
 def _copy_object(source: pygit2.Repository, target: pygit2.Repository, oid: pygit2.Oid) -> None:
-    """One object into ``target``: its loose file as it is (git's loose format is the same
-    in every repository: zlib of the object), else read and written again."""
+    """One object into ``target``: its loose file hard-linked (as git's local clone does:
+    a loose object file never changes, and git's loose format is the same in every
+    repository), else copied, else read and written again."""
     if target.odb.exists(oid):
         return
     name = str(oid)
     loose = Path(source.path) / "objects" / name[:2] / name[2:]
-    try:
-        data = loose.read_bytes()
-    except OSError:
-        kind, content = source.odb.read(oid)
+    directory = Path(target.path) / "objects" / name[:2]
+    if not loose.is_file():
+        kind, content = source.odb.read(oid)  # packed in the mirror
         target.odb.write(kind, content)
         return
-    directory = Path(target.path) / "objects" / name[:2]
     directory.mkdir(exist_ok=True)
+    try:
+        os.link(loose, directory / name[2:])
+        return
+    except FileExistsError:
+        return
+    except OSError:
+        pass  # another file system, or links refused: copy it
     partial = directory / f".tmp-{name[2:]}-{uuid.uuid4().hex[:8]}"
-    partial.write_bytes(data)
+    partial.write_bytes(loose.read_bytes())
     partial.chmod(0o444)
     os.replace(partial, directory / name[2:])

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ log = logging.getLogger("odooops.statewriter")
 
 MAX_BATCH = 64
 """Writes one push carries at most; the rest wait for the next."""
+
+MAX_GATHER = 0.02
+"""Seconds a push may wait for the writers of the last one to come back, at most."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,9 @@ class StateWriter:
         self._head: _Head | None = None
         self._queue: list[_Write] = []
         self._queue_lock = threading.Lock()
+        self._arrived = threading.Condition(self._queue_lock)  # notified on each new write
         self._leading = False  # a caller is pushing; the others wait to be answered or led
+        self._last_batch, self._last_push = 1, 0.0  # size and seconds of the last push
 
     def current(self) -> StateConfig:
         """The state at the head of the main branch (the remote asked where that is now)."""
@@ -141,9 +147,10 @@ class StateWriter:
         write = _Write(
             op, author, subject, request_id or uuid.uuid4().hex[:12], change_request, via, pr
         )
-        with self._queue_lock:
+        with self._arrived:
             self._queue.append(write)
             lead, self._leading = not self._leading, True
+            self._arrived.notify()
         if not lead:
             write.wakeup.wait()  # answered, or handed the lead
         if not write.answered:
@@ -157,12 +164,23 @@ class StateWriter:
         """Push what is queued (this caller's write first), then hand the lead to the oldest
         write still waiting. Handing it over, rather than keeping it or letting the next
         caller take it, makes the writes that queued during this push the next batch, and
-        this caller returns as soon as its own write is answered."""
-        with self._queue_lock:
+        this caller returns as soon as its own write is answered.
+
+        When the last push carried several writers' writes, they are likely to write again
+        at once: the push waits a moment for as many (at most a quarter of the last push's
+        time, and ``MAX_GATHER``), or the first of them would go alone and the rest queue
+        behind it. A lone writer never waits."""
+        with self._arrived:
+            expected = min(self._last_batch, MAX_BATCH)
+            deadline = time.monotonic() + min(MAX_GATHER, self._last_push / 4)
+            while len(self._queue) < expected and (left := deadline - time.monotonic()) > 0:
+                self._arrived.wait(left)
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        started = time.monotonic()
         try:
             self._run(batch)
         finally:
+            self._last_batch, self._last_push = len(batch), time.monotonic() - started
             with self._queue_lock:
                 if self._queue:
                     self._queue[0].wakeup.set()
