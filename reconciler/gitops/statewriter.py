@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from reconciler.core.config import LoadedState
-from reconciler.core.errors import OdooOpsError
+from reconciler.core.errors import OdooOpsError, SourceError
 from reconciler.core.model import StateConfig
 from reconciler.core.secretrefs import SecretPolicy
 from reconciler.gitops import changes
@@ -252,10 +252,15 @@ class StateWriter:
         branch holds an invalid state (a push that bypassed validation): no write then lands
         on it until it is fixed."""
         known = self._head
+        if known is not None and known.commit == commit and known.policy == policy:
+            return known
+        changed = None
         if known is not None and known.policy == policy:
-            if known.commit == commit:
-                return known
-            changed = self.repo.changed_files(known.commit, commit)
+            try:
+                changed = self.repo.changed_files(known.commit, commit)
+            except SourceError:
+                changed = None  # the kept commit is gone from the mirror: load it whole
+        if known is not None and changed is not None:
             files = {p: c for p, c in known.files.items() if p not in changed}
             files.update({p: c for p, c in changed.items() if c is not None})
             head = _Head(commit, files, known.loaded.update(changed, commit), policy)

@@ -269,3 +269,87 @@ def test_writer_processes_never_lose_or_reorder_a_write(remote: Path, tmp_path: 
     for i in range(4):
         mine = [request for email, _, request in log if email == f"p{i}@acme.example"]
         assert mine == [f"p{i}-{n}" for n in range(6)]
+
+
+KILL_POINTS = ("before-push", "objects-copied", "remote-moved")
+
+
+def _killed_writer(url: str, cache: str, point: str, ready: Any) -> None:
+    """A writer whose push is killed (SIGKILL, as a crash would) at ``point``: before it
+    starts, once the remote has the objects but not the branch, or once the remote's branch
+    moved but before the mirror's did and before any caller was answered."""
+    import os
+    import signal
+
+    from reconciler.gitops import gitsource
+
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    copy = gitsource._copy_objects
+
+    def copy_then_die(*args: Any, **kwargs: Any) -> None:
+        copy(*args, **kwargs)
+        if point == "objects-copied":
+            die()
+
+    gitsource._copy_objects = copy_then_die  # type: ignore[assignment]
+
+    class Dying(GitSource):
+        def _publish(self, *args: Any, **kwargs: Any) -> bool:
+            if point == "before-push":
+                die()
+            assert self._local is not None
+            pushed = self._push_local(self._local, *args, **kwargs)
+            if point == "remote-moved":
+                die()
+            return pushed
+
+    writer = StateWriter(Dying(url, Path(cache)))
+    writer.current()
+    ann = Author("Ann", "ann@acme.example")
+    ready.wait()
+    threads = [
+        threading.Thread(target=writer.submit, args=(create(f"k-{i}"), ann), daemon=True)
+        for i in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_writer_killed_mid_push_leaves_all_or_nothing_and_the_next_write_lands(
+    remote: Path, tmp_path: Path, point: str
+) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    cache = tmp_path / "cache"
+    before = git("--git-dir", str(remote), "rev-parse", "main")
+    proc = ctx.Process(target=_killed_writer, args=(f"file://{remote}", str(cache), point, ready))
+    proc.start()
+    ready.set()
+    proc.join(60)
+    assert proc.exitcode == -9  # it died where it was told to
+    head = git("--git-dir", str(remote), "rev-parse", "main")
+    landed = [s for _, s, _ in main_log(remote) if s.startswith("feat(env): create acme/k-")]
+    if point == "remote-moved":
+        assert head != before and len(landed) >= 1  # the chain is on the remote, whole
+    else:
+        assert head == before and landed == []  # nothing of it is
+    git("--git-dir", str(remote), "fsck", "--strict", "--no-dangling")
+    # Restarted on the same cache (the mirror may be behind the remote): writes land on top.
+    writer = StateWriter(GitSource(f"file://{remote}", cache))
+    ann = Author("Ann", "ann@acme.example")
+    for i in range(3):
+        name = f"k-{i}"
+        if not any(s.endswith(f"acme/{name}") for s in landed):
+            writer.submit(create(name), ann)  # what the killed writer never answered
+    writer.submit(create("after"), ann)
+    subjects = [s for _, s, _ in main_log(remote)]
+    assert sorted(s for s in subjects if "acme/k-" in s) == [
+        f"feat(env): create acme/k-{i}" for i in range(3)
+    ]
+    assert subjects[-1] == "feat(env): create acme/after"
+    git("--git-dir", str(remote), "fsck", "--strict", "--no-dangling")
