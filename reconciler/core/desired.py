@@ -167,7 +167,11 @@ def _resolve_one(
                 remediation=exc.remediation,
             ) from exc
     settings = policies.resolve_settings(
-        spec.tier, config.platform.tier_overrides, app.get("tiers", {}), spec.overrides
+        spec.tier,
+        config.platform.tier_overrides,
+        app.get("tiers", {}),
+        spec.overrides,
+        app.get("environments", {}).get(spec.key.env),
     )
     modules = tuple(dict.fromkeys(("base", *project.modules, *app.get("modules", ()))))
     base_id = inputs.base_images.get(project.image)

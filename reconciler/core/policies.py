@@ -2,7 +2,8 @@
 
 Pure functions over the model. The precedence of settings is the product's promise and is
 spelled out once, in ``resolve_settings``: built-in tier default < platform ``tiers`` <
-app ``.odooops.yaml`` ``tiers`` < environment ``overrides``.
+app ``.odooops.yaml`` ``tiers`` < app ``.odooops.yaml`` ``environments.<name>`` < environment
+``overrides``.
 """
 
 from __future__ import annotations
@@ -87,10 +88,22 @@ def resolve_settings(
     platform_tiers: Mapping[str, Mapping[str, Any]],
     app_tiers: Mapping[str, Mapping[str, Any]],
     overrides: Mapping[str, Any],
+    app_environment: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Apply the four layers in order and parse the result into typed ``Settings``."""
+    """Apply the layers in order and parse the result into typed ``Settings``.
+
+    ``app_environment`` is the application's block for this very environment (its
+    ``.odooops.yaml`` ``environments.<name>``): what the developers ask for one environment
+    beats what they ask for its tier, and the state repository's own ``overrides`` of the
+    environment, the platform's last word, beat both."""
     raw: dict[str, Any] = dict(TIER_DEFAULTS[tier])
-    for layer in (platform_tiers.get(tier.value, {}), app_tiers.get(tier.value, {}), overrides):
+    layers = (
+        platform_tiers.get(tier.value, {}),
+        app_tiers.get(tier.value, {}),
+        app_environment or {},
+        overrides,
+    )
+    for layer in layers:
         raw = merge(raw, layer)
     limits = raw["resource_limits"]
     ttl: timedelta | None = None if raw["ttl"] is None else durations.parse_duration(raw["ttl"])

@@ -1078,11 +1078,26 @@ def _restore_test(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> l
     return []
 
 
+def _environment_settings(
+    doc: Document, flagged: set[JsonPath], recheck: _Recheck
+) -> list[Problem]:
+    """An application's per-environment blocks (``environments.<name>``): their values parse.
+    Whether they fit an environment's memory is judged when it is resolved, as its tier (and
+    so the budget below them) is the state repository's to say."""
+    blocks = _get(doc.data, ("environments",))
+    if not isinstance(blocks, Mapping):
+        return []
+    problems: list[Problem] = []
+    for name in blocks:
+        problems.extend(_settings_problems(doc, ("environments", name), flagged, recheck))
+    return problems
+
+
 _DOCUMENT_CHECKS: Mapping[str, Sequence[_Check]] = {
     "odooops": (_tier_settings, _port_range, _restore_test),
     "policies": (_branch_rules,),
     "environment": (_override_settings, _branch_characters),
-    "app": (_tier_settings,),
+    "app": (_tier_settings, _environment_settings),
 }
 
 

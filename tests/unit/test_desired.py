@@ -179,3 +179,37 @@ def test_database_copy_resolves_with_its_source() -> None:
     want = d.environments[EnvKey("acme", "stg")]
     assert (want.spec.db_source, want.spec.neutralize, want.spec.mask) == ("prod", True, True)
     assert EnvKey("acme", "stg") not in d.held
+
+
+def test_the_app_s_block_for_an_environment_beats_its_tier_and_yields_to_the_state() -> None:
+    """Precedence: tier default < odooops.yaml tiers < app tiers < app environments.<name> <
+    the environment file's overrides."""
+    app = {
+        ".odooops.yaml": b"tiers:\n  production: {workers: 6, max_cron_threads: 1}\n"
+        b"environments:\n  prod:\n    workers: 10\n    backup_schedule: '0 */3 * * *'\n"
+        b"    resource_limits: {cpu: '4000m', memory: '8Gi'}\n"
+    }
+    repo = MemoryRepo(
+        {"main": ("a" * 40, app), "release/v1": ("b" * 40, app), "release/v2": ("c" * 40, app)}
+    )
+    d = resolve(
+        state(
+            {
+                "prod": {"branch": "main"},
+                "other": {"branch": "release/v1", "tier": "production"},
+                "pinned": {
+                    "branch": "release/v2",
+                    "tier": "production",
+                    "overrides": {"workers": 3},
+                },
+            }
+        ),
+        inputs(repo),
+    )
+    prod = d.environments[EnvKey("acme", "prod")].settings
+    assert (prod.workers, prod.max_cron_threads, prod.backup_schedule) == (10, 1, "0 */3 * * *")
+    assert (prod.cpu, prod.memory) == (4.0, 8 * 2**30)
+    other = d.environments[EnvKey("acme", "other")].settings  # same tier, another name
+    assert (other.workers, other.backup_schedule) == (6, "6h")  # the tier default
+    pinned = d.environments[EnvKey("acme", "pinned")].settings  # the state's overrides win
+    assert pinned.workers == 3

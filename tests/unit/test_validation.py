@@ -1528,3 +1528,51 @@ def test_a_tier_whose_memory_cannot_hold_its_processes_is_refused_with_the_arith
         "workers / max_cron_threads, or an explicit resource_limits.worker_memory), then push "
         "the fix to the application repository"
     )
+
+
+# The issue's text, as the product's own design documents show it: rejected with "unknown key
+# `environments`" before, valid now.
+APP_BY_ENVIRONMENT = """\
+environments:
+  production:
+    workers: 12
+    backup_schedule: "0 */3 * * *"
+    resource_limits: {cpu: "4000m", memory: "8Gi"}
+"""
+
+
+def test_an_app_config_sets_an_environment_by_its_name() -> None:
+    doc = validate_app_config(APP_BY_ENVIRONMENT.encode())
+    assert doc.data["environments"]["production"]["workers"] == 12
+
+
+@pytest.mark.parametrize(
+    ("edit", "code", "key", "line"),
+    [
+        (("workers: 12", "workers: many"), "wrong_type", "environments.production.workers", 3),
+        (
+            ('"8Gi"', '"8 gigs"'),
+            "invalid_value",
+            "environments.production.resource_limits.memory",
+            5,
+        ),
+        (('"4000m"', '"four"'), "invalid_value", "environments.production.resource_limits.cpu", 5),
+        (
+            ('"0 */3 * * *"', '"often"'),
+            "invalid_value",
+            "environments.production.backup_schedule",
+            4,
+        ),
+        (("  production:", "  Production:"), "invalid_name", "environments.Production", 2),
+        (("workers: 12", "wokers: 12"), "unknown_key", "environments.production.wokers", 3),
+    ],
+)
+def test_an_app_config_environment_block_is_checked_where_it_is_written(
+    edit: tuple[str, str], code: str, key: str, line: int
+) -> None:
+    with pytest.raises(InvalidState) as info:
+        validate_app_config(APP_BY_ENVIRONMENT.replace(*edit).encode(), "acme@abc:.odooops.yaml")
+    problem = only(list(info.value.problems), code)
+    assert (problem.location.file, problem.location.line) == ("acme@abc:.odooops.yaml", line)
+    assert problem.location.key == key
+    assert problem.remediation.endswith("then push the fix to the application repository")
