@@ -65,6 +65,7 @@ __all__ = [
     "PathSlot",
     "StateIndex",
     "ValidatedState",
+    "applied",
     "is_branch_name",
     "load_yaml",
     "path_slot",
@@ -1361,8 +1362,7 @@ class StateIndex:
 
     def update(self, changes: Mapping[str, bytes | None]) -> StateIndex:
         """The index of the files after ``changes`` (path -> content, None deletes)."""
-        files = {p: c for p, c in self.files.items() if p not in changes}
-        files.update({p: c for p, c in changes.items() if c is not None})
+        files = applied(self.files, changes)
         if any("/" not in path for path in changes):
             return StateIndex.build(files, self.repo_label, self.policy)
         index = self._copy(files)
@@ -1793,6 +1793,13 @@ class StateIndex:
             dict(sorted(self.environments.items())),
             self.masking,
         )
+
+
+def applied(files: Mapping[str, bytes], changes: Mapping[str, bytes | None]) -> dict[str, bytes]:
+    """The files after ``changes`` (path -> new content, None deletes)."""
+    out = {p: c for p, c in files.items() if p not in changes}
+    out.update({p: c for p, c in changes.items() if c is not None})
+    return out
 
 
 def tier_by_rule(policies: Document | None, branch: object) -> str:

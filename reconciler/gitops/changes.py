@@ -21,6 +21,7 @@ from reconciler.core.errors import InvalidState, OdooOpsError
 from reconciler.core.model import EnvironmentSpec, EnvKey, Project, StateConfig
 from reconciler.core.policies import env_name_for_branch
 from reconciler.core.secretrefs import SecretPolicy
+from reconciler.core.validation import applied
 
 VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy")
 _MESSAGE = {
@@ -220,16 +221,10 @@ def validated(
 ) -> StateConfig:
     """The state after ``changes``, validated as a whole (with the daemon's allowlist of
     secret references, ``secrets``); ``InvalidState`` if it would break."""
-    after = {p: c for p, c in files.items() if p not in changes}
-    after.update({p: c for p, c in changes.items() if c is not None})
     try:
-        return load_state(after, "pending", label, secrets)
+        return load_state(applied(files, changes), "pending", label, secrets)
     except InvalidState as exc:
-        raise InvalidState(
-            f"refused: the change would make the state invalid: {exc.message}",
-            remediation="fix the request; nothing was committed",
-            problems=exc.problems,
-        ) from exc
+        raise _refused(exc) from exc
 
 
 def validated_after(
@@ -240,11 +235,15 @@ def validated_after(
     try:
         return loaded.update(changes, commit)
     except InvalidState as exc:
-        raise InvalidState(
-            f"refused: the change would make the state invalid: {exc.message}",
-            remediation="fix the request; nothing was committed",
-            problems=exc.problems,
-        ) from exc
+        raise _refused(exc) from exc
+
+
+def _refused(exc: InvalidState) -> InvalidState:
+    return InvalidState(
+        f"refused: the change would make the state invalid: {exc.message}",
+        remediation="fix the request; nothing was committed",
+        problems=exc.problems,
+    )
 
 
 def _merge_patch(doc: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -594,12 +594,7 @@ class GitSource:
                 except SourceError:
                     raise
                 except _GIT_ERRORS as exc:
-                    raise self._error(
-                        f"cannot commit to {branch} of {self.display_url}: {_describe(exc)}",
-                        code="push_failed",
-                        retryable=True,
-                        remediation=f"git ls-remote {self.display_url} {refname}",
-                    ) from None
+                    raise self._push_failed(branch, exc) from None
         raise self._error(
             f"{branch} of {self.display_url} kept moving: {max_attempts} attempts to push "
             f"{len(links)} commit(s) were overtaken by other pushes",
@@ -607,6 +602,14 @@ class GitSource:
             retryable=True,
             remediation=f"retry later; see who is writing with `git ls-remote {self.display_url} "
             f"{refname}`",
+        )
+
+    def _push_failed(self, branch: str, exc: BaseException) -> SourceError:
+        return self._error(
+            f"cannot commit to {branch} of {self.display_url}: {_describe(exc)}",
+            code="push_failed",
+            retryable=True,
+            remediation=f"git ls-remote {self.display_url} refs/heads/{branch}",
         )
 
     def _new_commit(
@@ -685,12 +688,7 @@ class GitSource:
                 except SourceError:
                     raise
                 except _GIT_ERRORS as exc:
-                    raise self._error(
-                        f"cannot commit to {branch} of {self.display_url}: {_describe(exc)}",
-                        code="push_failed",
-                        retryable=True,
-                        remediation=f"git ls-remote {self.display_url} {refname}",
-                    ) from None
+                    raise self._push_failed(branch, exc) from None
                 if landed is not None:
                     return landed
         raise self._error(

@@ -34,6 +34,7 @@ from reconciler.core.config import LoadedState
 from reconciler.core.errors import OdooOpsError, SourceError
 from reconciler.core.model import StateConfig
 from reconciler.core.secretrefs import SecretPolicy
+from reconciler.core.validation import applied
 from reconciler.gitops import changes
 from reconciler.gitops.changerequests import PREFIX, SUBJECT_TRAILER, ChangeRequests, identity
 from reconciler.gitops.forges import Forge, ForgeError
@@ -229,9 +230,7 @@ class StateWriter:
                 except OdooOpsError as exc:
                     write.answer(error=exc)
                     continue
-                files = {p: c for p, c in state.files.items() if p not in edit}
-                files.update({p: c for p, c in edit.items() if c is not None})
-                state = _Head(head, files, after, policy)
+                state = _Head(head, applied(state.files, edit), after, policy)
                 chained.append((write, state))
                 links.append(ChainLink(edit, write.message(), write.author))
             return links
@@ -261,9 +260,8 @@ class StateWriter:
             except SourceError:
                 changed = None  # the kept commit is gone from the mirror: load it whole
         if known is not None and changed is not None:
-            files = {p: c for p, c in known.files.items() if p not in changed}
-            files.update({p: c for p, c in changed.items() if c is not None})
-            head = _Head(commit, files, known.loaded.update(changed, commit), policy)
+            loaded = known.loaded.update(changed, commit)
+            head = _Head(commit, applied(known.files, changed), loaded, policy)
         else:
             files = self.repo.read_tree(commit)
             loaded = LoadedState.load(files, commit, self.repo.display_url, policy)
