@@ -199,7 +199,7 @@ class StateWriter:
                 if write in requests or write.change_request is not None:
                     try:
                         write.answer(self._change_request(write, policy))
-                    except OdooOpsError as exc:
+                    except Exception as exc:  # this write's alone: the others go on
                         write.answer(error=exc)
         except BaseException as exc:  # handed to each caller, who raises it
             for write in batch:
@@ -227,7 +227,9 @@ class StateWriter:
                     if write.pr or changes.touched_protected(state.loaded.config, after.config):
                         requests.append(write)
                         continue
-                except OdooOpsError as exc:
+                except Exception as exc:
+                    # Whatever one write's input makes fail (a refusal, or a bug it finds) is
+                    # that write's answer alone: it must not fail the writes batched with it.
                     write.answer(error=exc)
                     continue
                 state = _Head(head, applied(state.files, edit), after, policy)

@@ -52,6 +52,14 @@ class CountingSource(GitSource):
         return super()._publish(*args, **kwargs)
 
 
+def started(remote: Path, tmp_path: Path, slow_push: float) -> tuple[CountingSource, StateWriter]:
+    """A writer whose mirror is cloned already, each push held ``slow_push`` seconds."""
+    source = CountingSource(f"file://{remote}", tmp_path / "cache", slow_push=slow_push)
+    writer = StateWriter(source)
+    writer.current()
+    return source, writer
+
+
 def create(name: str) -> changes.Operation:
     return changes.Operation("create", EnvKey("acme", name), {"branch": f"release/{name}"})
 
@@ -97,9 +105,7 @@ def run_threads(n: int, work: Callable[[int], None]) -> list[BaseException]:
 def test_concurrent_writers_share_pushes_and_each_write_is_its_own_commit(
     remote: Path, tmp_path: Path
 ) -> None:
-    source = CountingSource(f"file://{remote}", tmp_path / "cache", slow_push=0.05)
-    writer = StateWriter(source)
-    writer.current()
+    source, writer = started(remote, tmp_path, slow_push=0.05)
     before = len(main_log(remote))
     results: dict[str, str] = {}
 
@@ -131,9 +137,7 @@ def test_concurrent_writers_share_pushes_and_each_write_is_its_own_commit(
 def test_a_refused_write_is_answered_alone_and_the_batch_goes_on(
     remote: Path, tmp_path: Path
 ) -> None:
-    source = CountingSource(f"file://{remote}", tmp_path / "cache", slow_push=0.1)
-    writer = StateWriter(source)
-    writer.current()
+    _, writer = started(remote, tmp_path, slow_push=0.1)
     before = len(main_log(remote))
     outcome: dict[int, object] = {}
     ann = Author("Ann", "ann@acme.example")
@@ -162,11 +166,36 @@ def test_a_refused_write_is_answered_alone_and_the_batch_goes_on(
     assert not {f"environments/acme/e-{i}.yaml" for i in refused} & set(tree.split())
 
 
+class Broken(changes.Operation):
+    """A write whose own input makes it fail with something no refusal expected."""
+
+    def apply(self, files: Any) -> dict[str, bytes | None]:
+        raise RuntimeError("this write's own failure")
+
+
+def test_a_write_that_fails_unexpectedly_fails_alone(remote: Path, tmp_path: Path) -> None:
+    _, writer = started(remote, tmp_path, slow_push=0.1)
+    before = len(main_log(remote))
+    outcome: dict[int, object] = {}
+    ann = Author("Ann", "ann@acme.example")
+
+    def work(i: int) -> None:
+        op = Broken("create", EnvKey("acme", f"b-{i}")) if i == 2 else create(f"b-{i}")
+        try:
+            outcome[i] = writer.submit(op, ann, request_id=f"r-{i}").commit
+        except RuntimeError as exc:
+            outcome[i] = exc
+
+    assert run_threads(6, work) == []
+    assert [i for i, o in sorted(outcome.items()) if isinstance(o, RuntimeError)] == [2]
+    requests = sorted(request for _, _, request in main_log(remote)[before:])
+    assert requests == [f"r-{i}" for i in range(6) if i != 2]
+
+
 def test_a_write_to_a_protected_environment_in_a_batch_still_goes_to_a_change_request(
     remote: Path, tmp_path: Path
 ) -> None:
-    writer = StateWriter(CountingSource(f"file://{remote}", tmp_path / "cache", slow_push=0.05))
-    writer.current()
+    _, writer = started(remote, tmp_path, slow_push=0.05)
     before = main_log(remote)
     results: dict[int, Any] = {}
     ann = Author("Ann", "ann@acme.example")
