@@ -16,7 +16,7 @@ import pytest
 
 from reconciler.core.config import LoadedState, load_state
 from reconciler.core.errors import InvalidState
-from reconciler.core.validation import StateIndex, validate_state
+from reconciler.core.validation import StateIndex, applied, validate_state
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "state-repo-template"
 PROJECTS = ("acme", "shop", "Bad_Dir")
@@ -126,8 +126,7 @@ def test_incremental_validation_equals_full_validation_on_random_edits(
     problems_seen = 0
     for _ in range(60):
         change = random_change(rng, files)
-        files = {p: c for p, c in files.items() if p not in change}
-        files.update({p: c for p, c in change.items() if c is not None})
+        files = applied(files, change)
         index = index.update(change)
         assert_same(index, StateIndex.build(files))
         problems_seen += len(index.problems)
@@ -202,8 +201,7 @@ def test_the_random_edits_reach_every_cross_file_check() -> None:
             index = StateIndex.build(files)
             for _ in range(60):
                 change = random_change(rng, files)
-                files = {p: c for p, c in files.items() if p not in change}
-                files.update({p: c for p, c in change.items() if c is not None})
+                files = applied(files, change)
                 index = index.update(change)
                 seen.update(p.code for p in index.problems)
     assert seen >= CROSS_FILE_CODES, CROSS_FILE_CODES - seen
@@ -229,8 +227,7 @@ def test_a_model_updated_from_changes_is_the_model_loaded_from_every_file() -> N
         else:
             tier = rng.choice(["", "tier: dev\n", "suspended: true\n"])
             change = {path: f"branch: release/{env}-{step}\n{tier}".encode()}
-        after = {p: c for p, c in files.items() if p not in change}
-        after.update({p: c for p, c in change.items() if c is not None})
+        after = applied(files, change)
         try:
             expected = load_state(after, f"c{step}")
         except InvalidState as exc:
