@@ -16,6 +16,7 @@ import re
 import secrets
 import subprocess
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from tests.integration.containers import (
     running,
     throwaway,
 )
+from tests.wheels import make_wheel
 
 pytestmark = pytest.mark.integration
 
@@ -758,6 +760,33 @@ def test_missing_dependency_fails_the_run(
     states = _states(pg, "ghostdep")
     assert (states["base"], states["odooops_orphan"]) == ("installed", "uninstalled")
     assert not [name for name, state in states.items() if state.startswith("to ")]
+
+
+def test_unmet_external_dependency_fails_the_install_until_pythonpath_has_it(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path, tmp_path: Path
+) -> None:
+    """A manifest's external_dependencies python entry is looked up by distribution name:
+    missing, -i is Odoo's UserError (exit 255, the module uninstalled); once a directory on
+    PYTHONPATH holds the distribution (a wheel unpacked, as pip --target leaves it), the
+    same -i installs it."""
+    manifest = {**PROBE_MANIFEST, "external_dependencies": {"python": ["odooops-probe-lib"]}}
+    _write_module(addons, "odooops_probe", repr(manifest), PROBE_INSTALL_SQL)
+    command = ("-d", "extdeps", "-i", "odooops_probe", "--stop-after-init")
+    missing = run_odoo(*command, volumes=_mounts(addons))
+    assert missing.exit_code == 255, missing.logs
+    assert (
+        'odoo.exceptions.UserError: Unable to install module "odooops_probe" because an '
+        "external dependency is not met: odooops-probe-lib" in missing.logs
+    )
+    assert _states(pg, "extdeps")["odooops_probe"] == "uninstalled"
+
+    wheel = make_wheel(tmp_path, "odooops-probe-lib", "1.0", {"odooops_probe_lib/__init__.py": ""})
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "python")
+    mounts = {**_mounts(addons), str(tmp_path / "python"): {"bind": "/opt/python", "mode": "ro"}}
+    found = run_odoo(*command, environment={"PYTHONPATH": "/opt/python"}, volumes=mounts)
+    assert found.exit_code == 0, found.logs
+    assert _states(pg, "extdeps")["odooops_probe"] == "installed"
 
 
 def test_update_refreshes_latest_version(

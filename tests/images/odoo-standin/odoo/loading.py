@@ -21,6 +21,12 @@ Reproduces odoo/modules/loading.py and registry.py of Odoo 19 as seen from outsi
 - -u marks the named installed modules 'to upgrade' with every installed module depending on
   them (`all` or base: every installed module) and installs their new dependencies
   (button_upgrade); a dependency without a row is a UserError too.
+- Marking checks each module's manifest `external_dependencies` (modules.py): a module marked
+  'to install' (after its dependencies), and each installable module of an upgrade, whose
+  python or bin dependency is unmet is the UserError 'Unable to install module "NAME"
+  because an external dependency is not met: DEP' ("upgrade" for -u), with "It can be
+  installed running: apt install PKG" when the manifest's `apt` entry names DEP (Debian and
+  Ubuntu). The run then fails as below, the module not installed (or not upgraded).
 - Then module by module in the graph's order (module_graph.py), each module to install or
   upgrade in a transaction of its own, committed at its end: pre-migration scripts
   (upgrade), data/install.sql then data/demo.sql when the database has demo data (install;
@@ -49,6 +55,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import platform
 import time
 import uuid
 from datetime import UTC, datetime
@@ -60,7 +67,13 @@ from odoo import logs, migration, module_graph, sql_db
 from odoo.api import Environment
 from odoo.config import addons_paths, names
 from odoo.exceptions import UserError
-from odoo.modules import Module, discover, import_addon
+from odoo.modules import (
+    MissingDependency,
+    Module,
+    check_manifest_dependencies,
+    discover,
+    import_addon,
+)
 
 _logger = logging.getLogger("odoo.modules.loading")
 
@@ -245,9 +258,35 @@ def _check_module_names(cr: Any, given: list[str]) -> None:
 # --- marking: button_install and button_upgrade ------------------------------------------------
 
 
-def _state_update(cr: Any, name: str, states: dict[str, str], depends: dict[str, list[str]],
-                  level: int = 100) -> None:  # fmt: skip
-    """Mark an 'uninstalled' module and its 'uninstalled' dependencies 'to install'."""
+def check_external_dependencies(mod: Module | None, newstate: str = "to install") -> None:
+    """ir.module.module.check_external_dependencies: an unmet external dependency of the
+    module's manifest is a UserError naming both (none to check without a manifest)."""
+    if mod is None:
+        return
+    try:
+        check_manifest_dependencies(mod.manifest)
+    except MissingDependency as e:
+        verb = {"to install": "install", "to upgrade": "upgrade"}.get(newstate, "process")
+        msg = (
+            f'Unable to {verb} module "{mod.name}" because an external dependency is not met:'
+            f" {e.dependency}"
+        )
+        try:
+            distro = platform.freedesktop_os_release()
+        except OSError:
+            distro = {}
+        id_likes = {distro.get("ID", ""), *distro.get("ID_LIKE", "").split()}
+        if "debian" in id_likes or "ubuntu" in id_likes:
+            apt = mod.manifest["external_dependencies"].get("apt", {})
+            if package := apt.get(e.dependency):
+                msg += f"\nIt can be installed running: apt install {package}"
+        raise UserError(msg) from e
+
+
+def _state_update(cr: Any, mods: dict[str, Module], name: str, states: dict[str, str],
+                  depends: dict[str, list[str]], level: int = 100) -> None:  # fmt: skip
+    """Mark an 'uninstalled' module and its 'uninstalled' dependencies 'to install', each
+    once its external dependencies are checked."""
     if level < 1:
         raise UserError("Recursion error in modules dependencies!")
     if states.get(name) != "uninstalled":
@@ -258,7 +297,8 @@ def _state_update(cr: Any, name: str, states: dict[str, str], depends: dict[str,
                 f"You try to install module {name!r} that depends on module {dependency!r}.\n"
                 "But the latter module is not available in your system."
             )
-        _state_update(cr, dependency, states, depends, level - 1)
+        _state_update(cr, mods, dependency, states, depends, level - 1)
+    check_external_dependencies(mods.get(name), "to install")
     cr.execute("UPDATE ir_module_module SET state = 'to install' WHERE name = %s", (name,))
     states[name] = "to install"
 
@@ -270,7 +310,7 @@ def _mark_install(cr: Any, mods: dict[str, Module], wanted: list[str]) -> None:
     while wanted:
         states = _states(cr)
         for name in wanted:
-            _state_update(cr, name, states, depends)
+            _state_update(cr, mods, name, states, depends)
         chosen = {name for name, state in states.items() if state in INSTALL_STATES}
         new = {name for name, state in states.items() if state == "to install"}
         wanted = sorted(
@@ -305,6 +345,9 @@ def _button_upgrade(cr: Any, mods: dict[str, Module], update: list[str]) -> None
     todo = set(named)
     while more := {n for n in installed - todo if set(depends.get(n, ())) & todo}:
         todo |= more
+    for name in sorted(todo):
+        if name in mods and mods[name].installable:
+            check_external_dependencies(mods[name], "to upgrade")
     cr.execute(
         "UPDATE ir_module_module SET state = 'to upgrade' WHERE name = ANY(%s)", (list(todo),)
     )

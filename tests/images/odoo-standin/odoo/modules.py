@@ -15,14 +15,27 @@
 - `post_init_hook` names a function of the module's Python package; Odoo imports every
   module it loads, the stand-in imports one only to call its hook (it has no ORM, so the
   packages of real addons would not import).
+- `external_dependencies` ({"python": [...], "bin": [...], "apt": {name: package}}) is checked
+  by check_manifest_dependencies when a module is marked to install or upgrade (loading.py):
+  each python entry is a requirement; its distribution is looked up with
+  importlib.metadata.version (so on sys.path, PYTHONPATH included) and, when there is none,
+  imported as a module name (WARNING "... does not appear o be a valid PyPI package ...",
+  Odoo's typo kept); when both fail it is MissingDependency "External dependency 'NAME' not
+  installed: ...". A version specifier or marker needs the `packaging` package: without it
+  (as in this image) only bare names are accepted, as Odoo 19 does. A bin entry must be on
+  PATH.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
+import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -30,13 +43,33 @@ from typing import Any
 
 from odoo import SERIES
 
+try:
+    from packaging.requirements import InvalidRequirement, Requirement
+except ImportError:  # Odoo 19's fallback: without packaging, bare names only
+
+    class InvalidRequirement(Exception):  # type: ignore[no-redef]
+        """Never raised: the fallback Requirement raises a plain Exception."""
+
+    class Requirement:  # type: ignore[no-redef]
+        def __init__(self, pydep: str) -> None:
+            if not re.fullmatch(r"[\w\-]+", pydep):
+                msg = (
+                    f"Package `packaging` is required to parse `{pydep}` external dependency"
+                    " and is not installed"
+                )
+                raise Exception(msg)
+            self.marker = None
+            self.specifier = None
+            self.name = pydep
+
+
 _logger = logging.getLogger("odoo.modules.module")
 
 CORE_ADDONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "addons")
 MANIFEST = "__manifest__.py"
 DEFAULTS: dict[str, Any] = dict(author="Odoo S.A.", application=False, auto_install=False)
 DEFAULTS.update(depends=[], installable=True, license="LGPL-3", version="1.0")
-DEFAULTS.update(post_init_hook="")
+DEFAULTS.update(post_init_hook="", external_dependencies={})
 
 
 @dataclass(frozen=True)
@@ -144,6 +177,58 @@ def find(paths: list[str], name: str) -> str | None:
     """The directory of module `name` in the first addons path holding it."""
     found = (os.path.join(root, name) for root in paths)
     return next((path for path in found if os.path.isfile(os.path.join(path, MANIFEST))), None)
+
+
+class MissingDependency(Exception):
+    """An external dependency of a manifest that is not met, and its name."""
+
+    def __init__(self, msg_template: str, dependency: str) -> None:
+        self.dependency = dependency
+        super().__init__(msg_template.format(dependency=dependency))
+
+
+def check_python_external_dependency(pydep: str) -> None:
+    """Odoo 19's check of one `external_dependencies['python']` entry; raises when unmet."""
+    try:
+        requirement = Requirement(pydep)
+    except InvalidRequirement as e:
+        msg = f"{pydep} is an invalid external dependency specification: {e}"
+        raise ValueError(msg) from e
+    if requirement.marker and not requirement.marker.evaluate():
+        _logger.debug(
+            "Ignored external dependency %s because environment markers do not match", pydep
+        )
+        return
+    try:
+        version = importlib.metadata.version(requirement.name)
+    except importlib.metadata.PackageNotFoundError as e:
+        try:
+            importlib.import_module(pydep)  # a module name rather than a distribution's
+            _logger.warning(
+                "python external dependency on '%s' does not appear o be a valid PyPI package."
+                " Using a PyPI package name is recommended.",
+                pydep,
+            )
+            return
+        except ImportError:
+            pass
+        msg = f"External dependency {{dependency!r}} not installed: {e}"
+        raise MissingDependency(msg, pydep) from e
+    if requirement.specifier and not requirement.specifier.contains(version):
+        msg = f"External dependency version mismatch: {{dependency}} (installed: {version})"
+        raise MissingDependency(msg, pydep)
+
+
+def check_manifest_dependencies(manifest: dict[str, Any]) -> None:
+    """The python and bin entries of `external_dependencies`, in Odoo's order."""
+    depends = manifest.get("external_dependencies")
+    if not depends:
+        return
+    for pydep in depends.get("python", []):
+        check_python_external_dependency(pydep)
+    for binary in depends.get("bin", []):
+        if shutil.which(binary) is None:
+            raise MissingDependency("Unable to find {dependency!r} in path", binary)
 
 
 def import_addon(mod: Module) -> ModuleType:
