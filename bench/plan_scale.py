@@ -59,6 +59,7 @@ from psycopg import sql  # noqa: E402
 
 from bench._cli import Options, count, run_main, timed, uninterruptible, verdict  # noqa: E402
 from reconciler.core import validation  # noqa: E402
+from reconciler.core.buildplan import APP_ROOT, FileTree  # noqa: E402
 from reconciler.core.desired import (  # noqa: E402
     APP_CONFIG,
     AppConfigLoader,
@@ -83,6 +84,7 @@ from reconciler.core.model import (  # noqa: E402
 from reconciler.core.observed import Observed, ObservedEnvironment  # noqa: E402
 from reconciler.core.planner import Plan, plan  # noqa: E402
 from reconciler.drivers.secrets import SecretStore  # noqa: E402
+from reconciler.drivers.tarstream import merged  # noqa: E402
 from reconciler.engine.engine import Engine, EngineConfig  # noqa: E402
 from reconciler.engine.ledger import DatabaseRecord, DbState  # noqa: E402
 from reconciler.engine.sources import AppConfigCache, load_app_config  # noqa: E402
@@ -180,6 +182,7 @@ class MemoryAppRepo:
     def __init__(self, heads: Mapping[str, str], app_config: bytes | None) -> None:
         self._heads = dict(heads)
         self._app_config = app_config
+        self._views: dict[str, FileTree] = {}
         self.heads_listed = 0
 
     def branches(self) -> dict[str, str]:
@@ -192,11 +195,15 @@ class MemoryAppRepo:
     def read_file(self, commit: str, path: str) -> bytes | None:
         return self._app_config if path == APP_CONFIG else None
 
-    def tree_id(self, commit: str, path: str = "") -> str:
-        return hashlib.sha1(f"{commit}:{path}".encode()).hexdigest()
-
-    def addon_trees(self, commit: str, paths: tuple[str, ...]) -> dict[str, str]:
-        return {}
+    def view(self, commit: str) -> FileTree:
+        """A tree of its own per commit (one image each), its ``.odooops.yaml`` in it."""
+        tree = self._views.get(commit)
+        if tree is None:
+            files = {"COMMIT": commit.encode()}
+            if self._app_config is not None:
+                files[APP_CONFIG] = self._app_config
+            tree = self._views[commit] = FileTree(files)
+        return tree
 
 
 def label_keyed_loader() -> AppConfigLoader:
@@ -696,10 +703,10 @@ def populate(world: LiveWorld) -> None:
     labels and a /28 each from a random 10.x.0.0/16.
     """
     d = world.engine.docker
+    base = world.config.projects[world.project].image
     d.build_image(
         world.image,
-        world.config.projects[world.project].image,
-        app_tar(),
+        merged([app_tar()], {"Dockerfile": f"FROM {base}\nCOPY app/ {APP_ROOT}/\n".encode()}),
         {"odooops.project": world.project, "odooops.revision": commit_of(world.project, "main")},
     )
     pg = world.engine.pg(SERVER.name, world.config)

@@ -121,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
             )
             sp.add_argument("--state-branch", default="main")
             sp.add_argument(
+                "--wheelhouse",
+                type=Path,
+                default=os.environ.get("ODOOOPS_WHEELHOUSE") or None,
+                help="folder of Python distributions builds install from instead of an index "
+                "(or $ODOOOPS_WHEELHOUSE)",
+            )
+            sp.add_argument(
                 "--master-key-file",
                 type=Path,
                 default=None,
@@ -459,6 +466,7 @@ def _engine(args: argparse.Namespace) -> Any:
         health_timeout=getattr(args, "health_timeout", 300.0),
         health_interval=getattr(args, "health_interval", 5),
         read_only=args.func is cmd_plan,
+        wheelhouse=getattr(args, "wheelhouse", None),
     )
     return open_engine(config, args.master_key_file, _secret_policy(args))
 

@@ -221,7 +221,7 @@ def _project(name: str, raw: Mapping[str, Any]) -> Project:
         repo_url=repo["url"],
         odoo_version=str(odoo.get("version", "19.0")),
         image=odoo.get("image", "odoo:19.0"),
-        addons_paths=tuple(raw.get("addons_paths", ["."])),
+        addons_paths=tuple(raw.get("addons_paths", ())),  # none: the scan decides
         modules=tuple(raw.get("modules", [])),
         database_server=raw.get("database_server", "shared"),
         token=SecretRef.parse(repo.get("token")),

@@ -8,15 +8,22 @@ reported, and its live objects left exactly as they are.
 
 from __future__ import annotations
 
-import hashlib
-import posixpath
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from reconciler.core import policies
-from reconciler.core.errors import InvalidState, OdooOpsError
+from reconciler.core.buildplan import (
+    APP_ROOT,
+    BuildPlan,
+    RepoTree,
+    Submodule,
+    TreeView,
+    plan_build,
+    submodules,
+)
+from reconciler.core.errors import InvalidState, OdooOpsError, sanitize
 from reconciler.core.ingress import generated_host
 from reconciler.core.model import (
     Desired,
@@ -29,8 +36,6 @@ from reconciler.core.model import (
 )
 
 APP_CONFIG = ".odooops.yaml"
-APP_ROOT = "/opt/odooops/app"
-BUILD_RECIPE = 1
 
 
 class AppRepo(Protocol):
@@ -42,15 +47,21 @@ class AppRepo(Protocol):
 
     def read_file(self, commit: str, path: str) -> bytes | None: ...
 
-    def tree_id(self, commit: str, path: str = "") -> str: ...
-
-    def addon_trees(self, commit: str, paths: tuple[str, ...]) -> Mapping[str, str]:
-        """Each addon folder (a directory with ``__manifest__.py``) directly under one of
-        ``paths``, with the tree id of its folder; the first path holding a name wins."""
-        ...
+    def view(self, commit: str) -> TreeView: ...
 
 
 AppConfigLoader = Callable[[bytes, str], Mapping[str, Any]]
+# A submodule of a project's app repository at its pinned commit, fetched if need be; raises
+# ``OdooOpsError`` when it cannot be read (the environment is then held).
+PinnedTree = Callable[[Project, Submodule], RepoTree]
+
+
+def _no_submodules(project: Project, sub: Submodule) -> RepoTree:
+    raise OdooOpsError(
+        f"submodule {sub.path} of {project.name} cannot be read here",
+        code="submodule_unavailable",
+        remediation="odooops status PROJECT/ENV",
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,11 @@ class Inputs:
     port_for: Callable[[EnvKey], int]
     load_app_config: AppConfigLoader
     now: datetime
+    pinned: PinnedTree = _no_submodules
+    wheelhouse: bool = False  # Python distributions come from the platform's wheel directory
+    # Plans already made, by everything that decides them (a pass resolves 1,000 environments
+    # on a few trees; the same trees give the same plan).
+    plans: dict[tuple[Any, ...], BuildPlan] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,14 +89,45 @@ class BranchHead:
     committed_at: datetime
 
 
-def image_tag(project: Project, base_id: str, tree_id: str) -> str:
-    """Content address of an environment image: base image, app tree and build recipe."""
-    digest = hashlib.sha256(f"{base_id}|{tree_id}|{BUILD_RECIPE}".encode()).hexdigest()[:16]
-    return f"odooops/{project.name}:{digest}"
-
-
-def container_addons_paths(project: Project) -> tuple[str, ...]:
-    return tuple(posixpath.normpath(posixpath.join(APP_ROOT, p)) for p in project.addons_paths)
+def build_plan(
+    project: Project,
+    repo: AppRepo,
+    revision: str,
+    app: Mapping[str, Any],
+    base_id: str,
+    inputs: Inputs,
+) -> BuildPlan:
+    """The image plan of ``revision``: its tree, its submodules' trees at their pins, the
+    ``build`` block of its ``.odooops.yaml``; kept in ``inputs.plans`` by what decides it."""
+    view = repo.view(revision)
+    build = app.get("build", {})
+    key = (
+        project,
+        view.tree_id,
+        base_id,
+        tuple(build.get("system_packages", ())),
+        build.get("python_lock"),
+        inputs.wheelhouse,
+    )
+    plan = inputs.plans.get(key)
+    if plan is None:
+        third = tuple(inputs.pinned(project, sub) for sub in submodules(view))
+        plan = plan_build(
+            project.name,
+            project.image,
+            base_id,
+            RepoTree(view, "app", sanitize(project.repo_url), revision, APP_ROOT),
+            third,
+            addons_paths=project.addons_paths,
+            system_packages=build.get("system_packages", ()),
+            python_lock=build.get("python_lock"),
+            series=project.odoo_version,
+            wheelhouse=inputs.wheelhouse,
+        )
+        if len(inputs.plans) > 1024:
+            inputs.plans.clear()
+        inputs.plans[key] = plan
+    return plan
 
 
 def resolve(config: StateConfig, inputs: Inputs) -> Desired:
@@ -181,6 +228,7 @@ def _resolve_one(
             code="image_missing",
             remediation=f"docker pull {project.image}",
         )
+    plan = build_plan(project, repo, revision, app, base_id, inputs)
     server = None
     if not spec.tier.dedicated_database:
         server = config.platform.database_servers[project.database_server]
@@ -188,16 +236,17 @@ def _resolve_one(
         spec=spec,
         project=project,
         revision=revision,
-        image=image_tag(project, base_id, repo.tree_id(revision)),
+        image=plan.tag,
         settings=settings,
         modules=modules,
-        addons_paths=container_addons_paths(project),
+        addons_paths=plan.addons_paths,
         port=inputs.port_for(spec.key),
         server=server,
         dev_db_image=config.platform.dev_db_image,
         state_commit=config.commit,
-        addons=tuple(sorted(repo.addon_trees(revision, project.addons_paths).items())),
+        addons=plan.addon_trees,
         base_image_id=base_id,
+        build=plan,
         routed=config.platform.ingress is not None,
         public_url=public_url(spec, config.platform.ingress),
         maintenance_text=spec.maintenance_text

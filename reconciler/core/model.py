@@ -16,6 +16,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from reconciler.core.buildplan import BuildPlan
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.retention import Retention
 
@@ -385,6 +386,7 @@ class DesiredEnvironment:
     routed: bool = False
     public_url: str = ""  # routed: where users reach it through the proxy ("" if no name)
     maintenance_text: str = ""  # routed: the page shown while its modules update on a copy
+    build: BuildPlan | None = None  # what ``image`` is made of (None: prebuilt, in tests)
 
     @property
     def key(self) -> EnvKey:

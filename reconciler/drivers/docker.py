@@ -53,7 +53,6 @@ from reconciler.drivers.tarstream import empty_tar, owned
 
 SECRET_DIR = "/run/odooops"
 PASSWORD_FILE = f"{SECRET_DIR}/db_password"
-APP_ROOT = "/opt/odooops/app"
 FILESTORE = "/var/lib/odoo"
 # Odoo's health route, asked to check its database server too (ODOO-CONTRACT.md, Health): a
 # container whose PostgreSQL is unreachable is not healthy, so no rollout switches to it.
@@ -361,10 +360,15 @@ class DockerDriver:
                     remediation=f"docker pull {ref}  ({hint})",
                 ) from exc
 
-    def build_image(self, tag: str, base: str, app_tar: bytes, labels: Mapping[str, str]) -> str:
-        """Layer the app tree on the base image; the tag is content addressed by the caller."""
-        dockerfile = (f"FROM {base}\nCOPY app/ {APP_ROOT}/\n").encode()
-        context = _tar_with(app_tar, {"Dockerfile": dockerfile})
+    def build_image(
+        self,
+        tag: str,
+        context: bytes,
+        labels: Mapping[str, str],
+        build_args: Mapping[str, str] | None = None,
+    ) -> str:
+        """Build the context's ``Dockerfile`` as ``tag`` (content addressed by the caller);
+        the build's log. Never pulls: the base is in the local store or the build fails."""
         all_labels = {_label("built-by"): "odooops", **labels}
         for nocache in (False, True):
             with self._errors(f"build image {tag}"):
@@ -378,6 +382,7 @@ class DockerDriver:
                         pull=False,
                         nocache=nocache,
                         labels=all_labels,
+                        buildargs=dict(build_args or {}),
                     )
                     break
                 except docker.errors.BuildError as exc:
@@ -1401,17 +1406,3 @@ class _Chunked:
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._chunks)
-
-
-def _tar_with(app_tar: bytes, extra: Mapping[str, bytes]) -> bytes:
-    """Append files to an existing tar (the app tree placed under ``app/`` by the caller)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as out:
-        for name, data in extra.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            out.addfile(info, io.BytesIO(data))
-        with tarfile.open(fileobj=io.BytesIO(app_tar), mode="r") as src:
-            for member in src.getmembers():
-                out.addfile(member, src.extractfile(member) if member.isfile() else None)
-    return buf.getvalue()

@@ -129,7 +129,13 @@ class MemoryRuntime:
     def image_id(self, ref: str, *, pull: bool = True) -> str:
         return f"sha256:{abs(hash(ref)):x}"
 
-    def build_image(self, tag: str, base: str, app_tar: bytes, labels: Mapping[str, str]) -> str:
+    def build_image(
+        self,
+        tag: str,
+        context: bytes,
+        labels: Mapping[str, str],
+        build_args: Mapping[str, str] | None = None,
+    ) -> str:
         self._up()
         if tag in self.unbuildable:
             raise DriverError("image build failed", code="build_failed", retryable=False)

@@ -98,8 +98,14 @@ class Runtime(Protocol):
     def image_id(self, ref: str, *, pull: bool = True) -> str: ...
 
     def build_image(
-        self, tag: str, base: str, app_tar: bytes, labels: Mapping[str, str]
-    ) -> str: ...
+        self,
+        tag: str,
+        context: bytes,
+        labels: Mapping[str, str],
+        build_args: Mapping[str, str] | None = None,
+    ) -> str:
+        """Build the ``Dockerfile`` of the tar ``context`` as ``tag``; the build's log."""
+        ...
 
     def create_odoo(
         self,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from reconciler.core.errors import OdooOpsError
 
@@ -135,3 +135,30 @@ def owned(chunks: Iterable[bytes], uid: int, gid: int) -> Iterator[bytes]:
                 yield data
     if data := sink.take():
         yield data
+
+
+def merged(parts: Iterable[bytes], files: Mapping[str, bytes]) -> bytes:
+    """One tar of ``files`` (with their folders) followed by every member of ``parts``.
+
+    Made for build contexts, so the bytes depend only on the inputs: the added files and
+    folders are sorted, dated 0 and owned by root, and the parts keep their own (reproducible)
+    headers.
+    """
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
+        folders = sorted(
+            {"/".join(name.split("/")[:i]) for name in files for i in range(1, name.count("/") + 1)}
+        )
+        for folder in folders:
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            out.addfile(info)
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(files[name]), 0o644, 0
+            out.addfile(info, io.BytesIO(files[name]))
+        for part in parts:
+            with tarfile.open(fileobj=io.BytesIO(part), mode="r") as src:
+                for member in src.getmembers():
+                    out.addfile(member, src.extractfile(member) if member.isfile() else None)
+    return buf.getvalue()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.buildplan import Source
 from reconciler.core.errors import DriverError, ErrorInfo, OdooOpsError
 from reconciler.core.model import (
     DatabaseServer,
@@ -49,6 +50,7 @@ from reconciler.drivers.docker import PASSWORD_FILE, DockerDriver, ShellSession,
 from reconciler.drivers.postgres import DedicatedDatabase, PostgresDriver
 from reconciler.drivers.protocols import DatabaseAdmin, Listing
 from reconciler.drivers.secrets import SecretStore
+from reconciler.engine.builds import Wheelhouse, app_context, image_context
 from reconciler.engine.ledger import DatabaseRecord, DbState, JournalEntry, Ledger
 from reconciler.engine.metrics import Metrics
 from reconciler.engine.routing import Routes
@@ -115,6 +117,8 @@ class EngineConfig:
     # The proxy's admin socket directory (default: <data_dir>/proxy); a unix socket's path has
     # at most 107 bytes, which a deep data directory can exceed.
     proxy_dir: Path | None = None
+    # A folder of Python distributions builds install from instead of an index (no network).
+    wheelhouse: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,7 @@ class Engine:
         self.ledger = Ledger(config.data_dir / "ledger.db", config.read_only)
         self.metrics = Metrics(self.status.all)
         self.docker = DockerDriver(config.instance, config.docker_url, config.health_interval)
+        self.wheelhouse = Wheelhouse(config.wheelhouse) if config.wheelhouse else None
         self.sources = Sources(
             config.state_url,
             config.state_branch,
@@ -174,6 +179,7 @@ class Engine:
             self.status,
             self.image_id,
             secrets,
+            config.wheelhouse,
         )
         self.state_repo = self.sources.state_repo
         self.cancel = threading.Event()  # set when the daemon stops: runs end after a step
@@ -209,7 +215,7 @@ class Engine:
             admin_named=self._admin_named,
             password=self.password,
             data=self.data,
-            archive=self._archive,
+            context=self._build_context,
             final_backup=self._final_backup,
             health_timeout=config.health_timeout,
             cancel=self.cancel,
@@ -285,8 +291,22 @@ class Engine:
     def password(self, key: EnvKey) -> str:
         return self.secrets.get_or_create(f"db/{key}")
 
-    def _archive(self, want: DesiredEnvironment) -> bytes:
-        return self.app_repo(want.project).archive(want.revision, root="app")
+    def _build_context(self, want: DesiredEnvironment, which: str) -> bytes:
+        plan = want.build
+        if plan is None:
+            raise OdooOpsError(
+                f"{want.key} has no build plan",
+                code="build_failed",
+                remediation=f"odooops status {want.key}",
+            )
+
+        def archive(source: Source, root: str) -> bytes:
+            repo = self.sources.repo_for(source.url)
+            return repo.archive(source.commit, root=root)
+
+        if which == "app":
+            return app_context(plan, archive)
+        return image_context(plan, archive, self.wheelhouse)
 
     # ------------------------------------------------------------ what the data plane asks
     @property

@@ -12,7 +12,10 @@ import functools
 import hashlib
 import logging
 import os
+import posixpath
+import re
 import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.core import validation
+from reconciler.core.buildplan import APP_ROOT, BuildPlan, RepoTree, Submodule
 from reconciler.core.config import load_state
 from reconciler.core.desired import BranchHead, Inputs, resolve
 from reconciler.core.errors import DriverError, InvalidState, OdooOpsError, SourceError, sanitize
@@ -44,15 +48,20 @@ class Sources:
         status: StatusStore,
         image_id: Callable[[str], str],
         secrets: SecretStore,
+        wheelhouse: Path | None = None,
     ) -> None:
         self.state_url, self.state_branch, self.data_dir = state_url, state_branch, data_dir
         self.status = status
         self.secrets = secrets
+        self.wheelhouse = wheelhouse
         self._image_id = image_id
         self.state_repo = GitSource(
             state_url, data_dir / "git", hint="--state-repo of odooops daemon"
         )
         self.apps: dict[str, GitSource] = {}
+        self.third_party: dict[str, GitSource] = {}  # by URL: submodules of any project
+        self._unavailable: dict[tuple[str, str], tuple[float, OdooOpsError]] = {}
+        self._plans: dict[tuple[Any, ...], BuildPlan] = {}
         self._head_cache: dict[str, BranchHead] = {}
         self.last_good: StateConfig | None = None
 
@@ -147,6 +156,78 @@ class Sources:
             fh.write(text)
         return str(path)
 
+    # ----------------------------------------------------------------- third-party trees
+    def pinned(self, project: Project, sub: Submodule) -> RepoTree:
+        """A submodule of ``project`` at its pinned commit, fetched when the mirror lacks it.
+
+        Its URL is input from the app repository, so it is held to the project's own: a
+        submodule on this host's disk is fetched only for a project whose repository is itself
+        on this host, and the project's credential goes only to the project's own host. A
+        submodule that cannot be read is remembered for a minute, so a pass over many
+        environments of one tree tries it once.
+        """
+        url = submodule_url(project.repo_url, sub.url)
+        failed = self._unavailable.get((url, sub.commit))
+        if failed is not None and time.monotonic() - failed[0] < 60:
+            raise failed[1]
+        try:
+            repo = self._third_party_repo(project, sub, url)
+            if not repo.has_commit(sub.commit):
+                repo.fetch()
+            if not repo.has_commit(sub.commit):
+                raise SourceError(
+                    f"submodule {sub.path} of {project.name} pins commit {sub.commit[:12]}, "
+                    f"which no branch of {repo.display_url} holds",
+                    code="submodule_unavailable",
+                    retryable=True,
+                    remediation=f"push that commit to a branch of {repo.display_url}, or "
+                    f"update the submodule: git submodule update --remote {sub.path}",
+                )
+            return RepoTree(
+                repo.view(sub.commit),
+                sub.path,
+                repo.display_url,
+                sub.commit,
+                posixpath.join(APP_ROOT, sub.path),
+            )
+        except OdooOpsError as exc:
+            if exc.code != "submodule_unavailable":
+                exc = SourceError(
+                    f"submodule {sub.path} of {project.name} ({sanitize(url)}) cannot be "
+                    f"fetched: {exc.message}",
+                    code="submodule_unavailable",
+                    retryable=True,
+                    remediation=exc.remediation
+                    or f"check the URL in .gitmodules: git ls-remote {sanitize(url)}",
+                )
+            self._unavailable[(url, sub.commit)] = (time.monotonic(), exc)
+            raise exc from None
+
+    def _third_party_repo(self, project: Project, sub: Submodule, url: str) -> GitSource:
+        same_host = host_of(url) == host_of(project.repo_url)
+        creds = Credentials()
+        if same_host and (project.token or project.ssh_key):
+            creds = self.app_repo(project).credentials
+        repo = self.third_party.get(url)
+        if repo is None or repo.credentials != creds:
+            repo = GitSource(
+                url, self.data_dir / "git", creds, hint=f".gitmodules of {project.name}"
+            )
+            self.third_party[url] = repo
+        return repo
+
+    def repo_for(self, url: str) -> GitSource:
+        """The mirror a plan's source was read from (its display URL), for its archive."""
+        for repo in (*self.apps.values(), *self.third_party.values()):
+            if repo.display_url == url:
+                return repo
+        raise SourceError(
+            f"no mirror of {url} is open",
+            code="not_fetched",
+            retryable=True,
+            remediation="odooops reconcile (the next pass fetches it)",
+        )
+
     # ------------------------------------------------------------------------- desired
     def resolve(self, config: StateConfig, fetch: bool = True, allocate: bool = True) -> Desired:
         """The desired world at ``config``. ``allocate=False`` hands out no new HTTP port (a
@@ -195,6 +276,9 @@ class Sources:
                 port_for=port_for,
                 load_app_config=load_app_config,
                 now=datetime.now(UTC),
+                pinned=self.pinned,
+                wheelhouse=self.wheelhouse is not None,
+                plans=self._plans,
             ),
         )
 
@@ -208,6 +292,40 @@ class Sources:
                 head = self._head_cache[sha] = BranchHead(info.author_email, info.committed_at)
             out[branch] = head
         return out
+
+
+_REMOTE = re.compile(r"^(https://|ssh://|file:///|/|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)")
+
+
+def submodule_url(project_url: str, url: str) -> str:
+    """A submodule's URL as git resolves it (``./x`` and ``../x`` against the project's URL
+    taken as a folder), refused unless it is a kind of remote the platform fetches: https,
+    ssh, and a path on this host only when the project's repository is on this host too."""
+    if url.startswith(("./", "../")):
+        head, sep, path = "", "", project_url
+        if "://" in project_url:
+            scheme, _, rest = project_url.partition("://")
+            host, _, path = rest.partition("/")
+            head, sep, path = f"{scheme}://{host}", "/", path
+        elif re.match(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:", project_url):
+            head, _, path = project_url.partition(":")
+            sep = ":"
+        joined = posixpath.normpath(posixpath.join(path.rstrip("/"), url))
+        if project_url.startswith("/") and not joined.startswith("/"):
+            joined = "/" + joined
+        url = f"{head}{sep}{joined.lstrip('/') if sep else joined}"
+    local = url.startswith(("file://", "/"))
+    project_local = project_url.startswith(("file://", "/"))
+    if not _REMOTE.match(url) or (local and not project_local) or "\n" in url:
+        raise SourceError(
+            f"submodule URL {sanitize(url)} is not one the platform fetches (https, ssh, or "
+            "a path on this host for a project whose own repository is on this host)",
+            code="submodule_unavailable",
+            retryable=False,
+            remediation="point the submodule at an https or ssh URL in .gitmodules, then "
+            "git submodule sync && git commit -am 'submodule URL' && git push",
+        )
+    return url
 
 
 def port_probe(host: str) -> Callable[[int], bool]:

@@ -192,7 +192,9 @@ class DataHooks(Protocol):
 # The final backup of a database about to be dropped (its environment is no longer declared,
 # so only the key and the ledger's record are known).
 FinalBackup = Callable[[EnvKey, DatabaseRecord], None]
-AppArchive = Callable[[DesiredEnvironment], bytes]
+# The build context of an environment's image ("image": the generated recipe's) or of its
+# app's own Dockerfile ("app"), made from the git trees of its build plan.
+BuildContext = Callable[[DesiredEnvironment, str], bytes]
 
 
 class Router(Protocol):
@@ -257,7 +259,7 @@ class Steps:
         admin_named: Callable[[EnvKey, str], DatabaseAdmin | None],
         password: Callable[[EnvKey], str],
         data: DataHooks,
-        archive: AppArchive,
+        context: BuildContext,
         final_backup: FinalBackup,
         health_timeout: float,
         cancel: threading.Event,
@@ -276,7 +278,7 @@ class Steps:
         # it is committed, which ends that run's wait for a new container's health.
         self.superseded: dict[EnvKey, threading.Event] = {}
         self._admin, self._admin_named = admin, admin_named
-        self._password, self._data, self._archive = password, data, archive
+        self._password, self._data, self._context = password, data, context
         self._final_backup = final_backup
         self.health_timeout = health_timeout
         self.cancel = cancel
@@ -488,7 +490,8 @@ class Steps:
 
     # ------------------------------------------------------------------ image and Odoo
     def _build_image(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
-        """Build once per tag: environments on the same tree share the image (and the lock)."""
+        """Build once per tag: environments with the same inputs share the image (and the
+        lock). The app's own Dockerfile, when there is one, builds the base stage first."""
         w = _need(want, a)
         with self._guard_lock:
             lock = self._build_locks.setdefault(w.image, threading.Lock())
@@ -496,13 +499,17 @@ class Steps:
             if self.runtime.has_image(w.image):
                 return "skipped", "built meanwhile"
             self._phase(w.key, "Building", True, f"image of revision {w.revision[:12]}")
+            labels = {"odooops.project": w.project.name, "odooops.revision": w.revision}
             try:
-                self.runtime.build_image(
-                    w.image,
-                    w.project.image,
-                    self._archive(w),
-                    {"odooops.project": w.project.name, "odooops.revision": w.revision},
-                )
+                plan = w.build
+                if plan is not None and plan.app_base and not self.runtime.has_image(plan.app_base):
+                    self.runtime.build_image(
+                        plan.app_base,
+                        self._context(w, "app"),
+                        labels,
+                        {"ODOO_IMAGE": plan.base},
+                    )
+                self.runtime.build_image(w.image, self._context(w, "image"), labels)
             except OdooOpsError:
                 self._phase(w.key, "BuildFailed", False, f"revision {w.revision[:12]} not built")
                 raise

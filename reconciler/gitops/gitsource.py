@@ -31,12 +31,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import ClassVar, cast
 from urllib.parse import unquote, urlsplit
 
 import pygit2
 from pygit2.enums import CredentialType, FetchPrune, FileMode, RepositoryOpenFlag
 
+from reconciler.core.buildplan import Entry, EntryKind
 from reconciler.core.errors import SourceError, sanitize
 from reconciler.core.secretrefs import host_of
 
@@ -445,6 +446,20 @@ class GitSource:
             out.append(_info(commit))
             commit = commit.parents[0] if commit.parents else None
         return out
+
+    def view(self, commit: str) -> GitTreeView:
+        """The tree at ``commit`` as the build planner reads it (``TreeView``)."""
+        repo = self._open()
+        return GitTreeView(repo, self._commit(repo, commit).tree)
+
+    def has_commit(self, sha: str) -> bool:
+        """Whether the mirror holds commit ``sha`` (a submodule's pin, after a fetch)."""
+        if not self._mirror.exists():
+            return False
+        try:
+            return isinstance(self._open().get(sha), pygit2.Commit)
+        except _GIT_ERRORS:
+            return False
 
     def archive(self, commit: str, prefix: str = "", *, root: str = "") -> bytes:
         """An uncompressed tar of the tree under ``prefix``, its entries placed under ``root``.
@@ -966,6 +981,47 @@ def _local_path(url: str) -> Path | None:
     if "://" in url or ":" in url.split("/", 1)[0]:
         return None
     return Path(url)
+
+
+class GitTreeView:
+    """One commit's tree read straight from the object database (a ``TreeView``)."""
+
+    _KINDS: ClassVar[dict[int, EntryKind]] = {
+        FileMode.TREE: EntryKind.TREE,
+        FileMode.LINK: EntryKind.LINK,
+        FileMode.COMMIT: EntryKind.COMMIT,
+    }
+
+    def __init__(self, repo: pygit2.Repository, tree: pygit2.Tree) -> None:
+        self._repo, self._tree = repo, tree
+
+    @property
+    def tree_id(self) -> str:
+        return str(self._tree.id)
+
+    def _get(self, path: str) -> pygit2.Object | None:
+        parts = tuple(p for p in path.split("/") if p not in ("", "."))
+        if not parts:
+            return self._tree
+        if ".." in parts:
+            return None
+        try:
+            return self._tree["/".join(parts)]
+        except KeyError:
+            return None
+
+    def entries(self, path: str) -> dict[str, Entry] | None:
+        obj = self._get(path)
+        if not isinstance(obj, pygit2.Tree):
+            return None
+        return {
+            cast(str, e.name): Entry(self._KINDS.get(e.filemode, EntryKind.FILE), str(e.id))
+            for e in obj
+        }
+
+    def read(self, path: str) -> bytes | None:
+        obj = self._get(path)
+        return obj.data if isinstance(obj, pygit2.Blob) else None
 
 
 def _open_exactly(path: Path) -> pygit2.Repository:

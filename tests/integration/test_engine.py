@@ -226,16 +226,37 @@ def test_invalid_state_commit_is_rejected_and_the_last_valid_one_stays(world: Wo
     assert world.engine().status.daemon.state_commit != bad
 
 
+def test_a_manifest_that_does_not_parse_is_refused_before_the_build(world: World) -> None:
+    """Odoo would hide the module and exit 0: the platform refuses the revision instead, builds
+    nothing, and the previous revision keeps serving."""
+    world.declare("staging", branch="release/v1")
+    status = converge(world, "staging")
+    images = {i.id for i in world.docker.images.list()}
+    world.app.write(
+        {"acme_base/__manifest__.py": "{'name': 'broken',"}, "break it", branch="release/v1"
+    )
+    world.reconcile()
+    engine = world.engine()
+    held = engine.current.held if engine.current else {}
+    reason = held[EnvKey(world.project, "staging")]
+    assert "acme_base/__manifest__.py is not a Python dict literal" in reason
+    assert {i.id for i in world.docker.images.list()} == images
+    assert health(status["url"]) == 200
+
+
 def test_failing_module_update_keeps_the_previous_revision_serving(world: World) -> None:
     world.declare("staging", branch="release/v1")
     status = converge(world, "staging")
     world.app.write(
-        {"acme_base/__manifest__.py": "{'name': 'broken',"}, "break it", branch="release/v1"
+        {"acme_base/__manifest__.py": "{'name': 'retired', 'installable': False}"},
+        "retire it",
+        branch="release/v1",
     )
     result = world.reconcile()
     key = next(iter(result.errors))
-    # Real Odoo 19 exits 0: the unreadable manifest leaves acme_base pending ('to upgrade')
-    # and sets base.partially_updated_database; the database, not the exit code, says so.
+    # Real Odoo 19 exits 0: the module it cannot install any more is left pending ('to
+    # upgrade') and base.partially_updated_database set; the database, not the exit code,
+    # says so.
     assert result.errors[key].code == "partially_updated", result.errors[key]
     assert "acme_base (to upgrade)" in result.errors[key].message
     assert not result.errors[key].retryable

@@ -65,29 +65,53 @@ def partially_updated(world: World) -> bool:
     return row is not None
 
 
-def test_a_module_whose_manifest_does_not_parse_fails_the_deploy_naming_it(world: World) -> None:
-    """Odoo 19 logs an unreadable manifest at DEBUG and exits 0: the module is simply absent."""
-    error = deploy(
+def refused(world: World, files: Mapping[str, str], modules: list[str]) -> str:
+    """A revision the platform refuses before building it: the environment is held with the
+    reason, and nothing of it is made."""
+    world.app.write({**files, ".odooops.yaml": app_yaml(modules)}, "add", branch="release/v1")
+    world.declare("staging", branch="release/v1", tier="staging")
+    world.reconcile()
+    engine = world.engine()
+    key = EnvKey(world.project, "staging")
+    assert engine.current is not None and key not in engine.current.environments
+    assert key.database not in world.databases()
+    assert world.containers() == {}
+    return engine.current.held[key]
+
+
+def test_a_module_whose_manifest_does_not_parse_is_refused_before_the_build(world: World) -> None:
+    """Odoo 19 logs an unreadable manifest at DEBUG and exits 0 (the module is simply absent):
+    the platform reads every manifest first and refuses the revision, naming the file."""
+    reason = refused(
         world,
         {"x_broken/__init__.py": "", "x_broken/__manifest__.py": "{'name': 'broken',"},
         ["x_broken"],
     )
-    assert error.code == "modules_not_installed"
-    assert "x_broken (unknown to Odoo)" in error.message
-    assert "__manifest__.py does not parse" in error.message
-    assert "exited 0" in error.message and not error.retryable
-    assert "x_broken" not in states(world, "x_broken")
+    assert "x_broken/__manifest__.py is not a Python dict literal" in reason
 
 
-def test_a_module_of_another_series_fails_the_deploy_naming_it(world: World) -> None:
-    error = deploy(
+def test_a_module_of_another_series_is_refused_before_the_build(world: World) -> None:
+    reason = refused(
         world,
         {"x_old/__init__.py": "", "x_old/__manifest__.py": manifest("x_old", "18.0.1.0.0")},
         ["x_old"],
     )
+    assert "module x_old (app: x_old) has version '18.0.1.0.0', not of Odoo 19.0" in reason
+
+
+def test_an_uninstallable_module_asked_for_fails_the_deploy_naming_it(world: World) -> None:
+    """A module marked installable: False is in the image (not refused: OCA repositories keep
+    such modules), but asking for it is a failed deploy, not Odoo's silent exit 0."""
+    error = deploy(
+        world,
+        {
+            "x_old/__init__.py": "",
+            "x_old/__manifest__.py": manifest("x_old", "18.0.1.0.0", installable=False),
+        },
+        ["x_old"],
+    )
     assert error.code == "modules_not_installed"
     assert "x_old (uninstallable)" in error.message
-    assert "incompatible version" in error.message  # Odoo's own warning, quoted
     assert states(world, "x_old")["x_old"][0] == "uninstallable"
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.core.buildplan import FileTree
 from reconciler.core.config import load_state
 from reconciler.core.desired import BranchHead, Inputs, resolve
 from reconciler.core.errors import OdooOpsError, SourceError
@@ -41,11 +42,8 @@ class MemoryRepo:
     def read_file(self, commit: str, path: str) -> bytes | None:
         return self._files(commit).get(path)
 
-    def tree_id(self, commit: str, path: str = "") -> str:
-        return "tree-" + str(sorted(self._files(commit).items()))[:40]
-
-    def addon_trees(self, commit: str, paths: tuple[str, ...]) -> dict[str, str]:
-        return {}
+    def view(self, commit: str) -> FileTree:
+        return FileTree(self._files(commit))
 
 
 def state(envs: Mapping[str, Mapping[str, Any]], **platform: Any) -> StateConfig:

@@ -109,13 +109,13 @@ RACE = (
 
 def test_a_build_that_lost_a_cached_layer_is_built_again_without_the_cache() -> None:
     builds = Builds(RACE)
-    assert driver(builds).build_image("odooops/p:1", "odoo:19.0", app_tar(), {}) == "built"  # type: ignore[arg-type]
+    assert driver(builds).build_image("odooops/p:1", app_tar(), {}) == "built"  # type: ignore[arg-type]
     assert builds.calls == [False, True]
 
 
 def test_a_build_the_app_breaks_fails_at_once_as_build_failed() -> None:
     builds = Builds("COPY failed: stat app/: file does not exist")
     with pytest.raises(DriverError) as info:
-        driver(builds).build_image("odooops/p:1", "odoo:19.0", app_tar(), {})  # type: ignore[arg-type]
+        driver(builds).build_image("odooops/p:1", app_tar(), {})  # type: ignore[arg-type]
     assert info.value.code == "build_failed" and not info.value.retryable
     assert builds.calls == [False]

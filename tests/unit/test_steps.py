@@ -133,7 +133,7 @@ class World:
             admin_named=self.admin_named,
             password=lambda key: self.passwords.setdefault(key, f"pw-{key.env}"),
             data=self.data,
-            archive=lambda want: b"",
+            context=lambda want, which: b"",
             final_backup=lambda key, record: self.final_backups.append(key),
             health_timeout=5,
             cancel=self.cancel,
