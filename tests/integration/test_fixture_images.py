@@ -1157,3 +1157,282 @@ def test_server_stops_promptly_on_sigterm(
     assert time.monotonic() - started < 5
     assert server.wait(timeout=10)["StatusCode"] == 0
     assert '"GET /web/health HTTP/1.1" 200' in server.logs().decode()
+
+
+# --- module tests: --test-enable / --test-tags -------------------------------------------------
+
+TESTED_MANIFEST = {**PROBE_MANIFEST, "name": "OdooOps tested", "depends": ["base"]}
+TESTED_AT_INSTALL = """
+from odoo.tests import TransactionCase
+
+
+class TestNotes(TransactionCase):
+    def test_passes(self):
+        self.env.cr.execute("INSERT INTO odooops_tested_note (body) VALUES ('from a test')")
+        self.env.cr.execute("SELECT body FROM odooops_tested_note ORDER BY id")
+        self.assertEqual(self.env.cr.fetchall(), [("installed",), ("from a test",)])
+
+    def test_fails(self):
+        self.assertEqual(1, 2, "odooops deliberate failure")
+
+    def test_errors(self):
+        raise ValueError("odooops deliberate error")
+"""
+TESTED_POST = """
+from odoo.tests import BaseCase, TransactionCase, tagged
+
+
+@tagged("post_install", "-at_install")
+class TestAfterAll(TransactionCase):
+    def test_after_everything(self):
+        self.env.cr.execute("SELECT state FROM ir_module_module WHERE name = 'odooops_other'")
+        self.assertEqual(self.env.cr.fetchall(), [("installed",)])
+
+
+@tagged("-standard", "nightly")
+class TestNightly(BaseCase):
+    def test_nightly(self):
+        pass
+"""
+OTHER_TESTS = """
+from odoo.tests import HttpCase, TransactionCase, tagged
+
+
+class TestOther(TransactionCase):
+    def test_other_passes(self):
+        self.assertEqual(self.env.uid, 1)
+
+
+@tagged("post_install", "-at_install")
+class TestHealth(HttpCase):
+    def test_health(self):
+        self.assertEqual(self.url_open("/web/health").json(), {"status": "pass"})
+"""
+
+
+def _write_tests(addons: Path, module: str, files: dict[str, str]) -> None:
+    """tests/<name>.py of a module, each imported by its tests/__init__.py as Odoo needs."""
+    folder = addons / module / "tests"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        (folder / f"{name}.py").write_text(body)
+    (folder / "__init__.py").write_text("".join(f"from . import {name}\n" for name in files))
+
+
+def _write_tested(addons: Path) -> None:
+    """odooops_tested (a passing, a failing and an erroring at_install test, a post_install
+    test, a test outside 'standard') and odooops_other, which depends on it (an at_install
+    test and a post_install HttpCase)."""
+    _write_module(
+        addons,
+        "odooops_tested",
+        repr(TESTED_MANIFEST),
+        "CREATE TABLE odooops_tested_note (id serial PRIMARY KEY, body text);"
+        " INSERT INTO odooops_tested_note (body) VALUES ('installed');",
+    )
+    _write_tests(addons, "odooops_tested", {"test_at_install": TESTED_AT_INSTALL,
+                                            "test_post": TESTED_POST})  # fmt: skip
+    other = {**TESTED_MANIFEST, "name": "OdooOps other", "depends": ["odooops_tested"]}
+    _write_module(addons, "odooops_other", repr(other))
+    _write_tests(addons, "odooops_other", {"test_other": OTHER_TESTS})
+
+
+@pytest.fixture(scope="module")
+def tested_addons(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    addons = tmp_path_factory.mktemp("tested") / "addons"
+    _write_tested(addons)
+    return addons
+
+
+@pytest.fixture(scope="module")
+def tests_run(image_refs: dict[str, str], pg: Postgres, tested_addons: Path) -> Exited:
+    """`-d testsall -i odooops_other --test-enable`: both modules installed and tested."""
+    command = ("-d", "testsall", "-i", "odooops_other", "--test-enable")
+    return _run_odoo(image_refs["odoo"], pg, command, volumes=_mounts(tested_addons))
+
+
+def test_failing_tests_exit_1_with_odoos_summary_line(tests_run: Exited) -> None:
+    """Odoo 19's preload_registries counts the databases whose tests failed: exit 1, after the
+    summary line of odoo.tests.result (ERROR, as a test failed)."""
+    assert tests_run.exit_code == 1, tests_run.logs
+    assert (
+        "ERROR testsall odoo.tests.result: 1 failed, 1 error(s) of 6 tests when loading "
+        "database 'testsall'" in tests_run.logs
+    )
+
+
+def test_each_test_is_logged_on_its_module_logger(tests_run: Exited) -> None:
+    """Each test: "Starting Class.method ...", then for a failure or an error a line of '=' and
+    "FAIL: ..."/"ERROR: ..." with the traceback, all on the test module's logger."""
+    logs, at_install = tests_run.logs, "odoo.addons.odooops_tested.tests.test_at_install"
+    for method in ("test_errors", "test_fails", "test_passes"):
+        assert f"INFO testsall {at_install}: Starting TestNotes.{method} ..." in logs
+    assert f"INFO testsall {at_install}: {'=' * 70}\n" in logs
+    fail = f"ERROR testsall {at_install}: FAIL: TestNotes.test_fails\nTraceback (most recent"
+    assert fail in logs
+    assert re.search(r'odooops_tested/tests/test_at_install.py", line \d+, in test_fails', logs)
+    assert "AssertionError: 1 != 2 : odooops deliberate failure\n" in logs
+    assert f"ERROR testsall {at_install}: ERROR: TestNotes.test_errors\nTraceback" in logs
+    assert "ValueError: odooops deliberate error\n" in logs
+    other = "odoo.addons.odooops_other.tests.test_other"
+    assert f"INFO testsall {other}: Starting TestOther.test_other_passes ..." in logs
+    assert "test_nightly" not in logs  # outside 'standard', the default selection
+
+
+def test_at_install_tests_run_as_each_module_is_loaded(tests_run: Exited) -> None:
+    """at_install tests run right after their module is installed, before the next module;
+    post_install tests after every module, with Odoo's lines around them."""
+    logs = tests_run.logs
+    order = [
+        "Loading module odooops_tested",
+        "Starting TestNotes.test_passes ...",
+        "ERROR testsall odoo.modules.loading: Module odooops_tested: 1 failures, 1 errors of "
+        "3 tests",
+        "Loading module odooops_other",
+        "Starting TestOther.test_other_passes ...",
+        "ERROR testsall odoo.modules.loading: At least one test failed when loading the modules.",
+        "INFO testsall odoo.registry: Registry loaded in",
+        "INFO testsall odoo.service.server: Starting post tests",
+        "Starting TestAfterAll.test_after_everything ...",
+        "Starting TestHealth.test_health ...",
+        "INFO testsall odoo.service.server: 2 post-tests in ",
+        "INFO testsall odoo.tests.stats: odooops_other: 2 tests ",
+        "INFO testsall odoo.tests.stats: odooops_tested: 4 tests ",
+        "odoo.tests.result: 1 failed",
+    ]
+    positions = [logs.find(line) for line in order]
+    assert -1 not in positions, [line for line in order if line not in logs]
+    assert positions == sorted(positions)
+    assert "Modules loaded." not in logs
+
+
+def test_tests_change_nothing_and_failures_keep_the_install(
+    pg: Postgres, tests_run: Exited
+) -> None:
+    """TransactionCase rolls its writes back; failing tests do not undo an installation, and
+    the post_install HttpCase reached the server under test (its test passed)."""
+    assert pg.query("testsall", "SELECT body FROM odooops_tested_note") == [("installed",)]
+    states = _states(pg, "testsall")
+    assert (states["odooops_tested"], states["odooops_other"]) == ("installed", "installed")
+    assert "FAIL: TestHealth" not in tests_run.logs
+    assert "ERROR: TestHealth" not in tests_run.logs
+
+
+@pytest.mark.parametrize(
+    ("test_tags", "started", "count"),
+    [
+        ("/odooops_other", ["TestOther.test_other_passes", "TestHealth.test_health"], 2),
+        ("odooops_other", ["TestOther.test_other_passes", "TestHealth.test_health"], 2),
+        ("nightly", ["TestNightly.test_nightly"], 1),
+        ("/odooops_tested:TestNotes.test_passes", ["TestNotes.test_passes"], 1),
+        ("/odooops_other,-:TestHealth", ["TestOther.test_other_passes"], 1),
+    ],
+    ids=["by-module", "module-as-tag", "by-tag", "by-method", "excluded-class"],
+)
+def test_test_tags_select_the_tests(
+    run_odoo: Callable[..., Exited],
+    tested_addons: Path,
+    test_tags: str,
+    started: list[str],
+    count: int,
+) -> None:
+    """--test-tags alone enables the tests; only the selected ones start, all passing here."""
+    dbname = "tags" + hashlib.sha1(test_tags.encode()).hexdigest()[:8]
+    result = run_odoo(
+        "-d", dbname, "-i", "odooops_other", "--test-tags", test_tags,
+        volumes=_mounts(tested_addons),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.logs
+    assert sorted(re.findall(r"Starting (\w+\.\w+) \.\.\.", result.logs)) == sorted(started)
+    summary = f"0 failed, 0 error(s) of {count} tests when loading database '{dbname}'"
+    assert f"INFO {dbname} odoo.tests.result: {summary}" in result.logs
+
+
+def test_only_modules_updated_by_the_run_are_tested(
+    run_odoo: Callable[..., Exited], pg: Postgres, tested_addons: Path
+) -> None:
+    """With -u (or -i) only the modules the run installs or upgrades are tested; without
+    either, every installed module is."""
+    mounts = _mounts(tested_addons)
+    installed = run_odoo("-d", "testsrule", "-i", "odooops_other", "--stop-after-init",
+                         volumes=mounts)  # fmt: skip
+    assert installed.exit_code == 0, installed.logs
+    assert "Starting " not in installed.logs  # no --test-enable, no tests
+    upgraded = run_odoo("-d", "testsrule", "-u", "odooops_other", "--test-enable", volumes=mounts)
+    assert upgraded.exit_code == 0, upgraded.logs
+    assert "Starting TestOther.test_other_passes ..." in upgraded.logs
+    assert "Starting TestNotes" not in upgraded.logs
+    assert "Starting TestAfterAll" not in upgraded.logs
+    assert "0 failed, 0 error(s) of 2 tests when loading database 'testsrule'" in upgraded.logs
+    loaded = run_odoo("-d", "testsrule", "--test-enable", volumes=mounts)
+    assert loaded.exit_code == 1, loaded.logs
+    assert "Loading module" not in loaded.logs
+    assert "1 failed, 1 error(s) of 6 tests when loading database 'testsrule'" in loaded.logs
+
+
+def test_no_test_at_all_is_a_warning_summary(run_odoo: Callable[..., Exited], addons: Path) -> None:
+    """A run whose selection finds no test ends with a WARNING summary and exit 0."""
+    result = run_odoo("-d", "notests", "-i", "odooops_probe", "--test-enable",
+                      volumes=_mounts(addons))  # fmt: skip
+    assert result.exit_code == 0, result.logs
+    assert (
+        "WARNING notests odoo.tests.result: 0 failed, 0 error(s) of 0 tests when loading "
+        "database 'notests'" in result.logs
+    )
+    assert "INFO notests odoo.service.server: 0 post-tests in " in result.logs
+
+
+def test_test_module_that_does_not_import_fails_the_run(
+    run_odoo: Callable[..., Exited], pg: Postgres, addons: Path
+) -> None:
+    """Odoo 19 imports a module's tests without catching errors: the load fails (CRITICAL,
+    exit 255), the module installed and committed before its tests stays installed."""
+    _write_tests(addons, "odooops_probe", {"test_broken": "import odooops_no_such_library\n"})
+    result = run_odoo("-d", "brokentests", "-i", "odooops_probe", "--test-enable",
+                      volumes=_mounts(addons))  # fmt: skip
+    assert result.exit_code == 255, result.logs
+    assert (
+        "CRITICAL brokentests odoo.service.server: Failed to initialize database `brokentests`."
+        in result.logs
+    )
+    assert "ModuleNotFoundError: No module named 'odooops_no_such_library'" in result.logs
+    assert "when loading database" not in result.logs
+    assert _states(pg, "brokentests")["odooops_probe"] == "installed"
+
+
+HANGING_TEST = """
+import time
+
+from odoo.tests import BaseCase
+
+
+class TestHang(BaseCase):
+    def test_hang(self):
+        time.sleep(3600)
+"""
+
+
+def test_hanging_test_hangs_the_run(
+    image_refs: dict[str, str],
+    pg: Postgres,
+    addons: Path,
+    start_container: Callable[[DockerContainer], DockerContainer],
+) -> None:
+    """Odoo puts no timeout on a test: the run waits for it (the caller's timeout ends it)."""
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    _write_tests(addons, "odooops_probe", {"test_hang": HANGING_TEST})
+    started = re.compile(r"INFO hangs odoo\.addons\.odooops_probe\.tests\.test_hang: Starting")
+    odoo = throwaway(
+        image_refs["odoo"],
+        "odoo",
+        command=["odoo", "-d", "hangs", "-i", "odooops_probe", "--test-enable"],
+        env={"PASSWORD": DB_PASSWORD},
+        volumes=_mounts(addons),
+        network=pg.network,
+    ).waiting_for(LogMessageWaitStrategy(started).with_startup_timeout(60))
+    server = start_container(odoo).get_wrapped_container()
+    time.sleep(3)
+    server.reload()
+    assert server.status == "running"
+    assert "when loading database" not in server.logs().decode()

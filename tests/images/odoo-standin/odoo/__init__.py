@@ -11,6 +11,8 @@ module docstrings say which. Modules:
 - sql_db, api, exceptions: connections and cursors, `env`, UserError
 - server: the HTTP service (/web/health)
 - neutralize, shell: the `odoo neutralize` and `odoo shell` commands
+- tests: module tests with --test-enable / --test-tags (tagged, TransactionCase, the loader,
+  the report and its log lines)
 - cli: command dispatch, `odoo --version`
 """
 

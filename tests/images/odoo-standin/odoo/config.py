@@ -16,6 +16,7 @@ Reproduces odoo/tools/config.py of Odoo 19 as far as the contract reaches:
   is its inverse and takes a boolean: any other value ('all') is a WARNING "invalid boolean
   value" and means no demo data, the default anyway;
 - --test-enable and --test-tags imply --stop-after-init (a WARNING when no -d is given);
+  --test-enable alone means `--test-tags +standard`, and a --test-tags turns the tests on;
 - without --http-interface (or with an empty `http_interface` in the file) every command
   logs the WARNING of Odoo 19: the default 0.0.0.0 becomes 127.0.0.1 in 20.0.
 Messages raised while parsing wait in config["log_entries"] until logs.setup() has a
@@ -241,7 +242,9 @@ def _checked_addons_path(value: Any, opt: str, entries: LogEntries) -> str:
 def _postprocess(config: Config, entries: LogEntries) -> None:
     """What Odoo derives after reading every source: test runs stop after init."""
     runtime = config.maps[0]
-    if config["test_enable"] or config["test_tags"]:
+    if config["test_enable"] and not config["test_tags"]:
+        runtime["test_tags"] = "+standard"
+    if config["test_tags"]:
         runtime["test_enable"] = runtime["stop_after_init"] = True
         if not config["db_name"]:
             entries.append(

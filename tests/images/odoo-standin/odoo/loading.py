@@ -47,6 +47,15 @@ Reproduces odoo/modules/loading.py and registry.py of Odoo 19 as seen from outsi
   does not set base.partially_updated_database then: nothing is pending any more.
 - base writes the company logo to the content-addressed filestore
   `<data_dir>/filestore/<db>/<sha1[:2]>/<sha1>` (and marks it in `checklist/` for the GC).
+- With --test-enable (load_module_graph): right after a module is committed, its at_install
+  tests selected by --test-tags run (odoo/tests, in the same process, on the current thread's
+  database). When -i or -u is given (or -d just created the database, which Odoo treats as
+  `-i base`), only the modules installed or upgraded by this run are tested; otherwise every
+  loaded (installed) module is, in the graph's order. A module whose tests fail or err gets
+  ERROR "Module MOD: F failures, E errors of N tests"; the run goes on. The load then ends
+  with ERROR "At least one test failed when loading the modules." instead of INFO "Modules
+  loaded.". A test module that does not import fails the load like any error (loader.py).
+  The post_install tests run once every database module is loaded (cli.py).
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ import os
 import platform
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,6 +84,8 @@ from odoo.modules import (
     discover,
     import_addon,
 )
+from odoo.tests import loader
+from odoo.tests.result import OdooTestResult
 
 _logger = logging.getLogger("odoo.modules.loading")
 
@@ -82,14 +94,31 @@ INSTALL_STATES = ("installed", "to install", "to upgrade")
 LOAD_STATES = ("installed", "to upgrade", "to remove", "to install")
 
 
-def load(config: Any, dbname: str, created: bool) -> None:
+@dataclass
+class Registry:
+    """What the server keeps of a loaded database (Odoo's Registry): the modules loaded, in
+    order (_init_modules), those installed or upgraded by this run (updated_modules), whether
+    the run updates modules (-i, -u, or a database -d created) and, with --test-enable, the
+    report of its tests (_assertion_report)."""
+
+    db_name: str
+    update_module: bool
+    assertion_report: OdooTestResult | None
+    modules: dict[str, Module] = field(default_factory=dict)  # loaded, in loading order
+    updated_modules: list[str] = field(default_factory=list)
+
+
+def load(config: Any, dbname: str, created: bool) -> Registry:
     """Open `dbname` as Odoo's Registry.new does, applying -i and -u; raises on any failure."""
     logs.use_database(dbname)
     started = time.time()
+    update_module = bool(names(config["init"]) or names(config["update"]) or created)
+    report = OdooTestResult() if config["test_enable"] else None
+    registry = Registry(dbname, update_module, report)
     conn = sql_db.connect(config, dbname)
     try:
         with conn.cursor() as cr:
-            _load(cr, config, dbname, created)
+            _load(cr, config, registry, created)
         conn.commit()
     except Exception:
         with contextlib.suppress(psycopg2.Error):
@@ -99,9 +128,11 @@ def load(config: Any, dbname: str, created: bool) -> None:
     finally:
         conn.close()
     logging.getLogger("odoo.registry").info("Registry loaded in %.3fs", time.time() - started)
+    return registry
 
 
-def _load(cr: Any, config: Any, dbname: str, created: bool) -> None:
+def _load(cr: Any, config: Any, registry: Registry, created: bool) -> None:
+    dbname = registry.db_name
     init, update = names(config["init"]), names(config["update"])
     initialized = sql_db.is_initialized(cr)
     flagged = initialized and _take_partial_flag(cr)
@@ -109,9 +140,15 @@ def _load(cr: Any, config: Any, dbname: str, created: bool) -> None:
         if not initialized:
             _logger.error("Database %s not initialized, you can force it with `-i base`", dbname)
             return
-        cr.execute("SELECT count(*) FROM ir_module_module WHERE state = 'installed'")
-        _logger.info("loading %d modules...", cr.fetchone()[0])
-        _logger.info("Modules loaded.")
+        cr.execute("SELECT name FROM ir_module_module WHERE state = 'installed'")
+        installed = [name for (name,) in cr.fetchall()]
+        _logger.info("loading %d modules...", len(installed))
+        if config["test_enable"]:
+            mods = discover(addons_paths(config))
+            for node in module_graph.build(cr, mods, installed, update=False):
+                registry.modules[node.name] = node.module
+                _test_module(config, registry, node.module)
+        _modules_loaded(registry)
         return
 
     mods = discover(addons_paths(config))
@@ -120,7 +157,7 @@ def _load(cr: Any, config: Any, dbname: str, created: bool) -> None:
         _initialize(cr, mods, demo=bool(config["with_demo"]))
     elif "base" in update or "all" in update:
         cr.execute("UPDATE ir_module_module SET state = 'to upgrade' WHERE name = 'base'")
-    _load_graph(cr, config, dbname, mods, ["base"])  # base first, committed on its own
+    _load_graph(cr, config, registry, mods, ["base"])  # base first, committed on its own
     _logger.info("updating modules list")
     _update_list(cr, mods)
     _check_module_names(cr, init + update)
@@ -128,10 +165,35 @@ def _load(cr: Any, config: Any, dbname: str, created: bool) -> None:
     _button_upgrade(cr, mods, update)
     cr.execute("UPDATE ir_module_module SET state = 'installed' WHERE name = 'base'")
     cr.execute("SELECT name FROM ir_module_module WHERE state = ANY(%s)", (list(LOAD_STATES),))
-    loaded = _load_graph(cr, config, dbname, mods, [name for (name,) in cr.fetchall()])
+    loaded = _load_graph(cr, config, registry, mods, [name for (name,) in cr.fetchall()])
     _report_leftovers(cr, loaded)
-    _logger.info("Modules loaded.")
+    _modules_loaded(registry)
     _flag_pending(cr)
+
+
+def _modules_loaded(registry: Registry) -> None:
+    """The last line of a load: whether a test failed in it."""
+    report = registry.assertion_report
+    if not report or report.wasSuccessful():
+        _logger.info("Modules loaded.")
+    else:
+        _logger.error("At least one test failed when loading the modules.")
+
+
+def _test_module(config: Any, registry: Registry, mod: Module) -> None:
+    """Run the module's at_install tests into the database's report."""
+    report = registry.assertion_report
+    assert report is not None, "Missing report during tests"
+    suite = loader.make_suite([mod], config, "at_install")
+    if not suite.countTestCases():
+        return
+    results = loader.run_suite(suite, config, global_report=report)
+    report.update(results)
+    if not results.wasSuccessful():
+        _logger.error(
+            "Module %s: %d failures, %d errors of %d tests",
+            mod.name, results.failures_count, results.errors_count, results.testsRun,
+        )  # fmt: skip
 
 
 def _take_partial_flag(cr: Any) -> bool:
@@ -371,19 +433,26 @@ def _button_upgrade(cr: Any, mods: dict[str, Module], update: list[str]) -> None
 
 
 def _load_graph(
-    cr: Any, config: Any, dbname: str, mods: dict[str, Module], names: list[str]
+    cr: Any, config: Any, registry: Registry, mods: dict[str, Module], names: list[str]
 ) -> set[str]:
-    """Install and upgrade the marked modules among `names`, each committed on its own;
-    the names the graph could load."""
+    """Install and upgrade the marked modules among `names`, each committed on its own, then
+    with --test-enable run its at_install tests; the names the graph could load."""
     nodes = module_graph.build(cr, mods, names, update=True)
     cr.execute("SELECT demo FROM ir_module_module WHERE name = 'base'")
     demo = bool(cr.fetchone()[0])
     started = time.time()
     _logger.info("loading %d modules...", len(nodes))
     for index, node in enumerate(nodes, 1):
-        if node.state in ("to install", "to upgrade"):
+        if node.name in registry.modules:
+            continue  # already loaded by this run (base)
+        updated = node.state in ("to install", "to upgrade")
+        if updated:
             _logger.info("Loading module %s (%d/%d)", node.name, index, len(nodes))
-            _load_module(cr, config, dbname, node, demo)
+            _load_module(cr, config, registry.db_name, node, demo)
+            registry.updated_modules.append(node.name)
+        registry.modules[node.name] = node.module
+        if config["test_enable"] and (updated or not registry.update_module):
+            _test_module(config, registry, node.module)
     _logger.info("%d modules loaded in %.2fs", len(nodes), time.time() - started)
     return {node.name for node in nodes}
 

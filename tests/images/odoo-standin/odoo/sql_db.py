@@ -6,7 +6,10 @@ Connections carry db_app_name as their application_name (PGAPPNAME, by default
 `odoo-{pid}`, `{pid}` replaced by the process id), so pg_stat_activity shows who they are.
 As in odoo/service/db.py, a database named by -d is created when missing
 (ENCODING unicode, LC_COLLATE C with template0) and gets pg_trgm when allowed.
-Cursor is the part of Odoo's cursor that SQL-only code (shell, migration scripts, hooks) uses.
+Cursor is the part of Odoo's cursor that SQL-only code (shell, migration scripts, hooks,
+tests) uses. As odoo/sql_db.py's module-level `sql_counter`, every query run through a Cursor
+is counted; the test reports (odoo/tests) read it for their query counts. The stand-in's own
+loading code uses plain psycopg2 cursors, which are not counted.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import psycopg2
 from psycopg2 import sql
 
 _logger = logging.getLogger("odoo.service.db")
+sql_counter = 0  # queries run through a Cursor in this process (odoo/sql_db.py's counter)
 
 
 def connect(config: Any, dbname: str) -> Any:
@@ -77,7 +81,12 @@ class Cursor:
         self.commit, self.rollback = conn.commit, conn.rollback
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._cr, name)  # execute, fetchone, fetchall, rowcount, ...
+        return getattr(self._cr, name)  # fetchone, fetchall, rowcount, ...
+
+    def execute(self, query: Any, params: Any = None) -> None:
+        global sql_counter
+        sql_counter += 1
+        self._cr.execute(query, params)
 
     def dictfetchall(self) -> list[dict[str, Any]]:
         columns = [col.name for col in self._cr.description]
