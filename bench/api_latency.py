@@ -298,6 +298,9 @@ class BenchPlane:
     def change_requests(self) -> ChangeRequests:
         raise not_benchmarked("change_requests")
 
+    def images(self) -> None:
+        raise not_benchmarked("images")
+
     def shell(self, key: EnvKey, kind: str, tty: bool = True) -> Terminal:
         raise not_benchmarked("shell")
 
@@ -312,6 +315,9 @@ class BenchPlane:
 
     def jobs(self) -> JobStore:
         raise not_benchmarked("jobs")
+
+    def builds(self) -> None:
+        raise not_benchmarked("builds")
 
 
 def not_benchmarked(method: str) -> NotImplementedError:

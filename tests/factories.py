@@ -185,6 +185,9 @@ class UncalledPlane:
     def jobs(self) -> Any:
         raise AssertionError("the control plane was called")
 
+    def builds(self) -> Any:
+        raise AssertionError("the control plane was called")
+
 
 class MemoryData:
     """The data plane in memory (backups are records, mail a list), for API tests.

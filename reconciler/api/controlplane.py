@@ -11,7 +11,9 @@ from reconciler.api.plane import Terminal
 from reconciler.core.model import EnvKey, StateConfig
 from reconciler.core.planner import Plan
 from reconciler.data.operations import DataOps
+from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.engine import Engine
+from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
 from reconciler.gitops import changes
@@ -75,8 +77,15 @@ class GitControlPlane:
                 shown.append(commit)
         return shown
 
+    def images(self) -> ImageCollector | None:
+        """Without a daemon no image is built or collected."""
+        return None
+
     def change_requests(self) -> ChangeRequests:
         return ChangeRequests(self.writer.repo, self.writer.branch, self.writer.secrets)
+
+    def builds(self) -> BuildQueue | None:
+        return None
 
     def routes(self) -> dict[str, Any]:
         """Without a daemon no proxy runs: no route is served."""
@@ -102,6 +111,9 @@ class DaemonControlPlane(GitControlPlane):
     def jobs(self) -> JobStore:
         return self._jobs
 
+    def builds(self) -> BuildQueue:
+        return self.engine.builds
+
     def close(self) -> None:
         self._jobs.close()
 
@@ -122,6 +134,9 @@ class DaemonControlPlane(GitControlPlane):
 
     def routes(self) -> dict[str, Any]:
         return self.engine.routes.describe()
+
+    def images(self) -> ImageCollector:
+        return self.engine.images
 
     def logs(self, key: EnvKey, follow: bool, since: int | None, tail: int) -> AsyncIterator[str]:
         return self.engine.docker.environment_logs(key, follow=follow, since=since, tail=tail)

@@ -13,6 +13,8 @@ from typing import Any, BinaryIO, Protocol
 
 from reconciler.core.model import DesiredEnvironment, EnvKey, StateConfig
 from reconciler.core.planner import Plan
+from reconciler.engine.buildqueue import BuildQueue
+from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore, Progress
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
 from reconciler.gitops import changes
@@ -153,6 +155,10 @@ class ControlPlane(Protocol):
 
     def change_requests(self) -> ChangeRequests: ...
 
+    def images(self) -> ImageCollector | None:
+        """The daemon's image collector; None where no daemon runs (a git-only API)."""
+        ...
+
     def shell(self, key: EnvKey, kind: str, tty: bool = True) -> Terminal: ...
 
     def record_session(self, entry: Mapping[str, str]) -> None: ...
@@ -162,3 +168,7 @@ class ControlPlane(Protocol):
     def data(self) -> DataPlane: ...
 
     def jobs(self) -> JobStore: ...
+
+    def builds(self) -> BuildQueue | None:
+        """The daemon's image builds; None where no daemon runs (a git-only API)."""
+        ...

@@ -22,8 +22,11 @@ from typing import Any
 import yaml
 from rich.table import Table
 
+from reconciler.cli.builds import add_commands as add_build_commands
 from reconciler.cli.console import err, out, print_error
 from reconciler.cli.data import add_commands as add_data_commands
+from reconciler.cli.images import add_commands as add_image_commands
+from reconciler.cli.push import add_commands as add_push_commands
 from reconciler.core.errors import OdooOpsError, SecretsError
 from reconciler.core.model import check_instance
 from reconciler.engine.status import EnvironmentStatus, StatusStore
@@ -179,6 +182,11 @@ def _parser() -> argparse.ArgumentParser:
         "(GitLab), https://HOST/api/v1 (Gitea)",
     )
     d.add_argument("--forge-repo", help="owner/name of the state repository on the forge")
+    d.add_argument(
+        "--public-url",
+        help="where users reach this daemon's API, for links in commit statuses "
+        "(or $ODOOOPS_PUBLIC_URL)",
+    )
     d.add_argument("--forge-token-file", type=Path)
     d.add_argument(
         "--webhook-secret-file",
@@ -251,6 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ro.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     ro.set_defaults(func=cmd_routes)
+    add_image_commands(sub)
     sh = sub.add_parser("shell", help="odoo shell, psql or bash in an environment (API)")
     sh.add_argument("name")
     sh.add_argument("--kind", choices=["odoo", "psql", "bash"], default="odoo")
@@ -268,6 +277,8 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--since", help="only newer than this, e.g. 10m, 2h")
     lo.add_argument("--tail", type=int, default=200)
     lo.set_defaults(func=cmd_logs)
+    add_build_commands(sub)
+    add_push_commands(sub)
     add_data_commands(sub)
     rc = sub.add_parser(
         "reconcile",
@@ -467,6 +478,7 @@ def _engine(args: argparse.Namespace) -> Any:
         health_interval=getattr(args, "health_interval", 5),
         read_only=args.func is cmd_plan,
         wheelhouse=getattr(args, "wheelhouse", None),
+        public_url=getattr(args, "public_url", None) or os.environ.get("ODOOOPS_PUBLIC_URL", ""),
     )
     return open_engine(config, args.master_key_file, _secret_policy(args))
 

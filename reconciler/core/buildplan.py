@@ -21,7 +21,7 @@ import json
 import posixpath
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -29,6 +29,7 @@ from reconciler.core.errors import OdooOpsError
 
 RECIPE_VERSION = 2
 APP_ROOT = "/opt/odooops/app"
+REPOS_ROOT = "/opt/odooops/repos"  # declared repositories, one folder each
 PYTHON_ROOT = "/opt/odooops/python"
 BUILD_ROOT = "/opt/odooops/build"
 APP_DOCKERFILE = "Dockerfile"
@@ -157,12 +158,15 @@ class Source:
     tree: str
     mount: str  # where it lands in the image
     own: bool  # the app repository itself (the most often changed layer)
+    # Only these addon folders (folder in the repository, name), each placed at
+    # ``<mount>/<name>``; empty: the whole tree at ``mount``.
+    only: tuple[tuple[str, str], ...] = ()
 
     @property
     def context(self) -> str:
-        """Its folder in the build context: the image's file system from ``/`` down, so the
-        layer's folders carry the times of the tar, never the time of the build."""
-        return "layers/app" if self.own else f"layers/third_party/{self.name}"
+        """Its folder in the build context, holding the image's file system from ``/`` down,
+        so the layer's folders carry the times of the tar, never the time of the build."""
+        return "layers/" + self.mount.strip("/").replace("/", "_")
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,7 @@ class BuildPlan:
         inputs = {
             "recipe": RECIPE_VERSION,
             "base": self.base_id,
-            "sources": [[s.mount, s.tree] for s in self.sources],
+            "sources": [[s.mount, s.tree, [list(o) for o in s.only]] for s in self.sources],
             "python": self.python.sha256 if self.python else None,
             "packages": list(self.system_packages),
             "dockerfile": self.dockerfile,
@@ -279,6 +283,7 @@ class RepoTree:
     url: str
     commit: str
     mount: str
+    only: tuple[str, ...] | None = None  # a declared repository's ``addons``: just these
 
 
 def plan_build(
@@ -301,9 +306,13 @@ def plan_build(
     """
     found: dict[str, list[tuple[RepoTree, _Found]]] = {}
     paths: list[str] = []
-    for repo in (app, *sorted(third_party, key=lambda r: r.name)):
+    picked: dict[str, tuple[tuple[str, str], ...]] = {}
+    for repo in (app, *sorted(third_party, key=lambda r: r.mount)):
         roots = addons_paths if repo is app and addons_paths else None
-        for folder, here in _scan(repo, roots):
+        scanned = list(_scan(repo, roots))
+        if repo.only is not None:
+            scanned, picked[repo.mount] = _pick(repo, scanned)
+        for folder, here in scanned:
             paths.append(posixpath.normpath(posixpath.join(repo.mount, folder)))
             for a in here:
                 found.setdefault(a.name, []).append((repo, a))
@@ -338,7 +347,10 @@ def plan_build(
                 "libzbar0=0.23.92-7), then push",
             )
     sources = (
-        *(_source(r, own=False) for r in sorted(third_party, key=lambda r: r.name)),
+        *(
+            _source(r, own=False, only=picked.get(r.mount, ()))
+            for r in sorted(third_party, key=lambda r: r.mount)
+        ),
         _source(app, own=True),
     )
     app_base = ""
@@ -362,8 +374,31 @@ def plan_build(
     )
 
 
-def _source(repo: RepoTree, own: bool) -> Source:
-    return Source(repo.name, repo.url, repo.commit, repo.view.tree_id, repo.mount, own)
+def _source(repo: RepoTree, own: bool, only: tuple[tuple[str, str], ...] = ()) -> Source:
+    return Source(repo.name, repo.url, repo.commit, repo.view.tree_id, repo.mount, own, only)
+
+
+def _pick(
+    repo: RepoTree, scanned: list[tuple[str, list[_Found]]]
+) -> tuple[list[tuple[str, list[_Found]]], tuple[tuple[str, str], ...]]:
+    """A declared repository's ``addons``: just those modules, each placed at the top of its
+    folder in the image (one addons path entry), the rest of the repository left out."""
+    wanted = set(repo.only or ())
+    kept: dict[str, _Found] = {}
+    for _folder, here in scanned:
+        for a in here:
+            if a.name in wanted and a.name not in kept:
+                kept[a.name] = replace(a, path=a.name)
+    missing = sorted(wanted - kept.keys())
+    if missing:
+        raise BuildInputError(
+            f"repository {repo.name} at {repo.commit[:12]} has no module "
+            f"{', '.join(missing)} (its addons list names it)",
+            code="addon_not_found",
+            remediation=f"fix repositories[].addons of {repo.name} in the project file, or its ref",
+        )
+    found = sorted(kept.values(), key=lambda a: a.name)
+    return [("", found)], tuple((a.canonical, a.name) for a in found)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.core import validation
+from reconciler.core.durations import parse_duration
 from reconciler.core.model import (
     BackupSettings,
     BranchRule,
     CopySettings,
     DatabaseServer,
+    DeclaredRepo,
     EnvironmentSpec,
     EnvKey,
+    ForgeSettings,
+    GatePolicy,
     IngressSettings,
     MailCatcherSettings,
     Platform,
@@ -80,11 +84,12 @@ class LoadedState:
             slot = validation.path_slot(path, index.repo_label)
             if slot is None:
                 continue
-            if slot.kind == "project":
+            if slot.kind in ("project", "lock"):
                 project_doc = index.projects.get(slot.project)
                 projects.pop(slot.project, None)
                 if project_doc is not None:
-                    projects[slot.project] = _project(slot.project, project_doc.data or {})
+                    lock = _data(index.locks.get(slot.project))
+                    projects[slot.project] = _project(slot.project, project_doc.data or {}, lock)
             elif slot.kind == "environment":
                 key = (slot.project, slot.env)
                 doc = index.environments.get(key)
@@ -107,7 +112,10 @@ class LoadedState:
         state = index.validated()
         platform = _platform(state.platform.data or {})
         policies = _policies(state.policies.data or {})
-        projects = {name: _project(name, doc.data or {}) for name, doc in state.projects.items()}
+        projects = {
+            name: _project(name, doc.data or {}, _data(state.locks.get(name)))
+            for name, doc in state.projects.items()
+        }
         specs = {
             key: _environment(EnvKey(*key), doc.data or {}, policies)
             for key, doc in state.environments.items()
@@ -117,6 +125,10 @@ class LoadedState:
             commit, platform, policies, projects, tuple(specs.values()), masking or None
         )
         return LoadedState(index, config, specs)
+
+
+def _data(doc: validation.Document | None) -> Mapping[str, Any] | None:
+    return doc.data if doc is not None and isinstance(doc.data, Mapping) else None
 
 
 def _platform(raw: Mapping[str, Any]) -> Platform:
@@ -153,6 +165,12 @@ def _platform(raw: Mapping[str, Any]) -> Platform:
             max_concurrent_deployments=int(
                 quotas.get("max_concurrent_deployments", Quotas.max_concurrent_deployments)
             ),
+            max_concurrent_builds=int(
+                quotas.get("max_concurrent_builds", Quotas.max_concurrent_builds)
+            ),
+            build_timeout=parse_duration(quotas["build_timeout"])
+            if "build_timeout" in quotas
+            else Quotas.build_timeout,
         ),
         interval=int(reconcile.get("interval", defaults.interval)),
         jitter=int(reconcile.get("jitter", defaults.jitter)),
@@ -210,10 +228,18 @@ def _policies(raw: Mapping[str, Any]) -> Policies:
     )
     protected = frozenset(Tier(t) for t in raw.get("protected_tiers", ["production"]))
     allow_empty = bool(raw.get("prune", {}).get("allow_empty", False))
-    return Policies(rules, protected, allow_empty)
+    tests = raw.get("tests")
+    gate = None
+    if tests is not None:
+        gate = GatePolicy(
+            tiers=frozenset(Tier(t) for t in tests.get("on", ())),
+            tags=tuple(tests.get("tags", GatePolicy.tags)),
+            timeout=parse_duration(tests["timeout"]) if "timeout" in tests else GatePolicy.timeout,
+        )
+    return Policies(rules, protected, allow_empty, gate)
 
 
-def _project(name: str, raw: Mapping[str, Any]) -> Project:
+def _project(name: str, raw: Mapping[str, Any], lock: Mapping[str, Any] | None = None) -> Project:
     repo = raw["repository"]
     odoo = raw.get("odoo", {})
     return Project(
@@ -226,7 +252,49 @@ def _project(name: str, raw: Mapping[str, Any]) -> Project:
         database_server=raw.get("database_server", "shared"),
         token=SecretRef.parse(repo.get("token")),
         ssh_key=SecretRef.parse(repo.get("ssh_key")),
+        forge=_forge(repo["url"], repo["forge"]) if "forge" in repo else None,
+        repositories=_declared(raw.get("repositories", ()), lock or {}),
     )
+
+
+def _declared(
+    items: Sequence[Mapping[str, Any]], lock: Mapping[str, Any]
+) -> tuple[DeclaredRepo, ...]:
+    """The declared repositories, each with its pin when the lock has one for exactly its
+    URL and ref (a changed URL or ref waits for a new pin)."""
+    pins = lock.get("repositories", {})
+    out = []
+    for item in items:
+        name = validation.repository_name(item)
+        pin = pins.get(name, {})
+        same = pin.get("url") == item["url"] and pin.get("ref") == item["ref"]
+        addons = item.get("addons")
+        out.append(
+            DeclaredRepo(
+                name=name,
+                url=item["url"],
+                ref=item["ref"],
+                addons=tuple(addons) if addons is not None else None,
+                commit=pin.get("commit") if same else None,
+            )
+        )
+    return tuple(out)
+
+
+def _forge(url: str, raw: Mapping[str, Any]) -> ForgeSettings:
+    token = SecretRef.parse(raw["token"])
+    assert token is not None  # the schema requires it
+    return ForgeSettings(
+        kind=raw["kind"], api=raw["api"], repo=raw.get("repo") or repo_path(url), token=token
+    )
+
+
+def repo_path(url: str) -> str:
+    """``owner/name`` of a forge URL (https, ssh or scp-like), without ``.git``."""
+    path = url.split("://", 1)[-1]
+    path = path.split("/", 1)[1] if "://" in url else path.split(":", 1)[-1]
+    path = path.strip("/")
+    return path[: -len(".git")] if path.endswith(".git") else path
 
 
 def _environment(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> EnvironmentSpec:

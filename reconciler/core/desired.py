@@ -26,6 +26,7 @@ from reconciler.core.buildplan import (
 from reconciler.core.errors import InvalidState, OdooOpsError, sanitize
 from reconciler.core.ingress import generated_host
 from reconciler.core.model import (
+    DeclaredRepo,
     Desired,
     DesiredEnvironment,
     EnvironmentSpec,
@@ -56,6 +57,17 @@ AppConfigLoader = Callable[[bytes, str], Mapping[str, Any]]
 PinnedTree = Callable[[Project, Submodule], RepoTree]
 
 
+DeclaredTree = Callable[[Project, DeclaredRepo], RepoTree]
+
+
+def _no_declared(project: Project, repo: DeclaredRepo) -> RepoTree:
+    raise OdooOpsError(
+        f"repository {repo.name} of {project.name} cannot be read here",
+        code="submodule_unavailable",
+        remediation="odooops status PROJECT/ENV",
+    )
+
+
 def _no_submodules(project: Project, sub: Submodule) -> RepoTree:
     raise OdooOpsError(
         f"submodule {sub.path} of {project.name} cannot be read here",
@@ -75,6 +87,7 @@ class Inputs:
     load_app_config: AppConfigLoader
     now: datetime
     pinned: PinnedTree = _no_submodules
+    declared: DeclaredTree = _no_declared
     wheelhouse: bool = False  # Python distributions come from the platform's wheel directory
     # Plans already made, by everything that decides them (a pass resolves 1,000 environments
     # on a few trees; the same trees give the same plan).
@@ -87,6 +100,22 @@ class BranchHead:
 
     author_email: str
     committed_at: datetime
+
+
+def _pinned(project: Project) -> tuple[DeclaredRepo, ...]:
+    """The declared repositories, each pinned; ``repository_not_pinned`` while one waits
+    for the platform's pin (the daemon writes it, then the environment goes on)."""
+    waiting = [r.name for r in project.repositories if r.commit is None]
+    if waiting:
+        raise OdooOpsError(
+            f"repository {', '.join(waiting)} of {project.name} is not pinned yet: the daemon "
+            f"pins it to the head of its ref in projects/{project.name}.lock.yaml",
+            code="repository_not_pinned",
+            retryable=True,
+            remediation=f"nothing to do, the next pass pins it; if it stays, check the URL and "
+            f"ref in projects/{project.name}.yaml and the daemon's log",
+        )
+    return project.repositories
 
 
 def build_plan(
@@ -112,6 +141,7 @@ def build_plan(
     plan = inputs.plans.get(key)
     if plan is None:
         third = tuple(inputs.pinned(project, sub) for sub in submodules(view))
+        third += tuple(inputs.declared(project, repo) for repo in _pinned(project))
         plan = plan_build(
             project.name,
             project.image,
@@ -229,6 +259,7 @@ def _resolve_one(
             remediation=f"docker pull {project.image}",
         )
     plan = build_plan(project, repo, revision, app, base_id, inputs)
+    gate = config.policies.tests
     server = None
     if not spec.tier.dedicated_database:
         server = config.platform.database_servers[project.database_server]
@@ -247,6 +278,7 @@ def _resolve_one(
         addons=plan.addon_trees,
         base_image_id=base_id,
         build=plan,
+        tests=gate if gate is not None and spec.tier in gate.tiers else None,
         routed=config.platform.ingress is not None,
         public_url=public_url(spec, config.platform.ingress),
         maintenance_text=spec.maintenance_text

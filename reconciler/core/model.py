@@ -208,6 +208,8 @@ class DatabaseServer:
 class Quotas:
     dev_environments_per_user: int = 5
     max_concurrent_deployments: int = 10
+    max_concurrent_builds: int = 10
+    build_timeout: timedelta = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -309,10 +311,42 @@ class BranchRule:
 
 
 @dataclass(frozen=True)
+class GatePolicy:
+    """``tests`` of policies.yaml: which tiers wait for the tests, which tests, how long."""
+
+    tiers: frozenset[Tier]
+    tags: tuple[str, ...] = ("standard",)
+    timeout: timedelta = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
 class Policies:
     rules: tuple[BranchRule, ...] = ()
     protected_tiers: frozenset[Tier] = frozenset({Tier.PRODUCTION})
     allow_empty: bool = False
+    tests: GatePolicy | None = None
+
+
+@dataclass(frozen=True)
+class ForgeSettings:
+    """``repository.forge`` of a project: where commit statuses are posted."""
+
+    kind: str  # github, gitlab, gitea
+    api: str
+    repo: str  # owner/name (GitLab: the full path)
+    token: SecretRef
+
+
+@dataclass(frozen=True)
+class DeclaredRepo:
+    """One of ``repositories`` of a project file, with the platform's pin when it has one
+    for exactly this URL and ref (``projects/<project>.lock.yaml``)."""
+
+    name: str
+    url: str
+    ref: str
+    addons: tuple[str, ...] | None = None  # None: every installable module
+    commit: str | None = None  # the pin; None until the platform writes it
 
 
 @dataclass(frozen=True)
@@ -326,6 +360,8 @@ class Project:
     database_server: str
     token: SecretRef | None = None
     ssh_key: SecretRef | None = None
+    forge: ForgeSettings | None = None
+    repositories: tuple[DeclaredRepo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -387,6 +423,7 @@ class DesiredEnvironment:
     public_url: str = ""  # routed: where users reach it through the proxy ("" if no name)
     maintenance_text: str = ""  # routed: the page shown while its modules update on a copy
     build: BuildPlan | None = None  # what ``image`` is made of (None: prebuilt, in tests)
+    tests: GatePolicy | None = None  # its tier waits for the tests before a deployment
 
     @property
     def key(self) -> EnvKey:

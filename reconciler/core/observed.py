@@ -61,6 +61,8 @@ class ObservedEnvironment:
     protected: bool = False
     stale: tuple[str, ...] = ()  # one-off or previous containers left by an interrupted apply
     origin: str = "file"  # "branch" when a branch rule made it (a network label says so)
+    # The test gates this environment passed (``testgate.gate_key``), from the daemon's ledger.
+    gates: frozenset[str] = frozenset()
 
     def container(self, role: Role) -> ObservedContainer | None:
         return self.containers.get(role)

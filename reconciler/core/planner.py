@@ -17,6 +17,7 @@ from typing import Protocol
 from reconciler.core.model import Desired, DesiredEnvironment, EnvKey, Tier
 from reconciler.core.modules import update_plan
 from reconciler.core.observed import Observed, ObservedEnvironment, Role
+from reconciler.core.testgate import gate_key
 
 
 class Kind(StrEnum):
@@ -30,6 +31,7 @@ class Kind(StrEnum):
     ADOPT_DATABASE = "adopt-database"
     RECREATE_DATABASE = "recreate-database"
     BUILD_IMAGE = "build-image"
+    RUN_TESTS = "run-tests"
     INIT_DATABASE = "init-database"
     UPDATE_MODULES = "update-modules"
     CREATE_ODOO = "create-odoo"
@@ -48,6 +50,7 @@ _SYMBOL = {
     "create": "+",
     "adopt": "~",
     "build": "+",
+    "run": "~",
     "init": "+",
     "start": "~",
     "stop": "~",
@@ -232,6 +235,17 @@ def _converge(
     # A protected database whose initialisation never finished is initialised again in place
     # (``-i`` installs what is missing), never dropped and recreated.
     initialised = db is not None and db.owned and db.initialised
+    deploys = (
+        not initialised
+        or odoo is None
+        or (odoo.spec_hash != want.odoo_spec_hash() and odoo.revision != want.revision)
+    )
+    if want.tests is not None and deploys and gate_key(want) not in have.gates:
+        yield act(
+            Kind.RUN_TESTS,
+            want.image,
+            f"the {want.spec.tier.value} tier waits for the tests of revision {want.revision[:12]}",
+        )
     if not initialised:
         yield act(Kind.INIT_DATABASE, key.database, _init_reason(want))
 

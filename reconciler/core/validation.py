@@ -79,7 +79,8 @@ __all__ = [
 # place users look); building a wheel follows the link, so installed packages carry the files.
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 SCHEMA_BASE_URI = "https://odooops.dev/schemas/"
-SCHEMA_NAMES = ("odooops", "policies", "project", "environment", "app", "masking")
+SCHEMA_NAMES = ("odooops", "policies", "project", "environment", "app", "masking", "lock")
+LOCK_SUFFIX = ".lock.yaml"  # projects/<project>.lock.yaml: the platform's pins
 TIERS = ("production", "staging", "dev", "ephemeral")
 
 PLATFORM_FILE = "odooops.yaml"
@@ -160,6 +161,8 @@ class ValidatedState:
     """By (project name, environment name)."""
     masking: Document | None = None
     """``masking.yaml`` when the repository has one (otherwise the built-in rules apply)."""
+    locks: Mapping[str, Document] = field(default_factory=dict)
+    """``projects/<project>.lock.yaml`` by project: the platform's pins of its repositories."""
 
 
 @dataclass(frozen=True)
@@ -1079,6 +1082,68 @@ def _restore_test(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> l
     return []
 
 
+def _duration_at(path: JsonPath) -> _Check:
+    """A check that the duration at ``path`` (when there) parses: the schema only sees its
+    shape, and ``0m`` has the shape."""
+
+    def check(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+        value = _get(doc.data, path)
+        if value is None or path in flagged:
+            return []
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            return [_parse_problem(doc, path, str(exc), recheck, 'a duration such as "30m"')]
+        return []
+
+    return check
+
+
+def repository_name(item: Mapping[str, Any]) -> str:
+    """A declared repository's name: its own, else the last part of its URL without .git."""
+    name = item.get("name")
+    if isinstance(name, str):
+        return name
+    url = str(item.get("url", "")).rstrip("/")
+    return url.rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+
+
+def _repository_names(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+    """Each declared repository has its own folder in the image, so its own name."""
+    items = _get(doc.data, ("repositories",))
+    if not isinstance(items, list):
+        return []
+    seen: dict[str, int] = {}
+    problems: list[Problem] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or ("repositories", i) in flagged:
+            continue
+        name = repository_name(item)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+            location = doc.location(("repositories", i, "url"))
+            problems.append(
+                _problem(
+                    "invalid_name",
+                    f"repositories[{i}]: its URL gives no usable name ({name!r})",
+                    location,
+                    recheck.fix(f"give it a name: at {_at(location)}"),
+                )
+            )
+        elif name in seen:
+            location = doc.location(("repositories", i))
+            problems.append(
+                _problem(
+                    "duplicate_repository",
+                    f"repositories[{i}] and repositories[{seen[name]}] are both named {name}",
+                    location,
+                    recheck.fix(f"give one another name: at {_at(location)}"),
+                )
+            )
+        else:
+            seen[name] = i
+    return problems
+
+
 def _environment_settings(
     doc: Document, flagged: set[JsonPath], recheck: _Recheck
 ) -> list[Problem]:
@@ -1095,10 +1160,16 @@ def _environment_settings(
 
 
 _DOCUMENT_CHECKS: Mapping[str, Sequence[_Check]] = {
-    "odooops": (_tier_settings, _port_range, _restore_test),
-    "policies": (_branch_rules,),
+    "odooops": (
+        _tier_settings,
+        _port_range,
+        _restore_test,
+        _duration_at(("quotas", "build_timeout")),
+    ),
+    "policies": (_branch_rules, _duration_at(("tests", "timeout"))),
     "environment": (_override_settings, _branch_characters),
     "app": (_tier_settings, _environment_settings),
+    "project": (_repository_names,),
 }
 
 
@@ -1112,7 +1183,11 @@ SECRET_REF_PATHS: Mapping[str, tuple[JsonPath, ...]] = {
         ("backups", "encryption_key"),
         ("ingress", "acme", "trusted_roots"),
     ),
-    "project": (("repository", "token"), ("repository", "ssh_key")),
+    "project": (
+        ("repository", "token"),
+        ("repository", "ssh_key"),
+        ("repository", "forge", "token"),
+    ),
     "masking": (("salt",),),
 }
 """Where each schema has a secret reference (``*``: every key of a mapping); a unit test holds
@@ -1160,6 +1235,8 @@ def _secret_ref_problems(
             ref = SecretRef.parse(raw)
             assert ref is not None
             url = _get(doc.data, ("repository", "url")) if path in _CREDENTIAL_PATHS else None
+            if path == ("repository", "forge", "token"):
+                url = _get(doc.data, ("repository", "forge", "api"))  # sent to the API's host
             found = refusal(
                 ref,
                 policy,
@@ -1202,7 +1279,7 @@ class PathSlot:
     """What a path of ``projects/`` or ``environments/`` is, read from the path alone: a
     project's file, an environment's, or a file the format does not read (``problems``)."""
 
-    kind: str  # "project", "environment", or "" (not read: its problem says why)
+    kind: str  # "project", "environment", "lock", or "" (not read: its problem says why)
     project: str = ""
     env: str = ""
     problems: tuple[Problem, ...] = ()
@@ -1246,6 +1323,9 @@ def path_slot(path: str, repo_label: str = ".") -> PathSlot | None:
         return None
     file = PurePosixPath(path)
     if parts[0] == PROJECTS_DIR:
+        if len(parts) == 2 and file.name.endswith(LOCK_SUFFIX):
+            project = file.name.removesuffix(LOCK_SUFFIX)
+            return PathSlot("lock", project, "", _bad_name(project, "project", path, recheck))
         if len(parts) != 2:
             why = "projects/ holds one <project>.yaml per project"
         elif file.suffix != ".yaml":
@@ -1326,6 +1406,8 @@ class StateIndex:
         self.file_problems: dict[str, tuple[Problem, ...]] = {}  # non-empty only
         self.project_paths: dict[str, str] = {}
         self.projects: dict[str, Document] = {}
+        self.lock_paths: dict[str, str] = {}
+        self.locks: dict[str, Document] = {}
         self.environment_paths: dict[tuple[str, str], str] = {}
         self.environments: dict[tuple[str, str], Document] = {}
         self.dir_counts: dict[str, int] = {}  # environment files per environments/<P>/
@@ -1354,6 +1436,7 @@ class StateIndex:
         # that ``update`` relies on to a build that does not rely on it.
         units: set[_Unit] = {("dir", p) for p in index.dir_counts}
         units.update(("project", p) for p in index.project_paths)
+        units.update(("lock", p) for p in index.lock_paths)
         units.update(("branch", *group) for group in index.branch_groups)
         for p, e in index.environment_paths:
             units.update({("env", p, e), ("route", p, e)})
@@ -1455,7 +1538,14 @@ class StateIndex:
             problems.extend(found)
             if doc is not None:
                 self.projects[p] = doc
-            dirty.update({("dir", p), ("project", p)})
+            dirty.update({("dir", p), ("project", p), ("lock", p)})
+        elif slot.kind == "lock":
+            self.lock_paths[p] = path
+            doc, found = self._parse(path, "lock")
+            problems.extend(found)
+            if doc is not None:
+                self.locks[p] = doc
+            dirty.add(("lock", p))
         elif slot.kind == "environment":
             self.environment_paths[(p, e)] = path
             self.dir_counts[p] = self.dir_counts.get(p, 0) + 1
@@ -1477,7 +1567,11 @@ class StateIndex:
         if slot.kind == "project":
             del self.project_paths[p]
             self.projects.pop(p, None)
-            dirty.update({("dir", p), ("project", p)})
+            dirty.update({("dir", p), ("project", p), ("lock", p)})
+        elif slot.kind == "lock":
+            del self.lock_paths[p]
+            self.locks.pop(p, None)
+            dirty.add(("lock", p))
         elif slot.kind == "environment":
             del self.environment_paths[(p, e)]
             self.dir_counts[p] -= 1
@@ -1526,6 +1620,8 @@ class StateIndex:
                 self._set(unit, self._dir(unit[1]))
             elif kind == "project":
                 self._set(unit, self._project(unit[1]))
+            elif kind == "lock":
+                self._set(unit, self._lock(unit[1]))
             elif kind == "env":
                 self._set(unit, self._environment(unit[1], unit[2]))
             elif kind == "branch":
@@ -1543,6 +1639,22 @@ class StateIndex:
 
     def _problem(self, code: str, message: str, location: Location, action: str) -> Problem:
         return _problem(code, message, location, self.recheck.fix(action))
+
+    def _lock(self, p: str) -> list[Problem]:
+        """A lock is the platform's record of a project's pins: one without its project is
+        left over (a renamed or removed project)."""
+        path = self.lock_paths.get(p)
+        if path is None or p in self.project_paths:
+            return []
+        return [
+            self._problem(
+                "lock_without_project",
+                f"{path} pins the repositories of project {p}, which has no "
+                f"{PROJECTS_DIR}/{p}.yaml",
+                Location(path),
+                f"remove it: git rm {path}",
+            )
+        ]
 
     def _dir(self, p: str) -> list[Problem]:
         if not self.dir_counts.get(p):
@@ -1792,6 +1904,7 @@ class StateIndex:
             dict(sorted(self.projects.items())),
             dict(sorted(self.environments.items())),
             self.masking,
+            dict(sorted(self.locks.items())),
         )
 
 

@@ -34,6 +34,7 @@ from reconciler.data.backup.crypto import BackupKey
 from reconciler.data.backup.errors import BackupError
 from reconciler.data.backup.storage import BackupStorage, open_storage
 from reconciler.data.credentials import AdminPasswords
+from reconciler.data.database import copy as dbcopy
 from reconciler.data.database import masking, modules, neutralize
 from reconciler.data.database.copy import TEMPLATE_BYTES_PER_SECOND
 from reconciler.data.database.endpoint import Endpoint
@@ -480,6 +481,18 @@ class DataOps:
         return BackupKey.from_ref(ref, self.host.secrets.resolve)
 
     # ------------------------------------------------------------- engine's hooks
+    @contextlib.contextmanager
+    def scratch_database(self, want: DesiredEnvironment) -> Iterator[str]:
+        """An empty database beside the environment's, owned by its role, for a one-off run
+        (the tests of a gate): journalled, so a crash never leaves one behind, and dropped
+        at the end."""
+        site = self.site(want)
+        with self.moves.temporary(
+            site.key, site.endpoint, site.image, volume=site.volume, owner=site.owner
+        ) as move:
+            dbcopy.create_empty(site.endpoint.with_db(move.scratch), site.owner)
+            yield move.scratch
+
     def copy_for_init(self, want: DesiredEnvironment) -> dict[str, Any]:
         """A new environment declared ``db.source: <env>`` starts as a sanitised copy."""
         source_key = EnvKey(want.key.project, want.spec.db_source)

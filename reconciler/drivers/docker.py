@@ -20,22 +20,26 @@ import contextlib
 import io
 import ipaddress
 import logging
+import math
 import os
 import re
 import socket
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import docker
 import docker.errors
 import docker.types
 import requests.exceptions
+import urllib3.exceptions
 
 from reconciler.core.errors import DriverError, sanitize
+from reconciler.core.imagegc import Image
 from reconciler.core.model import (
     LABEL_PREFIX,
     MAIL_CATCHER_HOST,
@@ -48,7 +52,7 @@ from reconciler.core.model import (
 from reconciler.core.observed import ObservedContainer, Role
 from reconciler.core.policies import odoo_memory
 from reconciler.drivers.logstream import Source, stream_logs
-from reconciler.drivers.protocols import Listing, OneOff, RuntimeEvent
+from reconciler.drivers.protocols import ImageListing, Listing, OneOff, RuntimeEvent
 from reconciler.drivers.tarstream import empty_tar, owned
 
 SECRET_DIR = "/run/odooops"
@@ -360,50 +364,190 @@ class DockerDriver:
                     remediation=f"docker pull {ref}  ({hint})",
                 ) from exc
 
+    def list_images(self, *, shared: bool = False) -> ImageListing:
+        """Images labelled as built by OdooOps, of every instance (the label says who built
+        nothing for sure: the collector decides ownership from its ledger), and every
+        container of the engine, running or stopped, as the users of its image.
+
+        ``shared`` asks the engine's disk usage (``docker system df``) for the bytes each
+        image shares with others; Docker API 1.41 has no cheaper way, and it measures
+        volumes too, so only a listing for humans asks for it.
+        """
+        with self._errors("list images"):
+            found = self.client.api.images(filters={"label": [f"{_label('built-by')}=odooops"]})
+            containers = self.client.api.containers(all=True)
+            usage = (self.client.df().get("Images") or []) if shared else []
+        shared_sizes = {
+            str(u.get("Id")): int(u["SharedSize"])
+            for u in usage
+            if isinstance(u.get("SharedSize"), int) and u["SharedSize"] >= 0
+        }
+        users: dict[str, set[str]] = {}
+        for c in containers:
+            labels = c.get("Labels") or {}
+            key = _key(labels)
+            owner = labels.get(_label("instance"))
+            if key is not None and owner == self.instance:
+                user = str(key)
+            else:
+                name = str((c.get("Names") or ["?"])[0]).lstrip("/")
+                user = f"{name} (instance {owner})" if owner else name
+            users.setdefault(str(c.get("ImageID", "")), set()).add(user)
+        images = tuple(
+            Image(
+                id=str(i["Id"]),
+                tags=tuple(t for t in i.get("RepoTags") or () if t != "<none>:<none>"),
+                created=datetime.fromtimestamp(int(i.get("Created", 0)), UTC),
+                size=int(i.get("Size", 0)),
+                shared_size=shared_sizes.get(str(i["Id"])),
+                project=str((i.get("Labels") or {}).get(_label("project"), "")),
+            )
+            for i in found
+        )
+        return ImageListing(images, {k: tuple(sorted(v)) for k, v in users.items()})
+
+    def remove_image(self, image_id: str) -> None:
+        """Remove one image by id, never forced, so the engine itself refuses one a container
+        uses (running or stopped, anyone's) or one under several tags. An image without the
+        built-by label is refused before the engine is asked."""
+        with self._errors(f"remove image {image_id}"):
+            try:
+                labels = self.client.images.get(image_id).labels or {}
+            except docker.errors.ImageNotFound:
+                return
+            if labels.get(_label("built-by")) != "odooops":
+                raise DriverError(
+                    f"image {image_id} was not built by OdooOps: left alone",
+                    code="image_not_ours",
+                    remediation=f"nothing to do; look at it with: docker image inspect {image_id}",
+                )
+            try:
+                self.client.api.remove_image(image_id, force=False, noprune=False)
+            except docker.errors.ImageNotFound:
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+                raise DriverError(
+                    f"image {image_id} not removed: {exc.explanation or exc}",
+                    code="image_in_use",
+                    retryable=True,
+                    remediation="nothing to do: it is kept while the engine refuses; to see "
+                    f"who uses it: docker ps -a --filter ancestor={image_id}",
+                ) from exc
+
     def build_image(
         self,
         tag: str,
         context: bytes,
         labels: Mapping[str, str],
         build_args: Mapping[str, str] | None = None,
+        *,
+        on_line: Callable[[str], None] | None = None,
+        deadline: float | None = None,
     ) -> str:
         """Build the context's ``Dockerfile`` as ``tag`` (content addressed by the caller);
-        the build's log. Never pulls: the base is in the local store or the build fails."""
+        the build's log. Each line goes to ``on_line`` as the builder says it. Never pulls:
+        the base is in the local store or the build fails. Past ``deadline`` (a monotonic
+        time) the build is abandoned, which makes the engine stop it, and ``build_timed_out``
+        is raised."""
         all_labels = {_label("built-by"): "odooops", **labels}
+        if deadline is not None and not math.isfinite(deadline):
+            deadline = None
         for nocache in (False, True):
+            lines: list[str] = []
+            error = self._stream_build(
+                tag, context, all_labels, build_args, nocache, lines, on_line, deadline
+            )
+            if error is None:
+                return "".join(lines)
+            tail = "".join(lines)[-2000:]
+            if not nocache and _ENGINE_CACHE_RACE.search(f"{error}\n{tail}"):
+                # A cached layer was deleted under the build (an image removed at the same
+                # moment): the engine's trouble, not the app's; built again without the
+                # cache, once.
+                log.warning("build of %s lost a cached layer; building without cache", tag)
+                continue
+            raise DriverError(
+                f"image build failed: {error}\n{tail}",
+                code="build_failed",
+                retryable=False,
+                remediation="fix the app repository and push a new commit",
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stream_build(
+        self,
+        tag: str,
+        context: bytes,
+        labels: Mapping[str, str],
+        build_args: Mapping[str, str] | None,
+        nocache: bool,
+        lines: list[str],
+        on_line: Callable[[str], None] | None,
+        deadline: float | None,
+    ) -> str | None:
+        """One build, streamed: None when the image was made, else the builder's error."""
+
+        def timed_out() -> DriverError:
+            return DriverError(
+                f"image build of {tag} timed out (quotas.build_timeout); the build was stopped",
+                code="build_timed_out",
+                retryable=False,
+                remediation="make the slow step faster (or raise quotas.build_timeout in "
+                "odooops.yaml), then push",
+            )
+
+        # The read timeout ends a step that hangs without a word at the deadline; a step that
+        # keeps talking is stopped by the check between lines.
+        read_timeout = None if deadline is None else max(1, math.ceil(deadline - time.monotonic()))
+        try:
             with self._errors(f"build image {tag}"):
+                stream = self.client.api.build(
+                    fileobj=io.BytesIO(context),
+                    custom_context=True,
+                    tag=tag,
+                    rm=True,
+                    forcerm=True,
+                    pull=False,
+                    nocache=nocache,
+                    labels=dict(labels),
+                    buildargs=dict(build_args or {}),
+                    decode=True,
+                    timeout=read_timeout,
+                )
                 try:
-                    _image, logs = self.client.images.build(
-                        fileobj=io.BytesIO(context),
-                        custom_context=True,
-                        tag=tag,
-                        rm=True,
-                        forcerm=True,
-                        pull=False,
-                        nocache=nocache,
-                        labels=all_labels,
-                        buildargs=dict(build_args or {}),
-                    )
-                    break
-                except docker.errors.BuildError as exc:
-                    tail = "".join(
-                        str(x.get("stream", x.get("error", "")))
-                        for x in exc.build_log
-                        if isinstance(x, dict)
-                    )
-                    if not nocache and _ENGINE_CACHE_RACE.search(f"{exc.msg}\n{tail}"):
-                        # A cached layer was deleted under the build (an image removed at the
-                        # same moment): the engine's trouble, not the app's; built again
-                        # without the cache, once.
-                        log.warning("build of %s lost a cached layer; building without cache", tag)
-                        continue
-                    raise DriverError(
-                        f"image build failed: {exc.msg}\n{tail[-2000:]}",
-                        code="build_failed",
-                        retryable=False,
-                        remediation="fix the app repository and push a new commit",
-                    ) from exc
-        return "".join(str(x.get("stream", "")) for x in logs if isinstance(x, dict))
+                    for chunk in stream:
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise timed_out()
+                        if not isinstance(chunk, dict):
+                            continue
+                        text = chunk.get("stream")
+                        if isinstance(text, str):
+                            lines.append(text)
+                            if on_line is not None:
+                                on_line(text)
+                        elif "error" in chunk:
+                            message = str(chunk.get("error", "")).strip()
+                            if on_line is not None:
+                                on_line(message + "\n")
+                            return message
+                finally:
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()  # the engine stops a build whose client went away
+        except (DriverError, urllib3.exceptions.HTTPError, OSError) as exc:
+            # Reading the stream straight from its socket, a read timeout is urllib3's.
+            if deadline is not None and time.monotonic() >= deadline - 0.5:
+                raise timed_out() from exc
+            if isinstance(exc, DriverError):
+                raise
+            raise DriverError(
+                f"build image {tag}: the Docker engine is unreachable ({exc})",
+                code="docker_unreachable",
+                remediation="docker info",
+            ) from exc
+        return None
 
     # -------------------------------------------------------------------------- containers
     @staticmethod

@@ -10,13 +10,17 @@ check that never passes, a server that is down.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from reconciler.core.errors import DriverError
+from reconciler.core.imagegc import Image
 from reconciler.core.model import DesiredEnvironment, EnvKey
 from reconciler.core.observed import ObservedContainer, Role
-from reconciler.drivers.protocols import Listing, OneOff, RuntimeEvent
+from reconciler.drivers.protocols import ImageListing, Listing, OneOff, RuntimeEvent
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -54,6 +58,7 @@ class MemoryRuntime:
     uninstallable: set[str] = field(default_factory=set)
     down: bool = False
     pending_events: list[RuntimeEvent] = field(default_factory=list)
+    created: dict[str, datetime] = field(default_factory=dict)  # image tag -> built at
 
     def _up(self) -> None:
         if self.down:
@@ -129,12 +134,34 @@ class MemoryRuntime:
     def image_id(self, ref: str, *, pull: bool = True) -> str:
         return f"sha256:{abs(hash(ref)):x}"
 
+    def list_images(self, *, shared: bool = False) -> ImageListing:
+        """Every image, built ``created`` (by tag) or at the epoch; users from containers."""
+        self._up()
+        users: dict[str, set[str]] = {}
+        for c in self.containers.values():
+            if c.image is not None:
+                users.setdefault(self.image_id(c.image), set()).add(str(c.key))
+        images = tuple(
+            Image(self.image_id(tag), (tag,), self.created.get(tag, EPOCH), size=0, shared_size=0)
+            for tag in sorted(self.images)
+        )
+        return ImageListing(images, {k: tuple(sorted(v)) for k, v in users.items()})
+
+    def remove_image(self, image_id: str) -> None:
+        self._up()
+        if any(c.image and self.image_id(c.image) == image_id for c in self.containers.values()):
+            raise DriverError(f"image {image_id} is in use", code="image_in_use", retryable=True)
+        self.images -= {tag for tag in self.images if self.image_id(tag) == image_id}
+
     def build_image(
         self,
         tag: str,
         context: bytes,
         labels: Mapping[str, str],
         build_args: Mapping[str, str] | None = None,
+        *,
+        on_line: Callable[[str], None] | None = None,
+        deadline: float | None = None,
     ) -> str:
         self._up()
         if tag in self.unbuildable:

@@ -16,15 +16,17 @@ container (reached through the runtime).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from reconciler.core.imagegc import Image
 from reconciler.core.model import DatabaseServer, DesiredEnvironment, EnvKey
 from reconciler.core.observed import ObservedContainer, Role
 
 __all__ = [
     "DatabaseAdmin",
+    "ImageListing",
     "Listing",
     "OneOff",
     "Role",
@@ -44,6 +46,16 @@ class Listing:
     protected: frozenset[EnvKey] = frozenset()
     branch_made: frozenset[EnvKey] = frozenset()  # environments a branch rule created
     images: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ImageListing:
+    """The images labelled as built by OdooOps (any instance's: a label is no proof of whose),
+    and who uses which: image id -> this instance's environments and the names of every other
+    container, running or stopped, whoever made it."""
+
+    images: tuple[Image, ...] = ()
+    users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,14 +109,29 @@ class Runtime(Protocol):
 
     def image_id(self, ref: str, *, pull: bool = True) -> str: ...
 
+    def list_images(self, *, shared: bool = False) -> ImageListing:
+        """Images built by OdooOps with their sizes (``shared``: also the bytes each shares
+        with others, which costs the engine a disk usage scan), and their users."""
+        ...
+
+    def remove_image(self, image_id: str) -> None:
+        """Remove one image by id, never forced: ``image_in_use`` when the engine refuses
+        (a container uses it, or it has several tags); gone already is fine."""
+        ...
+
     def build_image(
         self,
         tag: str,
         context: bytes,
         labels: Mapping[str, str],
         build_args: Mapping[str, str] | None = None,
+        *,
+        on_line: Callable[[str], None] | None = None,
+        deadline: float | None = None,
     ) -> str:
-        """Build the ``Dockerfile`` of the tar ``context`` as ``tag``; the build's log."""
+        """Build the ``Dockerfile`` of the tar ``context`` as ``tag``; the build's log, each
+        line also given to ``on_line`` as it comes. ``build_timed_out`` past ``deadline``
+        (monotonic seconds)."""
         ...
 
     def create_odoo(

@@ -13,11 +13,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from reconciler.core.buildplan import BuildPlan, Source
+from reconciler.core.buildplan import APP_ROOT, BuildPlan, Source
 from reconciler.drivers.tarstream import merged
 
-# A repository's tree at a commit, as a tar with its entries under a root folder.
-Archive = Callable[[Source, str], bytes]
+# A repository's tree (or the folder ``prefix`` of it) at its commit, as a tar with its entries
+# under a root folder.
+Archive = Callable[[Source, str, str], bytes]
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 
 
@@ -60,10 +61,21 @@ def image_context(plan: BuildPlan, archive: Archive, wheels: Wheelhouse | None) 
             files["python/wheels/.keep"] = b""  # the folder the recipe copies, if none match
             for name, data in (wheels.matching(plan.python.hashes) if wheels else {}).items():
                 files[f"python/wheels/{name}"] = data
-    return merged((archive(s, s.context + s.mount) for s in plan.sources), files)
+    return merged((part for s in plan.sources for part in _parts(s, archive)), files)
+
+
+def _parts(source: Source, archive: Archive) -> list[bytes]:
+    if not source.only:
+        return [archive(source, source.context + source.mount, "")]
+    return [
+        archive(source, f"{source.context}{source.mount}/{name}", folder)
+        for folder, name in source.only
+    ]
 
 
 def app_context(plan: BuildPlan, archive: Archive) -> bytes:
     """The context of the app's own Dockerfile: the repository as a clone with its submodules
     would show it."""
-    return merged((archive(s, "" if s.own else s.name) for s in plan.sources), {})
+    submodules = [s for s in plan.sources if s.mount.startswith(APP_ROOT + "/")]
+    app = [s for s in plan.sources if s.own]
+    return merged((archive(s, "" if s.own else s.name, "") for s in [*app, *submodules]), {})

@@ -41,6 +41,8 @@ log = logging.getLogger("odooops.daemon")
 POLL_JOB = "poll"
 DATA_JOB = "data-schedules"
 DATA_CHECK_SECONDS = 60
+IMAGES_JOB = "image-gc"
+IMAGES_CHECK_SECONDS = 600  # whether a day passed since the last image collection
 REFRESH = "refresh"
 STOP_TIMEOUT = 8.0  # Docker's default stop timeout is 10 s
 EVENTS_RETRY_CAP = 30.0
@@ -159,6 +161,16 @@ class Daemon:
         for what in started:
             log.info("scheduled: %s", what)
 
+    def _collect_images(self) -> None:
+        """The daily image collection, when due (``engine.images``); its failure is logged
+        and retried at the next check, never raised into the scheduler."""
+        try:
+            self.engine.images.collect_if_due()
+        except OdooOpsError as exc:
+            log.error("image collection failed: %s", exc.render())
+        except Exception:
+            log.exception("image collection crashed")
+
     def _watch_events(self) -> None:
         """Docker's events put the environment of a container that died or went away on the
         queue at once (a ``docker rm`` heals in seconds, not at the next poll). When the
@@ -213,6 +225,9 @@ class Daemon:
         )
         self._scheduler.add_job(
             self._run_schedules, IntervalTrigger(seconds=DATA_CHECK_SECONDS), id=DATA_JOB
+        )
+        self._scheduler.add_job(
+            self._collect_images, IntervalTrigger(seconds=IMAGES_CHECK_SECONDS), id=IMAGES_JOB
         )
         self._scheduler.start()
         self.refreshes.start()

@@ -38,11 +38,12 @@ from reconciler.core.model import (
     DesiredEnvironment,
     EnvKey,
     Project,
+    Quotas,
     StateConfig,
     Tier,
 )
 from reconciler.core.observed import Observed, ObservedDatabase, ObservedEnvironment, Role
-from reconciler.core.planner import Plan, guarded_by_empty_state, plan, plan_environment
+from reconciler.core.planner import Kind, Plan, guarded_by_empty_state, plan, plan_environment
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.data.lifecycle import OperationBusy, Site
 from reconciler.data.operations import DataOps
@@ -50,7 +51,10 @@ from reconciler.drivers.docker import PASSWORD_FILE, DockerDriver, ShellSession,
 from reconciler.drivers.postgres import DedicatedDatabase, PostgresDriver
 from reconciler.drivers.protocols import DatabaseAdmin, Listing
 from reconciler.drivers.secrets import SecretStore
+from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.builds import Wheelhouse, app_context, image_context
+from reconciler.engine.commitstatus import CommitStatuses
+from reconciler.engine.images import ImageCollector
 from reconciler.engine.ledger import DatabaseRecord, DbState, JournalEntry, Ledger
 from reconciler.engine.metrics import Metrics
 from reconciler.engine.routing import Routes
@@ -104,6 +108,13 @@ def report_failure(key: EnvKey, exc: OdooOpsError) -> None:
         log.error("%s: %s", key, exc.render())
 
 
+# The actions that put a new version in service: a run with one of them is a deployment,
+# reported on the commit (``odooops/deploy <env>``).
+DEPLOYING = frozenset(
+    {Kind.INIT_DATABASE, Kind.UPDATE_MODULES, Kind.CREATE_ODOO, Kind.REPLACE_ODOO}
+)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     state_url: str
@@ -119,6 +130,8 @@ class EngineConfig:
     proxy_dir: Path | None = None
     # A folder of Python distributions builds install from instead of an index (no network).
     wheelhouse: Path | None = None
+    # Where users reach this daemon's API (commit statuses link to the build there).
+    public_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -172,6 +185,18 @@ class Engine:
         self.metrics = Metrics(self.status.all)
         self.docker = DockerDriver(config.instance, config.docker_url, config.health_interval)
         self.wheelhouse = Wheelhouse(config.wheelhouse) if config.wheelhouse else None
+        self.commit_statuses = CommitStatuses(
+            secrets.credential,
+            (lambda build_id: f"{config.public_url.rstrip('/')}/v1/builds/{build_id}")
+            if config.public_url
+            else None,
+        )
+        self.builds = BuildQueue(
+            config.data_dir / "builds",
+            limit=lambda: self._quotas().max_concurrent_builds,
+            timeout=lambda: self._quotas().build_timeout.total_seconds(),
+            read_only=config.read_only,
+        )
         self.sources = Sources(
             config.state_url,
             config.state_branch,
@@ -202,6 +227,7 @@ class Engine:
             self.is_initialised,
             lambda: self.last_good_or_raise().platform.backups.restore_test,
         )
+        self.images = ImageCollector(self.docker, self.ledger, lambda: self.current)
         self.routes = Routes(
             config.instance,
             config.proxy_dir or config.data_dir / "proxy",
@@ -223,6 +249,8 @@ class Engine:
             phase=lambda key, phase, active, message: self._mark(
                 key, Condition("Rollout", active, phase, message)
             ),
+            builds=self.builds,
+            statuses=self.commit_statuses,
         )
 
     def close(self) -> None:
@@ -231,6 +259,7 @@ class Engine:
         self.schedules.close()
         self.data.close()
         self.routes.close()
+        self.commit_statuses.close()
         self.docker.close()
         self.ledger.close()
 
@@ -243,6 +272,9 @@ class Engine:
     def current(self) -> Desired | None:
         """What the last refresh resolved (for data operations and schedules)."""
         return self.snapshot.desired if self.snapshot else None
+
+    def _quotas(self) -> Quotas:
+        return self.last_good.platform.quotas if self.last_good is not None else Quotas()
 
     def last_good_or_raise(self) -> StateConfig:
         if self.last_good is None:
@@ -291,6 +323,35 @@ class Engine:
     def password(self, key: EnvKey) -> str:
         return self.secrets.get_or_create(f"db/{key}")
 
+    def _pin_repositories(self, config: StateConfig) -> bool:
+        """Pin every declared repository that has no pin for its URL and ref yet, by a
+        commit of ``projects/<project>.lock.yaml`` to the state repository: the pin is then
+        reviewed, diffed and reverted like any other state. Whether it committed. A
+        repository that cannot be read or whose ref does not exist is logged and left
+        unpinned: its environments wait, saying so."""
+        if self.config.read_only:
+            return False
+        committed = False
+        for project in config.projects.values():
+            waiting = [r for r in project.repositories if r.commit is None]
+            if not waiting:
+                continue
+            pins: dict[str, str] = {}
+            for repo in waiting:
+                try:
+                    pins[repo.name] = self.sources.head_of(project, repo)
+                except OdooOpsError as exc:
+                    log.error("cannot pin %s of %s: %s", repo.name, project.name, exc.render())
+            if not pins:
+                continue
+            try:
+                self.sources.commit_pins(project, pins, self.config.state_branch)
+            except OdooOpsError as exc:  # the state repository refused: tried next pass
+                log.error("cannot commit the pins of %s: %s", project.name, exc.render())
+                continue
+            committed = True
+        return committed
+
     def _build_context(self, want: DesiredEnvironment, which: str) -> bytes:
         plan = want.build
         if plan is None:
@@ -300,9 +361,9 @@ class Engine:
                 remediation=f"odooops status {want.key}",
             )
 
-        def archive(source: Source, root: str) -> bytes:
+        def archive(source: Source, root: str, prefix: str) -> bytes:
             repo = self.sources.repo_for(source.url)
-            return repo.archive(source.commit, root=root)
+            return repo.archive(source.commit, prefix, root=root)
 
         if which == "app":
             return app_context(plan, archive)
@@ -491,15 +552,19 @@ class Engine:
         }
         servers = frozenset(config.platform.database_servers)
         modules = self.ledger.all_modules()
+        gates = self.ledger.passed_gates()
         envs = {
-            k: observed_environment(
-                k,
-                listing,
-                records.get(k),
-                candidates.get(k),
-                exists,
-                servers,
-                modules.get(str(k)) if k in records else None,
+            k: replace(
+                observed_environment(
+                    k,
+                    listing,
+                    records.get(k),
+                    candidates.get(k),
+                    exists,
+                    servers,
+                    modules.get(str(k)) if k in records else None,
+                ),
+                gates=gates.get(str(k), frozenset()),
             )
             for k in keys
             if k not in unreachable
@@ -537,6 +602,8 @@ class Engine:
             started = time.monotonic()
             try:
                 config = self.load_state(fetch)
+                if self._pin_repositories(config):
+                    config = self.load_state(fetch)  # the state with the new pins
                 desired = self.resolve_desired(config, fetch)
                 # The snapshot first: observation looks for the desired databases.
                 self.snapshot = Snapshot(config, desired, frozenset())
@@ -656,6 +723,7 @@ class Engine:
         results: list[StepResult] = []
         error: OdooOpsError | None = None
         have = ObservedEnvironment(key)
+        deploying = False
         try:
             self.data.recover(key)
             self._preflight(key, want, config)
@@ -666,6 +734,15 @@ class Engine:
                 observed = self.observe(config, key)
                 have = observed.environments.get(key, ObservedEnvironment(key))
                 actions, _kept = plan_environment(snapshot.desired, key, have, observed.images)
+                if want is not None and any(a.kind in DEPLOYING for a in actions):
+                    deploying = True
+                    self.commit_statuses.post(
+                        want, f"odooops/deploy {key.env}", "pending", "deploying"
+                    )
+                    if not any(a.kind is Kind.BUILD_IMAGE for a in actions):
+                        self.commit_statuses.post(
+                            want, "odooops/build", "success", "image reused: same inputs"
+                        )
                 try:
                     for action in actions:
                         current = f"{action.kind.value} {action.target}"
@@ -687,6 +764,13 @@ class Engine:
             error = OdooOpsError(f"{current} crashed: {exc!r}", code="internal", retryable=True)
         finally:
             self._after_run(key, want, snapshot, current, results, error)
+            if deploying and want is not None:
+                self.commit_statuses.post(
+                    want,
+                    f"odooops/deploy {key.env}",
+                    "failure" if error is not None else "success",
+                    f"{error.code}: {error.message}" if error is not None else "deployed",
+                )
         if error is not None:
             return self._fail(key, want, error)
         self._backoff.pop(key, None)

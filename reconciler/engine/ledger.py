@@ -20,15 +20,21 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.imagegc import Deployment
 from reconciler.core.model import EnvKey
 from reconciler.engine.status import now
+
+# Deployments kept per environment: enough for the images kept for a rollback
+# (``core.imagegc.KEEP_DEPLOYED`` distinct ones) when some were deployed more than once.
+HISTORY_KEEP = 50
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS databases (
@@ -59,10 +65,38 @@ CREATE TABLE IF NOT EXISTS kept (
     doc TEXT NOT NULL,
     updated TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS gates (
+    gate TEXT PRIMARY KEY,
+    env TEXT NOT NULL,
+    image TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL,
     started TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deployments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    env TEXT NOT NULL,
+    image TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    base TEXT NOT NULL DEFAULT '',
+    revision TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deployments_by_env ON deployments (env, id);
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    tag TEXT NOT NULL,
+    project TEXT NOT NULL,
+    built TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    name TEXT PRIMARY KEY,
+    at TEXT NOT NULL
 );
 """
 
@@ -223,6 +257,41 @@ class Ledger:
             )
 
     # ----------------------------------------------------------------------------- kept
+    def put_gate(
+        self, gate: str, key: EnvKey, image: str, passed: bool, doc: Mapping[str, Any]
+    ) -> None:
+        """A test gate's report (``reconciler.core.testgate``); an environment keeps its
+        newest 20."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO gates (gate, env, image, passed, doc, updated) VALUES "
+                "(?, ?, ?, ?, ?, ?) ON CONFLICT(gate) DO UPDATE SET passed = excluded.passed, "
+                "doc = excluded.doc, updated = excluded.updated",
+                [gate, str(key), image, int(passed), json.dumps(doc), now()],
+            )
+            db.execute(
+                "DELETE FROM gates WHERE env = ? AND gate NOT IN (SELECT gate FROM gates "
+                "WHERE env = ? ORDER BY updated DESC LIMIT 20)",
+                [str(key), str(key)],
+            )
+
+    def passed_gates(self) -> dict[str, frozenset[str]]:
+        """Per environment, the gates it passed."""
+        with self._tx() as db:
+            rows = db.execute("SELECT env, gate FROM gates WHERE passed = 1").fetchall()
+        out: dict[str, set[str]] = {}
+        for env, gate in rows:
+            out.setdefault(env, set()).add(gate)
+        return {env: frozenset(gates) for env, gates in out.items()}
+
+    def gate_reports(self, image: str) -> list[dict[str, Any]]:
+        """The test reports of an image, in every environment it was tested for."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT env, doc FROM gates WHERE image = ? ORDER BY updated DESC", [image]
+            ).fetchall()
+        return [{"environment": env, **json.loads(doc)} for env, doc in rows]
+
     def kept(self, key: EnvKey) -> dict[str, Any] | None:
         """The data an update on a copy replaced, kept renamed for a data rollback
         (``reconciler.data.moves``): at most one per environment, or None."""
@@ -305,6 +374,107 @@ class Ledger:
                 "(SELECT rowid FROM jobs ORDER BY started DESC, rowid DESC LIMIT ?)",
                 [keep],
             )
+
+    # ---------------------------------------------------------------------- deployments
+    def put_deployment(self, deployment: Deployment, keep: int = HISTORY_KEEP) -> None:
+        """An environment's Odoo container now runs ``deployment.image``. A redeploy of the
+        image it already ran (a setting changed) moves the newest row's time instead of adding
+        one; past ``keep`` rows the oldest of that environment go."""
+        if self.read_only:
+            return
+        d = deployment
+        with self._tx() as db:
+            newest = db.execute(
+                "SELECT id, image_id FROM deployments WHERE env = ? ORDER BY id DESC LIMIT 1",
+                [d.env],
+            ).fetchone()
+            if newest is not None and newest[1] == d.image_id:
+                db.execute(
+                    "UPDATE deployments SET image = ?, base = ?, revision = ?, at = ? WHERE id = ?",
+                    [d.image, d.base, d.revision, _iso(d.at), newest[0]],
+                )
+                return
+            db.execute(
+                "INSERT INTO deployments (env, image, image_id, base, revision, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [d.env, d.image, d.image_id, d.base, d.revision, _iso(d.at)],
+            )
+            db.execute(
+                "DELETE FROM deployments WHERE env = ? AND id NOT IN "
+                "(SELECT id FROM deployments WHERE env = ? ORDER BY id DESC LIMIT ?)",
+                [d.env, d.env, keep],
+            )
+
+    def deployments(self, key: EnvKey | None = None) -> list[Deployment]:
+        """The deployment history (of one environment), oldest first."""
+        query = "SELECT env, image, image_id, base, revision, at FROM deployments"
+        with self._tx() as db:
+            if key is None:
+                rows = db.execute(query + " ORDER BY id").fetchall()
+            else:
+                rows = db.execute(query + " WHERE env = ? ORDER BY id", [str(key)]).fetchall()
+        return [
+            Deployment(
+                env=str(env),
+                image=str(image),
+                image_id=str(image_id),
+                revision=str(revision),
+                at=_time(str(at)),
+                base=str(base),
+            )
+            for env, image, image_id, base, revision, at in rows
+        ]
+
+    # --------------------------------------------------------------------------- images
+    def put_built(self, image_id: str, tag: str, project: str) -> None:
+        """This daemon built ``image_id`` as ``tag``: the image is its own to remove one day
+        (an image's labels cannot say so: the build's own Dockerfile may write them)."""
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO images (id, tag, project, built) VALUES (?, ?, ?, ?)",
+                [image_id, tag, project, now()],
+            )
+
+    def built(self) -> dict[str, str]:
+        """Image id -> tag of every image the ledger records this daemon built."""
+        with self._tx() as db:
+            rows = db.execute("SELECT id, tag FROM images").fetchall()
+        return {str(i): str(tag) for i, tag in rows}
+
+    def forget_built(self, image_ids: Iterable[str]) -> None:
+        """Images removed (by the collector, or by hand): no longer recorded as built."""
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.executemany("DELETE FROM images WHERE id = ?", [[i] for i in image_ids])
+
+    # ---------------------------------------------------------------------------- tasks
+    def last_run(self, task: str) -> datetime | None:
+        """When a periodic task of the daemon last ran (``image-gc``), or None."""
+        with self._tx() as db:
+            row = db.execute("SELECT at FROM tasks WHERE name = ?", [task]).fetchone()
+        return None if row is None else _time(str(row[0]))
+
+    def put_last_run(self, task: str, at: datetime) -> None:
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO tasks (name, at) VALUES (?, ?) ON CONFLICT(name) DO "
+                "UPDATE SET at = excluded.at",
+                [task, _iso(at)],
+            )
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _time(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _key(text: str) -> EnvKey:

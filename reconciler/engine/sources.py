@@ -23,16 +23,18 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import yaml
+
 from reconciler.core import validation
-from reconciler.core.buildplan import APP_ROOT, BuildPlan, RepoTree, Submodule
+from reconciler.core.buildplan import APP_ROOT, REPOS_ROOT, BuildPlan, RepoTree, Submodule
 from reconciler.core.config import load_state
 from reconciler.core.desired import BranchHead, Inputs, resolve
 from reconciler.core.errors import DriverError, InvalidState, OdooOpsError, SourceError, sanitize
-from reconciler.core.model import Desired, EnvKey, Project, StateConfig
+from reconciler.core.model import DeclaredRepo, Desired, EnvKey, Project, StateConfig
 from reconciler.core.secretrefs import host_of
 from reconciler.drivers.secrets import SecretStore
 from reconciler.engine.status import StatusStore
-from reconciler.gitops.gitsource import Credentials, GitSource
+from reconciler.gitops.gitsource import Author, Credentials, GitSource
 
 log = logging.getLogger("odooops.sources")
 
@@ -167,43 +169,117 @@ class Sources:
         environments of one tree tries it once.
         """
         url = submodule_url(project.repo_url, sub.url)
-        failed = self._unavailable.get((url, sub.commit))
+        return self._tree_at(
+            project,
+            url,
+            sub.commit,
+            sub.path,
+            posixpath.join(APP_ROOT, sub.path),
+            None,
+            f"submodule {sub.path}",
+            f"update the submodule: git submodule update --remote {sub.path}",
+        )
+
+    def declared(self, project: Project, repo: DeclaredRepo) -> RepoTree:
+        """A repository declared in the project file, at the platform's pin of it."""
+        assert repo.commit is not None  # resolution asks only for pinned ones
+        url = submodule_url(project.repo_url, repo.url)
+        return self._tree_at(
+            project,
+            url,
+            repo.commit,
+            repo.name,
+            f"{REPOS_ROOT}/{repo.name}",
+            repo.addons,
+            f"repository {repo.name}",
+            f"remove its entry from projects/{project.name}.lock.yaml (the daemon pins it "
+            "again at its ref)",
+        )
+
+    def _tree_at(
+        self,
+        project: Project,
+        url: str,
+        commit: str,
+        name: str,
+        mount: str,
+        only: tuple[str, ...] | None,
+        what: str,
+        fix: str,
+    ) -> RepoTree:
+        failed = self._unavailable.get((url, commit))
         if failed is not None and time.monotonic() - failed[0] < 60:
             raise failed[1]
         try:
-            repo = self._third_party_repo(project, sub, url)
-            if not repo.has_commit(sub.commit):
+            repo = self._third_party_repo(project, url)
+            if not repo.has_commit(commit):
                 repo.fetch()
-            if not repo.has_commit(sub.commit):
+            if not repo.has_commit(commit):
                 raise SourceError(
-                    f"submodule {sub.path} of {project.name} pins commit {sub.commit[:12]}, "
-                    f"which no branch of {repo.display_url} holds",
+                    f"{what} of {project.name} is pinned to commit {commit[:12]}, which no "
+                    f"branch of {repo.display_url} holds",
                     code="submodule_unavailable",
                     retryable=True,
-                    remediation=f"push that commit to a branch of {repo.display_url}, or "
-                    f"update the submodule: git submodule update --remote {sub.path}",
+                    remediation=f"push that commit to a branch of {repo.display_url}, or {fix}",
                 )
-            return RepoTree(
-                repo.view(sub.commit),
-                sub.path,
-                repo.display_url,
-                sub.commit,
-                posixpath.join(APP_ROOT, sub.path),
-            )
+            return RepoTree(repo.view(commit), name, repo.display_url, commit, mount, only)
         except OdooOpsError as exc:
             if exc.code != "submodule_unavailable":
                 exc = SourceError(
-                    f"submodule {sub.path} of {project.name} ({sanitize(url)}) cannot be "
-                    f"fetched: {exc.message}",
+                    f"{what} of {project.name} ({sanitize(url)}) cannot be fetched: {exc.message}",
                     code="submodule_unavailable",
                     retryable=True,
-                    remediation=exc.remediation
-                    or f"check the URL in .gitmodules: git ls-remote {sanitize(url)}",
+                    remediation=exc.remediation or f"check the URL: git ls-remote {sanitize(url)}",
                 )
-            self._unavailable[(url, sub.commit)] = (time.monotonic(), exc)
+            self._unavailable[(url, commit)] = (time.monotonic(), exc)
             raise exc from None
 
-    def _third_party_repo(self, project: Project, sub: Submodule, url: str) -> GitSource:
+    def head_of(self, project: Project, repo: DeclaredRepo) -> str:
+        """The commit ``repo.ref`` names now: a branch's head, or the commit itself."""
+        source = self._third_party_repo(project, submodule_url(project.repo_url, repo.url))
+        source.fetch()
+        if re.fullmatch(r"[0-9a-f]{40}", repo.ref):
+            if source.has_commit(repo.ref):
+                return repo.ref
+        else:
+            head = source.branches().get(repo.ref)
+            if head is not None:
+                return head
+        raise SourceError(
+            f"{repo.ref} is neither a branch of {source.display_url} nor a commit on one",
+            code="ref_not_found",
+            retryable=True,
+            remediation=f"git ls-remote {source.display_url}; then fix repositories[].ref of "
+            f"{repo.name} in projects/{project.name}.yaml",
+        )
+
+    def commit_pins(self, project: Project, pins: Mapping[str, str], branch: str) -> str:
+        """Write the new pins into ``projects/<project>.lock.yaml`` (kept entries stay, those
+        of repositories no longer declared go) in one commit of the state repository."""
+        path = f"projects/{project.name}.lock.yaml"
+        declared = {r.name: r for r in project.repositories}
+
+        def build(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
+            old = yaml.safe_load(files.get(path, b"") or b"{}") or {}
+            entries = {
+                name: entry
+                for name, entry in (old.get("repositories") or {}).items()
+                if name in declared and name not in pins
+            }
+            for name, commit in pins.items():
+                entries[name] = {
+                    "url": declared[name].url,
+                    "ref": declared[name].ref,
+                    "commit": commit,
+                }
+            doc = {"version": 1, "repositories": dict(sorted(entries.items()))}
+            text = LOCK_HEADER.format(project=project.name) + yaml.safe_dump(doc, sort_keys=False)
+            names = ", ".join(f"{n} at {c[:12]}" for n, c in sorted(pins.items()))
+            return {path: text.encode()}, f"Pin {names} for {project.name}"
+
+        return self.state_repo.commit_with(branch, build, PIN_AUTHOR)
+
+    def _third_party_repo(self, project: Project, url: str) -> GitSource:
         same_host = host_of(url) == host_of(project.repo_url)
         creds = Credentials()
         if same_host and (project.token or project.ssh_key):
@@ -211,7 +287,7 @@ class Sources:
         repo = self.third_party.get(url)
         if repo is None or repo.credentials != creds:
             repo = GitSource(
-                url, self.data_dir / "git", creds, hint=f".gitmodules of {project.name}"
+                url, self.data_dir / "git", creds, hint=f"a repository of {project.name}"
             )
             self.third_party[url] = repo
         return repo
@@ -277,6 +353,7 @@ class Sources:
                 load_app_config=load_app_config,
                 now=datetime.now(UTC),
                 pinned=self.pinned,
+                declared=self.declared,
                 wheelhouse=self.wheelhouse is not None,
                 plans=self._plans,
             ),
@@ -294,6 +371,11 @@ class Sources:
         return out
 
 
+PIN_AUTHOR = Author("OdooOps", "odooops@localhost")
+LOCK_HEADER = (
+    "# Written by OdooOps: the commit each repository of projects/{project}.yaml is pinned to.\n"
+    "# Delete an entry (or this file) to pin it again at the head of its ref.\n"
+)
 _REMOTE = re.compile(r"^(https://|ssh://|file:///|/|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)")
 
 

@@ -14,11 +14,14 @@ the daemon's own, and takes a backup first where one is due.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from reconciler.core.errors import OdooOpsError, sanitize
@@ -33,13 +36,19 @@ from reconciler.core.modules import (
     update_plan,
 )
 from reconciler.core.planner import Action, Kind
+from reconciler.core.testgate import TestReport, gate_key, parse, selector
 from reconciler.data.moves import Recorded, kept_databases
 from reconciler.drivers.protocols import DatabaseAdmin, Runtime, server_name
+from reconciler.engine import images
+from reconciler.engine.buildqueue import BuildQueue
+from reconciler.engine.commitstatus import CommitStatuses
 from reconciler.engine.ledger import DatabaseRecord, DbState, Ledger
 
 log = logging.getLogger("odooops.steps")
 
 INIT_TIMEOUT = 1800.0
+# Where a test run's Odoo keeps its files: inside its one-off container, gone with it.
+TEST_DATA_DIR = "/tmp/odooops-tests"
 DB_READY_TIMEOUT = 120.0
 
 
@@ -67,6 +76,20 @@ class OutOfMemory(DeployFailed):
 
     code = "out_of_memory"
     retryable = False
+
+
+class TestsFailed(DeployFailed):
+    """The tier's test gate failed (or ran no test, or past its timeout): nothing deployed."""
+
+    code = "tests_failed"
+    retryable = False
+
+    def __init__(self, message: str, image: str) -> None:
+        super().__init__(
+            message,
+            remediation=f"odooops builds list (the build of {image} holds the test report); "
+            "fix the tests or the code and push a new commit",
+        )
 
 
 class Superseded(OdooOpsError):
@@ -142,6 +165,11 @@ class DataHooks(Protocol):
 
     def copy_for_init(self, want: DesiredEnvironment) -> object:
         """A new environment declared as a copy starts as a sanitised copy of its source."""
+        ...
+
+    def scratch_database(self, want: DesiredEnvironment) -> contextlib.AbstractContextManager[str]:
+        """An empty database beside the environment's, dropped at the end (and after a
+        crash): its name."""
         ...
 
     def backup_before(self, want: DesiredEnvironment, reason: str) -> object:
@@ -265,8 +293,12 @@ class Steps:
         cancel: threading.Event,
         routes: Router | None = None,
         phase: PhaseReport | None = None,
+        builds: BuildQueue | None = None,
+        statuses: CommitStatuses | None = None,
     ) -> None:
         self.runtime, self.ledger = runtime, ledger
+        self.builds = builds
+        self.statuses = statuses
         self.routes: Router = routes or _NoRouter()
         self._phase: PhaseReport = phase or (lambda key, phase, active, message: None)
         # When each environment's maintenance page went up (a module update on a copy): the
@@ -294,6 +326,8 @@ class Steps:
         started = time.monotonic()
         handler = _HANDLERS[action.kind]
         outcome, detail = handler(self, want, action)
+        if want is not None and outcome == "done":
+            images.record(self.runtime, self.ledger, want, action.kind)  # builds, rollouts
         boundary("steps", f"after {action.kind.value} {action.target}")
         return StepResult(
             action.kind, action.target, outcome, detail, round(time.monotonic() - started, 3)
@@ -500,20 +534,125 @@ class Steps:
                 return "skipped", "built meanwhile"
             self._phase(w.key, "Building", True, f"image of revision {w.revision[:12]}")
             labels = {"odooops.project": w.project.name, "odooops.revision": w.revision}
-            try:
-                plan = w.build
+            plan = w.build
+
+            def work(on_line: Callable[[str], None], deadline: float) -> None:
                 if plan is not None and plan.app_base and not self.runtime.has_image(plan.app_base):
                     self.runtime.build_image(
                         plan.app_base,
                         self._context(w, "app"),
                         labels,
                         {"ODOO_IMAGE": plan.base},
+                        on_line=on_line,
+                        deadline=deadline,
                     )
-                self.runtime.build_image(w.image, self._context(w, "image"), labels)
-            except OdooOpsError:
+                self.runtime.build_image(
+                    w.image, self._context(w, "image"), labels, on_line=on_line, deadline=deadline
+                )
+
+            def queued(position: int, of: int) -> None:
+                self._phase(w.key, "Building", True, f"queued for a build slot: {position} of {of}")
+
+            self._status(w, "odooops/build", "pending", "building the image")
+            try:
+                if self.builds is None:
+                    work(lambda line: None, math.inf)
+                else:
+                    done = self.builds.run(
+                        w.image, w.project.name, str(w.key), w.revision, work, queued
+                    )
+                    self._status(w, "odooops/build", "success", f"image {done.state}", done.id)
+                    return "done", f"build {done.id}: {done.state}"
+            except OdooOpsError as exc:
                 self._phase(w.key, "BuildFailed", False, f"revision {w.revision[:12]} not built")
+                latest = self.builds.latest(w.image) if self.builds is not None else None
+                self._status(
+                    w,
+                    "odooops/build",
+                    "failure",
+                    exc.message.splitlines()[0],
+                    latest.id if latest else "",
+                )
                 raise
+            self._status(w, "odooops/build", "success", "image built")
         return "done", ""
+
+    def _run_tests(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        """The tier's test gate: the Odoo tests of the modules this deployment installs or
+        updates (only the repositories' own, not Odoo's), run by the new image on a fresh
+        scratch database with demo data, as Odoo.sh's dev builds do. A failure stops the
+        run here, before any data or container changes: the previous version keeps serving.
+        The report is kept with the build and in the ledger (a passed gate is not run again
+        for the same image)."""
+        w = _need(want, a)
+        gate = w.tests
+        assert gate is not None  # planned only for a gated tier
+        record = self.ledger.database(w.key)
+        ours = {name for name, _ in w.addons}
+        if record is not None and record.initialised:
+            plan = update_plan(
+                self.ledger.modules(w.key), dict(w.addons), w.base_image_id, w.modules
+            )
+            wanted = (*plan.install, *plan.update)
+        else:
+            wanted = w.modules
+        modules = tuple(m for m in dict.fromkeys(wanted) if m in ours)
+        spec = selector(modules, gate.tags)
+        if not modules:
+            note = "no module of the repositories is installed or updated: nothing to test"
+            self._record_gate(w, True, {"result": "passed", "modules": [], "note": note})
+            return "skipped", "no module of the repositories changed"
+        self._phase(w.key, "Testing", True, f"tests of {', '.join(modules)}")
+        self._status(w, f"odooops/tests {w.key.env}", "pending", f"testing {spec}")
+        with self._data.scratch_database(w) as scratch:
+            args = [
+                "-d",
+                scratch,
+                "-i",
+                ",".join(modules),
+                "--with-demo",
+                "--test-enable",
+                f"--test-tags={spec}",
+                "--stop-after-init",
+                f"--data-dir={TEST_DATA_DIR}",  # the scratch filestore dies with the container
+            ]
+            run = self.runtime.run_once(
+                w, self._password(w.key), args, gate.timeout.total_seconds(), self.cancel
+            )
+        if run.code == 130:
+            raise Interrupted("tests interrupted: the daemon is stopping", remediation="")
+        report = parse(run.logs, run.code, modules, spec)
+        doc = report.to_dict()
+        if run.code == 124:
+            doc["note"] = f"the tests ran longer than {gate.timeout} (tests.timeout)"
+        self._record_gate(w, report.ok and run.code != 124, doc)
+        if report.ok and run.code != 124:
+            self._phase(w.key, "Tested", False, f"{report.passed} tests passed")
+            return "done", f"{report.passed} of {report.total} tests passed ({spec})"
+        self._phase(w.key, "TestsFailed", False, f"revision {w.revision[:12]} not deployed")
+        raise TestsFailed(_gate_message(w, report, run.code, gate.timeout, run.logs), w.image)
+
+    def _record_gate(self, w: DesiredEnvironment, passed: bool, doc: dict[str, Any]) -> None:
+        self.ledger.put_gate(gate_key(w), w.key, w.image, passed, doc)
+        build = ""
+        if self.builds is not None:
+            self.builds.attach_tests(w.image, str(w.key), doc)
+            latest = self.builds.latest(w.image)
+            build = latest.id if latest else ""
+        total = doc.get("total", 0)
+        self._status(
+            w,
+            f"odooops/tests {w.key.env}",
+            "success" if passed else "failure",
+            f"{doc.get('passed', 0)} of {total} tests passed" if total else doc.get("note", ""),
+            build,
+        )
+
+    def _status(
+        self, w: DesiredEnvironment, context: str, state: str, text: str, build: str = ""
+    ) -> None:
+        if self.statuses is not None:
+            self.statuses.post(w, context, state, text, build)
 
     def _init_database(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
         w = _need(want, a)
@@ -960,6 +1099,28 @@ class Steps:
             )
 
 
+def _gate_message(
+    w: DesiredEnvironment, report: TestReport, code: int, timeout: timedelta, logs: str
+) -> str:
+    """What a red gate says: the counts, and each failing test with its first lines."""
+    head = f"tests of revision {w.revision[:12]} ({report.selector}) "
+    if code == 124:
+        return head + f"did not finish within {_span(timeout)} (tests.timeout in policies.yaml)"
+    if not report.summary:
+        tail = "\n".join(logs.strip().splitlines()[-10:])
+        return head + f"did not run: Odoo ended (exit {code}) before its test summary\n{tail}"
+    lines = [head + f"failed: {report.failed} failed, {report.errors} error(s) of {report.total}"]
+    for failure in report.failures[:5]:
+        lines.append(f"{failure.kind}: {failure.module}: {failure.test}")
+        lines.extend(f"  {line}" for line in failure.output[-6:])
+    return "\n".join(lines)
+
+
+def _span(t: timedelta) -> str:
+    seconds = int(t.total_seconds())
+    return f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
+
+
 def _need(want: DesiredEnvironment | None, action: Action) -> DesiredEnvironment:
     if want is None:
         raise AssertionError(f"{action.kind.value} needs a desired environment")
@@ -983,6 +1144,7 @@ _HANDLERS: dict[Kind, _Handler] = {
     Kind.ADOPT_DATABASE: Steps._adopt_database,
     Kind.RECREATE_DATABASE: Steps._recreate_database,
     Kind.BUILD_IMAGE: Steps._build_image,
+    Kind.RUN_TESTS: Steps._run_tests,
     Kind.INIT_DATABASE: Steps._init_database,
     Kind.UPDATE_MODULES: Steps._update_modules,
     Kind.CREATE_ODOO: Steps._create_odoo,

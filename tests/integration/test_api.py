@@ -12,9 +12,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from reconciler.api.controlplane import GitControlPlane
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey, StateConfig
 from reconciler.core.planner import Plan
+from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.jobs import JobStore
 from reconciler.engine.status import Condition, DaemonStatus, EnvironmentStatus, Health, Sync
 from reconciler.gitops import changes
@@ -84,6 +86,12 @@ class Plane(GitControlPlane):
         self._state = writer.current()
         self._data = MemoryData(self.state)
         self._jobs = JobStore()
+        self._builds = BuildQueue(
+            Path(tempfile.mkdtemp(prefix="builds-")), limit=lambda: 1, timeout=lambda: 60.0
+        )
+
+    def builds(self) -> BuildQueue:
+        return self._builds
 
     def data(self) -> MemoryData:
         return self._data
@@ -1569,3 +1577,29 @@ def test_a_protected_export_is_refused_outside_the_production_allowlist(
     assert "allowlist" in refused.json()["remediation"]
     staging = client.get("/v1/environments/acme/qa/export", headers=headers)
     assert staging.status_code == 200 and staging.content.startswith(b"PK")
+
+
+def test_builds_list_show_and_log_only_what_the_token_may_read(
+    client: TestClient, authority: TokenAuthority, plane: Plane
+) -> None:
+    def work(on_line: Callable[[str], None], deadline: float) -> None:
+        on_line("Step 1/2 : FROM odoo:19.0\n")
+        on_line("Step 2/2 : COPY layers/app/ /\n")
+
+    qa = plane.builds().run("odooops/acme:1", "acme", "acme/qa", "a" * 40, work)
+    plane.builds().run("odooops/shop:1", "shop", "shop/prod", "b" * 40, work)
+    reader = bearer(authority, "env:read", environments=["acme/qa"])
+    listed = client.get("/v1/builds", headers=reader)
+    assert listed.status_code == 200, listed.text
+    assert [b["id"] for b in listed.json()["items"]] == [qa.id]  # shop/prod is not its to see
+    assert listed.json()["items"][0]["state"] == "green"
+    one = client.get(f"/v1/builds/{qa.id}", headers=reader)
+    assert (one.status_code, one.json()["environment"]) == (200, "acme/qa")
+    log = client.get(f"/v1/builds/{qa.id}/log?follow=true", headers=reader)
+    assert log.text == "Step 1/2 : FROM odoo:19.0\nStep 2/2 : COPY layers/app/ /\n"
+    other = plane.builds().list(project="shop")[0].id
+    for path in (f"/v1/builds/{other}", f"/v1/builds/{other}/log", "/v1/builds/nope"):
+        resp = client.get(path, headers=reader)
+        assert (resp.status_code, resp.json()["error"]) == (404, "not_found"), path
+    bad = client.get("/v1/builds?project=Bad!", headers=reader)
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")

@@ -231,7 +231,7 @@ def test_a_manifest_that_does_not_parse_is_refused_before_the_build(world: World
     nothing, and the previous revision keeps serving."""
     world.declare("staging", branch="release/v1")
     status = converge(world, "staging")
-    images = {i.id for i in world.docker.images.list()}
+    images = {i.id for i in world.docker.images.list(name=f"odooops/{world.project}")}
     world.app.write(
         {"acme_base/__manifest__.py": "{'name': 'broken',"}, "break it", branch="release/v1"
     )
@@ -240,7 +240,7 @@ def test_a_manifest_that_does_not_parse_is_refused_before_the_build(world: World
     held = engine.current.held if engine.current else {}
     reason = held[EnvKey(world.project, "staging")]
     assert "acme_base/__manifest__.py is not a Python dict literal" in reason
-    assert {i.id for i in world.docker.images.list()} == images
+    assert {i.id for i in world.docker.images.list(name=f"odooops/{world.project}")} == images
     assert health(status["url"]) == 200
 
 

@@ -175,8 +175,8 @@ def test_system_packages_are_validated_and_sorted() -> None:
 def test_recipe_layers_go_from_least_to_most_often_changed() -> None:
     app = repo({"requirements.lock": f"x==1 --hash=sha256:{SHA}\n".encode()})
     text = plan(app, oca({}), system_packages=["libzbar0"], wheelhouse=True).dockerfile
-    order = ["apt-get install", "pip install", "COPY --from=python", "COPY layers/third_party/"]
-    positions = [text.index(s) for s in [*order, "COPY layers/app/ /"]]
+    order = ["apt-get install", "pip install", "COPY --from=python", "COPY layers/opt_odooops_app_"]
+    positions = [text.index(s) for s in [*order, "COPY layers/opt_odooops_app/ /"]]
     assert positions == sorted(positions)
     assert "--require-hashes" in text and "--no-index --find-links" in text
     assert text.rstrip().endswith("USER odoo")
@@ -214,3 +214,27 @@ def test_submodules_come_from_gitmodules_and_the_pinned_gitlinks() -> None:
     )
     (sub,) = submodules(tree)
     assert (sub.path, sub.url, sub.commit) == ("oca/web", "../web.git", "d" * 40)
+
+
+def declared(files: Mapping[str, bytes], only: tuple[str, ...] | None) -> RepoTree:
+    return RepoTree(
+        FileTree(files), "server-tools", "https://x/st.git", "e" * 40, "/opt/odooops/repos/st", only
+    )
+
+
+def test_a_declared_repository_with_an_addons_list_brings_just_those() -> None:
+    files = {
+        "base_a/__manifest__.py": manifest(),
+        "nested/base_b/__manifest__.py": manifest(),
+        "base_c/__manifest__.py": manifest("18.0.1.0.0"),  # not picked: never checked
+    }
+    p = plan(repo({}), declared(files, ("base_b", "base_a")))
+    assert [(a.name, a.path) for a in p.addons] == [("base_a", "base_a"), ("base_b", "base_b")]
+    assert "/opt/odooops/repos/st" in p.addons_paths
+    (source,) = (s for s in p.sources if not s.own)
+    assert source.only == (("base_a", "base_a"), ("nested/base_b", "base_b"))
+    everything = plan(repo({}), declared({"base_a/__manifest__.py": manifest()}, None))
+    assert everything.key != plan(repo({}), declared(files, ("base_a",))).key
+    with pytest.raises(BuildInputError) as err:
+        plan(repo({}), declared(files, ("base_z",)))
+    assert err.value.code == "addon_not_found" and "base_z" in err.value.message

@@ -66,9 +66,15 @@ def random_change(rng: random.Random, files: Mapping[str, bytes]) -> dict[str, b
     if roll < 0.6:
         path = f"environments/{rng.choice(PROJECTS)}/{rng.choice(ENVS)}.yaml"
         return {path: None if path in files and rng.random() < 0.3 else random_environment(rng)}
-    if roll < 0.75:
+    if roll < 0.72:
         path = f"projects/{rng.choice(PROJECTS)}.yaml"
         return {path: None if path in files and rng.random() < 0.3 else random_project(rng)}
+    if roll < 0.75:  # the platform's pins, sometimes of a project that is gone
+        path = f"projects/{rng.choice(PROJECTS)}.lock.yaml"
+        lock = (
+            b"version: 1\nrepositories: {web: {url: u, ref: '19.0', commit: " + b"d" * 40 + b"}}\n"
+        )
+        return {path: None if path in files and rng.random() < 0.5 else lock}
     if roll < 0.85:
         path = rng.choice(
             [
@@ -188,6 +194,7 @@ CROSS_FILE_CODES = {
     "ingress_disabled",
     "invalid_name",
     "unexpected_file",
+    "lock_without_project",
 }
 
 

@@ -279,6 +279,7 @@ def test_there_is_one_schema_per_file_kind_plus_the_shared_definitions() -> None
         "app.schema.json",
         "common.schema.json",
         "environment.schema.json",
+        "lock.schema.json",
         "masking.schema.json",
         "odooops.schema.json",
         "policies.schema.json",
