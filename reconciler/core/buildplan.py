@@ -647,7 +647,7 @@ def recipe(plan: BuildPlan) -> str:
         # whose every time is reset, and copied to / from there: folders the builder made
         # would carry the build's time.
         lines += [
-            "RUN pip install --no-cache-dir --disable-pip-version-check "
+            "RUN pip install --no-cache-dir --disable-pip-version-check --no-color "
             "--root-user-action=ignore --no-deps --require-hashes --no-compile "
             f"--target {PYTHON_ROOT} {index}-r {BUILD_ROOT}/requirements.lock"
             f" && python3 -m compileall -q --invalidation-mode checked-hash {PYTHON_ROOT}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -29,6 +30,7 @@ from reconciler.core.errors import DriverError, OdooOpsError, sanitize
 log = logging.getLogger("odooops.builds")
 
 KEEP = 200  # records (and logs) kept, newest first
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours and cursor moves of a tool's output
 QUEUED, RUNNING = "queued", "running"
 
 
@@ -168,7 +170,7 @@ class BuildQueue:
             with self.log_path(build_id).open("a", encoding="utf-8") as out:
 
                 def on_line(text: str) -> None:
-                    text = sanitize(text)
+                    text = _ANSI.sub("", sanitize(text))
                     lines.extend(text.splitlines())
                     out.write(text if text.endswith("\n") else text + "\n")
                     out.flush()
@@ -196,7 +198,8 @@ class BuildQueue:
                 self._trim()
                 self._lock.notify_all()
         if error is not None:
-            step = f" at step {record.step!r}" if record.step else ""
+            shown = record.step if len(record.step) <= 100 else record.step[:97] + "..."
+            step = f" at step {shown!r}" if record.step else ""
             raise DriverError(
                 f"build {build_id} of {image} is red{step}: "
                 + "\n".join(record.excerpt[-8:] or (error.message,)),

@@ -605,6 +605,7 @@ class Steps:
         self._phase(w.key, "Testing", True, f"tests of {', '.join(modules)}")
         self._status(w, f"odooops/tests {w.key.env}", "pending", f"testing {spec}")
         with self._data.scratch_database(w) as scratch:
+            boundary("steps", "tests: scratch database made")
             args = [
                 "-d",
                 scratch,
@@ -619,6 +620,7 @@ class Steps:
             run = self.runtime.run_once(
                 w, self._password(w.key), args, gate.timeout.total_seconds(), self.cancel
             )
+            boundary("steps", "tests: ran, the scratch database not dropped yet")
         if run.code == 130:
             raise Interrupted("tests interrupted: the daemon is stopping", remediation="")
         report = parse(run.logs, run.code, modules, spec)

@@ -85,7 +85,8 @@ def wheelhouse(tmp_path: Path) -> Path:
 
 def layered_world(world: World, wheelhouse: Path) -> dict[str, Path]:
     """The app of ``world`` on ``release/v1`` with two addon repositories as submodules (one by
-    a relative URL, as on a forge), a lock of one distribution, and modules from all three."""
+    a relative URL, as on a forge), one declared in the project file, a lock of one
+    distribution, and modules from all four."""
     web = addon_remote(
         world,
         "oca-web",
@@ -109,23 +110,33 @@ def layered_world(world: World, wheelhouse: Path) -> dict[str, Path]:
         },
     )
     add_submodules(world, {"oca/web": "../oca-web.git", "vendor/tools": str(tools)}, "release/v1")
+    declared = addon_remote(
+        world,
+        "server-tools",
+        {"base_a/__init__.py": "", "base_a/__manifest__.py": manifest("Base A")},
+    )
+    path = f"projects/{world.project}.yaml"
+    project = yaml.safe_load((world.state.dir / path).read_text())
+    project["repositories"] = [{"url": f"file://{declared}", "ref": "main"}]
+    world.state.write({path: yaml.safe_dump(project)}, "declare server-tools")
     wheel = next(wheelhouse.glob(f"{DEP}-*.whl"))
     world.app.write(
         {
             "requirements.txt": f"{DEP}\n",
             "requirements.lock": lock_line(wheel, DEP, "1.0") + "\n",
-            ".odooops.yaml": yaml.safe_dump({"modules": ["web_x", "tools_y"]}),
+            ".odooops.yaml": yaml.safe_dump({"modules": ["web_x", "tools_y", "base_a"]}),
         },
         "lock and modules",
         branch="release/v1",
     )
-    return {"web": web, "tools": tools}
+    return {"web": web, "tools": tools, "server-tools": declared}
 
 
 def installed(world: World, env: str) -> dict[str, str]:
     rows = world.query(
         f"{world.project}__{env}",
-        "SELECT name, state FROM ir_module_module WHERE name IN ('web_x', 'tools_y', 'web_old')",
+        "SELECT name, state FROM ir_module_module "
+        "WHERE name IN ('web_x', 'tools_y', 'web_old', 'base_a')",
     )
     return {name: state for name, state in rows}
 
@@ -151,10 +162,12 @@ def test_a_real_layout_builds_once_per_inputs_and_own_code_rebuilds_one_layer(
     assert "/opt/odooops/app/oca/web" in want.addons_paths
     assert "/opt/odooops/app/vendor/tools/addons" in want.addons_paths
     # Odoo found the submodules' addons, and the lock's distribution (its external dependency).
+    assert "/opt/odooops/repos/server-tools" in want.addons_paths
     assert installed(world, "staging") == {
         "web_x": "installed",
         "tools_y": "installed",
         "web_old": "uninstallable",
+        "base_a": "installed",
     }
     image = world.docker.images.get(want.image)
     out = world.docker.containers.run(
@@ -180,8 +193,8 @@ def test_the_same_inputs_give_the_same_layers(world: World, wheelhouse: Path) ->
     layered_world(world, wheelhouse)
     world.declare("staging", branch="release/v1")
     engine = world.engine(wheelhouse=wheelhouse)
-    desired = engine.sources.resolve(engine.load_state())
-    want = desired.environments[EnvKey(world.project, "staging")]
+    assert world.reconcile().errors == {}
+    want = engine.current.environments[EnvKey(world.project, "staging")]  # type: ignore[union-attr]
     layers = []
     for n in range(2):
         tag = f"{want.image}-repro{n}"
@@ -446,3 +459,19 @@ def test_declared_repositories_are_pinned_by_a_commit_and_bring_just_their_addon
         == new_head
         != head
     )
+
+
+def test_a_failing_step_of_the_apps_own_dockerfile_is_red_with_its_lines(world: World) -> None:
+    world.app.write(
+        {"Dockerfile": "ARG ODOO_IMAGE\nFROM $ODOO_IMAGE\nRUN echo 'no such tool' >&2; false\n"},
+        "a Dockerfile step that fails",
+        branch="release/v1",
+    )
+    world.declare("staging", branch="release/v1")
+    error = world.reconcile().errors[EnvKey(world.project, "staging")]
+    assert error.code == "build_failed", error
+    record = world.engine().builds.list()[0]
+    assert record.state == "red" and "false" in record.step
+    assert any("no such tool" in line for line in record.excerpt), record.excerpt
+    assert any("non-zero code" in line for line in record.excerpt), record.excerpt
+    assert f"odooops-{world.project}-staging-odoo" not in world.containers()

@@ -415,3 +415,40 @@ def test_data_rollback_killed_at_every_step_serves_one_version_on_its_own_data(
     only = "data rollback" if scope == "steps" else ""
     matrix = Matrix(f"data-rollback-{scope}")
     assert kill_each(world, matrix, scope, prepare, once, check, only) >= 1
+
+
+def test_a_test_gate_killed_at_every_step_leaves_no_scratch_database(world: World) -> None:
+    """The tests of a gate run on a journalled scratch database: a daemon killed while they
+    run, or right after, leaves it behind only until its restart, which drops it, runs the
+    gate again and deploys."""
+    policies = yaml.safe_load((world.state.dir / "policies.yaml").read_text())
+    policies["tests"] = {"on": ["staging"]}
+    world.state.write({"policies.yaml": yaml.safe_dump(policies)}, "a test gate on staging")
+    manifest = {"name": "ACME checks", "version": "19.0.1.0.0", "depends": ["base"]}
+
+    def prepare(n: int) -> None:
+        world.app.write(
+            {
+                "acme_checks/__init__.py": "",
+                "acme_checks/__manifest__.py": repr(manifest),
+                "acme_checks/tests/__init__.py": "from . import test_round\n",
+                "acme_checks/tests/test_round.py": (
+                    "from odoo.tests import TransactionCase\n\n\n"
+                    "class TestRound(TransactionCase):\n"
+                    f"    def test_round_{n}(self):\n"
+                    f"        self.assertEqual({n} + 1, {n + 1})\n"
+                ),
+                ".odooops.yaml": yaml.safe_dump({"modules": ["acme_checks"]}),
+            },
+            f"round {n}",
+            branch="release/v1",
+        )
+
+    world.declare("stage", branch="release/v1", tier="staging")
+
+    def check(n: int) -> None:
+        converged(world, "stage")
+        assert world.scratch_databases() == set()
+
+    once = lambda **e: daemon_once(world, **e)  # noqa: E731
+    assert kill_each(world, Matrix("gate"), "steps", prepare, once, check, only="tests") >= 3
