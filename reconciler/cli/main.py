@@ -384,7 +384,7 @@ def _write_commands(sub: Any) -> None:
     env_sub = env.add_subparsers(required=True, metavar="ACTION")
     c = env_sub.add_parser("create", help="declare a new environment")
     c.add_argument("name", help="PROJECT/ENV, or ENV (or a branch name) with a single project")
-    c.add_argument("--branch", required=True)
+    c.add_argument("--branch", help="default: the branch of the environment's name")
     c.add_argument("--tier", choices=["production", "staging", "dev", "ephemeral"])
     c.add_argument("--revision", help="pin a commit instead of tracking the branch head")
     c.add_argument("--owner")
@@ -950,6 +950,8 @@ def cmd_write(args: argparse.Namespace) -> int:
         writer = _state_repo(args)
         state = writer.current()
         key = changes.resolve_name(args.name, state.projects, [s.key for s in state.environments])
+        if args.verb == "create" and "branch" not in fields:  # the branch of the same name
+            fields["branch"] = changes.default_branch(args.name, [key.project])
         result = writer.submit(
             changes.Operation(args.verb, key, fields),
             _author(args.author),
@@ -968,6 +970,8 @@ def cmd_write(args: argparse.Namespace) -> int:
     else:
         client = _client()
         key = client.resolve(args.name)
+        if args.verb == "create" and "branch" not in fields:  # the branch of the same name
+            fields["branch"] = changes.default_branch(args.name, [key.project])
         path = f"/environments/{key.project}/{key.env}"
         body: dict[str, Any] = {**fields, "pr": True} if args.pr else dict(fields)
         if args.request:

@@ -179,6 +179,13 @@ def resolve_name(
     return key
 
 
+def default_branch(name: str, projects: Iterable[str]) -> str:
+    """The branch an ``env create NAME`` without one tracks: the name as given, without its
+    ``PROJECT/`` (``acme/qa`` tracks ``qa``; ``feature/crm-reports`` tracks itself)."""
+    head, sep, tail = name.partition("/")
+    return tail if sep and head in set(projects) else name
+
+
 def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
     """The file changes for ``op`` against the current files (pure)."""
     path = env_path(op.key)

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+import yaml
 from starlette.testclient import TestClient
 
 from reconciler.api.app import RateLimiter, create_app
@@ -282,6 +283,27 @@ def test_create_is_a_commit_by_the_token_subject(
     ).startswith("Ann Integrator <ann@acme.example>|feat(env): create acme/new")
     assert "Request-Id: r-42" in git("--git-dir", str(remote), "log", "-1", "--format=%b")
     assert plane.triggers == 1
+
+
+def test_create_without_a_branch_tracks_the_branch_of_its_name(
+    client: TestClient, authority: TokenAuthority, remote: Path
+) -> None:
+    for name, path, branch in (
+        ("acme/staging-2", "environments/acme/staging-2.yaml", "staging-2"),
+        (
+            "feature/crm-reports",
+            "environments/acme/feature-crm-reports.yaml",
+            "feature/crm-reports",
+        ),
+    ):
+        resp = client.post(
+            "/v1/environments",
+            json={"name": name, "tier": "dev"},
+            headers=bearer(authority, "env:write"),
+        )
+        assert resp.status_code == 202, resp.text
+        declared = yaml.safe_load(git("--git-dir", str(remote), "show", f"main:{path}"))
+        assert declared["branch"] == branch
 
 
 def test_a_write_that_breaks_the_state_is_422_and_commits_nothing(

@@ -193,3 +193,18 @@ def test_commit_message_is_conventional_and_carries_the_request_id() -> None:
     text = changes.message(Operation("deploy", QA, {"branch": "release/v2"}), "r-1", "cli")
     assert text.splitlines()[0] == "feat(deploy): deploy release/v2 to acme/qa"
     assert "Request-Id: r-1" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "branch"),
+    [
+        ("acme/qa", "qa"),
+        ("qa", "qa"),
+        ("feature/crm-reports", "feature/crm-reports"),  # a branch name, not PROJECT/ENV
+        ("acme/feature-x", "feature-x"),
+    ],
+)
+def test_an_environment_created_without_a_branch_tracks_the_one_of_its_name(
+    name: str, branch: str
+) -> None:
+    assert changes.default_branch(name, ["acme", "shop"]) == branch

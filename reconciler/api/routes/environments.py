@@ -92,10 +92,12 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
     @guarded("env:write", query=WAIT)
     async def create_environment(request: Request) -> Response:
         """Declare an environment: a commit adding its file."""
-        fields_in = await body(request, CREATE_FIELDS, required={"name", "branch"})
+        fields_in = await body(request, CREATE_FIELDS, required={"name"})
         state = ctx.state()
         project = fields_in.get("project")
         name = f"{project}/{fields_in['name']}" if project is not None else fields_in["name"]
+        if "branch" not in fields_in:  # the branch of the same name
+            fields_in = {**fields_in, "branch": changes.default_branch(name, state.projects)}
         key = changes.resolve_name(name, sorted(state.projects))
         if project is not None and key.project != project:
             raise unknown_project(project)
