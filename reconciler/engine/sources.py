@@ -260,10 +260,14 @@ class Sources:
         declared = {r.name: r for r in project.repositories}
 
         def build(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
-            old = yaml.safe_load(files.get(path, b"") or b"{}") or {}
+            try:
+                old = yaml.safe_load(files.get(path, b"") or b"{}")
+            except yaml.YAMLError:
+                old = None  # a lock broken by hand: written anew
+            kept = old.get("repositories") if isinstance(old, dict) else None
             entries = {
                 name: entry
-                for name, entry in (old.get("repositories") or {}).items()
+                for name, entry in (kept if isinstance(kept, dict) else {}).items()
                 if name in declared and name not in pins
             }
             for name, commit in pins.items():
