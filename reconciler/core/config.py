@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.core import validation
-from reconciler.core.durations import parse_duration
+from reconciler.core.durations import parse_duration, parse_instant
 from reconciler.core.model import (
     BackupSettings,
     BranchRule,
@@ -26,6 +26,8 @@ from reconciler.core.model import (
     MailCatcherSettings,
     Platform,
     Policies,
+    PreviewOf,
+    PreviewPolicy,
     Project,
     Quotas,
     S3Settings,
@@ -236,7 +238,22 @@ def _policies(raw: Mapping[str, Any]) -> Policies:
             tags=tuple(tests.get("tags", GatePolicy.tags)),
             timeout=parse_duration(tests["timeout"]) if "timeout" in tests else GatePolicy.timeout,
         )
-    return Policies(rules, protected, allow_empty, gate)
+    return Policies(rules, protected, allow_empty, gate, _preview_policy(raw.get("previews")))
+
+
+def _preview_policy(raw: Mapping[str, Any] | None) -> PreviewPolicy | None:
+    if raw is None:
+        return None
+    seed = raw.get("seed", "demo")
+    return PreviewPolicy(
+        bases=tuple(raw["bases"]),
+        tier=Tier(raw.get("tier", PreviewPolicy.tier.value)),
+        ttl=parse_duration(raw["ttl"]) if "ttl" in raw else PreviewPolicy.ttl,
+        seed=seed if isinstance(seed, str) else seed["copy-of"],
+        max_per_project=int(raw.get("max_per_project", PreviewPolicy.max_per_project)),
+        labels=tuple(raw.get("labels", ())),
+        forks=bool(raw.get("forks", False)),
+    )
 
 
 def _project(name: str, raw: Mapping[str, Any], lock: Mapping[str, Any] | None = None) -> Project:
@@ -321,4 +338,18 @@ def _environment(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> Env
         domains=tuple(raw.get("domains", ())),
         maintenance_text=raw.get("maintenance_text"),
         allowlist=tuple(raw["allowlist"]) if "allowlist" in raw else None,
+        expires=parse_instant(raw["expires"]) if "expires" in raw else None,
+        preview=_preview(raw["preview"]) if "preview" in raw else None,
+    )
+
+
+def _preview(raw: Mapping[str, Any]) -> PreviewOf:
+    return PreviewOf(
+        forge=raw["forge"],
+        number=int(raw["number"]),
+        head=raw["head"],
+        base=raw.get("base", ""),
+        url=raw.get("url", ""),
+        author=raw.get("author"),
+        fork=bool(raw.get("fork", False)),
     )

@@ -13,15 +13,17 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
 __all__ = [
     "Schedule",
     "ScheduleKind",
+    "format_instant",
     "parse_cpu",
     "parse_duration",
+    "parse_instant",
     "parse_schedule",
     "parse_size",
 ]
@@ -103,6 +105,28 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(**{_DURATION_UNITS[unit]: amount})
     except OverflowError:
         raise ValueError(f"{_show(text)} is not a valid duration: it is too long") from None
+
+
+_INSTANT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def parse_instant(text: str) -> datetime:
+    """Parse ``"2026-12-19T10:00:00Z"`` (UTC, to the second: the one form the state format
+    writes, so a diff of an expiry reads at a glance) into an aware ``datetime``."""
+    try:
+        if not isinstance(text, str) or len(text) != 20:
+            raise ValueError
+        return datetime.strptime(text, _INSTANT).replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(
+            f"{_show(text)} is not a valid time: write it in UTC as YYYY-MM-DDTHH:MM:SSZ, "
+            'e.g. "2026-12-19T10:00:00Z"'
+        ) from None
+
+
+def format_instant(at: datetime) -> str:
+    """``at`` as the state format writes it (UTC, whole seconds)."""
+    return at.astimezone(UTC).strftime(_INSTANT)
 
 
 def parse_size(value: str | int) -> int:

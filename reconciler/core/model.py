@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -320,11 +320,28 @@ class GatePolicy:
 
 
 @dataclass(frozen=True)
+class PreviewPolicy:
+    """``previews`` of policies.yaml: which pull requests get an environment, and what kind.
+
+    ``seed`` is ``"demo"`` or the name of the environment a preview's database is copied
+    from (``copy-of``); a preview of a fork always starts from demo data, whatever it says."""
+
+    bases: tuple[str, ...]
+    tier: Tier = Tier.EPHEMERAL
+    ttl: timedelta = timedelta(days=3)
+    seed: str = "demo"
+    max_per_project: int = 5
+    labels: tuple[str, ...] = ()
+    forks: bool = False
+
+
+@dataclass(frozen=True)
 class Policies:
     rules: tuple[BranchRule, ...] = ()
     protected_tiers: frozenset[Tier] = frozenset({Tier.PRODUCTION})
     allow_empty: bool = False
     tests: GatePolicy | None = None
+    previews: PreviewPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -365,6 +382,19 @@ class Project:
 
 
 @dataclass(frozen=True)
+class PreviewOf:
+    """The pull (merge) request an environment previews (``preview`` of its file)."""
+
+    forge: str  # github, gitlab, gitea
+    number: int
+    head: str
+    base: str = ""
+    url: str = ""
+    author: str | None = None  # the forge account that opened it: the owner for quotas
+    fork: bool = False
+
+
+@dataclass(frozen=True)
 class EnvironmentSpec:
     """An environment as declared: by a file in the state repo, or by a branch rule."""
 
@@ -383,6 +413,8 @@ class EnvironmentSpec:
     domains: tuple[str, ...] = ()  # custom host names, beside the generated one
     maintenance_text: str | None = None  # None: the platform's ingress.maintenance_text
     allowlist: tuple[str, ...] | None = None  # None: the tier's default (production's list)
+    expires: datetime | None = None  # removed by the sweeper's commit after this (UTC)
+    preview: PreviewOf | None = None  # the pull request it previews
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,13 @@ from yaml.constructor import SafeConstructor
 from yaml.error import Mark
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from reconciler.core.durations import parse_cpu, parse_duration, parse_schedule, parse_size
+from reconciler.core.durations import (
+    parse_cpu,
+    parse_duration,
+    parse_instant,
+    parse_schedule,
+    parse_size,
+)
 from reconciler.core.errors import InvalidState, Location, Problem, sanitize
 from reconciler.core.globs import matches, shadows
 from reconciler.core.ingress import (
@@ -482,11 +488,18 @@ def _is_host(value: object) -> bool:
     return True
 
 
+def _is_instant(value: object) -> bool:
+    if isinstance(value, str):
+        parse_instant(value)  # its ValueError says what is accepted
+    return True
+
+
 def _format_checker() -> Any:
     """Our own formats, so results never depend on optional packages of ``jsonschema``."""
     checker = FormatChecker(formats=())
     checker.checks("hostname")(_is_hostname)
     checker.checks("host")(_is_host)
+    checker.checks("date-time", raises=ValueError)(_is_instant)
     return checker
 
 
@@ -1166,7 +1179,11 @@ _DOCUMENT_CHECKS: Mapping[str, Sequence[_Check]] = {
         _restore_test,
         _duration_at(("quotas", "build_timeout")),
     ),
-    "policies": (_branch_rules, _duration_at(("tests", "timeout"))),
+    "policies": (
+        _branch_rules,
+        _duration_at(("tests", "timeout")),
+        _duration_at(("previews", "ttl")),
+    ),
     "environment": (_override_settings, _branch_characters),
     "app": (_tier_settings, _environment_settings),
     "project": (_repository_names,),
