@@ -188,6 +188,9 @@ class UncalledPlane:
     def builds(self) -> Any:
         raise AssertionError("the control plane was called")
 
+    def previews(self) -> Any:
+        return None
+
 
 class MemoryData:
     """The data plane in memory (backups are records, mail a list), for API tests.

@@ -51,12 +51,20 @@ class TagEvent(Event):
 
 @dataclass(frozen=True)
 class PullRequestEvent(Event):
-    action: str  # opened, synchronize, reopened, closed
+    action: str  # opened, synchronize, reopened, closed, labeled, unlabeled, edited
     number: int
     head_branch: str
     head_sha: str
     base_branch: str
     merged: bool
+    url: str = ""  # the request's web page
+    author: str = ""  # the forge account that opened it
+    labels: tuple[str, ...] = ()
+    fork: bool = False  # its head branch lives in another repository
+
+    @property
+    def closed(self) -> bool:
+        return self.action == "closed"
 
 
 _GITLAB_ACTIONS = {
@@ -101,6 +109,8 @@ def parse(headers: Mapping[str, str], body: bytes) -> Event:
         return _push(forge, delivery, repo, _text(doc, "ref"), after, deleted)
     if kind == "pull_request":
         pr = _object(doc, "pull_request")
+        head, base = _object(pr, "head"), _object(pr, "base")
+        head_repo = _text(_object(head, "repo"), "full_name")
         return PullRequestEvent(
             forge,
             kind,
@@ -108,10 +118,15 @@ def parse(headers: Mapping[str, str], body: bytes) -> Event:
             repo,
             _text(doc, "action"),
             _number(doc, "number"),
-            _text(_object(pr, "head"), "ref"),
-            _text(_object(pr, "head"), "sha"),
-            _text(_object(pr, "base"), "ref"),
+            _text(head, "ref"),
+            _text(head, "sha"),
+            _text(base, "ref"),
             pr.get("merged") is True,
+            url=_text(pr, "html_url"),
+            author=_text(_object(pr, "user"), "login"),
+            labels=_names(pr.get("labels"), "name"),
+            # A head repository other than the base's (or none: a deleted fork) is a fork.
+            fork=head_repo.lower() != _text(_object(base, "repo"), "full_name").lower(),
         )
     return Event(forge, kind, delivery, repo)
 
@@ -136,6 +151,10 @@ def _gitlab(doc: Mapping[str, Any], delivery: str) -> Event:
             _text(_object(attrs, "last_commit"), "id"),
             _text(attrs, "target_branch"),
             action == "merge",
+            url=_text(attrs, "url"),
+            author=_text(_object(doc, "user"), "username"),
+            labels=_names(doc.get("labels"), "title"),
+            fork=attrs.get("source_project_id") != attrs.get("target_project_id"),
         )
     return Event("gitlab", kind, delivery, repo)
 
@@ -159,6 +178,13 @@ def _object(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 def _text(doc: Mapping[str, Any], key: str) -> str:
     value = doc.get(key)
     return value if isinstance(value, str) else ""
+
+
+def _names(items: Any, key: str) -> tuple[str, ...]:
+    """Label names of a list of label objects; anything else reads as no label."""
+    if not isinstance(items, list):
+        return ()
+    return tuple(t for item in items if isinstance(item, dict) and (t := _text(item, key)))
 
 
 def _number(doc: Mapping[str, Any], key: str) -> int:

@@ -32,7 +32,7 @@ from reconciler.api.routes import builds, data, environments, images, platform, 
 from reconciler.api.routes.platform import OPENAPI_PATH
 from reconciler.core.errors import OdooOpsError
 from reconciler.engine.metrics import Metrics
-from webhooks.events import Event
+from webhooks.events import Event, PullRequestEvent
 from webhooks.receiver import webhook_route
 from webhooks.repositories import concerns
 
@@ -90,10 +90,15 @@ def create_app(
 
 
 def _on_delivery(plane: ControlPlane, event: Event) -> bool:
+    """A pass for a delivery of a watched repository; a pull request's delivery also goes to
+    the previews (which open, extend or close the request's preview by a commit)."""
     state = plane.state()
     projects = [p.repo_url for p in state.projects.values()] if state is not None else []
     if not concerns(event, [plane.state_repository(), *projects]):
         return False
+    previews = plane.previews()
+    if isinstance(event, PullRequestEvent) and previews is not None:
+        previews.deliver(event, state)
     plane.trigger()
     return True
 

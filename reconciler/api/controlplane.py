@@ -15,6 +15,7 @@ from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.engine import Engine
 from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore
+from reconciler.engine.previews import Previews
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
 from reconciler.gitops import changes
 from reconciler.gitops.changerequests import ChangeRequests
@@ -87,6 +88,9 @@ class GitControlPlane:
     def builds(self) -> BuildQueue | None:
         return None
 
+    def previews(self) -> Previews | None:
+        return None
+
     def routes(self) -> dict[str, Any]:
         """Without a daemon no proxy runs: no route is served."""
         return {"enabled": False, "domain": None, "proxy": None, "routes": []}
@@ -95,9 +99,16 @@ class GitControlPlane:
 class DaemonControlPlane(GitControlPlane):
     """The daemon's current view (status, plan, logs, shells) on top of the git side."""
 
-    def __init__(self, engine: Engine, writer: StateWriter, trigger: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        writer: StateWriter,
+        trigger: Callable[[], None],
+        previews: Previews | None = None,
+    ) -> None:
         super().__init__(writer, trigger)
         self.engine = engine
+        self._previews = previews
         self._sessions_lock = threading.Lock()
         self._jobs = JobStore(records=engine.ledger)
 
@@ -113,6 +124,9 @@ class DaemonControlPlane(GitControlPlane):
 
     def builds(self) -> BuildQueue:
         return self.engine.builds
+
+    def previews(self) -> Previews | None:
+        return self._previews
 
     def close(self) -> None:
         self._jobs.close()

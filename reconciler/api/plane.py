@@ -16,6 +16,7 @@ from reconciler.core.planner import Plan
 from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore, Progress
+from reconciler.engine.previews import Previews
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
 from reconciler.gitops import changes
 from reconciler.gitops.changerequests import ChangeRequests
@@ -171,4 +172,8 @@ class ControlPlane(Protocol):
 
     def builds(self) -> BuildQueue | None:
         """The daemon's image builds; None where no daemon runs (a git-only API)."""
+        ...
+
+    def previews(self) -> Previews | None:
+        """The daemon's pull-request previews; None where no daemon runs."""
         ...

@@ -195,6 +195,14 @@ def _parser() -> argparse.ArgumentParser:
         help="shared secret of GitHub/GitLab/Gitea webhooks (/v1/webhooks/FORGE)",
     )
     d.add_argument(
+        "--previews-poll",
+        type=int,
+        default=300,
+        metavar="SECONDS",
+        help="how often the forges' open pull requests are read, the safety net of "
+        "pull-request webhooks for previews (default 300)",
+    )
+    d.add_argument(
         "--production-allowlist",
         default="",
         help="comma-separated CIDRs allowed to write to protected environments",
@@ -565,22 +573,26 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             last_shown[:] = rows
         print_status_table(engine.status)
 
-    daemon = Daemon(engine, args.interval, args.jitter, on_change)
+    from reconciler.engine.previews import Previews
+    from reconciler.gitops.gitsource import GitSource
+    from reconciler.gitops.statewriter import StateWriter
+
+    writer = StateWriter(
+        GitSource(args.state_repo, args.data_dir / "git-writes", hint="--state-repo"),
+        args.state_branch,
+        _forge(args),
+        lambda: engine.secrets.policy,
+    )
+    previews = Previews(writer, engine.ledger, engine.secrets.credential, engine.status.all)
+    daemon = Daemon(engine, args.interval, args.jitter, on_change, previews, args.previews_poll)
+    previews.on_commit = daemon.trigger
     api_note = "API off"
     if args.listen != "off":
         from reconciler.api.app import create_app
         from reconciler.api.controlplane import DaemonControlPlane
-        from reconciler.gitops.gitsource import GitSource
-        from reconciler.gitops.statewriter import StateWriter
 
         host, _, port = args.listen.rpartition(":")
-        writer = StateWriter(
-            GitSource(args.state_repo, args.data_dir / "git-writes", hint="--state-repo"),
-            args.state_branch,
-            _forge(args),
-            lambda: engine.secrets.policy,
-        )
-        plane = DaemonControlPlane(engine, writer, daemon.trigger)
+        plane = DaemonControlPlane(engine, writer, daemon.trigger, previews)
         allowlist = tuple(x.strip() for x in args.production_allowlist.split(",") if x.strip())
         secret_file: Path | None = args.webhook_secret_file
 

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey
 from reconciler.engine.engine import Engine
+from reconciler.engine.previews import Previews
 from reconciler.engine.queue import WorkQueue
 
 log = logging.getLogger("odooops.daemon")
@@ -43,6 +44,10 @@ DATA_JOB = "data-schedules"
 DATA_CHECK_SECONDS = 60
 IMAGES_JOB = "image-gc"
 IMAGES_CHECK_SECONDS = 600  # whether a day passed since the last image collection
+PREVIEWS_POLL_JOB = "previews-poll"
+PREVIEWS_POLL_SECONDS = 300  # the forges' open requests, the safety net of deliveries
+PREVIEWS_PUBLISH_JOB = "previews-publish"
+PREVIEWS_PUBLISH_SECONDS = 15  # previews' comments brought up to date with their status
 REFRESH = "refresh"
 STOP_TIMEOUT = 8.0  # Docker's default stop timeout is 10 s
 EVENTS_RETRY_CAP = 30.0
@@ -56,8 +61,12 @@ class Daemon:
         interval: int | None = None,
         jitter: int | None = None,
         on_change: Callable[[], None] | None = None,
+        previews: Previews | None = None,
+        previews_poll: int = PREVIEWS_POLL_SECONDS,
     ) -> None:
         self.engine = engine
+        self.previews = previews
+        self._previews_poll = previews_poll
         self._interval_override = interval
         self._jitter_override = jitter
         self._on_change = on_change or (lambda: None)
@@ -171,6 +180,23 @@ class Daemon:
         except Exception:
             log.exception("image collection crashed")
 
+    def _poll_previews(self) -> None:
+        """The forges' open requests (``engine.previews``); failures are logged there."""
+        if self.previews is None:
+            return
+        try:
+            self.previews.poll(self.engine.last_good)
+        except Exception:
+            log.exception("previews: polling crashed")
+
+    def _publish_previews(self) -> None:
+        if self.previews is None:
+            return
+        try:
+            self.previews.publish(self.engine.last_good)
+        except Exception:
+            log.exception("previews: publishing crashed")
+
     def _watch_events(self) -> None:
         """Docker's events put the environment of a container that died or went away on the
         queue at once (a ``docker rm`` heals in seconds, not at the next poll). When the
@@ -229,6 +255,19 @@ class Daemon:
         self._scheduler.add_job(
             self._collect_images, IntervalTrigger(seconds=IMAGES_CHECK_SECONDS), id=IMAGES_JOB
         )
+        if self.previews is not None:
+            self.previews.start()
+            self._scheduler.add_job(
+                self._poll_previews,
+                IntervalTrigger(seconds=self._previews_poll),
+                id=PREVIEWS_POLL_JOB,
+                next_run_time=datetime.now(UTC),
+            )
+            self._scheduler.add_job(
+                self._publish_previews,
+                IntervalTrigger(seconds=PREVIEWS_PUBLISH_SECONDS),
+                id=PREVIEWS_PUBLISH_JOB,
+            )
         self._scheduler.start()
         self.refreshes.start()
         self.envs.start()
@@ -240,6 +279,8 @@ class Daemon:
         self._stopped.set()
         self.engine.cancel.set()
         self.refreshes.stop(STOP_TIMEOUT)
+        if self.previews is not None:
+            self.previews.stop(STOP_TIMEOUT)
         if not self.envs.stop(STOP_TIMEOUT):
             log.warning(
                 "some runs did not end within %s s; their steps resume at start", STOP_TIMEOUT

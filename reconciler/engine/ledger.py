@@ -98,6 +98,12 @@ CREATE TABLE IF NOT EXISTS tasks (
     name TEXT PRIMARY KEY,
     at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS preview_comments (
+    request TEXT PRIMARY KEY,
+    comment_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
 """
 
 
@@ -449,6 +455,28 @@ class Ledger:
             return
         with self._tx() as db:
             db.executemany("DELETE FROM images WHERE id = ?", [[i] for i in image_ids])
+
+    # ------------------------------------------------------------------ preview comments
+    def preview_comment(self, request: str) -> tuple[str, str] | None:
+        """The comment posted on a request (``project|forge|number``) for its preview, and
+        a digest of its last text: edited in place, never posted twice."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT comment_id, digest FROM preview_comments WHERE request = ?", [request]
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def put_preview_comment(self, request: str, comment_id: str, digest: str) -> None:
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO preview_comments (request, comment_id, digest, updated) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(request) DO UPDATE SET "
+                "comment_id = excluded.comment_id, digest = excluded.digest, "
+                "updated = excluded.updated",
+                [request, comment_id, digest, now()],
+            )
 
     # ---------------------------------------------------------------------------- tasks
     def last_run(self, task: str) -> datetime | None:

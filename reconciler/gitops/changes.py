@@ -88,6 +88,96 @@ class FileOperation:
         return f"{self.title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n"
 
 
+class PreviewGone(OdooOpsError):
+    """The preview a write was for is not (or no longer) what the file at its name says."""
+
+    code = "preview_gone"
+
+
+@dataclass(frozen=True)
+class PreviewOperation:
+    """Open, extend or close the preview of one pull request (``engine.previews``).
+
+    Applied again on each new head (``commit_with``), so every check is made on the files
+    the commit lands on, not on the state the decision was read from: an open finds no
+    preview of the request yet and a free name and stays within ``limit``; an extend or a
+    close finds at ``key`` the preview of exactly this request, so a hand-made environment
+    that took the name meanwhile is never changed or removed."""
+
+    kind: str  # open, extend, close
+    key: EnvKey
+    forge: str
+    number: int
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    limit: int = 0  # open: previews the project may have at most
+    reason: str = ""
+
+    @property
+    def target(self) -> str:
+        return str(self.key)
+
+    def apply(self, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
+        path = env_path(self.key)
+        mine = _previews_in(files, self.key.project)
+        if self.kind == "open":
+            if (self.forge, self.number) in mine.values():
+                raise PreviewGone(
+                    f"{self.forge}#{self.number} has a preview already",
+                    remediation="nothing to do",
+                )
+            if len(mine) >= self.limit:
+                raise PreviewGone(
+                    f"{self.key.project} has {len(mine)} previews, the most allowed",
+                    remediation="close a request, or raise previews.max_per_project",
+                )
+            if path in files:
+                raise EnvironmentExists(
+                    f"environment {self.key} already exists", remediation="nothing to do"
+                )
+            return {path: _dump(self.fields)}
+        if mine.get(path) != (self.forge, self.number):
+            raise PreviewGone(
+                f"{self.key} is not the preview of {self.forge}#{self.number} any more",
+                remediation="nothing to do",
+            )
+        if self.kind == "close":
+            return {path: None}
+        doc = yaml.safe_load(files[path]) or {}
+        return {path: _dump(_merge_patch(doc, self.fields))}
+
+    def message(self, request_id: str, via: str) -> str:
+        verb = {"open": "open", "extend": "extend", "close": "close"}[self.kind]
+        title = f"feat(preview): {verb} {self.key} for {self.forge}#{self.number}"
+        if self.reason:
+            title += f" ({self.reason})"
+        return (
+            f"{title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n"
+            f"Preview-Of: {self.forge}#{self.number}\n"
+        )
+
+
+def _previews_in(files: Mapping[str, bytes], project: str) -> dict[str, tuple[str, int]]:
+    """The previews of ``project`` among ``files``: path -> (forge, number). A file that is
+    not YAML, or has no well-formed ``preview`` block, is no preview."""
+    out: dict[str, tuple[str, int]] = {}
+    prefix = f"environments/{project}/"
+    for path, content in files.items():
+        if not (path.startswith(prefix) and path.endswith(".yaml") and b"preview" in content):
+            continue
+        try:
+            doc = yaml.safe_load(content)
+        except yaml.YAMLError:
+            continue
+        block = doc.get("preview") if isinstance(doc, dict) else None
+        if isinstance(block, dict) and isinstance(block.get("number"), int):
+            out[path] = (str(block.get("forge", "")), block["number"])
+    return out
+
+
+Write = Operation | FileOperation | PreviewOperation
+"""Every kind of write the state writer commits."""
+
+
 def touched_protected(before: StateConfig, after: StateConfig) -> list[EnvKey]:
     """Protected environments (before or after) whose declaration or project changes.
 

@@ -74,7 +74,7 @@ class _Head:
 class _Write:
     """One caller's write, waiting in the queue until a push answers it."""
 
-    op: changes.Operation | changes.FileOperation
+    op: changes.Write
     author: Author
     subject: str | None
     request_id: str
@@ -128,7 +128,7 @@ class StateWriter:
 
     def submit(
         self,
-        op: changes.Operation | changes.FileOperation,
+        op: changes.Write,
         author: Author,
         *,
         subject: str | None = None,

@@ -316,3 +316,68 @@ def test_a_declared_length_over_the_limit_is_refused_before_a_byte_is_read() -> 
 def test_a_body_within_the_limit_goes_on_to_the_signature_check() -> None:
     status, _ = _post(_app(), iter([b"{}"]), [(b"x-hub-signature-256", b"sha256=" + b"0" * 64)])
     assert status == 401
+
+
+@pytest.mark.parametrize(
+    ("headers", "doc", "want"),
+    [
+        (
+            {"X-GitHub-Event": "pull_request"},
+            {
+                "action": "labeled",
+                "number": 9,
+                "pull_request": {
+                    "head": {"ref": "f", "sha": "s", "repo": {"full_name": "bob/erp"}},
+                    "base": {"ref": "main", "repo": {"full_name": "acme/erp"}},
+                    "html_url": "https://github.test/acme/erp/pull/9",
+                    "user": {"login": "bob"},
+                    "labels": [{"name": "preview"}, {"name": 3}, "x"],
+                },
+                "repository": {"clone_url": "u"},
+            },
+            ("https://github.test/acme/erp/pull/9", "bob", ("preview",), True),
+        ),
+        (
+            {"X-Gitea-Event": "pull_request"},
+            {
+                "action": "opened",
+                "number": 2,
+                "pull_request": {
+                    "head": {"ref": "f", "sha": "s", "repo": {"full_name": "acme/erp"}},
+                    "base": {"ref": "main", "repo": {"full_name": "acme/erp"}},
+                    "html_url": "https://gitea.test/acme/erp/pulls/2",
+                    "user": {"login": "ann"},
+                    "labels": [],
+                },
+                "repository": {"clone_url": "u"},
+            },
+            ("https://gitea.test/acme/erp/pulls/2", "ann", (), False),
+        ),
+        (
+            {"X-Gitlab-Event": "Merge Request Hook"},
+            {
+                "object_kind": "merge_request",
+                "project": {"git_http_url": "u"},
+                "user": {"username": "cy"},
+                "labels": [{"title": "preview"}],
+                "object_attributes": {
+                    "action": "open",
+                    "iid": 4,
+                    "url": "https://gitlab.test/acme/erp/-/merge_requests/4",
+                    "source_branch": "f",
+                    "target_branch": "main",
+                    "source_project_id": 8,
+                    "target_project_id": 7,
+                    "last_commit": {"id": "s"},
+                },
+            },
+            ("https://gitlab.test/acme/erp/-/merge_requests/4", "cy", ("preview",), True),
+        ),
+    ],
+)
+def test_a_pull_request_says_who_opened_it_its_labels_and_whether_it_is_a_fork(
+    headers: dict[str, str], doc: dict[str, object], want: tuple[object, ...]
+) -> None:
+    event = parse(headers, json.dumps(doc).encode())
+    assert isinstance(event, PullRequestEvent)
+    assert (event.url, event.author, event.labels, event.fork) == want

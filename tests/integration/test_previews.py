@@ -1,0 +1,309 @@
+"""Previews from signed deliveries and from polling, against a real state repository and a
+fake forge on loopback (no Docker: the environments themselves are the engine's, tested in
+``test_previews_lifecycle``)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+from reconciler.api.app import create_app
+from reconciler.api.auth import AuthConfig, TokenAuthority
+from reconciler.api.controlplane import GitControlPlane
+from reconciler.core.model import StateConfig
+from reconciler.core.secretrefs import SecretPolicy
+from reconciler.engine.ledger import Ledger
+from reconciler.engine.previews import Previews
+from reconciler.engine.status import Condition, EnvironmentStatus, Health, Sync
+from reconciler.gitops import forges
+from reconciler.gitops.gitsource import GitSource
+from reconciler.gitops.statewriter import StateWriter
+from tests.integration.fakeforge import FakeForge
+from tests.integration.world import Checkout, acme_state_remote, git
+
+pytestmark = pytest.mark.integration
+
+SECRET = "It's a Secret to Everybody"
+REPO_URL = "https://forge.test/acme/erp.git"
+NOW = datetime(2026, 12, 5, 12, tzinfo=UTC)
+GITLAB_ACTIONS = {"opened": "open", "synchronize": "update", "closed": "close", "merged": "merge"}
+
+
+class Plane(GitControlPlane):
+    def __init__(self, writer: StateWriter, previews: Previews) -> None:
+        super().__init__(writer, lambda: None)
+        self._previews = previews
+
+    def state(self) -> StateConfig:
+        return self.writer.current()
+
+    def previews(self) -> Previews:
+        return self._previews
+
+    def data(self) -> Any:
+        raise AssertionError("previews start no data job")
+
+    def jobs(self) -> Any:
+        raise AssertionError("previews start no job")
+
+
+class Setup:
+    def __init__(self, root: Path, kind: str, policy: str) -> None:
+        self.kind = kind
+        self.forge = FakeForge(kind)
+        self.remote = acme_state_remote(root, {"production": "branch: main\n"})
+        project = {
+            "repository": {
+                "url": REPO_URL,
+                "forge": {
+                    "kind": kind,
+                    "api": self.forge.api,
+                    "repo": "acme/erp",
+                    "token": {"secret": "forge-token"},
+                },
+            }
+        }
+        checkout = Checkout(self.remote, root / "checkout")
+        policies = (
+            yaml.safe_load((checkout.dir / "policies.yaml").read_text())
+            if (checkout.dir / "policies.yaml").exists()
+            else None
+        )
+        base = policies or yaml.safe_load(
+            git("--git-dir", str(self.remote), "show", "main:policies.yaml")
+        )
+        base["previews"] = yaml.safe_load(policy)
+        checkout.write(
+            {"projects/acme.yaml": yaml.safe_dump(project), "policies.yaml": yaml.safe_dump(base)},
+            "previews on",
+        )
+        policy_of_store = SecretPolicy(named={"forge-token": ("127.0.0.1",)})
+        self.writer = StateWriter(
+            GitSource(f"file://{self.remote}", root / "cache"), secrets=lambda: policy_of_store
+        )
+        self.ledger = Ledger(root / "ledger.db")
+        self.statuses: dict[str, EnvironmentStatus] = {}
+        self.now = NOW
+        self.previews = Previews(
+            self.writer,
+            self.ledger,
+            lambda ref, api: "forge-token",
+            lambda: self.statuses,
+            clock=lambda: self.now,
+        )
+        self.previews.start()
+        authority = TokenAuthority(AuthConfig(secret=b"k" * 32))
+        self.client = TestClient(
+            create_app(Plane(self.writer, self.previews), authority, webhook_secret=lambda: SECRET)
+        )
+        self._delivery = 0
+
+    def close(self) -> None:
+        self.previews.stop()
+        self.ledger.close()
+        self.forge.close()
+
+    def deliver(self, action: str, number: int, **pull: Any) -> dict[str, Any]:
+        """A delivery of request ``number``, signed as this forge signs, and its answer."""
+        self.forge.pull(number, **pull)
+        doc = self.forge.pulls[number]
+        self._delivery += 1
+        if self.kind == "gitlab":
+            body = json.dumps(
+                {
+                    "object_kind": "merge_request",
+                    "project": {"git_http_url": REPO_URL},
+                    "user": doc["author"],
+                    "labels": [{"title": t} for t in doc["labels"]],
+                    "object_attributes": {
+                        **doc,
+                        "action": GITLAB_ACTIONS[action],
+                        "url": doc["web_url"],
+                        "last_commit": {"id": doc["sha"]},
+                    },
+                }
+            ).encode()
+            headers = {
+                "X-Gitlab-Event": "Merge Request Hook",
+                "X-Gitlab-Token": SECRET,
+                "X-Gitlab-Event-UUID": f"d-{self._delivery}",
+            }
+        else:
+            body = json.dumps(
+                {
+                    "action": "closed" if action == "merged" else action,
+                    "number": number,
+                    "pull_request": doc,
+                    "repository": {"clone_url": REPO_URL},
+                }
+            ).encode()
+            digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            if self.kind == "github":
+                headers = {
+                    "X-GitHub-Event": "pull_request",
+                    "X-Hub-Signature-256": f"sha256={digest}",
+                    "X-GitHub-Delivery": f"d-{self._delivery}",
+                }
+            else:
+                headers = {
+                    "X-Gitea-Event": "pull_request",
+                    "X-Gitea-Signature": digest,
+                    "X-Gitea-Delivery": f"d-{self._delivery}",
+                }
+        answer = self.client.post(
+            f"/v1/webhooks/{self.kind}",
+            content=body,
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 202, answer.text
+        self.settle()
+        return dict(answer.json())
+
+    def settle(self) -> None:
+        assert self.previews.queue.wait_idle(30)
+
+    def files(self) -> dict[str, dict[str, Any]]:
+        names = git("--git-dir", str(self.remote), "ls-tree", "--name-only", "main",
+                    "environments/acme/").split()  # fmt: skip
+        return {
+            Path(n).stem: yaml.safe_load(git("--git-dir", str(self.remote), "show", f"main:{n}"))
+            for n in names
+        }
+
+    def log(self) -> list[str]:
+        return git("--git-dir", str(self.remote), "log", "--format=%an|%s", "main").splitlines()
+
+
+@pytest.fixture(params=["github", "gitlab", "gitea"])
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
+    s = Setup(tmp_path, request.param, "{bases: [main], ttl: 3d, max_per_project: 2}")
+    yield s
+    s.close()
+
+
+def test_a_request_opens_a_preview_comments_and_closing_removes_it(setup: Setup) -> None:
+    answer = setup.deliver("opened", 7, author="alice")
+    assert answer["triggered"] is True
+    preview = setup.files()["pr-7"]
+    assert preview["branch"] == "feature/pr-7" and preview["tier"] == "ephemeral"
+    assert preview["preview"]["forge"] == setup.kind and preview["preview"]["number"] == 7
+    assert preview["owner"] == f"{setup.kind}:alice"
+    assert preview["expires"] == "2026-12-08T12:00:00Z"
+    assert (
+        setup.log()[0]
+        == f"OdooOps|feat(preview): open acme/pr-7 for {setup.kind}#7 ({setup.kind}#7 opened)"
+    )
+    [comment] = setup.forge.comments_on(7)
+    assert "`acme/pr-7` is being prepared" in comment and "odooops-preview:acme" in comment
+
+    # Each push is a new head of the branch it tracks: no commit of the state for it.
+    commits = len(setup.log())
+    setup.deliver("synchronize", 7, author="alice")
+    assert len(setup.log()) == commits
+
+    # Healthy: the same comment now carries its URL.
+    setup.statuses["acme/pr-7"] = EnvironmentStatus(
+        "acme", "pr-7", url="https://pr-7.acme.example", serving="b" * 40, sync=Sync.SYNCED,
+        health=Health.HEALTHY, conditions=(Condition("Ready", True, "Healthy"),),
+    )  # fmt: skip
+    setup.previews.publish(setup.writer.current())
+    [comment] = setup.forge.comments_on(7)
+    assert "is ready at revision `bbbbbbbbbbbb`: https://pr-7.acme.example" in comment
+    edits = len(setup.forge.calls)
+    setup.previews.publish(setup.writer.current())  # unchanged: nothing sent
+    assert len(setup.forge.calls) == edits
+
+    setup.deliver("merged", 7, state="merged")
+    assert "pr-7" not in setup.files()
+    assert setup.log()[0].startswith(f"OdooOps|feat(preview): close acme/pr-7 for {setup.kind}#7")
+    [comment] = setup.forge.comments_on(7)
+    assert "was removed" in comment
+
+
+def test_a_fork_or_a_request_over_the_limit_gets_a_comment_and_no_preview(setup: Setup) -> None:
+    setup.deliver("opened", 1)
+    setup.deliver("opened", 2)
+    before = setup.log()
+    setup.deliver("opened", 3)
+    assert setup.log() == before and "pr-3" not in setup.files()
+    [comment] = setup.forge.comments_on(3)
+    assert "previews.max_per_project allows (2): pr-1, pr-2" in comment
+    setup.deliver("opened", 4, fork=True)
+    assert setup.log() == before
+    [comment] = setup.forge.comments_on(4)
+    assert "comes from a fork, and previews of forks are off" in comment
+
+
+def test_a_delivery_for_an_unknown_repository_changes_nothing(setup: Setup) -> None:
+    before = setup.log()
+    body = json.dumps(
+        {
+            "object_kind": "merge_request",
+            "project": {"git_http_url": "https://x.test/o/r.git"},
+            "object_attributes": {
+                "action": "open",
+                "iid": 5,
+                "source_branch": "f",
+                "target_branch": "main",
+            },
+        }
+    ).encode()
+    answer = setup.client.post(
+        "/v1/webhooks/gitlab",
+        content=body,
+        headers={"X-Gitlab-Event": "Merge Request Hook", "X-Gitlab-Token": SECRET},
+    )
+    assert answer.status_code == 202 and answer.json()["triggered"] is False
+    setup.settle()
+    assert setup.log() == before
+
+
+def test_polling_opens_what_deliveries_missed_and_a_failing_forge_removes_nothing(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forges, "READ_TIMEOUT", 1.0)
+    setup.forge.pull(8)
+    setup.forge.pull(9)
+    setup.previews.poll(setup.writer.current())
+    setup.settle()
+    assert {"pr-8", "pr-9"} <= set(setup.files())
+
+    # Request 9 disappears from the open list; the forge then fails, then hangs: kept.
+    setup.forge.pull(9, state="closed")
+    setup.forge.mode = "error"
+    setup.previews.poll(setup.writer.current())
+    setup.settle()
+    assert "pr-9" in setup.files()
+    setup.forge.mode = "ok"
+    del setup.forge.pulls[8]  # not in the list, and its lookup fails below
+    setup.forge.mode = "hang"
+    setup.previews.poll(setup.writer.current())
+    setup.settle()
+    assert {"pr-8", "pr-9"} <= set(setup.files())
+
+    # The forge answers again: 9 is closed (removed), 8 cannot be found (kept).
+    setup.forge.mode = "ok"
+    setup.previews.poll(setup.writer.current())
+    setup.settle()
+    assert "pr-9" not in setup.files() and "pr-8" in setup.files()
+
+
+def test_an_open_request_moves_its_expiry_once_half_its_ttl_is_gone(setup: Setup) -> None:
+    setup.deliver("opened", 7)
+    commits = len(setup.log())
+    setup.now = NOW + timedelta(days=1)
+    setup.deliver("synchronize", 7)
+    assert len(setup.log()) == commits  # 2 days of 3 left
+    setup.now = NOW + timedelta(days=2)
+    setup.deliver("synchronize", 7)
+    assert setup.files()["pr-7"]["expires"] == "2026-12-10T12:00:00Z"
+    assert setup.log()[0].startswith("OdooOps|feat(preview): extend acme/pr-7")
