@@ -30,6 +30,7 @@ HTTP_STATUS = {
     "conflict": 409,
     "invalid_state": 422,
     "rate_limited": 429,
+    "quota_exceeded": 409,
     "too_many_streams": 429,
     "no_state": 503,
     "docker_unreachable": 503,

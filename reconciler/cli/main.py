@@ -965,7 +965,7 @@ def cmd_write(args: argparse.Namespace) -> int:
         if args.verb == "create" and "branch" not in fields:  # the branch of the same name
             fields["branch"] = changes.default_branch(args.name, [key.project])
         result = writer.submit(
-            changes.Operation(args.verb, key, fields),
+            changes.Operation(args.verb, key, fields, quota=args.verb == "create"),
             _author(args.author),
             pr=args.pr,
             change_request=args.request,

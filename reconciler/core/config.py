@@ -35,7 +35,7 @@ from reconciler.core.model import (
     StateConfig,
     Tier,
 )
-from reconciler.core.policies import rule_for
+from reconciler.core.policies import tier_for
 from reconciler.core.secretrefs import SecretPolicy
 
 
@@ -316,11 +316,7 @@ def repo_path(url: str) -> str:
 
 def _environment(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> EnvironmentSpec:
     branch = raw["branch"]
-    if "tier" in raw:
-        tier = Tier(raw["tier"])
-    else:
-        rule = rule_for(policies, branch)
-        tier = rule.tier if rule is not None else Tier.DEV
+    tier = Tier(raw["tier"]) if "tier" in raw else tier_for(policies, branch)
     db = raw.get("db", {})
     return EnvironmentSpec(
         key=key,

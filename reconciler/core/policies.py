@@ -227,6 +227,13 @@ def rule_for(policies: Policies, branch: str) -> BranchRule | None:
     return None
 
 
+def tier_for(policies: Policies, branch: str) -> Tier:
+    """The tier of an environment file without ``tier``: the first rule matching its branch,
+    else dev."""
+    rule = rule_for(policies, branch)
+    return rule.tier if rule is not None else Tier.DEV
+
+
 _NOT_NAME = re.compile(r"[^a-z0-9]+")
 
 
@@ -303,8 +310,9 @@ def over_quota(specs: Iterable[EnvironmentSpec], per_user: int) -> dict[EnvKey, 
     counts: dict[str, int] = {}
     held: dict[EnvKey, str] = {}
     for spec in sorted(specs, key=lambda s: (s.origin != "file", s.key)):
-        if not spec.tier.dedicated_database or spec.owner is None:
+        if not counts_for_owner(spec):
             continue
+        assert spec.owner is not None
         counts[spec.owner] = counts.get(spec.owner, 0) + 1
         if counts[spec.owner] > per_user:
             held[spec.key] = (
@@ -312,3 +320,32 @@ def over_quota(specs: Iterable[EnvironmentSpec], per_user: int) -> dict[EnvKey, 
                 f"(quotas.dev_environments_per_user)"
             )
     return held
+
+
+def counts_for_owner(spec: EnvironmentSpec) -> bool:
+    """Whether ``spec`` counts in its owner's ``quotas.dev_environments_per_user``: a dev or
+    ephemeral environment with an owner, asleep or not, that is not a pull request's preview
+    (previews count per project, in ``previews.max_per_project``)."""
+    return spec.tier.dedicated_database and spec.owner is not None and spec.preview is None
+
+
+class QuotaExceeded(OdooOpsError):
+    code = "quota_exceeded"
+
+
+def check_dev_quota(
+    specs: Iterable[EnvironmentSpec], owner: str, tier: Tier, per_user: int
+) -> None:
+    """Refuse a new dev or ephemeral environment for ``owner`` when they have ``per_user``
+    already (``quota_exceeded``, naming the limit and the environments that count)."""
+    if not tier.dedicated_database:
+        return
+    mine = sorted(str(s.key) for s in specs if counts_for_owner(s) and s.owner == owner)
+    if len(mine) >= per_user:
+        raise QuotaExceeded(
+            f"{owner} has {len(mine)} dev environments, the most quotas."
+            f"dev_environments_per_user allows ({per_user}): {', '.join(mine)} (dev and "
+            "ephemeral environments they own count, asleep or not; previews count per project)",
+            remediation=f"odooops destroy {mine[0] if mine else 'PROJECT/ENV'}  (or raise "
+            "quotas.dev_environments_per_user in odooops.yaml)",
+        )

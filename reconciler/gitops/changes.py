@@ -19,7 +19,7 @@ import yaml
 from reconciler.core.config import LoadedState, load_state
 from reconciler.core.errors import InvalidState, OdooOpsError
 from reconciler.core.model import EnvironmentSpec, EnvKey, Project, StateConfig
-from reconciler.core.policies import env_name_for_branch
+from reconciler.core.policies import check_dev_quota, env_name_for_branch
 from reconciler.core.secretrefs import SecretPolicy
 from reconciler.core.validation import applied
 
@@ -53,6 +53,9 @@ class Operation:
     verb: str
     key: EnvKey
     fields: Mapping[str, Any] = field(default_factory=dict)
+    # A create counted against its owner's quotas.dev_environments_per_user (``check``), on
+    # the very head the commit lands on, so two writes at once cannot both take the last one.
+    quota: bool = False
 
     def __post_init__(self) -> None:
         if self.verb not in VERBS:
@@ -67,6 +70,15 @@ class Operation:
 
     def message(self, request_id: str, via: str) -> str:
         return message(self, request_id, via)
+
+    def check(self, before: StateConfig, after: StateConfig) -> None:
+        """Refuse the write if it takes its owner over their quota (``quota_exceeded``)."""
+        if not (self.quota and self.verb == "create"):
+            return
+        spec = next(s for s in after.environments if s.key == self.key)
+        if spec.owner is not None and spec.preview is None:
+            per_user = after.platform.quotas.dev_environments_per_user
+            check_dev_quota(before.environments, spec.owner, spec.tier, per_user)
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,8 @@ class StateWriter:
                 try:
                     edit = write.op.apply(state.files)
                     after = changes.validated_after(state.loaded, edit)
+                    if isinstance(write.op, changes.Operation):
+                        write.op.check(state.loaded.config, after.config)
                     if write.pr or changes.touched_protected(state.loaded.config, after.config):
                         requests.append(write)
                         continue

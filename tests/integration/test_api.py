@@ -1625,3 +1625,52 @@ def test_builds_list_show_and_log_only_what_the_token_may_read(
         assert (resp.status_code, resp.json()["error"]) == (404, "not_found"), path
     bad = client.get("/v1/builds?project=Bad!", headers=reader)
     assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
+
+
+def test_dev_environments_count_against_the_token_subject_not_a_free_owner(
+    client: TestClient, authority: TokenAuthority, remote: Path
+) -> None:
+    """The quota's owner is the token's subject; a sixth dev environment is refused naming
+    the limit and the five that count, and nothing is committed."""
+    for n in range(5):
+        resp = client.post(
+            "/v1/environments",
+            json={"name": f"acme/dev-{n}", "branch": f"feature/d{n}", "tier": "dev"},
+            headers=bearer(authority, "env:write"),
+        )
+        assert resp.status_code == 202, resp.text
+    declared = yaml.safe_load(
+        git("--git-dir", str(remote), "show", "main:environments/acme/dev-0.yaml")
+    )
+    assert declared["owner"] == "ann"
+    before = head(remote)
+    refused = client.post(
+        "/v1/environments",
+        json={"name": "acme/dev-5", "branch": "feature/d5", "tier": "ephemeral"},
+        headers=bearer(authority, "env:write"),
+    )
+    assert refused.status_code == 409 and refused.json()["error"] == "quota_exceeded"
+    assert (
+        "quotas.dev_environments_per_user allows (5): acme/dev-0, acme/dev-1"
+        in (refused.json()["message"])
+    )
+    assert refused.json()["remediation"].startswith("odooops destroy acme/dev-0")
+    assert head(remote) == before
+    staging = client.post(  # not a dev tier: no quota
+        "/v1/environments",
+        json={"name": "acme/stage-2", "branch": "release/v9"},
+        headers=bearer(authority, "env:write"),
+    )
+    assert staging.status_code == 202, staging.text
+    other = client.post(
+        "/v1/environments",
+        json={"name": "acme/dev-9", "branch": "feature/d9", "tier": "dev", "owner": "bob"},
+        headers=bearer(authority, "env:write"),
+    )
+    assert other.status_code == 403 and "for itself only, not for bob" in other.json()["message"]
+    admin = client.post(
+        "/v1/environments",
+        json={"name": "acme/dev-9", "branch": "feature/d9", "tier": "dev", "owner": "bob"},
+        headers=bearer(authority, "admin"),
+    )
+    assert admin.status_code == 202, admin.text

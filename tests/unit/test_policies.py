@@ -7,12 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from reconciler.core.model import BranchRule, EnvKey, Policies, Tier
+from reconciler.core.model import BranchRule, EnvKey, Policies, PreviewOf, Tier
 from reconciler.core.policies import (
     MASTER_MEMORY,
     MemoryTooSmall,
     OdooMemory,
+    QuotaExceeded,
     auto_environments,
+    check_dev_quota,
     env_name_for_branch,
     hashed_env_name,
     odoo_memory,
@@ -196,6 +198,28 @@ def test_dev_quota_holds_the_excess_per_owner() -> None:
     held = over_quota(specs, per_user=2)
     assert sorted(held) == [EnvKey("acme", "f2"), EnvKey("acme", "f3")]
     assert "ann@x" in held[EnvKey("acme", "f2")]
+
+
+def test_previews_count_per_project_not_against_their_author() -> None:
+    previews = [
+        spec(f"pr-{i}", Tier.EPHEMERAL, owner="github:ann", preview=PreviewOf("github", i, "f"))
+        for i in range(4)
+    ]
+    assert over_quota(previews, per_user=1) == {}
+    check_dev_quota(previews, "github:ann", Tier.EPHEMERAL, per_user=1)  # nothing counts
+
+
+def test_the_dev_quota_refusal_names_the_limit_and_what_counts() -> None:
+    mine = [spec("a", Tier.DEV, owner="ann"), spec("b", Tier.EPHEMERAL, owner="ann")]
+    others = [spec("c", Tier.DEV, owner="bob"), spec("prod", Tier.PRODUCTION, owner="ann")]
+    check_dev_quota(mine + others, "ann", Tier.STAGING, per_user=2)  # not a dev tier
+    with pytest.raises(QuotaExceeded) as refused:
+        check_dev_quota(mine + others, "ann", Tier.DEV, per_user=2)
+    assert (
+        "ann has 2 dev environments, the most quotas.dev_environments_per_user allows (2): "
+        "acme/a, acme/b" in refused.value.message
+    )
+    assert refused.value.remediation.startswith("odooops destroy acme/a")
 
 
 LONG = "feature/" + "x" * 40

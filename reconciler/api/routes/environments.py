@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from reconciler.api.auth import authorize, check_production_write
+from reconciler.api.auth import Forbidden, Principal, authorize, check_production_write
 from reconciler.api.context import (
     NAME,
     WAIT,
@@ -107,14 +107,17 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
                 remediation="name it PROJECT/ENV with lowercase letters, digits and hyphens, "
                 "starting with a letter (at most 32 characters each), e.g. acme/qa",
             )
-        authorize(principal_of(request), "env:write", str(key))
+        principal = principal_of(request)
+        authorize(principal, "env:write", str(key))
         check_branch(fields_in)
         fields: dict[str, Any] = {
             k: fields_in[k]
             for k in ("branch", "tier", "revision", "owner", "overrides")
             if k in fields_in
         }
-        return await commit_write(ctx, request, changes.Operation("create", key, fields), fields_in)
+        fields["owner"] = owner_of(principal, fields.get("owner"))
+        op = changes.Operation("create", key, fields, quota=True)
+        return await commit_write(ctx, request, op, fields_in)
 
     @guarded("env:write", per_env=True, query=WAIT)
     async def update_environment(request: Request) -> Response:
@@ -298,3 +301,18 @@ def check_branch(fields: dict[str, Any]) -> None:
             "control or invisible characters, not starting with '-' or 'refs/' "
             "(e.g. release/v2)",
         )
+
+
+def owner_of(principal: Principal, asked: str | None) -> str:
+    """Who a new environment belongs to, for quotas: the token's subject. Only an admin token
+    may create one for someone else (``owner`` in the body); an email in a commit is never
+    who counts, since anyone can write any."""
+    if asked is None or asked == principal.subject:
+        return principal.subject
+    if principal.has("admin"):
+        return asked
+    raise Forbidden(
+        f"the token of {principal.subject} may create environments for itself only, not for "
+        f"{asked}",
+        remediation="leave owner out (it is the token's subject), or ask an admin to create it",
+    )
