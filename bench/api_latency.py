@@ -319,8 +319,8 @@ class BenchPlane:
     def builds(self) -> None:
         raise not_benchmarked("builds")
 
-    def previews(self) -> None:
-        return None
+    def pull_request(self, event: object) -> None:
+        pass
 
 
 def not_benchmarked(method: str) -> NotImplementedError:

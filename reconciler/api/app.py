@@ -91,14 +91,13 @@ def create_app(
 
 def _on_delivery(plane: ControlPlane, event: Event) -> bool:
     """A pass for a delivery of a watched repository; a pull request's delivery also goes to
-    the previews (which open, extend or close the request's preview by a commit)."""
+    the previews (an application repository's) or the reviews (the state repository's)."""
     state = plane.state()
     projects = [p.repo_url for p in state.projects.values()] if state is not None else []
     if not concerns(event, [plane.state_repository(), *projects]):
         return False
-    previews = plane.previews()
-    if isinstance(event, PullRequestEvent) and previews is not None:
-        previews.deliver(event, state)
+    if isinstance(event, PullRequestEvent):
+        plane.pull_request(event)
     plane.trigger()
     return True
 

@@ -16,11 +16,13 @@ from reconciler.engine.engine import Engine
 from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore
 from reconciler.engine.previews import Previews
+from reconciler.engine.reviews import Reviews
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
 from reconciler.gitops import changes
 from reconciler.gitops.changerequests import ChangeRequests
 from reconciler.gitops.gitsource import Author, CommitInfo
 from reconciler.gitops.statewriter import StateWriter, WriteResult
+from webhooks.events import PullRequestEvent
 
 # How far back a glob-limited token's audit looks for commits it may see.
 AUDIT_SCAN = 2000
@@ -88,8 +90,8 @@ class GitControlPlane:
     def builds(self) -> BuildQueue | None:
         return None
 
-    def previews(self) -> Previews | None:
-        return None
+    def pull_request(self, event: PullRequestEvent) -> None:
+        """Without a daemon there is no preview to open and no plan to post."""
 
     def routes(self) -> dict[str, Any]:
         """Without a daemon no proxy runs: no route is served."""
@@ -105,10 +107,12 @@ class DaemonControlPlane(GitControlPlane):
         writer: StateWriter,
         trigger: Callable[[], None],
         previews: Previews | None = None,
+        reviews: Reviews | None = None,
     ) -> None:
         super().__init__(writer, trigger)
         self.engine = engine
         self._previews = previews
+        self._reviews = reviews
         self._sessions_lock = threading.Lock()
         self._jobs = JobStore(records=engine.ledger)
 
@@ -125,8 +129,11 @@ class DaemonControlPlane(GitControlPlane):
     def builds(self) -> BuildQueue:
         return self.engine.builds
 
-    def previews(self) -> Previews | None:
-        return self._previews
+    def pull_request(self, event: PullRequestEvent) -> None:
+        if self._reviews is not None and self._reviews.deliver(event):
+            return
+        if self._previews is not None:
+            self._previews.deliver(event, self.engine.last_good)
 
     def close(self) -> None:
         self._jobs.close()

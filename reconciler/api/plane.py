@@ -16,12 +16,12 @@ from reconciler.core.planner import Plan
 from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore, Progress
-from reconciler.engine.previews import Previews
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
 from reconciler.gitops import changes
 from reconciler.gitops.changerequests import ChangeRequests
 from reconciler.gitops.gitsource import Author, CommitInfo
 from reconciler.gitops.statewriter import WriteResult
+from webhooks.events import PullRequestEvent
 
 
 class DataPlane(Protocol):
@@ -174,6 +174,8 @@ class ControlPlane(Protocol):
         """The daemon's image builds; None where no daemon runs (a git-only API)."""
         ...
 
-    def previews(self) -> Previews | None:
-        """The daemon's pull-request previews; None where no daemon runs."""
+    def pull_request(self, event: PullRequestEvent) -> None:
+        """A signed pull-request delivery of a watched repository: an application
+        repository's opens, extends or closes its preview; the state repository's is
+        reviewed (validate and plan of its head). Queued: returns at once."""
         ...

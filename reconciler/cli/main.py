@@ -574,6 +574,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         print_status_table(engine.status)
 
     from reconciler.engine.previews import Previews
+    from reconciler.engine.reviews import Reviews
     from reconciler.gitops.gitsource import GitSource
     from reconciler.gitops.statewriter import StateWriter
 
@@ -584,7 +585,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         lambda: engine.secrets.policy,
     )
     previews = Previews(writer, engine.ledger, engine.secrets.credential, engine.status.all)
-    daemon = Daemon(engine, args.interval, args.jitter, on_change, previews, args.previews_poll)
+    reviews = Reviews(engine.review, writer.forge, args.state_repo, engine.ledger)
+    daemon = Daemon(
+        engine, args.interval, args.jitter, on_change, previews, args.previews_poll, reviews
+    )
     previews.on_commit = daemon.trigger
     api_note = "API off"
     if args.listen != "off":
@@ -592,7 +596,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         from reconciler.api.controlplane import DaemonControlPlane
 
         host, _, port = args.listen.rpartition(":")
-        plane = DaemonControlPlane(engine, writer, daemon.trigger, previews)
+        plane = DaemonControlPlane(engine, writer, daemon.trigger, previews, reviews)
         allowlist = tuple(x.strip() for x in args.production_allowlist.split(",") if x.strip())
         secret_file: Path | None = args.webhook_secret_file
 

@@ -36,6 +36,7 @@ from reconciler.core.model import EnvKey
 from reconciler.engine.engine import Engine
 from reconciler.engine.previews import Previews
 from reconciler.engine.queue import WorkQueue
+from reconciler.engine.reviews import Reviews
 
 log = logging.getLogger("odooops.daemon")
 
@@ -63,9 +64,11 @@ class Daemon:
         on_change: Callable[[], None] | None = None,
         previews: Previews | None = None,
         previews_poll: int = PREVIEWS_POLL_SECONDS,
+        reviews: Reviews | None = None,
     ) -> None:
         self.engine = engine
         self.previews = previews
+        self.reviews = reviews
         self._previews_poll = previews_poll
         self._interval_override = interval
         self._jitter_override = jitter
@@ -268,6 +271,8 @@ class Daemon:
                 IntervalTrigger(seconds=PREVIEWS_PUBLISH_SECONDS),
                 id=PREVIEWS_PUBLISH_JOB,
             )
+        if self.reviews is not None:
+            self.reviews.start()
         self._scheduler.start()
         self.refreshes.start()
         self.envs.start()
@@ -281,6 +286,8 @@ class Daemon:
         self.refreshes.stop(STOP_TIMEOUT)
         if self.previews is not None:
             self.previews.stop(STOP_TIMEOUT)
+        if self.reviews is not None:
+            self.reviews.stop(STOP_TIMEOUT)
         if not self.envs.stop(STOP_TIMEOUT):
             log.warning(
                 "some runs did not end within %s s; their steps resume at start", STOP_TIMEOUT

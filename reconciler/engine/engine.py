@@ -30,8 +30,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from reconciler.core import config as state_format
 from reconciler.core.buildplan import Source
-from reconciler.core.errors import DriverError, ErrorInfo, OdooOpsError
+from reconciler.core.errors import DriverError, ErrorInfo, InvalidState, OdooOpsError, SourceError
 from reconciler.core.model import (
     DatabaseServer,
     Desired,
@@ -588,6 +589,30 @@ class Engine:
             desired = self.sources.resolve(config, fetch, allocate=False)
         observed = self.observe(config)
         return config, desired, observed, plan(desired, observed)
+
+    def review(self, branch: str) -> tuple[str, StateConfig | InvalidState, Plan | None]:
+        """The head of ``branch`` of the state repository (a pull request's), validated, and
+        what a pass would do if it were merged: ``(commit, config or why it is invalid,
+        plan)``. Nothing changes anywhere, and nothing the branch names is fetched (its
+        application repositories are read from the mirrors as they are: a request's text
+        never makes the daemon reach a new address); the branch itself is fetched."""
+        repo = self.sources.state_repo
+        repo.fetch()
+        head = repo.branches().get(branch)
+        if head is None:
+            raise SourceError(
+                f"branch {branch} is not in the state repository",
+                code="state_branch_missing",
+                remediation=f"git ls-remote {repo.display_url} refs/heads/{branch}",
+            )
+        try:
+            config = state_format.load_state(
+                repo.read_tree(head), head, self.config.state_url, self.secrets.policy
+            )
+        except InvalidState as exc:
+            return head, exc, None
+        desired = self.sources.resolve(config, fetch=False, allocate=False)
+        return head, config, plan(desired, self.observe(config))
 
     # -------------------------------------------------------------------------- refresh
     def refresh(

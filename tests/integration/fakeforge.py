@@ -24,6 +24,7 @@ class FakeForge:
         self.pulls: dict[int, dict[str, Any]] = {}
         self.comments: dict[str, dict[str, Any]] = {}  # id -> {"number", "body"}
         self.calls: list[tuple[str, str]] = []
+        self.statuses: list[dict[str, Any]] = []  # commit statuses posted, oldest first
         self.mode = "ok"  # ok, error (500), hang (answers after the client gave up)
         self._ids = itertools.count(100)
         self._lock = threading.Lock()
@@ -146,6 +147,9 @@ class FakeForge:
         else:
             rest = rest.removeprefix(f"/repos/{self.repo}")
         with self._lock:
+            if method == "POST" and (m := re.fullmatch(r"/statuses/([0-9a-f]{40})", rest)):
+                self.statuses.append({"sha": m[1], **body})
+                return 201, {"id": len(self.statuses)}
             if method == "GET" and rest == "/pulls":
                 wanted = "opened" if self.kind == "gitlab" else "open"
                 return 200, [p for p in self.pulls.values() if p["state"] == wanted]

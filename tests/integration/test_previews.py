@@ -29,6 +29,7 @@ from reconciler.gitops.gitsource import GitSource
 from reconciler.gitops.statewriter import StateWriter
 from tests.integration.fakeforge import FakeForge
 from tests.integration.world import Checkout, acme_state_remote, git
+from webhooks.events import PullRequestEvent
 
 pytestmark = pytest.mark.integration
 
@@ -46,8 +47,8 @@ class Plane(GitControlPlane):
     def state(self) -> StateConfig:
         return self.writer.current()
 
-    def previews(self) -> Previews:
-        return self._previews
+    def pull_request(self, event: PullRequestEvent) -> None:
+        self._previews.deliver(event, self.state())
 
     def data(self) -> Any:
         raise AssertionError("previews start no data job")

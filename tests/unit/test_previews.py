@@ -243,3 +243,28 @@ def test_a_branch_deployed_already_is_its_own_preview() -> None:
     decision = decide("acme", POLICY, PR, [spec("crm", branch="feature/crm")], NOW)
     assert (decision.kind, decision.key) == ("refuse", EnvKey("acme", "crm"))
     assert "deployed by acme/crm already (odooops status acme/crm)" in decision.reason
+
+
+# ------------------------------------------------------------ the state repository's requests
+def test_a_reviewed_state_says_its_plan_or_its_problems() -> None:
+    from reconciler.core.errors import InvalidState, Location, Problem
+    from reconciler.core.planner import Plan
+    from reconciler.engine.reviews import verdict
+
+    state, description, comment = verdict(StateConfigStub(), Plan())  # type: ignore[arg-type]
+    assert (state, description) == (
+        "success",
+        "No changes. Live state matches the state repository.",
+    )
+    assert comment.startswith("**OdooOps**: this state is valid; if merged:\n\n```\n")
+    problem = Problem(
+        "unknown_key", "unknown key `workers`", Location("environments/a/b.yaml", 2), "fix"
+    )
+    invalid = InvalidState("state repository is invalid", problems=[problem])
+    state, description, comment = verdict(invalid, None)
+    assert state == "failure" and "1 problem(s); environments/a/b.yaml" in description
+    assert "unknown key `workers`" in comment and "is **invalid**" in comment
+
+
+class StateConfigStub:
+    """A validated state, for ``verdict`` (which only tells it from an ``InvalidState``)."""
