@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from reconciler.core import previews
-from reconciler.core.errors import OdooOpsError
+from reconciler.core.errors import InvalidState, OdooOpsError
 from reconciler.core.model import EnvironmentSpec, EnvKey, Project, SecretRef, StateConfig
 from reconciler.core.previews import CLOSED, MERGED, OPEN, PullRequest
 from reconciler.engine.queue import WorkQueue
@@ -209,6 +209,21 @@ class Previews:
             result = self.writer.submit(op, AUTHOR, subject=subject, via="previews")
         except changes.PreviewGone as exc:  # another run or a person got there first
             self.outcomes[key] = Outcome("none", decision.key, exc.message)
+            return None
+        except InvalidState as exc:
+            # The state refuses it (a copy-of naming no environment, say). The request's
+            # readers may not see the state repository: its problems go to the log only.
+            log.warning("preview %s refused by the state: %s", decision.key, exc.render())
+            self.outcomes[key] = Outcome("failed", decision.key, exc.message)
+            if decision.kind == "open":
+                self._comment(
+                    project,
+                    pr,
+                    None,
+                    "refused",
+                    detail=f"{pr.ref} gets no preview: the state repository refused it; the "
+                    "platform's operators see why in the daemon's log",
+                )
             return None
         log.info("preview %s: %s (%s)", decision.key, decision.kind, decision.reason)
         self.outcomes[key] = Outcome(decision.kind, decision.key, decision.reason, result.commit)

@@ -308,3 +308,18 @@ def test_an_open_request_moves_its_expiry_once_half_its_ttl_is_gone(setup: Setup
     setup.deliver("synchronize", 7)
     assert setup.files()["pr-7"]["expires"] == "2026-12-10T12:00:00Z"
     assert setup.log()[0].startswith("OdooOps|feat(preview): extend acme/pr-7")
+
+
+def test_a_preview_the_state_refuses_gets_a_comment_without_the_states_details(
+    tmp_path: Path,
+) -> None:
+    s = Setup(tmp_path, "github", "{bases: [main], seed: {copy-of: staging}}")  # no staging
+    try:
+        before = s.log()
+        s.deliver("opened", 5)
+        assert s.log() == before and "pr-5" not in s.files()
+        [comment] = s.forge.comments_on(5)
+        assert "the state repository refused it" in comment
+        assert "environments/" not in comment and "staging" not in comment
+    finally:
+        s.close()
