@@ -26,6 +26,7 @@ from reconciler.cli.builds import add_commands as add_build_commands
 from reconciler.cli.console import err, out, print_error
 from reconciler.cli.data import add_commands as add_data_commands
 from reconciler.cli.images import add_commands as add_image_commands
+from reconciler.cli.previews import add_commands as add_preview_commands
 from reconciler.cli.push import add_commands as add_push_commands
 from reconciler.core.errors import OdooOpsError, SecretsError
 from reconciler.core.model import check_instance
@@ -287,6 +288,7 @@ def _parser() -> argparse.ArgumentParser:
     lo.set_defaults(func=cmd_logs)
     add_build_commands(sub)
     add_push_commands(sub)
+    add_preview_commands(sub)
     add_data_commands(sub)
     rc = sub.add_parser(
         "reconcile",

@@ -43,6 +43,7 @@ class Plane(GitControlPlane):
     def __init__(self, writer: StateWriter, previews: Previews) -> None:
         super().__init__(writer, lambda: None)
         self._previews = previews
+        self.shown: dict[str, EnvironmentStatus] = {}
 
     def state(self) -> StateConfig:
         return self.writer.current()
@@ -55,6 +56,9 @@ class Plane(GitControlPlane):
 
     def jobs(self) -> Any:
         raise AssertionError("previews start no job")
+
+    def statuses(self) -> dict[str, EnvironmentStatus]:
+        return self.shown
 
 
 class Setup:
@@ -102,9 +106,11 @@ class Setup:
             clock=lambda: self.now,
         )
         self.previews.start()
-        authority = TokenAuthority(AuthConfig(secret=b"k" * 32))
+        self.authority = TokenAuthority(AuthConfig(secret=b"k" * 32))
+        self.plane = Plane(self.writer, self.previews)
+        self.plane.shown = self.statuses
         self.client = TestClient(
-            create_app(Plane(self.writer, self.previews), authority, webhook_secret=lambda: SECRET)
+            create_app(self.plane, self.authority, webhook_secret=lambda: SECRET)
         )
         self._delivery = 0
 
@@ -219,6 +225,24 @@ def test_a_request_opens_a_preview_comments_and_closing_removes_it(setup: Setup)
     setup.previews.publish(setup.writer.current())
     [comment] = setup.forge.comments_on(7)
     assert "is ready at revision `bbbbbbbbbbbb`: https://pr-7.acme.example" in comment
+    token = setup.authority.mint("ann", ["env:read"], name="Ann", email="ann@acme.example")
+    listed = setup.client.get("/v1/previews", headers={"Authorization": f"Bearer {token}"})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"] == [
+        {
+            "environment": "acme/pr-7",
+            "request": f"{setup.kind}#7",
+            "request_url": f"https://{setup.kind}.test/acme/erp/pull/7",
+            "author": "alice",
+            "head": "feature/pr-7",
+            "base": "main",
+            "fork": False,
+            "expires": "2026-12-08T12:00:00Z",
+            "url": "https://pr-7.acme.example",
+            "health": "Healthy",
+            "sync": "Synced",
+        }
+    ]
     edits = len(setup.forge.calls)
     setup.previews.publish(setup.writer.current())  # unchanged: nothing sent
     assert len(setup.forge.calls) == edits
