@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -1078,7 +1079,7 @@ def _base_status(
         url=want.url,
         health=health_of(want, have),
         serving=(odoo.revision or "") if odoo is not None and odoo.running else "",
-    )
+    ).with_expiry(str(want.key), want.spec.expires, datetime.now(UTC))
 
 
 def _converged_status(
