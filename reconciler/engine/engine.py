@@ -71,6 +71,7 @@ from reconciler.engine.status import (
     now,
 )
 from reconciler.engine.steps import Interrupted, StepResult, Steps
+from reconciler.engine.sweeper import Sweeper
 from reconciler.gitops.changes import UnknownEnvironment
 from reconciler.gitops.gitsource import GitSource
 
@@ -229,6 +230,13 @@ class Engine:
             lambda: self.last_good_or_raise().platform.backups.restore_test,
         )
         self.images = ImageCollector(self.docker, self.ledger, lambda: self.current)
+        self.sweeper = Sweeper(
+            self.state_repo,
+            config.state_branch,
+            lambda: secrets.policy,
+            self.ledger,
+            read_only=config.read_only,
+        )
         self.routes = Routes(
             config.instance,
             config.proxy_dir or config.data_dir / "proxy",
