@@ -152,7 +152,7 @@ def check_extensible(spec: EnvironmentSpec, config: StateConfig) -> None:
     if spec.protected:
         why = "it is protected"
     elif spec.origin != "file":
-        why = "it is made by a branch rule and lives ttl past its branch's last commit"
+        raise branch_made(spec.key)
     elif lifetime(spec, config) is None:
         why = f"its tier ({spec.tier.value}) has no ttl"
     else:
@@ -161,6 +161,17 @@ def check_extensible(spec: EnvironmentSpec, config: StateConfig) -> None:
         f"{spec.key} does not expire ({why}): there is no expiry to extend",
         remediation="nothing to do: it stays until its file is removed "
         f"(odooops status {spec.key})",
+    )
+
+
+def branch_made(key: EnvKey) -> NotExpiring:
+    """The refusal to extend an environment a branch rule makes: it has no file to carry an
+    expiry, and lives ``ttl`` past its branch's last commit, so a push is what keeps it."""
+    return NotExpiring(
+        f"{key} is made by a branch rule (auto_create): it has no expiry to extend, it lives "
+        "ttl past its branch's last commit",
+        remediation="push a commit to its branch to keep it, or declare it with a file: "
+        f"odooops env create {key} --branch BRANCH",
     )
 
 

@@ -355,6 +355,20 @@ def test_an_extension_that_cannot_be_made_changes_nothing(
     assert git("--git-dir", str(remote), "rev-parse", "main") == before
 
 
+def test_a_branch_made_environment_is_kept_by_a_push_not_an_extension(
+    api: tuple[TestClient, TokenAuthority, Plane], remote: Path
+) -> None:
+    client, authority, plane = api
+    plane.statuses()["acme/feature-crm"] = EnvironmentStatus("acme", "feature-crm")  # type: ignore[index]
+    resp = client.post(
+        "/v1/environments/acme/feature-crm/extend",
+        json={"ttl": "3d"},
+        headers=bearer(authority, "deploy"),
+    )
+    assert (resp.status_code, resp.json()["error"]) == (409, "not_expiring")
+    assert "branch rule" in resp.json()["message"]
+
+
 # --------------------------------------------------------------------------------- CLI
 def odooops(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {

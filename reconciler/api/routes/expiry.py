@@ -32,8 +32,8 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
             raise InvalidRequest(f"ttl: {exc}", remediation='{"ttl": "3d"}') from None
         state = ctx.state()
         spec = next((s for s in state.environments if s.key == key), None)
-        if spec is None:
-            raise unknown(key)
+        if spec is None:  # not declared by a file: made by a branch rule, or unknown
+            raise expiry.branch_made(key) if str(key) in ctx.plane.statuses() else unknown(key)
         expiry.check_extensible(spec, state)
         now = durations.format_instant(ctx.clock())
         op = changes.Operation("extend", key, {"by": fields["ttl"], "now": now})
