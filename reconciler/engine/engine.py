@@ -641,7 +641,7 @@ class Engine:
                 | (set(observed.unreachable) & set(desired.environments))
             )
             running = {k for k in desired.environments if busy(k)}
-            self._write_quiet(desired, observed, set(to_run) | set(guarded) | running)
+            self._write_quiet(config, desired, observed, set(to_run) | set(guarded) | running)
             self.routes.sync(
                 config.platform.ingress,
                 desired,
@@ -669,16 +669,20 @@ class Engine:
         decides whether it runs now)."""
         return {k for k in self.errors if k in desired.environments}
 
-    def _write_quiet(self, desired: Desired, observed: Observed, busy: set[EnvKey]) -> None:
-        """Status of every environment that needs no run, and of held ones, in one write."""
+    def _write_quiet(
+        self, config: StateConfig, desired: Desired, observed: Observed, busy: set[EnvKey]
+    ) -> None:
+        """Status of every environment that needs no run, and of held ones, in one write
+        (a held one shows its expiry too: one that cannot run may well be one to let go)."""
         changes: dict[str, Callable[[EnvironmentStatus], EnvironmentStatus]] = {}
         for key, want in desired.environments.items():
             if key in busy:
                 continue
             have = observed.environments.get(key, ObservedEnvironment(key))
             changes[str(key)] = _converged_status(want, have)
+        expires = {s.key: s.expires for s in config.environments} if desired.held else {}
         for key, why in desired.held.items():
-            changes[str(key)] = _held_status(why)
+            changes[str(key)] = _held_status(why, key, expires.get(key))
         if changes:
             self.status.modify_many(changes)
 
@@ -1106,10 +1110,14 @@ def _converged_status(
     return change
 
 
-def _held_status(why: str) -> Callable[[EnvironmentStatus], EnvironmentStatus]:
+def _held_status(
+    why: str, key: EnvKey, expires: datetime | None
+) -> Callable[[EnvironmentStatus], EnvironmentStatus]:
     def change(status: EnvironmentStatus) -> EnvironmentStatus:
-        return replace(status, sync=Sync.UNKNOWN).with_condition(
-            Condition("Held", True, "CannotResolve", why)
+        return (
+            replace(status, sync=Sync.UNKNOWN)
+            .with_condition(Condition("Held", True, "CannotResolve", why))
+            .with_expiry(str(key), expires, datetime.now(UTC))
         )
 
     return change

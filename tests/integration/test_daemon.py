@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -219,6 +220,18 @@ def test_the_daemon_removes_an_expired_environment_by_a_commit_and_prunes_it(
     assert world.env_path("temp") not in files.splitlines()
     assert not any(name.startswith(slug) for name in world.containers())
     assert f"{world.project}__temp" not in world.databases()
+
+
+def test_a_held_environment_shows_its_expiry_too(world: World) -> None:
+    """One that cannot run (its branch is gone) still warns that it is about to go."""
+    soon = (datetime.now(UTC) + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    world.declare("stale", branch="release/gone", tier="staging", expires=soon)
+    world.reconcile()
+    status = world.engine().status.get(f"{world.project}/stale")
+    assert status is not None and status.expires == soon
+    conditions = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert conditions["Held"] == (True, "CannotResolve")
+    assert conditions["Expiring"] == (True, "ExpiresSoon")
 
 
 def status_of_all(world: World) -> dict[str, object]:
