@@ -36,7 +36,8 @@ WARN_BEFORE = timedelta(hours=24)
 
 
 class NotExpiring(OdooOpsError):
-    """An extension of an environment that never expires (protected, or a tier without ttl)."""
+    """An extension of an environment that never expires: protected, of a tier without ttl,
+    or made by a branch rule (a push to its branch is what keeps that one)."""
 
     code = "not_expiring"
 
