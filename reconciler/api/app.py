@@ -15,8 +15,10 @@ The routes live in one module per resource (``routes/``); this module assembles 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -32,6 +34,7 @@ from reconciler.api.routes import (
     builds,
     data,
     environments,
+    expiry,
     images,
     platform,
     previews,
@@ -59,10 +62,12 @@ def create_app(
     metrics: Metrics | None = None,
     webhook_secret: Callable[[], str | None] = lambda: None,
     upload_dir: Path | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Starlette:
     """The app. Webhooks (``/v1/webhooks/{forge}``) authenticate by signature, not by token;
     without a ``webhook_secret`` they answer 404. A delivery triggers a pass only when it
-    concerns the state repository or a project's repository of the last valid state."""
+    concerns the state repository or a project's repository of the last valid state.
+    ``clock`` is what writes read as now (expiries); the real one unless a test fakes it."""
     ctx = ApiContext(
         plane=plane,
         authority=authority,
@@ -71,6 +76,8 @@ def create_app(
         metrics=metrics,
         upload_dir=upload_dir,
     )
+    if clock is not None:
+        ctx = dataclasses.replace(ctx, clock=clock)
 
     def count_webhook(forge: str, event: str, result: str) -> None:
         if metrics is not None:
@@ -79,6 +86,7 @@ def create_app(
     routes = [
         *platform.routes(ctx),
         *environments.routes(ctx, ENV_PATH),
+        *expiry.routes(ctx, ENV_PATH),
         *requests.routes(ctx),
         *shell.routes(ctx, ENV_PATH),
         *data.routes(ctx, ENV_PATH),

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ class ApiContext:
     metrics: Metrics | None = None
     upload_dir: Path | None = None
     streams: StreamBudget = field(default_factory=StreamBudget)
+    # What writes read as now (an expiry at creation, an extension): a fake one in tests.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def guarded(
         self, scope: str, per_env: bool = False, query: Collection[str] = ()

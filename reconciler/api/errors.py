@@ -74,6 +74,8 @@ HTTP_STATUS = {
     "database_not_initialised": 409,
     "admin_user_missing": 422,
     "admin_password_failed": 503,
+    "not_expiring": 409,
+    "ttl_too_long": 400,
 }
 # A 401 about the bearer token (not a webhook's signature) tells the client how to authenticate.
 _BEARER_REFUSALS = frozenset(

@@ -25,6 +25,7 @@ from rich.table import Table
 from reconciler.cli.builds import add_commands as add_build_commands
 from reconciler.cli.console import err, out, print_error
 from reconciler.cli.data import add_commands as add_data_commands
+from reconciler.cli.expiry import add_commands as add_expiry_commands
 from reconciler.cli.images import add_commands as add_image_commands
 from reconciler.cli.previews import add_commands as add_preview_commands
 from reconciler.cli.push import add_commands as add_push_commands
@@ -406,6 +407,7 @@ def _write_commands(sub: Any) -> None:
         sp.add_argument("name")
         writer_args(sp)
         sp.set_defaults(func=cmd_write, verb=verb)
+    add_expiry_commands(env_sub, CACHE_DIR, _allowlist_args)
     ls = env_sub.add_parser("list", help="environments declared in the state repository")
     ls.add_argument("--state-repo", help="read the state repository directly (default: the API)")
     ls.add_argument("--state-branch", default="main")
@@ -970,6 +972,8 @@ def cmd_write(args: argparse.Namespace) -> int:
         key = changes.resolve_name(args.name, state.projects, [s.key for s in state.environments])
         if args.verb == "create" and "branch" not in fields:  # the branch of the same name
             fields["branch"] = changes.default_branch(args.name, [key.project])
+        if args.verb == "create":
+            fields.update(_expiry_at_creation(key, fields, state))
         result = writer.submit(
             changes.Operation(args.verb, key, fields, quota=args.verb == "create"),
             _author(args.author),
@@ -1021,6 +1025,14 @@ def cmd_write(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _expiry_at_creation(key: Any, fields: dict[str, Any], state: Any) -> dict[str, str]:
+    """``expires`` of a new file (as the API writes it), when it is not permanent."""
+    from reconciler.core import durations, expiry
+
+    expires = expiry.for_new_file(key, fields, state, datetime.now(UTC))
+    return {"expires": durations.format_instant(expires)} if expires is not None else {}
+
+
 def _client() -> Any:
     from reconciler.cli.client import ApiClient, load_login
 
@@ -1069,6 +1081,8 @@ def _wait(client: Any, key: Any, commit: str, verb: str, timeout: float) -> int:
 
 
 def cmd_env_list(args: argparse.Namespace) -> int:
+    from reconciler.core import durations
+
     if args.state_repo:
         state = _state_repo(args).current()
         title = f"Declared at {state.commit[:12]}"
@@ -1082,6 +1096,7 @@ def cmd_env_list(args: argparse.Namespace) -> int:
                 "sync": "",
                 "health": "",
                 "url": "",
+                "expires": durations.format_instant(s.expires) if s.expires else None,
             }
             for s in state.environments
         ]
@@ -1097,6 +1112,7 @@ def cmd_env_list(args: argparse.Namespace) -> int:
                 "sync": i["sync"],
                 "health": i["health"],
                 "url": i["url"],
+                "expires": i.get("expires"),
             }
             for i in _client().get("/environments")["items"]
         ]
@@ -1107,8 +1123,9 @@ def cmd_env_list(args: argparse.Namespace) -> int:
     for col in STATUS_COLUMNS:
         table.add_column(col)
     fields = ("environment", "branch", "tier", "serving", "revision", "sync", "health", "url")
+    at = datetime.now(UTC)
     for r in rows:
-        table.add_row(*(str(r[c]) for c in fields))
+        table.add_row(*(str(r[c]) for c in fields), _expires_cell(r["expires"], at))
     out.print(table)
     return EXIT_OK
 
@@ -1439,7 +1456,17 @@ def cmd_init_key(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- output
-STATUS_COLUMNS = ("ENVIRONMENT", "BRANCH", "TIER", "SERVING", "WANTED", "SYNC", "HEALTH", "URL")
+STATUS_COLUMNS = (
+    "ENVIRONMENT",
+    "BRANCH",
+    "TIER",
+    "SERVING",
+    "WANTED",
+    "SYNC",
+    "HEALTH",
+    "URL",
+    "EXPIRES",
+)
 ROUTE_COLUMNS = (
     "ENVIRONMENT",
     "TIER",
@@ -1467,6 +1494,7 @@ def print_status_table(
     differ while an update is under way, or failed and the previous container still serves),
     then the daemon's last pass and every environment that needs a look, and why."""
     envs = store.all() if envs is None else envs
+    at = datetime.now(UTC)
     table = Table(title="OdooOps environments", title_justify="left")
     for col in STATUS_COLUMNS:
         table.add_column(col)
@@ -1480,6 +1508,7 @@ def print_status_table(
             f"[{_STYLE.get(s.sync, 'white')}]{s.sync}[/]",
             f"[{_STYLE.get(s.health, 'white')}]{s.health}[/]",
             s.url,
+            _expires_cell(s.expires, at),
         )
     out.print(table)
     daemon = store.daemon
@@ -1504,8 +1533,22 @@ def print_status_table(
                 )
             if cond.status and cond.type == "Held":
                 out.print(f"[yellow]{key} held[/]: {cond.message}", highlight=False)
+            if cond.status and cond.type == "Expiring":
+                out.print(f"[yellow]{key} expiring[/]: {cond.message}", highlight=False)
     for key, why in sorted(daemon.expired.items()):
         out.print(f"[yellow]{key}: no environment[/]: {why}", highlight=False)
+
+
+def _expires_cell(expires: str | None, at: datetime) -> str:
+    """``expires in 2d 3h`` (yellow within a day), ``expired`` (red), ``-`` when permanent."""
+    from reconciler.core import durations, expiry
+
+    if not expires:
+        return "-"
+    when = durations.parse_instant(expires)
+    text = expiry.describe(when, at)
+    colour = "red" if when <= at else "yellow" if when - at <= expiry.WARN_BEFORE else "white"
+    return f"[{colour}]{text}[/]"
 
 
 def _emit(doc: Any, fmt: str) -> None:

@@ -314,6 +314,12 @@ def repo_path(url: str) -> str:
     return path[: -len(".git")] if path.endswith(".git") else path
 
 
+def environment_spec(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> EnvironmentSpec:
+    """The declaration an environment file makes (``raw``, validated), as the loader reads it:
+    also what a writer asks of a file it is about to write (its tier, its protection)."""
+    return _environment(key, raw, policies)
+
+
 def _environment(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> EnvironmentSpec:
     branch = raw["branch"]
     tier = Tier(raw["tier"]) if "tier" in raw else tier_for(policies, branch)

@@ -1724,7 +1724,7 @@ class StateIndex:
         doc = self.environments.get((p, e))
         if doc is None:
             return []
-        out = self._copy_target(doc)
+        out = self._copy_target(doc) + self._expiry_target(doc)
         source = _get(doc.data, ("db", "source"))
         if isinstance(source, str) and source != "fresh":
             location = doc.location(("db", "source"))
@@ -1798,12 +1798,7 @@ class StateIndex:
         """
         out: list[Problem] = []
         tier = self._tier(doc)
-        protected_tiers = _get(self.policies.data, ("protected_tiers",)) if self.policies else None
-        if not isinstance(protected_tiers, list):
-            protected_tiers = ["production"]
-        protected = _get(doc.data, ("protected",))
-        if not isinstance(protected, bool):
-            protected = tier in protected_tiers
+        protected = self._protected(doc, tier)
         source = _get(doc.data, ("db", "source"))
         if isinstance(source, str) and source != "fresh" and protected:
             location = doc.location(("db", "source"))
@@ -1830,6 +1825,30 @@ class StateIndex:
                 )
             )
         return out
+
+    def _protected(self, doc: Document, tier: str) -> bool:
+        """Whether the environment of ``doc`` is protected: its own word, else its tier's."""
+        protected_tiers = _get(self.policies.data, ("protected_tiers",)) if self.policies else None
+        if not isinstance(protected_tiers, list):
+            protected_tiers = ["production"]
+        protected = _get(doc.data, ("protected",))
+        return protected if isinstance(protected, bool) else tier in protected_tiers
+
+    def _expiry_target(self, doc: Document) -> list[Problem]:
+        """A protected environment never expires: the sweeper would remove it by a commit."""
+        if _get(doc.data, ("expires",)) is None or not self._protected(doc, self._tier(doc)):
+            return []
+        location = doc.location(("expires",))
+        return [
+            self._problem(
+                "expires_on_protected",
+                "expires is not allowed on a protected environment: it would be removed "
+                "when the time passes",
+                location,
+                f"remove expires at {_at(location)} (a protected environment is permanent; "
+                "to remove one, commit the removal of its file)",
+            )
+        ]
 
     def _branch(self, p: str, branch: str) -> list[Problem]:
         members = self.branch_groups.get((p, branch), ())

@@ -112,6 +112,7 @@ class Daemon:
             self.envs.put(key, f"refresh ({', '.join(reasons)})")
         self.engine.metrics.queue_depth.set(self.envs.depth())
         self._mail_catcher()
+        self._sweep()
         timing = self._timing()
         if timing != self._schedule and self._scheduler.running:
             self._schedule = timing
@@ -172,6 +173,21 @@ class Daemon:
             return
         for what in started:
             log.info("scheduled: %s", what)
+
+    def _sweep(self) -> None:
+        """The TTL sweeper after a pass, at most once a minute (``engine.sweeper``); what it
+        committed is applied by the pass it triggers. Its failure (the remote refused the
+        push, or is away) is logged and retried at the next run, never raised."""
+        try:
+            result = self.engine.sweeper.sweep_if_due(self.engine.last_good)
+        except OdooOpsError as exc:
+            log.error("TTL sweep failed, tried again after the next pass: %s", exc.render())
+            return
+        except Exception:
+            log.exception("TTL sweep crashed")
+            return
+        if result is not None and result.commits:
+            self.trigger("ttl sweep")
 
     def _collect_images(self) -> None:
         """The daily image collection, when due (``engine.images``); its failure is logged

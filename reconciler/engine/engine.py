@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ from reconciler.engine.status import (
     now,
 )
 from reconciler.engine.steps import Interrupted, StepResult, Steps
+from reconciler.engine.sweeper import Sweeper
 from reconciler.gitops.changes import UnknownEnvironment
 from reconciler.gitops.gitsource import GitSource
 
@@ -229,6 +231,13 @@ class Engine:
             lambda: self.last_good_or_raise().platform.backups.restore_test,
         )
         self.images = ImageCollector(self.docker, self.ledger, lambda: self.current)
+        self.sweeper = Sweeper(
+            self.state_repo,
+            config.state_branch,
+            lambda: secrets.policy,
+            self.ledger,
+            read_only=config.read_only,
+        )
         self.routes = Routes(
             config.instance,
             config.proxy_dir or config.data_dir / "proxy",
@@ -657,7 +666,7 @@ class Engine:
                 | (set(observed.unreachable) & set(desired.environments))
             )
             running = {k for k in desired.environments if busy(k)}
-            self._write_quiet(desired, observed, set(to_run) | set(guarded) | running)
+            self._write_quiet(config, desired, observed, set(to_run) | set(guarded) | running)
             self.routes.sync(
                 config.platform.ingress,
                 desired,
@@ -685,16 +694,20 @@ class Engine:
         decides whether it runs now)."""
         return {k for k in self.errors if k in desired.environments}
 
-    def _write_quiet(self, desired: Desired, observed: Observed, busy: set[EnvKey]) -> None:
-        """Status of every environment that needs no run, and of held ones, in one write."""
+    def _write_quiet(
+        self, config: StateConfig, desired: Desired, observed: Observed, busy: set[EnvKey]
+    ) -> None:
+        """Status of every environment that needs no run, and of held ones, in one write
+        (a held one shows its expiry too: one that cannot run may well be one to let go)."""
         changes: dict[str, Callable[[EnvironmentStatus], EnvironmentStatus]] = {}
         for key, want in desired.environments.items():
             if key in busy:
                 continue
             have = observed.environments.get(key, ObservedEnvironment(key))
             changes[str(key)] = _converged_status(want, have)
+        expires = {s.key: s.expires for s in config.environments} if desired.held else {}
         for key, why in desired.held.items():
-            changes[str(key)] = _held_status(why)
+            changes[str(key)] = _held_status(why, key, expires.get(key))
         if changes:
             self.status.modify_many(changes)
 
@@ -1103,7 +1116,7 @@ def _base_status(
         url=want.url,
         health=health_of(want, have),
         serving=(odoo.revision or "") if odoo is not None and odoo.running else "",
-    )
+    ).with_expiry(str(want.key), want.spec.expires, datetime.now(UTC))
 
 
 def _converged_status(
@@ -1122,10 +1135,14 @@ def _converged_status(
     return change
 
 
-def _held_status(why: str) -> Callable[[EnvironmentStatus], EnvironmentStatus]:
+def _held_status(
+    why: str, key: EnvKey, expires: datetime | None
+) -> Callable[[EnvironmentStatus], EnvironmentStatus]:
     def change(status: EnvironmentStatus) -> EnvironmentStatus:
-        return replace(status, sync=Sync.UNKNOWN).with_condition(
-            Condition("Held", True, "CannotResolve", why)
+        return (
+            replace(status, sync=Sync.UNKNOWN)
+            .with_condition(Condition("Held", True, "CannotResolve", why))
+            .with_expiry(str(key), expires, datetime.now(UTC))
         )
 
     return change

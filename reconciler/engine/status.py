@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from reconciler.core import durations, expiry
 from reconciler.core.errors import OdooOpsError
 
 
@@ -69,6 +70,7 @@ class EnvironmentStatus:
     last_backup_id: str = ""
     last_restore_test: str = ""  # finish time of the newest successful restore test
     certificate_expires: str = ""  # the earliest expiry of its hosts' certificates (ISO 8601)
+    expires: str = ""  # when the sweeper removes it (its file's expires, UTC); "" permanent
 
     def with_condition(self, cond: Condition) -> EnvironmentStatus:
         """Replace the condition of the same type, keeping ``since`` if nothing changed."""
@@ -77,6 +79,22 @@ class EnvironmentStatus:
         if old is not None and (old.status, old.reason) == (cond.status, cond.reason):
             cond = replace(cond, since=old.since)
         return replace(self, conditions=(*kept, cond), updated=now())
+
+    def without_condition(self, kind: str) -> EnvironmentStatus:
+        """Drop the condition of type ``kind`` (one that no longer applies at all)."""
+        if not any(c.type == kind for c in self.conditions):
+            return self
+        kept = tuple(c for c in self.conditions if c.type != kind)
+        return replace(self, conditions=kept, updated=now())
+
+    def with_expiry(self, key: str, expires: datetime | None, at: datetime) -> EnvironmentStatus:
+        """``expires`` and the ``Expiring`` condition at ``at`` (true within a day of it, its
+        message naming the command that keeps the environment); neither when permanent."""
+        if expires is None:
+            return replace(self, expires="").without_condition("Expiring")
+        status, reason, message = expiry.expiring(key, expires, at)
+        shown = replace(self, expires=durations.format_instant(expires))
+        return shown.with_condition(Condition("Expiring", status, reason, message))
 
     def to_dict(self) -> dict[str, Any]:
         """Field by field: ``dataclasses.asdict`` deep-copies and was most of a listing's cost."""
@@ -108,6 +126,7 @@ class EnvironmentStatus:
             "last_backup_id": self.last_backup_id,
             "last_restore_test": self.last_restore_test,
             "certificate_expires": self.certificate_expires,
+            "expires": self.expires or None,
         }
 
     @classmethod
@@ -116,6 +135,7 @@ class EnvironmentStatus:
         data["sync"] = Sync(data.get("sync", "Unknown"))
         data["health"] = Health(data.get("health", "Unknown"))
         data["conditions"] = tuple(Condition(**c) for c in data.get("conditions", []))
+        data["expires"] = data.get("expires") or ""
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 

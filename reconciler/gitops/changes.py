@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.core import durations, expiry
 from reconciler.core.config import LoadedState, load_state
 from reconciler.core.errors import InvalidState, OdooOpsError
 from reconciler.core.model import EnvironmentSpec, EnvKey, Project, StateConfig
@@ -23,7 +24,7 @@ from reconciler.core.policies import check_dev_quota, env_name_for_branch
 from reconciler.core.secretrefs import SecretPolicy
 from reconciler.core.validation import applied
 
-VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy")
+VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy", "extend")
 _MESSAGE = {
     "create": "feat(env): create {key}",
     "update": "chore(env): update {key}",
@@ -31,6 +32,7 @@ _MESSAGE = {
     "suspend": "chore(env): suspend {key}",
     "resume": "chore(env): resume {key}",
     "deploy": "feat(deploy): deploy {what} to {key}",
+    "extend": "chore(ttl): extend {key} by {by}",
 }
 
 
@@ -50,6 +52,11 @@ class InvalidName(OdooOpsError):
 
 @dataclass(frozen=True)
 class Operation:
+    """One environment write. ``fields`` are the file's keys for create, update and deploy;
+    for ``extend`` they are ``by`` (a duration) and ``now`` (the caller's clock, an instant),
+    so the new expiry is computed from the file at the head the commit lands on: an extension
+    that races another one adds to it instead of overwriting it."""
+
     verb: str
     key: EnvKey
     fields: Mapping[str, Any] = field(default_factory=dict)
@@ -308,17 +315,30 @@ def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
     if op.verb == "destroy":
         return {path: None}
     doc = yaml.safe_load(current) or {}
-    if op.verb in ("suspend", "resume"):
+    if op.verb == "extend":
+        doc["expires"] = durations.format_instant(_extended(op, doc))
+    elif op.verb in ("suspend", "resume"):
         doc["suspended"] = op.verb == "suspend"
     else:  # update, deploy: a merge patch; None removes a key
         doc = _merge_patch(doc, op.fields)
     return {path: _dump(doc)}
 
 
+def _extended(op: Operation, doc: Mapping[str, Any]) -> Any:
+    """The expiry ``op`` (an extension) gives the file ``doc``: counted from its current
+    ``expires``, or from now when it has none yet (not stamped) or it is past."""
+    try:
+        current = durations.parse_instant(doc["expires"]) if "expires" in doc else None
+    except ValueError:
+        current = None  # an expiry validation would refuse: the new one replaces it
+    now = durations.parse_instant(op.fields["now"])
+    return expiry.extended(current, durations.parse_duration(op.fields["by"]), now, op.key)
+
+
 def message(op: Operation, request_id: str, via: str) -> str:
     """A conventional-commit message carrying the request id, so git log is the audit trail."""
     what = op.fields.get("revision") or op.fields.get("branch") or "the branch head"
-    title = _MESSAGE[op.verb].format(key=op.key, what=what)
+    title = _MESSAGE[op.verb].format(key=op.key, what=what, by=op.fields.get("by", ""))
     return f"{title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n"
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,64 @@ def test_status_shows_the_table(world: World) -> None:
         odooops(world, "status", "--data-dir", str(world.data_dir), "-o", "json").stdout
     )
     assert doc["environments"][f"{world.project}/staging"]["sync"] == "Synced"
+
+
+def test_the_daemon_removes_an_expired_environment_by_a_commit_and_prunes_it(
+    world: World,
+) -> None:
+    """Status shows the expiry that passed; the daemon's sweeper removes the file (a commit
+    by OdooOps) after its pass, and the pass that commit triggers prunes everything."""
+    world.allow_empty()  # it is the world's only environment
+    world.declare("temp", branch="release/v1", expires="2026-01-01T00:00:00Z")
+    assert world.reconcile().errors == {}
+    status = world.engine().status.get(f"{world.project}/temp")
+    assert status is not None and status.expires == "2026-01-01T00:00:00Z"
+    expiring = next(c for c in status.conditions if c.type == "Expiring")
+    assert (expiring.status, expiring.reason) == (True, "Expired")
+    assert f"odooops env extend {world.project}/temp --ttl 3d" in expiring.message
+    slug = f"odooops-{world.project}-temp"
+    assert any(name.startswith(slug) for name in world.containers())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli.main", *daemon_args(world, interval=300)],
+        env=world.cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: f"{world.project}/temp" not in status_of_all(world),
+            120,
+            "the expired environment to be pruned",
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    subject = git(
+        "--git-dir", str(world.state_remote), "log", "-1", "--format=%an|%s", "main"
+    ).strip()
+    assert subject == (
+        f"OdooOps|chore(ttl): remove expired {world.project}/temp (expired 2026-01-01T00:00:00Z)"
+    )
+    files = git("--git-dir", str(world.state_remote), "ls-tree", "-r", "--name-only", "main")
+    assert world.env_path("temp") not in files.splitlines()
+    assert not any(name.startswith(slug) for name in world.containers())
+    assert f"{world.project}__temp" not in world.databases()
+
+
+def test_a_held_environment_shows_its_expiry_too(world: World) -> None:
+    """One that cannot run (its branch is gone) still warns that it is about to go."""
+    soon = (datetime.now(UTC) + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    world.declare("stale", branch="release/gone", tier="staging", expires=soon)
+    world.reconcile()
+    status = world.engine().status.get(f"{world.project}/stale")
+    assert status is not None and status.expires == soon
+    conditions = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert conditions["Held"] == (True, "CannotResolve")
+    assert conditions["Expiring"] == (True, "ExpiresSoon")
+
+
+def status_of_all(world: World) -> dict[str, object]:
+    return dict(json.loads((world.data_dir / "status.json").read_text())["environments"])
 
 
 def test_validate_exit_codes(tmp_path: Path, world: World) -> None:

@@ -38,7 +38,7 @@ from reconciler.api.context import (
 )
 from reconciler.api.httpbody import InvalidRequest, json_object
 from reconciler.api.writes import commit_write
-from reconciler.core import durations
+from reconciler.core import durations, expiry
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey
 from reconciler.core.validation import is_branch_name
@@ -91,7 +91,8 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
 
     @guarded("env:write", query=WAIT)
     async def create_environment(request: Request) -> Response:
-        """Declare an environment: a commit adding its file."""
+        """Declare an environment: a commit adding its file (with its ``expires`` when its
+        tier has a ttl and it is not protected)."""
         fields_in = await body(request, CREATE_FIELDS, required={"name"})
         state = ctx.state()
         project = fields_in.get("project")
@@ -116,6 +117,9 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
             if k in fields_in
         }
         fields["owner"] = owner_of(principal, fields.get("owner"))
+        expires = expiry.for_new_file(key, fields, state, ctx.clock())
+        if expires is not None:
+            fields["expires"] = durations.format_instant(expires)
         op = changes.Operation("create", key, fields, quota=True)
         return await commit_write(ctx, request, op, fields_in)
 
