@@ -73,6 +73,12 @@ HTTP_STATUS = {
     "database_not_initialised": 409,
     "admin_user_missing": 422,
     "admin_password_failed": 503,
+    "promotion_refused": 409,
+    "invalid_promotion": 400,
+    "no_migration_pending": 409,
+    "branch_exists": 409,
+    "nothing_served": 409,
+    "branch_environment_not_created": 500,
 }
 # A 401 about the bearer token (not a webhook's signature) tells the client how to authenticate.
 _BEARER_REFUSALS = frozenset(

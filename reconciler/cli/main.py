@@ -26,6 +26,7 @@ from reconciler.cli.builds import add_commands as add_build_commands
 from reconciler.cli.console import err, out, print_error
 from reconciler.cli.data import add_commands as add_data_commands
 from reconciler.cli.images import add_commands as add_image_commands
+from reconciler.cli.promote import add_commands as add_promote_commands
 from reconciler.cli.push import add_commands as add_push_commands
 from reconciler.core.errors import OdooOpsError, SecretsError
 from reconciler.core.model import check_instance
@@ -279,7 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     lo.set_defaults(func=cmd_logs)
     add_build_commands(sub)
     add_push_commands(sub)
-    add_data_commands(sub)
+    add_promote_commands(sub, add_data_commands(sub))
     rc = sub.add_parser(
         "reconcile",
         help="ask the daemon for a pass now, retrying environments held after a failure (API)",
@@ -565,21 +566,28 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             last_shown[:] = rows
         print_status_table(engine.status)
 
+    from reconciler.engine.promotions import Promoter
+    from reconciler.engine.releases import engine_release
+    from reconciler.gitops.gitsource import GitSource
+    from reconciler.gitops.statewriter import StateWriter
+
     daemon = Daemon(engine, args.interval, args.jitter, on_change)
+    # The API's writes and the daemon's own (automatic promotions) share one writer.
+    writer = StateWriter(
+        GitSource(args.state_repo, args.data_dir / "git-writes", hint="--state-repo"),
+        args.state_branch,
+        _forge(args),
+        lambda: engine.secrets.policy,
+    )
+    daemon.promoter = Promoter(
+        writer.current, lambda key: engine_release(engine, key), writer, engine.ledger
+    )
     api_note = "API off"
     if args.listen != "off":
         from reconciler.api.app import create_app
         from reconciler.api.controlplane import DaemonControlPlane
-        from reconciler.gitops.gitsource import GitSource
-        from reconciler.gitops.statewriter import StateWriter
 
         host, _, port = args.listen.rpartition(":")
-        writer = StateWriter(
-            GitSource(args.state_repo, args.data_dir / "git-writes", hint="--state-repo"),
-            args.state_branch,
-            _forge(args),
-            lambda: engine.secrets.policy,
-        )
         plane = DaemonControlPlane(engine, writer, daemon.trigger)
         allowlist = tuple(x.strip() for x in args.production_allowlist.split(",") if x.strip())
         secret_file: Path | None = args.webhook_secret_file

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey
 from reconciler.engine.engine import Engine
+from reconciler.engine.promotions import Promoter
 from reconciler.engine.queue import WorkQueue
 
 log = logging.getLogger("odooops.daemon")
@@ -43,6 +44,8 @@ DATA_JOB = "data-schedules"
 DATA_CHECK_SECONDS = 60
 IMAGES_JOB = "image-gc"
 IMAGES_CHECK_SECONDS = 600  # whether a day passed since the last image collection
+PROMOTE_JOB = "promote-rules"
+PROMOTE_CHECK_SECONDS = 60  # whether a promote rule of policies.yaml is due
 REFRESH = "refresh"
 STOP_TIMEOUT = 8.0  # Docker's default stop timeout is 10 s
 EVENTS_RETRY_CAP = 30.0
@@ -72,6 +75,8 @@ class Daemon:
         self._server_thread: threading.Thread | None = None
         self._catcher_settings: object = None
         self._refresh_failures = 0
+        # The automatic promote rules; None when the daemon has no state writer.
+        self.promoter: Promoter | None = None
         engine.on_change = self.trigger
         engine.on_env = self.put_env
         # aiosmtpd warns about its own deprecated attribute on every login.
@@ -171,6 +176,15 @@ class Daemon:
         except Exception:
             log.exception("image collection crashed")
 
+    def _promote(self) -> None:
+        """The promote rules that are due (``engine.promotions``); never raises."""
+        if self.promoter is None:
+            return
+        try:
+            self.promoter.run(datetime.now(UTC))
+        except Exception:
+            log.exception("promote rules crashed")
+
     def _watch_events(self) -> None:
         """Docker's events put the environment of a container that died or went away on the
         queue at once (a ``docker rm`` heals in seconds, not at the next poll). When the
@@ -228,6 +242,9 @@ class Daemon:
         )
         self._scheduler.add_job(
             self._collect_images, IntervalTrigger(seconds=IMAGES_CHECK_SECONDS), id=IMAGES_JOB
+        )
+        self._scheduler.add_job(
+            self._promote, IntervalTrigger(seconds=PROMOTE_CHECK_SECONDS), id=PROMOTE_JOB
         )
         self._scheduler.start()
         self.refreshes.start()

@@ -23,7 +23,7 @@ from reconciler.core.policies import env_name_for_branch
 from reconciler.core.secretrefs import SecretPolicy
 from reconciler.core.validation import applied
 
-VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy")
+VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy", "promote", "migrate")
 _MESSAGE = {
     "create": "feat(env): create {key}",
     "update": "chore(env): update {key}",
@@ -31,6 +31,8 @@ _MESSAGE = {
     "suspend": "chore(env): suspend {key}",
     "resume": "chore(env): resume {key}",
     "deploy": "feat(deploy): deploy {what} to {key}",
+    "promote": "feat(promote): promote {what} to {key}",
+    "migrate": "feat(migrate): approve the module update of {what} on {key}",
 }
 
 
@@ -53,6 +55,8 @@ class Operation:
     verb: str
     key: EnvKey
     fields: Mapping[str, Any] = field(default_factory=dict)
+    title: str = ""  # the commit's title, when the verb's own would say too little
+    trailers: tuple[tuple[str, str], ...] = ()  # (name, value) lines git log keeps
 
     def __post_init__(self) -> None:
         if self.verb not in VERBS:
@@ -208,16 +212,22 @@ def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
     doc = yaml.safe_load(current) or {}
     if op.verb in ("suspend", "resume"):
         doc["suspended"] = op.verb == "suspend"
-    else:  # update, deploy: a merge patch; None removes a key
+    else:  # update, deploy, promote, migrate: a merge patch; None removes a key
         doc = _merge_patch(doc, op.fields)
     return {path: _dump(doc)}
 
 
 def message(op: Operation, request_id: str, via: str) -> str:
     """A conventional-commit message carrying the request id, so git log is the audit trail."""
-    what = op.fields.get("revision") or op.fields.get("branch") or "the branch head"
-    title = _MESSAGE[op.verb].format(key=op.key, what=what)
-    return f"{title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n"
+    what = (
+        op.fields.get("revision")
+        or op.fields.get("migrate")
+        or op.fields.get("branch")
+        or "the branch head"
+    )
+    title = op.title or _MESSAGE[op.verb].format(key=op.key, what=what)
+    trailers = "".join(f"{name}: {value}\n" for name, value in op.trailers)
+    return f"{title}\n\n{trailers}Request-Id: {request_id}\nOdooOps-Via: {via}\n"
 
 
 def validated(
