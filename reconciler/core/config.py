@@ -29,6 +29,7 @@ from reconciler.core.model import (
     PreviewOf,
     PreviewPolicy,
     Project,
+    PromotedFrom,
     PromoteRule,
     Quotas,
     S3Settings,
@@ -353,7 +354,12 @@ def _environment(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> Env
         expires=parse_instant(raw["expires"]) if "expires" in raw else None,
         preview=_preview(raw["preview"]) if "preview" in raw else None,
         migrate=raw.get("migrate"),
+        promoted=_promoted(raw["promoted"]) if "promoted" in raw else None,
     )
+
+
+def _promoted(raw: Mapping[str, Any]) -> PromotedFrom:
+    return PromotedFrom(source=raw["from"], revision=raw["revision"], image=raw["image"])
 
 
 def _preview(raw: Mapping[str, Any]) -> PreviewOf:

@@ -408,6 +408,16 @@ class PreviewOf:
 
 
 @dataclass(frozen=True)
+class PromotedFrom:
+    """``promoted`` of an environment file: the promotion that pinned its revision, and the
+    image the source ran it as (which the daemon compares with the image it resolves)."""
+
+    source: str  # PROJECT/ENV
+    revision: str
+    image: str
+
+
+@dataclass(frozen=True)
 class EnvironmentSpec:
     """An environment as declared: by a file in the state repo, or by a branch rule."""
 
@@ -431,6 +441,7 @@ class EnvironmentSpec:
     # The one revision whose module update may show the maintenance page although the tier
     # says maintenance: false (``odooops db migrate``); any other revision is held again.
     migrate: str | None = None
+    promoted: PromotedFrom | None = None  # written by odooops promote
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.core.errors import OdooOpsError
-from reconciler.core.model import EnvironmentSpec, EnvKey, PromoteRule
+from reconciler.core.model import DesiredEnvironment, EnvironmentSpec, EnvKey, PromoteRule
 
 PROMOTED_FROM = "Promoted-From"
 IMAGE = "Image"
@@ -81,8 +81,10 @@ class Promotion:
         return ((PROMOTED_FROM, f"{self.source}@{self.revision}"), (IMAGE, self.image))
 
     def fields(self) -> dict[str, Any]:
-        """The merge patch of the target's file: the pin."""
-        return {"revision": self.revision}
+        """The merge patch of the target's file: the pin, and where it came from (the image
+        the daemon then checks the target resolves to)."""
+        promoted = {"from": str(self.source), "revision": self.revision, "image": self.image}
+        return {"revision": self.revision, "promoted": promoted}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,3 +158,33 @@ def rule_pairs(
             if source in by_key and target in by_key:
                 pairs.append((rule, source, by_key[target]))
     return pairs
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """Whether a promoted environment runs the image its source was vetted with."""
+
+    same: bool
+    reason: str  # SameImage, ImageDiffers
+    message: str
+
+
+def image_check(want: DesiredEnvironment) -> ImageCheck | None:
+    """The promoted image against the one ``want`` resolves to, while ``want`` is still at
+    the promoted revision (None otherwise: a later deploy moved it on).
+
+    The image key hashes the commit's tree with the base image, the lock files and the
+    recipe: a target whose project or base image differs builds another image from the same
+    commit, which the source's gates never saw."""
+    promoted = want.spec.promoted
+    if promoted is None or promoted.revision != want.revision:
+        return None
+    at = f"{promoted.source}@{promoted.revision[:12]}"
+    if want.image == promoted.image:
+        return ImageCheck(True, "SameImage", f"runs {want.image}, as {at} did")
+    return ImageCheck(
+        False,
+        "ImageDiffers",
+        f"resolves to {want.image}, not {promoted.image} that {at} ran and was vetted with: "
+        "its base image, lock files or build recipe differ",
+    )

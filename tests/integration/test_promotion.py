@@ -186,7 +186,11 @@ def test_promotion_is_refused_until_the_gate_passed_then_pins_the_served_commit(
     done = client.post(url, json={"from": "qa", "confirm": True}, headers=headers)
     assert done.status_code == 202, done.text
     assert done.json()["change_request"] is False
-    assert env_file(remote, "uat") == {"branch": "release/uat", "revision": rev}
+    assert env_file(remote, "uat") == {
+        "branch": "release/uat",
+        "revision": rev,
+        "promoted": {"from": "acme/qa", "revision": rev, "image": "odooops/acme:5555555555555555"},
+    }
     text = message(remote)
     assert text.startswith("feat(promote): promote acme/qa@555555555555 to acme/uat\n")
     assert f"Promoted-From: acme/qa@{rev}\n" in text

@@ -11,8 +11,8 @@ import pytest
 from reconciler.core.config import load_state
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.imagegc import Deployment
-from reconciler.core.model import EnvKey, GatePolicy, PromoteRule, Tier
-from reconciler.core.promotion import Release, decide, rule_pairs
+from reconciler.core.model import EnvKey, GatePolicy, PromotedFrom, PromoteRule, Tier
+from reconciler.core.promotion import Release, decide, image_check, rule_pairs
 from reconciler.core.testgate import gate_key
 from reconciler.engine.releases import release_of
 from reconciler.engine.status import Condition, EnvironmentStatus, Health, Sync
@@ -40,7 +40,10 @@ def test_a_healthy_synced_tested_source_is_promoted_at_the_commit_it_serves() ->
     assert (promotion.source, promotion.target, promotion.revision) == (STAGING, PROD.key, REV)
     assert promotion.image == EARNED.image
     assert promotion.previous == "track" and promotion.changes
-    assert promotion.fields() == {"revision": REV}
+    assert promotion.fields() == {
+        "revision": REV,
+        "promoted": {"from": "acme/staging", "revision": REV, "image": EARNED.image},
+    }
 
 
 def test_a_source_whose_tier_is_not_gated_needs_no_test_report() -> None:
@@ -173,3 +176,33 @@ def test_rules_pair_the_environments_of_each_project_that_has_both() -> None:
     rule = PromoteRule("staging", "prod")
     assert rule_pairs([rule], envs) == [(rule, STAGING, envs[1])]
     assert rule_pairs([PromoteRule("qa", "prod")], envs) == []
+
+
+# ------------------------------------------------------------------- the promoted image
+def test_a_promoted_environment_says_whether_it_runs_the_vetted_image() -> None:
+    want = desired("prod", Tier.PRODUCTION, revision=REV)
+    same = replace(
+        want, spec=replace(want.spec, promoted=PromotedFrom("acme/staging", REV, want.image))
+    )
+    other = replace(
+        want, spec=replace(want.spec, promoted=PromotedFrom("acme/staging", REV, "odooops/acme:x"))
+    )
+    moved = replace(other, revision="6" * 40)
+    checked = image_check(same)
+    assert checked is not None and (checked.same, checked.reason) == (True, "SameImage")
+    differs = image_check(other)
+    assert differs is not None and (differs.same, differs.reason) == (False, "ImageDiffers")
+    assert "not odooops/acme:x that acme/staging@555555555555 ran" in differs.message
+    assert image_check(moved) is None and image_check(want) is None
+
+
+def test_the_promoted_block_reaches_the_model() -> None:
+    text = (
+        f"branch: main\nrevision: '{REV}'\npromoted: {{from: acme/staging, revision: '{REV}', "
+        "image: 'odooops/acme:5555555555555555'}\n"
+    )
+    config = load_state(state({"environments/acme/prod.yaml": text}), "c")
+    prod = next(s for s in config.environments if s.key == EnvKey("acme", "prod"))
+    assert prod.promoted == PromotedFrom("acme/staging", REV, "odooops/acme:5555555555555555")
+    problems = problems_of({"environments/acme/prod.yaml": "branch: main\npromoted: {from: x}\n"})
+    assert {p.code for p in problems} == {"missing_key", "invalid_value"}
