@@ -90,7 +90,8 @@ def _print_dry_run(promotion: dict[str, Any], doc: dict[str, Any], confirmed: bo
     out.print(
         f"would promote {src} to {dst}:\n"
         f"  revision  {promotion['previous'][:12]} -> {rev[:12]}\n"
-        f"  image     {promotion['image']}",
+        f"  image     {promotion['image']}\n"
+        f"  modules   {_modules(promotion.get('modules'))}",
         markup=False,
         highlight=False,
     )
@@ -98,6 +99,12 @@ def _print_dry_run(promotion: dict[str, Any], doc: dict[str, Any], confirmed: bo
     if not confirmed:
         out.print(f"nothing committed; to commit it{review}:")
         out.print(f"  odooops promote {src} {dst} --confirm", markup=False, highlight=False)
+
+
+def _modules(changed: list[str] | None) -> str:
+    if changed is None:
+        return "not known (the target serves no resolved revision)"
+    return ", ".join(changed) + " (their folders differ)" if changed else "none change"
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

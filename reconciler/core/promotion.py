@@ -54,6 +54,8 @@ class Release:
     gated: bool
     tested: bool
     ready: bool = True  # the Ready condition holds (no hold, no failure of the last run)
+    # Each addon of ``serving`` with the git tree of its folder; () when not known.
+    addons: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Promotion:
     revision: str
     image: str
     previous: str  # the target's declared revision before ("track" or a commit)
+    # The addons whose folder differs from what the target serves (None: not known).
+    modules: tuple[str, ...] | None = None
 
     @property
     def changes(self) -> bool:
@@ -94,11 +98,18 @@ class Promotion:
             "image": self.image,
             "previous": self.previous,
             "changes": self.changes,
+            "modules": list(self.modules) if self.modules is not None else None,
         }
 
 
-def decide(release: Release | None, source: EnvKey, target: EnvironmentSpec) -> Promotion:
-    """The promotion of what ``source`` serves onto ``target``, or why not (raises)."""
+def decide(
+    release: Release | None,
+    source: EnvKey,
+    target: EnvironmentSpec,
+    serving: Release | None = None,
+) -> Promotion:
+    """The promotion of what ``source`` serves onto ``target``, or why not (raises).
+    ``serving`` is what the target runs, when known: it names the modules that change."""
     if source.project != target.key.project:
         raise PromotionInvalid(
             f"{source} and {target.key} are in different projects: a promotion stays within "
@@ -122,7 +133,11 @@ def decide(release: Release | None, source: EnvKey, target: EnvironmentSpec) -> 
             f"{source} cannot be promoted: {why}; {target.key} is left as it is",
             remediation=status,
         )
-    return Promotion(source, target.key, release.serving, release.image, target.revision)
+    modules = None
+    if release.addons and serving is not None and serving.addons:
+        before = dict(serving.addons)
+        modules = tuple(sorted(name for name, tree in release.addons if before.get(name) != tree))
+    return Promotion(source, target.key, release.serving, release.image, target.revision, modules)
 
 
 def _unearned(r: Release) -> str:

@@ -3,11 +3,14 @@ by the daemon on each rule's schedule.
 
 Each (rule, source, target) pair is its own task in the ledger (``promote SRC->DST``), so a
 restart neither repeats a check that ran nor loses one that was due (``schedules.due``). A
-check consumes its slot whatever it finds: a source that has not earned promotion at 02:00 is
-looked at again at the next slot, and why it waits is logged. The commit is authored by
-"OdooOps" and goes through the state writer like any other write, so a protected target gets
-a change request. It is idempotent: a target pinned to the revision already gets no commit,
-and a change request still open for the same promotion (same title) is not opened twice.
+check that decided consumes its slot: a source that has not earned promotion at 02:00 is
+looked at again at the next slot, and why it waits is logged; a commit that did not land (the
+state repository unreachable) is tried again at the next check, a minute later.
+
+The commit is authored by "OdooOps" and goes through the state writer like any other write,
+so a protected target gets a change request. It is idempotent: a target pinned to the
+revision already gets no commit, and a change request still open for the same promotion
+(same title) is not opened twice.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from datetime import datetime, timedelta
 
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey, StateConfig
-from reconciler.core.promotion import Promotion, Release, decide, rule_pairs
+from reconciler.core.promotion import Promotion, PromotionRefused, Release, decide, rule_pairs
 from reconciler.engine.ledger import Ledger
 from reconciler.engine.schedules import due
 from reconciler.engine.sources import PIN_AUTHOR
@@ -59,18 +62,18 @@ class Promoter:
             # which a cron slot of 02:00 would find due once more.
             if not due(rule.schedule, last + timedelta(seconds=1) if last else None, now):
                 continue
-            self.ledger.put_last_run(task, now)
             try:
                 promotion = decide(self._release(source), source, target)
-            except OdooOpsError as exc:
+                if promotion.changes and not self._requested(promotion):
+                    done.append(self._commit(promotion))
+            except PromotionRefused as exc:
                 log.info("%s: waiting: %s", task, exc.message)
-                continue
-            if not promotion.changes or self._requested(promotion):
-                continue
-            try:
-                done.append(self._commit(promotion))
-            except OdooOpsError as exc:
+            except OdooOpsError as exc:  # the commit did not land: tried again next check
                 log.error("%s failed: %s", task, exc.render())
+                continue
+            # Recorded once decided, never before: a daemon killed before this line checks
+            # again and finds the target pinned already (or the request open).
+            self.ledger.put_last_run(task, now)
         return done
 
     def _requested(self, promotion: Promotion) -> bool:

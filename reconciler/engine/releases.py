@@ -46,8 +46,9 @@ def release_of(
         return None
     serving = status.serving
     image, tested = "", False
+    addons: tuple[tuple[str, str], ...] = ()
     if want is not None and want.revision == serving:
-        image, tested = want.image, gate_key(want) in passed
+        image, tested, addons = want.image, gate_key(want) in passed, want.addons
     else:
         image = next((d.image for d in reversed(deployments) if d.revision == serving), "")
     ready = next((c.status for c in status.conditions if c.type == "Ready"), True)
@@ -62,4 +63,5 @@ def release_of(
         gated=want is None or want.tests is not None,
         tested=tested,
         ready=ready,
+        addons=addons,
     )

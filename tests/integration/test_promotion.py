@@ -180,6 +180,7 @@ def test_promotion_is_refused_until_the_gate_passed_then_pins_the_served_commit(
         "image": "odooops/acme:5555555555555555",
         "previous": "track",
         "changes": True,
+        "modules": None,  # uat serves nothing yet
     }
     assert head(remote) == before
 
@@ -457,6 +458,31 @@ def test_the_promote_rule_to_a_protected_target_opens_one_change_request(
     assert head(remote) == before
 
 
+def test_a_promotion_whose_commit_did_not_land_is_tried_again_at_the_next_check(
+    remote: Path, plane: ReleasePlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot is recorded only once decided: an unreachable state repository at 02:00
+    does not cost the night's promotion."""
+    policies = git("--git-dir", str(remote), "show", "main:policies.yaml")
+    policies += "\npromote:\n  - {from: qa, to: uat, schedule: '0 2 * * *'}\n"
+    writer = plane.writer
+    writer.repo.commit_files("main", {"policies.yaml": policies.encode()}, "rule", AUTHOR)
+    promoter = Promoter(writer.current, plane.release, writer, plane.ledger)
+    plane.serve(QA, "5" * 40, gated=False)
+    submit = writer.submit
+
+    def unreachable(*args: Any, **kw: Any) -> Any:
+        raise OdooOpsError("the state repository is unreachable", code="push_failed")
+
+    monkeypatch.setattr(writer, "submit", unreachable)
+    night = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
+    assert promoter.run(night) == []
+    assert plane.ledger.last_run("promote acme/qa->acme/uat") is None
+    monkeypatch.setattr(writer, "submit", submit)
+    assert len(promoter.run(night + timedelta(minutes=1))) == 1
+    assert env_file(remote, "uat")["revision"] == "5" * 40
+
+
 def test_the_cli_promote_is_a_dry_run_exiting_1_until_confirmed(
     served: str, plane: ReleasePlane, authority: TokenAuthority, remote: Path
 ) -> None:
@@ -468,6 +494,10 @@ def test_the_cli_promote_is_a_dry_run_exiting_1_until_confirmed(
     assert "would promote acme/qa to acme/uat" in dry.stdout
     assert "odooops promote acme/qa acme/uat --confirm" in dry.stdout
     assert head(remote) == before
+    assert "modules   not known" in dry.stdout
+    plane.serve(EnvKey("acme", "uat"), "4" * 40, gated=False)
+    named = cli(env, "promote", "acme/qa", "acme/uat")
+    assert "modules   acme_base (their folders differ)" in named.stdout, named.stdout
     done = cli(env, "promote", "acme/qa", "acme/uat", "--confirm")
     assert done.returncode == 0, done.stderr
     assert "committed" in done.stdout and head(remote) != before

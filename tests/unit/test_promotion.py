@@ -50,6 +50,14 @@ def test_a_source_whose_tier_is_not_gated_needs_no_test_report() -> None:
     assert decide(replace(EARNED, gated=False, tested=False), STAGING, PROD).revision == REV
 
 
+def test_the_modules_that_change_are_the_addons_whose_folder_differs() -> None:
+    source = replace(EARNED, addons=(("a", "t1"), ("b", "t2"), ("c", "t3")))
+    target = replace(EARNED, key=PROD.key, addons=(("a", "t1"), ("b", "old")))
+    assert decide(source, STAGING, PROD, target).modules == ("b", "c")
+    assert decide(source, STAGING, PROD).modules is None
+    assert decide(source, STAGING, PROD, replace(target, addons=())).modules is None
+
+
 def test_a_target_pinned_there_already_is_no_change() -> None:
     assert not decide(EARNED, STAGING, replace(PROD, revision=REV)).changes
 

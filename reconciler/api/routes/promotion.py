@@ -79,7 +79,8 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         source = source_name(request, body["from"])
         authorize(principal_of(request), "env:read", str(source))
         release = await run_in_threadpool(plane.release, source)
-        promotion = decide(release, source, target)
+        serving = await run_in_threadpool(plane.release, target.key)
+        promotion = decide(release, source, target, serving)
         doc: dict[str, Any] = {"promotion": promotion.to_dict(), "protected": target.protected}
         if not body.get("confirm", False) or not promotion.changes:
             return JSONResponse({**doc, "committed": False})
