@@ -24,7 +24,8 @@ import yaml
 from starlette.testclient import TestClient
 
 from reconciler.api.app import create_app
-from reconciler.api.auth import TokenAuthority
+from reconciler.api.auth import AuthConfig, TokenAuthority
+from reconciler.api.controlplane import DaemonControlPlane
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import DesiredEnvironment, EnvKey, GatePolicy, Tier
 from reconciler.core.promotion import Release
@@ -38,7 +39,8 @@ from reconciler.gitops.gitsource import Author, GitSource
 from reconciler.gitops.statewriter import StateWriter
 from tests.factories import desired
 from tests.integration.test_api import Plane, authority, bearer, head
-from tests.integration.world import REPO_ROOT, acme_state_remote, git
+from tests.integration.test_test_gate import FAILING, PASSING, gate, with_tests
+from tests.integration.world import REPO_ROOT, World, acme_state_remote, git
 
 pytestmark = pytest.mark.integration
 __all__ = ["authority"]  # the fixture of test_api, used here too
@@ -537,3 +539,79 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
     )
+
+
+# ------------------------------------------------------------------ through the daemon
+def test_a_promotion_through_the_daemon_runs_the_commit_and_image_staging_ran(
+    world: World,
+) -> None:
+    """The real daemon's view (status, resolution, ledger) decides; after the commit the
+    target serves staging's commit as the same image, which its status confirms."""
+    world.app.write({"NOTES": "uat only\n"}, "uat moves on", branch="release/v2")
+    world.declare("staging", branch="release/v1")
+    world.declare("uat", branch="release/v2")
+    result = world.reconcile()
+    assert result.errors == {}, result.errors
+    engine = world.engine()
+    staging, uat = EnvKey(world.project, "staging"), EnvKey(world.project, "uat")
+    served = engine.status.get(str(staging))
+    assert served is not None and served.serving
+    authority = TokenAuthority(AuthConfig(secret=b"s" * 32))
+    writes = GitSource(f"file://{world.state_remote}", world.root / "writes")
+    writer = StateWriter(writes, secrets=lambda: engine.secrets.policy)
+    client = TestClient(create_app(DaemonControlPlane(engine, writer, lambda: None), authority))
+    url = f"/v1/environments/{world.project}/uat/promote"
+    headers = bearer(authority, "deploy", "env:read")
+    dry = client.post(url, json={"from": "staging"}, headers=headers)
+    assert dry.status_code == 200, dry.text
+    promotion = dry.json()["promotion"]
+    assert promotion["revision"] == served.serving
+    assert promotion["image"] == engine.current.environments[staging].image  # type: ignore[union-attr]
+    assert promotion["modules"] == []  # the same addons: only a file outside them differs
+    done = client.post(url, json={"from": "staging", "confirm": True}, headers=headers)
+    assert done.status_code == 202, done.text
+    result = world.reconcile()
+    assert result.errors == {}, result.errors
+    status = engine.status.get(str(uat))
+    assert status is not None and status.serving == served.serving
+    promoted = next(c for c in status.conditions if c.type == "Promoted")
+    assert (promoted.status, promoted.reason) == (True, "SameImage")
+
+
+def test_through_the_daemon_a_failing_gate_refuses_promotion_until_the_tests_pass(
+    world: World,
+) -> None:
+    """Promotion refused then allowed, with the real test gate: staging's new commit fails
+    its tests (it keeps serving the old one, so it is not synced at it) and nothing is
+    committed; once a commit passes, that commit is what uat is pinned to."""
+    gate(world)
+    with_tests(world, PASSING, "a test that passes")
+    world.app.write({"NOTES": "uat only\n"}, "uat moves on", branch="release/v2")
+    world.declare("staging", branch="release/v1")
+    world.declare("uat", branch="release/v2")
+    assert world.reconcile().errors == {}
+    engine = world.engine()
+    authority = TokenAuthority(AuthConfig(secret=b"s" * 32))
+    writes = GitSource(f"file://{world.state_remote}", world.root / "writes")
+    writer = StateWriter(writes, secrets=lambda: engine.secrets.policy)
+    client = TestClient(create_app(DaemonControlPlane(engine, writer, lambda: None), authority))
+    url = f"/v1/environments/{world.project}/uat/promote"
+    headers = bearer(authority, "deploy", "env:read")
+
+    broken = with_tests(world, FAILING, "a test that fails")
+    failed = world.reconcile()
+    assert EnvKey(world.project, "staging") in failed.errors
+    before = git("--git-dir", str(world.state_remote), "rev-parse", "main")
+    refused = client.post(url, json={"from": "staging", "confirm": True}, headers=headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"] == "promotion_refused"
+    assert broken[:12] in refused.json()["message"]  # what its state asks for, untested
+    assert git("--git-dir", str(world.state_remote), "rev-parse", "main") == before
+
+    fixed = with_tests(world, PASSING + "\n# fixed\n", "the test passes again")
+    assert world.reconcile().errors == {}
+    done = client.post(url, json={"from": "staging", "confirm": True}, headers=headers)
+    assert done.status_code == 202, done.text
+    assert world.reconcile().errors == {}
+    uat = engine.status.get(f"{world.project}/uat")
+    assert uat is not None and uat.serving == fixed
