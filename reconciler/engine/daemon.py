@@ -178,8 +178,9 @@ class Daemon:
 
     def _promote(self) -> None:
         """The promote rules that are due (``engine.promotions``); never raises."""
-        if self.promoter is None:
-            return
+        config = self.engine.last_good
+        if self.promoter is None or config is None or not config.policies.promote:
+            return  # no rule: the state repository is not asked every minute
         try:
             self.promoter.run(datetime.now(UTC))
         except Exception:
