@@ -508,6 +508,31 @@ def test_the_cli_promote_is_a_dry_run_exiting_1_until_confirmed(
     assert "odooops requests approve" in protected.stdout
 
 
+def test_the_cli_migrates_and_branches_through_the_api(
+    served: str,
+    plane: ReleasePlane,
+    authority: TokenAuthority,
+    remote: Path,
+    app: tuple[Path, list[str]],
+) -> None:
+    bare, commits = app
+    env = cli_env(served, authority.mint("ann", ["deploy", "env:read", "env:write"]))
+    plane.serve(QA, commits[0], gated=False)
+    nothing = cli(env, "db", "migrate", "acme/qa")
+    assert nothing.returncode == 2 and "no_migration_pending" in nothing.stderr
+    held = Condition("Ready", False, "migration_pending", "updates modules")
+    plane.serve(QA, commits[0], gated=False, conditions=(held,))
+    migrated = cli(env, "db", "migrate", "acme/qa")
+    assert migrated.returncode == 0, migrated.stderr
+    assert env_file(remote, "qa")["migrate"] == commits[0]
+    plane.serve(QA, commits[0], gated=False)  # the instant daemon applied the commit
+    branched = cli(env, "branch", "hotfix/cli", "--from", "acme/qa")
+    assert branched.returncode == 0, branched.stderr
+    assert f"branch hotfix/cli created at {commits[0][:12]}" in branched.stdout
+    assert git("--git-dir", str(bare), "rev-parse", "refs/heads/hotfix/cli") == commits[0]
+    assert env_file(remote, "hotfix-cli") == {"branch": "hotfix/cli"}
+
+
 @pytest.fixture
 def served(plane: ReleasePlane, authority: TokenAuthority) -> Iterator[str]:
     """The API on a free local port, as the CLI reaches a daemon."""

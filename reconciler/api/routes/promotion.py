@@ -142,6 +142,8 @@ def routes(ctx: ApiContext, env: str) -> list[BaseRoute]:
         try:
             response = await commit_write(ctx, request, op, body)
         except OdooOpsError as exc:
+            if exc.code == "wait_timeout":  # committed: only ?wait=true ran out of time
+                raise
             raise EnvironmentNotCreated(
                 f"branch {name} was created at {status.serving[:12]} (what {source} serves) and "
                 f"exists now, but its environment {target} was not created: {exc.message}",
