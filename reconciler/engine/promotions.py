@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from reconciler.core.errors import OdooOpsError
+from reconciler.core.faults import boundary
 from reconciler.core.model import EnvKey, StateConfig
 from reconciler.core.promotion import Promotion, PromotionRefused, Release, decide, rule_pairs
 from reconciler.engine.ledger import Ledger
@@ -64,8 +65,10 @@ class Promoter:
                 continue
             try:
                 promotion = decide(self._release(source), source, target)
+                boundary("promotions", f"{task}: decided, nothing committed")
                 if promotion.changes and not self._requested(promotion):
                     done.append(self._commit(promotion))
+                    boundary("promotions", f"{task}: committed, the check not recorded")
             except PromotionRefused as exc:
                 log.info("%s: waiting: %s", task, exc.message)
             except OdooOpsError as exc:  # the commit did not land: tried again next check

@@ -640,3 +640,69 @@ def test_through_the_daemon_a_failing_gate_refuses_promotion_until_the_tests_pas
     assert world.reconcile().errors == {}
     uat = engine.status.get(f"{world.project}/uat")
     assert uat is not None and uat.serving == fixed
+
+
+# ------------------------------------------------------------------------- faults
+# One check of the promote rules, in a process of its own that can be killed: qa serves
+# ``rev`` (healthy, synced, not gated) and the rule promotes it onto production (protected).
+_CHECK = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from reconciler.core.model import EnvKey
+from reconciler.core.promotion import Release
+from reconciler.engine.ledger import Ledger
+from reconciler.engine.promotions import Promoter
+from reconciler.gitops.gitsource import GitSource
+from reconciler.gitops.statewriter import StateWriter
+
+remote, cache, ledger, rev, minute = sys.argv[1:6]
+writer = StateWriter(GitSource(remote, Path(cache)))
+key = EnvKey("acme", "qa")
+served = Release(key, rev, rev, "odooops/acme:" + rev[:16], "Healthy", "Synced", False, False)
+promoter = Promoter(writer.current, lambda k: served if k == key else None, writer,
+                    Ledger(Path(ledger)))
+promoter.run(datetime(2026, 12, 6, 2, int(minute), tzinfo=UTC))
+"""
+
+
+@pytest.mark.slow
+def test_the_daemon_killed_at_each_boundary_of_a_promotion_opens_one_request(
+    remote: Path, tmp_path: Path
+) -> None:
+    """SIGKILL at each boundary of a rule's check, then the next check a minute later: one
+    change request for the promotion, never two, and the check recorded."""
+    policies = git("--git-dir", str(remote), "show", "main:policies.yaml")
+    policies += "\npromote:\n  - {from: qa, to: production, schedule: '0 2 * * *'}\n"
+    seed = GitSource(f"file://{remote}", tmp_path / "seed")
+    seed.commit_files("main", {"policies.yaml": policies.encode()}, "rule", AUTHOR)
+
+    def check(run: Path, minute: int, **env: str) -> int:
+        argv = [f"file://{remote}", str(run / "cache"), str(run / "ledger.db"), "5" * 40]
+        done = subprocess.run(
+            [sys.executable, "-c", _CHECK, *argv, str(minute)],
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
+            capture_output=True,
+            check=False,
+        )
+        return done.returncode
+
+    def opened() -> list[str]:
+        requests = ChangeRequests(GitSource(f"file://{remote}", tmp_path / "look"), "main")
+        return [cr.id for cr in requests.list() if cr.state == "open"]
+
+    log = tmp_path / "boundaries.log"
+    assert check(tmp_path / "count", 0, ODOOOPS_FAULT_LOG=str(log)) == 0
+    boundaries = log.read_text().splitlines()
+    assert len(boundaries) == 2, boundaries
+    first = opened()
+    assert len(first) == 1
+    git("--git-dir", str(remote), "branch", "-D", f"odooops/change-{first[0]}")
+    for n in range(1, len(boundaries) + 1):
+        run = tmp_path / f"kill-{n}"
+        assert check(run, 0, ODOOOPS_FAULT_KILL_AT=f"promotions:{n}") == -9
+        assert check(run, 1) == 0  # the next check, after the restart: due, not recorded
+        requests = opened()
+        assert len(requests) == 1, (boundaries[n - 1], requests)
+        assert Ledger(run / "ledger.db").last_run("promote acme/qa->acme/production")
+        git("--git-dir", str(remote), "branch", "-D", f"odooops/change-{requests[0]}")
