@@ -38,12 +38,11 @@ from reconciler.gitops.changerequests import ChangeRequests
 from reconciler.gitops.gitsource import Author, GitSource
 from reconciler.gitops.statewriter import StateWriter
 from tests.factories import desired
-from tests.integration.test_api import Plane, authority, bearer, head
+from tests.integration.test_api import SECRET, Plane, bearer, head
 from tests.integration.test_test_gate import FAILING, PASSING, gate, with_tests
 from tests.integration.world import REPO_ROOT, World, acme_state_remote, git
 
 pytestmark = pytest.mark.integration
-__all__ = ["authority"]  # the fixture of test_api, used here too
 QA = EnvKey("acme", "qa")
 ENVIRONMENTS = {
     "production": "branch: main\n",
@@ -136,6 +135,11 @@ def plane(remote: Path, tmp_path: Path, app: tuple[Path, list[str]]) -> ReleaseP
     writer = StateWriter(GitSource(f"file://{remote}", tmp_path / "cache"))
     source = GitSource(f"file://{app[0]}", tmp_path / "app-cache")
     return ReleasePlane(writer, Ledger(tmp_path / "ledger.db"), source)
+
+
+@pytest.fixture
+def authority() -> TokenAuthority:
+    return TokenAuthority(AuthConfig(secret=SECRET))
 
 
 @pytest.fixture
