@@ -275,6 +275,9 @@ class BenchPlane:
             pr=pr,
         )
 
+    def check_write(self, op: changes.Operation | changes.FileOperation) -> None:
+        raise not_benchmarked("check_write")
+
     def state_repository(self) -> str:
         return self.writer.repo.url
 
@@ -321,6 +324,12 @@ class BenchPlane:
 
     def pull_request(self, event: object) -> None:
         pass
+
+    def release(self, key: EnvKey) -> None:
+        raise not_benchmarked("release")
+
+    def app_repository(self, project: str) -> GitSource:
+        raise not_benchmarked("app_repository")
 
 
 def not_benchmarked(method: str) -> NotImplementedError:

@@ -38,6 +38,7 @@ from reconciler.api.routes import (
     images,
     platform,
     previews,
+    promotion,
     requests,
     shell,
 )
@@ -90,6 +91,7 @@ def create_app(
         *requests.routes(ctx),
         *shell.routes(ctx, ENV_PATH),
         *data.routes(ctx, ENV_PATH),
+        *promotion.routes(ctx, ENV_PATH),
         *builds.routes(ctx),
         *images.routes(ctx),
         *previews.routes(ctx),

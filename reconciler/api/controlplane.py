@@ -8,19 +8,22 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from reconciler.api.plane import Terminal
+from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey, StateConfig
 from reconciler.core.planner import Plan
+from reconciler.core.promotion import Release
 from reconciler.data.operations import DataOps
 from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.engine import Engine
 from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore
 from reconciler.engine.previews import Previews
+from reconciler.engine.releases import engine_release
 from reconciler.engine.reviews import Reviews
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
 from reconciler.gitops import changes
 from reconciler.gitops.changerequests import ChangeRequests
-from reconciler.gitops.gitsource import Author, CommitInfo
+from reconciler.gitops.gitsource import Author, CommitInfo, GitSource
 from reconciler.gitops.statewriter import StateWriter, WriteResult
 from webhooks.events import PullRequestEvent
 
@@ -54,6 +57,9 @@ class GitControlPlane:
             via="api",
             pr=pr,
         )
+
+    def check_write(self, op: changes.Operation | changes.FileOperation) -> None:
+        self.writer.check(op)
 
     def trigger(self) -> None:
         self._trigger()
@@ -97,6 +103,12 @@ class GitControlPlane:
         """Without a daemon no proxy runs: no route is served."""
         return {"enabled": False, "domain": None, "proxy": None, "routes": []}
 
+    def release(self, key: EnvKey) -> Release | None:
+        raise _daemons("what an environment runs")
+
+    def app_repository(self, project: str) -> GitSource:
+        raise _daemons("the application repositories and their credentials")
+
 
 class DaemonControlPlane(GitControlPlane):
     """The daemon's current view (status, plan, logs, shells) on top of the git side."""
@@ -138,6 +150,19 @@ class DaemonControlPlane(GitControlPlane):
     def close(self) -> None:
         self._jobs.close()
 
+    def release(self, key: EnvKey) -> Release | None:
+        return engine_release(self.engine, key)
+
+    def app_repository(self, project: str) -> GitSource:
+        config = self.engine.last_good
+        if config is None or project not in config.projects:
+            raise OdooOpsError(
+                f"project {project!r} is not declared in the last valid state",
+                code="not_found",
+                remediation="odooops env list",
+            )
+        return self.engine.app_repo(config.projects[project])
+
     def statuses(self) -> Mapping[str, EnvironmentStatus]:
         return self.engine.status.all()
 
@@ -177,3 +202,11 @@ class DaemonControlPlane(GitControlPlane):
             return []
         lines = path.read_text().splitlines()[-limit:]
         return [json.loads(line) for line in reversed(lines)]
+
+
+def _daemons(what: str) -> OdooOpsError:
+    return OdooOpsError(
+        f"{what} is the daemon's: this API serves no daemon",
+        code="not_found",
+        remediation="log in to the daemon's API: odooops login --api URL --token X",
+    )

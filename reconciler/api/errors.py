@@ -76,6 +76,12 @@ HTTP_STATUS = {
     "admin_password_failed": 503,
     "not_expiring": 409,
     "ttl_too_long": 400,
+    "promotion_refused": 409,
+    "invalid_promotion": 400,
+    "no_migration_pending": 409,
+    "branch_exists": 409,
+    "nothing_served": 409,
+    "branch_environment_not_created": 500,
 }
 # A 401 about the bearer token (not a webhook's signature) tells the client how to authenticate.
 _BEARER_REFUSALS = frozenset(

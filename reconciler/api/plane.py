@@ -13,13 +13,14 @@ from typing import Any, BinaryIO, Protocol
 
 from reconciler.core.model import DesiredEnvironment, EnvKey, StateConfig
 from reconciler.core.planner import Plan
+from reconciler.core.promotion import Release
 from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore, Progress
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
 from reconciler.gitops import changes
 from reconciler.gitops.changerequests import ChangeRequests
-from reconciler.gitops.gitsource import Author, CommitInfo
+from reconciler.gitops.gitsource import Author, CommitInfo, GitSource
 from reconciler.gitops.statewriter import WriteResult
 from webhooks.events import PullRequestEvent
 
@@ -132,6 +133,11 @@ class ControlPlane(Protocol):
         """Commit ``op`` as ``author`` for the token ``subject`` (``StateWriter.submit``)."""
         ...
 
+    def check_write(self, op: changes.Operation | changes.FileOperation) -> None:
+        """Raise what ``write`` would refuse ``op`` for now; commit nothing
+        (``StateWriter.check``)."""
+        ...
+
     def trigger(self) -> None: ...
 
     def retry(self) -> None:
@@ -178,4 +184,14 @@ class ControlPlane(Protocol):
         """A signed pull-request delivery of a watched repository: an application
         repository's opens, extends or closes its preview; the state repository's is
         reviewed (validate and plan of its head). Queued: returns at once."""
+        ...
+
+    def release(self, key: EnvKey) -> Release | None:
+        """What ``key`` runs (``reconciler.engine.releases``); None when the daemon has no
+        status for it. ``not_found`` where no daemon runs (a git-only API)."""
+        ...
+
+    def app_repository(self, project: str) -> GitSource:
+        """The mirror of ``project``'s application repository, with the project's credentials
+        (a branch is pushed through it). ``not_found`` where no daemon runs."""
         ...

@@ -28,6 +28,7 @@ from reconciler.cli.data import add_commands as add_data_commands
 from reconciler.cli.expiry import add_commands as add_expiry_commands
 from reconciler.cli.images import add_commands as add_image_commands
 from reconciler.cli.previews import add_commands as add_preview_commands
+from reconciler.cli.promote import add_commands as add_promote_commands
 from reconciler.cli.push import add_commands as add_push_commands
 from reconciler.core.errors import OdooOpsError, SecretsError
 from reconciler.core.model import check_instance
@@ -290,7 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     add_build_commands(sub)
     add_push_commands(sub)
     add_preview_commands(sub)
-    add_data_commands(sub)
+    add_promote_commands(sub, add_data_commands(sub))
     rc = sub.add_parser(
         "reconcile",
         help="ask the daemon for a pass now, retrying environments held after a failure (API)",
@@ -578,10 +579,13 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         print_status_table(engine.status)
 
     from reconciler.engine.previews import Previews
+    from reconciler.engine.promotions import Promoter
+    from reconciler.engine.releases import engine_release
     from reconciler.engine.reviews import Reviews
     from reconciler.gitops.gitsource import GitSource
     from reconciler.gitops.statewriter import StateWriter
 
+    # The API's writes and the daemon's own (previews, automatic promotions) share one writer.
     writer = StateWriter(
         GitSource(args.state_repo, args.data_dir / "git-writes", hint="--state-repo"),
         args.state_branch,
@@ -594,6 +598,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         engine, args.interval, args.jitter, on_change, previews, args.previews_poll, reviews
     )
     previews.on_commit = daemon.trigger
+    daemon.promoter = Promoter(
+        writer.current, lambda key: engine_release(engine, key), writer, engine.ledger
+    )
     api_note = "API off"
     if args.listen != "off":
         from reconciler.api.app import create_app

@@ -29,6 +29,8 @@ from reconciler.core.model import (
     PreviewOf,
     PreviewPolicy,
     Project,
+    PromotedFrom,
+    PromoteRule,
     Quotas,
     S3Settings,
     SecretRef,
@@ -238,7 +240,18 @@ def _policies(raw: Mapping[str, Any]) -> Policies:
             tags=tuple(tests.get("tags", GatePolicy.tags)),
             timeout=parse_duration(tests["timeout"]) if "timeout" in tests else GatePolicy.timeout,
         )
-    return Policies(rules, protected, allow_empty, gate, _preview_policy(raw.get("previews")))
+    promote = tuple(
+        PromoteRule(
+            source=r["from"],
+            target=r["to"],
+            schedule=r.get("schedule", PromoteRule.schedule),
+            when=r.get("when", PromoteRule.when),
+        )
+        for r in raw.get("promote", ())
+    )
+    return Policies(
+        rules, protected, allow_empty, gate, _preview_policy(raw.get("previews")), promote
+    )
 
 
 def _preview_policy(raw: Mapping[str, Any] | None) -> PreviewPolicy | None:
@@ -342,7 +355,13 @@ def _environment(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> Env
         allowlist=tuple(raw["allowlist"]) if "allowlist" in raw else None,
         expires=parse_instant(raw["expires"]) if "expires" in raw else None,
         preview=_preview(raw["preview"]) if "preview" in raw else None,
+        migrate=raw.get("migrate"),
+        promoted=_promoted(raw["promoted"]) if "promoted" in raw else None,
     )
+
+
+def _promoted(raw: Mapping[str, Any]) -> PromotedFrom:
+    return PromotedFrom(source=raw["from"], revision=raw["revision"], image=raw["image"])
 
 
 def _preview(raw: Mapping[str, Any]) -> PreviewOf:

@@ -336,12 +336,25 @@ class PreviewPolicy:
 
 
 @dataclass(frozen=True)
+class PromoteRule:
+    """One ``promote`` rule of policies.yaml: what ``source`` serves is pinned onto ``target``
+    (environment names, paired within each project that has both) on ``schedule``, when it
+    passed its gates (``when``, the only condition so far: ``gates-passed``)."""
+
+    source: str
+    target: str
+    schedule: str = "1h"
+    when: str = "gates-passed"
+
+
+@dataclass(frozen=True)
 class Policies:
     rules: tuple[BranchRule, ...] = ()
     protected_tiers: frozenset[Tier] = frozenset({Tier.PRODUCTION})
     allow_empty: bool = False
     tests: GatePolicy | None = None
     previews: PreviewPolicy | None = None
+    promote: tuple[PromoteRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -395,6 +408,16 @@ class PreviewOf:
 
 
 @dataclass(frozen=True)
+class PromotedFrom:
+    """``promoted`` of an environment file: the promotion that pinned its revision, and the
+    image the source ran it as (which the daemon compares with the image it resolves)."""
+
+    source: str  # PROJECT/ENV
+    revision: str
+    image: str
+
+
+@dataclass(frozen=True)
 class EnvironmentSpec:
     """An environment as declared: by a file in the state repo, or by a branch rule."""
 
@@ -415,6 +438,10 @@ class EnvironmentSpec:
     allowlist: tuple[str, ...] | None = None  # None: the tier's default (production's list)
     expires: datetime | None = None  # removed by the sweeper's commit after this (UTC)
     preview: PreviewOf | None = None  # the pull request it previews
+    # The one revision whose module update may show the maintenance page although the tier
+    # says maintenance: false (``odooops db migrate``); any other revision is held again.
+    migrate: str | None = None
+    promoted: PromotedFrom | None = None  # written by odooops promote
 
 
 @dataclass(frozen=True)

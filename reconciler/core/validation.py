@@ -1083,6 +1083,37 @@ def _branch_characters(doc: Document, flagged: set[JsonPath], recheck: _Recheck)
     ]
 
 
+def _promote_rules(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+    """Each ``promote`` rule's schedule parses, and it promotes from one environment to
+    another. Names no project has yet are no problem: a rule applies where both exist."""
+    rules = _get(doc.data, ("promote",))
+    if not isinstance(rules, list):
+        return []
+    problems: list[Problem] = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, Mapping):
+            continue
+        path: JsonPath = ("promote", i, "schedule")
+        value = rule.get("schedule")
+        if value is not None and path not in flagged:
+            try:
+                parse_schedule(value)
+            except ValueError as exc:
+                expected = 'an interval such as "1h" or a 5-field cron such as "0 2 * * *"'
+                problems.append(_parse_problem(doc, path, str(exc), recheck, expected))
+        if rule.get("from") is not None and rule.get("from") == rule.get("to"):
+            location = doc.location(("promote", i, "to"))
+            problems.append(
+                _problem(
+                    "invalid_value",
+                    f"promote rule {i + 1} promotes {rule['to']} onto itself",
+                    location,
+                    recheck.fix(f"name another environment in to at {_at(location)}"),
+                )
+            )
+    return problems
+
+
 def _restore_test(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
     path: JsonPath = ("backups", "restore_test")
     value = _get(doc.data, path)
@@ -1183,6 +1214,7 @@ _DOCUMENT_CHECKS: Mapping[str, Sequence[_Check]] = {
         _branch_rules,
         _duration_at(("tests", "timeout")),
         _duration_at(("previews", "ttl")),
+        _promote_rules,
     ),
     "environment": (_override_settings, _branch_characters),
     "app": (_tier_settings, _environment_settings),

@@ -35,6 +35,7 @@ from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey
 from reconciler.engine.engine import Engine
 from reconciler.engine.previews import Previews
+from reconciler.engine.promotions import Promoter
 from reconciler.engine.queue import WorkQueue
 from reconciler.engine.reviews import Reviews
 
@@ -49,6 +50,8 @@ PREVIEWS_POLL_JOB = "previews-poll"
 PREVIEWS_POLL_SECONDS = 300  # the forges' open requests, the safety net of deliveries
 PREVIEWS_PUBLISH_JOB = "previews-publish"
 PREVIEWS_PUBLISH_SECONDS = 15  # previews' comments brought up to date with their status
+PROMOTE_JOB = "promote-rules"
+PROMOTE_CHECK_SECONDS = 60  # whether a promote rule of policies.yaml is due
 REFRESH = "refresh"
 STOP_TIMEOUT = 8.0  # Docker's default stop timeout is 10 s
 EVENTS_RETRY_CAP = 30.0
@@ -84,6 +87,8 @@ class Daemon:
         self._server_thread: threading.Thread | None = None
         self._catcher_settings: object = None
         self._refresh_failures = 0
+        # The automatic promote rules; None when the daemon has no state writer.
+        self.promoter: Promoter | None = None
         engine.on_change = self.trigger
         engine.on_env = self.put_env
         # aiosmtpd warns about its own deprecated attribute on every login.
@@ -216,6 +221,16 @@ class Daemon:
         except Exception:
             log.exception("previews: publishing crashed")
 
+    def _promote(self) -> None:
+        """The promote rules that are due (``engine.promotions``); never raises."""
+        config = self.engine.last_good
+        if self.promoter is None or config is None or not config.policies.promote:
+            return  # no rule: the state repository is not asked every minute
+        try:
+            self.promoter.run(datetime.now(UTC))
+        except Exception:
+            log.exception("promote rules crashed")
+
     def _watch_events(self) -> None:
         """Docker's events put the environment of a container that died or went away on the
         queue at once (a ``docker rm`` heals in seconds, not at the next poll). When the
@@ -289,6 +304,9 @@ class Daemon:
             )
         if self.reviews is not None:
             self.reviews.start()
+        self._scheduler.add_job(
+            self._promote, IntervalTrigger(seconds=PROMOTE_CHECK_SECONDS), id=PROMOTE_JOB
+        )
         self._scheduler.start()
         self.refreshes.start()
         self.envs.start()

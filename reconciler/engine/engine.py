@@ -46,6 +46,7 @@ from reconciler.core.model import (
 )
 from reconciler.core.observed import Observed, ObservedDatabase, ObservedEnvironment, Role
 from reconciler.core.planner import Kind, Plan, guarded_by_empty_state, plan, plan_environment
+from reconciler.core.promotion import image_check
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.data.lifecycle import OperationBusy, Site
 from reconciler.data.operations import DataOps
@@ -1106,17 +1107,30 @@ def _base_status(
     status: EnvironmentStatus, want: DesiredEnvironment, have: ObservedEnvironment
 ) -> EnvironmentStatus:
     odoo = have.container(Role.ODOO)
-    return replace(
-        status,
-        branch=want.spec.branch,
-        tier=want.spec.tier.value,
-        revision=want.revision,
-        state_commit=want.state_commit,
-        spec_hash=want.odoo_spec_hash(),
-        url=want.url,
-        health=health_of(want, have),
-        serving=(odoo.revision or "") if odoo is not None and odoo.running else "",
-    ).with_expiry(str(want.key), want.spec.expires, datetime.now(UTC))
+    return _promoted(
+        want,
+        replace(
+            status,
+            branch=want.spec.branch,
+            tier=want.spec.tier.value,
+            revision=want.revision,
+            state_commit=want.state_commit,
+            spec_hash=want.odoo_spec_hash(),
+            url=want.url,
+            health=health_of(want, have),
+            serving=(odoo.revision or "") if odoo is not None and odoo.running else "",
+        ).with_expiry(str(want.key), want.spec.expires, datetime.now(UTC)),
+    )
+
+
+def _promoted(want: DesiredEnvironment, status: EnvironmentStatus) -> EnvironmentStatus:
+    """The ``Promoted`` condition of a promoted environment (``promotion.image_check``),
+    gone once it moved on from the promoted revision."""
+    check = image_check(want)
+    if check is None:
+        kept = tuple(c for c in status.conditions if c.type != "Promoted")
+        return status if kept == status.conditions else replace(status, conditions=kept)
+    return status.with_condition(Condition("Promoted", check.same, check.reason, check.message))
 
 
 def _converged_status(

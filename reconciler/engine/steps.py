@@ -713,15 +713,15 @@ class Steps:
             self._data.backup_before(w, f"before update to {w.revision[:12]}")
             self.ledger.update_database(w.key, backup_revision=w.revision)
         args = plan.args() or ["-u", ",".join(m for m in w.modules if m != "base") or "base"]
-        if w.routed and not w.settings.maintenance:
+        # ``migrate`` approves the update of exactly one revision (``odooops db migrate``):
+        # a later revision updating modules is held again.
+        if w.routed and not w.settings.maintenance and w.spec.migrate != w.revision:
             raise MigrationPending(
                 f"{w.key}: revision {w.revision[:12]} updates modules ({plan}), which takes the "
                 "site down behind the maintenance page, and this tier says maintenance: false; "
                 "the previous revision keeps serving",
-                remediation=f"to deploy it now, set overrides: {{maintenance: true}} in "
-                f"environments/{w.key}.yaml (or maintenance: true for the "
-                f"{w.spec.tier.value} tier in odooops.yaml), commit, then: odooops status "
-                f"{w.key}; remove it again afterwards",
+                remediation=f"approve this update (it shows the maintenance page while it "
+                f"runs): odooops db migrate {w.key}",
             )
         if w.routed:
             detail = self._update_on_copy(w, args, snapshot, str(plan), current, done)

@@ -24,7 +24,17 @@ from reconciler.core.policies import check_dev_quota, env_name_for_branch
 from reconciler.core.secretrefs import SecretPolicy
 from reconciler.core.validation import applied
 
-VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy", "extend")
+VERBS = (
+    "create",
+    "update",
+    "destroy",
+    "suspend",
+    "resume",
+    "deploy",
+    "extend",
+    "promote",
+    "migrate",
+)
 _MESSAGE = {
     "create": "feat(env): create {key}",
     "update": "chore(env): update {key}",
@@ -33,6 +43,8 @@ _MESSAGE = {
     "resume": "chore(env): resume {key}",
     "deploy": "feat(deploy): deploy {what} to {key}",
     "extend": "chore(ttl): extend {key} by {by}",
+    "promote": "feat(promote): promote {what} to {key}",
+    "migrate": "feat(migrate): approve the module update of {what} on {key}",
 }
 
 
@@ -60,6 +72,8 @@ class Operation:
     verb: str
     key: EnvKey
     fields: Mapping[str, Any] = field(default_factory=dict)
+    title: str = ""  # the commit's title, when the verb's own would say too little
+    trailers: tuple[tuple[str, str], ...] = ()  # (name, value) lines git log keeps
     # A create counted against its owner's quotas.dev_environments_per_user (``check``), on
     # the very head the commit lands on, so two writes at once cannot both take the last one.
     quota: bool = False
@@ -319,7 +333,7 @@ def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
         doc["expires"] = durations.format_instant(_extended(op, doc))
     elif op.verb in ("suspend", "resume"):
         doc["suspended"] = op.verb == "suspend"
-    else:  # update, deploy: a merge patch; None removes a key
+    else:  # update, deploy, promote, migrate: a merge patch; None removes a key
         doc = _merge_patch(doc, op.fields)
     return {path: _dump(doc)}
 
@@ -337,9 +351,15 @@ def _extended(op: Operation, doc: Mapping[str, Any]) -> Any:
 
 def message(op: Operation, request_id: str, via: str) -> str:
     """A conventional-commit message carrying the request id, so git log is the audit trail."""
-    what = op.fields.get("revision") or op.fields.get("branch") or "the branch head"
-    title = _MESSAGE[op.verb].format(key=op.key, what=what, by=op.fields.get("by", ""))
-    return f"{title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n"
+    what = (
+        op.fields.get("revision")
+        or op.fields.get("migrate")
+        or op.fields.get("branch")
+        or "the branch head"
+    )
+    title = op.title or _MESSAGE[op.verb].format(key=op.key, what=what, by=op.fields.get("by", ""))
+    trailers = "".join(f"{name}: {value}\n" for name, value in op.trailers)
+    return f"{title}\n\n{trailers}Request-Id: {request_id}\nOdooOps-Via: {via}\n"
 
 
 def validated(

@@ -619,6 +619,37 @@ class GitSource:
             f"{refname}`",
         )
 
+    def create_branch(self, branch: str, commit: str) -> None:
+        """Start ``branch`` on the remote at ``commit`` (a commit the mirror has), never
+        moving a branch that exists: ``branch_exists`` when the remote has it already, even
+        when another writer created it between our fetch and our push."""
+        refname = f"refs/heads/{branch}"
+        if not pygit2.reference_is_valid_name(refname):
+            raise self._invalid(f"{branch!r} is not a valid branch name")
+
+        def exists() -> SourceError:
+            return self._error(
+                f"branch {branch} exists already in {self.display_url}",
+                code="branch_exists",
+                retryable=False,
+                remediation=f"choose another name (git ls-remote --heads {self.display_url})",
+            )
+
+        with self._lock:
+            self.fetch()
+            repo = self._open()
+            if repo.references.get(refname) is not None:
+                raise exists()
+            target = self._commit(repo, commit)
+            try:
+                created = self._publish(repo, refname, target.id, None)
+            except SourceError:
+                raise
+            except _GIT_ERRORS as exc:
+                raise self._push_failed(branch, exc) from None
+            if not created:
+                raise exists()
+
     def _push_failed(self, branch: str, exc: BaseException) -> SourceError:
         return self._error(
             f"cannot commit to {branch} of {self.display_url}: {_describe(exc)}",

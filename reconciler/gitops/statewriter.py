@@ -126,6 +126,16 @@ class StateWriter:
         self.repo.refresh(self.branch)
         return self._state_at(self.repo.resolve(self.branch), self.secrets()).loaded.config
 
+    def check(self, op: changes.Operation | changes.FileOperation) -> None:
+        """Raise what ``submit`` would refuse ``op`` for on the head of the main branch, and
+        commit nothing: for a write that follows another side effect (a pushed branch),
+        which must not start when the write cannot land."""
+        self.repo.refresh(self.branch)
+        state = self._state_at(self.repo.resolve(self.branch), self.secrets())
+        after = changes.validated_after(state.loaded, op.apply(state.files))
+        if isinstance(op, changes.Operation):
+            op.check(state.loaded.config, after.config)
+
     def submit(
         self,
         op: changes.Write,

@@ -380,6 +380,40 @@ def test_a_module_update_runs_on_a_copy_behind_the_maintenance_page(routed: Rout
     assert world.scratch_databases() == set() and routed.engine.ledger.kept(key) is None
 
 
+def test_db_migrate_lets_the_held_update_through_and_holds_the_next(routed: Routed) -> None:
+    """maintenance: false holds a module update (the old revision serves); the commit
+    ``odooops db migrate`` makes (``migrate: <revision>``) lets exactly that one through."""
+    world = routed.world
+    world.app.write(_modules(OLD), "three modules", branch="release/v1")
+    held = {"branch": "release/v1", "overrides": {"maintenance": False}}
+    world.declare("staging", **held)
+    routed.converge("staging")
+    key = EnvKey(world.project, "staging")
+    first = routed.engine.status.get(str(key))
+    assert first is not None
+    bump = world.app.write(_modules(NEW), "bump", branch="release/v1")
+    result = routed.engine.reconcile()
+    assert result.errors[key].code == "migration_pending", result.errors
+    status = routed.engine.status.get(str(key))
+    assert status is not None and status.revision == bump
+    assert status.serving == first.serving  # the previous revision keeps serving
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert ready.reason == "migration_pending"
+
+    world.declare("staging", "odooops db migrate", **held, migrate=bump)
+    routed.converge("staging")
+    _hash, modules = _fingerprint(world, key.database)
+    assert all(f"{m}=installed@{NEW}" in modules for m in CHAIN), modules
+    served = routed.engine.status.get(str(key))
+    assert served is not None and served.serving == bump
+
+    newer = world.app.write(_modules("19.0.1.2.0"), "bump again", branch="release/v1")
+    result = routed.engine.reconcile()
+    assert result.errors[key].code == "migration_pending", result.errors
+    again = routed.engine.status.get(str(key))
+    assert again is not None and (again.revision, again.serving) == (newer, bump)
+
+
 def test_a_failed_update_leaves_the_live_database_as_it_was_and_the_old_code_serving(
     routed: Routed,
 ) -> None:

@@ -770,6 +770,32 @@ def test_a_tier_without_maintenance_holds_a_module_update_and_changes_nothing(
     assert world.data.updated_on_copy == []
 
 
+def test_an_approved_migration_lets_that_revision_through_and_holds_the_next(
+    world: World, router: RecordingRouter
+) -> None:
+    """``migrate: <revision>`` (odooops db migrate) approves the update of that revision only."""
+    old = routed(desired("qa", Tier.STAGING))
+    world.converge(old)
+    held = routed(desired("qa", Tier.STAGING, revision="b" * 40))
+    held = replace(held, settings=replace(held.settings, maintenance=False))
+    world.runtime.images.add(held.image)
+    with pytest.raises(OdooOpsError) as refused:
+        world.converge(held)
+    assert refused.value.remediation.endswith("odooops db migrate acme/qa")
+    approved = replace(held, spec=replace(held.spec, migrate="b" * 40))
+    world.converge(approved)
+    assert world.data.updated_on_copy == [approved.key]
+    assert world.runtime.containers[old.key.odoo_container].revision == "b" * 40
+    assert "serve" in [c[0] for c in router.calls]  # the maintenance page went up
+    later = routed(desired("qa", Tier.STAGING, revision="c" * 40, migrate="b" * 40))
+    later = replace(later, settings=replace(later.settings, maintenance=False))
+    world.runtime.images.add(later.image)
+    with pytest.raises(OdooOpsError) as exc:
+        world.converge(later)
+    assert exc.value.code == "migration_pending"
+    assert world.runtime.containers[old.key.odoo_container].revision == "b" * 40
+
+
 def test_a_rollout_reports_its_phases_and_the_maintenance_window(
     world: World, router: RecordingRouter
 ) -> None:

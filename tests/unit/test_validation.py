@@ -480,8 +480,8 @@ def test_unknown_key_remediation_lists_the_allowed_keys_and_the_line() -> None:
     problem = only(problems_of({"environments/acme/prod.yaml": PROD + "foo: 1\n"}), "unknown_key")
     assert problem.remediation == (
         "remove `foo` from environments/acme/prod.yaml line 12 (allowed keys: allowlist, branch, "
-        "db, domains, expires, maintenance_text, overrides, owner, preview, protected, revision, "
-        "suspended, tier), then run: odooops validate ."
+        "db, domains, expires, maintenance_text, migrate, overrides, owner, preview, promoted, "
+        "protected, revision, suspended, tier), then run: odooops validate ."
     )
 
 
