@@ -536,7 +536,7 @@ def test_the_cli_migrates_and_branches_through_the_api(
     assert branched.returncode == 0, branched.stderr
     assert f"branch hotfix/cli created at {commits[0][:12]}" in branched.stdout
     assert git("--git-dir", str(bare), "rev-parse", "refs/heads/hotfix/cli") == commits[0]
-    assert env_file(remote, "hotfix-cli") == {"branch": "hotfix/cli"}
+    assert env_file(remote, "hotfix-cli") == {"branch": "hotfix/cli", "owner": "ann"}
 
 
 @pytest.fixture
