@@ -319,6 +319,9 @@ class BenchPlane:
     def builds(self) -> None:
         raise not_benchmarked("builds")
 
+    def histories(self) -> None:
+        raise not_benchmarked("histories")
+
 
 def not_benchmarked(method: str) -> NotImplementedError:
     return NotImplementedError(f"ControlPlane.{method} is not part of this benchmark")

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from reconciler.api.plane import Terminal
+from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import EnvKey, StateConfig
 from reconciler.core.planner import Plan
 from reconciler.data.operations import DataOps
 from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.engine import Engine
+from reconciler.engine.history import Histories
 from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
@@ -23,6 +25,8 @@ from reconciler.gitops.statewriter import StateWriter, WriteResult
 
 # How far back a glob-limited token's audit looks for commits it may see.
 AUDIT_SCAN = 2000
+# How far back from a deployment's state commit the commit that changed its file is looked for.
+HISTORY_SCAN = 500
 
 
 class GitControlPlane:
@@ -87,6 +91,24 @@ class GitControlPlane:
     def builds(self) -> BuildQueue | None:
         return None
 
+    def histories(self) -> Histories | None:
+        """Without a daemon nothing is deployed."""
+        return None
+
+    def commit_of(self, path: str, state_commit: str) -> CommitInfo | None:
+        """The commit at or before ``state_commit`` that last changed ``path`` (the one that
+        pinned or moved an environment), or None when it cannot be found."""
+        repo = self.writer.repo
+        try:
+            if not repo.has_commit(state_commit):
+                repo.fetch()
+            for commit in repo.history(state_commit, HISTORY_SCAN):
+                if path in repo.touched(commit.sha):
+                    return commit
+        except OdooOpsError:
+            return None
+        return None
+
     def routes(self) -> dict[str, Any]:
         """Without a daemon no proxy runs: no route is served."""
         return {"enabled": False, "domain": None, "proxy": None, "routes": []}
@@ -113,6 +135,10 @@ class DaemonControlPlane(GitControlPlane):
 
     def builds(self) -> BuildQueue:
         return self.engine.builds
+
+    def histories(self) -> Histories:
+        engine = self.engine
+        return Histories(engine.ledger, engine.docker, lambda: engine.data, self.commit_of)
 
     def close(self) -> None:
         self._jobs.close()

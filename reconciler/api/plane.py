@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, Protocol
 from reconciler.core.model import DesiredEnvironment, EnvKey, StateConfig
 from reconciler.core.planner import Plan
 from reconciler.engine.buildqueue import BuildQueue
+from reconciler.engine.history import Histories
 from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore, Progress
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
@@ -171,4 +172,8 @@ class ControlPlane(Protocol):
 
     def builds(self) -> BuildQueue | None:
         """The daemon's image builds; None where no daemon runs (a git-only API)."""
+        ...
+
+    def histories(self) -> Histories | None:
+        """Deployment histories and rollbacks; None where no daemon runs (a git-only API)."""
         ...

@@ -25,6 +25,7 @@ from rich.table import Table
 from reconciler.cli.builds import add_commands as add_build_commands
 from reconciler.cli.console import err, out, print_error
 from reconciler.cli.data import add_commands as add_data_commands
+from reconciler.cli.history import add_commands as add_history_commands
 from reconciler.cli.images import add_commands as add_image_commands
 from reconciler.cli.push import add_commands as add_push_commands
 from reconciler.core.errors import OdooOpsError, SecretsError
@@ -260,6 +261,7 @@ def _parser() -> argparse.ArgumentParser:
     ro.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     ro.set_defaults(func=cmd_routes)
     add_image_commands(sub)
+    add_history_commands(sub)
     sh = sub.add_parser("shell", help="odoo shell, psql or bash in an environment (API)")
     sh.add_argument("name")
     sh.add_argument("--kind", choices=["odoo", "psql", "bash"], default="odoo")

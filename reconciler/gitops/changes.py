@@ -23,7 +23,7 @@ from reconciler.core.policies import env_name_for_branch
 from reconciler.core.secretrefs import SecretPolicy
 from reconciler.core.validation import applied
 
-VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy")
+VERBS = ("create", "update", "destroy", "suspend", "resume", "deploy", "rollback")
 _MESSAGE = {
     "create": "feat(env): create {key}",
     "update": "chore(env): update {key}",
@@ -31,6 +31,7 @@ _MESSAGE = {
     "suspend": "chore(env): suspend {key}",
     "resume": "chore(env): resume {key}",
     "deploy": "feat(deploy): deploy {what} to {key}",
+    "rollback": "revert(deploy): roll back {key} to {what}",
 }
 
 
@@ -53,6 +54,8 @@ class Operation:
     verb: str
     key: EnvKey
     fields: Mapping[str, Any] = field(default_factory=dict)
+    # Extra ``Key: value`` lines of the commit message (a rollback's from and to).
+    trailers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.verb not in VERBS:
@@ -208,7 +211,7 @@ def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
     doc = yaml.safe_load(current) or {}
     if op.verb in ("suspend", "resume"):
         doc["suspended"] = op.verb == "suspend"
-    else:  # update, deploy: a merge patch; None removes a key
+    else:  # update, deploy, rollback: a merge patch; None removes a key
         doc = _merge_patch(doc, op.fields)
     return {path: _dump(doc)}
 
@@ -216,8 +219,11 @@ def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
 def message(op: Operation, request_id: str, via: str) -> str:
     """A conventional-commit message carrying the request id, so git log is the audit trail."""
     what = op.fields.get("revision") or op.fields.get("branch") or "the branch head"
+    if op.verb == "rollback":
+        what = str(what)[:12]
     title = _MESSAGE[op.verb].format(key=op.key, what=what)
-    return f"{title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n"
+    extra = "".join(f"{k}: {v}\n" for k, v in op.trailers.items())
+    return f"{title}\n\nRequest-Id: {request_id}\nOdooOps-Via: {via}\n{extra}"
 
 
 def validated(
