@@ -716,11 +716,16 @@ class Steps:
         if self._data.rollback_requested(w.key, w.revision):
             # The environment is pinned to the revision its kept data was at: that data goes
             # back instead of an update (its swap records the modules as they were then).
-            return "done", self._roll_back_data(w, current, done)
+            detail = self._roll_back_data(w, current, done)
+            # Older data is in place: the next update away from it takes a backup of its own.
+            self.ledger.update_database(w.key, backup_revision="")
+            return "done", detail
         if self._data.restore_requested(w.key, w.revision):
             # Pinned back by ``odooops rollback --with-data``: the backup taken before the
             # update away from this revision goes back instead of an update.
-            return "done", self._restore_for_rollback(w, current[0], done)
+            detail = self._restore_for_rollback(w, current[0], done)
+            self.ledger.update_database(w.key, backup_revision="")
+            return "done", detail
         if plan.empty and not snapshot.partially_updated:
             self.ledger.put_modules(w.key, done)
             self.ledger.update_database(w.key, revision=w.revision)
