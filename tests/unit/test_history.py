@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from reconciler.core.errors import OdooOpsError
 from reconciler.core.history import (
     Deployed,
     Health,
@@ -19,6 +21,8 @@ from reconciler.core.history import (
 )
 from reconciler.core.imagegc import Deployment
 from reconciler.core.model import EnvKey
+from reconciler.drivers.protocols import Runtime
+from reconciler.engine.history import Histories
 from reconciler.engine.ledger import Ledger
 
 KEY = EnvKey("acme", "prod")
@@ -209,3 +213,110 @@ def test_an_older_ledger_gets_the_outcome_columns(tmp_path: Path) -> None:
     assert [(d.revision, d.health) for d in ledger.history(KEY)] == [(A, Health.UNKNOWN)]
     ledger.put_deployment(deployment(B, 1))
     assert [d.revision for d in ledger.deployments(KEY)] == [A, B]
+
+
+class Images:
+    """The one thing a rollback asks of the runtime: whether an image is still there."""
+
+    def __init__(self, *tags: str) -> None:
+        self.tags = set(tags)
+
+    def has_image(self, ref: str) -> bool:
+        return ref in self.tags
+
+
+class Data:
+    """The data plane's marks, as state."""
+
+    def __init__(self, backups: list[dict[str, Any]] | None = None) -> None:
+        self.listed = backups or []
+        self.marks: dict[str, Any] = {}
+
+    def backups(self, key: EnvKey) -> list[dict[str, Any]]:
+        return self.listed
+
+    def request_rollback(self, key: EnvKey, confirm: bool = False) -> dict[str, Any]:
+        self.marks["kept"] = confirm
+        return {}
+
+    def cancel_rollback(self, key: EnvKey) -> None:
+        self.marks.pop("kept", None)
+
+    def request_restore(self, key: EnvKey, revision: str, backup_id: str) -> dict[str, Any]:
+        self.marks["backup"] = (revision, backup_id)
+        return {}
+
+    def cancel_restore(self, key: EnvKey) -> None:
+        self.marks.pop("backup", None)
+
+
+def histories(tmp_path: Path, data: Data, *images: str) -> Histories:
+    ledger = Ledger(tmp_path / "ledger.db")
+    for i, revision in enumerate((A, B)):
+        ledger.put_deployment(deployment(revision, i))
+        ledger.judge(KEY, revision, T0)
+    return Histories(
+        ledger,
+        cast(Runtime, Images(*images)),
+        lambda: data,
+        lambda path, commit: None,
+        clock=lambda: T0,
+    )
+
+
+PRE_UPDATE = {
+    "id": "2026-12-01-11-00",
+    "status": "good",
+    "data_revision": A,
+    "reason": f"before update to {B[:12]}",
+    "started_at": "2026-12-01T11:00:00+00:00",
+}
+
+
+def test_a_rollback_with_data_uses_the_kept_data_first_then_the_pre_update_backup(
+    tmp_path: Path,
+) -> None:
+    data = Data([PRE_UPDATE])
+    found = histories(tmp_path, data, "img:aaaa", "img:bbbb")
+    found.ledger.put_kept(KEY, {"revision": A, "until": "2026-12-02T00:00:00+00:00"})
+    kept = found.prepare(KEY, B, None, with_data=True, confirm=True)
+    assert (kept.target.revision, kept.data, data.marks) == (A, "kept", {"kept": True})
+    found.cancel(kept)
+    found.ledger.forget_kept(KEY)
+    restored = found.prepare(KEY, B, None, with_data=True, confirm=True)
+    assert (restored.data, restored.backup) == ("backup", PRE_UPDATE["id"])
+    assert data.marks == {"backup": (A, PRE_UPDATE["id"])}
+    assert restored.trailers() == {
+        "Rollback-From": B,
+        "Rollback-To": A,
+        "Rollback-Data": f"backup {PRE_UPDATE['id']}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("images", "backups", "confirm", "code"),
+    [
+        (("img:bbbb",), [PRE_UPDATE], True, "image_collected"),
+        (("img:aaaa", "img:bbbb"), [PRE_UPDATE], False, "confirm_required"),
+        (("img:aaaa", "img:bbbb"), [], True, "nothing_kept"),
+    ],
+)
+def test_a_refused_rollback_marks_nothing(
+    tmp_path: Path,
+    images: tuple[str, ...],
+    backups: list[dict[str, Any]],
+    confirm: bool,
+    code: str,
+) -> None:
+    data = Data(backups)
+    found = histories(tmp_path, data, *images)
+    with pytest.raises(OdooOpsError) as refused:
+        found.prepare(KEY, B, None, with_data=True, confirm=confirm)
+    assert refused.value.code == code
+    assert data.marks == {}
+    if code == "image_collected":
+        assert refused.value.remediation == f"odooops deploy {KEY} --revision {A}"
+    if code == "confirm_required":
+        assert refused.value.remediation == (
+            f"odooops rollback {KEY} --to {A[:12]} --with-data --confirm"
+        )

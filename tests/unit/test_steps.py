@@ -875,6 +875,10 @@ def test_a_rollback_with_data_restores_instead_of_updating_once_its_revision_is_
     assert not any("-u" in args for _, args in world.runtime.runs)
     assert world.runtime.containers[old.key.odoo_container].revision == old.revision
     assert world.converge(old) == []
+    # The data put back is older again: the next update to the same revision backs it up.
+    world.converge(new)
+    update = f"before update to {new.revision[:12]}"
+    assert world.data.backups.count((old.key, update)) == 2
 
 
 class StuckRuntime(MemoryRuntime):
