@@ -434,18 +434,23 @@ class DataOps:
         return report
 
     # ------------------------------------------------- rollback from a pre-update backup
-    def request_restore(self, key: EnvKey, revision: str, backup_id: str) -> dict[str, Any]:
+    def request_restore(
+        self, key: EnvKey, revision: str, backup_id: str, data_revision: str
+    ) -> dict[str, Any]:
         """Mark the environment's data to be restored from ``backup_id`` (taken before an
         update moved it away from ``revision``) when ``revision`` is deployed again
         (``odooops rollback --with-data``); the caller then pins the environment to it (a
         commit). The mark is in the ledger, so a daemon killed anywhere between the commit
-        and the restore still restores, once: ``restore_for_rollback``. Returns the mark."""
+        and the restore still restores, once: ``restore_for_rollback``. It holds only while
+        the data is at ``data_revision``, the data the person asking saw: data updated since
+        (the pin's change request waited) is never replaced by it. Returns the mark."""
         self.environment(key)
         record = self.lifecycle.find_backup(self.storage(), key, backup_id)
         check_key(record, self.backup_key(), key)
         mark = {
             "revision": revision,
             "backup": record.id,
+            "data_revision": data_revision,
             "requested": _iso(self.clock()),
         }
         with self.lifecycle.exclusive(key, wait=MARK_WAIT_SECONDS):
@@ -465,10 +470,27 @@ class DataOps:
         with self.lifecycle.exclusive(key, wait=MARK_WAIT_SECONDS):
             self.host.journal().forget_restore_mark(key)
 
-    def restore_requested(self, key: EnvKey, revision: str) -> bool:
-        """Whether a rollback's restore waits for ``revision`` to be deployed."""
-        mark = self.host.journal().restore_mark(key)
-        return bool(mark and mark.get("revision") == revision)
+    def restore_requested(self, key: EnvKey, revision: str, data_revision: str) -> bool:
+        """Whether a rollback's restore waits for ``revision`` to be deployed on the data as
+        it was when it was asked for (``data_revision`` now). A mark the data moved on from
+        is dropped: restoring it would lose what the newer update and its users wrote."""
+        journal = self.host.journal()
+        mark = journal.restore_mark(key)
+        if not mark or mark.get("revision") != revision:
+            return False
+        asked_on = str(mark.get("data_revision", ""))
+        if data_revision not in (asked_on, revision) and asked_on:
+            journal.forget_restore_mark(key)
+            self.host.note(
+                key,
+                "DataRollback",
+                False,
+                "Dropped",
+                f"the restore of backup {mark.get('backup')} was asked on the data of revision "
+                f"{asked_on[:12]}, and the data is at {data_revision[:12]} now: not restored",
+            )
+            return False
+        return True
 
     def restore_for_rollback(
         self, want: DesiredEnvironment, data_revision: str, modules_at: Mapping[str, Any]

@@ -49,7 +49,9 @@ class RollbackData(Protocol):
 
     def cancel_rollback(self, key: EnvKey) -> None: ...
 
-    def request_restore(self, key: EnvKey, revision: str, backup_id: str) -> dict[str, Any]: ...
+    def request_restore(
+        self, key: EnvKey, revision: str, backup_id: str, data_revision: str
+    ) -> dict[str, Any]: ...
 
     def cancel_restore(self, key: EnvKey) -> None: ...
 
@@ -144,6 +146,10 @@ class Histories:
                 remediation=f"odooops deploy {key} --revision {target.revision}",
             )
         if not with_data:
+            # A restore asked for earlier (its change request closed unmerged, say) must not
+            # come with a rollback of the code alone to the same revision.
+            if self.ledger.restore_mark(key) is not None:
+                self._data().cancel_restore(key)
             return Rollback(key, target, current)
         command = f"odooops rollback {key} --to {short} --with-data --confirm"
         if not confirm:
@@ -168,7 +174,9 @@ class Histories:
                 remediation=f"odooops db backups {key}  (or roll back the code alone: "
                 f"odooops rollback {key} --to {short})",
             )
-        data.request_restore(key, target.revision, str(backup["id"]))
+        record = self.ledger.database(key)
+        data_revision = record.revision if record is not None else ""
+        data.request_restore(key, target.revision, str(backup["id"]), data_revision)
         return Rollback(key, target, current, "backup", str(backup["id"]))
 
     def cancel(self, rollback: Rollback) -> None:

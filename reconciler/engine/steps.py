@@ -211,9 +211,9 @@ class DataHooks(Protocol):
         replaces, at ``current`` (revision, module record), is kept in turn."""
         ...
 
-    def restore_requested(self, key: EnvKey, revision: str) -> bool:
+    def restore_requested(self, key: EnvKey, revision: str, data_revision: str) -> bool:
         """Whether a rollback with data (``odooops rollback --with-data``) waits for
-        ``revision`` to restore a pre-update backup."""
+        ``revision`` to restore a pre-update backup (asked on the data at ``data_revision``)."""
         ...
 
     def restore_for_rollback(
@@ -720,7 +720,7 @@ class Steps:
             # Older data is in place: the next update away from it takes a backup of its own.
             self.ledger.update_database(w.key, backup_revision="")
             return "done", detail
-        if self._data.restore_requested(w.key, w.revision):
+        if self._data.restore_requested(w.key, w.revision, current[0]):
             # Pinned back by ``odooops rollback --with-data``: the backup taken before the
             # update away from this revision goes back instead of an update.
             detail = self._restore_for_rollback(w, current[0], done)

@@ -507,7 +507,12 @@ def test_rollback_with_data_killed_at_every_step_restores_the_backup_once(
         ledger = Ledger(world.data_dir / "ledger.db")
         try:  # what POST .../rollback-version marks before it commits the pin
             ledger.put_restore_mark(
-                key, {"revision": v1, "backup": pre_update_backup(world, "prod", v1)}
+                key,
+                {
+                    "revision": v1,
+                    "backup": pre_update_backup(world, "prod", v1),
+                    "data_revision": v2,
+                },
             )
         finally:
             ledger.close()

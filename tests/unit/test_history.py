@@ -242,7 +242,9 @@ class Data:
     def cancel_rollback(self, key: EnvKey) -> None:
         self.marks.pop("kept", None)
 
-    def request_restore(self, key: EnvKey, revision: str, backup_id: str) -> dict[str, Any]:
+    def request_restore(
+        self, key: EnvKey, revision: str, backup_id: str, data_revision: str
+    ) -> dict[str, Any]:
         self.marks["backup"] = (revision, backup_id)
         return {}
 
@@ -286,6 +288,9 @@ def test_a_rollback_with_data_uses_the_kept_data_first_then_the_pre_update_backu
     restored = found.prepare(KEY, B, None, with_data=True, confirm=True)
     assert (restored.data, restored.backup) == ("backup", PRE_UPDATE["id"])
     assert data.marks == {"backup": (A, PRE_UPDATE["id"])}
+    found.ledger.put_restore_mark(KEY, {"revision": A, "backup": PRE_UPDATE["id"]})
+    code_only = found.prepare(KEY, B, None, with_data=False, confirm=False)
+    assert code_only.data == "none" and data.marks == {}  # an earlier restore does not follow
     assert restored.trailers() == {
         "Rollback-From": B,
         "Rollback-To": A,

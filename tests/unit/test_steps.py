@@ -60,7 +60,7 @@ class DataPlane:
     def rollback_requested(self, key: EnvKey, revision: str) -> bool:
         return self.rollbacks.get(key) == revision
 
-    def restore_requested(self, key: EnvKey, revision: str) -> bool:
+    def restore_requested(self, key: EnvKey, revision: str, data_revision: str) -> bool:
         return self.restores.get(key) == revision
 
     def restore_for_rollback(self, want: DesiredEnvironment, data_revision, modules_at) -> object:  # type: ignore[no-untyped-def]
