@@ -102,8 +102,10 @@ class Histories:
         backups = self._data().backups(key) if rows else []
         path = f"environments/{key.project}/{key.env}.yaml"
         looked: dict[str, CommitInfo | None] = {}
+        # The newest row of the pinned revision is the current one (it may have run before).
+        newest = next((i for i, d in enumerate(rows) if d.revision == current), None)
         items = []
-        for d in rows:
+        for i, d in enumerate(rows):
             if d.state_commit and d.state_commit not in looked:
                 looked[d.state_commit] = self._commits(path, d.state_commit)
             commit = looked.get(d.state_commit) if d.state_commit else None
@@ -118,7 +120,7 @@ class Histories:
                     "judged_at": d.judged_at.isoformat(timespec="seconds") if d.judged_at else None,
                     "reason": d.reason,
                     "attempt": d.attempt,
-                    "current": d.revision == current,
+                    "current": i == newest,
                     "state_commit": d.state_commit or None,
                     "commit": _commit_doc(commit),
                     "retained": (not d.attempt)

@@ -220,10 +220,10 @@ def test_a_rollback_without_data_pins_v1_through_a_change_request_and_reuses_its
     assert image_id_of(world, key) == v1_image
     assert rows(world, key) == migrated  # the code alone: the data stays as it is
     items = api.history()["items"]
-    assert [(i["revision"], i["health"]) for i in items] == [
-        (v1, "healthy"),
-        (v2, "rolled-back"),
-        (v1, "healthy"),
+    assert [(i["revision"], i["health"], i["current"]) for i in items] == [
+        (v1, "healthy", True),
+        (v2, "rolled-back", False),
+        (v1, "healthy", False),
     ]
     assert items[1]["reason"] == f"rolled back to {v1[:12]}"
 
