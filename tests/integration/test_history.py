@@ -309,3 +309,50 @@ def test_a_rollback_to_a_collected_image_or_without_data_to_bring_back_is_refuse
         assert head(world) == before
         assert world.engine().ledger.restore_mark(key) is None
         assert world.engine().ledger.kept(key) is None
+
+
+def test_a_revision_that_fails_is_in_the_history_and_the_rollback_skips_it(
+    world: World,
+) -> None:
+    """v3's migration fails: the history shows it as a failed attempt that never served (with
+    the error), and a rollback from it goes to v2, the last healthy version, still serving."""
+    key = EnvKey(world.project, "staging")
+    world.declare("staging", branch="release/v1", tier="staging")
+    converge(world, "staging")
+    v2 = world.app.write({"acme_base/README.md": "v2\n"}, "v2", branch="release/v1")
+    converge(world, "staging")
+    v3 = world.app.write(
+        {
+            "acme_base/__manifest__.py": manifest(V2),
+            f"acme_base/migrations/{V2}/post-migrate.py": (
+                "def migrate(cr, version):\n    raise ValueError('cannot migrate this data')\n"
+            ),
+        },
+        "v3: a migration that fails",
+        branch="release/v1",
+    )
+    result = world.reconcile()
+    assert key in result.errors
+    assert running_revision(world, key) == v2  # the previous version keeps serving
+    authority = TokenAuthority(AuthConfig(secret=b"h" * 32))
+    writer = StateWriter(
+        GitSource(f"file://{world.state_remote}", world.root / "writes"),
+        secrets=lambda: world.secret_policy,
+    )
+    plane = DaemonControlPlane(world.engine(), writer, lambda: None)
+    with TestClient(create_app(plane, authority)) as client:
+        api = Api(world, client, authority, key)
+        failed, serving, first = api.history()["items"]
+        assert (failed["revision"], failed["health"], failed["attempt"]) == (v3, "failed", True)
+        assert failed["current"] and not failed["retained"]
+        assert failed["reason"].startswith(result.errors[key].code)
+        assert (serving["revision"], serving["health"]) == (v2, "healthy")
+        assert first["health"] == "healthy"
+        answer = api.rollback()
+        assert answer.status_code == 202, answer.json()
+        assert answer.json()["rollback"]["to"] == v2
+        assert not answer.json()["change_request"]  # staging: straight to main
+        converge(world, "staging")  # pinned to what serves: converged, v3 tried no more
+        assert running_revision(world, key) == v2
+        items = api.history()["items"]
+        assert [(i["revision"], i["current"]) for i in items[:2]] == [(v3, False), (v2, True)]
