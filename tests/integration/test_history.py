@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 import psycopg
 import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from reconciler.api.app import create_app
+from reconciler.api.app import OPENAPI_PATH, create_app
 from reconciler.api.auth import AuthConfig, TokenAuthority
 from reconciler.api.controlplane import DaemonControlPlane
 from reconciler.core.model import EnvKey
@@ -32,6 +33,7 @@ from tests.integration.world import World, git
 pytestmark = pytest.mark.integration
 
 BOB = Author("Bob Reviewer", "bob@acme.example")
+SCHEMAS = yaml.safe_load(OPENAPI_PATH.read_text())["components"]["schemas"]
 V1, V2 = "19.0.1.0.0", "19.0.1.1.0"
 CUSTOMERS = 40
 MIGRATION = (
@@ -75,14 +77,22 @@ class Api:
         answer = self.client.get(f"{self.path}/history", headers=self.headers("env:read"))
         assert answer.status_code == 200, answer.json()
         doc: dict[str, Any] = answer.json()
+        for item in doc["items"]:  # as the OpenAPI document says
+            jsonschema.validate(item, SCHEMAS["HistoryItem"])
         return doc
 
     def rollback(self, **body: Any) -> Any:
-        return self.client.post(
+        answer = self.client.post(
             f"{self.path}/rollback-version",
             json=body,
             headers=self.headers("deploy", "db:restore"),
         )
+        if answer.status_code == 202:  # as the OpenAPI document says
+            jsonschema.validate(answer.json()["rollback"], SCHEMAS["Rollback"])
+            result = dict(SCHEMAS["RollbackResult"])
+            result["properties"] = {**result["properties"], "rollback": {"type": "object"}}
+            jsonschema.validate(answer.json(), result)
+        return answer
 
 
 def converge(world: World, env: str) -> list[Kind]:
