@@ -331,6 +331,9 @@ class BenchPlane:
     def app_repository(self, project: str) -> GitSource:
         raise not_benchmarked("app_repository")
 
+    def histories(self) -> None:
+        raise not_benchmarked("histories")
+
 
 def not_benchmarked(method: str) -> NotImplementedError:
     return NotImplementedError(f"ControlPlane.{method} is not part of this benchmark")

@@ -15,6 +15,7 @@ from reconciler.core.promotion import Release
 from reconciler.data.operations import DataOps
 from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.engine import Engine
+from reconciler.engine.history import Histories
 from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore
 from reconciler.engine.previews import Previews
@@ -29,6 +30,8 @@ from webhooks.events import PullRequestEvent
 
 # How far back a glob-limited token's audit looks for commits it may see.
 AUDIT_SCAN = 2000
+# How far back from a deployment's state commit the commit that changed its file is looked for.
+HISTORY_SCAN = 500
 
 
 class GitControlPlane:
@@ -99,6 +102,24 @@ class GitControlPlane:
     def pull_request(self, event: PullRequestEvent) -> None:
         """Without a daemon there is no preview to open and no plan to post."""
 
+    def histories(self) -> Histories | None:
+        """Without a daemon nothing is deployed."""
+        return None
+
+    def commit_of(self, path: str, state_commit: str) -> CommitInfo | None:
+        """The commit at or before ``state_commit`` that last changed ``path`` (the one that
+        pinned or moved an environment), or None when it cannot be found."""
+        repo = self.writer.repo
+        try:
+            if not repo.has_commit(state_commit):
+                repo.fetch()
+            for commit in repo.history(state_commit, HISTORY_SCAN):
+                if path in repo.touched(commit.sha):
+                    return commit
+        except OdooOpsError:
+            return None
+        return None
+
     def routes(self) -> dict[str, Any]:
         """Without a daemon no proxy runs: no route is served."""
         return {"enabled": False, "domain": None, "proxy": None, "routes": []}
@@ -146,6 +167,10 @@ class DaemonControlPlane(GitControlPlane):
             return
         if self._previews is not None:
             self._previews.deliver(event, self.engine.last_good)
+
+    def histories(self) -> Histories:
+        engine = self.engine
+        return Histories(engine.ledger, engine.docker, lambda: engine.data, self.commit_of)
 
     def close(self) -> None:
         self._jobs.close()

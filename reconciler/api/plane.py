@@ -15,6 +15,7 @@ from reconciler.core.model import DesiredEnvironment, EnvKey, StateConfig
 from reconciler.core.planner import Plan
 from reconciler.core.promotion import Release
 from reconciler.engine.buildqueue import BuildQueue
+from reconciler.engine.history import Histories
 from reconciler.engine.images import ImageCollector
 from reconciler.engine.jobs import JobStore, Progress
 from reconciler.engine.status import DaemonStatus, EnvironmentStatus
@@ -194,4 +195,8 @@ class ControlPlane(Protocol):
     def app_repository(self, project: str) -> GitSource:
         """The mirror of ``project``'s application repository, with the project's credentials
         (a branch is pushed through it). ``not_found`` where no daemon runs."""
+        ...
+
+    def histories(self) -> Histories | None:
+        """Deployment histories and rollbacks; None where no daemon runs (a git-only API)."""
         ...

@@ -26,6 +26,7 @@ from reconciler.cli.builds import add_commands as add_build_commands
 from reconciler.cli.console import err, out, print_error
 from reconciler.cli.data import add_commands as add_data_commands
 from reconciler.cli.expiry import add_commands as add_expiry_commands
+from reconciler.cli.history import add_commands as add_history_commands
 from reconciler.cli.images import add_commands as add_image_commands
 from reconciler.cli.previews import add_commands as add_preview_commands
 from reconciler.cli.promote import add_commands as add_promote_commands
@@ -271,6 +272,7 @@ def _parser() -> argparse.ArgumentParser:
     ro.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     ro.set_defaults(func=cmd_routes)
     add_image_commands(sub)
+    add_history_commands(sub)
     sh = sub.add_parser("shell", help="odoo shell, psql or bash in an environment (API)")
     sh.add_argument("name")
     sh.add_argument("--kind", choices=["odoo", "psql", "bash"], default="odoo")

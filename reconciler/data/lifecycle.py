@@ -352,7 +352,9 @@ class Lifecycle:
             _admin_login(conn, target)  # last: neutralising a masked copy removes every password
         return out
 
-    def _move(self, target: Site, op: str, initialised: bool = True) -> Any:
+    def _move(
+        self, target: Site, op: str, initialised: bool = True, keeping: Keeping = DROP_REPLACED
+    ) -> Any:
         """A journalled move into ``target``: built beside the live data, then swapped in
         (``reconciler.data.moves``)."""
         return self.moves.begin(
@@ -363,6 +365,7 @@ class Lifecycle:
             volume=target.volume,
             owner=target.owner,
             initialised=initialised,
+            keeping=keeping,
         )
 
     # ---------------------------------------------------------------------- backups
@@ -375,9 +378,12 @@ class Lifecycle:
         reason: str,
         level: int = 3,
         progress: ProgressFn = _no_progress,
+        data_revision: str = "",
     ) -> BackupRecord:
         """Write, verify and register one backup; on failure the upload is aborted and a
-        ``failed`` manifest says why (so nothing half-written is ever listed as good)."""
+        ``failed`` manifest says why (so nothing half-written is ever listed as good).
+        ``data_revision``: the revision the data is at when it is not the site's (a backup
+        before an update, taken while the site already names the new revision)."""
         dbcopy.check_tools()
         started = self._clock()
         backup_id = self._new_id(storage, site.key, started)
@@ -390,6 +396,7 @@ class Lifecycle:
             "tier": site.tier.value,
             "instance": site.instance,
             "revision": site.revision,
+            "data_revision": data_revision or site.revision,
             "state_commit": site.state_commit,
             "reason": reason,
             "started_at": started.isoformat(timespec="seconds"),
@@ -604,10 +611,12 @@ class Lifecycle:
         target: Site,
         sanitising: Sanitising | None,
         progress: ProgressFn = _no_progress,
+        keeping: Keeping = DROP_REPLACED,
     ) -> dict[str, Any]:
-        """Restore a backup of ``source`` into ``target`` (the same or another environment)."""
+        """Restore a backup of ``source`` into ``target`` (the same or another environment);
+        ``keeping`` says what the swap records of the new data (a rollback's revision)."""
         sizes = {k: int(v) for k, v in dict(record.doc.get("sizes") or {}).items()}
-        with self._move(target, "restore") as move:
+        with self._move(target, "restore", keeping=keeping) as move:
             scratch = target.endpoint.with_db(move.scratch)
             dbcopy.create_empty(scratch, target.owner)
             with self._open(storage, key, record, source) as parts:

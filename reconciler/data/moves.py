@@ -76,6 +76,14 @@ class Journal(Protocol):
 
     def forget_kept(self, key: EnvKey) -> None: ...
 
+    def restore_mark(self, key: EnvKey) -> Mapping[str, Any] | None:
+        """A restore a rollback asked for (``Ledger.restore_mark``), or None."""
+        ...
+
+    def put_restore_mark(self, key: EnvKey, doc: Mapping[str, Any]) -> None: ...
+
+    def forget_restore_mark(self, key: EnvKey) -> None: ...
+
 
 # A revision and the ledger's module record at it (``Ledger.modules``), or None: unknown.
 Recorded = tuple[str, Mapping[str, Any] | None] | None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from reconciler.core.errors import OdooOpsError
+from reconciler.core.faults import boundary
 from reconciler.core.model import (
     HOST_GATEWAY,
     MAIL_CATCHER_HOST,
@@ -432,6 +433,121 @@ class DataOps:
         )
         return report
 
+    # ------------------------------------------------- rollback from a pre-update backup
+    def request_restore(
+        self, key: EnvKey, revision: str, backup_id: str, data_revision: str
+    ) -> dict[str, Any]:
+        """Mark the environment's data to be restored from ``backup_id`` (taken before an
+        update moved it away from ``revision``) when ``revision`` is deployed again
+        (``odooops rollback --with-data``); the caller then pins the environment to it (a
+        commit). The mark is in the ledger, so a daemon killed anywhere between the commit
+        and the restore still restores, once: ``restore_for_rollback``. It holds only while
+        the data is at ``data_revision``, the data the person asking saw: data updated since
+        (the pin's change request waited) is never replaced by it. Returns the mark."""
+        self.environment(key)
+        record = self.lifecycle.find_backup(self.storage(), key, backup_id)
+        check_key(record, self.backup_key(), key)
+        mark = {
+            "revision": revision,
+            "backup": record.id,
+            "data_revision": data_revision,
+            "requested": _iso(self.clock()),
+        }
+        with self.lifecycle.exclusive(key, wait=MARK_WAIT_SECONDS):
+            self.host.journal().put_restore_mark(key, mark)
+        self.host.note(
+            key,
+            "DataRollback",
+            True,
+            "Requested",
+            f"backup {record.id} (the data as revision {revision[:12]} left it) is restored "
+            "when that revision is deployed; the current data is backed up first",
+        )
+        return mark
+
+    def cancel_restore(self, key: EnvKey) -> None:
+        """The pin that goes with a requested restore could not be committed: no restore."""
+        with self.lifecycle.exclusive(key, wait=MARK_WAIT_SECONDS):
+            self.host.journal().forget_restore_mark(key)
+
+    def restore_requested(self, key: EnvKey, revision: str, data_revision: str) -> bool:
+        """Whether a rollback's restore waits for ``revision`` to be deployed on the data as
+        it was when it was asked for (``data_revision`` now). A mark the data moved on from
+        is dropped: restoring it would lose what the newer update and its users wrote."""
+        journal = self.host.journal()
+        mark = journal.restore_mark(key)
+        if not mark or mark.get("revision") != revision:
+            return False
+        asked_on = str(mark.get("data_revision", ""))
+        if data_revision not in (asked_on, revision) and asked_on:
+            journal.forget_restore_mark(key)
+            self.host.note(
+                key,
+                "DataRollback",
+                False,
+                "Dropped",
+                f"the restore of backup {mark.get('backup')} was asked on the data of revision "
+                f"{asked_on[:12]}, and the data is at {data_revision[:12]} now: not restored",
+            )
+            return False
+        return True
+
+    def restore_for_rollback(
+        self, want: DesiredEnvironment, data_revision: str, modules_at: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Odoo stopped (the engine's step): back up the current data, then restore the
+        marked backup, whose swap records the pinned revision and its module record
+        (``modules_at``) in the ledger. Each boundary is safe to die at: the safety backup
+        is recorded in the mark once taken (not taken twice), the restore is a journalled
+        move (finished or undone at the next start), and data the ledger already records at
+        the pinned revision (``data_revision``: the swap happened) is not restored again."""
+        journal, key = self.host.journal(), want.key
+        mark = journal.restore_mark(key)
+        if mark is None or mark.get("revision") != want.revision:
+            raise OdooOpsError(
+                f"{key}: no restore is requested for revision {want.revision[:12]}",
+                code="nothing_kept",
+                remediation=f"odooops db backups {key}",
+            )
+        if data_revision == want.revision:
+            journal.forget_restore_mark(key)
+            return {"backup": mark["backup"], "restored": "already"}
+        storage, backup_key = self.storage(), self.backup_key()
+        record = self.lifecycle.find_backup(storage, key, str(mark["backup"]))
+        check_key(record, backup_key, key)
+        site = self.site(want)
+        self.lifecycle.check_restore(record, site)
+        if not mark.get("safety"):
+            safety = self._backup(
+                want,
+                f"before rollback to {want.revision[:12]}",
+                _quiet,
+                data_revision=data_revision,
+            )
+            mark = {**mark, "safety": safety.id}
+            journal.put_restore_mark(key, mark)
+        boundary("steps", "rollback: current data backed up")
+        report = self.lifecycle.restore(
+            storage,
+            backup_key,
+            record,
+            key,
+            site,
+            self.sanitising(want),
+            keeping=Keeping("", None, (want.revision, modules_at)),
+        )
+        boundary("steps", "rollback: backup restored")
+        journal.forget_restore_mark(key)
+        self.host.note(
+            key,
+            "DataRollback",
+            True,
+            "Done",
+            f"backup {record.id} restored: the data as revision {want.revision[:12]} left it; "
+            f"the data it replaced is in backup {mark['safety']}",
+        )
+        return {**report, "safety_backup": mark["safety"]}
+
     def kept_expired(self, key: EnvKey, now: datetime) -> bool:
         """Whether the environment has kept data to remove: superseded by a newer update, or
         past its ``keep_previous``."""
@@ -561,9 +677,13 @@ class DataOps:
         """The platform's image that runs filestore helpers (never a project's)."""
         return self.config().platform.dev_db_image
 
-    def backup_before(self, want: DesiredEnvironment, reason: str) -> BackupRecord:
-        """The automatic backup before a production update or a destructive change."""
-        return self._backup(want, reason, _quiet)
+    def backup_before(
+        self, want: DesiredEnvironment, reason: str, data_revision: str = ""
+    ) -> BackupRecord:
+        """The automatic backup before a production update or a destructive change;
+        ``data_revision``: the revision the data is still at (an update's previous one), the
+        revision a rollback with data finds the backup by."""
+        return self._backup(want, reason, _quiet, data_revision)
 
     def prepare_admin_login(self, want: DesiredEnvironment) -> None:
         """Hash the new database's administrator password while its ``odoo -i`` runs."""
@@ -662,12 +782,24 @@ class DataOps:
             record = self._backup(want, reason, progress)
         return dict(record.doc)
 
-    def _backup(self, want: DesiredEnvironment, reason: str, progress: ProgressFn) -> BackupRecord:
+    def _backup(
+        self,
+        want: DesiredEnvironment,
+        reason: str,
+        progress: ProgressFn,
+        data_revision: str = "",
+    ) -> BackupRecord:
         key, storage = self.backup_key(), self.storage()
         level = self.config().platform.backups.compression_level
         try:
             record = self.lifecycle.backup(
-                self.site(want), storage, key, reason=reason, level=level, progress=progress
+                self.site(want),
+                storage,
+                key,
+                reason=reason,
+                level=level,
+                progress=progress,
+                data_revision=data_revision,
             )
         except OdooOpsError as exc:
             self.host.count("backups", "failed")

@@ -54,6 +54,7 @@ from reconciler.drivers.docker import PASSWORD_FILE, DockerDriver, ShellSession,
 from reconciler.drivers.postgres import DedicatedDatabase, PostgresDriver
 from reconciler.drivers.protocols import DatabaseAdmin, Listing
 from reconciler.drivers.secrets import SecretStore
+from reconciler.engine import images
 from reconciler.engine.buildqueue import BuildQueue
 from reconciler.engine.builds import Wheelhouse, app_context, image_context
 from reconciler.engine.commitstatus import CommitStatuses
@@ -802,7 +803,9 @@ class Engine:
             log.exception("%s: %s crashed", key, current)
             error = OdooOpsError(f"{current} crashed: {exc!r}", code="internal", retryable=True)
         finally:
-            self._after_run(key, want, snapshot, current, results, error)
+            ready = self._after_run(key, want, snapshot, current, results, error)
+            if want is not None:
+                images.record_outcome(self.docker, self.ledger, want, deploying, ready, error)
             if deploying and want is not None:
                 self.commit_statuses.post(
                     want,
@@ -852,8 +855,9 @@ class Engine:
         current: str,
         results: list[StepResult],
         error: OdooOpsError | None,
-    ) -> None:
-        """Status of the run, always: conditions, revisions, health (the Flux summary)."""
+    ) -> bool:
+        """Status of the run, always: conditions, revisions, health (the Flux summary).
+        Whether the environment converged Ready."""
         try:
             observed = self.observe(snapshot.config, key)
             have = observed.environments.get(key, ObservedEnvironment(key))
@@ -863,7 +867,7 @@ class Engine:
         if want is None:
             if error is not None:
                 self._mark(key, Condition("Ready", False, error.code, error.message))
-            return
+            return False
         done = "; ".join(str(r) for r in results if r.outcome == "done")[:400]
 
         def change(status: EnvironmentStatus) -> EnvironmentStatus:
@@ -887,6 +891,7 @@ class Engine:
             )
 
         self.status.modify(str(key), change, key.project, key.env)
+        return error is None and not pending
 
     def _fail(
         self, key: EnvKey, want: DesiredEnvironment | None, exc: OdooOpsError

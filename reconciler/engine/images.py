@@ -196,10 +196,53 @@ def record(runtime: Runtime, ledger: Ledger, want: DesiredEnvironment, kind: Kin
                     revision=want.revision,
                     at=_utcnow(),
                     base=want.build.app_base if want.build is not None else "",
-                )
+                ),
+                state_commit=want.state_commit,
             )
     except (OdooOpsError, sqlite3.Error) as exc:
         log.warning("%s: image record after %s not written: %s", want.key, kind.value, exc)
+
+
+# Errors that say nothing about the revision being deployed: the run was cut short.
+NOT_JUDGED = frozenset({"superseded", "interrupted"})
+
+
+def record_outcome(
+    runtime: Runtime,
+    ledger: Ledger,
+    want: DesiredEnvironment,
+    deploying: bool,
+    ready: bool,
+    error: OdooOpsError | None,
+) -> None:
+    """When a run ends, the outcome of the deployment it was about (``reconciler.core.history``):
+    Ready on the revision makes it healthy; a failed run that was deploying records the
+    failure (on the switched deployment, or as an attempt that never served). Never raises:
+    the history is an account, and the run's own status says the same."""
+    try:
+        if error is None:
+            if ready:
+                ledger.judge(want.key, want.revision, _utcnow())
+            return
+        if not deploying or error.code in NOT_JUDGED:
+            return
+        image_id = ""
+        if runtime.has_image(want.image):
+            image_id = runtime.image_id(want.image, pull=False)
+        ledger.put_attempt(
+            Deployment(
+                env=str(want.key),
+                image=want.image,
+                image_id=image_id,
+                revision=want.revision,
+                at=_utcnow(),
+                base=want.build.app_base if want.build is not None else "",
+            ),
+            f"{error.code}: {error.message.splitlines()[0] if error.message else ''}",
+            state_commit=want.state_commit,
+        )
+    except (OdooOpsError, sqlite3.Error) as exc:
+        log.warning("%s: the deployment's outcome not recorded: %s", want.key, exc)
 
 
 def _images_of(want: DesiredEnvironment) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.history import Deployed, Health
 from reconciler.core.imagegc import Deployment
 from reconciler.core.model import EnvKey
 from reconciler.engine.status import now
@@ -104,7 +105,24 @@ CREATE TABLE IF NOT EXISTS preview_comments (
     digest TEXT NOT NULL,
     updated TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS restores (
+    env TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
 """
+
+# Columns added to a table after its first release: a ledger written by an older daemon gets
+# them, with their default, when it is opened (SQLite's ALTER TABLE ... ADD COLUMN).
+MIGRATIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "deployments": (
+        ("health", "TEXT NOT NULL DEFAULT 'unknown'"),
+        ("judged", "TEXT NOT NULL DEFAULT ''"),
+        ("state_commit", "TEXT NOT NULL DEFAULT ''"),
+        ("reason", "TEXT NOT NULL DEFAULT ''"),
+        ("attempt", "INTEGER NOT NULL DEFAULT 0"),
+    ),
+}
 
 
 class DbState(StrEnum):
@@ -154,13 +172,17 @@ class Ledger:
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
             if not path.exists():
                 self._db.executescript(SCHEMA)
+                _migrate(self._db)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            _migrate(self._db)
             path.chmod(0o600)
+        # A read-only look at an older daemon's ledger sees its deployments without outcomes.
+        self._judged = not _missing(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -382,28 +404,63 @@ class Ledger:
             )
 
     # ---------------------------------------------------------------------- deployments
-    def put_deployment(self, deployment: Deployment, keep: int = HISTORY_KEEP) -> None:
-        """An environment's Odoo container now runs ``deployment.image``. A redeploy of the
-        image it already ran (a setting changed) moves the newest row's time instead of adding
-        one; past ``keep`` rows the oldest of that environment go."""
+    def put_deployment(
+        self, deployment: Deployment, keep: int = HISTORY_KEEP, state_commit: str = ""
+    ) -> None:
+        """An environment's Odoo container now runs ``deployment.image`` (applied from state
+        commit ``state_commit``), ``progressing`` until its run ends (``judge``). A redeploy
+        of the image it already ran (a setting changed), or the switch a failed attempt of
+        the same revision finally made, moves the newest row instead of adding one. Going
+        back to a revision deployed before marks the version it replaces ``rolled-back``.
+        Past ``keep`` rows the oldest of that environment go."""
         if self.read_only:
             return
         d = deployment
         with self._tx() as db:
             newest = db.execute(
-                "SELECT id, image_id FROM deployments WHERE env = ? ORDER BY id DESC LIMIT 1",
+                "SELECT id, image_id, revision, attempt FROM deployments WHERE env = ? "
+                "ORDER BY id DESC LIMIT 1",
                 [d.env],
             ).fetchone()
-            if newest is not None and newest[1] == d.image_id:
+            serving = db.execute(
+                "SELECT id, revision FROM deployments WHERE env = ? AND attempt = 0 "
+                "ORDER BY id DESC LIMIT 1",
+                [d.env],
+            ).fetchone()
+            fields = [d.image, d.image_id, d.base, d.revision, _iso(d.at), state_commit]
+            if newest is not None and (
+                (newest[1] == d.image_id and not newest[3])
+                or (newest[3] and newest[2] == d.revision)
+            ):
                 db.execute(
-                    "UPDATE deployments SET image = ?, base = ?, revision = ?, at = ? WHERE id = ?",
-                    [d.image, d.base, d.revision, _iso(d.at), newest[0]],
+                    "UPDATE deployments SET image = ?, image_id = ?, base = ?, revision = ?, "
+                    "at = ?, state_commit = ?, health = ?, judged = '', reason = '', "
+                    "attempt = 0 WHERE id = ?",
+                    [*fields, Health.PROGRESSING.value, newest[0]],
                 )
                 return
+            if serving is not None and serving[1] != d.revision:
+                before = db.execute(
+                    "SELECT 1 FROM deployments WHERE env = ? AND attempt = 0 AND revision = ? "
+                    "AND id < ? LIMIT 1",
+                    [d.env, d.revision, serving[0]],
+                ).fetchone()
+                if before is not None:
+                    db.execute(
+                        "UPDATE deployments SET health = ?, judged = ?, reason = ? "
+                        "WHERE id = ? AND health != ?",
+                        [
+                            Health.ROLLED_BACK.value,
+                            _iso(d.at),
+                            f"rolled back to {d.revision[:12]}",
+                            serving[0],
+                            Health.FAILED.value,
+                        ],
+                    )
             db.execute(
-                "INSERT INTO deployments (env, image, image_id, base, revision, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [d.env, d.image, d.image_id, d.base, d.revision, _iso(d.at)],
+                "INSERT INTO deployments (env, image, image_id, base, revision, at, "
+                "state_commit, health) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [d.env, *fields, Health.PROGRESSING.value],
             )
             db.execute(
                 "DELETE FROM deployments WHERE env = ? AND id NOT IN "
@@ -411,14 +468,74 @@ class Ledger:
                 [d.env, d.env, keep],
             )
 
+    def put_attempt(
+        self, deployment: Deployment, reason: str, state_commit: str = "", keep: int = HISTORY_KEEP
+    ) -> None:
+        """A run deploying ``deployment.revision`` failed (``reason``). When that revision
+        already serves (it failed after the switch) its row says ``failed``; otherwise a row
+        records the attempt, which never served, so it keeps no image for a rollback. A
+        retried attempt of the same revision moves its row instead of adding one."""
+        if self.read_only:
+            return
+        d = deployment
+        with self._tx() as db:
+            newest = db.execute(
+                "SELECT id, revision FROM deployments WHERE env = ? ORDER BY id DESC LIMIT 1",
+                [d.env],
+            ).fetchone()
+            if newest is not None and newest[1] == d.revision:
+                db.execute(
+                    "UPDATE deployments SET health = ?, judged = ?, reason = ? WHERE id = ?",
+                    [Health.FAILED.value, _iso(d.at), reason[:400], newest[0]],
+                )
+                return
+            db.execute(
+                "INSERT INTO deployments (env, image, image_id, base, revision, at, "
+                "state_commit, health, judged, reason, attempt) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                [
+                    d.env,
+                    d.image,
+                    d.image_id,
+                    d.base,
+                    d.revision,
+                    _iso(d.at),
+                    state_commit,
+                    Health.FAILED.value,
+                    _iso(d.at),
+                    reason[:400],
+                ],
+            )
+            db.execute(
+                "DELETE FROM deployments WHERE env = ? AND id NOT IN "
+                "(SELECT id FROM deployments WHERE env = ? ORDER BY id DESC LIMIT ?)",
+                [d.env, d.env, keep],
+            )
+
+    def judge(self, key: EnvKey, revision: str, at: datetime) -> None:
+        """The environment converged Ready on ``revision``: the deployment serving it (the
+        newest row, when it is that revision's switch) is ``healthy``."""
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute(
+                "UPDATE deployments SET health = ?, judged = ?, reason = '' WHERE id = "
+                "(SELECT id FROM deployments WHERE env = ? ORDER BY id DESC LIMIT 1) "
+                "AND revision = ? AND attempt = 0 AND health != ?",
+                [Health.HEALTHY.value, _iso(at), str(key), revision, Health.HEALTHY.value],
+            )
+
     def deployments(self, key: EnvKey | None = None) -> list[Deployment]:
-        """The deployment history (of one environment), oldest first."""
-        query = "SELECT env, image, image_id, base, revision, at FROM deployments"
+        """The deployment history (of one environment), oldest first: the switches only (an
+        attempt that never served keeps no image)."""
+        query = "SELECT env, image, image_id, base, revision, at FROM deployments WHERE " + (
+            "attempt = 0" if self._judged else "1 = 1"
+        )
         with self._tx() as db:
             if key is None:
                 rows = db.execute(query + " ORDER BY id").fetchall()
             else:
-                rows = db.execute(query + " WHERE env = ? ORDER BY id", [str(key)]).fetchall()
+                rows = db.execute(query + " AND env = ? ORDER BY id", [str(key)]).fetchall()
         return [
             Deployment(
                 env=str(env),
@@ -430,6 +547,55 @@ class Ledger:
             )
             for env, image, image_id, base, revision, at in rows
         ]
+
+    def history(self, key: EnvKey, limit: int = HISTORY_KEEP) -> list[Deployed]:
+        """One environment's deployments and failed attempts with their outcome, newest first."""
+        if not self._judged:
+            return [
+                Deployed(d.revision, d.image, d.image_id, d.at, Health.UNKNOWN)
+                for d in reversed(self.deployments(key))
+            ][:limit]
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT image, image_id, revision, at, health, judged, state_commit, reason, "
+                "attempt FROM deployments WHERE env = ? ORDER BY id DESC LIMIT ?",
+                [str(key), limit],
+            ).fetchall()
+        return [
+            Deployed(
+                revision=str(revision),
+                image=str(image),
+                image_id=str(image_id),
+                at=_time(str(at)),
+                health=Health.of(str(health)),
+                judged_at=_time(str(judged)) if judged else None,
+                state_commit=str(commit),
+                reason=str(reason),
+                attempt=bool(attempt),
+            )
+            for image, image_id, revision, at, health, judged, commit, reason, attempt in rows
+        ]
+
+    # ------------------------------------------------------------------------- restores
+    def restore_mark(self, key: EnvKey) -> dict[str, Any] | None:
+        """A data restore a rollback asked for (``odooops rollback --with-data`` from a
+        pre-update backup): the backup and the revision it goes back with, or None."""
+        with self._tx() as db:
+            row = db.execute("SELECT doc FROM restores WHERE env = ?", [str(key)]).fetchone()
+        doc = None if row is None else json.loads(row[0])
+        return doc if isinstance(doc, dict) else None
+
+    def put_restore_mark(self, key: EnvKey, doc: Mapping[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO restores (env, doc, updated) VALUES (?, ?, ?) ON CONFLICT(env) DO "
+                "UPDATE SET doc = excluded.doc, updated = excluded.updated",
+                [str(key), json.dumps(dict(doc), sort_keys=True), now()],
+            )
+
+    def forget_restore_mark(self, key: EnvKey) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM restores WHERE env = ?", [str(key)])
 
     # --------------------------------------------------------------------------- images
     def put_built(self, image_id: str, tag: str, project: str) -> None:
@@ -494,6 +660,20 @@ class Ledger:
                 "UPDATE SET at = excluded.at",
                 [task, _iso(at)],
             )
+
+
+def _missing(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """Columns of ``MIGRATIONS`` a ledger does not have yet: (table, column, declaration)."""
+    missing: list[tuple[str, str, str]] = []
+    for table, columns in MIGRATIONS.items():
+        have = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
+        missing.extend((table, name, decl) for name, decl in columns if name not in have)
+    return missing
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    for table, name, declaration in _missing(db):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
 
 def _iso(at: datetime) -> str:

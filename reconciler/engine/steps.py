@@ -172,8 +172,11 @@ class DataHooks(Protocol):
         crash): its name."""
         ...
 
-    def backup_before(self, want: DesiredEnvironment, reason: str) -> object:
-        """The automatic backup before a production update."""
+    def backup_before(
+        self, want: DesiredEnvironment, reason: str, data_revision: str = ""
+    ) -> object:
+        """The automatic backup before a production update (of the data at
+        ``data_revision``, the revision being updated away from)."""
         ...
 
     def module_snapshot(
@@ -206,6 +209,18 @@ class DataHooks(Protocol):
         """Put the data an update replaced back in place (Odoo is stopped), recording its
         revision and module record (``fallback`` if it has none) at the swap; the data it
         replaces, at ``current`` (revision, module record), is kept in turn."""
+        ...
+
+    def restore_requested(self, key: EnvKey, revision: str, data_revision: str) -> bool:
+        """Whether a rollback with data (``odooops rollback --with-data``) waits for
+        ``revision`` to restore a pre-update backup (asked on the data at ``data_revision``)."""
+        ...
+
+    def restore_for_rollback(
+        self, want: DesiredEnvironment, data_revision: str, modules_at: Mapping[str, Any]
+    ) -> object:
+        """Back up the current data (at ``data_revision``), then restore the marked backup
+        (Odoo is stopped), recording the pinned revision and ``modules_at`` at the swap."""
         ...
 
     def prepare_admin_login(self, want: DesiredEnvironment) -> None:
@@ -701,7 +716,16 @@ class Steps:
         if self._data.rollback_requested(w.key, w.revision):
             # The environment is pinned to the revision its kept data was at: that data goes
             # back instead of an update (its swap records the modules as they were then).
-            return "done", self._roll_back_data(w, current, done)
+            detail = self._roll_back_data(w, current, done)
+            # Older data is in place: the next update away from it takes a backup of its own.
+            self.ledger.update_database(w.key, backup_revision="")
+            return "done", detail
+        if self._data.restore_requested(w.key, w.revision, current[0]):
+            # Pinned back by ``odooops rollback --with-data``: the backup taken before the
+            # update away from this revision goes back instead of an update.
+            detail = self._restore_for_rollback(w, current[0], done)
+            self.ledger.update_database(w.key, backup_revision="")
+            return "done", detail
         if plan.empty and not snapshot.partially_updated:
             self.ledger.put_modules(w.key, done)
             self.ledger.update_database(w.key, revision=w.revision)
@@ -710,7 +734,9 @@ class Steps:
         # revision (a failing update retried ten times takes one backup, not ten).
         backed_up = record is not None and record.backup_revision == w.revision
         if (w.spec.protected or w.spec.tier is Tier.PRODUCTION) and not backed_up:
-            self._data.backup_before(w, f"before update to {w.revision[:12]}")
+            self._data.backup_before(
+                w, f"before update to {w.revision[:12]}", record.revision if record else ""
+            )
             self.ledger.update_database(w.key, backup_revision=w.revision)
         args = plan.args() or ["-u", ",".join(m for m in w.modules if m != "base") or "base"]
         # ``migrate`` approves the update of exactly one revision (``odooops db migrate``):
@@ -828,6 +854,36 @@ class Steps:
                 remediation=exc.remediation,
             ) from exc
         return f"data of revision {w.revision[:12]} put back (the replaced data is kept)"
+
+    def _restore_for_rollback(
+        self, w: DesiredEnvironment, data_revision: str, done: Mapping[str, Any]
+    ) -> str:
+        """``odooops rollback --with-data`` from a pre-update backup: behind the maintenance
+        page (routed), the old container stops, the current data is backed up and the backup
+        restored (a journalled move: the live data is untouched until the swap); the
+        REPLACE_ODOO step that follows starts the pinned revision on it. On failure the old
+        container serves the data it had."""
+        rt, key, name = self.runtime, w.key, w.key.odoo_container
+        if w.routed:
+            self.routes.serve(key, maintenance=Maintenance(w.maintenance_text))
+            self._maintenance_since.setdefault(key, time.monotonic())
+        self._phase(key, "RestoringData", True, f"the data of revision {w.revision[:12]} back")
+        rt.stop(name, timeout=DRAIN_SECONDS)
+        boundary("steps", "rollback with data: old container stopped")
+        try:
+            self._data.restore_for_rollback(w, data_revision, done)
+        except OdooOpsError as exc:
+            self._serve_again(w)
+            self._maintenance_since.pop(key, None)
+            self._phase(key, "RolledBack", False, "the restore failed; the data is as it was")
+            raise DeployFailed(
+                f"{exc.message}\nthe rollback's restore did not happen: the live data is as it "
+                f"was and {name} serves it again",
+                code=exc.code,
+                retryable=exc.retryable,
+                remediation=exc.remediation,
+            ) from exc
+        return f"the backup of revision {w.revision[:12]} restored (the replaced data backed up)"
 
     def _trial(self, w: DesiredEnvironment, database: str) -> None:
         """The new revision serves the updated copy in a trial container, which must pass the

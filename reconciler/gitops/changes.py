@@ -34,6 +34,7 @@ VERBS = (
     "extend",
     "promote",
     "migrate",
+    "rollback",
 )
 _MESSAGE = {
     "create": "feat(env): create {key}",
@@ -45,6 +46,7 @@ _MESSAGE = {
     "extend": "chore(ttl): extend {key} by {by}",
     "promote": "feat(promote): promote {what} to {key}",
     "migrate": "feat(migrate): approve the module update of {what} on {key}",
+    "rollback": "revert(deploy): roll back {key} to {what}",
 }
 
 
@@ -73,7 +75,8 @@ class Operation:
     key: EnvKey
     fields: Mapping[str, Any] = field(default_factory=dict)
     title: str = ""  # the commit's title, when the verb's own would say too little
-    trailers: tuple[tuple[str, str], ...] = ()  # (name, value) lines git log keeps
+    # (name, value) lines git log keeps: a promotion's source, a rollback's from and to
+    trailers: tuple[tuple[str, str], ...] = ()
     # A create counted against its owner's quotas.dev_environments_per_user (``check``), on
     # the very head the commit lands on, so two writes at once cannot both take the last one.
     quota: bool = False
@@ -333,7 +336,7 @@ def apply(op: Operation, files: Mapping[str, bytes]) -> dict[str, bytes | None]:
         doc["expires"] = durations.format_instant(_extended(op, doc))
     elif op.verb in ("suspend", "resume"):
         doc["suspended"] = op.verb == "suspend"
-    else:  # update, deploy, promote, migrate: a merge patch; None removes a key
+    else:  # update, deploy, promote, migrate, rollback: a merge patch; None removes a key
         doc = _merge_patch(doc, op.fields)
     return {path: _dump(doc)}
 
@@ -357,6 +360,8 @@ def message(op: Operation, request_id: str, via: str) -> str:
         or op.fields.get("branch")
         or "the branch head"
     )
+    if op.verb == "rollback":
+        what = str(what)[:12]
     title = op.title or _MESSAGE[op.verb].format(key=op.key, what=what, by=op.fields.get("by", ""))
     trailers = "".join(f"{name}: {value}\n" for name, value in op.trailers)
     return f"{title}\n\n{trailers}Request-Id: {request_id}\nOdooOps-Via: {via}\n"

@@ -452,3 +452,84 @@ def test_a_test_gate_killed_at_every_step_leaves_no_scratch_database(world: Worl
 
     once = lambda **e: daemon_once(world, **e)  # noqa: E731
     assert kill_each(world, Matrix("gate"), "steps", prepare, once, check, only="tests") >= 3
+
+
+ACME_BASE_V2 = {
+    "acme_base/__manifest__.py": repr(
+        {
+            "name": "ACME Base",
+            "version": "19.0.1.1.0",
+            "depends": ["contacts"],
+            "data": [],
+            "license": "LGPL-3",
+            "installable": True,
+        }
+    ),
+    "acme_base/migrations/19.0.1.1.0/post-migrate.py": (
+        "def migrate(cr, version):\n"
+        "    cr.execute(\"UPDATE fault_marker SET value = value || ' (v2)'\")\n"
+    ),
+}
+
+
+def pre_update_backup(world: World, env: str, data_revision: str) -> str:
+    """The newest good backup of ``env`` taken before an update away from ``data_revision``."""
+    folder = world.backup_dir / world.project / env
+    found = [
+        doc
+        for doc in (yaml.safe_load(p.read_text()) for p in folder.glob("*.json"))
+        if doc.get("status") == "good"
+        and doc.get("data_revision") == data_revision
+        and str(doc.get("reason", "")).startswith("before update")
+    ]
+    assert found, f"no pre-update backup of {env} at {data_revision[:12]}"
+    return str(max(found, key=lambda d: str(d["started_at"]))["id"])
+
+
+@pytest.mark.parametrize("scope", ["steps", "moves"])
+def test_rollback_with_data_killed_at_every_step_restores_the_backup_once(
+    prod: World, scope: str
+) -> None:
+    """``odooops rollback --with-data`` from a pre-update backup (the restore marked in the
+    ledger, production pinned back to v1), killed at each boundary of one scope: the current
+    data backed up, the backup restored, v1 started on it. Each round first updates to v2
+    again (its migration rewrites the marker row, and a new pre-update backup is taken).
+    After a restart the data is v1's exactly, the mark is gone, and nothing is left behind."""
+    world = prod
+    key = EnvKey(world.project, "prod")
+    v1 = str(world.containers()[key.odoo_container].labels["odooops.revision"])
+    v2 = world.app.write(ACME_BASE_V2, "acme_base 1.1: the marker migrated")
+
+    def prepare(n: int) -> None:
+        world.declare("prod", f"v2 again {n}", branch="main", tier="production", revision=v2)
+        converged(world, "prod")
+        assert marker(world, "prod") == "precious (v2)"
+        ledger = Ledger(world.data_dir / "ledger.db")
+        try:  # what POST .../rollback-version marks before it commits the pin
+            ledger.put_restore_mark(
+                key,
+                {
+                    "revision": v1,
+                    "backup": pre_update_backup(world, "prod", v1),
+                    "data_revision": v2,
+                },
+            )
+        finally:
+            ledger.close()
+        world.declare("prod", f"roll back {n}", branch="main", tier="production", revision=v1)
+
+    def check(n: int) -> None:
+        converged(world, "prod")
+        assert marker(world, "prod") == "precious"
+        assert world.containers()[key.odoo_container].labels["odooops.revision"] == v1
+        ledger = Ledger(world.data_dir / "ledger.db", read_only=True)
+        try:
+            record, mark = ledger.database(key), ledger.restore_mark(key)
+        finally:
+            ledger.close()
+        assert mark is None and record is not None and record.revision == v1
+
+    once = lambda **e: daemon_once(world, **e)  # noqa: E731
+    only = "rollback" if scope == "steps" else ""
+    matrix = Matrix(f"rollback-with-data-{scope}")
+    assert kill_each(world, matrix, scope, prepare, once, check, only) >= 3

@@ -574,3 +574,52 @@ def test_a_data_rollback_puts_the_kept_data_back_with_the_code_it_was_at(
     assert routed.get("staging", "/web/login").status_code == 200
     # Converged: the next pass has nothing to do.
     assert engine.reconcile().plan.actions == ()
+
+
+def test_a_rollback_with_data_puts_back_the_kept_data_of_that_version(routed: Routed) -> None:
+    """``odooops rollback --with-data`` (``POST .../rollback-version``) where the update ran
+    on a copy: the data it replaced is v1's and still kept, so that data is put back (as
+    ``odooops db rollback`` does; no backup restored), with v1's own image."""
+    from starlette.testclient import TestClient
+
+    from reconciler.api.app import create_app
+    from reconciler.api.auth import AuthConfig, TokenAuthority
+    from reconciler.api.controlplane import DaemonControlPlane
+    from reconciler.gitops.gitsource import GitSource
+    from reconciler.gitops.statewriter import StateWriter
+
+    world, engine = routed.world, routed.engine
+    key = EnvKey(world.project, "staging")
+    world.app.write(_modules(OLD), "three modules", branch="release/v1")
+    world.declare("staging", branch="release/v1", overrides={"keep_previous": "1h"})
+    routed.converge("staging")
+    before = _fingerprint(world, key.database)
+    v1_image = world.containers()[key.odoo_container].image.id
+    world.app.write(_modules(NEW), "bump", branch="release/v1")
+    routed.converge("staging")
+    assert _fingerprint(world, key.database) != before
+
+    authority = TokenAuthority(AuthConfig(secret=b"r" * 32))
+    writer = StateWriter(
+        GitSource(f"file://{world.state_remote}", world.root / "writes"),
+        secrets=lambda: world.secret_policy,
+    )
+    app = create_app(DaemonControlPlane(engine, writer, lambda: None), authority)
+    token = authority.mint("ann", ["deploy", "db:restore"], email="ann@acme.example")
+    path = f"/v1/environments/{key.project}/{key.env}"
+    with TestClient(app) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        history = client.get(f"{path}/history", headers=headers).json()["items"]
+        v1 = history[1]["revision"]
+        assert history[1]["kept_data"] and not history[0]["kept_data"]
+        answer = client.post(
+            f"{path}/rollback-version", json={"with_data": True, "confirm": True}, headers=headers
+        )
+    assert answer.status_code == 202, answer.json()
+    assert answer.json()["rollback"]["data"] == "kept" and answer.json()["rollback"]["to"] == v1
+    kept = engine.ledger.kept(key)
+    assert kept is not None and kept["rollback"] is True
+    routed.converge("staging")
+    assert _fingerprint(world, key.database) == before  # the data as v1 left it, exactly
+    assert world.containers()[key.odoo_container].image.id == v1_image
+    assert engine.ledger.restore_mark(key) is None

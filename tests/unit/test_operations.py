@@ -15,6 +15,7 @@ from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import Desired, Tier
 from reconciler.data.lifecycle import OperationBusy
 from reconciler.data.operations import DataHost, DataOps
+from reconciler.engine.ledger import Ledger
 from tests.factories import desired
 
 
@@ -140,3 +141,41 @@ def test_the_neutralisation_sql_is_asked_of_odoo_once_per_image_and_module_set(
     states["crm"] = "installed"
     ops.odoo_neutralize_sql(dev, "db2")
     assert len(runs) == 2
+
+
+class MarkingHost(Host):
+    """A host whose journal is a real ledger, and whose notes are kept."""
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.ledger = Ledger(data_dir / "ledger.db")
+        self.notes: list[tuple[str, str]] = []
+
+    def journal(self) -> Any:
+        return self.ledger
+
+    def note(self, key: object, kind: str, ok: bool, reason: str, message: str = "") -> None:
+        self.notes.append((kind, reason))
+
+
+@pytest.mark.parametrize(
+    ("data_revision", "honoured"),
+    [
+        ("b" * 40, True),  # the data the person asking saw
+        ("a" * 40, True),  # restored already (a restart after the swap): forgotten by it
+        ("c" * 40, False),  # updated since (the change request waited): dropped
+    ],
+)
+def test_a_rollback_s_restore_holds_only_on_the_data_it_was_asked_on(
+    tmp_path: Path, data_revision: str, honoured: bool
+) -> None:
+    host = MarkingHost(tmp_path)
+    ops = DataOps(cast(DataHost, host))
+    key = desired("prod").key
+    host.ledger.put_restore_mark(
+        key, {"revision": "a" * 40, "backup": "2026-12-01-10-00", "data_revision": "b" * 40}
+    )
+    assert not ops.restore_requested(key, "d" * 40, data_revision)  # another revision
+    assert ops.restore_requested(key, "a" * 40, data_revision) is honoured
+    assert (host.ledger.restore_mark(key) is not None) is honoured
+    assert (("DataRollback", "Dropped") in host.notes) is not honoured

@@ -53,10 +53,25 @@ class DataPlane:
     rollbacks: dict[EnvKey, str] = field(default_factory=dict)  # requested: to this revision
     rolled_back: list[tuple[EnvKey, str]] = field(default_factory=list)
     rollback_fails: bool = False
+    restores: dict[EnvKey, str] = field(default_factory=dict)  # rollback --with-data asked
+    restored: list[tuple[EnvKey, str]] = field(default_factory=list)
     ledger: Ledger | None = None
 
     def rollback_requested(self, key: EnvKey, revision: str) -> bool:
         return self.rollbacks.get(key) == revision
+
+    def restore_requested(self, key: EnvKey, revision: str, data_revision: str) -> bool:
+        return self.restores.get(key) == revision
+
+    def restore_for_rollback(self, want: DesiredEnvironment, data_revision, modules_at) -> object:  # type: ignore[no-untyped-def]
+        """As the real restore does: the swap records the pinned revision and module record."""
+        assert self.runtime.containers[want.key.odoo_container].state == "exited"
+        assert self.ledger is not None
+        self.restored.append((want.key, data_revision))
+        del self.restores[want.key]
+        self.ledger.put_modules(want.key, modules_at)
+        self.ledger.update_database(want.key, revision=want.revision)
+        return {}
 
     def roll_back_data(self, want: DesiredEnvironment, current, fallback) -> object:  # type: ignore[no-untyped-def]
         """As the real swap does: the ledger records the data put back (its revision, and
@@ -105,7 +120,9 @@ class DataPlane:
         self.runtime.modules[want.key.database] = {"base": "installed"}
         return {}
 
-    def backup_before(self, want: DesiredEnvironment, reason: str) -> object:
+    def backup_before(
+        self, want: DesiredEnvironment, reason: str, data_revision: str = ""
+    ) -> object:
         self.backups.append((want.key, reason))
         return {}
 
@@ -863,6 +880,31 @@ def test_a_failed_data_rollback_changes_nothing_and_the_old_container_serves_aga
     assert container.revision == new.revision and container.state == "running"
     assert [c[0] for c in router.calls] == ["serve", "release"]
     assert world.data.rollbacks == {old.key: old.revision}  # tried again on the next run
+
+
+def test_a_rollback_with_data_restores_instead_of_updating_once_its_revision_is_pinned(
+    world: World,
+) -> None:
+    """``odooops rollback --with-data`` pinned production back to the revision a pre-update
+    backup was taken at: the backup is restored in place of an update (no ``-u`` with the
+    older code on the newer data), and the modules are recorded as at that revision."""
+    old = desired("prod")
+    world.converge(old)
+    new = desired("prod", revision="b" * 40)
+    world.runtime.images.add(new.image)
+    world.converge(new)
+    world.data.restores[old.key] = old.revision
+    world.runtime.runs.clear()
+    results = world.converge(old)
+    assert [r.kind for r in results] == [Kind.UPDATE_MODULES, Kind.REPLACE_ODOO]
+    assert world.data.restored == [(old.key, new.revision)]
+    assert not any("-u" in args for _, args in world.runtime.runs)
+    assert world.runtime.containers[old.key.odoo_container].revision == old.revision
+    assert world.converge(old) == []
+    # The data put back is older again: the next update to the same revision backs it up.
+    world.converge(new)
+    update = f"before update to {new.revision[:12]}"
+    assert world.data.backups.count((old.key, update)) == 2
 
 
 class StuckRuntime(MemoryRuntime):
