@@ -113,8 +113,10 @@ class Previews:
     # ------------------------------------------------------------------------- input
     def deliver(self, event: PullRequestEvent, state: StateConfig | None) -> list[str]:
         """Queue a signed delivery's request for each project whose repository it is (the
-        projects concerned, [] when none: an unknown repository changes nothing)."""
-        if state is None or state.policies.previews is None or event.number <= 0:
+        projects concerned, [] when none: an unknown repository changes nothing). Without a
+        previews policy a request opens nothing, but its closing still removes a preview
+        left from when there was one."""
+        if state is None or event.number <= 0:
             return []
         pr = PullRequest(
             event.forge,
@@ -138,9 +140,14 @@ class Previews:
         """The safety net: every open request of each project's forge is queued with what
         the forge says of it, and every preview whose request is not among them is queued
         to be looked up alone (only a definite closed or merged removes it)."""
-        if state is None or state.policies.previews is None:
+        if state is None:
             return
         for project in state.projects.values():
+            # Without a policy, previews left from when there was one still close.
+            if state.policies.previews is None and not previews.previews(
+                state.environments, project.name
+            ):
+                continue
             try:
                 forge = self._forge(project)
                 if forge is None:

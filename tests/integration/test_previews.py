@@ -347,3 +347,19 @@ def test_a_preview_the_state_refuses_gets_a_comment_without_the_states_details(
         assert "environments/" not in comment and "staging" not in comment
     finally:
         s.close()
+
+
+def test_a_preview_closes_even_after_its_policy_is_gone(setup: Setup) -> None:
+    from reconciler.gitops import changes
+    from reconciler.gitops.gitsource import Author
+
+    setup.deliver("opened", 7)
+    assert "pr-7" in setup.files()
+    policies = yaml.safe_load(git("--git-dir", str(setup.remote), "show", "main:policies.yaml"))
+    del policies["previews"]
+    op = changes.FileOperation("policies.yaml", policies, "chore: previews off")
+    setup.writer.submit(op, Author("Ann", "ann@acme.example"))
+    setup.deliver("opened", 8)  # no policy: nothing opens
+    assert "pr-8" not in setup.files()
+    setup.deliver("closed", 7, state="closed")
+    assert "pr-7" not in setup.files()
