@@ -28,7 +28,16 @@ from reconciler.api.context import ApiContext
 from reconciler.api.errors import error_response, not_allowed, not_found
 from reconciler.api.plane import ControlPlane
 from reconciler.api.ratelimit import RateLimiter
-from reconciler.api.routes import builds, data, environments, images, platform, requests, shell
+from reconciler.api.routes import (
+    builds,
+    data,
+    environments,
+    golden,
+    images,
+    platform,
+    requests,
+    shell,
+)
 from reconciler.api.routes.platform import OPENAPI_PATH
 from reconciler.core.errors import OdooOpsError
 from reconciler.engine.metrics import Metrics
@@ -73,6 +82,7 @@ def create_app(
         *requests.routes(ctx),
         *shell.routes(ctx, ENV_PATH),
         *data.routes(ctx, ENV_PATH),
+        *golden.routes(ctx, ENV_PATH),
         *builds.routes(ctx),
         *images.routes(ctx),
         webhook_route(webhook_secret, lambda event: _on_delivery(plane, event), count_webhook),

@@ -25,7 +25,9 @@ from reconciler.core.errors import OdooOpsError
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: Any) -> Any:
+    """``db``, ``mail`` and ``jobs``; returns the ``db`` group's subparsers (other modules
+    register their ``db`` commands there)."""
     db = sub.add_parser("db", help="backups, restores, copies and Odoo dumps (API)")
     db_sub = db.add_subparsers(required=True, metavar="ACTION")
 
@@ -109,6 +111,7 @@ def add_commands(sub: Any) -> None:
     jb.add_argument("id", nargs="?")
     jb.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     jb.set_defaults(func=cmd_jobs)
+    return db_sub
 
 
 def _client() -> Any:

@@ -25,6 +25,7 @@ from rich.table import Table
 from reconciler.cli.builds import add_commands as add_build_commands
 from reconciler.cli.console import err, out, print_error
 from reconciler.cli.data import add_commands as add_data_commands
+from reconciler.cli.golden import add_commands as add_golden_commands
 from reconciler.cli.images import add_commands as add_image_commands
 from reconciler.cli.push import add_commands as add_push_commands
 from reconciler.core.errors import OdooOpsError, SecretsError
@@ -279,7 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     lo.set_defaults(func=cmd_logs)
     add_build_commands(sub)
     add_push_commands(sub)
-    add_data_commands(sub)
+    add_golden_commands(add_data_commands(sub))
     rc = sub.add_parser(
         "reconcile",
         help="ask the daemon for a pass now, retrying environments held after a failure (API)",

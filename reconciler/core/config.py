@@ -22,6 +22,7 @@ from reconciler.core.model import (
     EnvKey,
     ForgeSettings,
     GatePolicy,
+    GoldenPolicy,
     IngressSettings,
     MailCatcherSettings,
     Platform,
@@ -238,7 +239,15 @@ def _policies(raw: Mapping[str, Any]) -> Policies:
             tags=tuple(tests.get("tags", GatePolicy.tags)),
             timeout=parse_duration(tests["timeout"]) if "timeout" in tests else GatePolicy.timeout,
         )
-    return Policies(rules, protected, allow_empty, gate, _preview_policy(raw.get("previews")))
+    golden = raw.get("golden")
+    return Policies(
+        rules,
+        protected,
+        allow_empty,
+        gate,
+        _preview_policy(raw.get("previews")),
+        None if golden is None else GoldenPolicy(str(golden.get("refresh", GoldenPolicy.refresh))),
+    )
 
 
 def _preview_policy(raw: Mapping[str, Any] | None) -> PreviewPolicy | None:
