@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from reconciler.core.model import Desired, EnvKey, GoldenPolicy, Policies, Tier
 
@@ -144,6 +144,19 @@ def refresh_due(
     return None
 
 
+RETRY_FIRST = timedelta(minutes=5)
+RETRY_MAX = timedelta(hours=6)
+
+
+def retry_after(failures: int) -> timedelta:
+    """How long a golden copy whose refresh failed ``failures`` times in a row waits before
+    the next try: a refresh streams all of production, so a cause that persists (an image
+    not built, a full disk) must not make it do so every minute. 5 min, doubling, 6 h at most."""
+    if failures <= 0:
+        return timedelta(0)
+    return min(RETRY_FIRST * (1 << min(failures - 1, 16)), RETRY_MAX)
+
+
 def state_of(doc: Mapping[str, object] | None) -> GoldenState | None:
     """The ledger's golden record as a ``GoldenState`` (None: no golden copy)."""
     if doc is None or not doc.get("refreshed_at"):
@@ -160,6 +173,7 @@ __all__ = [
     "golden_database",
     "is_golden",
     "refresh_due",
+    "retry_after",
     "state_of",
     "through_golden",
     "wanted",

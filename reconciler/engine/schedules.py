@@ -91,6 +91,8 @@ class DataSchedules:
         self._desired, self._statuses = desired, statuses
         self._is_initialised, self._restore_schedule = is_initialised, restore_schedule
         self._state = state
+        # Golden copies whose last refreshes failed: when, and how many times in a row.
+        self._golden_failed: dict[EnvKey, tuple[datetime, int]] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup")
         self._running: set[tuple[str, EnvKey]] = set()
         self._lock = threading.Lock()
@@ -149,12 +151,11 @@ class DataSchedules:
                     continue
                 record = goldens.state_of(self.data.host.journal().golden(key))
                 scheduled = record is not None and due(policy.refresh, record.refreshed_at, now)
-                why = goldens.refresh_due(
-                    policy, record, self.data.host.database_revision(key), scheduled
-                )
-                if why is None:
+                revision = self.data.host.database_revision(key)
+                why = goldens.refresh_due(policy, record, revision, scheduled)
+                if why is None or self._backing_off(key, now):
                     continue
-                refresh = partial(self.data.refresh_golden, key, why)
+                refresh = partial(self._refresh_golden, key, why, now)
                 out.extend(
                     (f"golden copy of {key} ({why})", f)
                     for f in self._submit("golden", key, refresh)
@@ -166,6 +167,23 @@ class DataSchedules:
                 for f in self._submit("golden", key, drop)
             )
         return out
+
+    def _backing_off(self, key: EnvKey, now: datetime) -> bool:
+        with self._lock:
+            failed = self._golden_failed.get(key)
+        return failed is not None and now < failed[0] + goldens.retry_after(failed[1])
+
+    def _refresh_golden(self, key: EnvKey, why: str, now: datetime) -> None:
+        """A refresh; a failure is remembered so the next tries back off, then raised."""
+        try:
+            self.data.refresh_golden(key, why)
+        except BaseException:
+            with self._lock:
+                failures = self._golden_failed.get(key, (now, 0))[1] + 1
+                self._golden_failed[key] = (now, failures)
+            raise
+        with self._lock:
+            self._golden_failed.pop(key, None)
 
     def _submit(self, kind: str, key: EnvKey, fn: Callable[[], object]) -> list[Future[None]]:
         with self._lock:

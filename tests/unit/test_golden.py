@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -123,3 +123,12 @@ def test_the_golden_policy_reaches_the_model_and_a_bad_schedule_is_refused() -> 
     for bad in ("{refresh: soon}", "{refresh: 12h, keep: 3}", "yes"):
         problems = problems_of({"policies.yaml": POLICIES + f"golden: {bad}\n"})
         assert problems and {p.location.file for p in problems} == {"policies.yaml"}, bad
+
+
+@pytest.mark.parametrize(
+    ("failures", "minutes"), [(0, 0), (1, 5), (2, 10), (3, 20), (7, 320), (8, 360), (99, 360)]
+)
+def test_a_failing_refresh_backs_off_before_streaming_production_again(
+    failures: int, minutes: int
+) -> None:
+    assert golden.retry_after(failures) == timedelta(minutes=minutes)
