@@ -198,3 +198,25 @@ def test_the_golden_copy_goes_when_nothing_copies_production_any_more(
     assert [s for s in started if "removal of the golden copy" in s], started
     assert golden not in world.owned_databases()
     assert world.engine().ledger.golden(EnvKey(world.project, "prod")) is None
+
+
+def test_the_golden_copy_goes_with_production_and_its_role(world: World) -> None:
+    """An unprotected production removed from the state: its golden copy, owned by its role,
+    is dropped before the role, with the database and the ledger's record."""
+    golden_on(world)
+    world.declare("prod", branch="main", tier="production", protected=False)
+    world.declare("staging", branch="release/v1", tier="staging", db={"source": "prod"})
+    converge(world, "prod", "staging")
+    golden = record(world)["database"]
+    assert golden in world.owned_databases()
+    world.allow_empty()
+    world.remove("staging")
+    world.remove("prod")
+    result = world.reconcile()
+    assert result.errors == {}, result.errors
+    assert world.owned_databases() == set()
+    roles = world.query(
+        "postgres", f"SELECT rolname FROM pg_roles WHERE rolname LIKE '%{world.project}%'"
+    )
+    assert roles == []
+    assert world.engine().ledger.golden(EnvKey(world.project, "prod")) is None
