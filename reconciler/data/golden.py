@@ -46,7 +46,13 @@ from reconciler.core.model import EnvKey
 from reconciler.data.database import copy as dbcopy
 from reconciler.data.database import masking, neutralize
 from reconciler.data.database.endpoint import Endpoint
-from reconciler.data.moves import Journal, JournalEntryLike, _drop, _existing, _rename
+from reconciler.data.moves import (
+    Journal,
+    JournalEntryLike,
+    drop_database,
+    existing_databases,
+    rename_database,
+)
 from reconciler.drivers.docker import DockerDriver
 
 if TYPE_CHECKING:  # the lifecycle reads golden copies: it imports this module
@@ -129,7 +135,7 @@ class GoldenCopies:
             return None
         name = str(doc.get("database", ""))
         with source.endpoint.with_db("postgres").connect() as conn:
-            if name not in _existing(conn, name):
+            if name not in existing_databases(conn, name):
                 return None
         return GoldenSource(
             source=source.key,
@@ -147,7 +153,7 @@ class GoldenCopies:
         name = GoldenNames.of(source.key).database
         doc.setdefault("database", name)
         with source.endpoint.with_db("postgres").connect() as conn:
-            exists = bool(_existing(conn, str(doc["database"])))
+            exists = bool(existing_databases(conn, str(doc["database"])))
         doc["exists"] = exists
         if exists:
             doc["size_bytes"] = dbcopy.database_size(source.endpoint.with_db(str(doc["database"])))
@@ -288,7 +294,7 @@ class GoldenCopies:
     def _roll_back(self, endpoint: Endpoint, image: str, doc: Mapping[str, Any]) -> None:
         scratch = str(doc["scratch"])
         with endpoint.with_db("postgres").connect() as conn:
-            _drop(conn, scratch)
+            drop_database(conn, scratch)
         self.docker.filestore_discard(image, str(doc["volume"]), scratch)
 
     def _roll_forward(
@@ -301,7 +307,7 @@ class GoldenCopies:
                 remediation="odooops status  (and look at the ledger's journal)",
             )
         with endpoint.with_db("postgres").connect() as conn:
-            present = _existing(conn, golden, scratch, old)
+            present = existing_databases(conn, golden, scratch, old)
             if scratch in present:
                 if golden in present:
                     if old in present:
@@ -311,9 +317,9 @@ class GoldenCopies:
                             remediation=f"drop {scratch} and {old}, then: odooops db golden "
                             f"{key} --refresh",
                         )
-                    _rename(conn, golden, old)
+                    rename_database(conn, golden, old)
                     boundary("golden", "refresh: previous copy set aside")
-                _rename(conn, scratch, golden)
+                rename_database(conn, scratch, golden)
                 boundary("golden", "refresh: new copy in place")
         self.docker.filestore_swap(image, str(doc["volume"]), scratch, golden, str(doc["fs_old"]))
         boundary("golden", "refresh: filestore swapped")
@@ -322,7 +328,7 @@ class GoldenCopies:
         self._journal().put_golden(key, dict(doc.get("record") or {}))
         boundary("golden", "refresh: recorded in the ledger")
         with endpoint.with_db("postgres").connect() as conn:
-            _drop(conn, old)
+            drop_database(conn, old)
         boundary("golden", "refresh: previous copy dropped")
 
     # --------------------------------------------------------------------------- drop
@@ -336,7 +342,7 @@ class GoldenCopies:
         with self.refreshing(key), self.using(key):
             if is_golden(name):
                 with endpoint.with_db("postgres").connect() as conn:
-                    _drop(conn, name)
+                    drop_database(conn, name)
                 if volume is not None:
                     self.docker.filestore_remove(image, volume, str(doc.get("filestore", name)))
             self._journal().forget_golden(key)
