@@ -833,6 +833,12 @@ class DataOps:
             **doc,
         }
 
+    def golden_state(self, key: EnvKey) -> tuple[goldens.GoldenState | None, str]:
+        """The golden copy of ``key`` at its last refresh (None: none yet), and the revision
+        production's database is at now: what decides whether a refresh is due."""
+        record = goldens.state_of(self.host.journal().golden(key))
+        return record, self.host.database_revision(key)
+
     def golden_unwanted(self) -> list[EnvKey]:
         """Golden copies whose production environment is still declared but that nothing
         copies any more (or the policy went): theirs to drop. An undeclared one is dropped

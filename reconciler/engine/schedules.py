@@ -149,9 +149,8 @@ class DataSchedules:
                 want = current.environments[key]
                 if not self._is_initialised(want):
                     continue
-                record = goldens.state_of(self.data.host.journal().golden(key))
+                record, revision = self.data.golden_state(key)
                 scheduled = record is not None and due(policy.refresh, record.refreshed_at, now)
-                revision = self.data.host.database_revision(key)
                 why = goldens.refresh_due(policy, record, revision, scheduled)
                 if why is None or self._backing_off(key, now):
                     continue
