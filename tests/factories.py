@@ -207,6 +207,7 @@ class MemoryData:
         self.mail: dict[EnvKey, list[dict[str, Any]]] = {}
         self.admin_passwords: dict[EnvKey, str] = {}
         self.kept: dict[EnvKey, dict[str, Any]] = {}  # data an update replaced, per env
+        self.golden: dict[EnvKey, dict[str, Any]] = {}  # golden copies made, per production
 
     def _spec(self, key: EnvKey) -> Any:
         state = self._state()
@@ -315,3 +316,26 @@ class MemoryData:
         turn = int(self.admin_passwords.get(key, "pw-x-0").rsplit("-", 1)[1]) + 1
         self.admin_passwords[key] = f"pw-{key.env}-{turn}"
         return self.admin_credentials(key)
+
+    def golden_status(self, key: EnvKey) -> dict[str, Any]:
+        """A production environment's golden copy (none made: ``exists`` false until
+        ``refresh_golden``); ``golden_not_production`` for another tier."""
+        if self.environment(key).spec.tier is not Tier.PRODUCTION:
+            raise OdooOpsError(
+                f"{key} is not a production environment", code="golden_not_production"
+            )
+        made = self.golden.get(key)
+        return {
+            "source": str(key),
+            "kept": False,
+            "why": [],
+            "refresh": None,
+            "database": "odooops_golden_000000000000",
+            "exists": made is not None,
+            **(made or {}),
+        }
+
+    def refresh_golden(self, key: EnvKey, reason: str, progress: Any = None) -> dict[str, Any]:
+        self.golden_status(key)
+        self.golden[key] = {"refreshed_at": "2026-12-05T21:00:00+00:00", "reason": reason}
+        return {"source": str(key), "reason": reason}

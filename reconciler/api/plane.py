@@ -80,6 +80,14 @@ class DataPlane(Protocol):
         """A new administrator password, in the secret store and the database."""
         ...
 
+    def golden_status(self, key: EnvKey) -> dict[str, Any]:
+        """The golden copy of a production environment; ``golden_not_production``."""
+        ...
+
+    def refresh_golden(self, key: EnvKey, reason: str, progress: Progress) -> dict[str, Any]:
+        """Make the golden copy of a production environment again."""
+        ...
+
 
 class Terminal(Protocol):
     """A process with stdin, with or without a TTY (``ShellSession`` of the Docker driver)."""

@@ -26,7 +26,8 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_commands(sub: Any) -> Any:
-    """Returns the ``db`` command's subparsers, which other modules add to."""
+    """``db``, ``mail`` and ``jobs``; returns the ``db`` group's subparsers (other modules
+    register their ``db`` commands there)."""
     db = sub.add_parser("db", help="backups, restores, copies and Odoo dumps (API)")
     db_sub = db.add_subparsers(required=True, metavar="ACTION")
 

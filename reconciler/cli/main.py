@@ -26,6 +26,7 @@ from reconciler.cli.builds import add_commands as add_build_commands
 from reconciler.cli.console import err, out, print_error
 from reconciler.cli.data import add_commands as add_data_commands
 from reconciler.cli.expiry import add_commands as add_expiry_commands
+from reconciler.cli.golden import add_commands as add_golden_commands
 from reconciler.cli.history import add_commands as add_history_commands
 from reconciler.cli.images import add_commands as add_image_commands
 from reconciler.cli.previews import add_commands as add_preview_commands
@@ -293,7 +294,9 @@ def _parser() -> argparse.ArgumentParser:
     add_build_commands(sub)
     add_push_commands(sub)
     add_preview_commands(sub)
-    add_promote_commands(sub, add_data_commands(sub))
+    db_commands = add_data_commands(sub)
+    add_promote_commands(sub, db_commands)
+    add_golden_commands(db_commands)
     rc = sub.add_parser(
         "reconcile",
         help="ask the daemon for a pass now, retrying environments held after a failure (API)",

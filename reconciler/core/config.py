@@ -22,6 +22,7 @@ from reconciler.core.model import (
     EnvKey,
     ForgeSettings,
     GatePolicy,
+    GoldenPolicy,
     IngressSettings,
     MailCatcherSettings,
     Platform,
@@ -249,8 +250,19 @@ def _policies(raw: Mapping[str, Any]) -> Policies:
         )
         for r in raw.get("promote", ())
     )
+    golden = raw.get("golden")
     return Policies(
-        rules, protected, allow_empty, gate, _preview_policy(raw.get("previews")), promote
+        rules,
+        protected,
+        allow_empty,
+        gate,
+        previews=_preview_policy(raw.get("previews")),
+        promote=promote,
+        golden=(
+            None
+            if golden is None
+            else GoldenPolicy(str(golden.get("refresh", GoldenPolicy.refresh)))
+        ),
     )
 
 

@@ -348,6 +348,18 @@ class PromoteRule:
 
 
 @dataclass(frozen=True)
+class GoldenPolicy:
+    """``golden`` of policies.yaml: keep a neutralised, masked golden copy of each production
+    environment that something copies, so that every masked copy of production is a fast
+    template copy of it instead of a copy masked again (``reconciler.core.golden``).
+
+    ``refresh`` is a schedule (``"24h"``, a cron, or ``"never"``: only after each update of
+    the production environment and on demand)."""
+
+    refresh: str = "24h"
+
+
+@dataclass(frozen=True)
 class Policies:
     rules: tuple[BranchRule, ...] = ()
     protected_tiers: frozenset[Tier] = frozenset({Tier.PRODUCTION})
@@ -355,6 +367,7 @@ class Policies:
     tests: GatePolicy | None = None
     previews: PreviewPolicy | None = None
     promote: tuple[PromoteRule, ...] = ()
+    golden: GoldenPolicy | None = None  # None: no golden copy; copies are masked each time
 
 
 @dataclass(frozen=True)

@@ -1115,15 +1115,24 @@ def _promote_rules(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> 
 
 
 def _restore_test(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
-    path: JsonPath = ("backups", "restore_test")
-    value = _get(doc.data, path)
-    if value is None or path in flagged:
+    return _schedule_at(("backups", "restore_test"))(doc, flagged, recheck)
+
+
+def _schedule_at(path: JsonPath) -> _Check:
+    """A check that the schedule at ``path`` (when there) parses: the schema only sees a
+    string."""
+
+    def check(doc: Document, flagged: set[JsonPath], recheck: _Recheck) -> list[Problem]:
+        value = _get(doc.data, path)
+        if value is None or path in flagged:
+            return []
+        try:
+            parse_schedule(value)
+        except ValueError as exc:
+            return [_parse_problem(doc, path, str(exc), recheck, '"never", "7d" or a 5-field cron')]
         return []
-    try:
-        parse_schedule(value)
-    except ValueError as exc:
-        return [_parse_problem(doc, path, str(exc), recheck, '"never", "7d" or a 5-field cron')]
-    return []
+
+    return check
 
 
 def _duration_at(path: JsonPath) -> _Check:
@@ -1215,6 +1224,7 @@ _DOCUMENT_CHECKS: Mapping[str, Sequence[_Check]] = {
         _duration_at(("tests", "timeout")),
         _duration_at(("previews", "ttl")),
         _promote_rules,
+        _schedule_at(("golden", "refresh")),
     ),
     "environment": (_override_settings, _branch_characters),
     "app": (_tier_settings, _environment_settings),

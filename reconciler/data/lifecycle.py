@@ -50,6 +50,7 @@ from reconciler.data.database import copy as dbcopy
 from reconciler.data.database import dumpversion, masking, neutralize, odoozip, plainsql
 from reconciler.data.database.adminlogin import set_password as set_admin_password
 from reconciler.data.database.endpoint import Endpoint, client_tool, drain, pg_restore_args
+from reconciler.data.golden import GoldenSource
 from reconciler.data.moves import DROP_REPLACED, Keeping, Moves
 from reconciler.drivers.docker import DatabaseReach, DockerDriver
 from reconciler.drivers.tarstream import empty_tar, rename_top
@@ -223,6 +224,70 @@ class Lifecycle:
             "bytes": result.bytes,
             "filestore_files": files,
             **report,
+        }
+
+    def clone_golden(
+        self,
+        golden: GoldenSource,
+        target: Site,
+        mail: neutralize.MailTarget | None,
+        *,
+        initialised: bool = True,
+        jobs: int = 4,
+        progress: ProgressFn = _no_progress,
+    ) -> dict[str, Any]:
+        """Replace ``target``'s data by a copy of a golden copy (``reconciler.data.golden``).
+
+        Neutralised and masked at its refresh already: the copy only gets its own identity,
+        its own catcher login and its own administrator password. Nobody is connected to a
+        golden copy, so a template copy pauses nothing and is used whenever both sides share
+        a server; a target on its own server (a dev tier's) gets a streamed copy."""
+        dbcopy.check_tools()
+        with self._move(target, "clone", initialised) as move:
+            scratch = target.endpoint.with_db(move.scratch)
+            choice = (
+                dbcopy.CopyChoice(
+                    dbcopy.Strategy.TEMPLATE,
+                    "the golden copy is on the target's server and nobody uses it: no pause",
+                )
+                if golden.endpoint.same_server(scratch)
+                else dbcopy.CopyChoice(
+                    dbcopy.Strategy.STREAM, "the target has its own server: a streamed copy"
+                )
+            )
+            log.info(
+                "%s: copying the golden copy of %s by %s (%s)",
+                target.key,
+                golden.source,
+                choice.strategy,
+                choice.reason,
+            )
+            result = dbcopy.copy_database(
+                golden.endpoint,
+                scratch,
+                source_login=golden.login,
+                target_login=target.login,
+                strategy=choice.strategy,
+                jobs=jobs,
+                progress=lambda p: progress(p.phase, p.done, p.total),
+            )
+            with target.login.with_db(scratch.dbname).connect() as conn:
+                neutralize.reidentify(conn)
+                if mail is not None:
+                    neutralize.point_mail(conn, mail)
+                _admin_login(conn, target)
+            progress("copying the filestore", 0, 0)
+            self.docker.filestore_prime(target.odoo_image, target.volume)
+            files = self.docker.filestore_copy(
+                target.image, golden.volume, golden.filestore, target.volume, move.staged
+            )
+        return {
+            "strategy": choice.strategy.value,
+            "why": choice.reason,
+            "seconds": round(result.seconds, 2),
+            "bytes": result.bytes,
+            "filestore_files": files,
+            "golden": {"refreshed_at": golden.refreshed_at, "revision": golden.revision},
         }
 
     def update_on_copy(

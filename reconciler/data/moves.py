@@ -255,11 +255,11 @@ class Moves:
     # --------------------------------------------------------------------------- steps
     def _roll_back(self, endpoint: Endpoint, image: str, move: Move) -> None:
         with endpoint.with_db("postgres").connect() as conn:
-            present = _existing(conn, move.live, move.scratch, move.old)
+            present = existing_databases(conn, move.live, move.scratch, move.old)
             if move.old in present and move.live not in present:
-                _rename(conn, move.old, move.live)  # only reachable by a hand-made state
+                rename_database(conn, move.old, move.live)  # only reachable by a hand-made state
             if move.scratch in present:
-                _drop(conn, move.scratch)
+                drop_database(conn, move.scratch)
         self.docker.filestore_discard(image, move.volume, move.staged)
 
     def _roll_forward(self, key: EnvKey, endpoint: Endpoint, image: str, move: Move) -> None:
@@ -268,7 +268,7 @@ class Moves:
         with contextlib.suppress(OdooOpsError):
             self.docker.stop(key.odoo_container)
         with endpoint.with_db("postgres").connect() as conn:
-            present = _existing(conn, move.live, move.scratch, move.old)
+            present = existing_databases(conn, move.live, move.scratch, move.old)
             if move.scratch in present:
                 if move.live in present:
                     if move.old in present:
@@ -279,9 +279,9 @@ class Moves:
                             remediation=f"look at the three databases, keep the right one as "
                             f"{move.live}, then: odooops reconcile",
                         )
-                    _rename(conn, move.live, move.old)
+                    rename_database(conn, move.live, move.old)
                     boundary("moves", f"{move.op}: live database set aside")
-                _rename(conn, move.scratch, move.live)
+                rename_database(conn, move.scratch, move.live)
                 boundary("moves", f"{move.op}: new database in place")
             live = sql.Identifier(move.live)
             conn.execute(
@@ -305,8 +305,8 @@ class Moves:
             self._keep(key, endpoint, image, move)
             return
         with endpoint.with_db("postgres").connect() as conn:
-            if move.old in _existing(conn, move.old):
-                _drop(conn, move.old)
+            if move.old in existing_databases(conn, move.old):
+                drop_database(conn, move.old)
         boundary("moves", f"{move.op}: old database dropped")
 
     # --------------------------------------------------------------------------- kept data
@@ -320,7 +320,7 @@ class Moves:
         if earlier is not None and earlier.get("database") == move.old:
             return  # recorded already (this is a recovery of the same move)
         with endpoint.with_db("postgres").connect() as conn:
-            present = move.old in _existing(conn, move.old)
+            present = move.old in existing_databases(conn, move.old)
         if not present:
             return  # nothing was replaced (a first database): nothing to keep
         superseded = [] if earlier is None else [*_superseded(earlier), _place(earlier)]
@@ -371,7 +371,7 @@ class Moves:
                 remediation="odooops status  (and look at the ledger's kept table)",
             )
         with endpoint.with_db("postgres").connect() as conn:
-            _drop(conn, database)
+            drop_database(conn, database)
         self.docker.filestore_remove(image, str(kept["volume"]), str(kept["filestore"]))
 
 
@@ -398,18 +398,20 @@ def _server(endpoint: Endpoint) -> str:
     return "dedicated" if endpoint.server.startswith("dedicated") else endpoint.server
 
 
-def _existing(conn: Any, *names: str) -> set[str]:
+def existing_databases(conn: Any, *names: str) -> set[str]:
+    """Which of ``names`` exist on the server of ``conn`` (the admin's; also golden copies')."""
     rows = conn.execute(
         "SELECT datname FROM pg_database WHERE datname = ANY(%s)", [list(names)]
     ).fetchall()
     return {str(r[0]) for r in rows}
 
 
-def _drop(conn: Any, name: str) -> None:
+def drop_database(conn: Any, name: str) -> None:
+    """Drop ``name`` if it exists, its sessions ended (a step that may run twice)."""
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _rename(conn: Any, name: str, new: str) -> None:
+def rename_database(conn: Any, name: str, new: str) -> None:
     """Rename a database, ending the sessions on it first (a stopped Odoo may leave some)."""
     src, dst = sql.Identifier(name), sql.Identifier(new)
     for attempt in range(10):

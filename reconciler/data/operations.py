@@ -14,10 +14,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from reconciler.core import golden as goldens
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.faults import boundary
 from reconciler.core.model import (
@@ -39,6 +41,8 @@ from reconciler.data.database import copy as dbcopy
 from reconciler.data.database import masking, modules, neutralize
 from reconciler.data.database.copy import TEMPLATE_BYTES_PER_SECOND
 from reconciler.data.database.endpoint import Endpoint
+from reconciler.data.golden import KIND as GOLDEN
+from reconciler.data.golden import GoldenCopies, GoldenJournal
 from reconciler.data.lifecycle import (
     BackupRecord,
     Lifecycle,
@@ -49,7 +53,7 @@ from reconciler.data.lifecycle import (
 )
 from reconciler.data.mailcatcher import MailCatcher, MailStore, credentials_for, tls_context
 from reconciler.data.moves import KIND as MOVE
-from reconciler.data.moves import Journal, JournalEntryLike, Keeping, Moves, Recorded
+from reconciler.data.moves import JournalEntryLike, Keeping, Moves, Recorded
 from reconciler.drivers.docker import DockerDriver, database_reach
 from reconciler.drivers.postgres import database_note
 from reconciler.drivers.secrets import SecretStore
@@ -92,6 +96,10 @@ class DataHost(Protocol):
 
     def is_initialised(self, want: DesiredEnvironment) -> bool: ...
 
+    def database_revision(self, key: EnvKey) -> str:
+        """The revision the environment's database was last initialised or updated to."""
+        ...
+
     def changed(self, key: EnvKey) -> None:
         """Data of ``key`` changed outside a reconcile: reconcile it soon."""
         ...
@@ -108,8 +116,8 @@ class DataHost(Protocol):
         """A counter: ``backups`` (good, failed) or ``restore_tests`` (passed, failed)."""
         ...
 
-    def journal(self) -> Journal:
-        """Where data moves are journalled (the daemon's ledger)."""
+    def journal(self) -> GoldenJournal:
+        """Where data moves are journalled and golden copies recorded (the daemon's ledger)."""
         ...
 
     def database_replaced(
@@ -162,6 +170,7 @@ class DataOps:
             lambda key: database_note(host.instance, key),
         )
         self.lifecycle = Lifecycle(host.docker, self.moves, self.clock)
+        self.golden = GoldenCopies(host.docker, host.journal, self.clock)
         self.mail = MailStore(host.data_dir / "mail")
         self._catcher: MailCatcher | None = None
         self._template_rate = TEMPLATE_BYTES_PER_SECOND
@@ -252,11 +261,7 @@ class DataOps:
         own image); masked as the environment says."""
         if want.spec.tier is Tier.PRODUCTION:
             return None
-        config = self.config()
-        rules = masking.load_rules(config.masking)
-        salt_ref = SecretRef.parse((config.masking or {}).get("salt"))
-        secrets = self.host.secrets
-        salt = secrets.resolve(salt_ref) if salt_ref else secrets.get_or_create("masking/salt")
+        rules, salt = self._masking()
         return Sanitising(
             mail=self.mail_target(want.key),
             mask=want.spec.mask if mask is None else mask,
@@ -264,6 +269,15 @@ class DataOps:
             salt=salt,
             odoo_sql=lambda database: self.odoo_neutralize_sql(want, database),
         )
+
+    def _masking(self) -> tuple[masking.MaskingRules, str]:
+        """masking.yaml's rules and the salt masked values are derived with."""
+        config = self.config()
+        rules = masking.load_rules(config.masking)
+        salt_ref = SecretRef.parse((config.masking or {}).get("salt"))
+        secrets = self.host.secrets
+        salt = secrets.resolve(salt_ref) if salt_ref else secrets.get_or_create("masking/salt")
+        return rules, salt
 
     def odoo_neutralize_sql(self, want: DesiredEnvironment, database: str) -> str:
         """The SQL ``odoo neutralize -d DATABASE --stdout`` prints in a one-off container of
@@ -638,8 +652,22 @@ class DataOps:
         self.host.note(want.key, "Neutralized", True, "BeforeStart")
 
     def recover(self, key: EnvKey | None = None) -> list[str]:
-        """Finish or roll back the open moves of one environment (or of all, at start-up)."""
-        return [self.recover_entry(e) for e in self.host.journal_entries(key) if e.kind == MOVE]
+        """Finish or roll back the open moves of one environment (or of all, at start-up).
+
+        Refreshes of golden copies only at start-up: an environment's run must not take a
+        refresh going on beside it in this daemon for a crashed one."""
+        entries = self.host.journal_entries(key)
+        done = [self.recover_entry(e) for e in entries if e.kind == MOVE]
+        if key is None:
+            done.extend(self._recover_golden(e) for e in entries if e.kind == GOLDEN)
+        return done
+
+    def _recover_golden(self, entry: JournalEntryLike) -> str:
+        doc = entry.doc
+        endpoint = self._endpoint_of(entry.key, str(doc.get("server", "")), str(doc["database"]))
+        outcome = self.golden.recover(entry.id, doc, endpoint, self._helper_image(entry.key))
+        self.host.note(entry.key, "Recovered", True, "golden-refresh", outcome)
+        return outcome
 
     def recover_entry(self, entry: JournalEntryLike) -> str:
         doc = entry.doc
@@ -753,11 +781,20 @@ class DataOps:
         initialised: bool = True,
         trigger: bool = True,
     ) -> dict[str, Any]:
-        copy = self.config().platform.copy
+        config = self.config()
+        copy = config.platform.copy
+        sanitising = self.sanitising(target)
+        if sanitising is not None and goldens.through_golden(
+            config.policies, source.spec.tier, target.spec.tier, sanitising.mask
+        ):
+            golden = self._clone_golden(source, target, progress, initialised)
+            if trigger:
+                self.host.changed(target.key)
+            return {"from": str(source.key), "to": str(target.key), **golden}
         result = self.lifecycle.clone(
             self.site(source),
             self.site(target),
-            self.sanitising(target),
+            sanitising,
             max_quiesce_seconds=copy.max_quiesce_seconds,
             jobs=copy.jobs,
             initialised=initialised,
@@ -775,6 +812,173 @@ class DataOps:
         if trigger:
             self.host.changed(target.key)
         return {"from": str(source.key), "to": str(target.key), **result}
+
+    def _clone_golden(
+        self,
+        source: DesiredEnvironment,
+        target: DesiredEnvironment,
+        progress: ProgressFn,
+        initialised: bool,
+    ) -> dict[str, Any]:
+        """A masked copy of production: a template copy of its golden copy, made first when
+        there is none yet (that refresh is reported apart, under ``golden_refresh``)."""
+        site = self.site(source)
+        out: dict[str, Any] = {}
+        if self.golden.current(site) is None:
+            first = self._refresh_golden(
+                source, f"the first golden copy, for {target.key}", progress, when_missing=True
+            )
+            if first is not None:
+                out["golden_refresh"] = first
+        with self.golden.using(source.key):
+            golden = self.golden.current(site)
+            if golden is None:
+                raise OdooOpsError(
+                    f"the golden copy of {source.key} is gone (dropped while {target.key} "
+                    "waited for it)",
+                    code="golden_missing",
+                    retryable=True,
+                    remediation=f"odooops db golden {source.key} --refresh  (the copy is "
+                    "retried by itself)",
+                )
+            result = self.lifecycle.clone_golden(
+                golden,
+                self.site(target),
+                self.mail_target(target.key),
+                initialised=initialised,
+                jobs=self.config().platform.copy.jobs,
+                progress=progress,
+            )
+        self.host.note(
+            target.key,
+            "Copied",
+            True,
+            f"golden-{result['strategy']}",
+            f"from the golden copy of {source.key} refreshed at {golden.refreshed_at} "
+            f"(revision {golden.revision[:12]}); not masked again",
+        )
+        return {**result, **out}
+
+    # ------------------------------------------------------------------ golden copies
+    def golden_sanitising(self, source: DesiredEnvironment) -> Sanitising:
+        """A golden copy is neutralised with production's own scripts, with no catcher (each
+        copy of it gets its own) and masked."""
+        rules, salt = self._masking()
+        return Sanitising(
+            mail=None,
+            mask=True,
+            rules=rules,
+            salt=salt,
+            odoo_sql=lambda database: self.odoo_neutralize_sql(source, database),
+        )
+
+    def _production(self, key: EnvKey) -> DesiredEnvironment:
+        want = self.environment(key)
+        if want.spec.tier is not Tier.PRODUCTION:
+            raise OdooOpsError(
+                f"{key} is a {want.spec.tier.value} environment: only production environments "
+                "have a golden copy",
+                code="golden_not_production",
+                remediation="odooops env list  (and name the production environment)",
+            )
+        return want
+
+    def refresh_golden(
+        self, key: EnvKey, reason: str = "on demand", progress: ProgressFn = _quiet
+    ) -> dict[str, Any]:
+        """Make the golden copy of production environment ``key`` again (``odooops db golden
+        ENV --refresh``, the schedules): in the background, production keeps serving."""
+        report = self._refresh_golden(self._production(key), reason, progress)
+        assert report is not None  # only a refresh asked for when missing may do nothing
+        return report
+
+    def _refresh_golden(
+        self,
+        source: DesiredEnvironment,
+        reason: str,
+        progress: ProgressFn,
+        when_missing: bool = False,
+    ) -> dict[str, Any] | None:
+        if not self.host.is_initialised(source):
+            raise OdooOpsError(
+                f"the database of {source.key} is not initialised yet: there is nothing to make "
+                "a golden copy of",
+                code="copy_source_not_ready",
+                retryable=True,
+                remediation=f"odooops status {source.key}  (the copy is retried by itself)",
+            )
+        # The revision its data is at (a golden copy made while production updates is at
+        # the old one, and refreshed again once the update is recorded).
+        site = replace(self.site(source), revision=self.host.database_revision(source.key))
+        try:
+            record = self.golden.refresh(
+                site,
+                self.golden_sanitising(source),
+                reason=reason,
+                jobs=self.config().platform.copy.jobs,
+                progress=progress,
+                when_missing=when_missing,
+            )
+        except OdooOpsError as exc:
+            self.host.note(source.key, "GoldenCopy", False, exc.code, exc.message)
+            raise
+        if record is None:
+            return None
+        self.host.note(
+            source.key,
+            "GoldenCopy",
+            True,
+            "Refreshed",
+            f"{reason}: {record['masked_rows']} rows masked in {record['masking_seconds']} s, "
+            f"{record['seconds']} s in all",
+        )
+        return {"source": str(source.key), **record}
+
+    def golden_status(self, key: EnvKey) -> dict[str, Any]:
+        """The golden copy of ``key``: whether one is kept and why, its age, size, revision."""
+        source = self._production(key)
+        config = self.config()
+        desired = self.host.desired()
+        why = goldens.wanted(desired, config.policies).get(key, ()) if desired else ()
+        doc = self.golden.describe(self.site(source))
+        state = goldens.state_of(doc)
+        age = None if state is None else (self.clock() - state.refreshed_at).total_seconds()
+        policy = config.policies.golden
+        return {
+            "source": str(key),
+            "kept": bool(why),
+            "why": list(why),
+            "refresh": policy.refresh if policy is not None else None,
+            "age_seconds": None if age is None else int(age),
+            **doc,
+        }
+
+    def golden_state(self, key: EnvKey) -> tuple[goldens.GoldenState | None, str]:
+        """The golden copy of ``key`` at its last refresh (None: none yet), and the revision
+        production's database is at now: what decides whether a refresh is due."""
+        record = goldens.state_of(self.host.journal().golden(key))
+        return record, self.host.database_revision(key)
+
+    def golden_unwanted(self) -> list[EnvKey]:
+        """Golden copies whose production environment is still declared but that nothing
+        copies any more (or the policy went): theirs to drop. An undeclared one is dropped
+        with production's database, never on a guess."""
+        desired, state = self.host.desired(), self.host.state()
+        if desired is None or state is None:
+            return []
+        wanted = goldens.wanted(desired, state.policies)
+        return [
+            key
+            for key in self.host.journal().goldens()
+            if key in desired.environments and key not in wanted and key not in desired.held
+        ]
+
+    def drop_golden(self, key: EnvKey) -> bool:
+        site = self.site(self.environment(key))
+        dropped = self.golden.drop(key, site.endpoint, site.image, site.volume)
+        if dropped:
+            self.host.note(key, "GoldenCopy", True, "Dropped", "nothing copies it any more")
+        return dropped
 
     def backup(self, key: EnvKey, reason: str, progress: ProgressFn = _quiet) -> dict[str, Any]:
         want = self.environment(key)

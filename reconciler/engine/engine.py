@@ -231,6 +231,7 @@ class Engine:
             self.status.all,
             self.is_initialised,
             lambda: self.last_good_or_raise().platform.backups.restore_test,
+            state=lambda: self.last_good,
         )
         self.images = ImageCollector(self.docker, self.ledger, lambda: self.current)
         self.sweeper = Sweeper(
@@ -458,6 +459,12 @@ class Engine:
 
     def journal_entries(self, key: EnvKey | None) -> list[JournalEntry]:
         return self.ledger.entries(key)
+
+    def database_revision(self, key: EnvKey) -> str:
+        """The app revision the environment's database was last initialised or updated to
+        (the ledger's; "" when unknown)."""
+        record = self.ledger.database(key)
+        return record.revision if record is not None else ""
 
     def is_initialised(self, want: DesiredEnvironment) -> bool:
         """From the ledger: the daemon's own record, never a label a workload could write."""

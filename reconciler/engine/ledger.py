@@ -95,6 +95,11 @@ CREATE TABLE IF NOT EXISTS images (
     project TEXT NOT NULL,
     built TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS golden (
+    env TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tasks (
     name TEXT PRIMARY KEY,
     at TEXT NOT NULL
@@ -339,6 +344,32 @@ class Ledger:
     def forget_kept(self, key: EnvKey) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM kept WHERE env = ?", [str(key)])
+
+    # --------------------------------------------------------------------------- golden
+    def golden(self, key: EnvKey) -> dict[str, Any] | None:
+        """The golden copy of production environment ``key`` (``reconciler.data.golden``):
+        its database, server, filestore and last refresh, or None."""
+        with self._tx() as db:
+            row = db.execute("SELECT doc FROM golden WHERE env = ?", [str(key)]).fetchone()
+        doc = None if row is None else json.loads(row[0])
+        return doc if isinstance(doc, dict) else None
+
+    def goldens(self) -> dict[EnvKey, dict[str, Any]]:
+        with self._tx() as db:
+            rows = db.execute("SELECT env, doc FROM golden ORDER BY env").fetchall()
+        return {_key(str(env)): json.loads(str(doc)) for env, doc in rows}
+
+    def put_golden(self, key: EnvKey, doc: Mapping[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO golden (env, doc, updated) VALUES (?, ?, ?) ON CONFLICT(env) DO "
+                "UPDATE SET doc = excluded.doc, updated = excluded.updated",
+                [str(key), json.dumps(dict(doc), sort_keys=True), now()],
+            )
+
+    def forget_golden(self, key: EnvKey) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM golden WHERE env = ?", [str(key)])
 
     # -------------------------------------------------------------------------- journal
     def open_entry(self, key: EnvKey, kind: str, doc: Mapping[str, Any]) -> int:

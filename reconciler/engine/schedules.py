@@ -17,9 +17,10 @@ from functools import partial
 
 from apscheduler.triggers.cron import CronTrigger
 
+from reconciler.core import golden as goldens
 from reconciler.core.durations import parse_schedule
 from reconciler.core.errors import OdooOpsError
-from reconciler.core.model import Desired, DesiredEnvironment, EnvKey
+from reconciler.core.model import Desired, DesiredEnvironment, EnvKey, StateConfig
 from reconciler.data.operations import DataOps
 from reconciler.engine.status import EnvironmentStatus
 
@@ -69,8 +70,9 @@ def _names(field: str) -> str:
 
 
 class DataSchedules:
-    """Starts the backups, retention runs, restore tests and removals of kept data (an
-    update's replaced database, past ``keep_previous``) that are due.
+    """Starts the backups, retention runs, restore tests, removals of kept data (an
+    update's replaced database, past ``keep_previous``) and refreshes of golden copies that
+    are due.
 
     Each runs in a small pool (at most two at once), never in the reconcile loop, and one
     environment never has the same task twice in flight.
@@ -83,10 +85,14 @@ class DataSchedules:
         statuses: Callable[[], Mapping[str, EnvironmentStatus]],
         is_initialised: Callable[[DesiredEnvironment], bool],
         restore_schedule: Callable[[], str],
+        state: Callable[[], StateConfig | None] = lambda: None,
     ) -> None:
         self.data = data
         self._desired, self._statuses = desired, statuses
         self._is_initialised, self._restore_schedule = is_initialised, restore_schedule
+        self._state = state
+        # Golden copies whose last refreshes failed: when, and how many times in a row.
+        self._golden_failed: dict[EnvKey, tuple[datetime, int]] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup")
         self._running: set[tuple[str, EnvKey]] = set()
         self._lock = threading.Lock()
@@ -124,10 +130,59 @@ class DataSchedules:
                     self._submit("restore-test", key, partial(self.data.restore_test, want))
                 )
                 started.append(f"restore test {key}")
+        for what, future in self._golden(current, now):
+            started.append(what)
+            futures.append(future)
         if wait:
             for future in futures:
                 future.result()
         return started
+
+    def _golden(self, current: Desired, now: datetime) -> list[tuple[str, Future[None]]]:
+        """Golden copies due for a refresh (none yet, production updated since, or the
+        policy's schedule), and those nothing copies any more, to drop."""
+        state = self._state()
+        policy = state.policies.golden if state is not None else None
+        out: list[tuple[str, Future[None]]] = []
+        if state is not None and policy is not None:
+            for key in goldens.wanted(current, state.policies):
+                want = current.environments[key]
+                if not self._is_initialised(want):
+                    continue
+                record, revision = self.data.golden_state(key)
+                scheduled = record is not None and due(policy.refresh, record.refreshed_at, now)
+                why = goldens.refresh_due(policy, record, revision, scheduled)
+                if why is None or self._backing_off(key, now):
+                    continue
+                refresh = partial(self._refresh_golden, key, why, now)
+                out.extend(
+                    (f"golden copy of {key} ({why})", f)
+                    for f in self._submit("golden", key, refresh)
+                )
+        for key in self.data.golden_unwanted():
+            drop = partial(self.data.drop_golden, key)
+            out.extend(
+                (f"removal of the golden copy of {key}", f)
+                for f in self._submit("golden", key, drop)
+            )
+        return out
+
+    def _backing_off(self, key: EnvKey, now: datetime) -> bool:
+        with self._lock:
+            failed = self._golden_failed.get(key)
+        return failed is not None and now < failed[0] + goldens.retry_after(failed[1])
+
+    def _refresh_golden(self, key: EnvKey, why: str, now: datetime) -> None:
+        """A refresh; a failure is remembered so the next tries back off, then raised."""
+        try:
+            self.data.refresh_golden(key, why)
+        except BaseException:
+            with self._lock:
+                failures = self._golden_failed.get(key, (now, 0))[1] + 1
+                self._golden_failed[key] = (now, failures)
+            raise
+        with self._lock:
+            self._golden_failed.pop(key, None)
 
     def _submit(self, kind: str, key: EnvKey, fn: Callable[[], object]) -> list[Future[None]]:
         with self._lock:

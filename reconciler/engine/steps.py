@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from reconciler.core.errors import OdooOpsError, sanitize
 from reconciler.core.faults import boundary
+from reconciler.core.golden import is_golden
 from reconciler.core.ingress import Maintenance
 from reconciler.core.model import DatabaseServer, DesiredEnvironment, EnvKey, Tier
 from reconciler.core.modules import (
@@ -527,6 +528,11 @@ class Steps:
                     if name.startswith("odooops_old_"):
                         admin.drop_database(key, name)
                 self.ledger.forget_kept(key)
+            golden = self.ledger.golden(key)
+            if golden is not None:  # production's golden copy, owned by its role: before it
+                if is_golden(str(golden.get("database", ""))):
+                    admin.drop_database(key, str(golden["database"]))
+                self.ledger.forget_golden(key)
             if not admin.existing([record.name]):
                 self.ledger.forget_database(key)
                 return "skipped", "already gone"

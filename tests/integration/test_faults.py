@@ -20,9 +20,11 @@ import psycopg
 import pytest
 import yaml
 
+from reconciler.core.golden import golden_database
 from reconciler.core.model import EnvKey
 from reconciler.data.moves import kept_databases
 from reconciler.engine.ledger import Ledger
+from tests.integration.containers import run_once, throwaway
 from tests.integration.world import REPO_ROOT, World
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,6 +34,7 @@ KILLED = -9
 _DATA_OP = """
 import sys
 from pathlib import Path
+from reconciler.core.golden import golden_database
 from reconciler.core.model import EnvKey
 from reconciler.core.secretrefs import SecretPolicy
 from reconciler.engine.bootstrap import open_engine
@@ -43,6 +46,8 @@ engine = open_engine(config, None, SecretPolicy(secrets_dir=secrets_dir))
 engine.refresh()
 if op == "restore":
     engine.data.restore(EnvKey(project, a), b, confirm=True)
+elif op == "golden":
+    engine.data.refresh_golden(EnvKey(project, a), "refreshed by the fault test")
 else:
     engine.data.clone(EnvKey(project, a), EnvKey(project, b))
 engine.close()
@@ -318,6 +323,93 @@ def test_restore_and_clone_killed_at_every_step_finish_or_roll_back(prod: World)
 
     clone = lambda **e: data_op(world, "clone", "prod", "stage", **e)  # noqa: E731
     assert kill_each(world, Matrix("clone"), "moves", lambda n: None, clone, check_clone) >= 6
+
+
+def golden_policy(world: World) -> None:
+    policies = yaml.safe_load((world.state.dir / "policies.yaml").read_text())
+    policies["golden"] = {"refresh": "never"}
+    world.state.write({"policies.yaml": yaml.safe_dump(policies)}, "golden copies on")
+
+
+def test_a_copy_through_the_golden_copy_killed_at_every_step_finishes_or_rolls_back(
+    prod: World,
+) -> None:
+    """``odooops db clone prod --to stage`` with golden copies on: a template copy of the
+    golden copy, swapped in as a journalled move, killed at each of the move's boundaries.
+    After a restart stage serves masked data of its own, the golden copy is as it was and
+    nothing else is left."""
+    world = prod
+    golden_policy(world)
+    world.declare("stage", branch="release/v1", tier="staging", db={"source": "prod"})
+    done = daemon_once(world)
+    assert done.returncode == 0, done.stdout + done.stderr
+    prod_key, stage = EnvKey(world.project, "prod"), EnvKey(world.project, "stage")
+    golden = golden_database(prod_key)
+    people = world.query(prod_key.database, "SELECT count(*) FROM res_partner")[0][0]
+
+    def check(n: int) -> None:
+        restarted = daemon_once(world)
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        assert world.owned_databases() == {prod_key.database, stage.database, golden}
+        assert world.query(stage.database, "SELECT count(*) FROM res_partner") == [(people,)]
+        assert world.query(golden, "SELECT count(*) FROM res_partner") == [(people,)]
+        assert marker(world, "prod") == "precious"
+        ledger = Ledger(world.data_dir / "ledger.db", read_only=True)
+        try:
+            assert ledger.entries() == [], "a journal entry is still open"
+        finally:
+            ledger.close()
+        events = world.new_engine().status.events(str(stage))
+        assert any(e["type"] == "Copied" and e["reason"] == "golden-template" for e in events)
+
+    clone = lambda **e: data_op(world, "clone", "prod", "stage", **e)  # noqa: E731
+    assert kill_each(world, Matrix("golden-clone"), "moves", lambda n: None, clone, check) >= 5
+
+
+def test_golden_refresh_killed_at_every_step_keeps_a_usable_golden_copy(prod: World) -> None:
+    """A refresh of the golden copy killed at each of its boundaries, then the daemon started
+    again: there is always exactly one golden copy, recorded, masked and complete (the
+    previous one, or the new one once the swap began), no scratch or set-aside database, no
+    stray filestore directory, no open journal; staging, a copy of it, serves on."""
+    world = prod
+    golden_policy(world)
+    world.declare("stage", branch="release/v1", tier="staging", db={"source": "prod"})
+    done = daemon_once(world)
+    assert done.returncode == 0, done.stdout + done.stderr
+    prod_key = EnvKey(world.project, "prod")
+    people = world.query(prod_key.database, "SELECT count(*) FROM res_partner")[0][0]
+
+    def check(n: int) -> None:
+        restarted = daemon_once(world)
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        ledger = Ledger(world.data_dir / "ledger.db", read_only=True)
+        try:
+            assert ledger.entries() == [], "a journal entry is still open"
+            doc = ledger.golden(prod_key)
+        finally:
+            ledger.close()
+        assert doc is not None, "the golden copy is no longer recorded"
+        golden = str(doc["database"])
+        stage = EnvKey(world.project, "stage").database
+        assert world.owned_databases() == {prod_key.database, stage, golden}
+        assert world.query(golden, "SELECT count(*) FROM res_partner") == [(people,)]
+        flag = "SELECT value FROM ir_config_parameter WHERE key = 'database.is_neutralized'"
+        assert world.query(golden, flag) == [("true",)]
+        listed = run_once(
+            throwaway(
+                world.images["ODOOOPS_FIXTURE_ODOO_IMAGE"],
+                "filestore",
+                entrypoint=["/bin/sh", "-c", "ls /v/filestore"],
+                volumes={prod_key.filestore_volume: {"bind": "/v", "mode": "ro"}},
+                user="0",
+            )
+        )
+        assert set(listed.stdout.decode().split()) == {prod_key.database, golden}
+        status = world.new_engine().status.get(f"{world.project}/stage")
+        assert status is not None and (status.sync, status.health) == ("Synced", "Healthy")
+
+    refresh = lambda **e: data_op(world, "golden", "prod", "-", **e)  # noqa: E731
+    assert kill_each(world, Matrix("golden"), "golden", lambda n: None, refresh, check) >= 8
 
 
 def _free_port() -> int:

@@ -60,6 +60,7 @@ __all__ = [
     "NeutralizeReport",
     "is_neutralized",
     "neutralize",
+    "point_mail",
     "reidentify",
 ]
 
@@ -772,6 +773,22 @@ def _verify(cur: psycopg.Cursor[Any], catalog: _Catalog, mail: MailTarget | None
 def _count(cur: psycopg.Cursor[Any]) -> int:
     row = cur.fetchone()
     return int(row[0]) if row else 0
+
+
+def point_mail(conn: psycopg.Connection[Any], mail: MailTarget) -> None:
+    """Point the outgoing mail of a copy of a golden copy at its own environment's catcher.
+
+    The golden copy was neutralised once, without a catcher (Odoo's unreachable dummy is its
+    one active server); the catcher's login is per environment, so this one step is redone
+    on each copy, in one transaction, and checked like the neutralisation is."""
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            catalog = _catalog(cur)
+            if catalog.has("ir_mail_server", "active", "name", "smtp_host", "smtp_port"):
+                _mail_servers(cur, catalog, mail)
+                _verify(cur, catalog, mail)
+    except psycopg.Error as exc:
+        raise _failure(conn, "pointing mail at the catcher", exc, code="neutralize_failed") from exc
 
 
 def is_neutralized(conn: psycopg.Connection[Any]) -> bool:
