@@ -32,6 +32,7 @@ class Health(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     SUSPENDED = "Suspended"
+    ASLEEP = "Asleep"  # idle: stopped until the next request through the proxy wakes it
     MISSING = "Missing"
     UNKNOWN = "Unknown"
 
@@ -69,6 +70,7 @@ class EnvironmentStatus:
     last_backup_id: str = ""
     last_restore_test: str = ""  # finish time of the newest successful restore test
     certificate_expires: str = ""  # the earliest expiry of its hosts' certificates (ISO 8601)
+    asleep_since: str = ""  # when it fell asleep (ISO 8601); "" while awake
 
     def with_condition(self, cond: Condition) -> EnvironmentStatus:
         """Replace the condition of the same type, keeping ``since`` if nothing changed."""
@@ -108,6 +110,7 @@ class EnvironmentStatus:
             "last_backup_id": self.last_backup_id,
             "last_restore_test": self.last_restore_test,
             "certificate_expires": self.certificate_expires,
+            "asleep_since": self.asleep_since,
         }
 
     @classmethod
