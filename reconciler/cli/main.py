@@ -1439,6 +1439,7 @@ _STYLE = {
     "Degraded": "red",
     "Missing": "red",
     "Suspended": "blue",
+    "Asleep": "blue",
 }
 
 
@@ -1486,6 +1487,11 @@ def print_status_table(
                 )
             if cond.status and cond.type == "Held":
                 out.print(f"[yellow]{key} held[/]: {cond.message}", highlight=False)
+        if s.asleep_since:
+            out.print(
+                f"[blue]{key} asleep[/] since {s.asleep_since}: the next request wakes it",
+                highlight=False,
+            )
     for key, why in sorted(daemon.expired.items()):
         out.print(f"[yellow]{key}: no environment[/]: {why}", highlight=False)
 
