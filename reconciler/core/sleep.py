@@ -29,6 +29,8 @@ __all__ = [
     "Activity",
     "Request",
     "Rest",
+    "backup_current",
+    "data_tasks_wait",
     "last_requests",
     "parse_access_line",
     "should_sleep",
@@ -95,6 +97,19 @@ def woken_by(activity: Activity, request_at: datetime) -> bool:
     """A request at ``request_at`` wakes ``activity``: it is asleep and the request came after
     it fell asleep. An older request (the log read again after a restart) wakes nothing."""
     return activity.state is Rest.ASLEEP and request_at > activity.since
+
+
+def data_tasks_wait(asleep_since: datetime | None, own_database: bool) -> bool:
+    """A sleeping dev tier's scheduled data tasks (backup, restore test, removal of kept
+    data) wait until it wakes: its database server sleeps with it. A task that fell due
+    meanwhile runs at the first check after the wake, as a missed slot is caught up."""
+    return asleep_since is not None and own_database
+
+
+def backup_current(asleep_since: datetime | None, last_backup: datetime | None) -> bool:
+    """A sleeping environment backed up since it fell asleep needs no scheduled backup:
+    Odoo is stopped, so nothing was written since."""
+    return asleep_since is not None and last_backup is not None and last_backup >= asleep_since
 
 
 @dataclass(frozen=True)

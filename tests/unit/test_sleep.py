@@ -12,6 +12,8 @@ from reconciler.core.sleep import (
     Activity,
     Request,
     Rest,
+    backup_current,
+    data_tasks_wait,
     last_requests,
     parse_access_line,
     should_sleep,
@@ -140,3 +142,25 @@ def test_last_requests_are_the_newest_per_environment_of_known_hosts() -> None:
 )
 def test_a_span_is_written_as_the_state_format_writes_it(duration: timedelta, shown: str) -> None:
     assert span(duration) == shown
+
+
+def test_a_sleeping_dev_tier_s_data_tasks_wait_for_its_database_server() -> None:
+    assert data_tasks_wait(T0, own_database=True)
+    assert not data_tasks_wait(T0, own_database=False)
+    assert not data_tasks_wait(None, own_database=True)
+
+
+@pytest.mark.parametrize(
+    ("asleep_since", "last_backup", "current"),
+    [
+        (None, at(10), False),  # awake: its schedule decides
+        (T0, None, False),  # never backed up
+        (T0, at(-1), False),  # backed up before it fell asleep: written to since
+        (T0, T0, True),
+        (T0, at(60), True),  # backed up while asleep: nothing written since
+    ],
+)
+def test_a_backup_taken_while_asleep_is_current(
+    asleep_since: datetime | None, last_backup: datetime | None, current: bool
+) -> None:
+    assert backup_current(asleep_since, last_backup) is current
