@@ -34,6 +34,7 @@ from typing import Any
 from reconciler.core.buildplan import Source
 from reconciler.core.caddyconfig import ACCESS_LOG_NAME
 from reconciler.core.errors import DriverError, ErrorInfo, OdooOpsError
+from reconciler.core.faults import boundary
 from reconciler.core.model import (
     DatabaseServer,
     Desired,
@@ -649,6 +650,10 @@ class Engine:
                 desired,
                 (k.network for k, e in observed.environments.items() if e.network),
             )
+            # Requests the proxy logged (a sleeping environment asked for) and environments
+            # idle for their sleep_after: their runs wake them or put them to sleep.
+            sleeping = (set(self.sleeper.read()) | set(self.sleeper.idle())) - set(to_run)
+            to_run = sorted({*to_run, *(k for k in sleeping if k in desired.environments)})
             seconds = time.monotonic() - started
             self.metrics.pass_seconds.observe(seconds)
             self.metrics.passes.labels("ok").inc()
@@ -846,6 +851,7 @@ class Engine:
             span(sleep_after),
         )
         self.ledger.put_rest(key, Rest.ASLEEP, at)
+        boundary("steps", "sleep: recorded asleep, route not switched yet")
         self._reload_routes(key)
 
     def _woken(self, key: EnvKey) -> None:
@@ -859,6 +865,7 @@ class Engine:
         took = (datetime.now(UTC) - activity.since).total_seconds()
         self.ledger.put_rest(key, Rest.AWAKE, datetime.now(UTC))
         log.info("%s: awake (%.1f s after the request)", key, took)
+        boundary("steps", "wake: recorded awake, route not switched yet")
         self._reload_routes(key)
 
     def _reload_routes(self, key: EnvKey) -> None:

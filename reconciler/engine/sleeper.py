@@ -4,8 +4,10 @@ The decisions are pure (``reconciler.core.sleep``); this module feeds them. Twic
 (``SCAN_SECONDS``) ``scan`` reads the lines the proxy appended to its access log, records each
 environment's newest request in the ledger, wakes a sleeping environment a request came for
 (asleep -> waking in the ledger, then its run starts it) and names the environments idle for
-their ``sleep_after``. It never stops or starts anything itself: that is each environment's
-own run (``Engine.reconcile_env``), serial with its deploys, which decides once more and acts.
+their ``sleep_after``. Every refresh does the same (``read`` and ``idle``), so a poll catches
+up whatever the watch missed, and ``odooops daemon --once`` sleeps and wakes too. It never
+stops or starts anything itself: that is each environment's own run
+(``Engine.reconcile_env``), serial with its deploys, which decides once more and acts.
 
 Why the access log (a file in the directory the daemon shares with the proxy), and not a
 route from the proxy to the daemon: it carries every request of every environment, which idle
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,7 +36,6 @@ from reconciler.core.sleep import (
     last_requests,
     parse_access_line,
     should_sleep,
-    span,
     woken_by,
 )
 from reconciler.engine.ledger import Ledger
@@ -96,43 +98,77 @@ class Sleeper:
         self._desired = desired
         self._clock = clock
         self._nudged: dict[EnvKey, float] = {}
+        self._lock = threading.Lock()  # the daemon's watch and a refresh both read the log
 
     def scan(self) -> list[tuple[EnvKey, str]]:
-        """Read the new requests; the environments to run now, and why (woken, idle)."""
-        table = self._routes.table()
-        if not self._routes.enabled or table is None:
-            return []
-        requests = [r for r in map(parse_access_line, self.log.read()) if r is not None]
+        """The daemon's twice-a-second look: the environments a request woke, and those idle
+        for their ``sleep_after`` (each named once, then again only after a while: its run
+        may be held or busy, and the queue coalesces, but a line every half second is
+        noise), with why."""
+        out = [(key, "woken by a request") for key in self.read()]
+        at = time.monotonic()
+        idle = set(self.idle())
+        for key in [k for k in self._nudged if k not in idle]:
+            del self._nudged[key]
+        for key in sorted(idle):
+            last = self._nudged.get(key)
+            if last is None or at - last >= _NUDGE_SECONDS:
+                self._nudged[key] = at
+                out.append((key, "idle, or waking"))
+        return out
+
+    def read(self) -> list[EnvKey]:
+        """Read the requests the proxy logged since the last read, record each environment's
+        newest, and wake the sleeping ones a request came for (asleep -> waking): those
+        are returned, for their runs to start them. Nothing before the first routes load
+        (the hosts are not known yet): the lines wait in the file."""
+        with self._lock:
+            table = self._routes.table()
+            if not self._routes.enabled or table is None:
+                return []
+            lines = self.log.read()
+        requests = [r for r in map(parse_access_line, lines) if r is not None]
         heard = last_requests(requests, table.lookup)
         self._ledger.heard(heard)
         at = self._clock()
         activities = self._ledger.activities()
-        out: list[tuple[EnvKey, str]] = []
+        woken: list[EnvKey] = []
         for key, when in sorted(heard.items()):
             activity = activities.get(key)
             if activity is not None and woken_by(activity, when) and self._ledger.wake(key, at):
                 log.info("%s: a request at %s wakes it", key, when.isoformat(timespec="seconds"))
-                out.append((key, "woken by a request"))
+                woken.append(key)
+        return woken
+
+    def idle(self) -> list[EnvKey]:
+        """The environments whose run has sleep work to do now: idle for their
+        ``sleep_after`` (routed, not suspended), waking (a run starts it and gives its route
+        back), or asleep though they can no longer sleep (no ingress, ``sleep_after`` null,
+        suspended, no longer declared). One seen for the first time gets a full
+        ``sleep_after`` from now."""
         desired = self._desired()
-        for key, want in sorted(desired.environments.items()) if desired else ():
+        if desired is None:
+            return []
+        at = self._clock()
+        activities = self._ledger.activities()
+        found: list[EnvKey] = []
+        for key, activity in sorted(activities.items()):
+            want = desired.environments.get(key)
+            can_sleep = (
+                want is not None
+                and want.routed
+                and not want.spec.suspended
+                and want.settings.sleep_after is not None
+            )
+            if activity.state is Rest.WAKING or (activity.state is Rest.ASLEEP and not can_sleep):
+                found.append(key)
+        for key, want in sorted(desired.environments.items()):
             sleep_after = want.settings.sleep_after
             if not want.routed or want.spec.suspended or sleep_after is None:
                 continue
-            activity = activities.get(key)
-            if activity is None:
-                self._ledger.put_rest(key, Rest.AWAKE, at)  # first seen: a full sleep_after
-            elif not should_sleep(activity, sleep_after, at):
-                self._nudged.pop(key, None)
-            elif self._nudge(key):
-                out.append((key, f"idle for {span(sleep_after)}"))
-        return out
-
-    def _nudge(self, key: EnvKey) -> bool:
-        """Name an idle environment once, then again only after a while (its run may be
-        held or busy; the queue coalesces, but a log line every half second is noise)."""
-        last = self._nudged.get(key)
-        now = time.monotonic()
-        if last is not None and now - last < _NUDGE_SECONDS:
-            return False
-        self._nudged[key] = now
-        return True
+            known = activities.get(key)
+            if known is None:
+                self._ledger.put_rest(key, Rest.AWAKE, at)
+            elif should_sleep(known, sleep_after, at):
+                found.append(key)
+        return found

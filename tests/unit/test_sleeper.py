@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from reconciler.core.model import EnvKey
+from reconciler.core.durations import parse_duration
+from reconciler.core.model import DesiredEnvironment, EnvKey, Tier
 from reconciler.core.sleep import Rest
 from reconciler.engine.ledger import Ledger
-from reconciler.engine.sleeper import AccessLog
+from reconciler.engine.routing import Routes
+from reconciler.engine.sleeper import AccessLog, Sleeper
+from reconciler.engine.status import StatusStore
+from tests.factories import desired
+from tests.unit.test_routing import INGRESS, Proxies, everywhere, route_of, world
 
 DEV = EnvKey("acme", "dev")
 QA = EnvKey("acme", "qa")
@@ -82,3 +89,84 @@ def test_a_rolled_access_log_is_read_from_its_start(tmp_path: Path) -> None:
     with path.open("ab") as fh:
         fh.write(b"four\n")
     assert reader.read() == [b"four"]
+
+
+class Clock:
+    """A settable clock for the sleeper."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def routed_dev(sleep_after: str | None = "1h") -> DesiredEnvironment:
+    want = desired("dev", Tier.DEV)
+    settings = replace(
+        want.settings,
+        sleep_after=None if sleep_after is None else parse_duration(sleep_after),
+    )
+    return replace(want, routed=True, settings=settings)
+
+
+def access_line(host: str, at_: datetime, status: int = 503) -> str:
+    entry = {"ts": at_.timestamp(), "request": {"host": host}, "status": status}
+    return json.dumps(entry) + "\n"
+
+
+def test_a_sleeper_finds_the_idle_wakes_on_a_request_and_the_route_follows(
+    tmp_path: Path,
+) -> None:
+    """Idle past sleep_after: named; asleep: the waking page; a newer request: waking."""
+    want = routed_dev()
+    key = want.key
+    ledger = Ledger(tmp_path / "ledger.db")
+    status = StatusStore(tmp_path / "status.json")
+    routes = Routes(
+        "test",
+        tmp_path / "proxy",
+        status,
+        lambda ref: "",
+        factory=Proxies(),  # type: ignore[arg-type]
+        asleep=lambda: {k for k, a in ledger.activities().items() if a.shows_waking_page},
+    )
+    desired_world = world(want)
+    routes.sync(INGRESS, desired_world, everywhere(want))
+    clock = Clock()
+    log_file = tmp_path / "access.log"
+    sleeper = Sleeper(log_file, ledger, routes, lambda: desired_world, clock)
+
+    assert sleeper.idle() == []  # first seen: awake from now, a full hour ahead
+    clock.now = at(3599)
+    assert sleeper.idle() == []
+    clock.now = at(3600)
+    assert sleeper.idle() == [key]
+
+    ledger.put_rest(key, Rest.ASLEEP, at(3600))
+    routes.reload()
+    assert route_of(routes, key)["asleep"] is True
+    host = f"dev.acme.{INGRESS.domain}"
+    log_file.write_text(access_line(host, at(3000), 200))  # before it fell asleep
+    assert sleeper.read() == []
+    with log_file.open("a") as fh:
+        fh.write(access_line(host, at(3700)) + access_line("other.example.org", at(3700)))
+    clock.now = at(3701)
+    assert sleeper.read() == [key]
+    assert ledger.activity(key).state is Rest.WAKING  # type: ignore[union-attr]
+    assert ledger.activity(key).last_request == at(3700)  # type: ignore[union-attr]
+    assert sleeper.read() == []  # nothing new: woken once
+    assert sleeper.idle() == [key]  # its run starts it and gives the route back
+    assert route_of(routes, key)["asleep"] is True  # until then, the waking page
+
+
+def test_an_asleep_environment_that_can_no_longer_sleep_is_named(tmp_path: Path) -> None:
+    """sleep_after set to null while it sleeps: its run wakes it."""
+    want = routed_dev(None)
+    ledger = Ledger(tmp_path / "ledger.db")
+    ledger.put_rest(want.key, Rest.ASLEEP, T0)
+    status = StatusStore(tmp_path / "status.json")
+    routes = Routes("test", tmp_path / "proxy", status, lambda ref: "")
+    sleeper = Sleeper(tmp_path / "access.log", ledger, routes, lambda: world(want), Clock())
+    assert sleeper.idle() == [want.key]
+    assert sleeper.read() == []  # no routes loaded: the log's lines wait
