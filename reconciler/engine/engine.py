@@ -864,7 +864,7 @@ class Engine:
             return
         took = (datetime.now(UTC) - activity.since).total_seconds()
         self.ledger.put_rest(key, Rest.AWAKE, datetime.now(UTC))
-        log.info("%s: awake (%.1f s after the request)", key, took)
+        log.info("%s: awake, %.1f s after it began waking", key, took)
         boundary("steps", "wake: recorded awake, route not switched yet")
         self._reload_routes(key)
 

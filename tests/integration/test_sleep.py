@@ -195,3 +195,34 @@ def test_an_idle_environment_sleeps_and_a_request_through_the_proxy_wakes_it(
     assert time.monotonic() - started < 60
     status = sleepy.engine.status.get(str(key))
     assert status is not None and status.asleep_since == ""
+
+
+def test_a_deploy_to_a_sleeping_environment_wakes_it_and_rolls_out_blue_green(
+    sleepy: Sleepy,
+) -> None:
+    """A new revision of a sleeping environment is deployed at once: its database starts,
+    the new Odoo starts beside the stopped old one, and once healthy it serves; the waking
+    page shows until then, and no ``-next`` container is left."""
+    key, world = sleepy.key, sleepy.world
+    wait_for("the environment to be served", lambda: sleepy.code() == 200, 120)
+    wait_for("it to fall asleep", lambda: sleepy.rest() is Rest.ASLEEP, 30)
+    wait_for(
+        "its containers to stop", lambda: sleepy.states().get(key.odoo_container) == "exited", 30
+    )
+    old = sleepy.engine.status.get(str(key))
+    assert old is not None
+
+    revision = world.app.write({"NOTES.md": "v2, no addon changed\n"}, "notes", "release/v1")
+    sleepy.engine.on_change("webhook")  # the daemon's refresh trigger
+    seen: set[int] = set()
+
+    def serves_the_new_revision() -> bool:
+        seen.add(sleepy.code())
+        status = sleepy.engine.status.get(str(key))
+        return status is not None and status.serving == revision
+
+    wait_for("the new revision to serve", serves_the_new_revision, 120)
+    assert sleepy.code() == 200
+    assert seen <= {200, 503}, seen  # the waking page or Odoo: never a 502
+    assert key.odoo_next_container not in world.containers()
+    assert world.containers()[key.odoo_container].labels["odooops.revision"] == revision
