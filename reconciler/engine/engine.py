@@ -1150,7 +1150,8 @@ def _base_status(
     status: EnvironmentStatus, want: DesiredEnvironment, have: ObservedEnvironment
 ) -> EnvironmentStatus:
     odoo = have.container(Role.ODOO)
-    status = status.with_condition(_asleep_condition(want, have)) if want.routed else status
+    if want.routed and (want.settings.sleep_after is not None or have.asleep):
+        status = status.with_condition(_asleep_condition(want, have))
     return replace(
         status,
         branch=want.spec.branch,

@@ -12,11 +12,12 @@ from pathlib import Path
 from reconciler.core.durations import parse_duration
 from reconciler.core.model import DesiredEnvironment, EnvKey, Tier
 from reconciler.core.sleep import Rest
+from reconciler.engine.engine import health_of
 from reconciler.engine.ledger import Ledger
 from reconciler.engine.routing import Routes
 from reconciler.engine.sleeper import AccessLog, Sleeper
-from reconciler.engine.status import StatusStore
-from tests.factories import desired
+from reconciler.engine.status import Health, StatusStore
+from tests.factories import desired, live
 from tests.unit.test_routing import INGRESS, Proxies, everywhere, route_of, world
 
 DEV = EnvKey("acme", "dev")
@@ -170,3 +171,13 @@ def test_an_asleep_environment_that_can_no_longer_sleep_is_named(tmp_path: Path)
     sleeper = Sleeper(tmp_path / "access.log", ledger, routes, lambda: world(want), Clock())
     assert sleeper.idle() == [want.key]
     assert sleeper.read() == []  # no routes loaded: the log's lines wait
+
+
+def test_a_sleeping_environment_is_asleep_not_degraded_and_a_suspended_one_suspended() -> None:
+    """Its containers are stopped on purpose: health says so, not Degraded."""
+    want = routed_dev()
+    have = live(want, state="exited")
+    assert health_of(want, have) is Health.DEGRADED
+    assert health_of(want, replace(have, asleep_since=T0)) is Health.ASLEEP
+    suspended = replace(want, spec=replace(want.spec, suspended=True))
+    assert health_of(suspended, replace(have, asleep_since=T0)) is Health.SUSPENDED
