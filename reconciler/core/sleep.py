@@ -114,7 +114,9 @@ def backup_current(asleep_since: datetime | None, last_backup: datetime | None) 
 
 @dataclass(frozen=True)
 class Request:
-    """One line of the proxy's access log: the host asked for and when."""
+    """One line of the proxy's access log: the host asked for and when. ``at`` is when the
+    request ended (Caddy's ``ts`` is the time of the line): a request still running when an
+    environment fell asleep, and answered after, wakes it."""
 
     host: str
     at: datetime

@@ -10,6 +10,7 @@ uses Caddy's internal CA: certificates are not what this tests.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import tempfile
 import time
@@ -140,6 +141,7 @@ def sleepy(world: World, images: dict[str, str]) -> Iterator[Sleepy]:
         with contextlib.suppress(docker.errors.NotFound):
             client.containers.get(f"odooops-{world.instance}-proxy").remove(force=True)
         client.close()
+        shutil.rmtree(admin_dir, ignore_errors=True)
 
 
 def test_an_idle_environment_sleeps_and_a_request_through_the_proxy_wakes_it(
