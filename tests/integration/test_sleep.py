@@ -195,8 +195,7 @@ def test_an_idle_environment_sleeps_and_a_request_through_the_proxy_wakes_it(
     assert (code, out.decode().strip()) == (0, "42")
     assert sleepy.rest() is Rest.AWAKE
     assert time.monotonic() - started < 60
-    status = sleepy.engine.status.get(str(key))
-    assert status is not None and status.asleep_since == ""
+    wait_for("its status to say it is awake", lambda: sleepy.health() is Health.HEALTHY, 10)
 
 
 def test_a_deploy_to_a_sleeping_environment_wakes_it_and_rolls_out_blue_green(
