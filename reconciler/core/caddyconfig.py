@@ -210,6 +210,12 @@ def caddy_config(table: RouteTable, acme: AcmeSettings | None = None) -> ProxyCo
     }
     if subjects:
         apps["tls"] = {"automation": {"policies": [{"subjects": subjects, "issuers": [issuer]}]}}
+    if acme.ca == INTERNAL_CA:
+        # Caddy installs its local CA's root in the trust store of the machine it runs on at
+        # every load (about a second with Caddy 2.6, a second during which a sleeping
+        # environment's waking page or a rollout's switch waits); the proxy's own container
+        # has no use for it: browsers are told to trust the root, not the proxy.
+        apps["pki"] = {"certificate_authorities": {"local": {"install_trust": False}}}
     document = {
         "admin": {
             "listen": f"unix/{ADMIN_SOCKET}",

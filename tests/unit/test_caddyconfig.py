@@ -308,6 +308,15 @@ def test_the_internal_ca_is_caddys_own_issuer_without_acme_settings() -> None:
     assert config.files == {}
 
 
+def test_the_internal_ca_s_root_is_not_installed_in_the_proxy_s_own_trust_store() -> None:
+    """Caddy would install it at every load, a second each: a switch waits for none."""
+    internal = caddy_config(table(qa()), AcmeSettings(ca="internal")).document
+    assert internal["apps"]["pki"] == {
+        "certificate_authorities": {"local": {"install_trust": False}}
+    }
+    assert "pki" not in caddy_config(table(qa())).document["apps"]
+
+
 def test_files_a_configuration_names_live_on_the_data_volume() -> None:
     """A proxy made anew resumes its saved configuration before any load: its files must
     still be there."""
