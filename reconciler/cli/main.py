@@ -1496,6 +1496,7 @@ _STYLE = {
     "Degraded": "red",
     "Missing": "red",
     "Suspended": "blue",
+    "Asleep": "blue",
 }
 
 
@@ -1547,6 +1548,11 @@ def print_status_table(
                 out.print(f"[yellow]{key} held[/]: {cond.message}", highlight=False)
             if cond.status and cond.type == "Expiring":
                 out.print(f"[yellow]{key} expiring[/]: {cond.message}", highlight=False)
+        if s.asleep_since:
+            out.print(
+                f"[blue]{key} asleep[/] since {s.asleep_since}: the next request wakes it",
+                highlight=False,
+            )
     for key, why in sorted(daemon.expired.items()):
         out.print(f"[yellow]{key}: no environment[/]: {why}", highlight=False)
 

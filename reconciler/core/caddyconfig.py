@@ -17,12 +17,20 @@ Shape (Caddy 2 JSON, valid from 2.6, Debian bookworm's version):
   --resume``) serves the last routes before the daemon has said anything.
 - ``apps.http.servers.https`` listens on ``:443`` with one route per environment, matched by
   its hosts, whose subroute runs in this order: the allowlist (403 to any other source
-  address; the connection's own address, never a forwarded header), the maintenance page
+  address; the connection's own address, never a forwarded header), the waking page of an
+  environment that sleeps (503, ``Retry-After``, a page that reloads itself; see
+  ``reconciler.core.sleep``), the maintenance page
   (503 with ``Retry-After`` and the environment's text), the tier's body limit
   (``request_body``), ``/websocket*`` to the gevent port (8072), everything else to 8069.
   ``reverse_proxy`` sets ``X-Forwarded-For``/``-Proto``/``-Host`` itself and, with no
   ``trusted_proxies`` anywhere (none are configured, on purpose), replaces whatever a client
   sent in them, so Odoo's ``proxy_mode`` sees the real client address.
+- ``logging``: the https server's access log goes, as JSON lines, to ``ACCESS_LOG`` in the
+  directory shared with the daemon (not to the container's output): the daemon reads it to
+  know when each environment was last asked for, and to wake a sleeping one. Only the time,
+  host, method, status and sizes are kept: headers (cookies, authorization), the URI (tokens
+  in query strings) and the client's address are deleted before the line is written. The
+  file rolls at ``ACCESS_LOG_ROLL_MB`` keeping one old file.
 - ``apps.http.servers.http`` listens on ``:80`` and answers every request with a 308 to the
   same URL over HTTPS. Caddy answers ACME HTTP-01 challenges before any route, on every server,
   so the redirect does not hide them.
@@ -62,6 +70,8 @@ from urllib.parse import urlsplit
 from reconciler.core.ingress import EnvironmentRoute, Maintenance, RouteTable
 
 __all__ = [
+    "ACCESS_LOG",
+    "ACCESS_LOG_NAME",
     "ADMIN_DIR",
     "ADMIN_ORIGIN",
     "ADMIN_SOCKET",
@@ -86,6 +96,22 @@ ADMIN_DIR = "/run/odooops-proxy"
 """Inside the proxy container: the directory the daemon mounts, holding the admin socket."""
 
 ADMIN_SOCKET = f"{ADMIN_DIR}/admin.sock"
+ACCESS_LOG_NAME = "access.log"
+ACCESS_LOG = f"{ADMIN_DIR}/{ACCESS_LOG_NAME}"
+"""Inside the proxy container: the access log the daemon reads (``reconciler.core.sleep``)."""
+ACCESS_LOG_ROLL_MB = 10
+_ACCESS_LOGGER = "odooops"
+# What an access log line must not carry: credentials, tokens, personal data.
+_ACCESS_LOG_DELETED = (
+    "request>headers",
+    "request>uri",
+    "request>remote_ip",
+    "request>remote_port",
+    "request>tls",
+    "resp_headers",
+    "user_id",
+)
+WAKING_RETRY_AFTER = 5  # seconds: a cold Odoo start takes a few
 ADMIN_ORIGIN = "odooops-proxy"
 """The Host header the daemon's admin requests carry (Caddy checks it against ``origins``)."""
 
@@ -173,6 +199,7 @@ def caddy_config(table: RouteTable, acme: AcmeSettings | None = None) -> ProxyCo
                     ],
                     "automatic_https": {"disable_redirects": True},
                     "errors": {"routes": [_too_large()]},
+                    "logs": {"default_logger_name": _ACCESS_LOGGER},
                 },
                 "http": {
                     "listen": [":80"],
@@ -183,6 +210,12 @@ def caddy_config(table: RouteTable, acme: AcmeSettings | None = None) -> ProxyCo
     }
     if subjects:
         apps["tls"] = {"automation": {"policies": [{"subjects": subjects, "issuers": [issuer]}]}}
+    if acme.ca == INTERNAL_CA:
+        # Caddy installs its local CA's root in the trust store of the machine it runs on at
+        # every load (about a second with Caddy 2.6, a second during which a sleeping
+        # environment's waking page or a rollout's switch waits); the proxy's own container
+        # has no use for it: browsers are told to trust the root, not the proxy.
+        apps["pki"] = {"certificate_authorities": {"local": {"install_trust": False}}}
     document = {
         "admin": {
             "listen": f"unix/{ADMIN_SOCKET}",
@@ -190,6 +223,7 @@ def caddy_config(table: RouteTable, acme: AcmeSettings | None = None) -> ProxyCo
             "config": {"persist": True},
         },
         "storage": {"module": "file_system", "root": STORAGE_ROOT},
+        "logging": _logging(),
         "apps": apps,
     }
     return ProxyConfig(document, files)
@@ -291,6 +325,8 @@ def _environment(route: EnvironmentRoute, table: RouteTable) -> dict[str, Any]:
                 "terminal": True,
             }
         )
+    if route.asleep:
+        steps.append({"handle": [_waking()], "terminal": True})
     if route.maintenance is not None:
         steps.append({"handle": [_maintenance(route.maintenance)], "terminal": True})
     steps.append({"handle": [{"handler": "request_body", "max_size": table.body_limit(route)}]})
@@ -348,6 +384,62 @@ def _maintenance(page: Maintenance) -> dict[str, Any]:
     response["headers"]["Retry-After"] = [str(max(0, int(page.retry_after)))]
     response["headers"]["Cache-Control"] = ["no-store"]
     return response
+
+
+def _logging() -> dict[str, Any]:
+    """Access lines to ``ACCESS_LOG`` (filtered), every other line to the container's output
+    as before; the access lines are kept out of it."""
+    access = f"http.log.access.{_ACCESS_LOGGER}"
+    return {
+        "logs": {
+            "default": {"exclude": [access]},
+            _ACCESS_LOGGER: {
+                "writer": {
+                    "output": "file",
+                    "filename": ACCESS_LOG,
+                    "roll_size_mb": ACCESS_LOG_ROLL_MB,
+                    "roll_keep": 1,
+                },
+                "encoder": {
+                    "format": "filter",
+                    "wrap": {"format": "json"},
+                    "fields": {f: {"filter": "delete"} for f in _ACCESS_LOG_DELETED},
+                },
+                "include": [access],
+            },
+        }
+    }
+
+
+_WAKING_PAGE = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="{WAKING_RETRY_AFTER}">
+<title>Waking up</title>
+</head>
+<body style="font-family: sans-serif; text-align: center; margin-top: 4em">
+<h1>Waking up</h1>
+<p>This environment was asleep after a while without visits. It is starting now;
+this page reloads by itself in a few seconds.</p>
+</body>
+</html>
+"""
+
+
+def _waking() -> dict[str, Any]:
+    """A sleeping environment's answer to every request: nothing of the environment in it
+    (no name, no setting), so it tells a visitor nothing they did not type."""
+    return {
+        "handler": "static_response",
+        "status_code": 503,
+        "headers": {
+            "Content-Type": ["text/html; charset=utf-8"],
+            "Retry-After": [str(WAKING_RETRY_AFTER)],
+            "Cache-Control": ["no-store"],
+        },
+        "body": _literal(_WAKING_PAGE),
+    }
 
 
 def _static(status: int, text: str) -> dict[str, Any]:

@@ -146,7 +146,9 @@ class EnvironmentRoute:
     fails over to the next. That is what lets a blue/green rollout switch and rename its
     containers without a failed request.
     ``allowlist`` (addresses or networks) is given for production by the engine; an empty
-    one lets everyone in. ``max_body_bytes`` overrides the tier's limit.
+    one lets everyone in. ``max_body_bytes`` overrides the tier's limit. ``asleep``: the
+    environment sleeps or is waking up (``reconciler.core.sleep``), and every request gets
+    the waking page instead of reaching Odoo.
     """
 
     key: EnvKey
@@ -157,6 +159,7 @@ class EnvironmentRoute:
     allowlist: tuple[str, ...] = ()
     max_body_bytes: int | None = None
     maintenance: Maintenance | None = None
+    asleep: bool = False
     http_port: int = HTTP_PORT
     websocket_port: int = WEBSOCKET_PORT
 
@@ -362,6 +365,7 @@ def describe(table: RouteTable) -> list[dict[str, Any]]:
             "allowlist": list(r.allowlist),
             "max_body_bytes": table.body_limit(r),
             "maintenance": r.maintenance is not None,
+            "asleep": r.asleep,
         }
         for r in table.environments
     ]

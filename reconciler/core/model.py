@@ -175,6 +175,9 @@ class Settings:
     # How long the database an update on a copy replaced is kept (renamed) for a data rollback;
     # None drops it at once.
     keep_previous: timedelta | None = None
+    # Idle this long (no request through the proxy) and the environment is put to sleep: its
+    # containers stopped until the next request. None: never. Runtime state, not a redeploy.
+    sleep_after: timedelta | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -183,6 +186,9 @@ class Settings:
         doc["keep_previous"] = (
             None if self.keep_previous is None else int(self.keep_previous.total_seconds())
         )
+        doc["sleep_after"] = (
+            None if self.sleep_after is None else int(self.sleep_after.total_seconds())
+        )
         return doc
 
     def container_settings(self) -> dict[str, Any]:
@@ -190,7 +196,7 @@ class Settings:
         containers' memory do not replace it)."""
         doc = self.to_dict()
         del doc["backup_schedule"], doc["backup_retention"], doc["init_memory"]
-        del doc["maintenance"], doc["smoke_paths"], doc["keep_previous"]
+        del doc["maintenance"], doc["smoke_paths"], doc["keep_previous"], doc["sleep_after"]
         return doc
 
 

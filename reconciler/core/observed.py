@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from reconciler.core.model import EnvKey
@@ -63,6 +64,13 @@ class ObservedEnvironment:
     origin: str = "file"  # "branch" when a branch rule made it (a network label says so)
     # The test gates this environment passed (``testgate.gate_key``), from the daemon's ledger.
     gates: frozenset[str] = frozenset()
+    # When it fell asleep (``reconciler.core.sleep``), from the ledger; None while awake or
+    # waking up. Its containers are stopped on purpose: nothing starts them but a request.
+    asleep_since: datetime | None = None
+
+    @property
+    def asleep(self) -> bool:
+        return self.asleep_since is not None
 
     def container(self, role: Role) -> ObservedContainer | None:
         return self.containers.get(role)

@@ -37,8 +37,10 @@ class Kind(StrEnum):
     CREATE_ODOO = "create-odoo"
     FINISH_ROLLOUT = "finish-rollout"
     REPLACE_ODOO = "replace-odoo"
+    WAKE = "wake"
     START_ODOO = "start-odoo"
     STOP_ODOO = "stop-odoo"
+    STOP_DB_CONTAINER = "stop-db-container"
     REMOVE_ODOO = "remove-odoo"
     REMOVE_DB_CONTAINER = "remove-db-container"
     DROP_DATABASE = "drop-database"
@@ -54,6 +56,7 @@ _SYMBOL = {
     "init": "+",
     "start": "~",
     "stop": "~",
+    "wake": "~",
     "update": "~",
     "finish": "~",
     "replace": "-/+",
@@ -161,7 +164,10 @@ def plan_environment(
     """
     want = desired.environments.get(key)
     if want is not None:
-        return tuple(_converge(want, have, images)), ()
+        actions = tuple(_converge(want, have, images))
+        if have.asleep and not want.spec.suspended:
+            actions = _asleep(want, have, actions)
+        return actions, ()
     if not (have.network or have.volumes or have.containers or have.database or have.stale):
         return (), ()
     removal, kept = _prune(have, desired.expired.get(key, "no longer declared"))
@@ -276,6 +282,30 @@ def _converge(
         yield act(Kind.REPLACE_ODOO, key.odoo_container, _what_changed(want, odoo.revision))
     elif not odoo.running:
         yield act(Kind.START_ODOO, key.odoo_container, f"container is {odoo.state}")
+
+
+def _asleep(
+    want: DesiredEnvironment, have: ObservedEnvironment, actions: tuple[Action, ...]
+) -> tuple[Action, ...]:
+    """A sleeping environment (``reconciler.core.sleep``): its stopped containers stay
+    stopped (running ones are stopped: Odoo first, then a dev tier's own database server).
+    Anything else it needs (a new revision, changed settings, a container gone) wakes it
+    first: a deploy is applied at once, not on some later visit, so what git says is what
+    runs, and the deploy's health check is the wake's."""
+    key = want.key
+    starts = (Kind.START_ODOO, Kind.START_DB_CONTAINER)
+    if any(a.kind not in starts for a in actions):
+        why = ", ".join(a.kind.value for a in actions if a.kind not in starts)
+        wake = Action(key, Kind.WAKE, key.odoo_container, f"asleep, and it needs: {why}")
+        return (wake, *actions)
+    stops: list[Action] = []
+    odoo = have.container(Role.ODOO)
+    if odoo is not None and odoo.running:
+        stops.append(Action(key, Kind.STOP_ODOO, odoo.name, "environment is asleep"))
+    dbc = have.container(Role.DB)
+    if want.server is None and dbc is not None and dbc.running:
+        stops.append(Action(key, Kind.STOP_DB_CONTAINER, dbc.name, "environment is asleep"))
+    return tuple(stops)
 
 
 def _dedicated_db(

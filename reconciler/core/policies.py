@@ -32,6 +32,7 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
         "ttl": None,
         "demo": False,
         "keep_previous": "24h",
+        "sleep_after": None,
     },
     Tier.STAGING: {
         "workers": 4,
@@ -41,6 +42,7 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
         "backup_retention": {"days": 30},
         "ttl": None,
         "demo": False,
+        "sleep_after": None,
     },
     Tier.DEV: {
         "workers": 2,
@@ -50,6 +52,8 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
         "backup_retention": {"days": 7},
         "ttl": "14d",
         "demo": True,
+        # As Odoo.sh puts idle development builds to sleep: a day's pause costs nothing.
+        "sleep_after": "2h",
     },
     Tier.EPHEMERAL: {
         "workers": 1,
@@ -59,6 +63,7 @@ TIER_DEFAULTS: Mapping[Tier, Mapping[str, Any]] = {
         "backup_retention": {"days": 7},
         "ttl": "7d",
         "demo": True,
+        "sleep_after": "1h",
     },
 }
 
@@ -123,13 +128,15 @@ def resolve_settings(
         maintenance=bool(raw.get("maintenance", True)),
         smoke_paths=tuple(str(p) for p in raw.get("smoke_paths", ("/web/login",))),
         keep_previous=_keep(raw.get("keep_previous")),
+        sleep_after=_keep(raw.get("sleep_after")),
     )
     odoo_memory(settings, tier)  # refuses a budget the processes cannot fit in
     return settings
 
 
 def _keep(raw: Any) -> timedelta | None:
-    """``keep_previous``: null keeps nothing (the schema has checked the duration's form)."""
+    """``keep_previous`` (null keeps nothing), ``sleep_after`` (null never sleeps): the schema
+    has checked the duration's form."""
     return None if raw is None else durations.parse_duration(str(raw))
 
 

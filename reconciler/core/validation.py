@@ -943,6 +943,7 @@ def _settings_problems(
         ),
         ((*block_path, "ttl"), parse_duration, 'null or a duration such as "7d"'),
         ((*block_path, "keep_previous"), parse_duration, 'null or a duration such as "24h"'),
+        ((*block_path, "sleep_after"), parse_duration, 'null or a duration such as "2h"'),
     ]
     problems: list[Problem] = []
     for path, parse, expected in checks:

@@ -55,6 +55,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from reconciler.core.caddyconfig import (
+    ACCESS_LOG_NAME,
     ADMIN_DIR,
     ADMIN_ORIGIN,
     FILES_DIR,
@@ -427,6 +428,12 @@ class CaddyDriver:
         path = Path(self.settings.admin_dir)
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o700)
+        # The access log, made here so it is the daemon's user's and readable by it: Caddy
+        # (root in its container) appends to a file that exists, and a roll keeps the owner
+        # and mode of the file it replaces. The directory keeps it from anyone else.
+        access_log = path / ACCESS_LOG_NAME
+        if not access_log.exists():
+            access_log.touch(mode=0o644)
 
     def _own_network(self) -> None:
         found = [

@@ -8,6 +8,9 @@ and none waits behind an unrelated environment:
   needs work on the environment queue;
 - Docker events (one of our containers died, was removed, went unhealthy), data jobs that end,
   and a copy's source becoming ready put one environment's key directly;
+- with a proxy, the access log is read twice a second (``reconciler.engine.sleeper``): a
+  request for a sleeping environment, or an environment idle for its ``sleep_after``, puts
+  that environment's key;
 - the environment queue runs ``quotas.max_concurrent_deployments`` environments at once, one
   run per environment at a time; a trigger during a run makes it run again right after.
 
@@ -38,6 +41,7 @@ from reconciler.engine.previews import Previews
 from reconciler.engine.promotions import Promoter
 from reconciler.engine.queue import WorkQueue
 from reconciler.engine.reviews import Reviews
+from reconciler.engine.sleeper import SCAN_SECONDS
 
 log = logging.getLogger("odooops.daemon")
 
@@ -249,6 +253,16 @@ class Daemon:
             self._stopped.wait(delay)
             self.trigger("docker events reconnected")
 
+    def _watch_requests(self) -> None:
+        """The proxy's access log, read every ``SCAN_SECONDS``: the environments it wakes or
+        finds idle go on the queue. A failure is logged and the next read tries again."""
+        while not self._stopped.wait(SCAN_SECONDS):
+            try:
+                for key, why in self.engine.sleeper.scan():
+                    self.put_env(key, why)
+            except Exception:  # the watch must survive anything; the next read retries
+                log.exception("reading the proxy's access log failed")
+
     # ------------------------------------------------------------------------------ api
     def serve(self, app: ASGIApp, host: str, port: int) -> None:
         """Serve the API from a thread of its own; it stops with the daemon."""
@@ -311,6 +325,7 @@ class Daemon:
         self.refreshes.start()
         self.envs.start()
         threading.Thread(target=self._watch_events, name="docker-events", daemon=True).start()
+        threading.Thread(target=self._watch_requests, name="requests", daemon=True).start()
         self.trigger("start")
 
     def shutdown(self) -> None:

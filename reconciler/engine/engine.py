@@ -27,13 +27,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from reconciler.core import config as state_format
 from reconciler.core.buildplan import Source
+from reconciler.core.caddyconfig import ACCESS_LOG_NAME
 from reconciler.core.errors import DriverError, ErrorInfo, InvalidState, OdooOpsError, SourceError
+from reconciler.core.faults import boundary
 from reconciler.core.model import (
     DatabaseServer,
     Desired,
@@ -47,6 +49,7 @@ from reconciler.core.model import (
 from reconciler.core.observed import Observed, ObservedDatabase, ObservedEnvironment, Role
 from reconciler.core.planner import Kind, Plan, guarded_by_empty_state, plan, plan_environment
 from reconciler.core.promotion import image_check
+from reconciler.core.sleep import Activity, Rest, should_sleep, span
 from reconciler.data.database.endpoint import Endpoint
 from reconciler.data.lifecycle import OperationBusy, Site
 from reconciler.data.operations import DataOps
@@ -63,6 +66,7 @@ from reconciler.engine.ledger import DatabaseRecord, DbState, JournalEntry, Ledg
 from reconciler.engine.metrics import Metrics
 from reconciler.engine.routing import Routes
 from reconciler.engine.schedules import DataSchedules
+from reconciler.engine.sleeper import Sleeper
 from reconciler.engine.sources import Sources
 from reconciler.engine.status import (
     Condition,
@@ -241,11 +245,16 @@ class Engine:
             self.ledger,
             read_only=config.read_only,
         )
+        proxy_dir = config.proxy_dir or config.data_dir / "proxy"
         self.routes = Routes(
             config.instance,
-            config.proxy_dir or config.data_dir / "proxy",
+            proxy_dir,
             self.status,
             secrets.resolve,
+            asleep=lambda: {k for k, a in self.ledger.activities().items() if a.shows_waking_page},
+        )
+        self.sleeper = Sleeper(
+            proxy_dir / ACCESS_LOG_NAME, self.ledger, self.routes, lambda: self.current
         )
         self.steps = Steps(
             runtime=self.docker,
@@ -572,6 +581,7 @@ class Engine:
         servers = frozenset(config.platform.database_servers)
         modules = self.ledger.all_modules()
         gates = self.ledger.passed_gates()
+        activities = self.ledger.activities()
         envs = {
             k: replace(
                 observed_environment(
@@ -584,6 +594,7 @@ class Engine:
                     modules.get(str(k)) if k in records else None,
                 ),
                 gates=gates.get(str(k), frozenset()),
+                asleep_since=_asleep_since(activities.get(k)),
             )
             for k in keys
             if k not in unreachable
@@ -681,6 +692,10 @@ class Engine:
                 desired,
                 (k.network for k, e in observed.environments.items() if e.network),
             )
+            # Requests the proxy logged (a sleeping environment asked for) and environments
+            # idle for their sleep_after: their runs wake them or put them to sleep.
+            sleeping = (set(self.sleeper.read()) | set(self.sleeper.idle())) - set(to_run)
+            to_run = sorted({*to_run, *(k for k in sleeping if k in desired.environments)})
             seconds = time.monotonic() - started
             self.metrics.pass_seconds.observe(seconds)
             self.metrics.passes.labels("ok").inc()
@@ -776,6 +791,7 @@ class Engine:
             self._preflight(key, want, config)
             if want is not None:
                 self._sync_ledger(want)
+                self._settle_sleep(want)
             moved = False
             while True:
                 observed = self.observe(config, key)
@@ -804,6 +820,7 @@ class Engine:
                     log.warning("%s: %s; moving to another port", key, exc.message)
                     snapshot = self._move_port(key, config, snapshot)
                     want, moved = snapshot.desired.environments.get(key), True
+            self._woken(key)
         except OdooOpsError as exc:
             error = exc
         except Exception as exc:  # a bug must not kill the worker; it becomes a condition
@@ -852,6 +869,61 @@ class Engine:
         ):
             self.ledger.update_database(
                 want.key, protected=want.spec.protected, tier=want.spec.tier.value
+            )
+
+    def _settle_sleep(self, want: DesiredEnvironment) -> None:
+        """Whether ``want`` falls asleep now (``reconciler.core.sleep``), decided in its own
+        run so a deploy and a sleep never interleave. Asleep is recorded first, then the
+        route shows the waking page, then the plan stops the containers: a kill between
+        any two leaves the ledger saying asleep, and the next run finishes the job.
+        An environment that can no longer sleep (no proxy, ``sleep_after`` null) wakes."""
+        key, at = want.key, datetime.now(UTC)
+        activity = self.ledger.activity(key)
+        sleep_after = want.settings.sleep_after
+        sleeps = want.routed and not want.spec.suspended  # routed: odooops.yaml has ingress
+        if activity is None:
+            if sleeps and sleep_after is not None:
+                self.ledger.put_rest(key, Rest.AWAKE, at)  # first seen: a full sleep_after
+            return
+        if not sleeps or sleep_after is None:
+            if activity.state is Rest.ASLEEP:
+                log.info("%s: it can no longer sleep; waking it", key)
+                self.ledger.put_rest(key, Rest.AWAKE if want.spec.suspended else Rest.WAKING, at)
+            return
+        if not should_sleep(activity, sleep_after, at):
+            return
+        log.info(
+            "%s: no request for %s (sleep_after %s): asleep",
+            key,
+            span(at - activity.idle_since),
+            span(sleep_after),
+        )
+        self.ledger.put_rest(key, Rest.ASLEEP, at)
+        boundary("steps", "sleep: recorded asleep, route not switched yet")
+        self._reload_routes(key)
+
+    def _woken(self, key: EnvKey) -> None:
+        """A waking environment whose run ended with Odoo running (its start waited for
+        health and the smoke paths) is awake: its route goes back to Odoo."""
+        activity = self.ledger.activity(key)
+        if activity is None or activity.state is not Rest.WAKING:
+            return
+        if not self.docker.running(key.odoo_container):
+            return
+        took = (datetime.now(UTC) - activity.since).total_seconds()
+        self.ledger.put_rest(key, Rest.AWAKE, datetime.now(UTC))
+        log.info("%s: awake, %.1f s after it began waking", key, took)
+        boundary("steps", "wake: recorded awake, route not switched yet")
+        self._reload_routes(key)
+
+    def _reload_routes(self, key: EnvKey) -> None:
+        """The route of a sleep or a wake now; a failure is logged, and every pass's sync
+        renders the routes from the ledger again."""
+        try:
+            self.routes.reload()
+        except OdooOpsError as exc:
+            log.error(
+                "%s: its route was not switched (the next pass retries): %s", key, exc.render()
             )
 
     def _after_run(
@@ -947,6 +1019,7 @@ class Engine:
             self.ledger.forget_database(key)  # its volume went with it
             record = None
         self.status.remove(str(key))
+        self.ledger.forget_activity(key)
         self.data.mail.purge(key)
         if record is None:
             self.secrets.delete(f"db/{key}")
@@ -1091,6 +1164,14 @@ def observed_environment(
     )
 
 
+def _span_of(duration: timedelta | None) -> str:
+    return "ever" if duration is None else span(duration)
+
+
+def _asleep_since(activity: Activity | None) -> datetime | None:
+    return activity.since if activity is not None and activity.state is Rest.ASLEEP else None
+
+
 def _fingerprint(want: DesiredEnvironment | None) -> str:
     return "absent" if want is None else f"{want.state_commit}:{want.odoo_spec_hash()}"
 
@@ -1119,6 +1200,8 @@ def _base_status(
     status: EnvironmentStatus, want: DesiredEnvironment, have: ObservedEnvironment
 ) -> EnvironmentStatus:
     odoo = have.container(Role.ODOO)
+    if want.routed and (want.settings.sleep_after is not None or have.asleep):
+        status = status.with_condition(_asleep_condition(want, have))
     return _promoted(
         want,
         replace(
@@ -1131,6 +1214,9 @@ def _base_status(
             url=want.url,
             health=health_of(want, have),
             serving=(odoo.revision or "") if odoo is not None and odoo.running else "",
+            asleep_since=(
+                have.asleep_since.isoformat(timespec="seconds") if have.asleep_since else ""
+            ),
         ).with_expiry(str(want.key), want.spec.expires, datetime.now(UTC)),
     )
 
@@ -1143,6 +1229,20 @@ def _promoted(want: DesiredEnvironment, status: EnvironmentStatus) -> Environmen
         kept = tuple(c for c in status.conditions if c.type != "Promoted")
         return status if kept == status.conditions else replace(status, conditions=kept)
     return status.with_condition(Condition("Promoted", check.same, check.reason, check.message))
+
+
+def _asleep_condition(want: DesiredEnvironment, have: ObservedEnvironment) -> Condition:
+    """``Asleep``: True while it sleeps (since when, and that a request wakes it)."""
+    if have.asleep_since is not None:
+        return Condition(
+            "Asleep",
+            True,
+            "Idle",
+            f"no request through the proxy for {_span_of(want.settings.sleep_after)}; its "
+            "containers are stopped, the next request wakes it",
+            since=have.asleep_since.isoformat(timespec="seconds"),
+        )
+    return Condition("Asleep", False, "Awake")
 
 
 def _converged_status(
@@ -1192,6 +1292,8 @@ def health_of(want: DesiredEnvironment, have: ObservedEnvironment) -> Health:
     """Worst health of the parts, in the words users know."""
     if want.spec.suspended:
         return Health.SUSPENDED
+    if have.asleep:
+        return Health.ASLEEP
     odoo = have.container(Role.ODOO)
     if odoo is None:
         return Health.MISSING

@@ -31,6 +31,7 @@ from typing import Any
 from reconciler.core.history import Deployed, Health
 from reconciler.core.imagegc import Deployment
 from reconciler.core.model import EnvKey
+from reconciler.core.sleep import Activity, Rest
 from reconciler.engine.status import now
 
 # Deployments kept per environment: enough for the images kept for a rollback
@@ -114,6 +115,12 @@ CREATE TABLE IF NOT EXISTS restores (
     env TEXT PRIMARY KEY,
     doc TEXT NOT NULL,
     updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS activity (
+    env TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    since TEXT NOT NULL,
+    last_request TEXT
 );
 """
 
@@ -691,6 +698,80 @@ class Ledger:
                 "UPDATE SET at = excluded.at",
                 [task, _iso(at)],
             )
+
+    # ------------------------------------------------------------------------- activity
+    def activities(self) -> dict[EnvKey, Activity]:
+        """Every environment's sleep state and last request (``reconciler.core.sleep``)."""
+        with self._tx() as db:
+            rows = db.execute("SELECT env, state, since, last_request FROM activity").fetchall()
+        return {a.key: a for a in map(_activity, rows)}
+
+    def activity(self, key: EnvKey) -> Activity | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT env, state, since, last_request FROM activity WHERE env = ?", [str(key)]
+            ).fetchone()
+        return None if row is None else _activity(row)
+
+    def put_rest(self, key: EnvKey, state: Rest, since: datetime) -> None:
+        """``key`` is ``state`` from ``since`` on; its last request is kept."""
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO activity (env, state, since) VALUES (?, ?, ?) ON CONFLICT(env) DO "
+                "UPDATE SET state = excluded.state, since = excluded.since",
+                [str(key), state.value, _precise(since)],
+            )
+
+    def heard(self, requests: Mapping[EnvKey, datetime]) -> None:
+        """The newest request per environment, as the proxy logged them: each row keeps the
+        later of what it had and this (the log may be read again after a restart). An
+        environment without a row gets one, awake since that request."""
+        if self.read_only or not requests:
+            return
+        with self._tx() as db:
+            for key, at in requests.items():
+                db.execute(
+                    "INSERT INTO activity (env, state, since, last_request) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(env) DO UPDATE SET last_request = excluded.last_request "
+                    "WHERE activity.last_request IS NULL "
+                    "OR activity.last_request < excluded.last_request",
+                    [str(key), Rest.AWAKE.value, _precise(at), _precise(at)],
+                )
+
+    def wake(self, key: EnvKey, at: datetime) -> bool:
+        """Asleep -> waking at ``at``, only if it is asleep now: of a burst of requests, or a
+        request and a deploy, exactly one wakes it (True for that one)."""
+        if self.read_only:
+            return False
+        with self._tx() as db:
+            done = db.execute(
+                "UPDATE activity SET state = ?, since = ? WHERE env = ? AND state = ?",
+                [Rest.WAKING.value, _precise(at), str(key), Rest.ASLEEP.value],
+            )
+            return bool(done.rowcount)
+
+    def forget_activity(self, key: EnvKey) -> None:
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.execute("DELETE FROM activity WHERE env = ?", [str(key)])
+
+
+def _precise(at: datetime) -> str:
+    """To the microsecond, in UTC, so text order is time order (``sleep_after`` may be 2 s)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def _activity(row: tuple[Any, ...]) -> Activity:
+    env, state, since, last_request = row
+    return Activity(
+        _key(str(env)),
+        Rest(str(state)),
+        _time(str(since)),
+        None if last_request is None else _time(str(last_request)),
+    )
 
 
 def _missing(db: sqlite3.Connection) -> list[tuple[str, str, str]]:

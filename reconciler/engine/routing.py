@@ -12,6 +12,9 @@ module decides *when* the proxy is told what, and what the environments' status 
   A daemon killed in the middle loses them, and the default order (the environment's own
   container first, its ``-next`` second, failing over between them on a refused dial) still
   reaches whichever of the two exists.
+- An environment that sleeps, or is waking up, shows the waking page (``core.sleep``): which
+  ones do is read from the ledger (through ``asleep``) at every load, so a restarted daemon
+  renders the same routes as the one before it; ``reload`` applies a change at once.
 - A proxy or ACME failure never fails a refresh or an environment's run: it is logged, shown
   as each environment's ``Routed``/``Certificate`` condition, and retried on the next pass.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +89,7 @@ class Routes:
         resolve_secret: Callable[[SecretRef], str],
         labels: Mapping[str, str] | None = None,
         factory: ProxyFactory = CaddyDriver,
+        asleep: Callable[[], Collection[EnvKey]] = frozenset,
     ) -> None:
         self.instance = instance
         self.admin_dir = admin_dir
@@ -93,6 +97,7 @@ class Routes:
         self._resolve = resolve_secret
         self._labels = dict(labels or {})
         self._factory = factory
+        self._asleep = asleep
         self._proxy: CaddyDriver | None = None
         self._settings: IngressSettings | None = None
         self._desired: Desired | None = None
@@ -209,6 +214,13 @@ class Routes:
                     self._overrides, self._maintenance = overrides, maintenances
                     raise
 
+    def reload(self) -> None:
+        """An environment fell asleep or woke: its route now (raises on failure, and the
+        next pass tries again)."""
+        with self._lock:
+            if self._settings is not None:
+                self._apply(self._settings)
+
     def release(self, key: EnvKey) -> None:
         """The rollout of ``key`` is over: its default route again."""
         with self._lock:
@@ -231,8 +243,9 @@ class Routes:
         wants = dict(desired.environments) if desired else {}
         routed = {k: w for k, w in wants.items() if w.key.network in self._networks}
         proxy.join(w.key.network for w in routed.values())
+        asleep = frozenset(self._asleep())
         table = route_table(
-            (self._route(settings, w) for w in routed.values()),
+            (self._route(settings, w, w.key in asleep) for w in routed.values()),
             settings.domain,
             public=settings.public,
         )
@@ -281,7 +294,9 @@ class Routes:
         self._proxy.ensure()
         return self._proxy
 
-    def _route(self, settings: IngressSettings, want: DesiredEnvironment) -> EnvironmentRoute:
+    def _route(
+        self, settings: IngressSettings, want: DesiredEnvironment, asleep: bool
+    ) -> EnvironmentRoute:
         spec = want.spec
         allowlist = spec.allowlist
         if allowlist is None:
@@ -294,6 +309,7 @@ class Routes:
             domains=spec.domains,
             allowlist=allowlist,
             maintenance=self._maintenance.get(want.key),
+            asleep=asleep,
         )
 
     def _disable(self) -> None:

@@ -21,6 +21,7 @@ from reconciler.core import golden as goldens
 from reconciler.core.durations import parse_schedule
 from reconciler.core.errors import OdooOpsError
 from reconciler.core.model import Desired, DesiredEnvironment, EnvKey, StateConfig
+from reconciler.core.sleep import backup_current, data_tasks_wait
 from reconciler.data.operations import DataOps
 from reconciler.engine.status import EnvironmentStatus
 
@@ -112,7 +113,14 @@ class DataSchedules:
         for key, want in sorted(current.environments.items()):
             status = statuses.get(str(key))
             last = parse_time(status.last_backup) if status else None
-            if due(want.settings.backup_schedule, last, now) and self._is_initialised(want):
+            asleep = parse_time(status.asleep_since) if status else None
+            if data_tasks_wait(asleep, own_database=want.server is None):
+                continue
+            if (
+                due(want.settings.backup_schedule, last, now)
+                and not backup_current(asleep, last)
+                and self._is_initialised(want)
+            ):
                 futures.extend(
                     self._submit("backup", key, partial(self.data.scheduled_backup, want))
                 )

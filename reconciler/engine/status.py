@@ -33,6 +33,7 @@ class Health(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     SUSPENDED = "Suspended"
+    ASLEEP = "Asleep"  # idle: stopped until the next request through the proxy wakes it
     MISSING = "Missing"
     UNKNOWN = "Unknown"
 
@@ -71,6 +72,7 @@ class EnvironmentStatus:
     last_restore_test: str = ""  # finish time of the newest successful restore test
     certificate_expires: str = ""  # the earliest expiry of its hosts' certificates (ISO 8601)
     expires: str = ""  # when the sweeper removes it (its file's expires, UTC); "" permanent
+    asleep_since: str = ""  # when it fell asleep (ISO 8601); "" while awake
 
     def with_condition(self, cond: Condition) -> EnvironmentStatus:
         """Replace the condition of the same type, keeping ``since`` if nothing changed."""
@@ -127,6 +129,7 @@ class EnvironmentStatus:
             "last_restore_test": self.last_restore_test,
             "certificate_expires": self.certificate_expires,
             "expires": self.expires or None,
+            "asleep_since": self.asleep_since,
         }
 
     @classmethod

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from reconciler.core.errors import OdooOpsError, sanitize
@@ -37,6 +37,7 @@ from reconciler.core.modules import (
     update_plan,
 )
 from reconciler.core.planner import Action, Kind
+from reconciler.core.sleep import Rest
 from reconciler.core.testgate import TestReport, gate_key, parse, selector
 from reconciler.data.moves import Recorded, kept_databases
 from reconciler.drivers.protocols import DatabaseAdmin, Runtime, server_name
@@ -958,6 +959,19 @@ class Steps:
         self.runtime.stop(a.target)
         return "done", ""
 
+    def _stop_db_container(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        """A sleeping dev tier's own database server: stopped, its volume kept."""
+        self.runtime.stop(a.target)
+        return "done", ""
+
+    def _wake(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
+        """A sleeping environment that needs a deploy is woken first: recorded as waking,
+        so the next steps start it and the run's end, once Odoo answers, gives its route
+        back to Odoo (the waking page shows until then)."""
+        w = _need(want, a)
+        self.ledger.put_rest(w.key, Rest.WAKING, datetime.now(UTC))
+        return "done", ""
+
     def _replace_odoo(self, want: DesiredEnvironment | None, a: Action) -> tuple[str, str]:
         """Start the new container; only when it is healthy is the old one removed.
 
@@ -1216,5 +1230,7 @@ _HANDLERS: dict[Kind, _Handler] = {
     Kind.REPLACE_ODOO: Steps._replace_odoo,
     Kind.START_ODOO: Steps._start_odoo,
     Kind.STOP_ODOO: Steps._stop_odoo,
+    Kind.STOP_DB_CONTAINER: Steps._stop_db_container,
+    Kind.WAKE: Steps._wake,
 }
 assert set(_HANDLERS) == set(Kind), "every kind of action has a step"

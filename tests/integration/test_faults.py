@@ -13,15 +13,18 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import yaml
 
 from reconciler.core.golden import golden_database
 from reconciler.core.model import EnvKey
+from reconciler.core.sleep import Rest
 from reconciler.data.moves import kept_databases
 from reconciler.engine.ledger import Ledger
 from tests.integration.containers import run_once, throwaway
@@ -625,3 +628,110 @@ def test_rollback_with_data_killed_at_every_step_restores_the_backup_once(
     only = "rollback" if scope == "steps" else ""
     matrix = Matrix(f"rollback-with-data-{scope}")
     assert kill_each(world, matrix, scope, prepare, once, check, only) >= 3
+
+
+def sleepy_staging(world: World, images: dict[str, str]) -> Callable[[], int]:
+    """Staging ``qa`` behind the daemon's proxy (Caddy's internal CA) that sleeps after 2 s,
+    converged, with the marker row; returns how to send it a request through the proxy
+    (the status, 0 without a connection)."""
+    https_port = _free_port()
+    platform = yaml.safe_load((world.state.dir / "odooops.yaml").read_text())
+    platform["ingress"] = {
+        "domain": "sleep-faults.odooops.test",
+        "acme": {"ca": "internal"},
+        "proxy": {
+            "image": images["ODOOOPS_FIXTURE_CADDY_IMAGE"],
+            "listen": "127.0.0.1",
+            "http_port": _free_port(),
+            "https_port": https_port,
+        },
+    }
+    world.state.write({"odooops.yaml": yaml.safe_dump(platform)}, "ingress on")
+    world.declare("qa", branch="release/v1", tier="staging", overrides={"sleep_after": "2s"})
+    converged(world, "qa")
+    mark(world, "qa", "precious")
+    host = f"qa.{world.project}.sleep-faults.odooops.test"
+
+    def request() -> int:
+        try:
+            with httpx.Client(verify=False, timeout=10) as client:  # the internal CA
+                return client.get(
+                    f"https://127.0.0.1:{https_port}/web/health",
+                    headers={"Host": host},
+                    extensions={"sni_hostname": host},
+                ).status_code
+        except httpx.TransportError:
+            return 0
+
+    return request
+
+
+def rest_of(world: World, env: str) -> Rest | None:
+    ledger = Ledger(world.data_dir / "ledger.db", read_only=True)
+    try:
+        activity = ledger.activity(EnvKey(world.project, env))
+    finally:
+        ledger.close()
+    return None if activity is None else activity.state
+
+
+def odoo_state(world: World, env: str) -> str:
+    return str(world.containers()[EnvKey(world.project, env).odoo_container].status)
+
+
+def asleep_after_a_pass(world: World, env: str) -> None:
+    """Idle past its sleep_after, a pass puts it to sleep: stopped, its data kept."""
+    time.sleep(2.5)
+    done = daemon_once(world)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert rest_of(world, env) is Rest.ASLEEP
+    assert odoo_state(world, env) == "exited"
+    assert marker(world, env) == "precious"
+
+
+def test_sleep_and_wake_killed_at_every_step_end_asleep_or_awake(
+    world: World, images: dict[str, str]
+) -> None:
+    """Falling asleep (recorded, route switched, Odoo stopped) and waking (recorded, Odoo
+    started, route given back), each killed at every boundary: the restart finishes it, so
+    the environment ends asleep (stopped, the waking page served) or awake (Odoo served),
+    never stopped behind Odoo's route or running behind the waking page, data kept.
+    ``sleep_after`` is 2 s only while a test wants it to fall asleep, 1 h while it wants it
+    awake: a pass takes longer than 2 s (changing it restarts nothing)."""
+    request = sleepy_staging(world, images)
+    once = lambda **e: daemon_once(world, **e)  # noqa: E731
+
+    def sleep_after(value: str) -> None:
+        world.declare("qa", branch="release/v1", tier="staging", overrides={"sleep_after": value})
+
+    def awake_and_idle(n: int) -> None:
+        if rest_of(world, "qa") is not Rest.AWAKE:
+            sleep_after("1h")
+            assert request() == 503
+            converged(world, "qa")  # the pass reads the request and wakes it
+        assert rest_of(world, "qa") is Rest.AWAKE
+        sleep_after("2s")
+        time.sleep(2.5)
+
+    def ends_asleep(n: int) -> None:
+        asleep_after_a_pass(world, "qa")
+        assert request() == 503  # the waking page, not a stopped Odoo's 502
+
+    falling = kill_each(world, Matrix("sleep"), "steps", awake_and_idle, once, ends_asleep)
+    assert falling >= 2
+
+    def asleep_and_asked_for(n: int) -> None:
+        if rest_of(world, "qa") is not Rest.ASLEEP:
+            sleep_after("2s")
+            asleep_after_a_pass(world, "qa")
+        sleep_after("1h")  # asleep stays asleep: only a request wakes it
+        assert request() == 503
+
+    def ends_awake(n: int) -> None:
+        converged(world, "qa")
+        assert rest_of(world, "qa") is Rest.AWAKE
+        assert request() == 200
+        assert marker(world, "qa") == "precious"
+
+    waking = kill_each(world, Matrix("wake"), "steps", asleep_and_asked_for, once, ends_awake)
+    assert waking >= 2

@@ -308,8 +308,52 @@ def test_the_internal_ca_is_caddys_own_issuer_without_acme_settings() -> None:
     assert config.files == {}
 
 
+def test_the_internal_ca_s_root_is_not_installed_in_the_proxy_s_own_trust_store() -> None:
+    """Caddy would install it at every load, a second each: a switch waits for none."""
+    internal = caddy_config(table(qa()), AcmeSettings(ca="internal")).document
+    assert internal["apps"]["pki"] == {
+        "certificate_authorities": {"local": {"install_trust": False}}
+    }
+    assert "pki" not in caddy_config(table(qa())).document["apps"]
+
+
 def test_files_a_configuration_names_live_on_the_data_volume() -> None:
     """A proxy made anew resumes its saved configuration before any load: its files must
     still be there."""
     config = caddy_config(table(qa()), AcmeSettings(trusted_roots_pem="PEM"))
     assert all(path.startswith("/data/") for path in config.files)
+
+
+def test_a_sleeping_environment_answers_the_waking_page_that_reloads_itself() -> None:
+    (response,) = steps(caddy_config(table(qa(asleep=True))).document)[0]["handle"]
+    assert response["status_code"] == 503
+    assert response["headers"]["Retry-After"] == ["5"]
+    assert response["headers"]["Cache-Control"] == ["no-store"]
+    assert response["headers"]["Content-Type"] == ["text/html; charset=utf-8"]
+    assert '<meta http-equiv="refresh" content="5">' in response["body"]
+    # Nothing of the environment: its name, its upstreams.
+    assert "qa" not in response["body"].lower()
+    assert "odooops" not in response["body"]
+
+
+def test_a_sleeping_environment_reaches_no_upstream_but_keeps_its_allowlist() -> None:
+    route = prod(allowlist=("203.0.113.7",), asleep=True, maintenance=Maintenance("x"))
+    first, second, *_ = steps(caddy_config(table(route)).document)
+    assert first["handle"][0]["status_code"] == 403
+    assert second["terminal"] is True and second["handle"][0]["status_code"] == 503
+    assert "Waking up" in second["handle"][0]["body"]
+    awake = steps(caddy_config(table(prod(allowlist=("203.0.113.7",)))).document)
+    assert not any("Waking up" in json.dumps(s) for s in awake)
+
+
+def test_the_access_log_goes_to_the_shared_directory_without_credentials() -> None:
+    """The daemon reads it for idle times; headers, URIs and addresses never reach it."""
+    doc = caddy_config(table(qa())).document
+    assert server(doc, "https")["logs"] == {"default_logger_name": "odooops"}
+    logs = doc["logging"]["logs"]
+    access = logs["odooops"]
+    assert access["writer"]["filename"] == f"{ADMIN_SOCKET.rsplit('/', 1)[0]}/access.log"
+    assert access["include"] == ["http.log.access.odooops"]
+    assert logs["default"]["exclude"] == ["http.log.access.odooops"]
+    deleted = {f for f, rule in access["encoder"]["fields"].items() if rule == {"filter": "delete"}}
+    assert {"request>headers", "request>uri", "request>remote_ip", "resp_headers"} <= deleted

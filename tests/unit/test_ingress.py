@@ -234,5 +234,6 @@ def test_the_description_of_an_environment_lists_its_hosts_and_limits() -> None:
             "allowlist": ["203.0.113.7"],
             "max_body_bytes": DEFAULT_BODY_LIMITS[Tier.PRODUCTION],
             "maintenance": False,
+            "asleep": False,
         }
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -274,3 +275,52 @@ def test_the_plan_names_the_modules_a_new_revision_updates() -> None:
     assert update.reason == (
         f"revision {'a' * 12} -> {'b' * 12}: -u acme_base (changed since the last update)"
     )
+
+
+def asleep(have: ObservedEnvironment, **container_state: str) -> ObservedEnvironment:
+    """``have`` recorded asleep in the ledger, its containers in the given states."""
+    containers = {
+        role: replace(c, state=container_state.get(role.value, c.state))
+        for role, c in have.containers.items()
+    }
+    return replace(have, containers=containers, asleep_since=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_an_asleep_environment_s_containers_are_stopped_odoo_first() -> None:
+    want = desired("dev", Tier.DEV)
+    assert [(a.kind, a.target) for a in plan_of([want], [asleep(live(want))])] == [
+        (Kind.STOP_ODOO, want.key.odoo_container),
+        (Kind.STOP_DB_CONTAINER, want.key.db_container),
+    ]
+
+
+def test_an_asleep_environment_is_not_started_again() -> None:
+    """Stopped on purpose: neither a pass nor a Docker event starts it (only a request)."""
+    want = desired("dev", Tier.DEV)
+    assert plan_of([want], [asleep(live(want), odoo="exited", db="exited")]) == ()
+    staging = desired("qa", Tier.STAGING)
+    assert plan_of([staging], [asleep(live(staging), odoo="exited")]) == ()
+
+
+def test_a_deploy_to_an_asleep_environment_wakes_it_first() -> None:
+    want = desired("dev", Tier.DEV, revision="b" * 40)
+    have = asleep(live(desired("dev", Tier.DEV)), odoo="exited", db="exited")
+    kinds_ = [a.kind for a in plan_of([want], [have])]
+    assert kinds_[0] is Kind.WAKE
+    assert kinds_[1:] == [Kind.START_DB_CONTAINER, Kind.UPDATE_MODULES, Kind.REPLACE_ODOO]
+
+
+def test_a_waking_environment_is_started() -> None:
+    """Waking is not asleep: the ledger's ``asleep_since`` is None, the plan starts it."""
+    want = desired("dev", Tier.DEV)
+    stopped = asleep(live(want), odoo="exited", db="exited")
+    waking = replace(stopped, asleep_since=None)
+    assert [a.kind for a in plan_of([want], [waking])] == [
+        Kind.START_DB_CONTAINER,
+        Kind.START_ODOO,
+    ]
+
+
+def test_a_suspended_environment_is_not_woken_by_being_asleep() -> None:
+    want = desired("dev", Tier.DEV, suspended=True)
+    assert [a.kind for a in plan_of([want], [asleep(live(want))])] == [Kind.STOP_ODOO]

@@ -276,3 +276,32 @@ def test_a_hashed_name_is_a_valid_stable_name_of_the_branch_alone(branch: str) -
     assert re.fullmatch(r"[a-z][a-z0-9-]{0,30}[a-z0-9]", name) and len(name) <= 30
     assert name == hashed_env_name(branch)
     assert name != hashed_env_name(branch + "x")
+
+
+@pytest.mark.parametrize(
+    ("tier", "sleep_after"),
+    [
+        (Tier.PRODUCTION, None),
+        (Tier.STAGING, None),
+        (Tier.DEV, timedelta(hours=2)),
+        (Tier.EPHEMERAL, timedelta(hours=1)),
+    ],
+)
+def test_sleep_after_defaults_per_tier(tier: Tier, sleep_after: timedelta | None) -> None:
+    assert resolve_settings(tier, {}, {}, {}).sleep_after == sleep_after
+
+
+def test_sleep_after_is_layered_and_restarts_nothing() -> None:
+    """A changed sleep_after is runtime state: the Odoo container's settings stay the same."""
+    platform = {"production": {"sleep_after": "30m"}}
+    a = resolve_settings(Tier.PRODUCTION, platform, {}, {})
+    b = resolve_settings(Tier.PRODUCTION, platform, {}, {"sleep_after": "2s"})
+    never = resolve_settings(Tier.DEV, {}, {}, {"sleep_after": None})
+    assert (a.sleep_after, b.sleep_after, never.sleep_after) == (
+        timedelta(minutes=30),
+        timedelta(seconds=2),
+        None,
+    )
+    assert a.container_settings() == b.container_settings()
+    assert "sleep_after" not in a.container_settings()
+    assert a.to_dict()["sleep_after"] == 1800

@@ -1065,6 +1065,12 @@ def test_repository_urls_of_every_documented_kind_are_accepted(url: str) -> None
             "not a number from 0 to 23",
         ),
         (
+            "{sleep_after: 0s}",
+            26,
+            "overrides.sleep_after",
+            'overrides.sleep_after: "0s" is not a valid duration: it must be greater than zero',
+        ),
+        (
             "{keep_previous: 0h}",
             28,
             "overrides.keep_previous",
