@@ -367,6 +367,7 @@ def _environment(key: EnvKey, raw: Mapping[str, Any], policies: Policies) -> Env
         allowlist=tuple(raw["allowlist"]) if "allowlist" in raw else None,
         expires=parse_instant(raw["expires"]) if "expires" in raw else None,
         preview=_preview(raw["preview"]) if "preview" in raw else None,
+        placement=db.get("placement"),
         migrate=raw.get("migrate"),
         promoted=_promoted(raw["promoted"]) if "promoted" in raw else None,
     )

@@ -261,7 +261,7 @@ def _resolve_one(
     plan = build_plan(project, repo, revision, app, base_id, inputs)
     gate = config.policies.tests
     server = None
-    if not spec.tier.dedicated_database:
+    if not spec.dedicated_database:
         server = config.platform.database_servers[project.database_server]
     return DesiredEnvironment(
         spec=spec,

@@ -457,6 +457,15 @@ class EnvironmentSpec:
     allowlist: tuple[str, ...] | None = None  # None: the tier's default (production's list)
     expires: datetime | None = None  # removed by the sweeper's commit after this (UTC)
     preview: PreviewOf | None = None  # the pull request it previews
+    placement: str | None = None  # "shared" or "dedicated"; None: the tier's own
+
+    @property
+    def dedicated_database(self) -> bool:
+        """A PostgreSQL container of its own (``db.placement``, else the tier's default)."""
+        if self.placement is not None:
+            return self.placement == "dedicated"
+        return self.tier.dedicated_database
+
     # The one revision whose module update may show the maintenance page although the tier
     # says maintenance: false (``odooops db migrate``); any other revision is held again.
     migrate: str | None = None

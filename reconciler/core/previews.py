@@ -124,8 +124,8 @@ def preview_fields(
     """The environment file of a new preview of ``pr``.
 
     It tracks the request's head branch, so each push redeploys it. Its seed is demo data, or
-    a copy of the environment ``copy-of`` names (neutralised and masked as every copy is);
-    a fork's preview never gets a copy, whatever the policy says."""
+    a copy of the environment ``copy-of`` names (neutralised and masked as every copy is, on
+    the shared server); a fork's preview never gets a copy, whatever the policy says."""
     doc: dict[str, Any] = {
         "branch": pr.head,
         "tier": policy.tier.value,
@@ -147,7 +147,9 @@ def preview_fields(
     if policy.seed == "demo" or pr.fork:
         doc["overrides"] = {"demo": True}
     else:
-        doc["db"] = {"source": policy.seed, "neutralize": True, "mask": True}
+        # On the shared server, beside its source (or the source's golden copy): a template
+        # copy takes seconds per GB where a copy into a container of its own is streamed.
+        doc["db"] = {"source": policy.seed, "neutralize": True, "mask": True, "placement": "shared"}
     return doc
 
 

@@ -317,7 +317,35 @@ class Engine:
         return self.docker.image_id(ref)
 
     def resolve_desired(self, config: StateConfig, fetch: bool = True) -> Desired:
-        return self.sources.resolve(config, fetch, allocate=not self.config.read_only)
+        desired = self.sources.resolve(config, fetch, allocate=not self.config.read_only)
+        return self._hold_moved(desired)
+
+    def _hold_moved(self, desired: Desired) -> Desired:
+        """Hold an environment whose database would change placement (``db.placement``, or
+        a tier between dedicated and shared): its data lives where the ledger says, and
+        nothing moves a database between a container of its own and a shared server, so the
+        environment is left exactly as it is until its file says where its data is again."""
+        records = self.ledger.databases()
+        moved: dict[EnvKey, str] = {}
+        for key, want in desired.environments.items():
+            record = records.get(key)
+            if record is None:
+                continue
+            if (record.server == "dedicated") != (want.server is None):
+                where = (
+                    "a container of its own"
+                    if record.server == "dedicated"
+                    else (f"the shared server {record.server}")
+                )
+                moved[key] = (
+                    f"its database is on {where}; the state asks for the other placement, and "
+                    "a database is never moved: set db.placement back (or copy the data with "
+                    f"odooops db clone into a new environment)"
+                )
+        if not moved:
+            return desired
+        kept = {k: w for k, w in desired.environments.items() if k not in moved}
+        return replace(desired, environments=kept, held={**desired.held, **moved})
 
     def pg(self, name: str, config: StateConfig) -> PostgresDriver:
         server = config.platform.database_servers[name]
@@ -499,7 +527,9 @@ class Engine:
         psql = "psql" if tty else "psql -X -P pager=off -v ON_ERROR_STOP=1"
         if kind == "bash":
             return docker.open_shell(key.odoo_container, ["bash"], tty)
-        if kind == "psql" and Tier(status.tier).dedicated_database:
+        want = self.current.environments.get(key) if self.current else None
+        dedicated = want.server is None if want else Tier(status.tier).dedicated_database
+        if kind == "psql" and dedicated:
             return docker.open_shell(
                 key.db_container, [*psql.split(), "-U", key.role, "-d", key.database], tty
             )
@@ -615,7 +645,7 @@ class Engine:
             config, desired = self.snapshot.config, self.snapshot.desired
         else:
             config = self.load_state(fetch)
-            desired = self.sources.resolve(config, fetch, allocate=False)
+            desired = self._hold_moved(self.sources.resolve(config, fetch, allocate=False))
         observed = self.observe(config)
         return config, desired, observed, plan(desired, observed)
 
@@ -640,7 +670,7 @@ class Engine:
             )
         except InvalidState as exc:
             return head, exc, None
-        desired = self.sources.resolve(config, fetch=False, allocate=False)
+        desired = self._hold_moved(self.sources.resolve(config, fetch=False, allocate=False))
         return head, config, plan(desired, self.observe(config))
 
     # -------------------------------------------------------------------------- refresh

@@ -501,3 +501,24 @@ def test_a_commit_changing_one_addon_updates_exactly_that_module(world: World) -
     converge(world, "staging")
     update = next(r for r in results if r.kind is Kind.UPDATE_MODULES)
     assert (update.outcome, update.detail) == ("skipped", "no module to update (no addon changed)")
+
+
+def test_an_ephemeral_environment_placed_on_the_shared_server_has_no_container_of_its_own(
+    world: World,
+) -> None:
+    """``db.placement: shared`` puts a dev-tier database on the project's server (where copies
+    are template copies); changing the placement later holds it, and moves nothing."""
+    world.declare("quick", branch="release/v1", tier="ephemeral", db={"placement": "shared"})
+    status = converge(world, "quick")
+    assert status["tier"] == "ephemeral"
+    assert f"{world.project}__quick" in world.databases()
+    assert f"odooops-{world.project}-quick-db" not in set(world.containers())
+    world.declare("quick", branch="release/v1", tier="ephemeral")  # the tier's own: dedicated
+    result = world.reconcile()
+    held = world.engine().status.get(f"{world.project}/quick")
+    assert held is not None
+    message = next(c.message for c in held.conditions if c.type == "Held")
+    assert "a database is never moved" in message
+    assert f"{world.project}__quick" in world.databases()
+    assert f"odooops-{world.project}-quick-db" not in set(world.containers())
+    assert result.errors == {}

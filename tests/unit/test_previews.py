@@ -71,7 +71,12 @@ def test_an_open_request_into_a_base_gets_a_preview_tracking_its_head() -> None:
 def test_a_copy_seed_copies_the_named_environment_but_never_for_a_fork() -> None:
     policy = replace(POLICY, seed="staging", forks=True)
     opened = decide("acme", policy, PR, [], NOW)
-    assert opened.fields["db"] == {"source": "staging", "neutralize": True, "mask": True}
+    assert opened.fields["db"] == {
+        "source": "staging",
+        "neutralize": True,
+        "mask": True,
+        "placement": "shared",
+    }
     assert "overrides" not in opened.fields
     fields = previews.preview_fields("acme", policy, replace(PR, fork=True), NOW)
     assert fields["overrides"] == {"demo": True} and "db" not in fields
