@@ -76,13 +76,15 @@ class DeliveryLog:
 
 def webhook_route(
     secret: Callable[[], str | None],
-    on_event: Callable[[Event], bool],
+    on_event: Callable[[Event], bool | str],
     count: Callable[[str, str, str], None] = lambda forge, event, result: None,
     log: DeliveryLog | None = None,
 ) -> Route:
     """``POST /v1/webhooks/{forge}``: public, authenticated by the delivery's signature.
 
-    ``on_event`` gets every new authentic delivery and answers whether it triggered a pass.
+    ``on_event`` gets every new authentic delivery and answers whether it triggered a pass
+    (``True``), or why not (a text the answer carries as ``reason``, for the forge's log of
+    deliveries).
     """
     deliveries = log or DeliveryLog()
 
@@ -121,10 +123,12 @@ def webhook_route(
         if not deliveries.first_time(event.delivery):
             count(forge, event.kind, "duplicate")
             return JSONResponse({"accepted": False, "duplicate": True}, status_code=200)
-        triggered = on_event(event)
+        outcome = on_event(event)
+        triggered = outcome is True
         count(forge, event.kind, "accepted" if triggered else "ignored")
-        return JSONResponse(
-            {"accepted": True, "event": event.kind, "triggered": triggered}, status_code=202
-        )
+        doc: dict[str, object] = {"accepted": True, "event": event.kind, "triggered": triggered}
+        if isinstance(outcome, str):
+            doc["reason"] = outcome
+        return JSONResponse(doc, status_code=202)
 
     return Route("/v1/webhooks/{forge}", receive, methods=["POST"], name="receive_webhook")

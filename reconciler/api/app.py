@@ -45,9 +45,9 @@ from reconciler.api.routes import (
     shell,
 )
 from reconciler.api.routes.platform import OPENAPI_PATH
-from reconciler.core.errors import OdooOpsError
+from reconciler.core.errors import OdooOpsError, sanitize
 from reconciler.engine.metrics import Metrics
-from webhooks.events import Event, PullRequestEvent
+from webhooks.events import Event, PullRequestEvent, TagEvent
 from webhooks.receiver import webhook_route
 from webhooks.repositories import concerns
 
@@ -113,13 +113,19 @@ def create_app(
     )
 
 
-def _on_delivery(plane: ControlPlane, event: Event) -> bool:
+def _on_delivery(plane: ControlPlane, event: Event) -> bool | str:
     """A pass for a delivery of a watched repository; a pull request's delivery also goes to
     the previews (an application repository's) or the reviews (the state repository's)."""
     state = plane.state()
     projects = [p.repo_url for p in state.projects.values()] if state is not None else []
+    if isinstance(event, TagEvent):
+        return "a tag moves no environment (environments follow branches or pinned commits)"
     if not concerns(event, [plane.state_repository(), *projects]):
-        return False
+        shown = sanitize(event.repository)[:200] or "(none)"
+        return (
+            f"repository {shown} is neither the state repository nor a project's "
+            "repository.url: nothing to do"
+        )
     if isinstance(event, PullRequestEvent):
         plane.pull_request(event)
     plane.trigger()

@@ -288,6 +288,10 @@ def test_a_delivery_for_an_unknown_repository_changes_nothing(setup: Setup) -> N
         headers={"X-Gitlab-Event": "Merge Request Hook", "X-Gitlab-Token": SECRET},
     )
     assert answer.status_code == 202 and answer.json()["triggered"] is False
+    assert answer.json()["reason"] == (
+        "repository https://x.test/o/r.git is neither the state repository nor a project's "
+        "repository.url: nothing to do"
+    )
     setup.settle()
     assert setup.log() == before
 
