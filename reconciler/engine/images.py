@@ -200,7 +200,7 @@ def record(runtime: Runtime, ledger: Ledger, want: DesiredEnvironment, kind: Kin
                 state_commit=want.state_commit,
             )
     except (OdooOpsError, sqlite3.Error) as exc:
-        log.warning("%s: image record after %s not written: %s", want.key, kind.value, exc)
+        log.warning("%s: image record after %s not written: %s", want.key, kind.value, str(exc))
 
 
 # Errors that say nothing about the revision being deployed: the run was cut short.
@@ -242,7 +242,9 @@ def record_outcome(
             state_commit=want.state_commit,
         )
     except (OdooOpsError, sqlite3.Error) as exc:
-        log.warning("%s: the deployment's outcome not recorded: %s", want.key, exc)
+        # The text, not the error: a log record keeps its arguments (pytest's, for the whole
+        # session), and an error keeps its traceback, its frames and the sockets they held.
+        log.warning("%s: the deployment's outcome not recorded: %s", want.key, str(exc))
 
 
 def _images_of(want: DesiredEnvironment) -> tuple[str, ...]:
