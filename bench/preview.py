@@ -284,6 +284,12 @@ def main() -> int:
             copied = (done or float("inf")) - started
             print(f"   delivery -> HTTPS 200: {copied:.1f} s; against the fresh preview "
                   f"{copied / fresh:.2f}x")  # fmt: skip
+            how = [
+                f"{e.get('reason')}: {e.get('message')}"
+                for e in engine.status.events(str(bench.key("pr-2")))
+                if e.get("type") == "Copied"
+            ]
+            print(f"   how its database was made: {how[0] if how else 'no copy event recorded'}")
             summary.append(f"copy preview ({size:.0f} MB): {copied:.1f} s (aim under "
                            f"{COPY_AIM:.0f} s: {verdict(copied < COPY_AIM)}); golden refresh "
                            f"apart: {refresh:.1f} s")  # fmt: skip

@@ -8,6 +8,8 @@ show that a forge in trouble removes nothing.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 import re
@@ -128,6 +130,59 @@ class FakeForge:
             }
         with self._lock:
             self.pulls[number] = doc
+
+    def delivery(
+        self, action: str, number: int, clone_url: str, secret: str, delivery_id: str
+    ) -> tuple[bytes, dict[str, str]]:
+        """The webhook delivery of ``action`` (opened, synchronize, closed, merged) on request
+        ``number`` as this forge sends it: its JSON body and its headers, signed with
+        ``secret`` as this forge signs (GitHub's and Gitea's HMAC of the body, GitLab's
+        token)."""
+        doc = self.pulls[number]
+        if self.kind == "gitlab":
+            gitlab = {"opened": "open", "synchronize": "update", "closed": "close"}
+            body = json.dumps(
+                {
+                    "object_kind": "merge_request",
+                    "project": {"git_http_url": clone_url},
+                    "user": doc["author"],
+                    "labels": [{"title": t} for t in doc["labels"]],
+                    "object_attributes": {
+                        **doc,
+                        "action": gitlab.get(action, "merge"),
+                        "url": doc["web_url"],
+                        "last_commit": {"id": doc["sha"]},
+                    },
+                }
+            ).encode()
+            return body, {
+                "X-Gitlab-Event": "Merge Request Hook",
+                "X-Gitlab-Token": secret,
+                "X-Gitlab-Event-UUID": delivery_id,
+                "Content-Type": "application/json",
+            }
+        body = json.dumps(
+            {
+                "action": "closed" if action == "merged" else action,
+                "number": number,
+                "pull_request": doc,
+                "repository": {"clone_url": clone_url},
+            }
+        ).encode()
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        if self.kind == "github":
+            return body, {
+                "X-GitHub-Event": "pull_request",
+                "X-Hub-Signature-256": f"sha256={digest}",
+                "X-GitHub-Delivery": delivery_id,
+                "Content-Type": "application/json",
+            }
+        return body, {
+            "X-Gitea-Event": "pull_request",
+            "X-Gitea-Signature": digest,
+            "X-Gitea-Delivery": delivery_id,
+            "Content-Type": "application/json",
+        }
 
     def comments_on(self, number: int) -> list[str]:
         with self._lock:

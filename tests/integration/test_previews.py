@@ -4,8 +4,6 @@ fake forge on loopback (no Docker: the environments themselves are the engine's,
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,7 +34,6 @@ pytestmark = pytest.mark.integration
 SECRET = "It's a Secret to Everybody"
 REPO_URL = "https://forge.test/acme/erp.git"
 NOW = datetime(2026, 12, 5, 12, tzinfo=UTC)
-GITLAB_ACTIONS = {"opened": "open", "synchronize": "update", "closed": "close", "merged": "merge"}
 
 
 class Plane(GitControlPlane):
@@ -122,55 +119,9 @@ class Setup:
     def deliver(self, action: str, number: int, **pull: Any) -> dict[str, Any]:
         """A delivery of request ``number``, signed as this forge signs, and its answer."""
         self.forge.pull(number, **pull)
-        doc = self.forge.pulls[number]
         self._delivery += 1
-        if self.kind == "gitlab":
-            body = json.dumps(
-                {
-                    "object_kind": "merge_request",
-                    "project": {"git_http_url": REPO_URL},
-                    "user": doc["author"],
-                    "labels": [{"title": t} for t in doc["labels"]],
-                    "object_attributes": {
-                        **doc,
-                        "action": GITLAB_ACTIONS[action],
-                        "url": doc["web_url"],
-                        "last_commit": {"id": doc["sha"]},
-                    },
-                }
-            ).encode()
-            headers = {
-                "X-Gitlab-Event": "Merge Request Hook",
-                "X-Gitlab-Token": SECRET,
-                "X-Gitlab-Event-UUID": f"d-{self._delivery}",
-            }
-        else:
-            body = json.dumps(
-                {
-                    "action": "closed" if action == "merged" else action,
-                    "number": number,
-                    "pull_request": doc,
-                    "repository": {"clone_url": REPO_URL},
-                }
-            ).encode()
-            digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-            if self.kind == "github":
-                headers = {
-                    "X-GitHub-Event": "pull_request",
-                    "X-Hub-Signature-256": f"sha256={digest}",
-                    "X-GitHub-Delivery": f"d-{self._delivery}",
-                }
-            else:
-                headers = {
-                    "X-Gitea-Event": "pull_request",
-                    "X-Gitea-Signature": digest,
-                    "X-Gitea-Delivery": f"d-{self._delivery}",
-                }
-        answer = self.client.post(
-            f"/v1/webhooks/{self.kind}",
-            content=body,
-            headers={**headers, "Content-Type": "application/json"},
-        )
+        body, headers = self.forge.delivery(action, number, REPO_URL, SECRET, f"d-{self._delivery}")
+        answer = self.client.post(f"/v1/webhooks/{self.kind}", content=body, headers=headers)
         assert answer.status_code == 202, answer.text
         self.settle()
         return dict(answer.json())

@@ -4,8 +4,6 @@ merging the request removes it with nothing left behind."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import signal
 import subprocess
@@ -26,9 +24,9 @@ pytestmark = pytest.mark.integration
 SECRET = "preview-secret"
 
 
-@pytest.fixture
-def forge() -> Iterator[FakeForge]:
-    fake = FakeForge("github", repo="acme/app")
+@pytest.fixture(params=["github", "gitlab", "gitea"])
+def forge(request: pytest.FixtureRequest) -> Iterator[FakeForge]:
+    fake = FakeForge(request.param, repo="acme/app")
     yield fake
     fake.close()
 
@@ -36,25 +34,11 @@ def forge() -> Iterator[FakeForge]:
 def deliver(
     port: int, forge: FakeForge, action: str, number: int, delivery: str, clone_url: str
 ) -> None:
-    doc = forge.pulls[number]
-    body = json.dumps(
-        {
-            "action": action,
-            "number": number,
-            "pull_request": doc,
-            "repository": {"clone_url": clone_url},
-        }
-    ).encode()
-    digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    body, headers = forge.delivery(action, number, clone_url, SECRET, delivery)
     answer = httpx.post(
-        f"http://127.0.0.1:{port}/v1/webhooks/github",
+        f"http://127.0.0.1:{port}/v1/webhooks/{forge.kind}",
         content=body,
-        headers={
-            "X-GitHub-Event": "pull_request",
-            "X-GitHub-Delivery": delivery,
-            "X-Hub-Signature-256": f"sha256={digest}",
-            "Content-Type": "application/json",
-        },
+        headers=headers,
         timeout=10,
     )
     assert answer.status_code == 202 and answer.json()["triggered"], answer.text
@@ -66,7 +50,7 @@ def test_a_preview_opens_answers_is_posted_and_merging_leaves_nothing(
     # The project on a forge, previews on for requests into main, demo data.
     project = yaml.safe_load((world.state.dir / f"projects/{world.project}.yaml").read_text())
     project["repository"]["forge"] = {
-        "kind": "github",
+        "kind": forge.kind,
         "api": forge.api,
         "repo": "acme/app",
         "token": {"secret": "forge-token"},
@@ -137,11 +121,12 @@ def test_a_preview_opens_answers_is_posted_and_merging_leaves_nothing(
         declared = yaml.safe_load(
             git("--git-dir", str(world.state_remote), "show", f"main:{world.env_path('pr-7')}")
         )
-        assert declared["preview"]["number"] == 7 and declared["owner"] == "github:alice"
+        assert declared["preview"]["number"] == 7
+        assert declared["owner"] == f"{forge.kind}:alice"
         assert any(n.startswith(f"odooops-{world.project}-pr-7") for n in world.containers())
 
         forge.pull(7, head="fix/pr-7", author="alice", state="merged")
-        deliver(port, forge, "closed", 7, "d-2", f"file://{world.app_remote}")
+        deliver(port, forge, "merged", 7, "d-2", f"file://{world.app_remote}")
         wait_for(
             lambda: (
                 not any(n.startswith(f"odooops-{world.project}-pr-7") for n in world.containers())
