@@ -64,6 +64,23 @@ class Decision:
     reason: str = ""
 
 
+# Where each forge keeps a request's head in the base repository, even for a fork: fetched
+# into the mirror as the branch ``<prefix>/<number>`` for projects that allow previews of forks.
+_PULL_REFS = {"github": "pull", "gitea": "pull", "gitlab": "merge-requests"}
+
+
+def pull_refspec(forge: str) -> str:
+    """The refspec that mirrors ``forge``'s request heads as branches (``pull/12``)."""
+    prefix = _PULL_REFS[forge]
+    return f"+refs/{prefix}/*/head:refs/heads/{prefix}/*"
+
+
+def tracked_branch(pr: PullRequest) -> str:
+    """The branch a preview of ``pr`` tracks: its head branch, or for a fork (whose branch is
+    in another repository) the forge's ref of the request, mirrored as ``pull/12``."""
+    return f"{_PULL_REFS[pr.forge]}/{pr.number}" if pr.fork else pr.head
+
+
 def name_for(project: str, pr: PullRequest, taken: Iterable[str]) -> str:
     """``pr-12``, or ``pr-12-3f2a1c`` (a hash of the forge and number) when ``pr-12`` is an
     environment already (a hand-made one, or a preview of the same number on another forge)."""
@@ -110,11 +127,6 @@ def refusal(policy: PreviewPolicy, pr: PullRequest) -> str:
             "it comes from a fork, and previews of forks are off (previews.forks in "
             "policies.yaml): a fork's code would run with the platform's settings"
         )
-    if pr.fork:
-        return (
-            "it comes from a fork: previews of forks need the forge's pull refs, which this "
-            "version does not fetch yet"
-        )
     return ""
 
 
@@ -123,11 +135,12 @@ def preview_fields(
 ) -> dict[str, Any]:
     """The environment file of a new preview of ``pr``.
 
-    It tracks the request's head branch, so each push redeploys it. Its seed is demo data, or
+    It tracks the request's head branch (a fork's: the forge's ref of the request, mirrored as
+    ``pull/12``), so each push redeploys it. Its seed is demo data, or
     a copy of the environment ``copy-of`` names (neutralised and masked as every copy is, on
     the shared server); a fork's preview never gets a copy, whatever the policy says."""
     doc: dict[str, Any] = {
-        "branch": pr.head,
+        "branch": tracked_branch(pr),
         "tier": policy.tier.value,
         "expires": format_instant(now + policy.ttl),
         "preview": {
@@ -176,14 +189,15 @@ def decide(
         return _extend(project, policy, pr, current, now)
     if why:
         return Decision("refuse", project, pr, reason=f"{pr.ref} gets no preview: {why}")
-    deployed = next((s for s in specs if s.key.project == project and s.branch == pr.head), None)
+    branch = tracked_branch(pr)
+    deployed = next((s for s in specs if s.key.project == project and s.branch == branch), None)
     if deployed is not None:  # one branch, one environment: that one is its preview
         return Decision(
             "refuse",
             project,
             pr,
             deployed.key,
-            reason=f"{pr.ref} gets no preview of its own: its branch {pr.head} is deployed by "
+            reason=f"{pr.ref} gets no preview of its own: its branch {branch} is deployed by "
             f"{deployed.key} already (odooops status {deployed.key})",
         )
     existing = previews(specs, project)

@@ -31,6 +31,7 @@ from reconciler.core.config import load_state
 from reconciler.core.desired import BranchHead, Inputs, resolve
 from reconciler.core.errors import DriverError, InvalidState, OdooOpsError, SourceError, sanitize
 from reconciler.core.model import DeclaredRepo, Desired, EnvKey, Project, StateConfig
+from reconciler.core.previews import pull_refspec
 from reconciler.core.secretrefs import host_of
 from reconciler.drivers.secrets import SecretStore
 from reconciler.engine.status import StatusStore
@@ -134,13 +135,23 @@ class Sources:
             ssh_key_path=self._ssh_key_path(project.name, key) if key is not None else None,
             host=host_of(url),
         )
+        policy = self.last_good.policies.previews if self.last_good else None
+        extra: tuple[str, ...] = ()
+        if project.forge is not None and policy is not None and policy.forks:
+            extra = (pull_refspec(project.forge.kind),)  # previews of forks track pull/12
         repo = self.apps.get(project.name)
-        if repo is None or repo.url != sanitize(url) or repo.credentials != creds:
+        if (
+            repo is None
+            or repo.url != sanitize(url)
+            or repo.credentials != creds
+            or repo.extra_refspecs != extra
+        ):
             repo = GitSource(
                 url,
                 self.data_dir / "git",
                 creds,
                 hint=f"repository.url in projects/{project.name}.yaml",
+                extra_refspecs=extra,
             )
             self.apps[project.name] = repo
         return repo

@@ -199,8 +199,11 @@ class GitSource:
         *,
         hint: str = "",
         committer: Author | None = None,
+        extra_refspecs: tuple[str, ...] = (),
     ) -> None:
         self._url = url
+        # Beside the branches, more refs mirrored as branches (a forge's pull-request heads).
+        self.extra_refspecs = extra_refspecs
         self._credentials = credentials or Credentials()
         self._hint = hint
         self._committer = committer
@@ -304,7 +307,8 @@ class GitSource:
     def _fetch_into(self, repo: pygit2.Repository) -> None:
         # An anonymous remote keeps the URL (and any credentials in it) out of the mirror's config.
         remote = repo.remotes.create_anonymous(self._url)
-        remote.fetch([_MIRROR_REFSPEC], callbacks=self._callbacks(), prune=FetchPrune.PRUNE)
+        refspecs = [_MIRROR_REFSPEC, *self.extra_refspecs]
+        remote.fetch(refspecs, callbacks=self._callbacks(), prune=FetchPrune.PRUNE)
 
     def _check_local_remote(self) -> None:
         if self._local is None:

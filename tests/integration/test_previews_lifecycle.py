@@ -44,10 +44,9 @@ def deliver(
     assert answer.status_code == 202 and answer.json()["triggered"], answer.text
 
 
-def test_a_preview_opens_answers_is_posted_and_merging_leaves_nothing(
-    world: World, forge: FakeForge, tmp_path: Path
-) -> None:
-    # The project on a forge, previews on for requests into main, demo data.
+def on_forge(world: World, forge: FakeForge, tmp_path: Path, previews: dict[str, object]) -> Path:
+    """The project on ``forge`` (its token a named secret), ``previews`` in policies.yaml; the
+    webhook secret's file."""
     project = yaml.safe_load((world.state.dir / f"projects/{world.project}.yaml").read_text())
     project["repository"]["forge"] = {
         "kind": forge.kind,
@@ -56,7 +55,7 @@ def test_a_preview_opens_answers_is_posted_and_merging_leaves_nothing(
         "token": {"secret": "forge-token"},
     }
     policies = yaml.safe_load((world.state.dir / "policies.yaml").read_text())
-    policies["previews"] = {"bases": ["main"], "seed": "demo", "ttl": "2d"}
+    policies["previews"] = previews
     # The preview is the state's only environment: its removal must not read as a state
     # emptied by mistake (which prunes nothing).
     policies["prune"] = {"allow_empty": True}
@@ -67,8 +66,6 @@ def test_a_preview_opens_answers_is_posted_and_merging_leaves_nothing(
         },
         "previews",
     )
-    git("push", "-q", "origin", "main:refs/heads/fix/pr-7", cwd=world.app.dir)
-    data = str(world.data_dir)
     stored = subprocess.run(
         [
             sys.executable,
@@ -80,7 +77,7 @@ def test_a_preview_opens_answers_is_posted_and_merging_leaves_nothing(
             "--host",
             "127.0.0.1",
             "--data-dir",
-            data,
+            str(world.data_dir),
         ],
         input="forge-tok\n",
         env=world.cli_env(),
@@ -91,8 +88,11 @@ def test_a_preview_opens_answers_is_posted_and_merging_leaves_nothing(
     assert stored.returncode == 0, stored.stderr
     secret_file = tmp_path / "webhook.secret"
     secret_file.write_text(SECRET)
-    forge.pull(7, head="fix/pr-7", author="alice")
+    return secret_file
 
+
+def start_daemon(world: World, secret_file: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The daemon with its API and webhooks (polling the forge hourly only: deliveries act)."""
     port = free_port()
     args = daemon_args(world, interval=300, listen=f"127.0.0.1:{port}")
     proc = subprocess.Popen(
@@ -112,6 +112,21 @@ def test_a_preview_opens_answers_is_posted_and_merging_leaves_nothing(
     )
     try:
         wait_for(lambda: _up(port) and _loaded(world), 60, "the API and the first pass")
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=60)
+        raise
+    return proc, port
+
+
+def test_a_preview_opens_answers_is_posted_and_merging_leaves_nothing(
+    world: World, forge: FakeForge, tmp_path: Path
+) -> None:
+    secret_file = on_forge(world, forge, tmp_path, {"bases": ["main"], "seed": "demo", "ttl": "2d"})
+    git("push", "-q", "origin", "main:refs/heads/fix/pr-7", cwd=world.app.dir)
+    forge.pull(7, head="fix/pr-7", author="alice")
+    proc, port = start_daemon(world, secret_file)
+    try:
         deliver(port, forge, "opened", 7, "d-1", f"file://{world.app_remote}")
         wait_for(lambda: world.env_path("pr-7") in _state_files(world), 30, "the preview's commit")
         wait_for(lambda: "is ready" in "".join(forge.comments_on(7)), 240, "the ready comment")
@@ -141,6 +156,37 @@ def test_a_preview_opens_answers_is_posted_and_merging_leaves_nothing(
             for v in world.docker.volumes.list(filters={"name": f"odooops-{world.project}-pr-7"})
         ]
         assert volumes == []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("forge", ["gitlab"], indirect=True)
+def test_a_fork_allowed_by_the_policy_gets_a_demo_preview_of_the_requests_ref(
+    world: World, forge: FakeForge, tmp_path: Path
+) -> None:
+    """A request from a fork: its head is not a branch of the repository, but the forge's ref
+    of the request is (GitLab: refs/merge-requests/9/head), mirrored as merge-requests/9; the
+    preview tracks it, with demo data although the policy copies production."""
+    secret_file = on_forge(
+        world,
+        forge,
+        tmp_path,
+        {"bases": ["main"], "seed": {"copy-of": "prod"}, "forks": True},
+    )
+    world.declare("prod", branch="main", tier="production")
+    git("push", "-q", "origin", "main:refs/merge-requests/9/head", cwd=world.app.dir)
+    forge.pull(9, head="main", author="mallory", fork=True)
+    proc, port = start_daemon(world, secret_file)
+    try:
+        deliver(port, forge, "opened", 9, "f-1", f"file://{world.app_remote}")
+        wait_for(lambda: "is ready" in "".join(forge.comments_on(9)), 240, "the fork's preview")
+        declared = yaml.safe_load(
+            git("--git-dir", str(world.state_remote), "show", f"main:{world.env_path('pr-9')}")
+        )
+        assert declared["branch"] == "merge-requests/9"
+        assert declared["preview"]["fork"] is True and declared["overrides"] == {"demo": True}
+        assert "db" not in declared  # never a copy of production for a fork's code
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

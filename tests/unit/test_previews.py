@@ -273,3 +273,17 @@ def test_a_reviewed_state_says_its_plan_or_its_problems() -> None:
 
 class StateConfigStub:
     """A validated state, for ``verdict`` (which only tells it from an ``InvalidState``)."""
+
+
+@pytest.mark.parametrize(("forge", "branch"), [("github", "pull/12"), ("gitea", "pull/12"),
+                                               ("gitlab", "merge-requests/12")])  # fmt: skip
+def test_a_fork_allowed_by_the_policy_tracks_the_forges_ref_with_demo_data(
+    forge: str, branch: str
+) -> None:
+    policy = replace(POLICY, forks=True, seed="prod")
+    fork = replace(PR, forge=forge, fork=True, head="main")  # the fork's own main
+    decision = decide("acme", policy, fork, [spec("prod", branch="main")], NOW)
+    assert (decision.kind, decision.fields["branch"]) == ("open", branch)
+    assert decision.fields["overrides"] == {"demo": True} and "db" not in decision.fields
+    assert decision.fields["preview"]["fork"] is True
+    assert previews.pull_refspec(forge).endswith(f":refs/heads/{branch.split('/')[0]}/*")
