@@ -102,6 +102,10 @@ class Previews:
         self._facts: dict[RequestKey, PullRequest] = {}  # newest fact per request, not yet run
         self._lock = threading.Lock()
         self.outcomes: dict[RequestKey, Outcome] = {}
+        # The previews the last publish saw, to tell their requests when one goes otherwise
+        # than by its closing (its expiry, or its file removed by hand).
+        self._seen: dict[EnvKey, EnvironmentSpec] = {}
+        self._closed: set[EnvKey] = set()  # removed by a close: its comment says so already
         self.queue: WorkQueue[RequestKey] = WorkQueue("previews", self._run, workers=2)
 
     def start(self) -> None:
@@ -238,16 +242,28 @@ class Previews:
         if decision.kind == "open":
             self._comment(project, pr, decision.key, "preparing")
         elif decision.kind == "close":
+            self._closed.add(decision.key)
             self._comment(project, pr, decision.key, "removed", detail=decision.reason)
         return None
 
     # ----------------------------------------------------------------------- comments
     def publish(self, state: StateConfig | None) -> None:
         """Bring each preview's comment up to date with its status (ready with its URL, or
-        failed with why); a comment whose text would not change is not sent again."""
+        failed with why), and tell the request of a preview that went otherwise than by its
+        closing (its expiry, or by hand); a comment whose text would not change is not sent
+        again."""
         if state is None:
             return
         statuses = self._statuses()
+        current = {s.key: s for s in state.environments if s.preview is not None}
+        for key, gone in self._seen.items():
+            project = state.projects.get(key.project)
+            if key in current or key in self._closed or project is None:
+                continue
+            detail = "its environment expired or its file was removed from the state repository"
+            self._comment(project, _request_of(gone), key, "removed", detail=detail)
+        self._seen = current
+        self._closed &= set(current)
         for spec in state.environments:
             if spec.preview is None:
                 continue

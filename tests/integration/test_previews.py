@@ -318,3 +318,21 @@ def test_a_preview_closes_even_after_its_policy_is_gone(setup: Setup) -> None:
     assert "pr-8" not in setup.files()
     setup.deliver("closed", 7, state="closed")
     assert "pr-7" not in setup.files()
+
+
+def test_a_preview_removed_otherwise_than_by_its_closing_tells_its_request(setup: Setup) -> None:
+    from reconciler.core.model import EnvKey
+    from reconciler.gitops import changes
+    from reconciler.gitops.gitsource import Author
+
+    setup.deliver("opened", 7)
+    setup.deliver("opened", 8)
+    setup.previews.publish(setup.writer.current())
+    # The sweeper's commit, or a person's: the file goes, the request stays open.
+    setup.writer.submit(changes.Operation("destroy", EnvKey("acme", "pr-7")), Author("A", "a@x"))
+    setup.deliver("merged", 8, state="merged")  # closed by its request: said already
+    setup.previews.publish(setup.writer.current())
+    [seven] = setup.forge.comments_on(7)
+    assert "was removed: its environment expired or its file was removed" in seven
+    [eight] = setup.forge.comments_on(8)
+    assert "was removed" in eight and "expired" not in eight
