@@ -1107,7 +1107,8 @@ class Engine:
                 return PassResult("", Plan(), state_error=refreshed.error)
             desired = refreshed.snapshot.desired
             bound = max(1, refreshed.snapshot.config.platform.quotas.max_concurrent_deployments)
-            for wave in _waves(refreshed.to_run, desired):
+            tiers = {k: r.tier for k, r in self.ledger.databases().items()}
+            for wave in _waves(refreshed.to_run, desired, tiers):
                 with ThreadPoolExecutor(max_workers=min(bound, len(wave))) as pool:
                     list(pool.map(self.reconcile_env, wave))
             errors = {k: e for k, e in self.errors.items() if k in set(refreshed.to_run)}
@@ -1206,24 +1207,33 @@ def _fingerprint(want: DesiredEnvironment | None) -> str:
     return "absent" if want is None else f"{want.state_commit}:{want.odoo_spec_hash()}"
 
 
-def _waves(keys: Iterable[EnvKey], desired: Desired) -> list[list[EnvKey]]:
-    """Environments that copy another one being applied in the same pass go second.
+def _waves(
+    keys: Iterable[EnvKey], desired: Desired, tiers: Mapping[EnvKey, str] | None = None
+) -> list[list[EnvKey]]:
+    """Environments that copy another one being applied in the same pass go second, and a
+    removed production goes last.
 
     A staging declared as a copy of production, both new, would otherwise fail its copy (the
-    source is not initialised yet) and wait for a later pass.
+    source is not initialised yet) and wait for a later pass. Removed in one commit, the
+    other way round: production's role (which owns its golden copy, the source of copies)
+    is dropped once the copies are gone, not while one still holds what depends on it.
     """
     todo = list(keys)
     first: list[EnvKey] = []
     second: list[EnvKey] = []
+    last: list[EnvKey] = []
     for key in todo:
         want = desired.environments.get(key)
+        if want is None and (tiers or {}).get(key) == Tier.PRODUCTION.value:
+            last.append(key)
+            continue
         source = (
             EnvKey(key.project, want.spec.db_source)
             if want is not None and want.spec.db_source != "fresh"
             else None
         )
         (second if source is not None and source in todo else first).append(key)
-    return [w for w in (first, second) if w]
+    return [w for w in (first, second, last) if w]
 
 
 def _base_status(
